@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what tests and the demo need on a fresh machine of this kind (Debian + npm registries only).
+# Idempotent: every step checks first, so a second run takes a second.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+need_apt=()
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v restic >/dev/null || need_apt+=(restic)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v rsync >/dev/null || need_apt+=(rsync)
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+[ -x /usr/lib/go-1.19/bin/go ] || need_apt+=(golang-1.19-go)
+[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need_apt+=(golang-github-modern-go-reflect2-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$here/node_modules/.bin/bun" ] || [ ! -d "$here/node_modules/@kubernetes/client-node" ]; then
+  echo "install-deps: npm install" >&2
+  (cd "$here" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+"$here/scripts/build-apiserver.sh" >&2

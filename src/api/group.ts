@@ -1,0 +1,38 @@
+/** @module API group, version, kinds and the names the controller puts on objects. */
+
+export const GROUP = 'kubedr.catalogicsoftware.com';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** Where KubeDR ran and where users keep their objects. */
+export const DEFAULT_NAMESPACE = 'kubedr-system';
+
+/** Name under which the controller writes (server-side field manager) and reports events. */
+export const COMPONENT = 'kubedr';
+
+export interface ResourceRef {
+  group: string;
+  version: string;
+  kind: string;
+  plural: string;
+}
+
+const kubedr = (kind: string, plural: string): ResourceRef => ({ group: GROUP, version: VERSION, kind, plural });
+
+export const BACKUP_LOCATION = kubedr('BackupLocation', 'backuplocations');
+export const BACKUP_POLICY = kubedr('MetadataBackupPolicy', 'metadatabackuppolicies');
+export const BACKUP_RECORD = kubedr('MetadataBackupRecord', 'metadatabackuprecords');
+export const RESTORE = kubedr('MetadataRestore', 'metadatarestores');
+
+export const SECRET: ResourceRef = { group: '', version: 'v1', kind: 'Secret', plural: 'secrets' };
+export const EVENT: ResourceRef = { group: '', version: 'v1', kind: 'Event', plural: 'events' };
+export const LEASE: ResourceRef = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases' };
+
+/** Keys of the BackupLocation credentials Secret. */
+export const LOCATION_SECRET_KEYS = {
+  accessKey: 'access_key',
+  secretKey: 'secret_key',
+  repoPassword: 'restic_repo_password',
+  /** Optional: CA bundle for an endpoint with a private CA. */
+  caCert: 'ca.crt',
+} as const;

@@ -1,0 +1,257 @@
+/**
+ * @module The four custom resources, defined once as OpenAPI schemas. The CRD manifests in `crds/` are generated
+ * from these (`bun scripts/gen-crds.ts`, checked by a test) and the TypeScript types in `types.ts` are derived from them.
+ * Schemas stay structural and valid on Kubernetes 1.20 (no CEL rules).
+ */
+import { GROUP, VERSION } from './group.ts';
+
+export type Schema =
+  | { type: 'string'; description?: string; minLength?: number; default?: string; enum?: readonly string[]; format?: string }
+  | { type: 'integer'; description?: string; minimum?: number; default?: number; format?: string }
+  | { type: 'boolean'; description?: string; default?: boolean }
+  | { type: 'array'; description?: string; items: Schema; 'x-kubernetes-list-type'?: string; 'x-kubernetes-list-map-keys'?: readonly string[] }
+  | {
+      type: 'object';
+      description?: string;
+      properties?: Readonly<Record<string, Schema>>;
+      required?: readonly string[];
+      additionalProperties?: Schema;
+    };
+
+const str = (description: string, extra: { minLength?: number; default?: string; format?: string } = {}) =>
+  ({ type: 'string', description, ...extra }) as const;
+const int = (description: string, extra: { minimum?: number; default?: number } = {}) =>
+  ({ type: 'integer', format: 'int64', description, ...extra }) as const;
+const required = (description: string) => str(description, { minLength: 1 });
+
+/** Standard Kubernetes conditions (metav1.Condition), so `kubectl wait --for=condition=Ready` works. */
+const conditions = {
+  type: 'array',
+  description: 'Standard conditions; Ready is True when the resource is usable.',
+  'x-kubernetes-list-type': 'map',
+  'x-kubernetes-list-map-keys': ['type'],
+  items: {
+    type: 'object',
+    required: ['type', 'status', 'lastTransitionTime', 'reason', 'message'],
+    properties: {
+      type: required('Condition type, e.g. Ready.'),
+      status: { type: 'string', enum: ['True', 'False', 'Unknown'], description: 'True, False or Unknown.' },
+      observedGeneration: int('The .metadata.generation the condition was set for.'),
+      lastTransitionTime: str('When the status last changed.', { format: 'date-time' }),
+      reason: str('CamelCase reason.'),
+      message: str('Human-readable detail.'),
+    },
+  },
+} as const;
+
+export const backupLocationSchema = {
+  type: 'object',
+  properties: {
+    spec: {
+      type: 'object',
+      description: 'An S3 bucket holding a restic repository.',
+      required: ['url', 'bucketName', 'credentials'],
+      properties: {
+        url: required('S3 endpoint, e.g. https://s3.example.com:9000 (no bucket in the path).'),
+        bucketName: required('Bucket for the restic repository; created if missing.'),
+        credentials: required(
+          'Secret in the same namespace with access_key, secret_key, restic_repo_password and optionally ca.crt.'),
+      },
+    },
+    status: {
+      type: 'object',
+      properties: {
+        initStatus: { type: 'string', enum: ['Initializing', 'Completed', 'Failed'], description: 'Repository initialisation state.' },
+        initErrorMessage: str('Why initialisation failed; empty on success.'),
+        initTime: str('When initialisation last finished (RFC 3339).'),
+        observedGeneration: int('The .metadata.generation this status describes.'),
+        observedCredentialsVersion: str('resourceVersion of the credentials Secret this status describes.'),
+        conditions,
+      },
+    },
+  },
+} as const;
+
+export const backupPolicySchema = {
+  type: 'object',
+  properties: {
+    spec: {
+      type: 'object',
+      description: 'What to back up (etcd and certificates), where, when and how many to keep.',
+      required: ['destination', 'schedule'],
+      properties: {
+        destination: required('Name of the BackupLocation.'),
+        certsDir: str('Directory of certificates to back up, e.g. /etc/kubernetes/pki. Optional.'),
+        etcdEndpoint: str('etcd client URL.', { default: 'https://127.0.0.1:2379' }),
+        etcdCreds: str('Secret with ca.crt, client.crt and client.key for etcd.', { default: 'etcd-creds' }),
+        schedule: required('Cron schedule (5 fields, or @hourly, @daily, ...), as in a CronJob.'),
+        timeZone: str('IANA time zone for the schedule, e.g. Europe/Berlin. Default: the controller\'s (UTC in the image).'),
+        retainNumBackups: int('Successful backups to keep.', { minimum: 1, default: 120 }),
+        suspend: { type: 'boolean', description: 'Pause scheduled backups.', default: false },
+        options: { type: 'object', description: 'Free-form options.', additionalProperties: { type: 'string' } },
+      },
+    },
+    status: {
+      type: 'object',
+      properties: {
+        backupStatus: { type: 'string', enum: ['Running', 'Completed', 'Failed'], description: 'State of the most recent backup.' },
+        backupTime: str('When the most recent backup finished (RFC 3339).'),
+        backupErrorMessage: str('Why the most recent backup failed; empty on success.'),
+        filesNew: int('restic: new files.'),
+        filesChanged: int('restic: changed files.'),
+        dataAdded: int('restic: bytes added to the repository.'),
+        totalBytesProcessed: int('restic: bytes read.'),
+        totalDurationSecs: str('Wall time of the whole backup, seconds (fractional).'),
+        snapshotId: str('restic snapshot id of the most recent successful backup.'),
+        mbrName: str('MetadataBackupRecord of the most recent successful backup.'),
+        observedGeneration: int('The .metadata.generation this status describes.'),
+        conditions,
+      },
+    },
+  },
+} as const;
+
+export const backupRecordSchema = {
+  type: 'object',
+  properties: {
+    spec: {
+      type: 'object',
+      description: 'One successful backup.',
+      required: ['snapshotId', 'policy', 'backuploc'],
+      properties: {
+        snapshotId: required('restic snapshot id.'),
+        policy: required('MetadataBackupPolicy that took the backup.'),
+        backuploc: required('BackupLocation holding the snapshot.'),
+      },
+    },
+    status: {
+      type: 'object',
+      properties: {
+        backupTime: str('When the backup finished (RFC 3339).'),
+        etcdRevision: int('etcd revision of the snapshot.'),
+        etcdSnapshotSize: int('Size of the etcd snapshot in bytes.'),
+        etcdSnapshotSha256: str('SHA-256 of the etcd snapshot file.'),
+        message: str('Why the record cannot be removed yet, if so.'),
+      },
+    },
+  },
+} as const;
+
+export const restoreSchema = {
+  type: 'object',
+  properties: {
+    spec: {
+      type: 'object',
+      description: 'Restore a recorded backup into a PersistentVolumeClaim.',
+      required: ['mbrName', 'pvcName'],
+      properties: {
+        mbrName: required('MetadataBackupRecord to restore.'),
+        pvcName: required('PersistentVolumeClaim in the same namespace to restore into.'),
+      },
+    },
+    status: {
+      type: 'object',
+      properties: {
+        restoreStatus: { type: 'string', enum: ['Running', 'Completed', 'Failed'], description: 'Restore state.' },
+        restoreErrorMessage: str('Why the restore failed; empty on success.'),
+        restoreTime: str('When the restore finished (RFC 3339).'),
+        observedGeneration: int('The .metadata.generation this status describes.'),
+        conditions,
+      },
+    },
+  },
+} as const;
+
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'boolean' | 'date';
+  jsonPath: string;
+  description?: string;
+  priority?: number;
+}
+
+export interface KindDefinition {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  schema: Schema;
+  printerColumns: PrinterColumn[];
+}
+
+const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+export const kinds: KindDefinition[] = [
+  {
+    kind: 'BackupLocation', plural: 'backuplocations', singular: 'backuplocation', shortNames: ['bl', 'backuploc'],
+    schema: backupLocationSchema,
+    printerColumns: [
+      { name: 'URL', type: 'string', jsonPath: '.spec.url' },
+      { name: 'Bucket', type: 'string', jsonPath: '.spec.bucketName' },
+      { name: 'Status', type: 'string', jsonPath: '.status.initStatus' },
+      { name: 'Message', type: 'string', jsonPath: '.status.initErrorMessage', priority: 1 },
+      age,
+    ],
+  },
+  {
+    kind: 'MetadataBackupPolicy', plural: 'metadatabackuppolicies', singular: 'metadatabackuppolicy', shortNames: ['mbp'],
+    schema: backupPolicySchema,
+    printerColumns: [
+      { name: 'Schedule', type: 'string', jsonPath: '.spec.schedule' },
+      { name: 'Suspended', type: 'boolean', jsonPath: '.spec.suspend' },
+      { name: 'Last Status', type: 'string', jsonPath: '.status.backupStatus' },
+      { name: 'Last Backup', type: 'date', jsonPath: '.status.backupTime' },
+      { name: 'Snapshot', type: 'string', jsonPath: '.status.snapshotId' },
+      { name: 'Location', type: 'string', jsonPath: '.spec.destination', priority: 1 },
+      { name: 'Message', type: 'string', jsonPath: '.status.backupErrorMessage', priority: 1 },
+      age,
+    ],
+  },
+  {
+    kind: 'MetadataBackupRecord', plural: 'metadatabackuprecords', singular: 'metadatabackuprecord', shortNames: ['mbr'],
+    schema: backupRecordSchema,
+    printerColumns: [
+      { name: 'Snapshot', type: 'string', jsonPath: '.spec.snapshotId' },
+      { name: 'Policy', type: 'string', jsonPath: '.spec.policy' },
+      { name: 'Location', type: 'string', jsonPath: '.spec.backuploc' },
+      { name: 'Backup Time', type: 'date', jsonPath: '.status.backupTime' },
+      age,
+    ],
+  },
+  {
+    kind: 'MetadataRestore', plural: 'metadatarestores', singular: 'metadatarestore', shortNames: ['mr'],
+    schema: restoreSchema,
+    printerColumns: [
+      { name: 'Record', type: 'string', jsonPath: '.spec.mbrName' },
+      { name: 'PVC', type: 'string', jsonPath: '.spec.pvcName' },
+      { name: 'Status', type: 'string', jsonPath: '.status.restoreStatus' },
+      { name: 'Message', type: 'string', jsonPath: '.status.restoreErrorMessage', priority: 1 },
+      age,
+    ],
+  },
+];
+
+/** The apiextensions.k8s.io/v1 CustomResourceDefinition for one kind. */
+export function crdManifest(def: KindDefinition): Record<string, unknown> {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${def.plural}.${GROUP}` },
+    spec: {
+      group: GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind: def.kind, listKind: `${def.kind}List`, plural: def.plural, singular: def.singular,
+        shortNames: def.shortNames, categories: ['kubedr'],
+      },
+      versions: [{
+        name: VERSION,
+        served: true,
+        storage: true,
+        subresources: { status: {} },
+        additionalPrinterColumns: def.printerColumns,
+        schema: { openAPIV3Schema: { ...def.schema, required: ['spec'] } },
+      }],
+    },
+  };
+}

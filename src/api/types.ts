@@ -1,0 +1,74 @@
+/** @module TypeScript types of the four custom resources, derived from the schemas in `schema.ts` (never written twice). */
+import type { backupLocationSchema, backupPolicySchema, backupRecordSchema, restoreSchema } from './schema.ts';
+
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+
+type ObjectOf<P, R> = Simplify<
+  { -readonly [K in keyof P as K extends R ? K : never]: FromSchema<P[K]> } &
+  { -readonly [K in keyof P as K extends R ? never : K]?: FromSchema<P[K]> }
+>;
+
+/** Maps an OpenAPI schema (as a const) to the TypeScript type of the values it admits. */
+export type FromSchema<S> =
+  S extends { type: 'string'; enum: readonly (infer E)[] } ? E :
+  S extends { type: 'string' } ? string :
+  S extends { type: 'integer' } ? number :
+  S extends { type: 'boolean' } ? boolean :
+  S extends { type: 'array'; items: infer I } ? FromSchema<I>[] :
+  S extends { type: 'object'; properties: infer P } ? ObjectOf<P, S extends { required: readonly (infer R)[] } ? R : never> :
+  S extends { type: 'object'; additionalProperties: infer A } ? Record<string, FromSchema<A>> :
+  never;
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: OwnerReference[];
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+/** Any Kubernetes object as it comes from the API. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+}
+
+type Resource<S> = KubeObject & FromSchema<S>;
+
+export type BackupLocation = Resource<typeof backupLocationSchema>;
+export type BackupLocationSpec = BackupLocation['spec'];
+export type BackupLocationStatus = NonNullable<BackupLocation['status']>;
+
+export type MetadataBackupPolicy = Resource<typeof backupPolicySchema>;
+export type MetadataBackupPolicySpec = MetadataBackupPolicy['spec'];
+export type MetadataBackupPolicyStatus = NonNullable<MetadataBackupPolicy['status']>;
+
+export type MetadataBackupRecord = Resource<typeof backupRecordSchema>;
+export type MetadataBackupRecordStatus = NonNullable<MetadataBackupRecord['status']>;
+
+export type MetadataRestore = Resource<typeof restoreSchema>;
+export type MetadataRestoreStatus = NonNullable<MetadataRestore['status']>;
+
+export type Condition = NonNullable<BackupLocationStatus['conditions']>[number];
+
+export interface Secret extends KubeObject {
+  type?: string;
+  /** Base64-encoded values. */
+  data?: Record<string, string>;
+}

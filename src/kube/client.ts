@@ -1,0 +1,209 @@
+/**
+ * @module Kubernetes access that works under Bun. client-node loads the kubeconfig (or in-cluster ServiceAccount) and
+ * computes TLS material and auth headers (token, client certificate, exec plugins); requests go through Bun's own
+ * `fetch` with those TLS options, because client-node's undici dispatcher is silently ignored under Bun
+ * (shared/notes/stack.md).
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { isIP } from 'node:net';
+import type { ResourceRef } from '../api/group.ts';
+import type { KubeObject } from '../api/types.ts';
+import { ApiError, ConnectionError } from './errors.ts';
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+export interface ClientOptions {
+  kubeconfig?: string;
+  context?: string;
+  /** Field manager name for writes. */
+  fieldManager: string;
+}
+
+interface TlsOptions {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  rejectUnauthorized?: boolean;
+  serverName?: string;
+}
+
+type PatchType = 'merge' | 'json';
+const patchContentType: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+};
+
+const text = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
+
+export class KubeClient {
+  private constructor(
+    private readonly kc: KubeConfig,
+    readonly server: string,
+    private readonly fieldManager: string,
+  ) {}
+
+  /**
+   * Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount
+   * (client-node's loadFromDefault order).
+   */
+  static load(opts: ClientOptions): KubeClient {
+    const kc = new KubeConfig();
+    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+    else kc.loadFromDefault();
+    if (opts.context) kc.setCurrentContext(opts.context);
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('no cluster in the Kubernetes configuration (kubeconfig or in-cluster ServiceAccount)');
+    return new KubeClient(kc, cluster.server.replace(/\/$/, ''), opts.fieldManager);
+  }
+
+  /** The namespace of the current context, or of the in-cluster ServiceAccount. */
+  currentNamespace(): string | undefined {
+    const ctx = this.kc.getContextObject(this.kc.getCurrentContext());
+    return ctx?.namespace;
+  }
+
+  /** TLS material and headers for one request; exec and token credentials are refreshed by client-node as they expire. */
+  private async auth(): Promise<{ tls: TlsOptions; headers: Record<string, string> }> {
+    const opts: Record<string, unknown> & { headers?: Record<string, unknown> } = {};
+    await this.kc.applyToHTTPSOptions(opts as Parameters<KubeConfig['applyToHTTPSOptions']>[0]);
+    const tls: TlsOptions = {};
+    const ca = text(opts.ca);
+    if (ca) tls.ca = ca;
+    const cert = text(opts.cert);
+    const key = text(opts.key);
+    if (cert && key) {
+      tls.cert = cert;
+      tls.key = key;
+    }
+    if (opts.rejectUnauthorized === false) tls.rejectUnauthorized = false;
+    // Bun refuses an IP address as TLS server name; for an IP the certificate is checked against the IP anyway.
+    const servername = text(opts.servername);
+    if (servername && !isIP(servername)) tls.serverName = servername;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = String(v);
+    if (typeof opts.auth === 'string' && !headers.Authorization) {
+      headers.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    }
+    return { tls, headers };
+  }
+
+  private async fetch(method: string, path: string, init: { body?: string; contentType?: string; signal?: AbortSignal } = {}): Promise<Response> {
+    const { tls, headers } = await this.auth();
+    if (init.contentType) headers['Content-Type'] = init.contentType;
+    headers.Accept = 'application/json';
+    try {
+      return await fetch(this.server + path, { method, headers, body: init.body, signal: init.signal, tls });
+    } catch (err) {
+      if (err instanceof Error && err.name === 'AbortError') throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new ConnectionError(`cannot reach the Kubernetes API at ${this.server}: ${msg}`, { cause: err });
+    }
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', signal?: AbortSignal): Promise<T> {
+    const res = await this.fetch(method, path, {
+      body: body === undefined ? undefined : JSON.stringify(body),
+      contentType: body === undefined ? undefined : contentType,
+      signal,
+    });
+    const raw = await res.text();
+    if (!res.ok) throw apiError(res.status, raw, method, path);
+    return (raw ? JSON.parse(raw) : {}) as T;
+  }
+
+  path(ref: ResourceRef, namespace?: string, name?: string, subresource?: string): string {
+    const base = ref.group ? `/apis/${ref.group}/${ref.version}` : `/api/${ref.version}`;
+    let p = namespace ? `${base}/namespaces/${encodeURIComponent(namespace)}/${ref.plural}` : `${base}/${ref.plural}`;
+    if (name) p += `/${encodeURIComponent(name)}`;
+    if (subresource) p += `/${subresource}`;
+    return p;
+  }
+
+  get<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string): Promise<T> {
+    return this.request<T>('GET', this.path(ref, namespace, name));
+  }
+
+  async list<T extends KubeObject>(ref: ResourceRef, namespace?: string, query: Record<string, string> = {}): Promise<ListResult<T>> {
+    const qs = new URLSearchParams(query).toString();
+    const res = await this.request<{ items: T[]; metadata: { resourceVersion: string } }>(
+      'GET', this.path(ref, namespace) + (qs ? `?${qs}` : ''));
+    // Lists omit apiVersion/kind on items; put them back so cached objects are self-describing.
+    const apiVersion = ref.group ? `${ref.group}/${ref.version}` : ref.version;
+    const items = res.items.map((i) => ({ ...i, apiVersion, kind: ref.kind }));
+    return { items, resourceVersion: res.metadata.resourceVersion };
+  }
+
+  create<T extends KubeObject>(ref: ResourceRef, namespace: string, obj: T): Promise<T> {
+    return this.request<T>('POST', `${this.path(ref, namespace)}?fieldManager=${this.fieldManager}`, obj);
+  }
+
+  replace<T extends KubeObject>(ref: ResourceRef, namespace: string, obj: T): Promise<T> {
+    return this.request<T>('PUT', `${this.path(ref, namespace, obj.metadata.name)}?fieldManager=${this.fieldManager}`, obj);
+  }
+
+  patch<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string, patch: unknown, type: PatchType = 'merge'): Promise<T> {
+    return this.request<T>('PATCH', `${this.path(ref, namespace, name)}?fieldManager=${this.fieldManager}`, patch, patchContentType[type]);
+  }
+
+  /** Writes status through the /status subresource only; spec cannot be touched this way. */
+  patchStatus<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string, status: object): Promise<T> {
+    return this.request<T>('PATCH', `${this.path(ref, namespace, name, 'status')}?fieldManager=${this.fieldManager}`,
+      { status }, patchContentType.merge);
+  }
+
+  async delete(ref: ResourceRef, namespace: string, name: string): Promise<void> {
+    await this.request('DELETE', this.path(ref, namespace, name));
+  }
+
+  /**
+   * Opens a watch from `resourceVersion` and yields its events until the server ends the stream or `signal` aborts.
+   * An expired resourceVersion arrives as an ERROR event (or a 410 response) and is raised as ApiError 410.
+   */
+  async *watch<T>(ref: ResourceRef, namespace: string | undefined, resourceVersion: string, signal: AbortSignal,
+    timeoutSeconds = 300): AsyncGenerator<WatchEvent<T>> {
+    const qs = new URLSearchParams({
+      watch: '1', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds),
+    });
+    const path = `${this.path(ref, namespace)}?${qs}`;
+    const res = await this.fetch('GET', path, { signal });
+    if (!res.ok || !res.body) throw apiError(res.status, await res.text(), 'WATCH', path);
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body) {
+      buf += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        const ev = JSON.parse(line) as WatchEvent<T>;
+        if (ev.type === 'ERROR') {
+          const st = ev.object as { code?: number; reason?: string; message?: string };
+          throw new ApiError(st.code ?? 500, st.reason ?? 'Error', st.message ?? 'watch error', 'WATCH', path);
+        }
+        yield ev;
+      }
+    }
+  }
+}
+
+function apiError(status: number, raw: string, method: string, path: string): ApiError {
+  let reason = 'Error';
+  let message = raw.slice(0, 500);
+  try {
+    const st = JSON.parse(raw) as { reason?: string; message?: string };
+    reason = st.reason ?? reason;
+    message = st.message ?? message;
+  } catch {
+    // Not a Status object; keep the raw text.
+  }
+  return new ApiError(status, reason, message, method, path);
+}

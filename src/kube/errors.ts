@@ -1,0 +1,31 @@
+/** @module Errors from the Kubernetes API, classified by HTTP status. */
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+    readonly method: string,
+    readonly path: string,
+  ) {
+    super(`${method} ${path}: ${status} ${reason}: ${message}`);
+    this.name = 'ApiError';
+  }
+}
+
+/** The API server could not be reached at all (refused, reset, TLS). */
+export class ConnectionError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConnectionError';
+  }
+}
+
+const hasStatus = (err: unknown, status: number): boolean => err instanceof ApiError && err.status === status;
+
+export const isNotFound = (err: unknown): boolean => hasStatus(err, 404);
+export const isConflict = (err: unknown): boolean => hasStatus(err, 409);
+/** 410 Gone: a watch's resourceVersion is too old; relist. */
+export const isGone = (err: unknown): boolean => hasStatus(err, 410);
+export const isForbidden = (err: unknown): boolean => hasStatus(err, 403);
+export const isAlreadyExists = (err: unknown): boolean => isConflict(err) && (err as ApiError).reason === 'AlreadyExists';
