@@ -4,7 +4,8 @@
 set -euo pipefail
 cache=${KUBEDR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubedr-testenv}
 version=${KUBE_SRC_VERSION:-1.20.2}
-out="$cache/kube-apiserver-$version"
+# The suffix names the vendored-library fixes below; change it when they change so old builds are not reused.
+out="$cache/kube-apiserver-$version-reflect2-jsoniter"
 if [ -x "$out" ]; then echo "$out"; exit 0; fi
 
 mkdir -p "$cache"
@@ -32,6 +33,11 @@ if [ ! -d "$tree/vendor" ]; then
   rm -rf "$tree/vendor/github.com/modern-go/reflect2"
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/"
   rm -f "$tree/vendor/github.com/modern-go/reflect2/go.mod"
+  # json-iterator 1.1.10 on Go 1.19 decodes every empty string in a custom resource as null ("must be of type string:
+  # null"); 1.1.12 (Debian's, made for reflect2 1.0.2) decodes it as "".
+  rm -rf "$tree/vendor/github.com/json-iterator/go"
+  cp -r /usr/share/gocode/src/github.com/json-iterator/go "$tree/vendor/github.com/json-iterator/"
+  rm -f "$tree/vendor/github.com/json-iterator/go/go.mod" "$tree/vendor/github.com/json-iterator/go/go.sum"
 fi
 echo "build-apiserver: building kube-apiserver $version (about 10 minutes on 2 cores, once)" >&2
 (cd "$tree" && PATH=/usr/lib/go-1.19/bin:$PATH make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1) \

@@ -46,6 +46,7 @@ const conditions = {
 
 export const backupLocationSchema = {
   type: 'object',
+  required: ['spec'],
   properties: {
     spec: {
       type: 'object',
@@ -74,6 +75,7 @@ export const backupLocationSchema = {
 
 export const backupPolicySchema = {
   type: 'object',
+  required: ['spec'],
   properties: {
     spec: {
       type: 'object',
@@ -113,6 +115,7 @@ export const backupPolicySchema = {
 
 export const backupRecordSchema = {
   type: 'object',
+  required: ['spec'],
   properties: {
     spec: {
       type: 'object',
@@ -139,6 +142,7 @@ export const backupRecordSchema = {
 
 export const restoreSchema = {
   type: 'object',
+  required: ['spec'],
   properties: {
     spec: {
       type: 'object',
@@ -250,7 +254,7 @@ export function crdManifest(def: KindDefinition): Record<string, unknown> {
         storage: true,
         subresources: { status: {} },
         additionalPrinterColumns: def.printerColumns,
-        schema: { openAPIV3Schema: { ...def.schema, required: ['spec'] } },
+        schema: { openAPIV3Schema: def.schema },
       }],
     },
   };

@@ -15,8 +15,9 @@ export interface ListResult<T> {
   resourceVersion: string;
 }
 
+/** A watch event; ERROR events are raised as ApiError instead. */
 export interface WatchEvent<T> {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK';
   object: T;
 }
 
@@ -184,7 +185,7 @@ export class KubeClient {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         if (!line) continue;
-        const ev = JSON.parse(line) as WatchEvent<T>;
+        const ev = JSON.parse(line) as WatchEvent<T> | { type: 'ERROR'; object: unknown };
         if (ev.type === 'ERROR') {
           const st = ev.object as { code?: number; reason?: string; message?: string };
           throw new ApiError(st.code ?? 500, st.reason ?? 'Error', st.message ?? 'watch error', 'WATCH', path);

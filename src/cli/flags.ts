@@ -1,0 +1,111 @@
+/**
+ * @module A small flag parser shared by every subcommand: `--name value`, `--name=value`, booleans, durations
+ * (`500ms`, `15s`, `2m`, `1h`), an environment variable per flag, and generated `--help` text.
+ */
+
+export type FlagType = 'string' | 'boolean' | 'duration' | 'int';
+
+export interface FlagSpec {
+  type: FlagType;
+  help: string;
+  default?: string | boolean | number;
+  /** Environment variable read when the flag is not given. */
+  env?: string;
+}
+
+type ValueOf<T extends FlagType> = T extends 'boolean' ? boolean : T extends 'string' ? string : number;
+export type Parsed<S extends Record<string, FlagSpec>> = { [K in keyof S]: ValueOf<S[K]['type']> | (S[K] extends { default: unknown } ? never : undefined) };
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Milliseconds in a duration such as `90s`, `1m30s`, `500ms`, `2h`; a plain number is seconds. */
+export function parseDuration(s: string): number {
+  if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000;
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const parts = [...s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== s) throw new UsageError(`invalid duration "${s}" (e.g. 500ms, 15s, 2m, 1h)`);
+  return parts.reduce((ms, p) => ms + Number(p[1]) * (unit[p[2]!] ?? 0), 0);
+}
+
+function convert(name: string, spec: FlagSpec, raw: string): string | boolean | number {
+  switch (spec.type) {
+    case 'boolean':
+      if (['true', '1', 'yes', ''].includes(raw)) return true;
+      if (['false', '0', 'no'].includes(raw)) return false;
+      throw new UsageError(`--${name} takes true or false, not "${raw}"`);
+    case 'duration':
+      return parseDuration(raw);
+    case 'int': {
+      const n = Number(raw);
+      if (!Number.isInteger(n)) throw new UsageError(`--${name} takes a whole number, not "${raw}"`);
+      return n;
+    }
+    default:
+      return raw;
+  }
+}
+
+export interface ParseResult<S extends Record<string, FlagSpec>> {
+  flags: Parsed<S>;
+  args: string[];
+  help: boolean;
+}
+
+export function parseFlags<S extends Record<string, FlagSpec>>(specs: S, argv: string[], env: Record<string, string | undefined> = process.env): ParseResult<S> {
+  const out: Record<string, unknown> = {};
+  const args: string[] = [];
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--help' || a === '-h') {
+      help = true;
+      continue;
+    }
+    if (a === '--') {
+      args.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith('--')) {
+      args.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    let name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    let raw = eq >= 0 ? a.slice(eq + 1) : undefined;
+    let spec = specs[name];
+    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.type === 'boolean') {
+      name = name.slice(3);
+      spec = specs[name];
+      raw = 'false';
+    }
+    if (!spec) throw new UsageError(`unknown flag --${name}`);
+    if (raw === undefined) {
+      if (spec.type === 'boolean') raw = '';
+      else if (i + 1 < argv.length) raw = argv[++i]!;
+      else throw new UsageError(`--${name} needs a value`);
+    }
+    out[name] = convert(name, spec, raw);
+  }
+  for (const [name, spec] of Object.entries(specs)) {
+    if (name in out) continue;
+    const fromEnv = spec.env ? env[spec.env] : undefined;
+    if (fromEnv !== undefined && fromEnv !== '') out[name] = convert(name, spec, fromEnv);
+    else if (spec.default !== undefined) out[name] = spec.type === 'duration' && typeof spec.default === 'string' ? parseDuration(spec.default) : spec.default;
+  }
+  return { flags: out as Parsed<S>, args, help };
+}
+
+export function helpText(usage: string, summary: string, specs: Record<string, FlagSpec>): string {
+  const rows = Object.entries(specs).map(([name, s]) => {
+    const left = `  --${name}${s.type === 'boolean' ? '' : ` <${s.type}>`}`;
+    const extra = [s.default !== undefined && s.default !== '' ? `default ${String(s.default)}` : '', s.env ? `env ${s.env}` : '']
+      .filter(Boolean).join(', ');
+    return `${left.padEnd(38)} ${s.help}${extra ? ` (${extra})` : ''}`;
+  });
+  return `Usage: ${usage}\n\n${summary}\n\nFlags:\n${rows.join('\n')}\n  --help                                 show this help\n`;
+}

@@ -1,0 +1,161 @@
+/**
+ * @module BackupLocation reconciler: make sure a restic repository exists and opens at `s3:<url>/<bucketName>` with the
+ * credentials Secret, and report the outcome in status, events and metrics. Runs again when the spec or the Secret
+ * changes; transient failures (endpoint down, TLS, access) are retried with backoff, bad input waits for a change.
+ */
+import { READY, reasons, setCondition } from '../api/conditions.ts';
+import { BACKUP_LOCATION, LOCATION_SECRET_KEYS as K } from '../api/group.ts';
+import { INIT_FAILED, INIT_SUCCEEDED, messages } from '../api/events.ts';
+import type { BackupLocation, BackupLocationStatus, Condition, Secret } from '../api/types.ts';
+import { EngineError, isTransientKind } from '../engine/errors.ts';
+import { openOrInit, repositoryAddress } from '../engine/repository.ts';
+import type { Repository, Restic } from '../engine/restic.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { SecretKeyMissingError, secretValues } from '../kube/secrets.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import type { Reconciler, Result } from '../runtime/controller.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+
+export interface BackupLocationDeps {
+  client: KubeClient;
+  locations: Informer<BackupLocation>;
+  secrets: Informer<Secret>;
+  recorder: EventRecorder;
+  metrics: Metrics;
+  restic: Restic;
+  log: Logger;
+  /** First retry delay after a transient failure; doubles up to `maxRetryMs`. */
+  retryBaseMs?: number;
+  maxRetryMs?: number;
+  now?: () => Date;
+}
+
+/** Why a location is not ready: the condition reason, a message for the user, and whether to retry by ourselves. */
+interface Failure {
+  reason: string;
+  message: string;
+  transient: boolean;
+}
+
+/** What a status describes, so a reconcile can tell whether it has already handled the current inputs. */
+interface Inputs {
+  generation: number;
+  credentialsVersion: string;
+}
+
+function toFailure(err: unknown, secretName: string): Failure {
+  if (err instanceof EngineError) {
+    // The condition reason is the error kind, so a restarted controller can tell from status whether to retry.
+    return { reason: err.kind === 'Failed' ? reasons.initFailed : err.kind, message: err.message, transient: err.transient };
+  }
+  if (err instanceof SecretKeyMissingError) {
+    return { reason: 'CredentialsInvalid', message: `credentials ${err.message}`, transient: false };
+  }
+  if (err instanceof SecretNotFound) {
+    return { reason: 'CredentialsNotFound', message: `credentials Secret "${secretName}" not found`, transient: false };
+  }
+  return { reason: reasons.initFailed, message: err instanceof Error ? err.message : String(err), transient: true };
+}
+
+class SecretNotFound extends Error {}
+
+export class BackupLocationReconciler implements Reconciler {
+  private readonly attempts = new Map<string, number>();
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: BackupLocationDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async reconcile(key: string, signal: AbortSignal): Promise<Result | void> {
+    const { locations, secrets, metrics, restic } = this.deps;
+    const log = this.deps.log.child({ backupLocation: key });
+
+    // 1. Load the location, or stop if it is gone (the repository itself is the user's data: never deleted).
+    const loc = locations.get(key);
+    if (!loc) {
+      metrics.locationReady.remove({ location: key.split('/')[1] ?? key });
+      this.attempts.delete(key);
+      return;
+    }
+
+    // 2. Observe the credentials Secret and decide whether the status already describes these inputs.
+    const namespace = loc.metadata.namespace ?? '';
+    const secret = secrets.get(`${namespace}/${loc.spec.credentials}`);
+    const inputs: Inputs = { generation: loc.metadata.generation ?? 0, credentialsVersion: secret?.metadata.resourceVersion ?? '' };
+    const st = loc.status;
+    const sameInputs = st?.observedGeneration === inputs.generation && (st.observedCredentialsVersion ?? '') === inputs.credentialsVersion;
+    const ready = st?.conditions?.find((c) => c.type === READY);
+    if (sameInputs && st?.initStatus === 'Completed') return;
+    const retrying = sameInputs && st?.initStatus === 'Failed';
+    // A terminal failure waits for the user to change the spec or the Secret; that change enqueues us again.
+    if (retrying && ready && !isTransientKind(ready.reason === reasons.initFailed ? 'Failed' : ready.reason)) return;
+
+    // 3. Mark the attempt, unless this is a retry of a failure the user is already looking at.
+    let conditions = st?.conditions;
+    if (!retrying) {
+      conditions = await this.writeStatus(loc, conditions, inputs, { initStatus: 'Initializing', initErrorMessage: '' },
+        { status: 'Unknown', reason: reasons.initializing, message: 'Opening or creating the restic repository' });
+    }
+
+    // 4. Open or create the repository.
+    try {
+      const repo = this.repository(loc, secret);
+      const { created } = await openOrInit(restic, repo, { signal });
+      this.attempts.delete(key);
+      await this.writeStatus(loc, conditions, inputs, { initStatus: 'Completed', initErrorMessage: '' },
+        { status: 'True', reason: reasons.repositoryReady, message: created ? 'Created a new restic repository' : 'Opened the existing restic repository' });
+      metrics.locationReady.set({ location: loc.metadata.name }, 1);
+      await this.deps.recorder.event(loc, 'Normal', INIT_SUCCEEDED, messages.initSucceeded(repo.address));
+      log.info(created ? 'repository created' : 'existing repository opened', { repository: repo.address });
+      return;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const f = toFailure(err, loc.spec.credentials);
+      await this.writeStatus(loc, conditions, inputs, { initStatus: 'Failed', initErrorMessage: f.message },
+        { status: 'False', reason: f.reason, message: f.message });
+      metrics.locationReady.set({ location: loc.metadata.name }, 0);
+      metrics.locationInitFailures.inc({ location: loc.metadata.name, reason: f.reason });
+      await this.deps.recorder.event(loc, 'Warning', INIT_FAILED, f.message);
+      if (!f.transient) {
+        log.warn('initialisation failed; waiting for a change of the spec or Secret', { reason: f.reason, error: f.message });
+        return;
+      }
+      const delay = this.nextRetry(key);
+      log.warn('initialisation failed; will retry', { reason: f.reason, error: f.message, retryInMs: delay });
+      return { requeueAfter: delay };
+    }
+  }
+
+  private nextRetry(key: string): number {
+    const n = this.attempts.get(key) ?? 0;
+    this.attempts.set(key, n + 1);
+    return Math.min((this.deps.retryBaseMs ?? 10_000) * 2 ** n, this.deps.maxRetryMs ?? 300_000);
+  }
+
+  /** The repository with its credentials; throws when the spec or the Secret is unusable. */
+  private repository(loc: BackupLocation, secret: Secret | undefined): Repository {
+    const address = repositoryAddress(loc.spec.url, loc.spec.bucketName);
+    if (!secret) throw new SecretNotFound();
+    const v = secretValues(secret, [K.accessKey, K.secretKey, K.repoPassword], [K.caCert], [K.caCert]);
+    return { address, accessKey: v[K.accessKey], secretKey: v[K.secretKey], password: v[K.repoPassword], caCert: v[K.caCert] };
+  }
+
+  /** Patches status through /status and returns the conditions written, for the next write of this reconcile. */
+  private async writeStatus(loc: BackupLocation, conditions: Condition[] | undefined, inputs: Inputs,
+    fields: Pick<BackupLocationStatus, 'initStatus' | 'initErrorMessage'>,
+    ready: { status: 'True' | 'False' | 'Unknown'; reason: string; message: string }): Promise<Condition[]> {
+    const now = this.now();
+    const status: BackupLocationStatus = {
+      ...fields,
+      initTime: now.toISOString(),
+      observedGeneration: inputs.generation,
+      observedCredentialsVersion: inputs.credentialsVersion,
+      conditions: setCondition(conditions, { type: READY, observedGeneration: inputs.generation, ...ready }, now),
+    };
+    await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name, status);
+    return status.conditions ?? [];
+  }
+}

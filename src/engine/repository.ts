@@ -1,0 +1,69 @@
+/** @module S3 repository addresses and "open or create" of a restic repository. */
+import { EngineError } from './errors.ts';
+import { isAlreadyInitialized } from './restic-output.ts';
+import type { Repository, Restic, RunOptions } from './restic.ts';
+
+/**
+ * Checks a bucket name against S3's rules: 3-63 characters of lowercase letters, digits, dots and hyphens, beginning
+ * and ending with a letter or digit, not shaped like an IP address. Returns the problem, or undefined when valid.
+ */
+export function bucketNameProblem(name: string): string | undefined {
+  if (name.length < 3 || name.length > 63) return `must be 3 to 63 characters long (has ${name.length})`;
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name)) {
+    return 'may contain only lowercase letters, digits, dots and hyphens, and must begin and end with a letter or digit';
+  }
+  if (name.includes('..')) return 'must not contain two adjacent dots';
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(name)) return 'must not be formatted as an IP address';
+  return undefined;
+}
+
+/** Validates an S3 endpoint URL and bucket and returns restic's repository address `s3:<url>/<bucket>`. */
+export function repositoryAddress(url: string, bucket: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new EngineError('InvalidInput', `invalid S3 URL "${url}": expected e.g. https://s3.example.com:9000`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new EngineError('InvalidInput', `invalid S3 URL "${url}": scheme must be http or https, not ${u.protocol.replace(':', '')}`);
+  }
+  if (u.username || u.password) {
+    throw new EngineError('InvalidInput', 'invalid S3 URL: credentials belong in the credentials Secret, not in the URL');
+  }
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
+    throw new EngineError('InvalidInput', `invalid S3 URL "${url}": give the endpoint only; the bucket goes in bucketName`);
+  }
+  const problem = bucketNameProblem(bucket);
+  if (problem) throw new EngineError('InvalidInput', `invalid bucket name "${bucket}": ${problem}`);
+  return `s3:${u.protocol}//${u.host}/${bucket}`;
+}
+
+export interface OpenResult {
+  /** True when this call created the repository; false when an existing one opened with the password. */
+  created: boolean;
+}
+
+/**
+ * Opens the repository, creating it (and the bucket) when there is none. An existing repository that opens with the
+ * password is success, not failure (KubeDR reported it as Failed).
+ */
+export async function openOrInit(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<OpenResult> {
+  try {
+    await restic.run(repo, ['cat', 'config'], run);
+    return { created: false };
+  } catch (err) {
+    if (!(err instanceof EngineError) || err.kind !== 'NoRepository') throw err;
+  }
+  try {
+    await restic.run(repo, ['init'], run);
+    return { created: true };
+  } catch (err) {
+    // Someone else created it between our check and our init: open it as usual.
+    if (err instanceof EngineError && isAlreadyInitialized(err.message)) {
+      await restic.run(repo, ['cat', 'config'], run);
+      return { created: false };
+    }
+    throw err;
+  }
+}

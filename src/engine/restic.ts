@@ -1,0 +1,146 @@
+/**
+ * @module Runs restic against an S3 repository. Credentials travel in the child's environment, never in argv; a CA
+ * bundle goes to a private temporary file that is removed on every path. Cancellation sends SIGINT (restic then
+ * removes its lock) and SIGKILL after a grace period.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EngineError } from './errors.ts';
+import { classifyResticError } from './restic-output.ts';
+
+/** Where a repository is and what opens it. Plain values: the engine knows nothing about Kubernetes. */
+export interface Repository {
+  /** restic repository address, `s3:<url>/<bucket>`. */
+  address: string;
+  password: string;
+  accessKey: string;
+  secretKey: string;
+  /** PEM CA bundle for an endpoint with a private CA. */
+  caCert?: string;
+}
+
+export interface ResticOptions {
+  binary?: string;
+  /** restic's local cache; without one, `--no-cache`. */
+  cacheDir?: string;
+  /** Default time limit of one restic run. */
+  timeoutMs?: number;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  /** Called with each stdout line as it arrives (restic --json progress). */
+  onLine?: (line: string) => void;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+const KILL_GRACE_MS = 5_000;
+
+/** The environment restic sees: only what it needs, so stray AWS_* or RESTIC_* settings of the controller do not leak in. */
+function childEnv(repo: Repository): Record<string, string> {
+  const env: Record<string, string> = {
+    AWS_ACCESS_KEY_ID: repo.accessKey,
+    AWS_SECRET_ACCESS_KEY: repo.secretKey,
+    RESTIC_PASSWORD: repo.password,
+  };
+  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
+    const v = process.env[k];
+    if (v) env[k] = v;
+  }
+  return env;
+}
+
+async function collectLines(stream: ReadableStream<Uint8Array>, onLine?: (line: string) => void): Promise<string> {
+  const decoder = new TextDecoder();
+  let all = '';
+  let pending = '';
+  for await (const chunk of stream) {
+    const s = decoder.decode(chunk, { stream: true });
+    all += s;
+    if (!onLine) continue;
+    pending += s;
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      onLine(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  }
+  if (onLine && pending) onLine(pending);
+  return all;
+}
+
+export class Restic {
+  private readonly binary: string;
+
+  constructor(private readonly opts: ResticOptions = {}) {
+    this.binary = opts.binary ?? 'restic';
+  }
+
+  /** Runs `restic -r <repo> <args>`; resolves with its output or throws an EngineError naming the cause. */
+  async run(repo: Repository, args: string[], run: RunOptions = {}): Promise<RunResult> {
+    const tmp = await mkdtemp(join(tmpdir(), 'kubedr-restic-'));
+    try {
+      const argv = [this.binary, '-r', repo.address];
+      argv.push(...(this.opts.cacheDir ? ['--cache-dir', this.opts.cacheDir] : ['--no-cache']));
+      if (repo.caCert) {
+        const caFile = join(tmp, 'ca.crt');
+        await writeFile(caFile, repo.caCert, { mode: 0o600 });
+        argv.push('--cacert', caFile);
+      }
+      argv.push(...args);
+      return await this.spawn(argv, childEnv(repo), run, args[0] ?? '');
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  private async spawn(argv: string[], env: Record<string, string>, run: RunOptions, command: string): Promise<RunResult> {
+    const timeoutMs = run.timeoutMs ?? this.opts.timeoutMs ?? 10 * 60_000;
+    let proc: ReturnType<typeof Bun.spawn<'ignore', 'pipe', 'pipe'>>;
+    try {
+      proc = Bun.spawn(argv, { env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+    } catch (err) {
+      throw new EngineError('Failed', `cannot start restic (${this.binary}): ${(err as Error).message}`, { cause: err });
+    }
+    let stopped: 'timeout' | 'cancel' | undefined;
+    const stop = (why: 'timeout' | 'cancel') => {
+      if (stopped) return;
+      stopped = why;
+      proc.kill('SIGINT');
+      setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS).unref();
+    };
+    const timer = setTimeout(() => stop('timeout'), timeoutMs);
+    const onAbort = () => stop('cancel');
+    run.signal?.addEventListener('abort', onAbort);
+    if (run.signal?.aborted) onAbort();
+    try {
+      const [stdout, stderr, code] = await Promise.all([
+        collectLines(proc.stdout, run.onLine), collectLines(proc.stderr), proc.exited,
+      ]);
+      if (stopped === 'timeout') throw new EngineError('Timeout', `restic ${command} did not finish within ${Math.round(timeoutMs / 1000)} s`);
+      if (stopped === 'cancel') throw new EngineError('Cancelled', `restic ${command} was cancelled`);
+      if (code !== 0) {
+        const c = classifyResticError(stderr);
+        throw new EngineError(c.kind, c.message);
+      }
+      return { stdout, stderr };
+    } finally {
+      clearTimeout(timer);
+      run.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** `restic version`, e.g. "restic 0.14.0 compiled with go1.19.8 on linux/amd64". */
+  async version(): Promise<string> {
+    const proc = Bun.spawn([this.binary, 'version'], { stdout: 'pipe', stderr: 'pipe' });
+    const out = await new Response(proc.stdout).text();
+    await proc.exited;
+    return out.trim();
+  }
+}

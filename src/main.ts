@@ -1,0 +1,53 @@
+#!/usr/bin/env bun
+/** @module The `kubedr` binary: dispatches subcommands. */
+import { UsageError } from './cli/flags.ts';
+import { runController } from './cli/controller.ts';
+import { runVersion } from './cli/version.ts';
+import { createLogger } from './util/log.ts';
+import { redact } from './util/redact.ts';
+
+const usage = `Usage: kubedr <command> [flags]
+
+Backup and disaster recovery for a Kubernetes cluster's etcd and control-plane certificates.
+
+Commands:
+  controller   run the operator (BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore)
+  version      print version information
+
+Run 'kubedr <command> --help' for a command's flags.
+`;
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = {
+  controller: runController,
+  version: runVersion,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(usage);
+    return cmd ? 0 : 2;
+  }
+  const run = commands[cmd];
+  if (!run) {
+    process.stderr.write(`kubedr: unknown command "${cmd}"\n\n${usage}`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`kubedr ${cmd}: ${err.message}\nRun 'kubedr ${cmd} --help' for usage.\n`);
+      return 2;
+    }
+    process.stderr.write(`kubedr ${cmd}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
+    return 1;
+  }
+}
+
+process.on('unhandledRejection', (err) => {
+  createLogger().error('unhandled rejection', { err });
+  process.exit(1);
+});
+
+process.exit(await main(process.argv.slice(2)));

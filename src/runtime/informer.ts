@@ -1,0 +1,146 @@
+/**
+ * @module An informer: list, then watch from the list's resourceVersion, keeping a cache and telling handlers about
+ * changes. An expired resourceVersion (410 Gone) relists and delivers the difference; any other failure, the API
+ * server being down included, retries with backoff. A periodic resync re-delivers every cached object.
+ */
+import type { ResourceRef } from '../api/group.ts';
+import type { KubeObject } from '../api/types.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { isGone } from '../kube/errors.ts';
+import type { Logger } from '../util/log.ts';
+import { sleep } from '../util/sleep.ts';
+import type { Runnable } from './runnable.ts';
+
+export interface Handlers<T> {
+  onAdd?(obj: T): void;
+  /** `old === obj` on a resync. */
+  onUpdate?(old: T, obj: T): void;
+  onDelete?(obj: T): void;
+}
+
+export interface InformerOptions {
+  client: KubeClient;
+  ref: ResourceRef;
+  namespace?: string;
+  log: Logger;
+  resyncMs?: number;
+  /** Longest wait between retries after errors. */
+  maxBackoffMs?: number;
+}
+
+export const objectKey = (obj: KubeObject): string =>
+  obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+
+export class Informer<T extends KubeObject> implements Runnable {
+  readonly name: string;
+  private readonly store = new Map<string, T>();
+  private readonly handlers: Handlers<T>[] = [];
+  private synced = false;
+  private readonly syncWaiters: (() => void)[] = [];
+  private readonly log: Logger;
+
+  constructor(private readonly opts: InformerOptions) {
+    this.name = `informer/${opts.ref.plural}`;
+    this.log = opts.log.child({ informer: opts.ref.plural });
+  }
+
+  addHandlers(h: Handlers<T>): void {
+    this.handlers.push(h);
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  list(): T[] {
+    return [...this.store.values()];
+  }
+
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Resolves once the first list has been delivered. */
+  waitForSync(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((ok) => this.syncWaiters.push(ok));
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const resync = this.opts.resyncMs ? setInterval(() => this.resync(), this.opts.resyncMs) : undefined;
+    let resourceVersion = '';
+    let failures = 0;
+    try {
+      while (!signal.aborted) {
+        try {
+          if (!resourceVersion) resourceVersion = await this.relist();
+          for await (const ev of this.opts.client.watch<T>(this.opts.ref, this.opts.namespace, resourceVersion, signal)) {
+            failures = 0;
+            resourceVersion = ev.object.metadata.resourceVersion ?? resourceVersion;
+            if (ev.type !== 'BOOKMARK') this.apply(ev.type, ev.object);
+          }
+          // The server closed the watch (its timeout): watch again from where we are.
+        } catch (err) {
+          if (signal.aborted) break;
+          if (isGone(err)) {
+            this.log.info('watch expired, relisting');
+            resourceVersion = '';
+            continue;
+          }
+          const delay = Math.min(200 * 2 ** failures++, this.opts.maxBackoffMs ?? 30_000);
+          this.log.warn('watch failed, retrying', { err, retryInMs: delay });
+          await sleep(delay, signal);
+        }
+      }
+    } finally {
+      if (resync) clearInterval(resync);
+    }
+  }
+
+  /** Lists everything and delivers the difference to the cache as add/update/delete. */
+  private async relist(): Promise<string> {
+    const { items, resourceVersion } = await this.opts.client.list<T>(this.opts.ref, this.opts.namespace);
+    const seen = new Set<string>();
+    for (const obj of items) {
+      seen.add(objectKey(obj));
+      this.apply('ADDED', obj);
+    }
+    for (const [key, old] of this.store) {
+      if (!seen.has(key)) this.apply('DELETED', old);
+    }
+    if (!this.synced) {
+      this.synced = true;
+      this.log.debug('cache synced', { objects: this.store.size });
+      for (const w of this.syncWaiters.splice(0)) w();
+    }
+    return resourceVersion;
+  }
+
+  private apply(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: T): void {
+    const key = objectKey(obj);
+    const old = this.store.get(key);
+    if (type === 'DELETED') {
+      if (!old) return;
+      this.store.delete(key);
+      this.notify((h) => h.onDelete?.(obj));
+      return;
+    }
+    if (old && old.metadata.resourceVersion === obj.metadata.resourceVersion) return;
+    this.store.set(key, obj);
+    this.notify((h) => (old ? h.onUpdate?.(old, obj) : h.onAdd?.(obj)));
+  }
+
+  private resync(): void {
+    for (const obj of this.store.values()) this.notify((h) => h.onUpdate?.(obj, obj));
+  }
+
+  private notify(fn: (h: Handlers<T>) => void): void {
+    for (const h of this.handlers) {
+      try {
+        fn(h);
+      } catch (err) {
+        this.log.error('event handler failed', { err });
+      }
+    }
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * @module Leader election with a coordination.k8s.io/v1 Lease, following client-go's leaderelection: a candidate takes
+ * the lease when it is free or when its holder has not renewed it for a whole lease duration *as observed locally*
+ * (so clocks of different hosts never need to agree); writes carry the resourceVersion, so two candidates cannot both
+ * win. The leader renews every retry period and gives up after the renew deadline. On shutdown it releases the lease,
+ * so a standby takes over at its next retry instead of waiting out the lease.
+ */
+import { LEASE } from '../api/group.ts';
+import type { KubeObject } from '../api/types.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { isAlreadyExists, isConflict, isNotFound } from '../kube/errors.ts';
+import type { Logger } from '../util/log.ts';
+import { sleep } from '../util/sleep.ts';
+
+interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+interface Lease extends KubeObject {
+  spec?: LeaseSpec;
+}
+
+export interface LeaderElectionOptions {
+  client: KubeClient;
+  namespace: string;
+  leaseName: string;
+  identity: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  log: Logger;
+}
+
+/** Kubernetes MicroTime: RFC 3339 with exactly six fractional digits. */
+const microTime = (d: Date): string => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+
+export class LeaderElector {
+  private observed?: { holder: string; renewTime: string; at: number };
+  private readonly log: Logger;
+
+  constructor(private readonly opts: LeaderElectionOptions) {
+    this.log = opts.log.child({ lease: `${opts.namespace}/${opts.leaseName}`, identity: opts.identity });
+  }
+
+  /**
+   * Waits to become leader, then runs `lead` with a signal that aborts when leadership is lost or `signal` aborts.
+   * Resolves after `lead` has returned and the lease is released; rejects if leadership was lost.
+   */
+  async run(signal: AbortSignal, lead: (leading: AbortSignal) => Promise<void>): Promise<void> {
+    this.log.info('waiting for leadership');
+    while (!signal.aborted && !(await this.tryAcquireOrRenew())) await sleep(this.opts.retryPeriodMs, signal);
+    if (signal.aborted) return;
+    this.log.info('became leader');
+
+    const leading = new AbortController();
+    const stop = () => leading.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let lost = false;
+    const renewing = this.renewLoop(leading.signal).then((ok) => {
+      if (!ok && !signal.aborted) {
+        lost = true;
+        this.log.error('leadership lost: the lease could not be renewed within the renew deadline');
+        leading.abort();
+      }
+    });
+    try {
+      await lead(leading.signal);
+    } finally {
+      leading.abort();
+      signal.removeEventListener('abort', stop);
+      await renewing;
+      if (!lost) await this.release();
+    }
+    if (lost) throw new Error('leader election lost');
+  }
+
+  /** Renews until `signal` aborts (true) or renewal keeps failing past the renew deadline (false). */
+  private async renewLoop(signal: AbortSignal): Promise<boolean> {
+    let lastRenew = Date.now();
+    while (!signal.aborted) {
+      await sleep(this.opts.retryPeriodMs, signal);
+      if (signal.aborted) return true;
+      if (await this.tryAcquireOrRenew()) lastRenew = Date.now();
+      else if (Date.now() - lastRenew > this.opts.renewDeadlineMs) return false;
+    }
+    return true;
+  }
+
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const { client, namespace, leaseName, identity } = this.opts;
+    const now = new Date();
+    const durationSeconds = Math.ceil(this.opts.leaseDurationMs / 1000);
+    let lease: Lease;
+    try {
+      lease = await client.get<Lease>(LEASE, namespace, leaseName);
+    } catch (err) {
+      if (!isNotFound(err)) return this.failed('read', err);
+      try {
+        await client.create<Lease>(LEASE, namespace, {
+          apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: leaseName, namespace },
+          spec: { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now),
+            renewTime: microTime(now), leaseTransitions: 0 },
+        } as Lease);
+        return true;
+      } catch (e) {
+        return isAlreadyExists(e) ? false : this.failed('create', e);
+      }
+    }
+    const spec = lease.spec ?? {};
+    const holder = spec.holderIdentity ?? '';
+    const renewTime = spec.renewTime ?? '';
+    if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== renewTime) {
+      this.observed = { holder, renewTime, at: Date.now() };
+    }
+    const heldByOther = holder !== '' && holder !== identity;
+    const holderDurationMs = (spec.leaseDurationSeconds ?? durationSeconds) * 1000;
+    if (heldByOther && this.observed.at + holderDurationMs > Date.now()) return false;
+
+    const next: Lease = {
+      ...lease,
+      spec: {
+        holderIdentity: identity,
+        leaseDurationSeconds: durationSeconds,
+        acquireTime: holder === identity && spec.acquireTime ? spec.acquireTime : microTime(now),
+        renewTime: microTime(now),
+        leaseTransitions: (spec.leaseTransitions ?? 0) + (holder === identity ? 0 : 1),
+      },
+    };
+    try {
+      await client.replace<Lease>(LEASE, namespace, next);
+      if (heldByOther) this.log.info('took over the lease', { previousHolder: holder });
+      return true;
+    } catch (err) {
+      return isConflict(err) ? false : this.failed('update', err);
+    }
+  }
+
+  private failed(what: string, err: unknown): false {
+    this.log.warn(`lease ${what} failed`, { err });
+    return false;
+  }
+
+  /** Hands the lease back so another replica need not wait for it to expire. */
+  private async release(): Promise<void> {
+    const { client, namespace, leaseName, identity } = this.opts;
+    try {
+      const lease = await client.get<Lease>(LEASE, namespace, leaseName);
+      if (lease.spec?.holderIdentity !== identity) return;
+      const now = microTime(new Date());
+      await client.replace<Lease>(LEASE, namespace, {
+        ...lease,
+        spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: now, acquireTime: now },
+      });
+      this.log.info('released the lease');
+    } catch (err) {
+      this.log.warn('could not release the lease; it will expire', { err });
+    }
+  }
+}
