@@ -5,7 +5,7 @@ set -euo pipefail
 cache=${KUBEDR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubedr-testenv}
 version=${KUBE_SRC_VERSION:-1.20.2}
 # The suffix names the vendored-library fixes below; change it when they change so old builds are not reused.
-out="$cache/kube-apiserver-$version-reflect2-jsoniter"
+out="$cache/kube-apiserver-$version-reflect2-openapi230"
 if [ -x "$out" ]; then echo "$out"; exit 0; fi
 
 mkdir -p "$cache"
@@ -33,11 +33,12 @@ if [ ! -d "$tree/vendor" ]; then
   rm -rf "$tree/vendor/github.com/modern-go/reflect2"
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/"
   rm -f "$tree/vendor/github.com/modern-go/reflect2/go.mod"
-  # json-iterator 1.1.10 on Go 1.19 decodes every empty string in a custom resource as null ("must be of type string:
-  # null"); 1.1.12 (Debian's, made for reflect2 1.0.2) decodes it as "".
-  rm -rf "$tree/vendor/github.com/json-iterator/go"
-  cp -r /usr/share/gocode/src/github.com/json-iterator/go "$tree/vendor/github.com/json-iterator/"
-  rm -f "$tree/vendor/github.com/json-iterator/go/go.mod" "$tree/vendor/github.com/json-iterator/go/go.sum"
+  # Built with Go >= 1.16, 1.20's schema validation takes every empty string in a custom resource for null
+  # ("must be of type string: null", kubernetes#99804). kube-openapi#230's fix: only a real nil is null.
+  for f in "$tree/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" "$tree/vendor/github.com/go-openapi/validate/type.go"; do
+    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
+    grep -q 'if data == nil {' "$f" || { echo "build-apiserver: could not patch $f" >&2; exit 1; }
+  done
 fi
 echo "build-apiserver: building kube-apiserver $version (about 10 minutes on 2 cores, once)" >&2
 (cd "$tree" && PATH=/usr/lib/go-1.19/bin:$PATH make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1) \

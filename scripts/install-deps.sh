@@ -13,7 +13,6 @@ command -v rsync >/dev/null || need_apt+=(rsync)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 [ -x /usr/lib/go-1.19/bin/go ] || need_apt+=(golang-1.19-go)
 [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need_apt+=(golang-github-modern-go-reflect2-dev)
-[ -d /usr/share/gocode/src/github.com/json-iterator/go ] || need_apt+=(golang-github-json-iterator-go-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -8,7 +8,7 @@ import { KubeClient } from '../kube/client.ts';
 import { createMetrics } from '../metrics/registry.ts';
 import { HttpServer } from '../metrics/server.ts';
 import { Controller } from '../runtime/controller.ts';
-import { Informer, objectKey } from '../runtime/informer.ts';
+import { Informer, listWatch, objectKey } from '../runtime/informer.ts';
 import { LeaderElector } from '../runtime/leader.ts';
 import { Manager } from '../runtime/manager.ts';
 import { specOrMetadataChanged } from '../runtime/predicates.ts';
@@ -24,9 +24,11 @@ function build(config: Config, log: Logger) {
   const metrics = createMetrics();
   const restic = new Restic({ timeoutMs: config.resticTimeoutMs, cacheDir: config.resticCacheDir });
   const ns = config.namespace;
-  const informerOpts = { client, namespace: ns, log, resyncMs: config.resyncMs };
-  const locations = new Informer<BackupLocation>({ ...informerOpts, ref: BACKUP_LOCATION });
-  const secrets = new Informer<Secret>({ ...informerOpts, ref: SECRET, resyncMs: 0 });
+  const locations = new Informer<BackupLocation>({
+    name: BACKUP_LOCATION.plural, source: listWatch(client, BACKUP_LOCATION, ns), log, resyncMs: config.resyncMs,
+  });
+  // Secrets need no resync: a location's own resync re-reads its Secret from this cache.
+  const secrets = new Informer<Secret>({ name: SECRET.plural, source: listWatch(client, SECRET, ns), log });
   const recorder = new ApiEventRecorder(client, log, config.identity);
 
   const locationController = new Controller({

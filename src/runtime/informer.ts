@@ -5,7 +5,7 @@
  */
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient, ListResult, WatchEvent } from '../kube/client.ts';
 import { isGone } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
@@ -18,10 +18,23 @@ export interface Handlers<T> {
   onDelete?(obj: T): void;
 }
 
-export interface InformerOptions {
-  client: KubeClient;
-  ref: ResourceRef;
-  namespace?: string;
+/** Where an informer gets its objects: the API (`listWatch`), or a scripted source in tests. */
+export interface ListWatch<T> {
+  list(): Promise<ListResult<T>>;
+  watch(resourceVersion: string, signal: AbortSignal): AsyncIterable<WatchEvent<T>>;
+}
+
+export function listWatch<T extends KubeObject>(client: KubeClient, ref: ResourceRef, namespace?: string): ListWatch<T> {
+  return {
+    list: () => client.list<T>(ref, namespace),
+    watch: (rv, signal) => client.watch<T>(ref, namespace, rv, signal),
+  };
+}
+
+export interface InformerOptions<T> {
+  /** Names the informer in logs, e.g. the resource's plural. */
+  name: string;
+  source: ListWatch<T>;
   log: Logger;
   resyncMs?: number;
   /** Longest wait between retries after errors. */
@@ -39,9 +52,9 @@ export class Informer<T extends KubeObject> implements Runnable {
   private readonly syncWaiters: (() => void)[] = [];
   private readonly log: Logger;
 
-  constructor(private readonly opts: InformerOptions) {
-    this.name = `informer/${opts.ref.plural}`;
-    this.log = opts.log.child({ informer: opts.ref.plural });
+  constructor(private readonly opts: InformerOptions<T>) {
+    this.name = `informer/${opts.name}`;
+    this.log = opts.log.child({ informer: opts.name });
   }
 
   addHandlers(h: Handlers<T>): void {
@@ -74,7 +87,8 @@ export class Informer<T extends KubeObject> implements Runnable {
       while (!signal.aborted) {
         try {
           if (!resourceVersion) resourceVersion = await this.relist();
-          for await (const ev of this.opts.client.watch<T>(this.opts.ref, this.opts.namespace, resourceVersion, signal)) {
+          if (signal.aborted) break;
+          for await (const ev of this.opts.source.watch(resourceVersion, signal)) {
             failures = 0;
             resourceVersion = ev.object.metadata.resourceVersion ?? resourceVersion;
             if (ev.type !== 'BOOKMARK') this.apply(ev.type, ev.object);
@@ -99,7 +113,7 @@ export class Informer<T extends KubeObject> implements Runnable {
 
   /** Lists everything and delivers the difference to the cache as add/update/delete. */
   private async relist(): Promise<string> {
-    const { items, resourceVersion } = await this.opts.client.list<T>(this.opts.ref, this.opts.namespace);
+    const { items, resourceVersion } = await this.opts.source.list();
     const seen = new Set<string>();
     for (const obj of items) {
       seen.add(objectKey(obj));

@@ -1,0 +1,101 @@
+/**
+ * The restic runner's contract with the child process. A stand-in script plays restic here (it records argv and env),
+ * because these are facts about what we pass, not about restic; the e2e tests run the real restic.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EngineError } from '../../src/engine/errors.ts';
+import { type Repository, Restic } from '../../src/engine/restic.ts';
+
+let dir: string;
+let fake: string;
+const repo: Repository = {
+  address: 's3:https://127.0.0.1:9/bucket', password: 'repo-pass-123', accessKey: 'AKIA-TEST', secretKey: 'sk-secret-456',
+  caCert: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+};
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'restic-test-'));
+  fake = join(dir, 'restic');
+  // Records argv, env and the CA file's content; behaves per FAKE_MODE in its argv.
+  writeFileSync(fake, `#!/bin/sh
+out="${dir}/call"
+printf '%s\\n' "$@" > "$out.argv"
+env > "$out.env"
+for a in "$@"; do case "$prev" in --cacert) cp "$a" "$out.ca"; echo "$a" > "$out.capath";; esac; prev="$a"; done
+case "$*" in
+  *fail-password*) echo "Fatal: wrong password or no key found" >&2; exit 1;;
+  *sleep*) exec sleep 30;;
+  *lines*) printf '{"a":1}\\n{"b":2}\\n'; exit 0;;
+esac
+echo ok
+`);
+  chmodSync(fake, 0o755);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const read = (f: string) => readFileSync(join(dir, f), 'utf8');
+
+describe('Restic.run', () => {
+  test('credentials go through the environment, never argv', async () => {
+    await new Restic({ binary: fake }).run(repo, ['cat', 'config']);
+    const argv = read('call.argv');
+    for (const secret of [repo.password, repo.accessKey, repo.secretKey]) expect(argv).not.toContain(secret);
+    const env = read('call.env');
+    expect(env).toContain(`RESTIC_PASSWORD=${repo.password}`);
+    expect(env).toContain(`AWS_ACCESS_KEY_ID=${repo.accessKey}`);
+    expect(env).toContain(`AWS_SECRET_ACCESS_KEY=${repo.secretKey}`);
+    expect(argv.split('\n').slice(0, 3)).toEqual(['-r', repo.address, '--no-cache']);
+  });
+
+  test('the controller\'s own AWS_/RESTIC_ variables do not reach restic', async () => {
+    process.env.RESTIC_REPOSITORY = 'should-not-leak';
+    try {
+      await new Restic({ binary: fake }).run(repo, ['snapshots']);
+    } finally {
+      delete process.env.RESTIC_REPOSITORY;
+    }
+    expect(read('call.env')).not.toContain('should-not-leak');
+  });
+
+  test('the CA bundle is passed as a private file that is gone afterwards', async () => {
+    await new Restic({ binary: fake }).run(repo, ['cat', 'config']);
+    expect(read('call.ca')).toBe(repo.caCert!);
+    expect(existsSync(read('call.capath').trim())).toBe(false);
+  });
+
+  test('a failure becomes an EngineError with the cause, and the temp dir is still removed', async () => {
+    const err = await new Restic({ binary: fake }).run(repo, ['fail-password']).catch((e) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.kind).toBe('WrongPassword');
+    expect(existsSync(read('call.capath').trim())).toBe(false);
+  });
+
+  test('a time limit stops restic with SIGINT and says so', async () => {
+    const err = await new Restic({ binary: fake }).run(repo, ['sleep'], { timeoutMs: 300 }).catch((e) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.kind).toBe('Timeout');
+    expect(err.message).toBe('restic sleep did not finish within 0 s');
+  });
+
+  test('an abort cancels the run', async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 200);
+    const err = await new Restic({ binary: fake }).run(repo, ['sleep'], { signal: ac.signal }).catch((e) => e);
+    expect(err.kind).toBe('Cancelled');
+  });
+
+  test('stdout lines stream to onLine as they arrive', async () => {
+    const lines: string[] = [];
+    await new Restic({ binary: fake }).run(repo, ['lines'], { onLine: (l) => lines.push(l) });
+    expect(lines).toEqual(['{"a":1}', '{"b":2}']);
+  });
+
+  test('a missing binary is a clear error', async () => {
+    const err = await new Restic({ binary: join(dir, 'nope') }).run(repo, ['version']).catch((e) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.message).toContain('cannot start restic');
+  });
+});

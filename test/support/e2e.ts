@@ -1,0 +1,209 @@
+/**
+ * @module Helpers for end-to-end tests against the real local cluster that `npm test` starts (scripts/testenv.ts):
+ * kubectl as a user runs it, an `eventually` poller, and the controller as a real child process with its output captured.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { COMPONENT } from '../../src/api/group.ts';
+import type { KubeObject } from '../../src/api/types.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, loadEnv } from '../../scripts/testenv.ts';
+
+export const repoRoot = resolve(import.meta.dir, '../..');
+
+let cached: TestEnv | undefined;
+/** The running local cluster; `npm test` starts it (bun scripts/testenv.ts start for a single file). */
+export function cluster(): TestEnv {
+  cached ??= loadEnv();
+  return cached;
+}
+
+export function admin(): KubeClient {
+  return KubeClient.load({ kubeconfig: cluster().kubeconfig, fieldManager: 'e2e' });
+}
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function kubectl(args: string[], input?: string): Run {
+  const r = spawnSync('kubectl', args, {
+    input, encoding: 'utf8', env: { ...process.env, KUBECONFIG: cluster().kubeconfig },
+  });
+  // kubectl 1.32 warns about its version skew to this 1.20 server on every call; that is noise here.
+  const stderr = (r.stderr ?? '').split('\n').filter((l) => !l.includes('version difference')).join('\n').trim();
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr };
+}
+
+export function apply(yaml: string, namespace?: string): void {
+  const r = kubectl(['apply', ...(namespace ? ['-n', namespace] : []), '-f', '-'], yaml);
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+export function getJson<T = KubeObject>(args: string[]): T {
+  const r = kubectl(['get', ...args, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`kubectl get ${args.join(' ')} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** Polls `fn` until it returns without throwing, like Gomega's Eventually; the last error explains a timeout. */
+export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 60_000, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      return await fn();
+    } catch (err) {
+      last = err;
+    }
+    await Bun.sleep(intervalMs);
+  }
+  throw new Error(`not true within ${timeoutMs} ms: ${last instanceof Error ? last.message : String(last)}`);
+}
+
+let crdsInstalled = false;
+/** Applies crds/ (idempotent) and waits until the API serves every kind. */
+export function ensureCrds(): void {
+  if (crdsInstalled) return;
+  const r = kubectl(['apply', '-f', join(repoRoot, 'crds')]);
+  if (r.code !== 0) throw new Error(`installing CRDs failed: ${r.stderr}`);
+  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...['backuplocations',
+    'metadatabackuppolicies', 'metadatabackuprecords', 'metadatarestores'].map((p) => `crd/${p}.kubedr.catalogicsoftware.com`)]);
+  if (w.code !== 0) throw new Error(`CRDs not established: ${w.stderr}`);
+  crdsInstalled = true;
+}
+
+let nsCounter = 0;
+/** A fresh namespace for one test file, so files do not see each other's objects. */
+export function createNamespace(prefix: string): string {
+  const name = `${prefix}-${Date.now().toString(36)}-${nsCounter++}`;
+  const r = kubectl(['create', 'namespace', name]);
+  if (r.code !== 0) throw new Error(`create namespace: ${r.stderr}`);
+  return name;
+}
+
+export function deleteNamespace(name: string): void {
+  kubectl(['delete', 'namespace', name, '--wait=false']);
+}
+
+/** A bucket name no other test uses. */
+export function uniqueBucket(prefix = 'b'): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+export interface LocationSecret {
+  name: string;
+  password: string;
+  accessKey?: string;
+  secretKey?: string;
+  /** Put the test CA in `ca.crt` (default true). */
+  withCa?: boolean;
+  omit?: string[];
+}
+
+export function locationSecretYaml(ns: string, s: LocationSecret): string {
+  const data: Record<string, string> = {
+    access_key: s.accessKey ?? S3_ACCESS_KEY,
+    secret_key: s.secretKey ?? S3_SECRET_KEY,
+    restic_repo_password: s.password,
+  };
+  if (s.withCa !== false) data['ca.crt'] = readFileSync(join(cluster().pki, 'ca.crt'), 'utf8');
+  for (const k of s.omit ?? []) delete data[k];
+  const lines = Object.entries(data).map(([k, v]) => `  ${k}: ${Buffer.from(v).toString('base64')}`);
+  return `apiVersion: v1\nkind: Secret\nmetadata: { name: ${s.name}, namespace: ${ns} }\ntype: Opaque\ndata:\n${lines.join('\n')}\n`;
+}
+
+export function locationYaml(ns: string, name: string, spec: { url?: string; bucketName: string; credentials: string }): string {
+  return `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: BackupLocation
+metadata: { name: ${name}, namespace: ${ns} }
+spec:
+  url: ${JSON.stringify(spec.url ?? cluster().s3Url)}
+  bucketName: ${JSON.stringify(spec.bucketName)}
+  credentials: ${spec.credentials}
+`;
+}
+
+export interface EventView {
+  type: string;
+  reason: string;
+  message: string;
+  count: number;
+  involvedObject: { kind: string; name: string };
+  source?: { component?: string };
+}
+
+export function events(ns: string, objectName?: string): EventView[] {
+  const list = getJson<{ items: EventView[] }>(['events', '-n', ns]);
+  return list.items.filter((e) => e.source?.component === COMPONENT && (!objectName || e.involvedObject.name === objectName));
+}
+
+/** The controller as a real child process, as a user runs it, with stdout and stderr captured. */
+export class ControllerProcess {
+  private output = '';
+  private done: Promise<number>;
+  port = 0;
+
+  private constructor(private readonly proc: ReturnType<typeof Bun.spawn<'ignore', 'pipe', 'pipe'>>) {
+    const collect = async (s: ReadableStream<Uint8Array>) => {
+      const d = new TextDecoder();
+      for await (const c of s) this.output += d.decode(c, { stream: true });
+    };
+    this.done = Promise.all([collect(proc.stdout), collect(proc.stderr)]).then(() => proc.exited);
+  }
+
+  static async start(namespace: string, extraArgs: string[] = [], kubeconfig = cluster().kubeconfig): Promise<ControllerProcess> {
+    const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), 'controller', '--kubeconfig', kubeconfig,
+      '--namespace', namespace, '--http-port', '0', '--http-address', '127.0.0.1', '--log-level', 'debug',
+      '--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '500ms',
+      '--shutdown-timeout', '10s', '--location-retry-base', '2s', ...extraArgs], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+    const c = new ControllerProcess(proc);
+    await eventually(() => {
+      const m = /"msg":"serving metrics and health"[^\n]*"address":"[^"]*:(\d+)"/.exec(c.output);
+      if (!m) throw new Error(`controller has not started serving; output so far:\n${c.output.slice(-2000)}`);
+      c.port = Number(m[1]);
+    }, 30_000);
+    return c;
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  logLines(): Record<string, unknown>[] {
+    return this.output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  async get(path: string): Promise<Response> {
+    return fetch(`http://127.0.0.1:${this.port}${path}`);
+  }
+
+  async metrics(): Promise<string> {
+    return (await this.get('/metrics')).text();
+  }
+
+  /** SIGTERM and wait for exit; returns the exit code. */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<number> {
+    this.proc.kill(signal);
+    return this.done;
+  }
+
+  get exited(): Promise<number> {
+    return this.done;
+  }
+}
+
+/** The value of one sample line in Prometheus text format, or undefined. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[4]);
+  }
+  return undefined;
+}
