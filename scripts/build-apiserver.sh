@@ -45,5 +45,7 @@ echo "build-apiserver: building kube-apiserver $version (about 10 minutes on 2 c
   || { tail -30 "$work/build.log" >&2; exit 1; }
 cp "$tree/_output/bin/kube-apiserver" "$out.tmp"
 mv "$out.tmp" "$out"
+# Builds with older fixes are superseded.
+find "$cache" -maxdepth 1 -name "kube-apiserver-$version*" ! -name "$(basename "$out")" -delete
 rm -rf "$tree" "$work/lists"  # keep only the tarball: a rebuild needs no download
 echo "$out"

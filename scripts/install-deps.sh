@@ -10,6 +10,9 @@ command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v restic >/dev/null || need_apt+=(restic)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v rsync >/dev/null || need_apt+=(rsync)
+command -v envsubst >/dev/null || need_apt+=(gettext-base)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v flock >/dev/null || need_apt+=(util-linux)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 [ -x /usr/lib/go-1.19/bin/go ] || need_apt+=(golang-1.19-go)
 [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need_apt+=(golang-github-modern-go-reflect2-dev)
@@ -20,9 +23,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ ! -x "$here/node_modules/.bin/bun" ] || [ ! -d "$here/node_modules/@kubernetes/client-node" ]; then
-  echo "install-deps: npm install" >&2
-  (cd "$here" && npm install --no-audit --no-fund --loglevel=error)
+# Reinstall when the lockfile is newer than what node_modules was installed from.
+if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+  echo "install-deps: npm ci" >&2
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 "$here/scripts/build-apiserver.sh" >&2

@@ -137,6 +137,16 @@ describe('bad input gives Failed, a Warning event and a failure count, and nothi
     expect(metricValue(m, 'kubedr_backup_location_ready', { location: name })).toBe(0);
   });
 
+  test('an unreachable endpoint is retried with backoff, and the repeated failure is one event with a growing count', async () => {
+    const ev = await eventually(() => {
+      const failed = events(ns, 'unreachable-endpoint').filter((e) => e.reason === INIT_FAILED);
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.count).toBeGreaterThanOrEqual(2);
+      return failed[0]!;
+    }, 30_000);
+    expect(ev.type).toBe('Warning');
+  });
+
   test('the controller still serves a new valid location after all of them', async () => {
     apply(locationYaml(ns, 'after-failures', { bucketName: uniqueBucket('after'), credentials: 's3-creds' }));
     await waitFor('after-failures', 'Completed');

@@ -1,23 +1,29 @@
-/** The controller survives an API server restart: its watches break, it reconnects, and it serves new changes. */
-import { afterAll, beforeAll, expect, test } from 'bun:test';
+/**
+ * The controller and API server restarts. Within the leader's renew deadline the same process carries on: its watches
+ * break, it reconnects and it serves new changes. Past the deadline it can no longer be sure it leads, so it exits 1
+ * for its supervisor (the kubelet) to restart it, as controller-runtime does; a second replica takes over meanwhile.
+ */
+import { afterEach, beforeAll, expect, test } from 'bun:test';
 import { restartApiserver } from '../../scripts/testenv.ts';
 import type { BackupLocation } from '../../src/api/types.ts';
 import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson,
   locationSecretYaml, locationYaml, uniqueBucket } from '../support/e2e.ts';
 
 let ns: string;
-let controller: ControllerProcess;
+let controller: ControllerProcess | undefined;
 
-beforeAll(async () => {
+beforeAll(() => {
   ensureCrds();
-  ns = createNamespace('recover');
-  apply(locationSecretYaml(ns, { name: 's3-creds', password: 'recovery-test-password' }));
-  controller = await ControllerProcess.start(ns);
 });
-afterAll(async () => {
+afterEach(async () => {
   await controller?.stop();
   deleteNamespace(ns);
 });
+
+function setup(): void {
+  ns = createNamespace('recover');
+  apply(locationSecretYaml(ns, { name: 's3-creds', password: 'recovery-test-password' }));
+}
 
 async function status(name: string, want: string): Promise<BackupLocation> {
   return eventually(() => {
@@ -27,13 +33,17 @@ async function status(name: string, want: string): Promise<BackupLocation> {
   }, 90_000);
 }
 
-test('after the API server is down for a while and comes back, new and changed objects are reconciled', async () => {
+test('an API server restart within the renew deadline: watches reconnect, new and changed objects are reconciled', async () => {
+  setup();
+  // The production lease timings (15 s lease, 10 s renew deadline) cover a restart of a few seconds.
+  controller = await ControllerProcess.start(ns, ['--leader-elect-lease-duration', '15s', '--leader-elect-renew-deadline', '10s',
+    '--leader-elect-retry-period', '2s']);
   apply(locationYaml(ns, 'before', { bucketName: uniqueBucket('rec'), credentials: 's3-creds' }));
   await status('before', 'Completed');
 
-  await restartApiserver(cluster(), 3_000);
+  await restartApiserver(cluster(), 1_000);
   // The controller noticed: its watches failed and it retried.
-  await eventually(() => expect(controller.logs).toContain('watch failed, retrying'));
+  await eventually(() => expect(controller!.logs).toContain('watch failed, retrying'));
 
   apply(locationYaml(ns, 'after', { bucketName: uniqueBucket('rec'), credentials: 's3-creds' }));
   await status('after', 'Completed');
@@ -42,7 +52,21 @@ test('after the API server is down for a while and comes back, new and changed o
   const l = await status('before', 'Completed');
   expect(l.spec.bucketName).toBe(newBucket);
 
-  // Still one healthy process: ready, not restarted.
+  // Still the same healthy process and still the leader.
   expect((await controller.get('/readyz')).status).toBe(200);
   expect(controller.logs.match(/"msg":"starting"/g)).toHaveLength(1);
+  expect(controller.logs).not.toContain('leadership lost');
+});
+
+test('an outage past the renew deadline: the leader exits 1 to be restarted, and a restarted controller carries on', async () => {
+  setup();
+  controller = await ControllerProcess.start(ns);  // test timings: 3 s renew deadline
+  await eventually(() => expect(controller!.logs).toContain('became leader'));
+  await restartApiserver(cluster(), 4_000);
+  expect(await controller.exited).toBe(1);
+  expect(controller.logs).toContain('leadership lost');
+
+  controller = await ControllerProcess.start(ns);
+  apply(locationYaml(ns, 'after-restart', { bucketName: uniqueBucket('rec'), credentials: 's3-creds' }));
+  await status('after-restart', 'Completed');
 });

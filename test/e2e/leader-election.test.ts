@@ -44,7 +44,8 @@ test('with two replicas exactly one leads and acts; the other stands by, ready',
 
   apply(locationYaml(ns, 'one', { bucketName: uniqueBucket('le'), credentials: 's3-creds' }));
   await completed('one');
-  expect(handled(a, 'one')).toBe(true);
+  // The log line follows the status write; wait for it rather than race it.
+  await eventually(() => expect(handled(a, 'one')).toBe(true));
   expect(handled(b, 'one')).toBe(false);
   expect(leads(b)).toBe(false);
   expect(holder()).toBe('replica-a');
@@ -64,7 +65,7 @@ test('when the leader stops cleanly it releases the lease and the standby takes 
 
   apply(locationYaml(ns, 'two', { bucketName: uniqueBucket('le'), credentials: 's3-creds' }));
   await completed('two');
-  expect(handled(b, 'two')).toBe(true);
+  await eventually(() => expect(handled(b, 'two')).toBe(true));
 });
 
 test('when the leader dies without releasing, the standby takes over after the lease expires', async () => {
@@ -78,5 +79,5 @@ test('when the leader dies without releasing, the standby takes over after the l
 
   apply(locationYaml(ns, 'three', { bucketName: uniqueBucket('le'), credentials: 's3-creds' }));
   await completed('three');
-  expect(handled(c, 'three')).toBe(true);
+  await eventually(() => expect(handled(c, 'three')).toBe(true));
 });

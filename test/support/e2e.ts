@@ -141,6 +141,12 @@ export function events(ns: string, objectName?: string): EventView[] {
   return list.items.filter((e) => e.source?.component === COMPONENT && (!objectName || e.involvedObject.name === objectName));
 }
 
+/** Every controller a test started and has not seen exit: killed when the test process exits, however it exits. */
+const live = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
 /** The controller as a real child process, as a user runs it, with stdout and stderr captured. */
 export class ControllerProcess {
   private output = '';
@@ -152,7 +158,8 @@ export class ControllerProcess {
       const d = new TextDecoder();
       for await (const c of s) this.output += d.decode(c, { stream: true });
     };
-    this.done = Promise.all([collect(proc.stdout), collect(proc.stderr)]).then(() => proc.exited);
+    live.add(proc);
+    this.done = Promise.all([collect(proc.stdout), collect(proc.stderr)]).then(() => proc.exited).finally(() => live.delete(proc));
   }
 
   static async start(namespace: string, extraArgs: string[] = [], kubeconfig = cluster().kubeconfig): Promise<ControllerProcess> {
