@@ -3,9 +3,9 @@
  * bundle goes to a private temporary file that is removed on every path. Cancellation sends SIGINT (restic then
  * removes its lock) and SIGKILL after a grace period.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { scratchDir } from '../util/scratch.ts';
 import { EngineError } from './errors.ts';
 import { classifyResticError } from './restic-output.ts';
 
@@ -84,7 +84,7 @@ export class Restic {
 
   /** Runs `restic -r <repo> <args>`; resolves with its output or throws an EngineError naming the cause. */
   async run(repo: Repository, args: string[], run: RunOptions = {}): Promise<RunResult> {
-    const tmp = await mkdtemp(join(tmpdir(), 'kubedr-restic-'));
+    const tmp = await scratchDir('restic');
     try {
       const argv = [this.binary, '-r', repo.address];
       argv.push(...(this.opts.cacheDir ? ['--cache-dir', this.opts.cacheDir] : ['--no-cache']));

@@ -1,0 +1,46 @@
+/**
+ * @module Temporary files of this process live under one directory, `<tmp>/kubedr-<pid>-XXXX`, removed when the process
+ * exits. A process that was killed cannot clean up, so the next one removes directories whose pid is no longer alive.
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+let root: string | undefined;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes scratch directories left by processes that no longer run. */
+export function sweepStale(base = tmpdir()): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(base)) {
+    const m = /^kubedr-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    rmSync(join(base, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function processRoot(): string {
+  if (root) return root;
+  sweepStale();
+  root = mkdtempSync(join(tmpdir(), `kubedr-${process.pid}-`));
+  const dir = root;
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return root;
+}
+
+/** A new private (0700) directory for one operation; the caller removes it, and process exit removes what is left. */
+export function scratchDir(prefix: string): Promise<string> {
+  return mkdtemp(join(processRoot(), `${prefix}-`));
+}
