@@ -162,11 +162,19 @@ export class ControllerProcess {
     this.done = Promise.all([collect(proc.stdout), collect(proc.stderr)]).then(() => proc.exited).finally(() => live.delete(proc));
   }
 
-  static async start(namespace: string, extraArgs: string[] = [], kubeconfig = cluster().kubeconfig): Promise<ControllerProcess> {
-    const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), 'controller', '--kubeconfig', kubeconfig,
+  /**
+   * Starts `kubedr controller` for `namespace` with short test timings. `opts.kubeconfig: null` gives it no kubeconfig
+   * (in-cluster credentials); `opts.prefix` wraps the command (e.g. in `unshare`); `opts.env` replaces the environment.
+   */
+  static async start(namespace: string, extraArgs: string[] = [],
+    opts: { kubeconfig?: string | null; prefix?: string[]; env?: Record<string, string> } = {}): Promise<ControllerProcess> {
+    const kubeconfig = opts.kubeconfig === undefined ? cluster().kubeconfig : opts.kubeconfig;
+    const proc = Bun.spawn([...(opts.prefix ?? []), process.execPath, join(repoRoot, 'src/main.ts'), 'controller',
+      ...(kubeconfig ? ['--kubeconfig', kubeconfig] : []),
       '--namespace', namespace, '--http-port', '0', '--http-address', '127.0.0.1', '--log-level', 'debug',
       '--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '500ms',
-      '--shutdown-timeout', '10s', '--location-retry-base', '2s', ...extraArgs], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+      '--shutdown-timeout', '10s', '--location-retry-base', '2s', ...extraArgs],
+    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: opts.env ?? process.env });
     const c = new ControllerProcess(proc);
     await eventually(() => {
       const m = /"msg":"serving metrics and health"[^\n]*"address":"[^"]*:(\d+)"/.exec(c.output);
