@@ -49,6 +49,15 @@ function record(informer: Informer<KubeObject>): string[] {
 
 const log = createLogger({ level: 'error' });
 
+/** Runs the informer for `ms`, then stops it and waits for it to finish. */
+async function runFor(informer: Informer<KubeObject>, ms: number): Promise<void> {
+  const ac = new AbortController();
+  const run = informer.start(ac.signal);
+  await Bun.sleep(ms);
+  ac.abort();
+  await run;
+}
+
 test('lists, syncs, then applies watch events and resumes from the last resourceVersion', async () => {
   const source = scripted([[obj('a', '1')]], [
     { events: [{ type: 'ADDED', object: obj('b', '101') }, { type: 'MODIFIED', object: obj('a', '102') }], error: new Error('stream reset') },
@@ -73,11 +82,7 @@ test('410 Gone relists and delivers only the difference, including deletions mis
   const source = scripted([[obj('a', '1'), obj('b', '1')], [obj('a', '5'), obj('c', '6')]], [{ error: gone() }, {}]);
   const informer = new Informer({ name: 't', source, log });
   const seen = record(informer);
-  const ac = new AbortController();
-  const run = informer.start(ac.signal);
-  await Bun.sleep(100);
-  ac.abort();
-  await run;
+  await runFor(informer, 100);
   expect(seen).toEqual(['add a', 'add b', 'update a@5', 'add c', 'delete b']);
   expect(source.watchedFrom).toEqual(['100', '200']);
 });
@@ -86,11 +91,7 @@ test('an unchanged object in a relist is not re-delivered', async () => {
   const source = scripted([[obj('a', '1')], [obj('a', '1')]], [{ error: gone() }, {}]);
   const informer = new Informer({ name: 't', source, log });
   const seen = record(informer);
-  const ac = new AbortController();
-  const run = informer.start(ac.signal);
-  await Bun.sleep(50);
-  ac.abort();
-  await run;
+  await runFor(informer, 50);
   expect(seen).toEqual(['add a']);
 });
 
@@ -98,11 +99,7 @@ test('resync re-delivers every cached object as an update to itself', async () =
   const source = scripted([[obj('a', '1')]], [{}]);
   const informer = new Informer({ name: 't', source, log, resyncMs: 40 });
   const seen = record(informer);
-  const ac = new AbortController();
-  const run = informer.start(ac.signal);
-  await Bun.sleep(100);
-  ac.abort();
-  await run;
+  await runFor(informer, 100);
   expect(seen[0]).toBe('add a');
   expect(seen.filter((s) => s === 'resync a').length).toBeGreaterThanOrEqual(1);
 });
