@@ -21,6 +21,9 @@ export const controllerFlags = {
   'shutdown-timeout': { type: 'duration', help: 'on SIGTERM, how long running work may take to finish before it is abandoned', default: '30s' },
   'restic-timeout': { type: 'duration', help: 'time limit of one repository operation (init, check)', default: '5m' },
   'restic-cache-dir': { type: 'string', help: 'restic cache directory (default: no cache)', env: 'KUBEDR_RESTIC_CACHE_DIR' },
+  'max-concurrent-backups': { type: 'int', help: 'backups running at once across all policies (protects etcd)', default: 1 },
+  'backup-host': { type: 'string', help: 'host name recorded in restic snapshots (default: the node name, else this host)', env: 'NODE_NAME' },
+  'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
 } satisfies Record<string, FlagSpec>;
 
@@ -43,6 +46,9 @@ export interface Config {
   resticTimeoutMs: number;
   resticCacheDir?: string;
   locationRetryBaseMs: number;
+  maxConcurrentBackups: number;
+  backupHost: string;
+  progressIntervalMs: number;
 }
 
 /** Parses `kubedr controller` flags; throws UsageError with a readable message on bad values. */
@@ -57,6 +63,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     retryPeriodMs: f['leader-elect-retry-period'],
   };
   if (le.renewDeadlineMs >= le.leaseDurationMs) throw new UsageError('--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration');
+  if (f['max-concurrent-backups'] < 1) throw new UsageError('--max-concurrent-backups must be at least 1');
   if (le.retryPeriodMs >= le.renewDeadlineMs) throw new UsageError('--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline');
   return Object.freeze({
     kubeconfig: f.kubeconfig,
@@ -72,5 +79,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     resticTimeoutMs: f['restic-timeout'],
     resticCacheDir: f['restic-cache-dir'],
     locationRetryBaseMs: f['location-retry-base'],
+    maxConcurrentBackups: f['max-concurrent-backups'],
+    backupHost: f['backup-host'] ?? hostname(),
+    progressIntervalMs: f['progress-interval'],
   });
 }

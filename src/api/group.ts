@@ -36,3 +36,18 @@ export const LOCATION_SECRET_KEYS = {
   /** Optional: CA bundle for an endpoint with a private CA. */
   caCert: 'ca.crt',
 } as const;
+
+/** Setting this annotation on a MetadataBackupPolicy to a new value starts one backup now (suspended or not). */
+export const BACKUP_NOW_ANNOTATION = `${GROUP}/backup-now`;
+
+/** Label on a MetadataBackupRecord naming its policy. */
+export const POLICY_LABEL = `${GROUP}/policy`;
+
+/** Finalizer on a MetadataBackupRecord: its restic snapshot is forgotten before the record goes. */
+export const RECORD_FINALIZER = `${GROUP}/forget-snapshot`;
+
+/** Set on a record whose snapshot retention has already forgotten, so deleting it needs no restic run. */
+export const SNAPSHOT_FORGOTTEN_ANNOTATION = `${GROUP}/snapshot-forgotten`;
+
+/** Keys of the etcd credentials Secret (`etcdCreds`). */
+export const ETCD_SECRET_KEYS = { ca: 'ca.crt', cert: 'client.crt', key: 'client.key' } as const;

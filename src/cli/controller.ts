@@ -1,13 +1,16 @@
 /** @module `kubedr controller`: the composition root of the operator. Builds every collaborator and runs them. */
-import { BACKUP_LOCATION, COMPONENT, SECRET } from '../api/group.ts';
-import type { BackupLocation, Secret } from '../api/types.ts';
+import { BACKUP_LOCATION, BACKUP_POLICY, BACKUP_RECORD, COMPONENT, type ResourceRef, SECRET } from '../api/group.ts';
+import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { type Config, controllerFlags, loadConfig } from '../config.ts';
 import { BackupLocationReconciler } from '../controllers/backup-location.ts';
+import { BackupPolicyReconciler } from '../controllers/backup-policy.ts';
+import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { Restic } from '../engine/restic.ts';
 import { KubeClient } from '../kube/client.ts';
+import { policyGauges } from '../metrics/policy-gauges.ts';
 import { createMetrics } from '../metrics/registry.ts';
 import { HttpServer } from '../metrics/server.ts';
-import { Controller } from '../runtime/controller.ts';
+import { Controller, type Reconciler } from '../runtime/controller.ts';
 import { Informer, listWatch, objectKey } from '../runtime/informer.ts';
 import { LeaderElector } from '../runtime/leader.ts';
 import { Manager } from '../runtime/manager.ts';
@@ -17,33 +20,40 @@ import { type Logger, createLogger } from '../util/log.ts';
 import { helpText } from './flags.ts';
 
 export const controllerHelp = helpText('kubedr controller [flags]',
-  'Runs the operator: initialises BackupLocations and reports through status, events and /metrics.', controllerFlags);
+  'Runs the operator: initialises BackupLocations, takes scheduled etcd and certificate backups, records and expires them,\n' +
+  'and reports through status, events and /metrics.', controllerFlags);
+
+/** Enqueues the object's key on creation, deletion, resync and any change a reconcile must see. */
+function enqueueOnChange<T extends KubeObject>(informer: Informer<T>, controller: Controller): void {
+  informer.addHandlers({
+    onAdd: (o) => controller.enqueue(objectKey(o)),
+    onUpdate: (old, o) => specOrMetadataChanged(old, o) && controller.enqueue(objectKey(o)),
+    onDelete: (o) => controller.enqueue(objectKey(o)),
+  });
+}
 
 function build(config: Config, log: Logger) {
   const client = KubeClient.load({ kubeconfig: config.kubeconfig, context: config.context, fieldManager: COMPONENT });
   const metrics = createMetrics();
   const restic = new Restic({ timeoutMs: config.resticTimeoutMs, cacheDir: config.resticCacheDir });
   const ns = config.namespace;
-  const locations = new Informer<BackupLocation>({
-    name: BACKUP_LOCATION.plural, source: listWatch(client, BACKUP_LOCATION, ns), log, resyncMs: config.resyncMs,
-  });
-  // Secrets need no resync: a location's own resync re-reads its Secret from this cache.
-  const secrets = new Informer<Secret>({ name: SECRET.plural, source: listWatch(client, SECRET, ns), log });
+  const informer = <T extends KubeObject>(ref: ResourceRef, resyncMs = config.resyncMs) =>
+    new Informer<T>({ name: ref.plural, source: listWatch(client, ref, ns), log, resyncMs });
+  const locations = informer<BackupLocation>(BACKUP_LOCATION);
+  const policies = informer<MetadataBackupPolicy>(BACKUP_POLICY);
+  const records = informer<MetadataBackupRecord>(BACKUP_RECORD);
+  // Secrets need no resync: the objects that use them resync and re-read them from this cache.
+  const secrets = informer<Secret>(SECRET, 0);
   const recorder = new ApiEventRecorder(client, log, config.identity);
+  const controller = (name: string, reconciler: Reconciler) => new Controller({
+    name, log, reconciler, drainTimeoutMs: Math.max(config.shutdownTimeoutMs - 2_000, 0),
+    onResult: (result) => metrics.reconciles.inc({ controller: name, result }),
+  });
 
-  const locationController = new Controller({
-    name: 'backuplocation',
-    log,
-    reconciler: new BackupLocationReconciler({
-      client, locations, secrets, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
-    }),
-    onResult: (result) => metrics.reconciles.inc({ controller: 'backuplocation', result }),
-  });
-  locations.addHandlers({
-    onAdd: (o) => locationController.enqueue(objectKey(o)),
-    onUpdate: (old, o) => specOrMetadataChanged(old, o) && locationController.enqueue(objectKey(o)),
-    onDelete: (o) => locationController.enqueue(objectKey(o)),
-  });
+  const locationController = controller('backuplocation', new BackupLocationReconciler({
+    client, locations, secrets, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
+  }));
+  enqueueOnChange(locations, locationController);
   // A changed credentials Secret re-runs initialisation of every location that uses it.
   const secretChanged = (s: Secret) => {
     for (const loc of locations.list()) {
@@ -54,7 +64,23 @@ function build(config: Config, log: Logger) {
   };
   secrets.addHandlers({ onAdd: secretChanged, onUpdate: (_old, s) => secretChanged(s), onDelete: secretChanged });
 
-  const informers = [locations, secrets];
+  const policyReconciler = new BackupPolicyReconciler({
+    client, policies, locations, secrets, records, recorder, metrics, restic, log,
+    host: config.backupHost, maxConcurrent: config.maxConcurrentBackups, progressIntervalMs: config.progressIntervalMs,
+  });
+  // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
+  const policyController = controller('metadatabackuppolicy', policyReconciler);
+  policyReconciler.enqueue = (key) => policyController.enqueue(key);
+  enqueueOnChange(policies, policyController);
+
+  const recordController = controller('metadatabackuprecord', new BackupRecordReconciler({
+    client, records, locations, secrets, recorder, restic, log,
+  }));
+  enqueueOnChange(records, recordController);
+
+  metrics.setPolicySource(() => policyGauges(policies.list(), records.list(), new Date()));
+
+  const informers = [locations, policies, records, secrets];
   const http = new HttpServer({
     host: config.httpAddress, port: config.httpPort, registry: metrics.registry, log,
     ready: () => informers.every((i) => i.hasSynced()),
@@ -64,7 +90,7 @@ function build(config: Config, log: Logger) {
     : undefined;
   return new Manager({
     always: [...informers, http],
-    leaderOnly: [locationController],
+    leaderOnly: [locationController, policyController, recordController],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -4,19 +4,19 @@
  * changes; transient failures (endpoint down, TLS, access) are retried with backoff, bad input waits for a change.
  */
 import { READY, reasons, setCondition } from '../api/conditions.ts';
-import { BACKUP_LOCATION, LOCATION_SECRET_KEYS as K } from '../api/group.ts';
+import { BACKUP_LOCATION } from '../api/group.ts';
 import { INIT_FAILED, INIT_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, BackupLocationStatus, Condition, Secret } from '../api/types.ts';
 import { EngineError, isTransientKind } from '../engine/errors.ts';
-import { openOrInit, repositoryAddress } from '../engine/repository.ts';
-import type { Repository, Restic } from '../engine/restic.ts';
+import { openOrInit } from '../engine/repository.ts';
+import type { Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { SecretKeyMissingError, secretValues } from '../kube/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
+import { InputError, locationRepository } from './inputs.ts';
 
 export interface BackupLocationDeps {
   client: KubeClient;
@@ -45,21 +45,14 @@ interface Inputs {
   credentialsVersion: string;
 }
 
-function toFailure(err: unknown, secretName: string): Failure {
+function toFailure(err: unknown): Failure {
+  if (err instanceof InputError) return { reason: err.reason, message: err.message, transient: false };
   if (err instanceof EngineError) {
     // The condition reason is the error kind, so a restarted controller can tell from status whether to retry.
     return { reason: err.kind === 'Failed' ? reasons.initFailed : err.kind, message: err.message, transient: err.transient };
   }
-  if (err instanceof SecretKeyMissingError) {
-    return { reason: 'CredentialsInvalid', message: `credentials ${err.message}`, transient: false };
-  }
-  if (err instanceof SecretNotFound) {
-    return { reason: 'CredentialsNotFound', message: `credentials Secret "${secretName}" not found`, transient: false };
-  }
   return { reason: reasons.initFailed, message: err instanceof Error ? err.message : String(err), transient: true };
 }
-
-class SecretNotFound extends Error {}
 
 export class BackupLocationReconciler implements Reconciler {
   private readonly attempts = new Map<string, number>();
@@ -102,7 +95,7 @@ export class BackupLocationReconciler implements Reconciler {
 
     // 4. Open or create the repository.
     try {
-      const repo = this.repository(loc, secret);
+      const repo = locationRepository(loc, secrets);
       const { created } = await openOrInit(restic, repo, { signal });
       this.attempts.delete(key);
       await this.writeStatus(loc, conditions, inputs, { initStatus: 'Completed', initErrorMessage: '' },
@@ -113,7 +106,7 @@ export class BackupLocationReconciler implements Reconciler {
       return;
     } catch (err) {
       if (signal.aborted) throw err;
-      const f = toFailure(err, loc.spec.credentials);
+      const f = toFailure(err);
       await this.writeStatus(loc, conditions, inputs, { initStatus: 'Failed', initErrorMessage: f.message },
         { status: 'False', reason: f.reason, message: f.message });
       metrics.locationReady.set({ location: loc.metadata.name }, 0);
@@ -133,14 +126,6 @@ export class BackupLocationReconciler implements Reconciler {
     const n = this.attempts.get(key) ?? 0;
     this.attempts.set(key, n + 1);
     return Math.min((this.deps.retryBaseMs ?? 10_000) * 2 ** n, this.deps.maxRetryMs ?? 300_000);
-  }
-
-  /** The repository with its credentials; throws when the spec or the Secret is unusable. */
-  private repository(loc: BackupLocation, secret: Secret | undefined): Repository {
-    const address = repositoryAddress(loc.spec.url, loc.spec.bucketName);
-    if (!secret) throw new SecretNotFound();
-    const v = secretValues(secret, [K.accessKey, K.secretKey, K.repoPassword], [K.caCert], [K.caCert]);
-    return { address, accessKey: v[K.accessKey], secretKey: v[K.secretKey], password: v[K.repoPassword], caCert: v[K.caCert] };
   }
 
   /** Patches status through /status and returns the conditions written, for the next write of this reconcile. */

@@ -17,6 +17,8 @@ export type EngineErrorKind =
   | 'Locked'
   /** The operation ran past its time limit. */
   | 'Timeout'
+  /** Data failed its integrity check (an etcd snapshot whose SHA-256 trailer does not match). */
+  | 'IntegrityError'
   /** The operation was cancelled (shutdown). */
   | 'Cancelled'
   /** Anything else restic reported. */
@@ -26,7 +28,7 @@ export type EngineErrorKind =
  * Kinds worth retrying on their own: the cause may go away without anyone changing our inputs (an endpoint comes back,
  * its certificate or access policy is fixed on the S3 side). Bad input and a wrong password need the user to act.
  */
-const transientKinds: ReadonlySet<EngineErrorKind> = new Set(['Unreachable', 'Locked', 'Timeout', 'Failed', 'TlsError', 'AccessDenied']);
+const transientKinds: ReadonlySet<EngineErrorKind> = new Set(['Unreachable', 'Locked', 'Timeout', 'Failed', 'TlsError', 'AccessDenied', 'IntegrityError']);
 
 export function isTransientKind(kind: string): boolean {
   return transientKinds.has(kind as EngineErrorKind);

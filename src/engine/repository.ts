@@ -67,3 +67,18 @@ export async function openOrInit(restic: Restic, repo: Repository, run: RunOptio
     throw err;
   }
 }
+
+/**
+ * Runs `fn`; if the repository is locked, removes stale locks (`restic unlock` removes only locks whose process is gone
+ * or that are older than 30 minutes) and tries once more. Our own runs are serialised, so a lock we meet is either
+ * stale, from an interrupted run, or another tool's, which `unlock` leaves alone.
+ */
+export async function withStaleLockRetry<T>(restic: Restic, repo: Repository, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof EngineError) || err.kind !== 'Locked') throw err;
+    await restic.run(repo, ['unlock']);
+    return fn();
+  }
+}

@@ -48,3 +48,67 @@ export function classifyResticError(stderr: string): ClassifiedError {
 export function isAlreadyInitialized(stderr: string): boolean {
   return /already initialized|config file already exists/i.test(stderr);
 }
+
+/** restic backup's closing summary (restic 0.14 `backup --json`). */
+export interface BackupSummary {
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dataAdded: number;
+  totalFilesProcessed: number;
+  totalBytesProcessed: number;
+  /** restic's own duration of the upload, seconds. */
+  totalDuration: number;
+  /** Short snapshot id (8 hex digits in restic 0.14). */
+  snapshotId: string;
+}
+
+export type BackupMessage =
+  | { type: 'status'; percentDone: number; bytesDone: number; totalBytes: number }
+  | { type: 'summary'; summary: BackupSummary };
+
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+/** One line of `restic backup --json`; undefined for lines that are not status or summary messages. */
+export function parseBackupLine(line: string): BackupMessage | undefined {
+  if (!line.startsWith('{')) return undefined;
+  let m: Record<string, unknown>;
+  try {
+    m = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (m.message_type === 'status') {
+    return { type: 'status', percentDone: num(m.percent_done), bytesDone: num(m.bytes_done), totalBytes: num(m.total_bytes) };
+  }
+  if (m.message_type === 'summary' && typeof m.snapshot_id === 'string') {
+    return {
+      type: 'summary',
+      summary: {
+        filesNew: num(m.files_new), filesChanged: num(m.files_changed), filesUnmodified: num(m.files_unmodified),
+        dataAdded: num(m.data_added), totalFilesProcessed: num(m.total_files_processed),
+        totalBytesProcessed: num(m.total_bytes_processed), totalDuration: num(m.total_duration), snapshotId: m.snapshot_id,
+      },
+    };
+  }
+  return undefined;
+}
+
+/** One entry of `restic snapshots --json`. */
+export interface SnapshotInfo {
+  id: string;
+  shortId: string;
+  time: string;
+  hostname: string;
+  tags: string[];
+  paths: string[];
+}
+
+export function parseSnapshots(json: string): SnapshotInfo[] {
+  const list = JSON.parse(json || '[]') as Record<string, unknown>[] | null;
+  return (list ?? []).map((s) => ({
+    id: String(s.id), shortId: String(s.short_id ?? String(s.id).slice(0, 8)), time: String(s.time),
+    hostname: String(s.hostname ?? ''), tags: Array.isArray(s.tags) ? s.tags.map(String) : [],
+    paths: Array.isArray(s.paths) ? s.paths.map(String) : [],
+  }));
+}

@@ -33,6 +33,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Called with each stdout line as it arrives (restic --json progress). */
   onLine?: (line: string) => void;
+  /** Working directory (relative backup paths are stored as given). */
+  cwd?: string;
 }
 
 export interface RunResult {
@@ -77,6 +79,7 @@ async function collectLines(stream: ReadableStream<Uint8Array>, onLine?: (line: 
 
 export class Restic {
   private readonly binary: string;
+  private readonly tails = new Map<string, Promise<unknown>>();
 
   constructor(private readonly opts: ResticOptions = {}) {
     this.binary = opts.binary ?? 'restic';
@@ -104,7 +107,7 @@ export class Restic {
     const timeoutMs = run.timeoutMs ?? this.opts.timeoutMs ?? 10 * 60_000;
     let proc: ReturnType<typeof Bun.spawn<'ignore', 'pipe', 'pipe'>>;
     try {
-      proc = Bun.spawn(argv, { env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+      proc = Bun.spawn(argv, { env, cwd: run.cwd, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
     } catch (err) {
       throw new EngineError('Failed', `cannot start restic (${this.binary}): ${(err as Error).message}`, { cause: err });
     }
@@ -133,6 +136,22 @@ export class Restic {
     } finally {
       clearTimeout(timer);
       run.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Runs `fn` when no other serialised operation on the same repository is running in this process, so our own runs
+   * never meet on restic's repository lock (KubeDR's parallel forget pods did).
+   */
+  async exclusive<T>(repo: Repository, fn: () => Promise<T>): Promise<T> {
+    const before = this.tails.get(repo.address) ?? Promise.resolve();
+    const mine = before.catch(() => undefined).then(fn);
+    const tail = mine.catch(() => undefined);
+    this.tails.set(repo.address, tail);
+    try {
+      return await mine;
+    } finally {
+      if (this.tails.get(repo.address) === tail) this.tails.delete(repo.address);
     }
   }
 

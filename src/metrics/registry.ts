@@ -3,6 +3,7 @@
  * the rest are ours and say so in their help text.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PolicyGauges } from './policy-gauges.ts';
 
 const MINUTE = 60;
 const HOUR = 3600;
@@ -11,21 +12,52 @@ const HOUR = 3600;
 export const BACKUP_DURATION_BUCKETS = [1, 2.5, 5, 10, 15, 30, MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
   HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 5 * HOUR, 6 * HOUR, 7 * HOUR, 8 * HOUR, 9 * HOUR, 10 * HOUR];
 
+/** Where the per-policy gauges come from at scrape time (the controller's caches); none until it is set. */
+export type PolicyStateSource = () => PolicyGauges[];
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const policy = ['policyName'] as const;
   const location = ['location'] as const;
+  let source: PolicyStateSource = () => [];
+
+  /** A gauge whose samples are computed from the policy state on every scrape. */
+  const derived = (name: string, help: string, pick: (g: PolicyGauges) => number | undefined) => new Gauge({
+    name, help, labelNames: policy, registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of source()) {
+        const v = pick(g);
+        if (v !== undefined) this.set({ policyName: g.policyName }, v);
+      }
+    },
+  });
+
   return {
     registry,
+    setPolicySource: (s: PolicyStateSource) => {
+      source = s;
+    },
     // KubeDR's metrics (monitoring.rst)
-    backupSize: new Gauge({ name: 'kubedr_backup_size_bytes', help: 'Size of the backup in bytes.', labelNames: policy, registers: [registry] }),
+    backupSize: derived('kubedr_backup_size_bytes', 'Size of the backup in bytes (bytes the newest successful backup read).', (g) => g.backupSize),
     numBackups: new Counter({ name: 'kubedr_num_backups', help: 'Total number of backups (every attempt).', labelNames: policy, registers: [registry] }),
     numSuccessful: new Counter({ name: 'kubedr_num_successful_backups', help: 'Total number of successful backups.', labelNames: policy, registers: [registry] }),
     numFailed: new Counter({ name: 'kubedr_num_failed_backups', help: 'Total number of failed backups.', labelNames: policy, registers: [registry] }),
     backupDuration: new Histogram({
       name: 'kubedr_backup_duration_seconds', help: 'Time (seconds) taken for the backup.', labelNames: policy,
       buckets: BACKUP_DURATION_BUCKETS, registers: [registry],
+    }),
+    // Ours: per policy, derived from status and records so nothing resets on restart
+    lastSuccess: derived('kubedr_backup_last_success_timestamp_seconds', 'Unix time of the last successful backup.', (g) => g.lastSuccess),
+    lastStatus: derived('kubedr_backup_last_status', 'Outcome of the most recent finished backup: 1 success, 0 failure.', (g) => g.lastStatus),
+    nextRun: derived('kubedr_backup_next_run_timestamp_seconds', 'Unix time the schedule fires next (absent while suspended).', (g) => g.nextRun),
+    retained: derived('kubedr_backups_retained', 'Successful backups kept (MetadataBackupRecords).', (g) => g.retained),
+    etcdSnapshotSize: derived('kubedr_etcd_snapshot_size_bytes', 'Size of the newest backup\'s etcd snapshot in bytes.', (g) => g.etcdSnapshotSize),
+    suspended: derived('kubedr_backup_policy_suspended', 'Whether the policy is suspended (1) or not (0).', (g) => (g.suspended ? 1 : 0)),
+    skipped: new Counter({
+      name: 'kubedr_backups_skipped_total', help: 'Due backups skipped because the previous backup of the policy was still running.',
+      labelNames: policy, registers: [registry],
     }),
     // Ours: backup locations
     locationReady: new Gauge({

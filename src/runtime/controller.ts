@@ -15,6 +15,8 @@ export interface Result {
 export interface Reconciler {
   /** Brings the world in line with the object `namespace/name`. Must be idempotent: it may run any number of times. */
   reconcile(key: string, signal: AbortSignal): Promise<Result | void>;
+  /** At shutdown, after the workers stopped: finish or cancel background work within `timeoutMs`. */
+  drain?(timeoutMs: number): Promise<void>;
 }
 
 /** A failure that retrying cannot fix; the reconciler has already written it to status and events. */
@@ -31,6 +33,8 @@ export interface ControllerOptions {
   log: Logger;
   workers?: number;
   queue?: WorkQueue;
+  /** Time given to the reconciler's background work at shutdown. */
+  drainTimeoutMs?: number;
   /** Called after each reconcile with its outcome, for metrics. */
   onResult?: (outcome: 'success' | 'error' | 'requeue', ms: number) => void;
 }
@@ -54,6 +58,7 @@ export class Controller implements Runnable {
     signal.addEventListener('abort', () => this.queue.shutDown(), { once: true });
     const workers = Array.from({ length: this.opts.workers ?? 1 }, () => this.worker(signal));
     await Promise.all(workers);
+    await this.opts.reconciler.drain?.(this.opts.drainTimeoutMs ?? 0);
   }
 
   private async worker(signal: AbortSignal): Promise<void> {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { classifyResticError, errorDetail, isAlreadyInitialized } from '../../src/engine/restic-output.ts';
+import { classifyResticError, errorDetail, isAlreadyInitialized, parseBackupLine, parseSnapshots } from '../../src/engine/restic-output.ts';
 
 // stderr captured from restic 0.14.0 against s3rver over HTTPS.
 const samples = {
@@ -49,4 +49,33 @@ describe('errorDetail', () => {
 test('isAlreadyInitialized recognises restic init on an existing repository', () => {
   expect(isAlreadyInitialized(samples.alreadyInit)).toBe(true);
   expect(isAlreadyInitialized(samples.wrongPassword)).toBe(false);
+});
+
+describe('restic backup --json', () => {
+  test('status lines give progress', () => {
+    expect(parseBackupLine('{"message_type":"status","seconds_elapsed":1,"percent_done":0.42,"total_files":2,"files_done":1,"total_bytes":1000,"bytes_done":420}'))
+      .toEqual({ type: 'status', percentDone: 0.42, bytesDone: 420, totalBytes: 1000 });
+  });
+
+  test('the summary, as restic 0.14 prints it, gives the figures status shows', () => {
+    const line = '{"message_type":"summary","files_new":2,"files_changed":0,"files_unmodified":0,"dirs_new":2,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":2,"tree_blobs":3,"data_added":1433,"total_files_processed":2,"total_bytes_processed":11,"total_duration":0.208079749,"snapshot_id":"eab2a28e"}';
+    expect(parseBackupLine(line)).toEqual({
+      type: 'summary',
+      summary: { filesNew: 2, filesChanged: 0, filesUnmodified: 0, dataAdded: 1433, totalFilesProcessed: 2, totalBytesProcessed: 11,
+        totalDuration: 0.208079749, snapshotId: 'eab2a28e' },
+    });
+  });
+
+  test('other lines are ignored', () => {
+    expect(parseBackupLine('open repository')).toBeUndefined();
+    expect(parseBackupLine('{"message_type":"verbose_status"}')).toBeUndefined();
+    expect(parseBackupLine('{broken')).toBeUndefined();
+  });
+
+  test('restic snapshots --json', () => {
+    const json = '[{"time":"2026-11-25T04:58:19.594248874Z","tree":"5b73","paths":["/tmp/rtest/stage/data"],"hostname":"kubedr","username":"root","tags":["p1"],"id":"eab2a28e09634413d26fad1d188e212e15fa35fbe72a1ddbf7f9ec6c379232c8","short_id":"eab2a28e"}]';
+    expect(parseSnapshots(json)).toEqual([{ id: 'eab2a28e09634413d26fad1d188e212e15fa35fbe72a1ddbf7f9ec6c379232c8', shortId: 'eab2a28e',
+      time: '2026-11-25T04:58:19.594248874Z', hostname: 'kubedr', tags: ['p1'], paths: ['/tmp/rtest/stage/data'] }]);
+    expect(parseSnapshots('null')).toEqual([]);
+  });
 });

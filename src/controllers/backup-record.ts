@@ -1,0 +1,81 @@
+/**
+ * @module MetadataBackupRecord reconciler: a record carries a finalizer, so deleting it (by a user or by retention)
+ * first forgets its restic snapshot. A snapshot that is already gone, or that retention already forgot, releases the
+ * record at once; an unreachable repository keeps the record, with the reason in its status, until it can be done.
+ */
+import { BACKUP_RECORD, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
+import { FORGET_FAILED } from '../api/events.ts';
+import type { BackupLocation, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { Restic } from '../engine/restic.ts';
+import { forgetSnapshots } from '../engine/snapshots.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { isConflict, isNotFound } from '../kube/errors.ts';
+import type { Reconciler, Result } from '../runtime/controller.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+import { locationRepository, readyLocation } from './inputs.ts';
+
+export interface BackupRecordDeps {
+  client: KubeClient;
+  records: Informer<MetadataBackupRecord>;
+  locations: Informer<BackupLocation>;
+  secrets: Informer<Secret>;
+  recorder: EventRecorder;
+  restic: Restic;
+  log: Logger;
+  /** Retry delay while the snapshot cannot be forgotten. */
+  retryMs?: number;
+}
+
+export class BackupRecordReconciler implements Reconciler {
+  constructor(private readonly deps: BackupRecordDeps) {}
+
+  async reconcile(key: string, signal: AbortSignal): Promise<Result | void> {
+    // 1. Load the record, or stop if it is gone.
+    const record = this.deps.records.get(key);
+    if (!record) return;
+    const finalizers = record.metadata.finalizers ?? [];
+    const ns = record.metadata.namespace ?? '';
+
+    // 2. Not being deleted: make sure the finalizer is there (records made by KubeDR or by hand lack it).
+    if (!record.metadata.deletionTimestamp) {
+      if (!finalizers.includes(RECORD_FINALIZER)) await this.setFinalizers(record, [...finalizers, RECORD_FINALIZER]);
+      return;
+    }
+    if (!finalizers.includes(RECORD_FINALIZER)) return;
+
+    // 3. Being deleted: forget the snapshot unless retention already did, then release the record.
+    const log = this.deps.log.child({ record: key, snapshotId: record.spec.snapshotId });
+    if (record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] !== 'true') {
+      try {
+        const location = readyLocation(ns, record.spec.backuploc, this.deps.locations);
+        await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), [record.spec.snapshotId], { signal });
+        log.info('snapshot forgotten');
+      } catch (err) {
+        if (signal.aborted) throw err;
+        const message = `cannot forget snapshot ${record.spec.snapshotId} yet, the record stays until it can: ${err instanceof Error ? err.message : String(err)}`;
+        if (record.status?.message !== message) {
+          await this.deps.client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { message });
+          await this.deps.recorder.event(record, 'Warning', FORGET_FAILED, message);
+        }
+        log.warn('forget failed; will retry', { error: message });
+        return { requeueAfter: this.deps.retryMs ?? 60_000 };
+      }
+    }
+    await this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
+  }
+
+  /** Replaces the finalizer list, guarded by resourceVersion so a concurrent change is not overwritten. */
+  private async setFinalizers(record: MetadataBackupRecord, finalizers: string[]): Promise<void> {
+    try {
+      await this.deps.client.patch(BACKUP_RECORD, record.metadata.namespace ?? '', record.metadata.name, {
+        metadata: { finalizers, resourceVersion: record.metadata.resourceVersion },
+      });
+    } catch (err) {
+      // Gone already, or changed under us: the informer brings the new version and we look again.
+      if (isNotFound(err) || isConflict(err)) return;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * @module Turning objects into engine inputs: a BackupLocation and its Secret into a restic Repository, a policy's
+ * etcdCreds Secret into an etcd connection. Throws InputError with a message a user can act on.
+ */
+import { ETCD_SECRET_KEYS as E, LOCATION_SECRET_KEYS as K } from '../api/group.ts';
+import type { BackupLocation, Secret } from '../api/types.ts';
+import type { EtcdConnection } from '../engine/etcd-snapshot.ts';
+import { repositoryAddress } from '../engine/repository.ts';
+import type { Repository } from '../engine/restic.ts';
+import { SecretKeyMissingError, secretValues } from '../kube/secrets.ts';
+import type { Informer } from '../runtime/informer.ts';
+
+/** Bad or missing input; `reason` becomes the condition reason. */
+export class InputError extends Error {
+  constructor(readonly reason: string, message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
+}
+
+function values<R extends string, O extends string>(secret: Secret, what: string, required: readonly R[], optional: readonly O[], publicKeys: string[]) {
+  try {
+    return secretValues(secret, required, optional, publicKeys);
+  } catch (err) {
+    if (err instanceof SecretKeyMissingError) throw new InputError('CredentialsInvalid', `${what} ${err.message}`);
+    throw err;
+  }
+}
+
+/** The location's repository with its credentials. Throws EngineError (bad URL/bucket) or InputError (Secret). */
+export function locationRepository(loc: BackupLocation, secrets: Informer<Secret>): Repository {
+  const address = repositoryAddress(loc.spec.url, loc.spec.bucketName);
+  const secret = secrets.get(`${loc.metadata.namespace}/${loc.spec.credentials}`);
+  if (!secret) throw new InputError('CredentialsNotFound', `credentials Secret "${loc.spec.credentials}" not found`);
+  const v = values(secret, 'credentials', [K.accessKey, K.secretKey, K.repoPassword], [K.caCert], [K.caCert]);
+  return { address, accessKey: v[K.accessKey], secretKey: v[K.secretKey], password: v[K.repoPassword], caCert: v[K.caCert] };
+}
+
+/** A usable location: exists and its repository initialised. */
+export function readyLocation(namespace: string, name: string, locations: Informer<BackupLocation>): BackupLocation {
+  const loc = locations.get(`${namespace}/${name}`);
+  if (!loc) throw new InputError('LocationNotFound', `BackupLocation "${name}" not found`);
+  if (loc.status?.initStatus !== 'Completed') {
+    const why = loc.status?.initErrorMessage ? `: ${loc.status.initErrorMessage}` : ` (status ${loc.status?.initStatus ?? 'unknown'})`;
+    throw new InputError('LocationNotReady', `BackupLocation "${name}" is not ready${why}`);
+  }
+  return loc;
+}
+
+/** etcd endpoint and mTLS material from the policy's etcdCreds Secret (`ca.crt`, `client.crt`, `client.key`). */
+export function etcdConnection(namespace: string, endpoint: string, secretName: string, secrets: Informer<Secret>): EtcdConnection {
+  if (endpoint.startsWith('http://')) return { endpoint };
+  const secret = secrets.get(`${namespace}/${secretName}`);
+  if (!secret) throw new InputError('CredentialsNotFound', `etcd credentials Secret "${secretName}" not found`);
+  const v = values(secret, 'etcd credentials', [E.ca, E.cert, E.key], [], [E.ca, E.cert]);
+  return { endpoint, ca: v[E.ca], cert: v[E.cert], key: v[E.key] };
+}

@@ -1,0 +1,96 @@
+/**
+ * @module One backup: copy the certificates, stream an etcd snapshot (integrity-checked), and store both as one restic
+ * snapshot laid out as `data/etcd-snapshot.db` and `data/certificates/…`. Temporary files are removed on every path.
+ */
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { scratchDir } from '../util/scratch.ts';
+import { EngineError } from './errors.ts';
+import { type EtcdConnection, type SnapshotResult, saveSnapshot } from './etcd-snapshot.ts';
+import { type BackupSummary, parseBackupLine } from './restic-output.ts';
+import type { Repository, Restic } from './restic.ts';
+import { withStaleLockRetry } from './repository.ts';
+
+export const SNAPSHOT_FILE = 'etcd-snapshot.db';
+export const CERTS_DIR = 'certificates';
+export const DATA_DIR = 'data';
+
+export type BackupPhase = 'Snapshot' | 'Upload';
+
+export interface BackupProgress {
+  phase: BackupPhase;
+  bytesDone: number;
+  totalBytes?: number;
+  /** 0..100, during the upload. */
+  percent?: number;
+}
+
+export interface BackupRequest {
+  etcd: EtcdConnection;
+  /** Directory of certificates to include, or undefined. */
+  certsDir?: string;
+  repo: Repository;
+  /** restic --host: names the source of the backup in `restic snapshots`. */
+  host: string;
+  tags: string[];
+  signal?: AbortSignal;
+  onProgress?: (p: BackupProgress) => void;
+}
+
+export interface BackupResult {
+  summary: BackupSummary;
+  etcd: SnapshotResult;
+  /** Wall time of the whole backup, seconds. */
+  durationSecs: number;
+}
+
+async function copyCertificates(certsDir: string, into: string): Promise<void> {
+  try {
+    await readdir(certsDir);
+    await cp(certsDir, into, { recursive: true, dereference: true, errorOnExist: false });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
+    throw new EngineError('InvalidInput', `certsDir ${certsDir} ${why}`);
+  }
+}
+
+async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
+  let summary: BackupSummary | undefined;
+  const args = ['backup', '--json', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
+  await restic.run(req.repo, args, {
+    cwd,
+    signal: req.signal,
+    timeoutMs: 6 * 60 * 60_000,
+    onLine: (line) => {
+      const m = parseBackupLine(line);
+      if (m?.type === 'summary') summary = m.summary;
+      else if (m?.type === 'status') {
+        req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
+      }
+    },
+  });
+  if (!summary) throw new EngineError('Failed', 'restic backup finished without a summary');
+  return summary;
+}
+
+/** Takes one backup. Throws EngineError naming the cause; a failure leaves nothing behind. */
+export async function runBackup(restic: Restic, req: BackupRequest): Promise<BackupResult> {
+  const started = performance.now();
+  const stage = await scratchDir('backup');
+  try {
+    const data = join(stage, DATA_DIR);
+    await mkdir(data, { mode: 0o700 });
+    // Certificates first: a missing certsDir fails before etcd is asked for anything.
+    if (req.certsDir) await copyCertificates(req.certsDir, join(data, CERTS_DIR));
+    const etcd = await saveSnapshot(req.etcd, join(data, SNAPSHOT_FILE), {
+      signal: req.signal,
+      onProgress: (bytes) => req.onProgress?.({ phase: 'Snapshot', bytesDone: bytes }),
+    });
+    const summary = await restic.exclusive(req.repo, () => withStaleLockRetry(restic, req.repo,
+      () => resticBackup(restic, req, stage, etcd.size)));
+    return { summary, etcd, durationSecs: (performance.now() - started) / 1000 };
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * @module Per-policy gauges derived from the world at scrape time: the policies' status and the records. They need no
+ * rebuilding after a restart, and every replica reports the same values.
+ */
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../api/types.ts';
+import { parseSchedule } from '../schedule/schedule.ts';
+
+export interface PolicyGauges {
+  policyName: string;
+  /** Unix seconds of the last successful backup, if any. */
+  lastSuccess?: number;
+  /** 1 when the most recent finished backup succeeded, 0 when it failed; absent before the first. */
+  lastStatus?: number;
+  /** Unix seconds of the next scheduled run; absent when suspended or the schedule is invalid. */
+  nextRun?: number;
+  /** Successful backups kept (records). */
+  retained: number;
+  /** Size of the newest backup's etcd snapshot, bytes. */
+  etcdSnapshotSize?: number;
+  /** Bytes the newest successful backup read (KubeDR's kubedr_backup_size_bytes). */
+  backupSize?: number;
+  suspended: boolean;
+}
+
+const seconds = (iso?: string): number | undefined => {
+  const t = iso ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? t / 1000 : undefined;
+};
+
+export function policyGauges(policies: readonly MetadataBackupPolicy[], records: readonly MetadataBackupRecord[], now: Date): PolicyGauges[] {
+  return policies.map((p) => {
+    const name = p.metadata.name;
+    const mine = records.filter((r) => r.metadata.namespace === p.metadata.namespace && r.spec.policy === name && !r.metadata.deletionTimestamp);
+    const newest = mine.reduce<MetadataBackupRecord | undefined>((a, r) =>
+      !a || (seconds(r.status?.backupTime) ?? 0) > (seconds(a.status?.backupTime) ?? 0) ? r : a, undefined);
+    const st = p.status ?? {};
+    const lastSuccess = seconds(st.lastSuccessfulBackupTime) ?? seconds(newest?.status?.backupTime);
+    // While a backup runs, backupTime still names the previous finished one.
+    const lastStatus = st.backupTime === undefined ? undefined
+      : st.backupStatus === 'Completed' || (st.backupStatus === 'Running' && st.lastSuccessfulBackupTime === st.backupTime) ? 1 : 0;
+    let nextRun: number | undefined;
+    if (!p.spec.suspend) {
+      try {
+        nextRun = parseSchedule(p.spec.schedule, p.spec.timeZone).next(now).getTime() / 1000;
+      } catch {
+        nextRun = undefined;
+      }
+    }
+    return {
+      policyName: name, lastSuccess, lastStatus, nextRun, retained: mine.length, suspended: p.spec.suspend === true,
+      etcdSnapshotSize: newest?.status?.etcdSnapshotSize, backupSize: newest?.status?.totalBytesProcessed,
+    };
+  });
+}
