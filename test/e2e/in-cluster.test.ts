@@ -2,7 +2,8 @@
  * In-cluster credentials: the controller runs with no kubeconfig, as in a pod. What a pod has is played openly (there
  * is no kubelet here): a private mount namespace puts the ServiceAccount's token (from the TokenRequest API), the cluster
  * CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount, and KUBERNETES_SERVICE_HOST/PORT are set.
- * The ServiceAccount holds only the Role below, so this also proves that Role is enough for BackupLocations.
+ * The ServiceAccount holds only the Role below, so this also proves that Role is enough for the controller to start and
+ * serve BackupLocations.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,10 +26,13 @@ kind: Role
 metadata: { name: kubedr, namespace: ${namespace} }
 rules:
 - apiGroups: [kubedr.catalogicsoftware.com]
-  resources: [backuplocations]
+  resources: [backuplocations, metadatabackuppolicies]
   verbs: [get, list, watch]
 - apiGroups: [kubedr.catalogicsoftware.com]
-  resources: [backuplocations/status]
+  resources: [metadatabackuprecords]
+  verbs: [get, list, watch, create, delete, patch]
+- apiGroups: [kubedr.catalogicsoftware.com]
+  resources: [backuplocations/status, metadatabackuppolicies/status, metadatabackuprecords/status]
   verbs: [get, patch, update]
 - apiGroups: [""]
   resources: [secrets]
