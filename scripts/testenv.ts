@@ -37,6 +37,8 @@ export interface TestEnv {
   /** kubeconfig with an admin client certificate (system:masters). */
   kubeconfigCert: string;
   procs: Record<ProcName, ProcState>;
+  /** Extra etcd servers started by tests (startExtraEtcd), stopped with the rest. */
+  extra?: Record<string, ProcState & { endpoint: string }>;
 }
 
 export function defaultDir(): string {
@@ -125,7 +127,7 @@ current-context: testenv
 `;
 }
 
-function startProc(dir: string, name: ProcName, cmd: string[]): ProcState {
+function startProc(dir: string, name: string, cmd: string[]): ProcState {
   const log = join(dir, 'logs', `${name}.log`);
   const fd = openSync(log, 'a');
   const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', fd, fd] });
@@ -216,6 +218,7 @@ export async function stop(dir = defaultDir()): Promise<void> {
     await killProc(env.procs.apiserver);
     await killProc(env.procs.s3);
     await killProc(env.procs.etcd);
+    for (const p of Object.values(env.extra ?? {})) await killProc(p);
   }
   rmSync(dir, { recursive: true, force: true });
 }
@@ -258,12 +261,7 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
     procs: {} as Record<ProcName, ProcState>,
   };
   try {
-    env.procs.etcd = startProc(dir, 'etcd', ['etcd', '--name', 'default', '--data-dir', join(dir, 'etcd-data'),
-      '--listen-client-urls', etcdEndpoint, '--advertise-client-urls', etcdEndpoint,
-      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-cluster', `default=http://127.0.0.1:${peerPort}`,
-      '--cert-file', join(pki, 'etcd/server.crt'), '--key-file', join(pki, 'etcd/server.key'),
-      '--client-cert-auth', '--trusted-ca-file', join(pki, 'etcd/ca.crt'), '--snapshot-count', '10000']);
+    env.procs.etcd = startProc(dir, 'etcd', etcdCmd(dir, pki, 'default', etcdPort, peerPort));
     saveState(env);
     await waitFor('etcd', env.procs.etcd, () => etcdReady(env), 30_000);
 
@@ -311,6 +309,36 @@ export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise
   saveState(env);
   const check = name === 'etcd' ? () => etcdReady(env) : () => s3Ready(env);
   await waitFor(name, env.procs[name], check, 30_000);
+}
+
+function etcdCmd(dir: string, pki: string, name: string, clientPort: number, peerPort: number): string[] {
+  const endpoint = `https://127.0.0.1:${clientPort}`;
+  return ['etcd', '--name', name, '--data-dir', join(dir, `${name}-data`),
+    '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
+    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster', `${name}=http://127.0.0.1:${peerPort}`,
+    '--cert-file', join(pki, 'etcd/server.crt'), '--key-file', join(pki, 'etcd/server.key'),
+    '--client-cert-auth', '--trusted-ca-file', join(pki, 'etcd/ca.crt'), '--snapshot-count', '10000'];
+}
+
+/**
+ * Starts (or restarts, keeping its data) another etcd with the cluster's etcd certificates, for tests that stop etcd or
+ * fill it without disturbing the API server's. Returns its client URL.
+ */
+export async function startExtraEtcd(env: TestEnv, name: string): Promise<string> {
+  env.extra ??= {};
+  const known = env.extra[name];
+  const cmd = known?.cmd ?? etcdCmd(env.dir, env.pki, name, await freePort(), await freePort());
+  const endpoint = known?.endpoint ?? cmd[cmd.indexOf('--listen-client-urls') + 1]!;
+  const p = startProc(env.dir, name, cmd);
+  env.extra[name] = { ...p, endpoint };
+  saveState(env);
+  await waitFor(name, p, () => etcdReady({ etcdEndpoint: endpoint, pki: env.pki }), 30_000);
+  return endpoint;
+}
+
+export async function stopExtraEtcd(env: TestEnv, name: string): Promise<void> {
+  await killProc(env.extra?.[name]);
 }
 
 if (import.meta.main) {

@@ -24,6 +24,8 @@ export const controllerFlags = {
   'max-concurrent-backups': { type: 'int', help: 'backups running at once across all policies (protects etcd)', default: 1 },
   'backup-host': { type: 'string', help: 'host name recorded in restic snapshots (default: the node name, else this host)', env: 'NODE_NAME' },
   'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },
+  'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
+  'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
 } satisfies Record<string, FlagSpec>;
 
@@ -49,6 +51,8 @@ export interface Config {
   maxConcurrentBackups: number;
   backupHost: string;
   progressIntervalMs: number;
+  backupStallTimeoutMs: number;
+  locationWaitMs: number;
 }
 
 /** Parses `kubedr controller` flags; throws UsageError with a readable message on bad values. */
@@ -82,5 +86,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     maxConcurrentBackups: f['max-concurrent-backups'],
     backupHost: f['backup-host'] ?? hostname(),
     progressIntervalMs: f['progress-interval'],
+    backupStallTimeoutMs: f['backup-stall-timeout'],
+    locationWaitMs: f['location-wait'],
   });
 }

@@ -67,6 +67,7 @@ function build(config: Config, log: Logger) {
   const policyReconciler = new BackupPolicyReconciler({
     client, policies, locations, secrets, records, recorder, metrics, restic, log,
     host: config.backupHost, maxConcurrent: config.maxConcurrentBackups, progressIntervalMs: config.progressIntervalMs,
+    stallTimeoutMs: config.backupStallTimeoutMs, locationWaitMs: config.locationWaitMs,
   });
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);

@@ -42,6 +42,8 @@ export interface BackupPolicyDeps {
   progressIntervalMs?: number;
   /** How long a backup waits for a missing or initialising location before failing. */
   locationWaitMs?: number;
+  /** Fail an upload that makes no progress for this long. */
+  stallTimeoutMs?: number;
   now?: () => Date;
 }
 
@@ -181,24 +183,32 @@ export class BackupPolicyReconciler implements Reconciler {
   private start(key: string, trigger: Trigger, stopping: AbortSignal): void {
     const abort = new AbortController();
     this.ranHere.add(key);
-    const done = (async () => {
-      let release: (() => void) | undefined;
-      try {
-        release = await this.slots.acquire(abort.signal);
-        await this.runOne(key, trigger, abort.signal);
-      } catch (err) {
-        this.deps.log.error('backup run failed unexpectedly', { policy: key, err });
-      } finally {
-        release?.();
-        this.running.delete(key);
-        if (!stopping.aborted) this.enqueue(key);
-      }
-    })();
-    this.running.set(key, { abort, done });
+    let release: (() => void) | undefined;
+    // Called once the backup is reported, before retention: retention needs neither etcd nor this policy's slot
+    // (repository operations are serialised anyway), so a new backup of the policy may start meanwhile.
+    const finished = () => {
+      release?.();
+      if (this.running.get(key) === entry) this.running.delete(key);
+    };
+    const entry: Running = {
+      abort,
+      done: (async () => {
+        try {
+          release = await this.slots.acquire(abort.signal);
+          await this.runOne(key, trigger, abort.signal, finished);
+        } catch (err) {
+          this.deps.log.error('backup run failed unexpectedly', { policy: key, err });
+        } finally {
+          finished();
+          if (!stopping.aborted) this.enqueue(key);
+        }
+      })(),
+    };
+    this.running.set(key, entry);
   }
 
   /** One backup from start to report. Never throws: every failure ends as Failed status, a Warning event and a metric. */
-  private async runOne(key: string, trigger: Trigger, signal: AbortSignal): Promise<void> {
+  private async runOne(key: string, trigger: Trigger, signal: AbortSignal, finished: () => void): Promise<void> {
     const policy = this.deps.policies.get(key);
     if (!policy) return;
     const name = policy.metadata.name;
@@ -213,11 +223,12 @@ export class BackupPolicyReconciler implements Reconciler {
       const progress = this.progressWriter(policy);
       const result = await runBackup(this.deps.restic, {
         etcd, certsDir: policy.spec.certsDir || undefined, repo, host: this.deps.host, tags: [name], signal,
-        onProgress: progress.write,
+        onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
       }).finally(progress.flush);
       const record = await this.createRecord(policy, location, result);
       await this.reportSuccess(policy, result, record);
       log.info('backup completed', { snapshotId: result.summary.snapshotId, durationSecs: result.durationSecs, etcdBytes: result.etcd.size });
+      finished();
       await this.applyRetention(policy, location, record);
     } catch (err) {
       const message = signal.aborted ? 'cancelled: the controller shut down or the policy was deleted during the backup'

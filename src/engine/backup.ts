@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { scratchDir } from '../util/scratch.ts';
 import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, saveSnapshot } from './etcd-snapshot.ts';
-import { type BackupSummary, parseBackupLine } from './restic-output.ts';
+import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
 import type { Repository, Restic } from './restic.ts';
 import { withStaleLockRetry } from './repository.ts';
 
@@ -35,6 +35,11 @@ export interface BackupRequest {
   tags: string[];
   signal?: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
+  /**
+   * Fail the upload when restic's bytes done have not grown for this long. restic 0.14 retries a vanished S3
+   * endpoint for many minutes, so without this a backup would hang instead of failing. Default 5 minutes.
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface BackupResult {
@@ -57,19 +62,46 @@ async function copyCertificates(certsDir: string, into: string): Promise<void> {
 
 async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
   let summary: BackupSummary | undefined;
+  let lastError = '';
+  let bytesDone = -1;
+  const stallMs = req.stallTimeoutMs ?? 5 * 60_000;
+  const stalled = new AbortController();
+  let watchdog = setTimeout(() => stalled.abort(), stallMs);
+  const progressed = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => stalled.abort(), stallMs);
+  };
+  const signal = req.signal ? AbortSignal.any([req.signal, stalled.signal]) : stalled.signal;
   const args = ['backup', '--json', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
-  await restic.run(req.repo, args, {
-    cwd,
-    signal: req.signal,
-    timeoutMs: 6 * 60 * 60_000,
-    onLine: (line) => {
-      const m = parseBackupLine(line);
-      if (m?.type === 'summary') summary = m.summary;
-      else if (m?.type === 'status') {
+  try {
+    await restic.run(req.repo, args, {
+      cwd,
+      signal,
+      timeoutMs: 6 * 60 * 60_000,
+      onStderrLine: (line) => {
+        if (line.trim()) lastError = line.trim();
+      },
+      onLine: (line) => {
+        const m = parseBackupLine(line);
+        if (m?.type === 'summary') summary = m.summary;
+        if (m?.type !== 'status') return;
+        if (m.bytesDone > bytesDone) {
+          bytesDone = m.bytesDone;
+          progressed();
+        }
         req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
-      }
-    },
-  });
+      },
+    });
+  } catch (err) {
+    if (stalled.signal.aborted && !req.signal?.aborted) {
+      const c = classifyResticError(lastError);
+      throw new EngineError(c.kind === 'Failed' ? 'Unreachable' : c.kind,
+        `upload made no progress for ${Math.round(stallMs / 1000)} s; restic's last error: ${c.message}`);
+    }
+    throw err;
+  } finally {
+    clearTimeout(watchdog);
+  }
   if (!summary) throw new EngineError('Failed', 'restic backup finished without a summary');
   return summary;
 }

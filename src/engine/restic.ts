@@ -35,6 +35,8 @@ export interface RunOptions {
   onLine?: (line: string) => void;
   /** Working directory (relative backup paths are stored as given). */
   cwd?: string;
+  /** Called with each stderr line as it arrives (restic reports retries there). */
+  onStderrLine?: (line: string) => void;
 }
 
 export interface RunResult {
@@ -124,7 +126,7 @@ export class Restic {
     if (run.signal?.aborted) onAbort();
     try {
       const [stdout, stderr, code] = await Promise.all([
-        collectLines(proc.stdout, run.onLine), collectLines(proc.stderr), proc.exited,
+        collectLines(proc.stdout, run.onLine), collectLines(proc.stderr, run.onStderrLine), proc.exited,
       ]);
       if (stopped === 'timeout') throw new EngineError('Timeout', `restic ${command} did not finish within ${Math.round(timeoutMs / 1000)} s`);
       if (stopped === 'cancel') throw new EngineError('Cancelled', `restic ${command} was cancelled`);

@@ -3,14 +3,11 @@
  * Each test asserts what a user would check: `kubectl get` status, events, /metrics, and the repository itself.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { INIT_FAILED, INIT_SUCCEEDED, messages } from '../../src/api/events.ts';
 import type { BackupLocation } from '../../src/api/types.ts';
-import { S3_ACCESS_KEY } from '../../scripts/testenv.ts';
 import {
-  ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, events, eventually, getJson, kubectl,
-  locationSecretYaml, locationYaml, metricValue, uniqueBucket,
+  ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, events, eventually, freePort, getJson, kubectl,
+  locationSecretYaml, locationYaml, metricValue, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -46,22 +43,7 @@ async function waitFor(name: string, initStatus: 'Completed' | 'Failed', timeout
   }, timeoutMs);
 }
 
-function restic(bucket: string, args: string[], pw = password): { code: number; out: string } {
-  const env = cluster();
-  const r = Bun.spawnSync(['restic', '--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/${bucket}`, ...args], {
-    env: { ...process.env, AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: secretKey, RESTIC_PASSWORD: pw },
-  });
-  return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => ok(p));
-    });
-  });
-}
+const restic = (bucket: string, args: string[]) => resticAt(bucket, password, args, secretKey);
 
 const firstBucket = uniqueBucket('first');
 

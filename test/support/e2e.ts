@@ -206,6 +206,12 @@ export class ControllerProcess {
     return this.done;
   }
 
+  /** SIGKILL to the whole process group (start it with prefix ['setsid']): restic children die with it, as in a container. */
+  async killGroup(): Promise<number> {
+    process.kill(-this.proc.pid, 'SIGKILL');
+    return this.done;
+  }
+
   get exited(): Promise<number> {
     return this.done;
   }
@@ -221,4 +227,66 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[4]);
   }
   return undefined;
+}
+
+/** etcdctl against `endpoint` (default: the cluster's etcd) with the etcd client certificate. */
+export function etcdctl(args: string[], endpoint = cluster().etcdEndpoint, input?: string): Run {
+  const pki = cluster().pki;
+  const r = spawnSync('etcdctl', ['--endpoints', endpoint, '--cacert', join(pki, 'etcd/ca.crt'),
+    '--cert', join(pki, 'etcd/healthcheck-client.crt'), '--key', join(pki, 'etcd/healthcheck-client.key'), ...args],
+  { input, encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 64 * 1024 * 1024 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** Fills an etcd with `mb` MB of incompressible values, so its snapshot and upload take measurable time. */
+export function fillEtcd(endpoint: string, mb: number, prefix = '/fill/'): void {
+  for (let i = 0; i < mb; i++) {
+    // 1 MiB of base64 per key (from 768 KiB of random bytes): under etcd's 1.5 MiB request limit.
+    const value = Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64');
+    const r = etcdctl(['put', `${prefix}${i}`], endpoint, value);
+    if (r.code !== 0) throw new Error(`etcdctl put failed: ${r.stderr}`);
+  }
+}
+
+/** restic against a bucket of the test S3 endpoint. */
+export function resticAt(bucket: string, password: string, args: string[], secretKey = S3_SECRET_KEY): Run {
+  const env = cluster();
+  const r = spawnSync('restic', ['--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/${bucket}`, ...args], {
+    encoding: 'utf8', env: { ...process.env, AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: secretKey, RESTIC_PASSWORD: password },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/**
+ * Restores an etcd snapshot file into a new data directory and starts a throwaway etcd on it (plain http on free
+ * loopback ports), to read what the snapshot holds. Returns its endpoint and a stop function.
+ */
+export async function bootSnapshot(snapshotFile: string, dir: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+  const [client, peer] = [await freePort(), await freePort()];
+  const peerUrl = `http://127.0.0.1:${peer}`;
+  const restore = spawnSync('etcdctl', ['snapshot', 'restore', snapshotFile, '--data-dir', join(dir, 'restored'), '--name', 'restored',
+    '--initial-cluster', `restored=${peerUrl}`, '--initial-advertise-peer-urls', peerUrl],
+  { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+  if (restore.status !== 0) throw new Error(`etcdctl snapshot restore failed: ${restore.stderr}`);
+  const endpoint = `http://127.0.0.1:${client}`;
+  const proc = Bun.spawn(['etcd', '--name', 'restored', '--data-dir', join(dir, 'restored'), '--listen-client-urls', endpoint,
+    '--advertise-client-urls', endpoint, '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
+    '--initial-cluster', `restored=${peerUrl}`], { stdout: 'ignore', stderr: 'ignore' });
+  live.add(proc);
+  await eventually(() => {
+    const r = spawnSync('etcdctl', ['--endpoints', endpoint, 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' } });
+    if (r.status !== 0) throw new Error('restored etcd not healthy yet');
+  }, 30_000);
+  return { endpoint, stop: async () => { proc.kill(); await proc.exited; live.delete(proc); } };
+}
+
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((ok) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => ok(p));
+    });
+  });
 }

@@ -1,0 +1,468 @@
+/**
+ * Scheduled and on-demand backups end to end: the controller as a real process backs up a real etcd (mutual TLS) and
+ * certificates into restic on S3. Tests check what a user would: status, records, events, /metrics, and that the
+ * backup restores to an etcd that holds the data.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { BACKUP_FAILED, BACKUP_SUCCEEDED, messages } from '../../src/api/events.ts';
+import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import { startExtraEtcd, startProcAgain, stopExtraEtcd, stopProc } from '../../scripts/testenv.ts';
+import {
+  ControllerProcess, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdctl, events, eventually,
+  fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, resticAt, uniqueBucket,
+} from '../support/e2e.ts';
+
+let ns: string;
+let controller: ControllerProcess;
+let work: string;
+const password = `pw-${crypto.randomUUID()}`;
+const secretKey = `sk-${crypto.randomUUID()}`;
+const bucket = uniqueBucket('pol');
+/** Controller flags: short waits so failures show quickly. */
+const flags = ['--location-wait', '3s', '--backup-stall-timeout', '8s', '--progress-interval', '300ms'];
+
+const pem = (f: string) => readFileSync(join(cluster().pki, f), 'utf8');
+function etcdSecretYaml(name: string, files: { ca: string; cert: string; key: string } | null, omit: string[] = []): string {
+  const f = files ?? { ca: 'etcd/ca.crt', cert: 'etcd/healthcheck-client.crt', key: 'etcd/healthcheck-client.key' };
+  const data: Record<string, string> = { 'ca.crt': pem(f.ca), 'client.crt': pem(f.cert), 'client.key': pem(f.key) };
+  for (const k of omit) delete data[k];
+  const lines = Object.entries(data).map(([k, v]) => `  ${k}: ${Buffer.from(v).toString('base64')}`);
+  return `apiVersion: v1\nkind: Secret\nmetadata: { name: ${name}, namespace: ${ns} }\ndata:\n${lines.join('\n')}\n`;
+}
+
+interface PolicySpec {
+  destination?: string;
+  certsDir?: string;
+  etcdEndpoint?: string;
+  etcdCreds?: string;
+  schedule?: string;
+  retainNumBackups?: number;
+  suspend?: boolean;
+}
+function policyYaml(name: string, spec: PolicySpec = {}): string {
+  const full = {
+    destination: 'loc', certsDir: cluster().pki, etcdEndpoint: cluster().etcdEndpoint, etcdCreds: 'etcd-creds',
+    schedule: '0 0 1 1 *', ...spec,
+  };
+  return `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: ${name}, namespace: ${ns} }
+spec: ${JSON.stringify(full)}
+`;
+}
+
+const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
+const records = (name: string) => getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items.filter((r) => r.spec.policy === name);
+const patch = (kind: string, name: string, p: object) => {
+  const r = kubectl(['patch', kind, name, '-n', ns, '--type', 'merge', '-p', JSON.stringify(p)]);
+  if (r.code !== 0) throw new Error(r.stderr);
+};
+
+let triggerNo = 0;
+/** Sets backup-now to a new value and waits for that backup to finish; returns the policy as it then is. */
+async function backupNow(name: string, timeoutMs = 60_000): Promise<MetadataBackupPolicy> {
+  const value = `t${++triggerNo}`;
+  const r = kubectl(['annotate', 'mbp', name, '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=${value}`]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return eventually(() => {
+    const p = policy(name);
+    if (p.status?.backupNowServed !== value || p.status.backupStatus === 'Running') throw new Error(JSON.stringify(p.status));
+    return p;
+  }, timeoutMs);
+}
+
+async function failedCount(name: string): Promise<number> {
+  return metricValue(await controller.metrics(), 'kubedr_num_failed_backups', { policyName: name }) ?? 0;
+}
+
+beforeAll(async () => {
+  ensureCrds();
+  ns = createNamespace('policy');
+  work = mkdtempSync(join(tmpdir(), 'policy-e2e-'));
+  apply(locationSecretYaml(ns, { name: 's3-creds', password, secretKey }));
+  apply(etcdSecretYaml('etcd-creds', null));
+  apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
+  controller = await ControllerProcess.start(ns, flags);
+  // The tests' 3 s --location-wait is shorter than initialising a repository: start with the location ready.
+  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+});
+afterAll(async () => {
+  await controller?.stop();
+  deleteNamespace(ns);
+  rmSync(work, { recursive: true, force: true });
+});
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => statSync(join(dir, f)).isFile()).sort();
+}
+
+describe('a scheduled backup of the cluster\'s own etcd', () => {
+  const key = `/kubedr-e2e/before-${crypto.randomUUID()}`;
+
+  test('runs on schedule, records the snapshot, and restores to an etcd holding the data and identical certificates', async () => {
+    expect(etcdctl(['put', key, 'written-before-the-backup']).code).toBe(0);
+    apply(policyYaml('scheduled', { schedule: '* * * * *', retainNumBackups: 10 }));
+    const p = await eventually(() => {
+      const x = policy('scheduled');
+      if (x.status?.backupStatus !== 'Completed' || x.status.backupTrigger !== 'Scheduled') throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 90_000);
+    const st = p.status!;
+    expect(st.backupErrorMessage).toBe('');
+    expect(st.snapshotId).toMatch(/^[0-9a-f]{8}$/);
+    expect(st.mbrName).toBe(`mbr-${st.snapshotId}`);
+    expect(st.filesNew).toBeGreaterThan(0);
+    expect(st.dataAdded).toBeGreaterThan(0);
+    expect(Number(st.totalDurationSecs)).toBeGreaterThan(0);
+    expect(st.totalDurationSecs).toMatch(/\./);
+    expect(st.lastSuccessfulSnapshotId).toBe(st.snapshotId);
+    expect(Date.parse(st.nextBackupTime ?? '')).toBeGreaterThan(Date.now());
+
+    const record = getJson<MetadataBackupRecord>(['mbr', st.mbrName!, '-n', ns]);
+    expect(record.spec).toEqual({ snapshotId: st.snapshotId!, policy: 'scheduled', backuploc: 'loc' });
+    expect(record.status?.etcdRevision).toBeGreaterThan(0);
+    expect(record.status?.etcdSnapshotSha256).toMatch(/^[0-9a-f]{64}$/);
+    await eventually(() => expect(events(ns, 'scheduled').find((e) => e.reason === BACKUP_SUCCEEDED)?.message)
+      .toBe(messages.backupSucceeded(st.snapshotId!)));
+
+    // Restore as a user would, with restic, and check what came back.
+    const target = join(work, 'restore');
+    const r = resticAt(bucket, password, ['restore', st.snapshotId!, '--target', target], secretKey);
+    expect(r.code).toBe(0);
+    const db = join(target, 'data', 'etcd-snapshot.db');
+    expect(createHash('sha256').update(readFileSync(db)).digest('hex')).toBe(record.status!.etcdSnapshotSha256!);
+    const status = etcdctl(['snapshot', 'status', db, '-w', 'json']);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).revision).toBeGreaterThanOrEqual(record.status!.etcdRevision!);
+
+    const certs = join(target, 'data', 'certificates');
+    const pki = cluster().pki;
+    expect(filesUnder(certs)).toEqual(filesUnder(pki));
+    for (const f of filesUnder(pki)) expect(readFileSync(join(certs, f)).equals(readFileSync(join(pki, f)))).toBe(true);
+
+    const restored = await bootSnapshot(db, work);
+    try {
+      const get = etcdctl(['get', key, '--print-value-only'], restored.endpoint);
+      expect(get.stdout.trim()).toBe('written-before-the-backup');
+    } finally {
+      await restored.stop();
+    }
+    expect(relative(target, db)).toBe('data/etcd-snapshot.db');
+  });
+
+  test('suspend stops scheduled runs (on-demand still works); resume starts them again', async () => {
+    patch('mbp', 'scheduled', { spec: { suspend: true } });
+    const suspended = await eventually(() => {
+      const x = policy('scheduled');
+      if (x.status?.nextBackupTime !== '') throw new Error(JSON.stringify(x.status));
+      return x;
+    });
+    expect(suspended.status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('Suspended');
+    const m = await controller.metrics();
+    expect(metricValue(m, 'kubedr_backup_policy_suspended', { policyName: 'scheduled' })).toBe(1);
+    expect(metricValue(m, 'kubedr_backup_next_run_timestamp_seconds', { policyName: 'scheduled' })).toBeUndefined();
+    const servedBefore = suspended.status?.lastScheduleTime;
+
+    const onDemand = await backupNow('scheduled');
+    expect(onDemand.status?.backupStatus).toBe('Completed');
+    expect(onDemand.status?.backupTrigger).toBe('OnDemand');
+
+    // Wait past the next minute boundary: no scheduled run may happen.
+    const nextMinute = Math.ceil(Date.now() / 60_000) * 60_000;
+    await Bun.sleep(nextMinute - Date.now() + 5_000);
+    expect(policy('scheduled').status?.lastScheduleTime).toBe(servedBefore);
+    expect(policy('scheduled').status?.backupTrigger).toBe('OnDemand');
+
+    patch('mbp', 'scheduled', { spec: { suspend: false } });
+    const resumedAt = Date.now();
+    await eventually(() => {
+      const x = policy('scheduled');
+      if (x.status?.backupTrigger !== 'Scheduled' || Date.parse(x.status.backupTime ?? '') < resumedAt || x.status.backupStatus !== 'Completed') {
+        throw new Error(JSON.stringify(x.status));
+      }
+    }, 90_000);
+    patch('mbp', 'scheduled', { spec: { suspend: true } });
+  });
+});
+
+describe('retention', () => {
+  test('retainNumBackups: 2 after four backups leaves two records and two snapshots; deleting a record forgets its snapshot', async () => {
+    apply(policyYaml('keep-two', { retainNumBackups: 2 }));
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await backupNow('keep-two');
+      expect(p.status?.backupStatus).toBe('Completed');
+      ids.push(p.status!.snapshotId!);
+    }
+    const kept = await eventually(() => {
+      const rs = records('keep-two');
+      expect(rs.map((r) => r.spec.snapshotId).sort()).toEqual(ids.slice(2).sort());
+      return rs;
+    });
+    const snapshots = () => JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'keep-two'], secretKey).stdout) as { short_id: string }[];
+    expect(snapshots().map((s) => s.short_id).sort()).toEqual(ids.slice(2).sort());
+    expect(events(ns, 'keep-two').some((e) => e.reason === 'BackupsExpired')).toBe(true);
+
+    const victim = kept.find((r) => r.spec.snapshotId === ids[2])!;
+    expect(kubectl(['delete', 'mbr', victim.metadata.name, '-n', ns, '--timeout=60s']).code).toBe(0);
+    expect(snapshots().map((s) => s.short_id)).toEqual([ids[3]!]);
+    expect(records('keep-two').map((r) => r.spec.snapshotId)).toEqual([ids[3]!]);
+  });
+});
+
+describe('each failure gives Failed status, a Warning event and a failed count, and a later run succeeds once fixed', () => {
+  interface Case {
+    title: string;
+    setup: () => Promise<void> | void;
+    expect: string;
+    fix: () => Promise<void> | void;
+  }
+  const name = (title: string) => title.replace(/[^a-z]+/gi, '-').replace(/-$/, '').toLowerCase().slice(0, 40);
+  const cases: Case[] = [
+    {
+      title: 'etcd down',
+      setup: async () => {
+        const endpoint = await startExtraEtcd(cluster(), 'etcd-down');
+        await stopExtraEtcd(cluster(), 'etcd-down');
+        apply(policyYaml(name('etcd down'), { etcdEndpoint: endpoint }));
+      },
+      expect: 'unreachable',
+      fix: async () => void (await startExtraEtcd(cluster(), 'etcd-down')),
+    },
+    {
+      title: 'wrong etcd CA',
+      setup: () => {
+        apply(etcdSecretYaml('etcd-wrong-ca', { ca: 'ca.crt', cert: 'etcd/healthcheck-client.crt', key: 'etcd/healthcheck-client.key' }));
+        apply(policyYaml(name('wrong etcd CA'), { etcdCreds: 'etcd-wrong-ca' }));
+      },
+      expect: 'TLS with etcd',
+      fix: () => apply(etcdSecretYaml('etcd-wrong-ca', null)),
+    },
+    {
+      title: 'wrong etcd client certificate',
+      setup: () => {
+        apply(etcdSecretYaml('etcd-wrong-cert', { ca: 'etcd/ca.crt', cert: 'admin.crt', key: 'admin.key' }));
+        apply(policyYaml(name('wrong etcd client certificate'), { etcdCreds: 'etcd-wrong-cert' }));
+      },
+      expect: 'etcd',
+      fix: () => apply(etcdSecretYaml('etcd-wrong-cert', null)),
+    },
+    {
+      title: 'missing etcd Secret',
+      setup: () => apply(policyYaml(name('missing etcd Secret'), { etcdCreds: 'etcd-not-yet' })),
+      expect: 'etcd credentials Secret "etcd-not-yet" not found',
+      fix: () => apply(etcdSecretYaml('etcd-not-yet', null)),
+    },
+    {
+      title: 'missing key in etcd Secret',
+      setup: () => {
+        apply(etcdSecretYaml('etcd-no-key', null, ['client.key']));
+        apply(policyYaml(name('missing key in etcd Secret'), { etcdCreds: 'etcd-no-key' }));
+      },
+      expect: 'lacks key "client.key"',
+      fix: () => apply(etcdSecretYaml('etcd-no-key', null)),
+    },
+    {
+      title: 'missing destination',
+      setup: () => apply(policyYaml(name('missing destination'), { destination: 'loc-later' })),
+      expect: 'BackupLocation "loc-later" not found',
+      fix: async () => {
+        apply(locationYaml(ns, 'loc-later', { bucketName: bucket, credentials: 's3-creds' }));
+        await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc-later', '-n', ns]).status?.initStatus).toBe('Completed'));
+      },
+    },
+    {
+      title: 'failed destination',
+      setup: () => {
+        apply(locationYaml(ns, 'loc-bad', { bucketName: 'Bad_Bucket', credentials: 's3-creds' }));
+        apply(policyYaml(name('failed destination'), { destination: 'loc-bad' }));
+      },
+      expect: 'BackupLocation "loc-bad" is not ready: invalid bucket name',
+      fix: async () => {
+        patch('bl', 'loc-bad', { spec: { bucketName: bucket } });
+        await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc-bad', '-n', ns]).status?.initStatus).toBe('Completed'));
+      },
+    },
+    {
+      title: 'missing certsDir',
+      setup: () => apply(policyYaml(name('missing certsDir'), { certsDir: '/nonexistent/pki' })),
+      expect: 'certsDir /nonexistent/pki does not exist',
+      fix: () => patch('mbp', name('missing certsDir'), { spec: { certsDir: cluster().pki } }),
+    },
+    {
+      title: 'S3 down',
+      setup: async () => {
+        apply(policyYaml(name('S3 down')));
+        await stopProc(cluster(), 's3');
+      },
+      expect: 'S3 endpoint unreachable',
+      fix: () => startProcAgain(cluster(), 's3'),
+    },
+  ];
+
+  test.each(cases)('$title', async (c) => {
+    const n = name(c.title);
+    await c.setup();
+    await eventually(() => expect(policy(n).status?.nextBackupTime).toBeDefined());
+    const before = await failedCount(n);
+    const failed = await backupNow(n);
+    expect(failed.status?.backupStatus).toBe('Failed');
+    expect(failed.status?.backupErrorMessage).toContain(c.expect);
+    expect(failed.status?.snapshotId).toBeUndefined();
+    const ev = await eventually(() => {
+      const e = events(ns, n).find((x) => x.reason === BACKUP_FAILED);
+      if (!e) throw new Error('no BackupFailed event');
+      return e;
+    });
+    expect(ev.type).toBe('Warning');
+    expect(await failedCount(n)).toBe(before + 1);
+
+    await c.fix();
+    const fixed = await backupNow(n);
+    expect(fixed.status?.backupErrorMessage).toBe('');
+    expect(fixed.status?.backupStatus).toBe('Completed');
+  });
+
+  test.each([
+    ['invalid schedule', '61 * * * *', 'invalid schedule "61 * * * *": Invalid value for minute: 61'],
+    ['never-firing schedule', '0 0 31 2 *', 'schedule "0 0 31 2 *" never fires'],
+  ])('%s', async (title, schedule, message) => {
+    const n = name(title);
+    apply(policyYaml(n, { schedule }));
+    const p = await eventually(() => {
+      const x = policy(n);
+      if (x.status?.backupStatus !== 'Failed') throw new Error(JSON.stringify(x.status));
+      return x;
+    });
+    expect(p.status?.backupErrorMessage).toBe(message);
+    expect(p.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidSchedule' });
+    await eventually(async () => expect(await failedCount(n)).toBe(1));
+    expect(events(ns, n).find((e) => e.reason === BACKUP_FAILED)?.type).toBe('Warning');
+
+    patch('mbp', n, { spec: { schedule: '@daily' } });
+    await eventually(() => expect(policy(n).status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('Scheduled'));
+    expect((await backupNow(n)).status?.backupStatus).toBe('Completed');
+  });
+
+  test('no credential appears in logs, events or status', () => {
+    const leaks = (text: string) => [password, secretKey, pem('etcd/healthcheck-client.key').split('\n')[1]!].filter((s) => text.includes(s));
+    expect(leaks(controller.logs)).toEqual([]);
+    expect(leaks(kubectl(['get', 'events,mbp,mbr,bl', '-n', ns, '-o', 'json']).stdout)).toEqual([]);
+  });
+});
+
+describe('a big etcd: interruption and a stalled upload', () => {
+  let big: string;
+
+  beforeAll(async () => {
+    big = await startExtraEtcd(cluster(), 'etcd-big');
+    fillEtcd(big, 120);
+    apply(policyYaml('big', { etcdEndpoint: big, certsDir: '' }));
+  });
+
+  async function waitForPhase(n: string, phases: string[]): Promise<void> {
+    await eventually(() => {
+      const phase = policy(n).status?.progress?.phase;
+      if (!phase || !phases.includes(phase)) throw new Error(`phase ${phase}`);
+    }, 30_000, 50);
+  }
+
+  test('while a backup runs, its progress shows in status', async () => {
+    const r = kubectl(['annotate', 'mbp', 'big', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=progress`]);
+    expect(r.code).toBe(0);
+    await waitForPhase('big', ['Snapshot', 'Upload']);
+    const p = policy('big');
+    expect(p.status?.backupStatus).toBe('Running');
+    expect(p.status?.progress?.bytesDone).toBeGreaterThan(0);
+    await eventually(() => expect(policy('big').status?.backupStatus).toBe('Completed'), 120_000);
+    expect(policy('big').status?.progress).toBeUndefined();
+  });
+
+  test('S3 stopped mid-upload fails the backup; the next run succeeds despite the stale lock', async () => {
+    const before = await failedCount('big');
+    const r = kubectl(['annotate', 'mbp', 'big', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=stall`]);
+    expect(r.code).toBe(0);
+    await waitForPhase('big', ['Upload']);
+    await stopProc(cluster(), 's3');
+    try {
+      const failed = await eventually(() => {
+        const x = policy('big');
+        if (x.status?.backupStatus !== 'Failed') throw new Error(JSON.stringify(x.status));
+        return x;
+      }, 60_000);
+      expect(failed.status?.backupErrorMessage).toContain('upload made no progress for 8 s');
+      expect(await failedCount('big')).toBe(before + 1);
+    } finally {
+      await startProcAgain(cluster(), 's3');
+    }
+    const ok = await backupNow('big', 120_000);
+    expect(ok.status?.backupStatus).toBe('Completed');
+  });
+
+  test('a controller killed mid-backup leaves no record without a snapshot; restarted, it reports the interruption and the next run succeeds', async () => {
+    await controller.stop();
+    // The container runtime kills every process of a container at once; setsid + a group kill plays that part here.
+    controller = await ControllerProcess.start(ns, flags, { prefix: ['setsid'] });
+    const r = kubectl(['annotate', 'mbp', 'big', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=killed`]);
+    expect(r.code).toBe(0);
+    await waitForPhase('big', ['Upload']);
+    await controller.killGroup();
+
+    const snapshotIds = (JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'big'], secretKey).stdout || '[]') as { short_id: string }[])
+      .map((s) => s.short_id);
+    for (const rec of records('big')) expect(snapshotIds).toContain(rec.spec.snapshotId);
+
+    controller = await ControllerProcess.start(ns, flags);
+    const interrupted = await eventually(() => {
+      const x = policy('big');
+      if (x.status?.backupStatus !== 'Failed') throw new Error(JSON.stringify(x.status));
+      return x;
+    });
+    expect(interrupted.status?.backupErrorMessage).toContain('interrupted');
+    const ok = await backupNow('big', 120_000);
+    expect(ok.status?.backupStatus).toBe('Completed');
+  });
+});
+
+describe('metrics', () => {
+  test('after two successes and one failure: 3 / 2 / 1 and the gauges; after a restart the gauges are back before ready', async () => {
+    apply(policyYaml('metered', { schedule: '@daily', retainNumBackups: 5 }));
+    await eventually(() => expect(policy('metered').status?.nextBackupTime).toBeTruthy());
+    await backupNow('metered');
+    const second = await backupNow('metered');
+    patch('mbp', 'metered', { spec: { certsDir: '/nonexistent' } });
+    expect((await backupNow('metered')).status?.backupStatus).toBe('Failed');
+
+    const label = { policyName: 'metered' };
+    const m = await controller.metrics();
+    expect(metricValue(m, 'kubedr_num_backups', label)).toBe(3);
+    expect(metricValue(m, 'kubedr_num_successful_backups', label)).toBe(2);
+    expect(metricValue(m, 'kubedr_num_failed_backups', label)).toBe(1);
+    expect(metricValue(m, 'kubedr_backup_duration_seconds_count', label)).toBe(3);
+    const gauges = (text: string) => ({
+      lastSuccess: metricValue(text, 'kubedr_backup_last_success_timestamp_seconds', label),
+      lastStatus: metricValue(text, 'kubedr_backup_last_status', label),
+      nextRun: metricValue(text, 'kubedr_backup_next_run_timestamp_seconds', label),
+      retained: metricValue(text, 'kubedr_backups_retained', label),
+      etcdSize: metricValue(text, 'kubedr_etcd_snapshot_size_bytes', label),
+      size: metricValue(text, 'kubedr_backup_size_bytes', label),
+    });
+    const g = gauges(m);
+    expect(g.lastSuccess).toBeCloseTo(Date.parse(second.status!.backupTime!) / 1000, 0);
+    expect(g.lastStatus).toBe(0);
+    expect(g.nextRun).toBeGreaterThan(Date.now() / 1000);
+    expect(g.retained).toBe(2);
+    expect(g.etcdSize).toBeGreaterThan(0);
+    expect(g.size).toBeGreaterThan(0);
+
+    await controller.stop();
+    controller = await ControllerProcess.start(ns, flags);
+    await eventually(async () => expect((await controller.get('/readyz')).status).toBe(200), 30_000, 20);
+    expect(gauges(await controller.metrics())).toEqual(g);
+  });
+});
