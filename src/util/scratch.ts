@@ -2,7 +2,7 @@
  * @module Temporary files of this process live under one directory, `<tmp>/kubedr-<pid>-XXXX`, removed when the process
  * exits. A process that was killed cannot clean up, so the next one removes directories whose pid is no longer alive.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,12 +32,18 @@ export function sweepStale(base = tmpdir()): string[] {
 }
 
 function processRoot(): string {
-  if (root) return root;
-  sweepStale();
+  if (root && existsSync(root)) return root;
+  if (!root) {
+    sweepStale();
+    process.on('exit', removeScratchRoot);
+  }
   root = mkdtempSync(join(tmpdir(), `kubedr-${process.pid}-`));
-  const dir = root;
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return root;
+}
+
+/** Removes this process's scratch root (on exit; and by tests, whose runner does not run exit handlers). */
+export function removeScratchRoot(): void {
+  if (root) rmSync(root, { recursive: true, force: true });
 }
 
 /** A new private (0700) directory for one operation; the caller removes it, and process exit removes what is left. */

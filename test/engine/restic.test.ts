@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
 import { type Repository, Restic } from '../../src/engine/restic.ts';
+import { removeScratchRoot } from '../../src/util/scratch.ts';
 
 let dir: string;
 let fake: string;
@@ -34,7 +35,10 @@ echo ok
 `);
   chmodSync(fake, 0o755);
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  removeScratchRoot();
+});
 
 const read = (f: string) => readFileSync(join(dir, f), 'utf8');
 

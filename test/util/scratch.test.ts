@@ -1,8 +1,11 @@
-import { expect, test } from 'bun:test';
+import { afterAll, expect, test } from 'bun:test';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { scratchDir, sweepStale } from '../../src/util/scratch.ts';
+import { removeScratchRoot, scratchDir, sweepStale } from '../../src/util/scratch.ts';
+
+// bun test runs no exit handlers: remove this process's scratch root ourselves (it is recreated if needed again).
+afterAll(removeScratchRoot);
 
 test('directories of dead processes are swept; live ones and unrelated ones stay', () => {
   const base = mkdtempSync(join(tmpdir(), 'sweep-test-'));
