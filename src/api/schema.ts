@@ -150,7 +150,7 @@ export const backupRecordSchema = {
         backupTime: str('When the backup finished (RFC 3339).'),
         etcdRevision: int('etcd revision of the snapshot.'),
         etcdSnapshotSize: int('Size of the etcd snapshot in bytes.'),
-        etcdSnapshotSha256: str('SHA-256 of the etcd snapshot file.'),
+        etcdSnapshotSha256: str('SHA-256 of the etcd snapshot without its last 32 bytes: the value of its own integrity trailer.'),
         dataAdded: int('restic: bytes added to the repository.'),
         totalBytesProcessed: int('restic: bytes read.'),
         totalDurationSecs: str('Wall time of the backup, seconds (fractional).'),

@@ -4,7 +4,7 @@
  * The two messages involved are decoded by hand, so no .proto file has to be found at run time.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
+import { type Hash, createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { isIP } from 'node:net';
@@ -28,7 +28,10 @@ export interface SnapshotResult {
    * snapshot chunks; a newer etcd's header wins when present).
    */
   revision: number;
-  /** SHA-256 (hex) of the whole file, as `sha256sum` shows it. */
+  /**
+   * SHA-256 (hex) of the snapshot's content, i.e. of every byte but the 32-byte trailer, which holds this same value:
+   * etcd's own integrity check, verifiable after any restore (`snapshotContentSha256`).
+   */
   sha256: string;
 }
 
@@ -176,7 +179,6 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   const client = new grpc.Client(address, creds, options);
   const out = createWriteStream(file, { mode: 0o600 });
   const content = createHash('sha256');
-  const whole = createHash('sha256');
   let held: Buffer = Buffer.alloc(0);
   let size = 0;
   let revision = 0;
@@ -193,13 +195,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
       if (msg.revision) revision = msg.revision;
       if (msg.blob.length === 0) continue;
       size += msg.blob.length;
-      whole.update(msg.blob);
-      // Hash everything but the last 32 bytes, which are the trailer to compare against.
-      held = Buffer.concat([held, msg.blob]);
-      if (held.length > TRAILER) {
-        content.update(held.subarray(0, held.length - TRAILER));
-        held = Buffer.from(held.subarray(held.length - TRAILER));
-      }
+      held = hashAllButTrailer(content, held, msg.blob);
       if (!out.write(msg.blob)) await once(out, 'drain');
       opts.onProgress?.(size);
     }
@@ -220,5 +216,33 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   if (!expected.equals(held)) {
     throw new EngineError('IntegrityError', 'etcd snapshot failed its integrity check: the SHA-256 trailer does not match the content');
   }
-  return { size, revision, sha256: whole.digest('hex') };
+  return { size, revision, sha256: held.toString('hex') };
+}
+
+/**
+ * Feeds `chunk` to the hash, holding back the last 32 bytes seen so far (the trailer candidate), without copying
+ * the chunk. Returns the new held-back bytes.
+ */
+function hashAllButTrailer(hash: Hash, held: Buffer, chunk: Buffer): Buffer {
+  if (chunk.length >= TRAILER) {
+    hash.update(held);
+    hash.update(chunk.subarray(0, chunk.length - TRAILER));
+    return Buffer.from(chunk.subarray(chunk.length - TRAILER));
+  }
+  const joined = Buffer.concat([held, chunk]);
+  if (joined.length <= TRAILER) return joined;
+  hash.update(joined.subarray(0, joined.length - TRAILER));
+  return Buffer.from(joined.subarray(joined.length - TRAILER));
+}
+
+/** Checks a snapshot file's trailer against its content; returns the content SHA-256 (hex), or throws IntegrityError. */
+export async function verifySnapshotFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  let held: Buffer = Buffer.alloc(0);
+  for await (const chunk of Bun.file(file).stream()) held = hashAllButTrailer(hash, held, Buffer.from(chunk));
+  const expected = hash.digest();
+  if (held.length < TRAILER || !expected.equals(held)) {
+    throw new EngineError('IntegrityError', `${file} failed its integrity check: the SHA-256 trailer does not match the content`);
+  }
+  return expected.toString('hex');
 }

@@ -1,0 +1,121 @@
+/**
+ * @module `npm run bench`: one backup through the controller (backup-now annotation → status Completed) against the
+ * by-hand floor on the same etcd and repository (`etcdctl snapshot save`, then `restic backup` of that file), with
+ * etcd filled to about 100 MB. Prints both medians, their ratio and the controller's peak RSS during its backups.
+ * Not a test: figures vary with the machine; record them in the README.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
+import type { MetadataBackupPolicy } from '../src/api/types.ts';
+import { KubeClient } from '../src/kube/client.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, start, startExtraEtcd, stop } from './testenv.ts';
+
+const root = resolve(import.meta.dir, '..');
+const dir = join(root, '.bench');
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const FILL_MB = Number(process.env.BENCH_MB ?? 100);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function sh(cmd: string[], env: Record<string, string> = {}, input?: string): string {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', input, env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
+  if (r.status !== 0) throw new Error(`${cmd.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function rssKb(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+const env = await start(dir);
+const work = mkdtempSync(join(tmpdir(), 'kubedr-bench-'));
+let controller: ReturnType<typeof Bun.spawn> | undefined;
+try {
+  const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], {}, input);
+  const etcd = await startExtraEtcd(env, 'bench');
+  const etcdFlags = ['--endpoints', etcd, '--cacert', join(env.pki, 'etcd/ca.crt'), '--cert', join(env.pki, 'etcd/healthcheck-client.crt'),
+    '--key', join(env.pki, 'etcd/healthcheck-client.key')];
+  process.stderr.write(`filling etcd with ${FILL_MB} MB…\n`);
+  for (let i = 0; i < FILL_MB; i++) {
+    sh(['etcdctl', ...etcdFlags, 'put', `/bench/${i}`], { ETCDCTL_API: '3' }, Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64'));
+  }
+  sh(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'probe.db')], { ETCDCTL_API: '3' });
+  const dbBytes = Bun.file(join(work, 'probe.db')).size;
+
+  kubectl(['apply', '-f', join(root, 'crds')]);
+  kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
+  kubectl(['create', 'namespace', 'bench']);
+  const password = 'bench-password';
+  kubectl(['-n', 'bench', 'create', 'secret', 'generic', 's3-creds', `--from-literal=access_key=${S3_ACCESS_KEY}`,
+    `--from-literal=secret_key=${S3_SECRET_KEY}`, `--from-literal=restic_repo_password=${password}`, `--from-file=ca.crt=${join(env.pki, 'ca.crt')}`]);
+  kubectl(['-n', 'bench', 'create', 'secret', 'generic', 'etcd-creds', `--from-file=ca.crt=${join(env.pki, 'etcd/ca.crt')}`,
+    `--from-file=client.crt=${join(env.pki, 'etcd/healthcheck-client.crt')}`, `--from-file=client.key=${join(env.pki, 'etcd/healthcheck-client.key')}`]);
+  kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: BackupLocation
+metadata: { name: loc, namespace: bench }
+spec: { url: "${env.s3Url}", bucketName: bench, credentials: s3-creds }
+---
+apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: bench, namespace: bench }
+spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retainNumBackups: 100 }
+`);
+  controller = Bun.spawn([process.execPath, join(root, 'src/main.ts'), 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
+    '--http-port', '0', '--log-level', 'warn'], { stdout: 'ignore', stderr: 'inherit' });
+  kubectl(['-n', 'bench', 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
+
+  // Trigger and poll through the API client: a kubectl process per poll would add its own start-up to every figure.
+  const client = KubeClient.load({ kubeconfig: env.kubeconfig, fieldManager: 'bench' });
+  const status = async () => (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, 'bench', 'bench')).status ?? {};
+  let peakKb = 0;
+  const viaController = async (n: number): Promise<number> => {
+    const t0 = performance.now();
+    await client.patch(BACKUP_POLICY, 'bench', 'bench', { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: `run-${n}` } } });
+    for (;;) {
+      peakKb = Math.max(peakKb, rssKb(controller!.pid));
+      const st = await status();
+      if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Completed') return (performance.now() - t0) / 1000;
+      if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
+      await Bun.sleep(10);
+    }
+  };
+  const resticEnv = { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, RESTIC_PASSWORD: password };
+  const byHand = (): number => {
+    const t0 = performance.now();
+    sh(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'etcd-snapshot.db')], { ETCDCTL_API: '3' });
+    sh(['restic', '--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/bench`, 'backup', '--tag', 'by-hand',
+      join(work, 'etcd-snapshot.db')], resticEnv);
+    const secs = (performance.now() - t0) / 1000;
+    rmSync(join(work, 'etcd-snapshot.db'));
+    return secs;
+  };
+
+  process.stderr.write('warming up…\n');
+  await viaController(0);
+  byHand();
+  const ctl: number[] = [];
+  const hand: number[] = [];
+  for (let i = 1; i <= RUNS; i++) {
+    ctl.push(await viaController(i));
+    hand.push(byHand());
+    process.stderr.write(`run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
+  }
+  const [c, h] = [median(ctl), median(hand)];
+  console.log(`etcd snapshot size:            ${(dbBytes / 1e6).toFixed(1)} MB`);
+  console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
+  console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
+  console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
+  console.log(`controller peak RSS:           ${(peakKb / 1024).toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
+} finally {
+  controller?.kill();
+  await controller?.exited;
+  rmSync(work, { recursive: true, force: true });
+  await stop(dir);
+}
