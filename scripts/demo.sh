@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm run demo`: a local cluster (etcd on mTLS, kube-apiserver, S3 over HTTPS), the CRDs, the controller, and a
-# sample Secret + BackupLocation; then shows what a user sees: status, events and metrics.
+# `npm run demo`: a local cluster (etcd on mTLS, kube-apiserver, S3 over HTTPS), the CRDs, the controller, a sample
+# Secret + BackupLocation, then a MetadataBackupPolicy for the cluster's own etcd and certificates with an on-demand
+# backup; shows what a user sees: status, records, events and metrics.
 # `npm run demo -- --keep` leaves everything running and prints how to reach it; otherwise it all stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,32 @@ step "events"
 k -n kubedr-system get events --field-selector involvedObject.kind=BackupLocation
 step "metrics (curl http://127.0.0.1:$port/metrics | grep kubedr_backup_location)"
 curl -s "http://127.0.0.1:$port/metrics" | grep '^kubedr_backup_location'
+
+step "Backing up the local cluster's own etcd: etcd-creds Secret and samples/backup-policy.yaml"
+pki="$KUBEDR_TESTENV_DIR/pki"
+etcd=$(bun -e "console.log(require('$state').etcdEndpoint)")
+k -n kubedr-system create secret generic etcd-creds --from-file=ca.crt="$pki/etcd/ca.crt" \
+  --from-file=client.crt="$pki/etcd/healthcheck-client.crt" --from-file=client.key="$pki/etcd/healthcheck-client.key"
+# The sample as users write it, pointed at this cluster's etcd and certificate directory.
+sed -e "s#https://127.0.0.1:2379#$etcd#" -e "s#/etc/kubernetes/pki#$pki#" samples/backup-policy.yaml | k apply -f -
+
+step "On-demand backup: kubectl annotate mbp test-backup kubedr.catalogicsoftware.com/backup-now=\"\$(date +%s)\""
+k -n kubedr-system annotate mbp test-backup --overwrite kubedr.catalogicsoftware.com/backup-now="$(date +%s)"
+for _ in $(seq 120); do
+  st=$(k -n kubedr-system get mbp test-backup -o jsonpath='{.status.backupStatus}')
+  [ "$st" = Completed ] || [ "$st" = Failed ] && break
+  sleep 0.5
+done
+
+step "kubectl get metadatabackuppolicies,metadatabackuprecords"
+k -n kubedr-system get metadatabackuppolicies,metadatabackuprecords
+step "policy status"
+k -n kubedr-system get mbp test-backup -o jsonpath='{.status}' | bun -e 'console.log(JSON.stringify(JSON.parse(await Bun.stdin.text()), null, 2))'
+step "events"
+k -n kubedr-system get events --field-selector involvedObject.kind=MetadataBackupPolicy
+step "metrics (grep policyName=\"test-backup\")"
+curl -s "http://127.0.0.1:$port/metrics" | grep 'policyName="test-backup"' | grep -v '_bucket'
+[ "$st" = Completed ] || { echo "backup did not complete"; exit 1; }
 
 if $keep; then
   step "Left running"

@@ -26,6 +26,7 @@ export const controllerFlags = {
   'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
+  'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
 } satisfies Record<string, FlagSpec>;
 
@@ -53,6 +54,7 @@ export interface Config {
   progressIntervalMs: number;
   backupStallTimeoutMs: number;
   locationWaitMs: number;
+  forgetRetryMs: number;
 }
 
 /** Parses `kubedr controller` flags; throws UsageError with a readable message on bad values. */
@@ -88,5 +90,6 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     progressIntervalMs: f['progress-interval'],
     backupStallTimeoutMs: f['backup-stall-timeout'],
     locationWaitMs: f['location-wait'],
+    forgetRetryMs: f['forget-retry'],
   });
 }

@@ -75,7 +75,7 @@ function build(config: Config, log: Logger) {
   enqueueOnChange(policies, policyController);
 
   const recordController = controller('metadatabackuprecord', new BackupRecordReconciler({
-    client, records, locations, secrets, recorder, restic, log,
+    client, records, locations, secrets, recorder, restic, log, retryMs: config.forgetRetryMs,
   }));
   enqueueOnChange(records, recordController);
 

@@ -54,6 +54,9 @@ interface Running {
   done: Promise<void>;
 }
 
+/** Seconds as KubeDR wrote them: a string with nanosecond precision, e.g. "0.318463127". */
+const seconds = (s: number): string => s.toFixed(9);
+
 /** Longest requeue: timers beyond ~24 days overflow, and an hourly look costs nothing. */
 const MAX_REQUEUE_MS = 60 * 60_000;
 
@@ -235,7 +238,7 @@ export class BackupPolicyReconciler implements Reconciler {
         : err instanceof Error ? err.message : String(err);
       const durationSecs = (performance.now() - started) / 1000;
       this.deps.metrics.backupDuration.observe({ policyName: name }, durationSecs);
-      if (this.deps.policies.get(key)) await this.reportFailure(policy, message, 'BackupFailed', { totalDurationSecs: String(durationSecs) });
+      if (this.deps.policies.get(key)) await this.reportFailure(policy, message, 'BackupFailed', { totalDurationSecs: seconds(durationSecs) });
       log.warn('backup failed', { error: message });
     }
   }
@@ -297,7 +300,7 @@ export class BackupPolicyReconciler implements Reconciler {
     }
     const status = {
       backupTime: this.now().toISOString(), etcdRevision: r.etcd.revision, etcdSnapshotSize: r.etcd.size, etcdSnapshotSha256: r.etcd.sha256,
-      dataAdded: r.summary.dataAdded, totalBytesProcessed: r.summary.totalBytesProcessed, totalDurationSecs: String(r.durationSecs),
+      dataAdded: r.summary.dataAdded, totalBytesProcessed: r.summary.totalBytesProcessed, totalDurationSecs: seconds(r.durationSecs),
     };
     await this.deps.client.patchStatus(BACKUP_RECORD, ns, name, status);
     return { ...record, status };
@@ -310,7 +313,7 @@ export class BackupPolicyReconciler implements Reconciler {
     await this.patchStatus(policy, {
       backupStatus: 'Completed', backupTime: time, backupErrorMessage: '',
       filesNew: s.filesNew, filesChanged: s.filesChanged, dataAdded: s.dataAdded, totalBytesProcessed: s.totalBytesProcessed,
-      totalDurationSecs: String(r.durationSecs), snapshotId: s.snapshotId, mbrName: record.metadata.name,
+      totalDurationSecs: seconds(r.durationSecs), snapshotId: s.snapshotId, mbrName: record.metadata.name,
       lastSuccessfulBackupTime: time, lastSuccessfulSnapshotId: s.snapshotId, progress: null,
     });
     this.deps.metrics.numSuccessful.inc({ policyName: name });

@@ -218,6 +218,28 @@ describe('retention', () => {
     expect(snapshots().map((s) => s.short_id)).toEqual([ids[3]!]);
     expect(records('keep-two').map((r) => r.spec.snapshotId)).toEqual([ids[3]!]);
   });
+
+  test('a record deleted while the repository is unreachable stays, saying why, and goes once it is back', async () => {
+    const last = records('keep-two')[0]!;
+    await stopProc(cluster(), 's3');
+    try {
+      expect(kubectl(['delete', 'mbr', last.metadata.name, '-n', ns, '--wait=false']).code).toBe(0);
+      const stuck = await eventually(() => {
+        const r = getJson<MetadataBackupRecord>(['mbr', last.metadata.name, '-n', ns]);
+        if (!r.status?.message) throw new Error('no message yet');
+        return r;
+      });
+      expect(stuck.status?.message).toContain(`cannot forget snapshot ${last.spec.snapshotId} yet`);
+      expect(stuck.status?.message).toContain('S3 endpoint unreachable');
+      expect(events(ns, last.metadata.name).find((e) => e.reason === 'ForgetFailed')?.type).toBe('Warning');
+    } finally {
+      await startProcAgain(cluster(), 's3');
+    }
+    // The record controller retries; the test patience covers its retry interval.
+    await eventually(() => expect(kubectl(['get', 'mbr', last.metadata.name, '-n', ns]).code).not.toBe(0), 90_000);
+    const left = JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'keep-two'], secretKey).stdout || '[]');
+    expect(left).toEqual([]);
+  });
 });
 
 describe('each failure gives Failed status, a Warning event and a failed count, and a later run succeeds once fixed', () => {

@@ -173,7 +173,7 @@ export class ControllerProcess {
       ...(kubeconfig ? ['--kubeconfig', kubeconfig] : []),
       '--namespace', namespace, '--http-port', '0', '--http-address', '127.0.0.1', '--log-level', 'debug',
       '--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '500ms',
-      '--shutdown-timeout', '10s', '--location-retry-base', '2s', ...extraArgs],
+      '--shutdown-timeout', '10s', '--location-retry-base', '2s', '--forget-retry', '3s', ...extraArgs],
     { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: opts.env ?? process.env });
     const c = new ControllerProcess(proc);
     await eventually(() => {
