@@ -97,6 +97,8 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
     return secs;
   };
 
+  await Bun.sleep(2000);
+  const idleKb = rssKb(controller.pid);
   process.stderr.write('warming up…\n');
   await viaController(0);
   byHand();
@@ -113,6 +115,7 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
   console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
   console.log(`controller peak RSS:           ${(peakKb / 1024).toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
+  console.log(`controller idle RSS:           ${(idleKb / 1024).toFixed(0)} MB  (before the first backup)`);
 } finally {
   controller?.kill();
   await controller?.exited;
