@@ -11,7 +11,7 @@ const usage = `Usage: kubedr <command> [flags]
 Backup and disaster recovery for a Kubernetes cluster's etcd and control-plane certificates.
 
 Commands:
-  controller   run the operator (BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore)
+  controller   run the operator (BackupLocation, MetadataBackupPolicy, MetadataBackupRecord)
   version      print version information
 
 Run 'kubedr <command> --help' for a command's flags.
