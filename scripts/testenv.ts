@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { isAlive } from '../src/util/process.ts';
 
 const repoRoot = resolve(import.meta.dir, '..');
 
@@ -51,7 +52,8 @@ function run(cmd: string, args: string[], cwd?: string): string {
   return r.stdout;
 }
 
-async function freePort(): Promise<number> {
+/** A port free on loopback right now (bound, then released). */
+export async function freePort(): Promise<number> {
   return new Promise((ok, fail) => {
     const srv = createServer();
     srv.once('error', fail);
@@ -136,29 +138,20 @@ function startProc(dir: string, name: string, cmd: string[]): ProcState {
   return { pid: child.pid, cmd, log };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function killProc(p: ProcState | undefined): Promise<void> {
-  if (!p || !alive(p.pid)) return;
+  if (!p || !isAlive(p.pid)) return;
   try { process.kill(-p.pid, 'SIGTERM'); } catch { try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ } }
-  for (let i = 0; i < 50 && alive(p.pid); i++) await Bun.sleep(100);
-  if (alive(p.pid)) {
+  for (let i = 0; i < 50 && isAlive(p.pid); i++) await Bun.sleep(100);
+  if (isAlive(p.pid)) {
     try { process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ }
-    for (let i = 0; i < 20 && alive(p.pid); i++) await Bun.sleep(100);
+    for (let i = 0; i < 20 && isAlive(p.pid); i++) await Bun.sleep(100);
   }
 }
 
 async function waitFor(what: string, p: ProcState, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (!alive(p.pid)) {
+    if (!isAlive(p.pid)) {
       throw new Error(`${what} exited during start-up; last log lines:\n${tail(p.log)}`);
     }
     if (await check().catch(() => false)) return;
@@ -355,7 +348,7 @@ if (import.meta.main) {
     console.log(`export KUBECONFIG=${env.kubeconfig}`);
   } else if (cmd === 'status') {
     const env = loadEnv(dir);
-    for (const [name, p] of Object.entries(env.procs)) console.log(`${name}\tpid ${p.pid}\t${alive(p.pid) ? 'running' : 'stopped'}`);
+    for (const [name, p] of Object.entries(env.procs)) console.log(`${name}\tpid ${p.pid}\t${isAlive(p.pid) ? 'running' : 'stopped'}`);
   } else {
     console.error('usage: bun scripts/testenv.ts start|stop|status|env\n' +
       '  start   build (once) and start etcd (mTLS), kube-apiserver and S3 (HTTPS) on free loopback ports\n' +

@@ -6,25 +6,16 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isAlive } from './process.ts';
 
 let root: string | undefined;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Removes scratch directories left by processes that no longer run. */
 export function sweepStale(base = tmpdir()): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(base)) {
     const m = /^kubedr-(\d+)-/.exec(name);
-    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
     rmSync(join(base, name), { recursive: true, force: true });
     removed.push(name);
   }

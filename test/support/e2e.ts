@@ -8,7 +8,9 @@ import { join, resolve } from 'node:path';
 import { COMPONENT } from '../../src/api/group.ts';
 import type { KubeObject } from '../../src/api/types.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, loadEnv } from '../../scripts/testenv.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, loadEnv } from '../../scripts/testenv.ts';
+
+export { freePort };
 
 export const repoRoot = resolve(import.meta.dir, '../..');
 
@@ -279,14 +281,4 @@ export async function bootSnapshot(snapshotFile: string, dir: string): Promise<{
     if (r.status !== 0) throw new Error('restored etcd not healthy yet');
   }, 30_000);
   return { endpoint, stop: async () => { proc.kill(); await proc.exited; live.delete(proc); } };
-}
-
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((ok) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => ok(p));
-    });
-  });
 }
