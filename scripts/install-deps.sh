@@ -16,6 +16,10 @@ command -v flock >/dev/null || need_apt+=(util-linux)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 [ -x /usr/lib/go-1.19/bin/go ] || need_apt+=(golang-1.19-go)
 [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need_apt+=(golang-github-modern-go-reflect2-dev)
+# Chart rendering (Helm's template engine), image build, alert rule tests.
+[ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || need_apt+=(golang-github-masterminds-sprig-dev)
+command -v buildah >/dev/null || need_apt+=(buildah)
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
