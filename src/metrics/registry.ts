@@ -68,6 +68,9 @@ export function createMetrics() {
       name: 'kubedr_backup_location_init_failures_total', help: 'Failed initialisations of a BackupLocation\'s repository.',
       labelNames: [...location, 'reason'], registers: [registry],
     }),
+    // Ours: restores (one-shot objects, so no per-object label)
+    numRestores: new Counter({ name: 'kubedr_num_restores', help: 'Total number of finished MetadataRestores (every outcome).', registers: [registry] }),
+    numFailedRestores: new Counter({ name: 'kubedr_num_failed_restores', help: 'Total number of failed MetadataRestores.', registers: [registry] }),
     // Ours: controller health
     reconciles: new Counter({
       name: 'kubedr_reconcile_total', help: 'Reconciles by controller and outcome.', labelNames: ['controller', 'result'], registers: [registry],
