@@ -2,6 +2,10 @@
 /** @module The `kubedr` binary: dispatches subcommands. */
 import { UsageError } from './cli/flags.ts';
 import { runController } from './cli/controller.ts';
+import { runEtcdRestore } from './cli/etcd-restore.ts';
+import { exitCodeFor } from './cli/exit-codes.ts';
+import { runRestore } from './cli/restore.ts';
+import { runSnapshots } from './cli/snapshots.ts';
 import { runVersion } from './cli/version.ts';
 import { createLogger } from './util/log.ts';
 import { redact } from './util/redact.ts';
@@ -11,8 +15,13 @@ const usage = `Usage: kubedr <command> [flags]
 Backup and disaster recovery for a Kubernetes cluster's etcd and control-plane certificates.
 
 Commands:
-  controller   run the operator (BackupLocation, MetadataBackupPolicy, MetadataBackupRecord)
-  version      print version information
+  controller     run the operator (BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore)
+  version        print version information
+
+Disaster recovery (no cluster needed):
+  snapshots      list the backups at a location
+  restore        restore a backup from S3 and verify its etcd snapshot
+  etcd-restore   build a new etcd data directory from a restored etcd snapshot
 
 Run 'kubedr <command> --help' for a command's flags.
 `;
@@ -20,6 +29,9 @@ Run 'kubedr <command> --help' for a command's flags.
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   controller: runController,
   version: runVersion,
+  snapshots: runSnapshots,
+  restore: runRestore,
+  'etcd-restore': runEtcdRestore,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -41,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`kubedr ${cmd}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
-    return 1;
+    return exitCodeFor(err);
   }
 }
 

@@ -19,6 +19,10 @@ export type EngineErrorKind =
   | 'Timeout'
   /** Data failed its integrity check (an etcd snapshot whose SHA-256 trailer does not match). */
   | 'IntegrityError'
+  /** A snapshot (or a file in it) that was asked for does not exist. */
+  | 'NotFound'
+  /** The destination already holds data and overwriting was not allowed. */
+  | 'Exists'
   /** The operation was cancelled (shutdown). */
   | 'Cancelled'
   /** Anything else restic reported. */

@@ -16,6 +16,7 @@ const rules: Rule[] = [
     explain: 'S3 endpoint refused the credentials' },
   { kind: 'WrongPassword', test: /wrong password or no key found/i, explain: 'wrong repository password (restic_repo_password)' },
   { kind: 'Locked', test: /repository is already locked/i, explain: 'repository is locked by another restic process' },
+  { kind: 'NotFound', test: /no matching ID found/i, explain: 'no such snapshot' },
   { kind: 'InvalidInput', test: /Bucket name (contains invalid|cannot be|must)|invalid bucket name/i, explain: 'invalid bucket name' },
   { kind: 'NoRepository', test: /unable to open config file[^\n]*(does not exist|NoSuchKey|NoSuchBucket|not found)/i,
     explain: 'no restic repository at this location' },
@@ -111,4 +112,10 @@ export function parseSnapshots(json: string): SnapshotInfo[] {
     hostname: String(s.hostname ?? ''), tags: Array.isArray(s.tags) ? s.tags.map(String) : [],
     paths: Array.isArray(s.paths) ? s.paths.map(String) : [],
   }));
+}
+
+/** `restic stats --json` (restore-size mode): bytes and files a restore of the snapshot writes. */
+export function parseStats(json: string): { totalSize: number; totalFileCount: number } {
+  const m = JSON.parse(json) as Record<string, unknown>;
+  return { totalSize: num(m.total_size), totalFileCount: num(m.total_file_count) };
 }

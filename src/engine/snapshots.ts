@@ -1,5 +1,5 @@
 /** @module Listing and expiring restic snapshots. */
-import { parseSnapshots, type SnapshotInfo } from './restic-output.ts';
+import { parseSnapshots, parseStats, type SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
 import { withStaleLockRetry } from './repository.ts';
 
@@ -19,4 +19,10 @@ export async function forgetSnapshots(restic: Restic, repo: Repository, ids: str
     await restic.run(repo, ['forget', ...ids], run);
     await restic.run(repo, ['prune'], { ...run, timeoutMs: run.timeoutMs ?? 60 * 60_000 });
   }));
+}
+
+/** Bytes a restore of the snapshot writes (restic 0.14's `snapshots` does not report sizes). */
+export async function snapshotSize(restic: Restic, repo: Repository, id: string, run: RunOptions = {}): Promise<number> {
+  const { stdout } = await restic.run(repo, ['stats', '--json', id], run);
+  return parseStats(stdout).totalSize;
 }

@@ -1,0 +1,109 @@
+/**
+ * @module Turning an etcd snapshot file into a data directory for a new single member, with etcd's own tool
+ * (`etcdutl snapshot restore`, or `etcdctl snapshot restore` before etcd 3.5): writing etcd's WAL and member metadata
+ * ourselves would be a second, untested implementation of etcd. The directory is built beside the destination and
+ * moved into place only when complete; an existing directory is kept under a new name, never deleted.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { EngineError } from './errors.ts';
+import { verifySnapshotFile } from './etcd-snapshot.ts';
+
+export interface MemberLayout {
+  /** Member name (kubeadm: the node name). */
+  name: string;
+  /** This member's peer URL(s), comma-separated (kubeadm: https://<node IP>:2380). */
+  peerUrls: string;
+  /** `name=url,...` of the new cluster (one member: `<name>=<peerUrls>`). */
+  initialCluster: string;
+  initialClusterToken: string;
+}
+
+/** Values a kubeadm etcd static pod manifest sets, read from its command line (only what restore needs). */
+export function parseEtcdManifest(yaml: string): Partial<MemberLayout> & { dataDir?: string } {
+  const flag = (name: string) => new RegExp(`--${name}=(\\S+)`).exec(yaml)?.[1]?.replace(/["']$/, '');
+  return {
+    name: flag('name'), peerUrls: flag('initial-advertise-peer-urls'), initialCluster: flag('initial-cluster'),
+    initialClusterToken: flag('initial-cluster-token'), dataDir: flag('data-dir'),
+  };
+}
+
+/** Reads a manifest if it is there; a missing or unreadable one gives no defaults. */
+export function readEtcdManifest(path: string): ReturnType<typeof parseEtcdManifest> {
+  try {
+    return parseEtcdManifest(readFileSync(path, 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
+/** The first tool found on PATH (or the one given), and whether it is etcdutl. */
+export function findRestoreTool(given?: string): string {
+  if (given) return given;
+  for (const tool of ['etcdutl', 'etcdctl']) {
+    if (Bun.which(tool)) return tool;
+  }
+  throw new EngineError('NotFound', 'neither etcdutl nor etcdctl is on PATH: install etcd\'s tools (the version your cluster runs) or pass --etcdutl PATH');
+}
+
+export interface EtcdRestoreRequest {
+  snapshotFile: string;
+  dataDir: string;
+  member: MemberLayout;
+  /** Move an existing non-empty data directory aside instead of refusing. */
+  force?: boolean;
+  /** Path of etcdutl or etcdctl. */
+  tool: string;
+}
+
+export interface EtcdRestoreResult {
+  dataDir: string;
+  /** Where an existing data directory was moved, when there was one. */
+  previousDataDir?: string;
+  sha256: string;
+}
+
+async function nonEmpty(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+export async function restoreEtcdDataDir(req: EtcdRestoreRequest): Promise<EtcdRestoreResult> {
+  if (!existsSync(req.snapshotFile)) throw new EngineError('NotFound', `etcd snapshot ${req.snapshotFile} not found`);
+  if (await nonEmpty(req.dataDir) && !req.force) {
+    throw new EngineError('Exists', `${req.dataDir} is not empty; it may hold a member's data. Stop etcd first, then pass --force ` +
+      'to move it aside (it is kept, renamed), or choose another --data-dir');
+  }
+  // etcd's tool checks the hash too, but ours names the problem before anything is written.
+  const sha256 = await verifySnapshotFile(req.snapshotFile);
+
+  const parent = dirname(req.dataDir);
+  const work = await mkdtemp(join(parent, `.${basename(req.dataDir)}.kubedr-`));
+  try {
+    const built = join(work, 'data');
+    const m = req.member;
+    const proc = Bun.spawn([req.tool, 'snapshot', 'restore', req.snapshotFile, '--data-dir', built, '--name', m.name,
+      '--initial-cluster', m.initialCluster, '--initial-advertise-peer-urls', m.peerUrls, '--initial-cluster-token', m.initialClusterToken],
+    { env: { ...process.env, ETCDCTL_API: '3' }, stdout: 'pipe', stderr: 'pipe' });
+    const [stderr, code] = [await new Response(proc.stderr).text(), await proc.exited];
+    if (code !== 0) {
+      const last = stderr.trim().split('\n').slice(-2).join('; ');
+      throw new EngineError('Failed', `${basename(req.tool)} snapshot restore failed: ${last || `exit code ${code}`}`);
+    }
+    let previousDataDir: string | undefined;
+    if (await nonEmpty(req.dataDir)) {
+      previousDataDir = `${req.dataDir}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      await rename(req.dataDir, previousDataDir);
+    } else if (existsSync(req.dataDir)) {
+      await rm(req.dataDir, { recursive: true });
+    }
+    await rename(built, req.dataDir);
+    return { dataDir: req.dataDir, previousDataDir, sha256 };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
