@@ -18,6 +18,7 @@ command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need_apt+=(golang-github-modern-go-reflect2-dev)
 # Chart rendering (Helm's template engine), image build, alert rule tests.
 [ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || need_apt+=(golang-github-masterminds-sprig-dev)
+[ -d /usr/share/gocode/src/gopkg.in/yaml.v2 ] || need_apt+=(golang-gopkg-yaml.v2-dev)
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -34,3 +35,4 @@ if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.jso
 fi
 
 "$here/scripts/build-apiserver.sh" >&2
+"$here/scripts/build-helm-render.sh" >/dev/null
