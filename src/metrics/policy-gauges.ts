@@ -13,6 +13,12 @@ export interface PolicyGauges {
   lastStatus?: number;
   /** Unix seconds of the next scheduled run; absent when suspended or the schedule is invalid. */
   nextRun?: number;
+  /**
+   * Unix seconds of the most recent scheduled run time at or before now (since the policy was created); absent when
+   * suspended, the schedule is invalid, or no slot has passed yet. With the last success, it tells an alert whether a
+   * slot went by without a backup, for any schedule.
+   */
+  previousRun?: number;
   /** Successful backups kept (records). */
   retained: number;
   /** Size of the newest backup's etcd snapshot, bytes. */
@@ -39,15 +45,20 @@ export function policyGauges(policies: readonly MetadataBackupPolicy[], records:
     const lastStatus = st.backupTime === undefined ? undefined
       : st.backupStatus === 'Completed' || (st.backupStatus === 'Running' && st.lastSuccessfulBackupTime === st.backupTime) ? 1 : 0;
     let nextRun: number | undefined;
+    let previousRun: number | undefined;
     if (!p.spec.suspend) {
       try {
-        nextRun = parseSchedule(p.spec.schedule, p.spec.timeZone).next(now).getTime() / 1000;
+        const schedule = parseSchedule(p.spec.schedule, p.spec.timeZone);
+        nextRun = schedule.next(now).getTime() / 1000;
+        const created = new Date(Date.parse(p.metadata.creationTimestamp ?? '') || 0);
+        const prev = schedule.lastAtOrBefore(now, created);
+        previousRun = prev ? prev.getTime() / 1000 : undefined;
       } catch {
         nextRun = undefined;
       }
     }
     return {
-      policyName: name, lastSuccess, lastStatus, nextRun, retained: mine.length, suspended: p.spec.suspend === true,
+      policyName: name, lastSuccess, lastStatus, nextRun, previousRun, retained: mine.length, suspended: p.spec.suspend === true,
       etcdSnapshotSize: newest?.status?.etcdSnapshotSize, backupSize: newest?.status?.totalBytesProcessed,
     };
   });

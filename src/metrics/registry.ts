@@ -52,6 +52,8 @@ export function createMetrics() {
     lastSuccess: derived('kubedr_backup_last_success_timestamp_seconds', 'Unix time of the last successful backup.', (g) => g.lastSuccess),
     lastStatus: derived('kubedr_backup_last_status', 'Outcome of the most recent finished backup: 1 success, 0 failure.', (g) => g.lastStatus),
     nextRun: derived('kubedr_backup_next_run_timestamp_seconds', 'Unix time the schedule fires next (absent while suspended).', (g) => g.nextRun),
+    previousRun: derived('kubedr_backup_previous_run_timestamp_seconds',
+      'Unix time of the most recent scheduled run time at or before now (absent while suspended or before the first).', (g) => g.previousRun),
     retained: derived('kubedr_backups_retained', 'Successful backups kept (MetadataBackupRecords).', (g) => g.retained),
     etcdSnapshotSize: derived('kubedr_etcd_snapshot_size_bytes', 'Size of the newest backup\'s etcd snapshot in bytes.', (g) => g.etcdSnapshotSize),
     suspended: derived('kubedr_backup_policy_suspended', 'Whether the policy is suspended (1) or not (0).', (g) => (g.suspended ? 1 : 0)),
