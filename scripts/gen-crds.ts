@@ -1,21 +1,25 @@
 /**
- * @module Writes crds/<plural>.yaml from the schemas in src/api/schema.ts (the single definition of the API).
+ * @module Writes crds/<plural>.yaml, and the same files into the Helm chart's crds/, from the schemas in src/api/schema.ts
+ * (the single definition of the API).
  *   bun scripts/gen-crds.ts          write the files
- *   bun scripts/gen-crds.ts --check  exit 1 if the files differ from the schemas
+ *   bun scripts/gen-crds.ts --check  exit 1 if any file, in either directory, differs from the schemas
  */
 import { dump } from 'js-yaml';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { GROUP } from '../src/api/group.ts';
 import { crdManifest, kinds } from '../src/api/schema.ts';
 
-const dir = resolve(import.meta.dir, '..', 'crds');
+const root = resolve(import.meta.dir, '..');
+/** Helm installs a chart's crds/ before its templates, so the chart carries its own copy. */
+const dirs = [join(root, 'crds'), join(root, 'helm', 'kubedr', 'crds')];
 
 export function renderCrds(): Map<string, string> {
   const out = new Map<string, string>();
   for (const def of kinds) {
     const header = `# Generated from src/api/schema.ts by scripts/gen-crds.ts; do not edit.\n`;
-    out.set(join(dir, `${GROUP}_${def.plural}.yaml`), header + dump(crdManifest(def), { lineWidth: 120, noRefs: true }));
+    const text = header + dump(crdManifest(def), { lineWidth: 120, noRefs: true });
+    for (const dir of dirs) out.set(join(dir, `${GROUP}_${def.plural}.yaml`), text);
   }
   return out;
 }
@@ -24,7 +28,10 @@ if (import.meta.main) {
   const check = process.argv.includes('--check');
   let stale = 0;
   for (const [file, text] of renderCrds()) {
-    if (!check) writeFileSync(file, text);
+    if (!check) {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, text);
+    }
     else if ((() => { try { return readFileSync(file, 'utf8'); } catch { return ''; } })() !== text) {
       console.error(`stale: ${file}`);
       stale++;

@@ -101,6 +101,8 @@ func render(chartDir, name, namespace string, valueFiles, sets, apiVersions []st
 	fileMap := files{}
 	var templateNames []string
 	root := template.New(chartName)
+	// Functions must be known before parsing; include and tpl reach the other templates through root.
+	root.Funcs(funcMap(root)).Option("missingkey=default")
 	err := filepath.Walk(chartDir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
@@ -125,9 +127,6 @@ func render(chartDir, name, namespace string, valueFiles, sets, apiVersions []st
 	if err != nil {
 		return "", err
 	}
-
-	funcs := funcMap(root)
-	root.Funcs(funcs).Option("missingkey=default")
 
 	major, minor := "1", "20"
 	if parts := strings.SplitN(strings.TrimPrefix(kubeVersion, "v"), ".", 3); len(parts) >= 2 {
