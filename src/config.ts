@@ -28,6 +28,9 @@ export const controllerFlags = {
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
+  'restore-image': { type: 'string', help: 'image of MetadataRestore pods: this controller\'s own (the Helm chart sets it); without it restores fail', env: 'KUBEDR_RESTORE_IMAGE' },
+  'restore-start-timeout': { type: 'duration', help: 'fail a restore whose pod has not started after this long (unschedulable, image pull failure)', default: '5m' },
+  'restore-timeout': { type: 'duration', help: 'time limit of a running restore pod (its activeDeadlineSeconds)', default: '2h' },
 } satisfies Record<string, FlagSpec>;
 
 export interface Config {
@@ -55,6 +58,9 @@ export interface Config {
   backupStallTimeoutMs: number;
   locationWaitMs: number;
   forgetRetryMs: number;
+  restoreImage?: string;
+  restoreStartTimeoutMs: number;
+  restoreTimeoutMs: number;
 }
 
 /** Parses `kubedr controller` flags; throws UsageError with a readable message on bad values. */
@@ -91,5 +97,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     backupStallTimeoutMs: f['backup-stall-timeout'],
     locationWaitMs: f['location-wait'],
     forgetRetryMs: f['forget-retry'],
+    restoreImage: f['restore-image'],
+    restoreStartTimeoutMs: f['restore-start-timeout'],
+    restoreTimeoutMs: f['restore-timeout'],
   });
 }

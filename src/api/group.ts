@@ -26,6 +26,8 @@ export const RESTORE = kubedr('MetadataRestore', 'metadatarestores');
 
 export const SECRET: ResourceRef = { group: '', version: 'v1', kind: 'Secret', plural: 'secrets' };
 export const EVENT: ResourceRef = { group: '', version: 'v1', kind: 'Event', plural: 'events' };
+export const POD: ResourceRef = { group: '', version: 'v1', kind: 'Pod', plural: 'pods' };
+export const PVC: ResourceRef = { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims' };
 export const LEASE: ResourceRef = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases' };
 
 /** Keys of the BackupLocation credentials Secret. */
@@ -51,3 +53,9 @@ export const SNAPSHOT_FORGOTTEN_ANNOTATION = `${GROUP}/snapshot-forgotten`;
 
 /** Keys of the etcd credentials Secret (`etcdCreds`). */
 export const ETCD_SECRET_KEYS = { ca: 'ca.crt', cert: 'client.crt', key: 'client.key' } as const;
+
+/** Label on a restore pod naming its MetadataRestore; the pod informer watches only pods that carry it. */
+export const RESTORE_LABEL = `${GROUP}/restore`;
+
+/** Annotation on a restore pod: the MetadataRestore generation it restores, so a pod of an older spec is replaced. */
+export const RESTORE_GENERATION_ANNOTATION = `${GROUP}/restore-generation`;

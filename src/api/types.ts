@@ -72,3 +72,28 @@ export interface Secret extends KubeObject {
   /** Base64-encoded values. */
   data?: Record<string, string>;
 }
+
+/** The parts of a Pod the restore reconciler reads (it writes Pods from a literal, see controllers/restore-pod.ts). */
+export interface Pod extends KubeObject {
+  spec?: Record<string, unknown>;
+  status?: {
+    phase?: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+    reason?: string;
+    message?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    containerStatuses?: ContainerStatus[];
+  };
+}
+
+export interface ContainerStatus {
+  name: string;
+  state?: {
+    waiting?: { reason?: string; message?: string };
+    running?: { startedAt?: string };
+    terminated?: { exitCode: number; reason?: string; message?: string };
+  };
+}
+
+export interface PersistentVolumeClaim extends KubeObject {
+  status?: { phase?: 'Pending' | 'Bound' | 'Lost' };
+}

@@ -1,10 +1,11 @@
 /** @module `kubedr controller`: the composition root of the operator. Builds every collaborator and runs them. */
-import { BACKUP_LOCATION, BACKUP_POLICY, BACKUP_RECORD, COMPONENT, type ResourceRef, SECRET } from '../api/group.ts';
-import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { BACKUP_LOCATION, BACKUP_POLICY, BACKUP_RECORD, COMPONENT, POD, RESTORE, RESTORE_LABEL, type ResourceRef, SECRET } from '../api/group.ts';
+import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore, Pod, Secret } from '../api/types.ts';
 import { type Config, controllerFlags, loadConfig } from '../config.ts';
 import { BackupLocationReconciler } from '../controllers/backup-location.ts';
 import { BackupPolicyReconciler } from '../controllers/backup-policy.ts';
 import { BackupRecordReconciler } from '../controllers/backup-record.ts';
+import { RestoreReconciler } from '../controllers/restore.ts';
 import { Restic } from '../engine/restic.ts';
 import { KubeClient } from '../kube/client.ts';
 import { policyGauges } from '../metrics/policy-gauges.ts';
@@ -21,7 +22,7 @@ import { helpText } from './flags.ts';
 
 export const controllerHelp = helpText('kubedr controller [flags]',
   'Runs the operator: initialises BackupLocations, takes scheduled etcd and certificate backups, records and expires them,\n' +
-  'and reports through status, events and /metrics.', controllerFlags);
+  'restores them into PersistentVolumeClaims (MetadataRestore), and reports through status, events and /metrics.', controllerFlags);
 
 /** Enqueues the object's key on creation, deletion, resync and any change a reconcile must see. */
 function enqueueOnChange<T extends KubeObject>(informer: Informer<T>, controller: Controller): void {
@@ -37,13 +38,16 @@ function build(config: Config, log: Logger) {
   const metrics = createMetrics();
   const restic = new Restic({ timeoutMs: config.resticTimeoutMs, cacheDir: config.resticCacheDir });
   const ns = config.namespace;
-  const informer = <T extends KubeObject>(ref: ResourceRef, resyncMs = config.resyncMs) =>
-    new Informer<T>({ name: ref.plural, source: listWatch(client, ref, ns), log, resyncMs });
+  const informer = <T extends KubeObject>(ref: ResourceRef, resyncMs = config.resyncMs, labelSelector?: string) =>
+    new Informer<T>({ name: ref.plural, source: listWatch(client, ref, ns, labelSelector), log, resyncMs });
   const locations = informer<BackupLocation>(BACKUP_LOCATION);
   const policies = informer<MetadataBackupPolicy>(BACKUP_POLICY);
   const records = informer<MetadataBackupRecord>(BACKUP_RECORD);
   // Secrets need no resync: the objects that use them resync and re-read them from this cache.
   const secrets = informer<Secret>(SECRET, 0);
+  const restores = informer<MetadataRestore>(RESTORE);
+  // Only the restore pods: a controller on a busy node must not cache every pod of its namespace.
+  const pods = informer<Pod>(POD, 0, RESTORE_LABEL);
   const recorder = new ApiEventRecorder(client, log, config.identity);
   const controller = (name: string, reconciler: Reconciler) => new Controller({
     name, log, reconciler, drainTimeoutMs: Math.max(config.shutdownTimeoutMs - 2_000, 0),
@@ -79,9 +83,21 @@ function build(config: Config, log: Logger) {
   }));
   enqueueOnChange(records, recordController);
 
+  const restoreController = controller('metadatarestore', new RestoreReconciler({
+    client, restores, records, locations, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
+    startTimeoutMs: config.restoreStartTimeoutMs, runTimeoutMs: config.restoreTimeoutMs,
+  }));
+  enqueueOnChange(restores, restoreController);
+  // Every change of a restore pod (scheduled, started, finished, deleted) may decide its restore.
+  const podChanged = (p: Pod) => {
+    const owner = p.metadata.ownerReferences?.find((o) => o.kind === RESTORE.kind);
+    if (owner) restoreController.enqueue(`${p.metadata.namespace}/${owner.name}`);
+  };
+  pods.addHandlers({ onAdd: podChanged, onUpdate: (_old, p) => podChanged(p), onDelete: podChanged });
+
   metrics.setPolicySource(() => policyGauges(policies.list(), records.list(), new Date()));
 
-  const informers = [locations, policies, records, secrets];
+  const informers = [locations, policies, records, secrets, restores, pods];
   const http = new HttpServer({
     host: config.httpAddress, port: config.httpPort, registry: metrics.registry, log,
     ready: () => informers.every((i) => i.hasSynced()),
@@ -91,7 +107,7 @@ function build(config: Config, log: Logger) {
     : undefined;
   return new Manager({
     always: [...informers, http],
-    leaderOnly: [locationController, policyController, recordController],
+    leaderOnly: [locationController, policyController, recordController, restoreController],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

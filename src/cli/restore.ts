@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { restoreBackup, type RestoreResult } from '../engine/restore.ts';
+import { restoreBackup, type RestoreOutcome, type RestoreResult } from '../engine/restore.ts';
 import { Restic } from '../engine/restic.ts';
 import { redact } from '../util/redact.ts';
 import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
@@ -24,11 +24,6 @@ const flags = {
 export const restoreHelp = helpText('kubedr restore <snapshot-id|latest> --target DIR --url URL --bucket BUCKET [--credentials FILE] [flags]',
   'Restores a backup (the etcd snapshot and the certificates) from a BackupLocation\'s repository and verifies the etcd\n' +
   'snapshot\'s SHA-256 trailer. Then build an etcd data directory from it with \'kubedr etcd-restore\'.', flags) + `\n${exitCodesHelp}`;
-
-/** What the restore pod reports to the controller; kept well under the kubelet's 4096-byte termination message limit. */
-export type RestoreOutcome =
-  | { ok: true; snapshotId: string; sha256: string; etcdSnapshotSize: number; files: number; bytes: number }
-  | { ok: false; error: string; exitCode: number };
 
 function summary(r: RestoreResult): string {
   const lines = [

@@ -38,6 +38,25 @@ export function pickSnapshot(snapshots: SnapshotInfo[], ref: string, policy?: st
   return found;
 }
 
+/**
+ * What one restore run reports to whoever started it (the MetadataRestore controller reads it from the restore pod's
+ * termination message). Kept well under the kubelet's 4096-byte limit.
+ */
+export type RestoreOutcome =
+  | { ok: true; snapshotId: string; sha256: string; etcdSnapshotSize: number; files: number; bytes: number }
+  | { ok: false; error: string; exitCode: number };
+
+/** The outcome in a termination message, or undefined when the message is something else (a crash's log tail). */
+export function parseRestoreOutcome(message: string | undefined): RestoreOutcome | undefined {
+  if (!message?.startsWith('{')) return undefined;
+  try {
+    const o = JSON.parse(message) as RestoreOutcome;
+    return typeof o.ok === 'boolean' ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RestoreRequest {
   repo: Repository;
   /** "latest", a snapshot id or a prefix of one. */

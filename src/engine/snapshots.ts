@@ -26,3 +26,9 @@ export async function snapshotSize(restic: Restic, repo: Repository, id: string,
   const { stdout } = await restic.run(repo, ['stats', '--json', id], run);
   return parseStats(stdout).totalSize;
 }
+
+/** Whether the repository still holds the snapshot (restic lists nothing, and exits 0, for an unknown id). */
+export async function snapshotExists(restic: Restic, repo: Repository, id: string, run: RunOptions = {}): Promise<boolean> {
+  const { stdout } = await restic.run(repo, ['snapshots', '--json', id], run);
+  return parseSnapshots(stdout).length > 0;
+}

@@ -169,9 +169,9 @@ export class KubeClient {
    * An expired resourceVersion arrives as an ERROR event (or a 410 response) and is raised as ApiError 410.
    */
   async *watch<T>(ref: ResourceRef, namespace: string | undefined, resourceVersion: string, signal: AbortSignal,
-    timeoutSeconds = 300): AsyncGenerator<WatchEvent<T>> {
+    timeoutSeconds = 300, query: Record<string, string> = {}): AsyncGenerator<WatchEvent<T>> {
     const qs = new URLSearchParams({
-      watch: '1', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds),
+      ...query, watch: '1', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds),
     });
     const path = `${this.path(ref, namespace)}?${qs}`;
     const res = await this.fetch('GET', path, { signal });

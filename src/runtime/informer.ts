@@ -24,10 +24,11 @@ export interface ListWatch<T> {
   watch(resourceVersion: string, signal: AbortSignal): AsyncIterable<WatchEvent<T>>;
 }
 
-export function listWatch<T extends KubeObject>(client: KubeClient, ref: ResourceRef, namespace?: string): ListWatch<T> {
+export function listWatch<T extends KubeObject>(client: KubeClient, ref: ResourceRef, namespace?: string, labelSelector?: string): ListWatch<T> {
+  const query: Record<string, string> = labelSelector ? { labelSelector } : {};
   return {
-    list: () => client.list<T>(ref, namespace),
-    watch: (rv, signal) => client.watch<T>(ref, namespace, rv, signal),
+    list: () => client.list<T>(ref, namespace, query),
+    watch: (rv, signal) => client.watch<T>(ref, namespace, rv, signal, undefined, query),
   };
 }
 

@@ -14,8 +14,8 @@ import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/t
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import { startExtraEtcd, startProcAgain, stopExtraEtcd, stopProc } from '../../scripts/testenv.ts';
 import {
-  ControllerProcess, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdctl, events, eventually,
-  fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, resticAt, uniqueBucket,
+  ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
+  events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -27,55 +27,12 @@ const bucket = uniqueBucket('pol');
 /** Controller flags: short waits so failures show quickly. */
 const flags = ['--location-wait', '3s', '--backup-stall-timeout', '8s', '--progress-interval', '300ms'];
 
-const pem = (f: string) => readFileSync(join(cluster().pki, f), 'utf8');
-function etcdSecretYaml(name: string, files: { ca: string; cert: string; key: string } | null, omit: string[] = []): string {
-  const f = files ?? { ca: 'etcd/ca.crt', cert: 'etcd/healthcheck-client.crt', key: 'etcd/healthcheck-client.key' };
-  const data: Record<string, string> = { 'ca.crt': pem(f.ca), 'client.crt': pem(f.cert), 'client.key': pem(f.key) };
-  for (const k of omit) delete data[k];
-  const lines = Object.entries(data).map(([k, v]) => `  ${k}: ${Buffer.from(v).toString('base64')}`);
-  return `apiVersion: v1\nkind: Secret\nmetadata: { name: ${name}, namespace: ${ns} }\ndata:\n${lines.join('\n')}\n`;
-}
-
-interface PolicySpec {
-  destination?: string;
-  certsDir?: string;
-  etcdEndpoint?: string;
-  etcdCreds?: string;
-  schedule?: string;
-  retainNumBackups?: number;
-  suspend?: boolean;
-}
-function policyYaml(name: string, spec: PolicySpec = {}): string {
-  const full = {
-    destination: 'loc', certsDir: cluster().pki, etcdEndpoint: cluster().etcdEndpoint, etcdCreds: 'etcd-creds',
-    schedule: '0 0 1 1 *', ...spec,
-  };
-  return `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
-kind: MetadataBackupPolicy
-metadata: { name: ${name}, namespace: ${ns} }
-spec: ${JSON.stringify(full)}
-`;
-}
-
 const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
 const records = (name: string) => getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items.filter((r) => r.spec.policy === name);
 const patch = (kind: string, name: string, p: object) => {
   const r = kubectl(['patch', kind, name, '-n', ns, '--type', 'merge', '-p', JSON.stringify(p)]);
   if (r.code !== 0) throw new Error(r.stderr);
 };
-
-let triggerNo = 0;
-/** Sets backup-now to a new value and waits for that backup to finish; returns the policy as it then is. */
-async function backupNow(name: string, timeoutMs = 60_000): Promise<MetadataBackupPolicy> {
-  const value = `t${++triggerNo}`;
-  const r = kubectl(['annotate', 'mbp', name, '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=${value}`]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return eventually(() => {
-    const p = policy(name);
-    if (p.status?.backupNowServed !== value || p.status.backupStatus === 'Running') throw new Error(JSON.stringify(p.status));
-    return p;
-  }, timeoutMs);
-}
 
 async function failedCount(name: string): Promise<number> {
   return metricValue(await controller.metrics(), 'kubedr_num_failed_backups', { policyName: name }) ?? 0;
@@ -86,7 +43,7 @@ beforeAll(async () => {
   ns = createNamespace('policy');
   work = mkdtempSync(join(tmpdir(), 'policy-e2e-'));
   apply(locationSecretYaml(ns, { name: 's3-creds', password, secretKey }));
-  apply(etcdSecretYaml('etcd-creds', null));
+  apply(etcdSecretYaml(ns, 'etcd-creds', null));
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   controller = await ControllerProcess.start(ns, flags);
   // The tests' 3 s --location-wait is shorter than initialising a repository: start with the location ready.
@@ -107,7 +64,7 @@ describe('a scheduled backup of the cluster\'s own etcd', () => {
 
   test('runs on schedule, records the snapshot, and restores to an etcd holding the data and identical certificates', async () => {
     expect(etcdctl(['put', key, 'written-before-the-backup']).code).toBe(0);
-    apply(policyYaml('scheduled', { schedule: '* * * * *', retainNumBackups: 10 }));
+    apply(policyYaml(ns, 'scheduled', { schedule: '* * * * *', retainNumBackups: 10 }));
     const p = await eventually(() => {
       const x = policy('scheduled');
       if (x.status?.backupStatus !== 'Completed' || x.status.backupTrigger !== 'Scheduled') throw new Error(JSON.stringify(x.status));
@@ -173,7 +130,7 @@ describe('a scheduled backup of the cluster\'s own etcd', () => {
     expect(metricValue(m, 'kubedr_backup_next_run_timestamp_seconds', { policyName: 'scheduled' })).toBeUndefined();
     const servedBefore = suspended.status?.lastScheduleTime;
 
-    const onDemand = await backupNow('scheduled');
+    const onDemand = await backupNow(ns, 'scheduled');
     expect(onDemand.status?.backupStatus).toBe('Completed');
     expect(onDemand.status?.backupTrigger).toBe('OnDemand');
 
@@ -197,10 +154,10 @@ describe('a scheduled backup of the cluster\'s own etcd', () => {
 
 describe('retention', () => {
   test('retainNumBackups: 2 after four backups leaves two records and two snapshots; deleting a record forgets its snapshot', async () => {
-    apply(policyYaml('keep-two', { retainNumBackups: 2 }));
+    apply(policyYaml(ns, 'keep-two', { retainNumBackups: 2 }));
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const p = await backupNow('keep-two');
+      const p = await backupNow(ns, 'keep-two');
       expect(p.status?.backupStatus).toBe('Completed');
       ids.push(p.status!.snapshotId!);
     }
@@ -256,7 +213,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
       setup: async () => {
         const endpoint = await startExtraEtcd(cluster(), 'etcd-down');
         await stopExtraEtcd(cluster(), 'etcd-down');
-        apply(policyYaml(name('etcd down'), { etcdEndpoint: endpoint }));
+        apply(policyYaml(ns, name('etcd down'), { etcdEndpoint: endpoint }));
       },
       expect: 'unreachable',
       fix: async () => void (await startExtraEtcd(cluster(), 'etcd-down')),
@@ -264,39 +221,39 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
     {
       title: 'wrong etcd CA',
       setup: () => {
-        apply(etcdSecretYaml('etcd-wrong-ca', { ca: 'ca.crt', cert: 'etcd/healthcheck-client.crt', key: 'etcd/healthcheck-client.key' }));
-        apply(policyYaml(name('wrong etcd CA'), { etcdCreds: 'etcd-wrong-ca' }));
+        apply(etcdSecretYaml(ns, 'etcd-wrong-ca', { ca: 'ca.crt', cert: 'etcd/healthcheck-client.crt', key: 'etcd/healthcheck-client.key' }));
+        apply(policyYaml(ns, name('wrong etcd CA'), { etcdCreds: 'etcd-wrong-ca' }));
       },
       expect: 'TLS with etcd',
-      fix: () => apply(etcdSecretYaml('etcd-wrong-ca', null)),
+      fix: () => apply(etcdSecretYaml(ns, 'etcd-wrong-ca', null)),
     },
     {
       title: 'wrong etcd client certificate',
       setup: () => {
-        apply(etcdSecretYaml('etcd-wrong-cert', { ca: 'etcd/ca.crt', cert: 'admin.crt', key: 'admin.key' }));
-        apply(policyYaml(name('wrong etcd client certificate'), { etcdCreds: 'etcd-wrong-cert' }));
+        apply(etcdSecretYaml(ns, 'etcd-wrong-cert', { ca: 'etcd/ca.crt', cert: 'admin.crt', key: 'admin.key' }));
+        apply(policyYaml(ns, name('wrong etcd client certificate'), { etcdCreds: 'etcd-wrong-cert' }));
       },
       expect: 'etcd',
-      fix: () => apply(etcdSecretYaml('etcd-wrong-cert', null)),
+      fix: () => apply(etcdSecretYaml(ns, 'etcd-wrong-cert', null)),
     },
     {
       title: 'missing etcd Secret',
-      setup: () => apply(policyYaml(name('missing etcd Secret'), { etcdCreds: 'etcd-not-yet' })),
+      setup: () => apply(policyYaml(ns, name('missing etcd Secret'), { etcdCreds: 'etcd-not-yet' })),
       expect: 'etcd credentials Secret "etcd-not-yet" not found',
-      fix: () => apply(etcdSecretYaml('etcd-not-yet', null)),
+      fix: () => apply(etcdSecretYaml(ns, 'etcd-not-yet', null)),
     },
     {
       title: 'missing key in etcd Secret',
       setup: () => {
-        apply(etcdSecretYaml('etcd-no-key', null, ['client.key']));
-        apply(policyYaml(name('missing key in etcd Secret'), { etcdCreds: 'etcd-no-key' }));
+        apply(etcdSecretYaml(ns, 'etcd-no-key', null, ['client.key']));
+        apply(policyYaml(ns, name('missing key in etcd Secret'), { etcdCreds: 'etcd-no-key' }));
       },
       expect: 'lacks key "client.key"',
-      fix: () => apply(etcdSecretYaml('etcd-no-key', null)),
+      fix: () => apply(etcdSecretYaml(ns, 'etcd-no-key', null)),
     },
     {
       title: 'missing destination',
-      setup: () => apply(policyYaml(name('missing destination'), { destination: 'loc-later' })),
+      setup: () => apply(policyYaml(ns, name('missing destination'), { destination: 'loc-later' })),
       expect: 'BackupLocation "loc-later" not found',
       fix: async () => {
         apply(locationYaml(ns, 'loc-later', { bucketName: bucket, credentials: 's3-creds' }));
@@ -307,7 +264,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
       title: 'failed destination',
       setup: () => {
         apply(locationYaml(ns, 'loc-bad', { bucketName: 'Bad_Bucket', credentials: 's3-creds' }));
-        apply(policyYaml(name('failed destination'), { destination: 'loc-bad' }));
+        apply(policyYaml(ns, name('failed destination'), { destination: 'loc-bad' }));
       },
       expect: 'BackupLocation "loc-bad" is not ready: invalid bucket name',
       fix: async () => {
@@ -317,14 +274,14 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
     },
     {
       title: 'missing certsDir',
-      setup: () => apply(policyYaml(name('missing certsDir'), { certsDir: '/nonexistent/pki' })),
+      setup: () => apply(policyYaml(ns, name('missing certsDir'), { certsDir: '/nonexistent/pki' })),
       expect: 'certsDir /nonexistent/pki does not exist',
       fix: () => patch('mbp', name('missing certsDir'), { spec: { certsDir: cluster().pki } }),
     },
     {
       title: 'S3 down',
       setup: async () => {
-        apply(policyYaml(name('S3 down')));
+        apply(policyYaml(ns, name('S3 down')));
         await stopProc(cluster(), 's3');
       },
       expect: 'S3 endpoint unreachable',
@@ -337,7 +294,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
     await c.setup();
     await eventually(() => expect(policy(n).status?.nextBackupTime).toBeDefined());
     const before = await failedCount(n);
-    const failed = await backupNow(n);
+    const failed = await backupNow(ns, n);
     expect(failed.status?.backupStatus).toBe('Failed');
     expect(failed.status?.backupErrorMessage).toContain(c.expect);
     expect(failed.status?.snapshotId).toBeUndefined();
@@ -350,7 +307,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
     expect(await failedCount(n)).toBe(before + 1);
 
     await c.fix();
-    const fixed = await backupNow(n);
+    const fixed = await backupNow(ns, n);
     expect(fixed.status?.backupErrorMessage).toBe('');
     expect(fixed.status?.backupStatus).toBe('Completed');
   });
@@ -360,7 +317,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
     ['never-firing schedule', '0 0 31 2 *', 'schedule "0 0 31 2 *" never fires'],
   ])('%s', async (title, schedule, message) => {
     const n = name(title);
-    apply(policyYaml(n, { schedule }));
+    apply(policyYaml(ns, n, { schedule }));
     const p = await eventually(() => {
       const x = policy(n);
       if (x.status?.backupStatus !== 'Failed') throw new Error(JSON.stringify(x.status));
@@ -373,7 +330,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
 
     patch('mbp', n, { spec: { schedule: '@daily' } });
     await eventually(() => expect(policy(n).status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('Scheduled'));
-    expect((await backupNow(n)).status?.backupStatus).toBe('Completed');
+    expect((await backupNow(ns, n)).status?.backupStatus).toBe('Completed');
   });
 
   test('no credential appears in logs, events or status', () => {
@@ -389,7 +346,7 @@ describe('a big etcd: interruption and a stalled upload', () => {
   beforeAll(async () => {
     big = await startExtraEtcd(cluster(), 'etcd-big');
     fillEtcd(big, 120);
-    apply(policyYaml('big', { etcdEndpoint: big, certsDir: '' }));
+    apply(policyYaml(ns, 'big', { etcdEndpoint: big, certsDir: '' }));
   });
 
   async function waitForPhase(n: string, phases: string[]): Promise<void> {
@@ -427,7 +384,7 @@ describe('a big etcd: interruption and a stalled upload', () => {
     } finally {
       await startProcAgain(cluster(), 's3');
     }
-    const ok = await backupNow('big', 120_000);
+    const ok = await backupNow(ns, 'big', 120_000);
     expect(ok.status?.backupStatus).toBe('Completed');
   });
 
@@ -451,19 +408,19 @@ describe('a big etcd: interruption and a stalled upload', () => {
       return x;
     });
     expect(interrupted.status?.backupErrorMessage).toContain('interrupted');
-    const ok = await backupNow('big', 120_000);
+    const ok = await backupNow(ns, 'big', 120_000);
     expect(ok.status?.backupStatus).toBe('Completed');
   });
 });
 
 describe('metrics', () => {
   test('after two successes and one failure: 3 / 2 / 1 and the gauges; after a restart the gauges are back before ready', async () => {
-    apply(policyYaml('metered', { schedule: '@daily', retainNumBackups: 5 }));
+    apply(policyYaml(ns, 'metered', { schedule: '@daily', retainNumBackups: 5 }));
     await eventually(() => expect(policy('metered').status?.nextBackupTime).toBeTruthy());
-    await backupNow('metered');
-    const second = await backupNow('metered');
+    await backupNow(ns, 'metered');
+    const second = await backupNow(ns, 'metered');
     patch('mbp', 'metered', { spec: { certsDir: '/nonexistent' } });
-    expect((await backupNow('metered')).status?.backupStatus).toBe('Failed');
+    expect((await backupNow(ns, 'metered')).status?.backupStatus).toBe('Failed');
 
     const label = { policyName: 'metered' };
     const m = await controller.metrics();

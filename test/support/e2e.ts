@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { COMPONENT } from '../../src/api/group.ts';
-import type { KubeObject } from '../../src/api/types.ts';
+import { BACKUP_NOW_ANNOTATION, COMPONENT } from '../../src/api/group.ts';
+import type { KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, loadEnv } from '../../scripts/testenv.ts';
 
@@ -281,4 +281,52 @@ export async function bootSnapshot(snapshotFile: string, dir: string): Promise<{
     if (r.status !== 0) throw new Error('restored etcd not healthy yet');
   }, 30_000);
   return { endpoint, stop: async () => { proc.kill(); await proc.exited; live.delete(proc); } };
+}
+
+/** A file of the test cluster's PKI. */
+export const pem = (f: string) => readFileSync(join(cluster().pki, f), 'utf8');
+
+/** An etcdCreds Secret from the cluster's PKI files (default: etcd's CA and the healthcheck client), without `omit` keys. */
+export function etcdSecretYaml(ns: string, name: string, files: { ca: string; cert: string; key: string } | null = null, omit: string[] = []): string {
+  const f = files ?? { ca: 'etcd/ca.crt', cert: 'etcd/healthcheck-client.crt', key: 'etcd/healthcheck-client.key' };
+  const data: Record<string, string> = { 'ca.crt': pem(f.ca), 'client.crt': pem(f.cert), 'client.key': pem(f.key) };
+  for (const k of omit) delete data[k];
+  const lines = Object.entries(data).map(([k, v]) => `  ${k}: ${Buffer.from(v).toString('base64')}`);
+  return `apiVersion: v1\nkind: Secret\nmetadata: { name: ${name}, namespace: ${ns} }\ndata:\n${lines.join('\n')}\n`;
+}
+
+export interface PolicySpec {
+  destination?: string;
+  certsDir?: string;
+  etcdEndpoint?: string;
+  etcdCreds?: string;
+  schedule?: string;
+  retainNumBackups?: number;
+  suspend?: boolean;
+}
+
+/** A policy backing up the test cluster's etcd and PKI to location `loc` with etcdCreds `etcd-creds`, once a year unless asked. */
+export function policyYaml(ns: string, name: string, spec: PolicySpec = {}): string {
+  const full = {
+    destination: 'loc', certsDir: cluster().pki, etcdEndpoint: cluster().etcdEndpoint, etcdCreds: 'etcd-creds',
+    schedule: '0 0 1 1 *', ...spec,
+  };
+  return `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: ${name}, namespace: ${ns} }
+spec: ${JSON.stringify(full)}
+`;
+}
+
+let triggerNo = 0;
+/** Sets backup-now to a new value and waits for that backup to finish; returns the policy as it then is. */
+export async function backupNow(ns: string, name: string, timeoutMs = 60_000): Promise<MetadataBackupPolicy> {
+  const value = `t${++triggerNo}`;
+  const r = kubectl(['annotate', 'mbp', name, '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=${value}`]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return eventually(() => {
+    const p = getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
+    if (p.status?.backupNowServed !== value || p.status.backupStatus === 'Running') throw new Error(JSON.stringify(p.status));
+    return p;
+  }, timeoutMs);
 }

@@ -1,0 +1,190 @@
+/**
+ * @module MetadataRestore reconciler: checks the record, its location and the claim, runs one restore pod per
+ * generation, and turns the pod's outcome into status, an event and metrics. The controller, not the pod, writes
+ * status. Every way a restore can end (bad input, pod failure, a pod that never starts, a deleted pod) ends `Failed`
+ * with the reason; finished pods are deleted.
+ */
+import { POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
+import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
+import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret } from '../api/types.ts';
+import type { Restic } from '../engine/restic.ts';
+import { snapshotExists } from '../engine/snapshots.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import type { Reconciler, Result } from '../runtime/controller.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+import { InputError, locationRepository, readyLocation } from './inputs.ts';
+import { podProgress, restorePod, restorePodName } from './restore-pod.ts';
+
+export interface RestoreDeps {
+  client: KubeClient;
+  restores: Informer<MetadataRestore>;
+  records: Informer<MetadataBackupRecord>;
+  locations: Informer<BackupLocation>;
+  secrets: Informer<Secret>;
+  /** Restore pods only (label selector), in the controller's namespace. */
+  pods: Informer<Pod>;
+  recorder: EventRecorder;
+  metrics: Metrics;
+  restic: Restic;
+  log: Logger;
+  /** Image of the restore pod: the controller's own. Without one, restores fail with a message saying so. */
+  image?: string;
+  /** A pod that has not started after this long fails the restore. */
+  startTimeoutMs: number;
+  /** A running restore pod is stopped by the kubelet after this long. */
+  runTimeoutMs: number;
+  now?: () => Date;
+}
+
+const STATUS_POLL_MS = 30_000;
+
+const isFinished = (mr: MetadataRestore): boolean =>
+  (mr.status?.restoreStatus === 'Completed' || mr.status?.restoreStatus === 'Failed') &&
+  mr.status.observedGeneration === (mr.metadata.generation ?? 0);
+
+export class RestoreReconciler implements Reconciler {
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: RestoreDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async reconcile(key: string, signal: AbortSignal): Promise<Result | void> {
+    const [ns = '', name = ''] = key.split('/');
+    const podName = restorePodName(name);
+    const mr = this.deps.restores.get(key);
+    const pod = this.deps.pods.get(`${ns}/${podName}`);
+
+    // 1. Gone, or already finished for this generation: only the pod is left to clean up.
+    if (!mr || isFinished(mr)) {
+      if (pod) await this.deletePod(ns, podName);
+      return;
+    }
+    const generation = String(mr.metadata.generation ?? 0);
+
+    // 2. A pod of an older spec: replace it (its deletion brings us back here).
+    if (pod && pod.metadata.annotations?.[RESTORE_GENERATION_ANNOTATION] !== generation) {
+      await this.deletePod(ns, podName);
+      return;
+    }
+    if (pod) return this.follow(mr, pod);
+
+    // 3. Status says our pod runs, but the cache has none: it may only lag behind our create, so ask the API.
+    if (mr.status?.restoreStatus === 'Running' && String(mr.status.observedGeneration) === generation) {
+      const live = await this.deps.client.get<Pod>(POD, ns, podName).catch((err) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+      if (live) return this.follow(mr, live);
+      return this.finish(mr, 'Failed', `restore pod ${podName} was deleted before it finished`);
+    }
+    return this.start(mr, signal);
+  }
+
+  /** Checks the inputs and creates the pod; bad input ends the restore at once. */
+  private async start(mr: MetadataRestore, signal: AbortSignal): Promise<Result | void> {
+    const ns = mr.metadata.namespace ?? '';
+    let pod: Pod;
+    try {
+      pod = await this.plan(mr, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      return this.finish(mr, 'Failed', err instanceof Error ? err.message : String(err));
+    }
+    try {
+      await this.deps.client.create(POD, ns, pod);
+    } catch (err) {
+      // Created by an earlier attempt whose status write failed: the pod's events bring us back.
+      if (!isAlreadyExists(err)) throw err;
+    }
+    this.deps.log.info('restore pod created', { restore: `${ns}/${mr.metadata.name}`, pod: pod.metadata.name });
+    await this.deps.client.patchStatus(RESTORE, ns, mr.metadata.name, {
+      restoreStatus: 'Running', restoreErrorMessage: '', observedGeneration: mr.metadata.generation ?? 0,
+    });
+    return { requeueAfter: this.deps.startTimeoutMs };
+  }
+
+  /** The restore pod for this restore, once record, snapshot, location and claim check out. */
+  private async plan(mr: MetadataRestore, signal: AbortSignal): Promise<Pod> {
+    const ns = mr.metadata.namespace ?? '';
+    const image = this.deps.image;
+    if (!image) throw new InputError('NoRestoreImage', 'the controller runs without --restore-image, so it cannot start a restore pod (the Helm chart sets it)');
+    const record = this.deps.records.get(`${ns}/${mr.spec.mbrName}`);
+    if (!record) throw new InputError('RecordNotFound', `MetadataBackupRecord "${mr.spec.mbrName}" not found`);
+    const snapshotId = record.spec.snapshotId;
+    if (record.metadata.deletionTimestamp || record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true') {
+      throw new InputError('SnapshotGone', `snapshot ${snapshotId} of MetadataBackupRecord "${mr.spec.mbrName}" is being deleted`);
+    }
+    const location = readyLocation(ns, record.spec.backuploc, this.deps.locations);
+    const repo = locationRepository(location, this.deps.secrets);
+    if (!await snapshotExists(this.deps.restic, repo, snapshotId, { signal })) {
+      throw new InputError('SnapshotGone', `snapshot ${snapshotId} of MetadataBackupRecord "${mr.spec.mbrName}" is no longer in ` +
+        `BackupLocation "${location.metadata.name}"'s repository`);
+    }
+    const pvc = await this.deps.client.get<PersistentVolumeClaim>(PVC, ns, mr.spec.pvcName).catch((err) => {
+      if (isNotFound(err)) throw new InputError('ClaimNotFound', `PersistentVolumeClaim "${mr.spec.pvcName}" not found in namespace ${ns}`);
+      throw err;
+    });
+    if (pvc.status?.phase !== 'Bound') {
+      throw new InputError('ClaimNotBound', `PersistentVolumeClaim "${mr.spec.pvcName}" is not bound (phase ${pvc.status?.phase ?? 'unknown'})`);
+    }
+    return restorePod({ restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000) });
+  }
+
+  private async follow(mr: MetadataRestore, pod: Pod): Promise<Result | void> {
+    const p = podProgress(pod, this.now());
+    switch (p.state) {
+      case 'succeeded':
+        return this.finish(mr, 'Completed');
+      case 'failed':
+        return this.finish(mr, 'Failed', p.message);
+      case 'running':
+        return;
+      case 'starting': {
+        const left = this.deps.startTimeoutMs - p.sinceMs;
+        if (left > 0) return { requeueAfter: Math.min(left, STATUS_POLL_MS) };
+        const seconds = Math.round(this.deps.startTimeoutMs / 1000);
+        return this.finish(mr, 'Failed', `restore pod ${pod.metadata.name} did not start within ${seconds} s${p.problem ? `: ${p.problem}` : ''}`);
+      }
+    }
+  }
+
+  /**
+   * Writes the final status, reports it, and deletes the pod. Status first: a crash after it only leaves a pod to delete.
+   * The cache may not show a status written a moment ago, so the API is asked first: a restore is reported once.
+   */
+  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', message = ''): Promise<void> {
+    const ns = mr.metadata.namespace ?? '';
+    const live = await this.deps.client.get<MetadataRestore>(RESTORE, ns, mr.metadata.name).catch((err) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (!live || isFinished(live)) {
+      await this.deletePod(ns, restorePodName(mr.metadata.name));
+      return;
+    }
+    await this.deps.client.patchStatus(RESTORE, ns, mr.metadata.name, {
+      restoreStatus: result, restoreErrorMessage: message, restoreTime: this.now().toISOString(), observedGeneration: mr.metadata.generation ?? 0,
+    });
+    this.deps.metrics.numRestores.inc();
+    const snapshotId = this.deps.records.get(`${ns}/${mr.spec.mbrName}`)?.spec.snapshotId ?? '';
+    if (result === 'Completed') {
+      await this.deps.recorder.event(mr, 'Normal', RESTORE_SUCCEEDED, messages.restoreSucceeded(snapshotId));
+    } else {
+      this.deps.metrics.numFailedRestores.inc();
+      await this.deps.recorder.event(mr, 'Warning', RESTORE_FAILED, message);
+    }
+    this.deps.log.info('restore finished', { restore: `${ns}/${mr.metadata.name}`, result, message: message || undefined });
+    await this.deletePod(ns, restorePodName(mr.metadata.name));
+  }
+
+  private async deletePod(ns: string, name: string): Promise<void> {
+    await this.deps.client.delete(POD, ns, name).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+}
