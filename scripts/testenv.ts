@@ -316,12 +316,13 @@ function etcdCmd(dir: string, pki: string, name: string, clientPort: number, pee
 
 /**
  * Starts (or restarts, keeping its data) another etcd with the cluster's etcd certificates, for tests that stop etcd or
- * fill it without disturbing the API server's. Returns its client URL.
+ * fill it without disturbing the API server's. Its data is `<dir>/<name>-data`; `ports` fixes its ports (a member
+ * restored from a snapshot must listen on the peer URL it was restored with). Returns its client URL.
  */
-export async function startExtraEtcd(env: TestEnv, name: string): Promise<string> {
+export async function startExtraEtcd(env: TestEnv, name: string, ports?: { client: number; peer: number }): Promise<string> {
   env.extra ??= {};
   const known = env.extra[name];
-  const cmd = known?.cmd ?? etcdCmd(env.dir, env.pki, name, await freePort(), await freePort());
+  const cmd = known?.cmd ?? etcdCmd(env.dir, env.pki, name, ports?.client ?? await freePort(), ports?.peer ?? await freePort());
   const endpoint = known?.endpoint ?? cmd[cmd.indexOf('--listen-client-urls') + 1]!;
   const p = startProc(env.dir, name, cmd);
   env.extra[name] = { ...p, endpoint };
@@ -330,7 +331,28 @@ export async function startExtraEtcd(env: TestEnv, name: string): Promise<string
   return endpoint;
 }
 
-export async function stopExtraEtcd(env: TestEnv, name: string): Promise<void> {
+/** Data directory of an extra etcd named `name`. */
+export const extraEtcdDataDir = (env: TestEnv, name: string): string => join(env.dir, `${name}-data`);
+
+/**
+ * Starts another kube-apiserver (same PKI and admin token) on the etcd at `etcdEndpoint`, e.g. an extra etcd; returns
+ * a kubeconfig for it. Stopped with the cluster, or by stopExtra.
+ */
+export async function startExtraApiserver(env: TestEnv, name: string, etcdEndpoint: string): Promise<string> {
+  env.extra ??= {};
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const p = startProc(env.dir, name, apiserverCmd(apiserverBinary(), env.dir, env.pki, etcdEndpoint, port));
+  env.extra[name] = { ...p, endpoint: url };
+  saveState(env);
+  await waitFor(name, p, () => apiserverReady({ apiserverUrl: url, pki: env.pki }), 90_000);
+  const kubeconfig = join(env.dir, `${name}.kubeconfig`);
+  writeFileSync(kubeconfig, kubeconfigYaml(url, join(env.pki, 'ca.crt'), { token: ADMIN_TOKEN }), { mode: 0o600 });
+  return kubeconfig;
+}
+
+/** Stops an extra etcd or API server; its data stays. */
+export async function stopExtra(env: TestEnv, name: string): Promise<void> {
   await killProc(env.extra?.[name]);
 }
 

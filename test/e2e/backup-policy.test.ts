@@ -12,7 +12,7 @@ import { BACKUP_FAILED, BACKUP_SUCCEEDED, messages } from '../../src/api/events.
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
-import { startExtraEtcd, startProcAgain, stopExtraEtcd, stopProc } from '../../scripts/testenv.ts';
+import { startExtraEtcd, startProcAgain, stopExtra, stopProc } from '../../scripts/testenv.ts';
 import {
   ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
   events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
@@ -212,7 +212,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
       title: 'etcd down',
       setup: async () => {
         const endpoint = await startExtraEtcd(cluster(), 'etcd-down');
-        await stopExtraEtcd(cluster(), 'etcd-down');
+        await stopExtra(cluster(), 'etcd-down');
         apply(policyYaml(ns, name('etcd down'), { etcdEndpoint: endpoint }));
       },
       expect: 'unreachable',

@@ -1,0 +1,186 @@
+/**
+ * A full disaster drill with the command line only: a control plane (its own etcd with TLS and its own kube-apiserver)
+ * is backed up by the controller, changed, and lost (both stopped, etcd's data deleted). `kubedr snapshots`, `kubedr
+ * restore` and `kubedr etcd-restore` then build a new etcd data directory from S3 alone; a new etcd and API server on
+ * it must show what existed at backup time and nothing written after. The same location holds a second policy's
+ * backups (of the test cluster's own etcd), so choosing among policies is exercised too. All parts are real.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
+import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/testenv.ts';
+import {
+  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
+  freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket,
+} from '../support/e2e.ts';
+
+let ns: string;
+let work: string;
+let controller: ControllerProcess | undefined;
+let lostKubeconfig: string;
+let credentialsFile: string;
+const bucket = uniqueBucket('drill');
+const password = `drill-pw-${crypto.randomUUID()}`;
+
+/** kubectl against another API server than the test cluster's. */
+function kubectlAt(kubeconfig: string, args: string[], input?: string) {
+  const r = spawnSync('kubectl', ['--kubeconfig', kubeconfig, ...args], { input, encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** The kubedr command line as an operator runs it, with only PATH and the given variables in its environment. */
+function kubedr(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), ...args], {
+    encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env },
+  });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+const at = () => ['--url', cluster().s3Url, '--bucket', bucket, '--credentials', credentialsFile];
+
+beforeAll(async () => {
+  ensureCrds();
+  ns = createNamespace('drill');
+  work = mkdtempSync(join(tmpdir(), 'drill-'));
+  const env = cluster();
+
+  // The control plane that will be lost, with objects that exist at backup time.
+  const etcd = await startExtraEtcd(env, 'drill-etcd');
+  lostKubeconfig = await startExtraApiserver(env, 'drill-apiserver', etcd);
+  expect(kubectlAt(lostKubeconfig, ['create', 'namespace', 'before-backup']).code).toBe(0);
+  expect(kubectlAt(lostKubeconfig, ['create', 'configmap', 'keep-me', '-n', 'before-backup', '--from-literal=answer=42']).code).toBe(0);
+
+  apply(locationSecretYaml(ns, { name: 's3-creds', password }));
+  apply(etcdSecretYaml(ns, 'etcd-creds'));
+  apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
+  apply(policyYaml(ns, 'drill', { etcdEndpoint: etcd }));
+  apply(policyYaml(ns, 'other'));
+  controller = await ControllerProcess.start(ns);
+  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  expect((await backupNow(ns, 'drill')).status?.backupStatus).toBe('Completed');
+  expect((await backupNow(ns, 'other')).status?.backupStatus).toBe('Completed');
+  await controller.stop();
+  controller = undefined;
+
+  // The operator kept the location's Secret as `kubectl get secret -o yaml` saved it.
+  credentialsFile = join(work, 's3-creds.yaml');
+  writeFileSync(credentialsFile, kubectl(['get', 'secret', 's3-creds', '-n', ns, '-o', 'yaml']).stdout, { mode: 0o600 });
+
+  // Written after the backup: must not come back.
+  expect(kubectlAt(lostKubeconfig, ['create', 'namespace', 'after-backup']).code).toBe(0);
+  expect(kubectlAt(lostKubeconfig, ['create', 'configmap', 'too-late', '-n', 'before-backup']).code).toBe(0);
+
+  // The control plane is lost.
+  await stopExtra(env, 'drill-apiserver');
+  await stopExtra(env, 'drill-etcd');
+  rmSync(extraEtcdDataDir(env, 'drill-etcd'), { recursive: true, force: true });
+}, 240_000);
+
+afterAll(async () => {
+  await controller?.stop();
+  for (const name of ['drill-restored-apiserver', 'drill-restored']) await stopExtra(cluster(), name);
+  deleteNamespace(ns);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('kubedr snapshots', () => {
+  test('lists the backups of every policy at the location, newest first, with sizes', () => {
+    const r = kubedr(['snapshots', ...at(), '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as { id: string; time: string; policy: string; host: string; size: number }[];
+    expect(rows.map((x) => x.policy)).toEqual(['other', 'drill']);
+    expect(Date.parse(rows[0]!.time)).toBeGreaterThan(Date.parse(rows[1]!.time));
+    for (const row of rows) expect(row.size).toBeGreaterThan(10_000);
+
+    const table = kubedr(['snapshots', ...at()]);
+    expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ID\s+POLICY\s+HOST\s+SIZE$/);
+    expect(table.stdout).toContain(rows[1]!.id.slice(0, 8));
+  });
+
+  test('--policy shows one policy\'s backups', () => {
+    const rows = JSON.parse(kubedr(['snapshots', ...at(), '--json', '--no-size', '--policy', 'drill']).stdout) as { policy: string }[];
+    expect(rows.map((x) => x.policy)).toEqual(['drill']);
+  });
+
+  test('a wrong password, an unreachable endpoint and missing credentials have their own exit codes and messages', () => {
+    const wrong = kubedr(['snapshots', ...at()], { RESTIC_PASSWORD: 'not-the-repository-password' });
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toContain('wrong repository password');
+
+    const unreachable = kubedr(['snapshots', '--url', 'https://127.0.0.1:1', '--bucket', bucket, '--credentials', credentialsFile]);
+    expect(unreachable.code).toBe(5);
+    expect(unreachable.stderr).toContain('S3 endpoint unreachable');
+
+    const none = kubedr(['snapshots', '--url', cluster().s3Url, '--bucket', bucket]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('missing credentials: access_key');
+    for (const r of [wrong, unreachable, none]) expect(r.stderr + r.stdout).not.toContain(password);
+  });
+});
+
+describe('kubedr restore', () => {
+  test('"latest" with several policies at the location asks for --policy', () => {
+    const r = kubedr(['restore', 'latest', '--target', join(work, 'ambiguous'), ...at()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('"latest" is ambiguous: the repository holds backups of several policies (drill, other); choose one with --policy');
+    expect(existsSync(join(work, 'ambiguous', 'data'))).toBe(false);
+  });
+
+  test('an unknown snapshot id fails with exit code 4', () => {
+    const r = kubedr(['restore', 'abcdef12', '--target', join(work, 'unknown'), ...at()]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('no snapshot "abcdef12" in the repository');
+  });
+
+  test('latest of a policy comes back verified, and a second restore over it is refused without --force', async () => {
+    const target = join(work, 'restored');
+    const r = kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, ...at()]);
+    expect(r.stderr).toContain('verifying data/etcd-snapshot.db');
+    expect(r.code).toBe(0);
+    const sha = await verifySnapshotFile(join(target, 'data/etcd-snapshot.db'));
+    expect(r.stdout).toContain(`SHA-256 ${sha}, integrity verified`);
+    expect(existsSync(join(target, 'data/certificates/etcd/ca.crt'))).toBe(true);
+
+    const again = kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, ...at()]);
+    expect(again.code).toBe(7);
+    expect(kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, '--force', ...at()]).code).toBe(0);
+  });
+});
+
+describe('kubedr etcd-restore, then a new etcd and API server', () => {
+  let peer: number;
+  let dataDir: string;
+
+  test('builds a data directory for a new member and prints the next steps', async () => {
+    peer = await freePort();
+    dataDir = extraEtcdDataDir(cluster(), 'drill-restored');
+    const args = ['etcd-restore', '--snapshot', join(work, 'restored/data/etcd-snapshot.db'), '--data-dir', dataDir,
+      '--name', 'drill-restored', '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--etcd-manifest', join(work, 'no-manifest')];
+    const r = kubedr(args);
+    expect(r.stderr).not.toContain('failed');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`etcd data directory ready: ${dataDir} (member drill-restored, peer URL http://127.0.0.1:${peer})`);
+    expect(r.stdout).toContain('Next steps on a kubeadm control-plane node');
+    expect(r.stdout).toContain(`cp -a ${join(work, 'restored/data/certificates')}/. /etc/kubernetes/pki/`);
+    expect(existsSync(join(dataDir, 'member/snap/db'))).toBe(true);
+
+    const again = kubedr(args);
+    expect(again.code).toBe(7);
+    expect(again.stderr).toContain('is not empty');
+  });
+
+  test('the restored control plane has what existed at backup time, and nothing written later', async () => {
+    const env = cluster();
+    const etcd = await startExtraEtcd(env, 'drill-restored', { client: await freePort(), peer });
+    const kubeconfig = await startExtraApiserver(env, 'drill-restored-apiserver', etcd);
+    const cm = kubectlAt(kubeconfig, ['get', 'configmap', 'keep-me', '-n', 'before-backup', '-o', 'jsonpath={.data.answer}']);
+    expect(cm.stderr).toBe('');
+    expect(cm.stdout).toBe('42');
+    expect(kubectlAt(kubeconfig, ['get', 'namespace', 'after-backup']).stderr).toContain('NotFound');
+    expect(kubectlAt(kubeconfig, ['get', 'configmap', 'too-late', '-n', 'before-backup']).stderr).toContain('NotFound');
+  }, 120_000);
+});
