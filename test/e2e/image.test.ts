@@ -1,0 +1,194 @@
+/**
+ * The OCI image: built by the real scripts/build-image.sh into dist/kubedr-image.tar, loaded back from that archive with
+ * buildah and run with buildah's chroot isolation (there is no container engine here, shared/notes/testenv.md). What is
+ * played: chroot isolation is not a pod. It shares the host's network, so the controller in the image reaches the local
+ * cluster on loopback, and it is given a kubeconfig through a bind mount instead of a ServiceAccount
+ * (test/e2e/in-cluster.test.ts covers those credentials). Everything inside the image (kubedr, restic, libraries, CA
+ * bundle, uid 65532) is the real image's.
+ */
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pkg from '../../package.json' with { type: 'json' };
+import type { BackupLocation } from '../../src/api/types.ts';
+import { apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, freePort, getJson, locationSecretYaml,
+  locationYaml, repoRoot, uniqueBucket } from '../support/e2e.ts';
+
+const archive = join(repoRoot, 'dist/kubedr-image.tar');
+const container = `kubedr-image-test-${process.pid}`;
+let imageId = '';
+let dir = '';
+let ns = '';
+
+function buildah(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync('buildah', ['--storage-driver', 'vfs', ...args], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+function mustBuildah(args: string[]): string {
+  const r = buildah(args);
+  if (r.code !== 0) throw new Error(`buildah ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Runs a command in the image as its configured user (65532). */
+const run = (cmd: string[]) => buildah(['run', '--isolation', 'chroot', container, '--', ...cmd]);
+
+/** A JSON blob of the OCI archive by digest, read without unpacking the layer. */
+function blob<T>(digest: string): T {
+  const r = spawnSync('tar', ['-xOf', archive, `blobs/sha256/${digest.replace('sha256:', '')}`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`reading ${digest} from ${archive}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** The image's manifest, from the archive's index. */
+function manifest(): { config: { digest: string }; layers: { digest: string }[] } {
+  const index = JSON.parse(spawnSync('tar', ['-xOf', archive, 'index.json'], { encoding: 'utf8' }).stdout) as {
+    manifests: { digest: string }[];
+  };
+  return blob(index.manifests[0]!.digest);
+}
+
+const layers = new Map<string, Buffer>();
+/** One layer's gzipped tar, read from the archive once. */
+function layer(digest: string): Buffer {
+  const known = layers.get(digest);
+  if (known) return known;
+  const r = spawnSync('tar', ['-xOf', archive, `blobs/sha256/${digest.replace('sha256:', '')}`], { maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`reading layer ${digest}: ${r.stderr}`);
+  layers.set(digest, r.stdout);
+  return r.stdout;
+}
+
+/** `tar -tvz` lines of every layer: the image's filesystem as shipped, not a container's after it ran. */
+function layerListing(): string[] {
+  return manifest().layers.flatMap((l) => {
+    const r = spawnSync('tar', ['-tvz'], { input: layer(l.digest), encoding: 'utf8', maxBuffer: 16 << 20 });
+    if (r.status !== 0) throw new Error(`listing layer ${l.digest}: ${r.stderr}`);
+    return r.stdout.trim().split('\n');
+  });
+}
+
+/** One file's content from the layers. */
+function layerFile(path: string): string {
+  for (const l of manifest().layers) {
+    const r = spawnSync('tar', ['-xzO', path], { input: layer(l.digest), encoding: 'utf8', maxBuffer: 16 << 20 });
+    if (r.status === 0) return r.stdout;
+  }
+  throw new Error(`${path} is in no layer`);
+}
+
+beforeAll(() => {
+  // The scripts rebuild the binary from the current sources; both builds take a few seconds.
+  const build = spawnSync(join(repoRoot, 'scripts/build-image.sh'), { encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`build-image.sh failed: ${build.stderr}`);
+  buildah(['rm', container]);
+  mustBuildah(['from', '-q', '--name', container, `oci-archive:${archive}`]);
+  imageId = JSON.parse(mustBuildah(['inspect', '--type', 'container', container])).FromImageID as string;
+  dir = mkdtempSync(join(tmpdir(), 'image-test-'));
+});
+
+afterAll(() => {
+  if (ns) deleteNamespace(ns);
+  buildah(['rm', container]);
+  // The image copied into local storage by `buildah from`: vfs keeps a full copy of it.
+  if (imageId) buildah(['rmi', imageId]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('kubedr version in the image reports its version, commit, Bun and the restic in the image', () => {
+  const r = run(['kubedr', 'version']);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain(`kubedr ${pkg.version}\n`);
+  expect(r.stdout).toMatch(/^commit: [0-9a-f]{7,}(-dirty)?$/m);
+  expect(r.stdout).toMatch(/^bun: \d+\.\d+\.\d+$/m);
+  expect(r.stdout).toMatch(/^restic: restic \d+\.\d+\.\d+ /m);
+});
+
+test('restic runs in the image', () => {
+  const r = run(['restic', 'version']);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^restic \d+\.\d+\.\d+ compiled with go/);
+});
+
+test('the image holds kubedr, restic, their libraries and a few config files: no shell, no package manager', () => {
+  // "-rwxr-xr-x 0/0 123 2026-01-01 00:00 usr/bin/restic" → path, type+mode, owner.
+  const entries = layerListing().map((l) => {
+    const f = l.split(/\s+/);
+    return { mode: f[0]!, owner: f[1]!, path: f.slice(5).join(' ').replace(/^\.\//, '') };
+  });
+  const files = entries.filter((e) => !e.mode.startsWith('d')).map((e) => e.path).sort();
+  for (const p of ['bin/sh', 'bin/bash', 'bin/dash', 'bin/busybox', 'usr/bin/sh', 'usr/bin/apt', 'usr/bin/apt-get', 'usr/bin/dpkg']) {
+    expect(files).not.toContain(p);
+  }
+  // The full list of files (symlinks included), so anything added later, a shell under another name or a tool, shows up here.
+  expect(files).toEqual([
+    'etc/group', 'etc/nsswitch.conf', 'etc/passwd', 'etc/ssl/certs/ca-certificates.crt',
+    'lib/x86_64-linux-gnu/libc.so.6', 'lib/x86_64-linux-gnu/libdl.so.2', 'lib/x86_64-linux-gnu/libm.so.6',
+    'lib/x86_64-linux-gnu/libpthread.so.0', 'lib64/ld-linux-x86-64.so.2', 'usr/bin/restic', 'usr/local/bin/kubedr',
+  ]);
+  expect(run(['/bin/sh', '-c', 'true']).code).not.toBe(0);
+
+  expect(entries.find((e) => e.path === 'tmp/')?.mode).toBe('drwxrwxrwt');
+  expect(entries.find((e) => e.path === 'home/kubedr/')?.owner).toBe('65532/65532');
+  const passwd = layerFile('etc/passwd');
+  expect(passwd).toMatch(/^root:x:0:0:/m);
+  expect(passwd).toMatch(/^kubedr:x:65532:65532:/m);
+  expect(passwd).toMatch(/^nobody:x:65534:65534:/m);
+  expect(layerFile('etc/group')).toMatch(/^kubedr:x:65532:$/m);
+});
+
+test('image config: entrypoint kubedr, command controller, user 65532, OCI labels', () => {
+  const index = JSON.parse(spawnSync('tar', ['-xOf', archive, 'index.json'], { encoding: 'utf8' }).stdout) as {
+    manifests: { annotations?: Record<string, string> }[];
+  };
+  expect(index.manifests).toHaveLength(1);
+  expect(index.manifests[0]!.annotations?.['org.opencontainers.image.ref.name']).toBe(`localhost/kubedr:${pkg.version}`);
+  const { config, os, architecture } = blob<{ os: string; architecture: string; config: {
+    User: string; Entrypoint: string[]; Cmd: string[]; Labels: Record<string, string>;
+  } }>(manifest().config.digest);
+  expect([os, architecture]).toEqual(['linux', 'amd64']);
+  expect(config.User.split(':')[0]).toBe('65532');
+  expect(config.Entrypoint).toEqual(['/usr/local/bin/kubedr']);
+  expect(config.Cmd).toEqual(['controller']);
+  expect(config.Labels['org.opencontainers.image.title']).toBe('kubedr');
+  expect(config.Labels['org.opencontainers.image.version']).toBe(pkg.version);
+  const commit = /^commit: (\S+)$/m.exec(run(['kubedr', 'version']).stdout)?.[1];
+  expect(config.Labels['org.opencontainers.image.revision']).toBe(commit!);
+});
+
+test('the controller in the image, as uid 65532, becomes ready and initialises a location with the restic in the image', async () => {
+  ensureCrds();
+  ns = createNamespace('image');
+  apply(locationSecretYaml(ns, { name: 's3-creds', password: 'image-test-password' }));
+  // The kubeconfig is root's with mode 0600; the image's user is 65532.
+  copyFileSync(cluster().kubeconfig, join(dir, 'kubeconfig'));
+  chmodSync(join(dir, 'kubeconfig'), 0o644);
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  // Entrypoint and user from the image config: only the arguments after `controller` are given here.
+  const proc = Bun.spawn(['buildah', '--storage-driver', 'vfs', 'run', '--isolation', 'chroot', '-v', `${dir}:/config:ro`, container,
+    '--', 'kubedr', 'controller', '--kubeconfig', '/config/kubeconfig', '--namespace', ns, '--http-address', '127.0.0.1',
+    '--http-port', String(port), '--log-level', 'debug'], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+  const kill = () => proc.kill('SIGKILL');
+  process.on('exit', kill);
+  try {
+    await eventually(async () => {
+      if (proc.exitCode !== null) throw new Error(`controller exited with ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    }, 30_000);
+    apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('image'), credentials: 's3-creds' }));
+    const loc = await eventually(() => {
+      const l = getJson<BackupLocation>(['backuplocation', 'loc', '-n', ns]);
+      expect(l.status?.initStatus).toBe('Completed');
+      return l;
+    }, 60_000);
+    expect(loc.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+  } finally {
+    proc.kill('SIGTERM');
+    await proc.exited;
+    process.off('exit', kill);
+  }
+});
