@@ -1,0 +1,75 @@
+import { describe, expect, test } from 'bun:test';
+import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
+import { podProgress, restorePod } from '../../src/controllers/restore-pod.ts';
+
+const restore: MetadataRestore = {
+  metadata: { name: 'r1', namespace: 'kubedr-system', uid: 'uid-1', generation: 2 },
+  spec: { mbrName: 'mbr-0123abcd', pvcName: 'claim' },
+};
+const record: MetadataBackupRecord = {
+  metadata: { name: 'mbr-0123abcd', namespace: 'kubedr-system' },
+  spec: { snapshotId: '0123abcd', policy: 'daily', backuploc: 'loc' },
+  status: { etcdSnapshotSha256: 'ab'.repeat(32) },
+};
+const location: BackupLocation = {
+  metadata: { name: 'loc', namespace: 'kubedr-system' },
+  spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 's3-creds' },
+};
+
+describe('restorePod', () => {
+  const pod = restorePod({ restore, record, location, image: 'registry.example.com/kubedr:1.0.0', deadlineSeconds: 7200 });
+  const spec = pod.spec as Record<string, any>;
+  const c = spec.containers[0];
+
+  test('runs kubedr restore of the record\'s snapshot into the claim, checked against the record\'s hash', () => {
+    expect(c.args).toEqual(['restore', '0123abcd', '--target', '/restore', '--force', '--url', 'https://s3.example.com',
+      '--bucket', 'backups', '--termination-log', '/dev/termination-log', '--expect-sha256', 'ab'.repeat(32)]);
+    expect(spec.volumes[0]).toEqual({ name: 'target', persistentVolumeClaim: { claimName: 'claim' } });
+    expect(spec.activeDeadlineSeconds).toBe(7200);
+  });
+  test('is owned by its restore and labelled with its generation', () => {
+    expect(pod.metadata.name).toBe('kubedr-restore-r1');
+    expect(pod.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MetadataRestore', name: 'r1', uid: 'uid-1', controller: true });
+    expect(pod.metadata.annotations?.['kubedr.catalogicsoftware.com/restore-generation']).toBe('2');
+  });
+  test('takes credentials only by reference to the location\'s Secret', () => {
+    const refs = c.env.filter((e: any) => e.valueFrom).map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
+    expect(refs).toEqual([['AWS_ACCESS_KEY_ID', 's3-creds', 'access_key'], ['AWS_SECRET_ACCESS_KEY', 's3-creds', 'secret_key'],
+      ['RESTIC_PASSWORD', 's3-creds', 'restic_repo_password'], ['KUBEDR_S3_CA_CERT', 's3-creds', 'ca.crt']]);
+  });
+  test('without a recorded hash, no hash is demanded', () => {
+    const p = restorePod({ restore, record: { ...record, status: {} }, location, image: 'i', deadlineSeconds: 60 });
+    expect((p.spec as any).containers[0].args).not.toContain('--expect-sha256');
+  });
+});
+
+describe('podProgress', () => {
+  const now = new Date('2026-11-25T10:00:10Z');
+  const pod = (status: Pod['status']): Pod => ({ metadata: { name: 'p', creationTimestamp: '2026-11-25T10:00:00Z' }, status });
+  const terminated = (exitCode: number, message?: string) =>
+    [{ name: 'restore', state: { terminated: { exitCode, reason: exitCode ? 'Error' : 'Completed', message } } }];
+
+  test('succeeded and failed pods', () => {
+    expect(podProgress(pod({ phase: 'Succeeded', containerStatuses: terminated(0) }), now)).toEqual({ state: 'succeeded' });
+    expect(podProgress(pod({ phase: 'Failed', containerStatuses: terminated(3, '{"ok":false,"error":"wrong repository password","exitCode":3}') }), now))
+      .toEqual({ state: 'failed', message: 'wrong repository password' });
+    expect(podProgress(pod({ phase: 'Failed', containerStatuses: terminated(137, 'killed\n  by OOM') }), now))
+      .toEqual({ state: 'failed', message: 'restore pod failed: exit code 137 (Error): killed by OOM' });
+    expect(podProgress(pod({ phase: 'Failed', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' }), now))
+      .toEqual({ state: 'failed', message: 'restore pod failed: DeadlineExceeded: Pod was active on the node longer than the specified deadline' });
+  });
+  test('a pod not started yet says what keeps it', () => {
+    expect(podProgress(pod({ phase: 'Pending' }), now)).toEqual({ state: 'starting', sinceMs: 10_000, problem: 'not scheduled to a node' });
+    expect(podProgress(pod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available' }] }), now))
+      .toEqual({ state: 'starting', sinceMs: 10_000, problem: 'Unschedulable: 0/3 nodes are available' });
+    expect(podProgress(pod({
+      phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }],
+      containerStatuses: [{ name: 'restore', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image' } } }],
+    }), now)).toEqual({ state: 'starting', sinceMs: 10_000, problem: 'ImagePullBackOff: Back-off pulling image' });
+    expect(podProgress(pod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }] }), now))
+      .toEqual({ state: 'starting', sinceMs: 10_000, problem: undefined });
+  });
+  test('a running container is running', () => {
+    expect(podProgress(pod({ phase: 'Running', containerStatuses: [{ name: 'restore', state: { running: {} } }] }), now)).toEqual({ state: 'running' });
+  });
+});
