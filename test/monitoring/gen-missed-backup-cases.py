@@ -1,0 +1,121 @@
+"""Writes missed-backup.promtest.yaml: run `python3 test/monitoring/gen-missed-backup-cases.py` after changing the cases."""
+from datetime import datetime, timezone
+NS='namespace="kubedr-system"'
+M='kubedr_backup_previous_run_timestamp_seconds'
+L='kubedr_backup_last_success_timestamp_seconds'
+S='kubedr_backup_policy_suspended'
+GRACE=30
+
+def compress(vals):
+    out=[]; i=0
+    while i < len(vals):
+        j=i
+        while j+1 < len(vals) and vals[j+1]==vals[i]: j+=1
+        n=j-i
+        if vals[i] == '_':  # promtool: `_xN` is N blanks, but `vxN` is N+1 samples
+            out.append('_' if n == 0 else f'_x{n + 1}')
+        else:
+            out.append(vals[i] if n == 0 else f'{vals[i]}x{n}')
+        i=j+1
+    return ' '.join(out)
+
+class Policy:
+    """A policy's gauges minute by minute (step = minutes per sample)."""
+    def __init__(self, name, period, total, step=1, delay=1, stop_after=None, never=False, created=0, suspended_from=None, pods=('a',)):
+        self.name, self.period, self.total, self.step = name, period, total, step
+        self.delay, self.stop_after, self.never, self.created, self.suspended_from, self.pods = delay, stop_after, never, created, suspended_from, pods
+    def suspended(self, t): return self.suspended_from is not None and t >= self.suspended_from
+    def prev(self, t):
+        if t < self.created or self.suspended(t): return None
+        slot = t // self.period * self.period
+        return slot if slot >= self.created else None
+    def last(self, t):
+        if self.never: return None
+        last = -self.period + self.delay  # the slot before time 0 succeeded
+        slot = 0
+        while slot + self.delay <= t:
+            if self.stop_after is None or slot <= self.stop_after:
+                if not self.suspended(slot): last = slot + self.delay
+            slot += self.period
+        return last
+    def times(self): return range(0, self.total + 1, self.step)
+    def series(self):
+        out = ''
+        for pod in self.pods:
+            lab = f'{{{NS}, policyName="{self.name}", pod="{pod}"}}'
+            minutes_to_s = lambda f: lambda t: None if f(t) is None else f(t) * 60
+            for metric, fn in [(M, minutes_to_s(self.prev)), (L, minutes_to_s(self.last)), (S, lambda t: 1 if self.suspended(t) else 0)]:
+                vals = [('_' if fn(t) is None else str(fn(t))) for t in self.times()]
+                if all(v == '_' for v in vals): continue
+                out += f"      - series: '{metric}{lab}'\n        values: '{compress(vals)}'\n"
+        return out
+    def firing(self, t):
+        """The specification: fires when a scheduled run time at least GRACE old has no successful backup after it."""
+        if self.suspended(t): return None
+        s = self.prev(t - GRACE)
+        if s is None: return None
+        last = self.last(t)
+        return s if last is None or last < s else None
+
+def exp(policy, slot_min):
+    ts = datetime.fromtimestamp(slot_min * 60, timezone.utc).strftime('%Y-%m-%d %H:%M:%S +0000 UTC')
+    return f"""          - exp_labels: {{severity: critical, namespace: kubedr-system, policyName: {policy}}}
+            exp_annotations:
+              summary: 'No successful KubeDR backup of policy kubedr-system/{policy} since its scheduled run'
+              description: 'MetadataBackupPolicy {policy} in kubedr-system was due to back up at {ts} and has no successful backup since then (grace 30m).'
+              runbook_url: 'docs/runbooks.md#kubedrbackupmissed'
+"""
+
+def test(interval, policies, checks):
+    out = f"  - interval: {interval}m\n    input_series:\n" + ''.join(p.series() for p in policies) + "    alert_rule_test:\n"
+    for t, comment in checks:
+        fire = sorted((p.name, p.firing(t)) for p in policies if p.firing(t) is not None)
+        out += f"      # t={t}m: {comment}\n      - eval_time: {t}m\n        alertname: KubeDRBackupMissed\n"
+        out += ("        exp_alerts:\n" + ''.join(exp(n, s) for n, s in fire)) if fire else "        exp_alerts: []\n"
+    return out
+
+H=240
+hourly = [
+    Policy('hourly-ok', 60, H, pods=('a', 'b')),  # two replicas report the same gauges: no many-to-many match
+    Policy('hourly-missed', 60, H, stop_after=60),
+    Policy('hourly-never', 60, H, never=True, created=30),
+    Policy('hourly-suspended', 60, H, stop_after=0, suspended_from=120),
+    Policy('tenmin-ok', 10, H, delay=2),
+    Policy('tenmin-missed', 10, H, delay=2, stop_after=100),
+]
+D=48*60
+daily = [
+    Policy('daily-ok', 1440, D, step=10, delay=10),
+    Policy('daily-missed', 1440, D, step=10, delay=10, stop_after=0),
+    Policy('hourly-stopped', 60, D, step=10, delay=10, stop_after=0),
+]
+doc = """# promtool unit tests of KubeDRBackupMissed, the schedule-aware alert. test/monitoring/alerts.test.ts renders the chart's
+# PrometheusRule (default values: grace 30m) into rules.yaml beside a copy of this file and runs `promtool test rules`.
+# Generated by test/monitoring/gen-missed-backup-cases.py, which also computes each expected alert from the plain
+# definition (a scheduled run time at least 30m old with no successful backup finished after it, not suspended).
+# kubedr_backup_previous_run_timestamp_seconds steps to each scheduled run time as it passes, as the controller reports
+# it; kubedr_backup_last_success_timestamp_seconds is when the last successful backup finished. Time 0 is 1970-01-01 00:00 UTC.
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  # Hourly and every-10-minutes schedules, one sample a minute.
+"""
+doc += test(1, hourly, [
+    (25, 'every policy had its 00:00 backup or was created after it'),
+    (100, 'the 01:00 run is 40m past: the policy that never succeeded and the one that stopped after 00:00 fire'),
+    (121, 'hourly-suspended was suspended at 02:00: it stops firing at once, though its 01:00 run is still missed'),
+    (135, 'tenmin-missed last succeeded for 01:40; its runs up to 01:40 + 30m grace are covered'),
+    (149, 'hourly-missed missed 02:00, but the grace has not passed; tenmin-missed missed 01:50 more than 30m ago'),
+    (151, 'hourly-missed: 02:00 + 30m has passed without a success; tenmin-missed: 02:00 too'),
+    (200, 'policies whose backups keep succeeding never fire, whatever the schedule'),
+])
+doc += """  # Daily schedules over two days, one sample every 10 minutes: a daily policy whose last success is 20h old is fine,
+  # an hourly one is not; neither a fixed 1h nor a fixed 24h threshold gets both right.
+"""
+doc += test(10, daily, [
+    (20 * 60, 'daily policies with a success after 00:00 do not fire 20h later; the hourly one stopped after 00:00 does'),
+    (24 * 60 + 20, "the second day's 00:00 run is only 20m past"),
+    (24 * 60 + 40, 'daily-missed: no success after the 24:00 run, 40m later; daily-ok succeeded at 24:10'),
+    (47 * 60, 'still firing for the policies that stopped'),
+])
+open(__import__('os').path.join(__import__('os').path.dirname(__file__), 'missed-backup.promtest.yaml'), 'w').write(doc)
