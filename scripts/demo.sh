@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run demo`: a local cluster (etcd on mTLS, kube-apiserver, S3 over HTTPS), the CRDs, the controller, a sample
 # Secret + BackupLocation, then a MetadataBackupPolicy for the cluster's own etcd and certificates with an on-demand
-# backup; shows what a user sees: status, records, events and metrics.
+# backup; shows what a user sees: status, records, events and metrics. Ends with a disaster-recovery restore from S3
+# (kubedr snapshots, kubedr restore latest) that brings back a verified etcd snapshot.
 # `npm run demo -- --keep` leaves everything running and prints how to reach it; otherwise it all stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +85,16 @@ k -n kubedr-system get events --field-selector involvedObject.kind=MetadataBacku
 step "metrics (grep policyName=\"test-backup\")"
 curl -s "http://127.0.0.1:$port/metrics" | grep 'policyName="test-backup"' | grep -v '_bucket'
 [ "$st" = Completed ] || { echo "backup did not complete"; exit 1; }
+
+step "Disaster recovery, as if the cluster were gone: the location's Secret, saved beforehand"
+creds="$KUBEDR_TESTENV_DIR/s3-creds.yaml"
+(umask 077; k -n kubedr-system get secret s3-creds -o yaml > "$creds")
+bucket=$(k -n kubedr-system get backuplocation local-s3 -o jsonpath='{.spec.bucketName}')
+echo "kubedr snapshots --url $S3_URL --bucket $bucket --credentials $creds"
+bun src/main.ts snapshots --url "$S3_URL" --bucket "$bucket" --credentials "$creds"
+step "kubedr restore latest --target $KUBEDR_TESTENV_DIR/restore"
+bun src/main.ts restore latest --target "$KUBEDR_TESTENV_DIR/restore" --url "$S3_URL" --bucket "$bucket" --credentials "$creds"
+ls -l "$KUBEDR_TESTENV_DIR/restore/data"
 
 if $keep; then
   step "Left running"
