@@ -1,0 +1,349 @@
+/**
+ * The Helm chart (helm/kubedr), rendered by scripts/helm-render as `helm template` would: the objects it produces with
+ * default and non-default values, every one of them accepted by the real API server (`kubectl apply --dry-run=server`),
+ * and its Role proven sufficient by running the controller with nothing but the chart's ServiceAccount token through a
+ * BackupLocation and a real backup of the test cluster's etcd.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dump } from 'js-yaml';
+import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import { controllerFlags } from '../../src/config.ts';
+import {
+  ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, kubectl,
+  locationSecretYaml, locationYaml, metricValue, uniqueBucket,
+} from '../support/e2e.ts';
+import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
+
+const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'helm-chart-'));
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** The Role's rules the controller needs, and nothing more (test/e2e/in-cluster.test.ts plus MetadataRestore's). */
+const expectedRules = [
+  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['backuplocations', 'metadatabackuppolicies', 'metadatarestores'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatabackuprecords'], verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
+  {
+    apiGroups: ['kubedr.catalogicsoftware.com'],
+    resources: ['backuplocations/status', 'metadatabackuppolicies/status', 'metadatabackuprecords/status', 'metadatarestores/status'],
+    verbs: ['get', 'patch', 'update'],
+  },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+  { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
+];
+
+const container = (d: Obj) => d.spec.template.spec.containers[0];
+
+describe('rendered with default values', () => {
+  let r: Rendered;
+  beforeAll(() => {
+    r = render(['--name', 'kubedr', '--namespace', 'kubedr-system']);
+  });
+
+  test('holds exactly the expected objects, all in the release namespace', () => {
+    expect(r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+      'ConfigMap/kubedr-dashboard', 'Deployment/kubedr', 'PrometheusRule/kubedr', 'Role/kubedr', 'RoleBinding/kubedr',
+      'Service/kubedr-metrics', 'ServiceAccount/kubedr', 'ServiceMonitor/kubedr',
+    ]);
+    for (const d of r.docs) expect(d.metadata.namespace).toBe('kubedr-system');
+    expect(r.text).toContain('# Source: kubedr/templates/deployment.yaml');
+  });
+
+  test('the Deployment runs on a control-plane node with host networking and the certificates read-only', () => {
+    const dep = r.one('Deployment');
+    const pod = dep.spec.template.spec;
+    expect(dep.spec.replicas).toBe(1);
+    // A surge pod could not bind the host port on the same node: replace one by one.
+    expect(dep.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
+    expect(pod.nodeSelector).toEqual({ 'node-role.kubernetes.io/control-plane': '' });
+    expect(pod.tolerations).toEqual(expect.arrayContaining([
+      { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' },
+      { key: 'node-role.kubernetes.io/master', operator: 'Exists', effect: 'NoSchedule' },
+    ]));
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    expect(pod.serviceAccountName).toBe('kubedr');
+    expect(pod.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
+    const c = container(dep);
+    expect(c.image).toBe(`kubedr/kubedr:${pkg.version}`);
+    expect(c.securityContext).toEqual({
+      allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, privileged: false, capabilities: { drop: ['ALL'] },
+    });
+    expect(c.volumeMounts).toEqual([
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'certs-0', mountPath: '/etc/kubernetes/pki', readOnly: true },
+    ]);
+    expect(pod.volumes).toEqual([
+      { name: 'tmp', emptyDir: {} },
+      { name: 'certs-0', hostPath: { path: '/etc/kubernetes/pki', type: 'Directory' } },
+    ]);
+    expect(c.env).toEqual([
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+    ]);
+    expect(c.args).toEqual(['controller', '--namespace=kubedr-system', '--http-port=8080', '--log-level=info', '--leader-elect=true',
+      `--restore-image=kubedr/kubedr:${pkg.version}`, '--restore-start-timeout=5m']);
+    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(c.resources.requests).toEqual({ cpu: '50m', memory: '128Mi' });
+  });
+
+  test('the Role grants only what the controller uses, in its namespace, to its ServiceAccount', () => {
+    expect(r.all('ClusterRole')).toEqual([]);
+    expect(r.all('ClusterRoleBinding')).toEqual([]);
+    expect(r.one('Role').rules).toEqual(expectedRules);
+    const rb = r.one('RoleBinding');
+    expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kubedr' });
+    expect(rb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
+  });
+
+  test('the ServiceMonitor scrapes the metrics Service, which reaches the pod', () => {
+    const svc = r.one('Service');
+    const sm = r.one('ServiceMonitor');
+    const podLabels = r.one('Deployment').spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels?.[k]).toBe(v as string);
+    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' }]);
+    expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+    expect(sm.spec.namespaceSelector).toEqual({ matchNames: ['kubedr-system'] });
+  });
+
+  test('every alert has a summary, a description and a runbook section that exists in docs/runbooks.md', () => {
+    const rules = r.one('PrometheusRule').spec.groups[0].rules as { alert: string; expr: string; annotations: Record<string, string> }[];
+    expect(rules.map((x) => x.alert)).toEqual(['KubeDRBackupFailed', 'KubeDRBackupMissed', 'KubeDRBackupLocationNotReady',
+      'KubeDRRestoreFailed', 'KubeDRControllerDown']);
+    const anchors = new Set([...readFileSync(join(repoRoot, 'docs/runbooks.md'), 'utf8').matchAll(/^#{2,3} (.+)$/gm)]
+      .map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+    for (const x of rules) {
+      expect(x.annotations.summary).toBeTruthy();
+      expect(x.annotations.description).toBeTruthy();
+      const [base, anchor] = x.annotations.runbook_url!.split('#');
+      expect(base).toBe('docs/runbooks.md');
+      expect(anchors.has(anchor!)).toBe(true);
+    }
+    const missed = rules.find((x) => x.alert === 'KubeDRBackupMissed')!.expr;
+    expect(missed).toContain('kubedr_backup_previous_run_timestamp_seconds{namespace="kubedr-system"} offset 30m');
+    expect(missed).toContain('kubedr_backup_policy_suspended');
+  });
+
+  test('the dashboard ConfigMap holds the dashboard JSON for Grafana\'s sidecar, covering every per-policy metric', () => {
+    const cm = r.one('ConfigMap', 'kubedr-dashboard');
+    expect(cm.metadata.labels?.grafana_dashboard).toBe('1');
+    const json = cm.data['kubedr.json'] as string;
+    expect(json).toBe(readFileSync(join(chartDir, 'dashboards/kubedr.json'), 'utf8').trimEnd());
+    const dash = JSON.parse(json) as { uid: string; panels: { targets: { expr: string }[] }[] };
+    expect(dash.uid).toBe('kubedr-backups');
+    const exprs = dash.panels.flatMap((p) => p.targets.map((t) => t.expr)).join('\n');
+    for (const m of ['kubedr_backup_last_success_timestamp_seconds', 'kubedr_backup_last_status', 'kubedr_backup_duration_seconds_bucket',
+      'kubedr_backup_size_bytes', 'kubedr_num_successful_backups', 'kubedr_num_failed_backups', 'kubedr_backups_retained',
+      'kubedr_backup_location_ready']) expect(exprs).toContain(m);
+  });
+
+  test('the chart\'s CRDs are the repository\'s crds/, byte for byte', () => {
+    const files = readdirSync(join(repoRoot, 'crds')).sort();
+    expect(readdirSync(join(chartDir, 'crds')).sort()).toEqual(files);
+    for (const f of files) expect(readFileSync(join(chartDir, 'crds', f), 'utf8')).toBe(readFileSync(join(repoRoot, 'crds', f), 'utf8'));
+    const withCrds = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--include-crds']);
+    expect(withCrds.all('CustomResourceDefinition').length).toBe(files.length);
+  });
+
+  test('Chart.yaml\'s appVersion is the controller\'s version', () => {
+    expect(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')).toContain(`appVersion: "${pkg.version}"`);
+  });
+});
+
+const customValues = {
+  image: { repository: 'registry.example.com/ops/kubedr', tag: '1.2.3', pullPolicy: 'Always' },
+  replicaCount: 2,
+  leaderElection: { enabled: false },
+  logLevel: 'debug',
+  metrics: { port: 9464 },
+  // Helm merges maps: null removes the default control-plane selector.
+  nodeSelector: { 'kubernetes.io/hostname': 'cp-1', 'node-role.kubernetes.io/control-plane': null },
+  tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'backup', effect: 'NoSchedule' }],
+  resources: { requests: { cpu: '200m', memory: '256Mi' }, limits: { cpu: '1', memory: '2Gi' } },
+  certsHostPaths: ['/etc/kubernetes/pki', '/srv/etcd/pki'],
+  extraArgs: ['--max-concurrent-backups=2'],
+  extraEnv: [{ name: 'TZ', value: 'Europe/Berlin' }],
+  monitoring: {
+    serviceMonitor: { enabled: false },
+    prometheusRule: { labels: { release: 'prom' }, missedBackupGrace: '1h', runbookBaseUrl: 'https://example.com/runbooks.md' },
+    dashboard: { enabled: false },
+  },
+};
+
+describe('rendered with non-default values', () => {
+  let r: Rendered;
+  beforeAll(() => {
+    const file = join(work, 'values.yaml');
+    writeFileSync(file, dump(customValues));
+    r = render(['--name', 'dr', '--namespace', 'backup-ops', '-f', file, '--set', 'restore.startTimeout=10m']);
+  });
+
+  test('names, namespace and monitoring switches follow the values', () => {
+    expect(r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+      'Deployment/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr', 'Service/dr-kubedr-metrics',
+      'ServiceAccount/dr-kubedr',
+    ]);
+    for (const d of r.docs) expect(d.metadata.namespace).toBe('backup-ops');
+    expect(r.one('RoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'dr-kubedr', namespace: 'backup-ops' }]);
+  });
+
+  test('the Deployment takes the image, replicas, placement, resources, paths, arguments and environment', () => {
+    const dep = r.one('Deployment');
+    const pod = dep.spec.template.spec;
+    const c = container(dep);
+    expect(dep.spec.replicas).toBe(2);
+    expect(c.image).toBe('registry.example.com/ops/kubedr:1.2.3');
+    expect(c.imagePullPolicy).toBe('Always');
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/hostname': 'cp-1' });
+    expect(pod.tolerations).toEqual(customValues.tolerations);
+    expect(c.resources).toEqual(customValues.resources);
+    expect(c.volumeMounts.filter((m: { readOnly?: boolean }) => m.readOnly).map((m: { mountPath: string }) => m.mountPath))
+      .toEqual(['/etc/kubernetes/pki', '/srv/etcd/pki']);
+    // Two replicas force leader election on, whatever leaderElection.enabled says.
+    expect(c.args).toEqual(['controller', '--namespace=backup-ops', '--http-port=9464', '--log-level=debug', '--leader-elect=true',
+      '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m', '--max-concurrent-backups=2']);
+    expect(c.env.at(-1)).toEqual({ name: 'TZ', value: 'Europe/Berlin' });
+    expect(c.ports[0].containerPort).toBe(9464);
+    expect(r.one('Service').spec.ports[0].port).toBe(9464);
+  });
+
+  test('the rules take their labels, grace and runbook address; without a ServiceMonitor there is no scrape-based alert', () => {
+    const rule = r.one('PrometheusRule');
+    expect(rule.metadata.labels?.release).toBe('prom');
+    const rules = rule.spec.groups[0].rules as { alert: string; expr: string; annotations: Record<string, string> }[];
+    expect(rules.map((x) => x.alert)).not.toContain('KubeDRControllerDown');
+    expect(rules.find((x) => x.alert === 'KubeDRBackupMissed')!.expr).toContain('{namespace="backup-ops"} offset 1h');
+    for (const x of rules) expect(x.annotations.runbook_url).toStartWith('https://example.com/runbooks.md#kubedr');
+  });
+
+  test('one replica with leader election off, no host network, all monitoring off', () => {
+    const off = render(['--name', 'kubedr', '--namespace', 'x', '--set', 'leaderElection.enabled=false,hostNetwork=false',
+      '--set', 'monitoring.serviceMonitor.enabled=false', '--set', 'monitoring.prometheusRule.enabled=false',
+      '--set', 'monitoring.dashboard.enabled=false']);
+    expect(off.docs.filter((d) => d.apiVersion.startsWith('monitoring.coreos.com') || d.kind === 'ConfigMap')).toEqual([]);
+    const dep = off.one('Deployment');
+    expect(container(dep).args).toContain('--leader-elect=false');
+    expect(dep.spec.template.spec.hostNetwork).toBeUndefined();
+    expect(dep.spec.template.spec.dnsPolicy).toBeUndefined();
+    expect(dep.spec.strategy).toBeUndefined();
+  });
+});
+
+describe('on the local cluster', () => {
+  let ns: string;
+  let controller: ControllerProcess | undefined;
+  beforeAll(() => {
+    ensureCrds();
+    const crds = kubectl(['apply', '-f', join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml')]);
+    if (crds.code !== 0) throw new Error(crds.stderr);
+    const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com',
+      'crd/prometheusrules.monitoring.coreos.com']);
+    if (w.code !== 0) throw new Error(w.stderr);
+    ns = createNamespace('helm');
+  });
+  afterAll(async () => {
+    await controller?.stop();
+    deleteNamespace(ns);
+  });
+
+  const dryRun = (yaml: string) => kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', '-'], yaml);
+
+  test('the API server accepts every rendered object, with default and non-default values (dry run)', () => {
+    const defaults = render(['--name', 'kubedr', '--namespace', ns, '--include-crds']);
+    const d = dryRun(defaults.text);
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    for (const o of defaults.docs) {
+      expect(d.stdout).toMatch(new RegExp(`^${o.kind.toLowerCase()}(\\.[\\w.]+)?/${o.metadata.name} (created|unchanged|configured) \\(server dry run\\)$`, 'm'));
+    }
+    const file = join(work, 'values-dry.yaml');
+    writeFileSync(file, dump({ ...customValues, monitoring: { serviceMonitor: { enabled: true } } }));
+    const custom = dryRun(render(['--name', 'dr', '--namespace', ns, '-f', file]).text);
+    expect(custom.stderr).toBe('');
+    expect(custom.code).toBe(0);
+    // The schema check is real: a misspelt field is refused.
+    const bad = dryRun(defaults.text.replace('scrapeTimeout: 10s', 'scrapeTimeout: 10s\n      scrapeTimout: 10s'));
+    expect(bad.code).not.toBe(0);
+  });
+
+  test('with only the chart\'s ServiceAccount and Role, the controller initialises a location and backs up etcd', async () => {
+    const rendered = render(['--name', 'kubedr', '--namespace', ns]);
+    apply(rendered.docs.filter((d) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(d.kind)).map((d) => dump(d)).join('---\n'));
+
+    // What the Role allows and refuses, as the API server decides it.
+    const can = (verb: string, resource: string, ...more: string[]) =>
+      kubectl(['auth', 'can-i', verb, resource, '-n', ns, `--as=system:serviceaccount:${ns}:kubedr`, ...more]).stdout.trim();
+    expect(can('create', 'pods')).toBe('yes');
+    expect(can('get', 'persistentvolumeclaims')).toBe('yes');
+    expect(can('patch', 'metadatarestores.kubedr.catalogicsoftware.com', '--subresource=status')).toBe('yes');
+    expect(can('patch', 'metadatarestores.kubedr.catalogicsoftware.com')).toBe('no');
+    expect(can('update', 'metadatabackuppolicies.kubedr.catalogicsoftware.com')).toBe('no');
+    expect(can('delete', 'secrets')).toBe('no');
+    expect(can('create', 'deployments.apps')).toBe('no');
+    expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
+
+    const token = kubectl(['create', 'token', 'kubedr', '-n', ns, '--duration', '1h']);
+    expect(token.code).toBe(0);
+    const env = cluster();
+    const kubeconfig = join(work, 'sa-kubeconfig');
+    writeFileSync(kubeconfig, dump({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
+      clusters: [{ name: 'c', cluster: { server: env.apiserverUrl, 'certificate-authority-data': readFileSync(join(env.pki, 'ca.crt')).toString('base64') } }],
+      users: [{ name: 'sa', user: { token: token.stdout.trim() } }],
+      contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa', namespace: ns } }],
+    }));
+
+    // The Deployment's own arguments, minus the port (tests use a free one) and any flag this controller does not have yet.
+    const args = (container(rendered.one('Deployment')).args as string[]).slice(1)
+      .filter((a) => !a.startsWith('--http-port=') && !a.startsWith('--log-level='));
+    const known = args.filter((a) => a.slice(2).split('=')[0]! in controllerFlags);
+    const unknown = args.filter((a) => !known.includes(a));
+    if (unknown.length) console.warn(`helm-chart test: the controller does not have ${unknown.join(' ')} yet; started without`);
+    controller = await ControllerProcess.start(ns, [...known, '--location-wait', '30s'], { kubeconfig });
+
+    const pem = (f: string) => readFileSync(join(env.pki, f)).toString('base64');
+    apply(locationSecretYaml(ns, { name: 's3-creds', password: 'helm-chart-test-password' }));
+    apply(`apiVersion: v1\nkind: Secret\nmetadata: { name: etcd-creds, namespace: ${ns} }\ndata:\n  ca.crt: ${pem('etcd/ca.crt')}\n` +
+      `  client.crt: ${pem('etcd/healthcheck-client.crt')}\n  client.key: ${pem('etcd/healthcheck-client.key')}\n`);
+    apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('helm'), credentials: 's3-creds' }));
+    await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+
+    apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: etcd, namespace: ${ns} }
+spec: ${JSON.stringify({ destination: 'loc', certsDir: env.pki, etcdEndpoint: env.etcdEndpoint, etcdCreds: 'etcd-creds', schedule: '0 0 1 1 *' })}
+`);
+    const a = kubectl(['annotate', 'mbp', 'etcd', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=helm-chart`]);
+    expect(a.code).toBe(0);
+    const p = await eventually(() => {
+      const x = getJson<MetadataBackupPolicy>(['mbp', 'etcd', '-n', ns]);
+      if (x.status?.backupNowServed !== 'helm-chart' || x.status.backupStatus === 'Running') throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 90_000);
+    expect(p.status?.backupErrorMessage).toBe('');
+    expect(p.status?.backupStatus).toBe('Completed');
+    const record = getJson<MetadataBackupRecord>(['mbr', p.status!.mbrName!, '-n', ns]);
+    expect(record.spec.snapshotId).toBe(p.status!.snapshotId!);
+    await eventually(() => expect(kubectl(['get', 'events', '-n', ns]).stdout).toContain('BackupSucceeded'));
+
+    // The metrics the alerts and the dashboard read.
+    const m = await controller.metrics();
+    expect(metricValue(m, 'kubedr_backup_last_status', { policyName: 'etcd' })).toBe(1);
+    expect(metricValue(m, 'kubedr_backup_location_ready', { location: 'loc' })).toBe(1);
+    expect(metricValue(m, 'kubedr_backup_last_success_timestamp_seconds', { policyName: 'etcd' })).toBeGreaterThan(Date.now() / 1000 - 300);
+    expect(controller.logs.toLowerCase()).not.toContain('forbidden');
+  });
+});
