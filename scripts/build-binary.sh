@@ -13,6 +13,9 @@ fi
 mkdir -p dist
 # --bytecode: start-up about a third faster (shared/notes/stack.md). It defaults to CommonJS output, which rejects main.ts's
 # top-level await, hence --format=esm. --minify changes little and would only blur stack traces.
+# A compiled binary would by default read .env and bunfig.toml from whatever directory it is started in; the shipped
+# binary takes its configuration from flags and the environment only.
 node_modules/.bin/bun build src/main.ts --compile --bytecode --format=esm --target=bun-linux-x64 \
+  --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
   --define "KUBEDR_COMMIT=\"$commit\"" --outfile dist/kubedr
 echo "built dist/kubedr (commit $commit)" >&2
