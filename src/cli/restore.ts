@@ -58,7 +58,7 @@ export async function runRestore(argv: string[]): Promise<number> {
     });
     writeOutcome({ ok: true, snapshotId: result.snapshot.id, sha256: result.sha256, etcdSnapshotSize: result.etcdSnapshotSize,
       files: result.files, bytes: result.bytes });
-    process.stdout.write(f.json ? `${JSON.stringify({ ...result, snapshot: result.snapshot }, null, 2)}\n` : summary(result));
+    process.stdout.write(f.json ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
     return 0;
   } catch (err) {
     const exitCode = err instanceof UsageError ? 2 : exitCodeFor(err);
