@@ -2,10 +2,11 @@
  * @module `npm run bench`: one backup through the controller (backup-now annotation → status Completed) against the
  * by-hand floor on the same etcd and repository (`etcdctl snapshot save`, then `restic backup` of that file), with
  * etcd filled to about 100 MB. Prints both medians, their ratio and the controller's peak RSS during its backups.
+ * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
  * Not a test: figures vary with the machine; record them in the README.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
@@ -17,6 +18,8 @@ const root = resolve(import.meta.dir, '..');
 const dir = join(root, '.bench');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const FILL_MB = Number(process.env.BENCH_MB ?? 100);
+const compiled = join(root, 'dist/kubedr');
+const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [process.execPath, join(root, 'src/main.ts')] : [compiled];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -67,7 +70,7 @@ kind: MetadataBackupPolicy
 metadata: { name: bench, namespace: bench }
 spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retainNumBackups: 100 }
 `);
-  controller = Bun.spawn([process.execPath, join(root, 'src/main.ts'), 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
+  controller = Bun.spawn([...kubedrCmd, 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
     '--http-port', '0', '--log-level', 'warn'], { stdout: 'ignore', stderr: 'inherit' });
   kubectl(['-n', 'bench', 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
 
@@ -110,6 +113,7 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
     process.stderr.write(`run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
   }
   const [c, h] = [median(ctl), median(hand)];
+  console.log(`controller:                    ${kubedrCmd.join(' ')}`);
   console.log(`etcd snapshot size:            ${(dbBytes / 1e6).toFixed(1)} MB`);
   console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
   console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
