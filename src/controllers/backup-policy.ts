@@ -13,7 +13,7 @@ import type { Restic } from '../engine/restic.ts';
 import { selectExpired } from '../engine/retention.ts';
 import { forgetSnapshots } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { ignoreNotFound, isAlreadyExists } from '../kube/errors.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -358,8 +358,8 @@ export class BackupPolicyReconciler implements Reconciler {
       await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), expired.map((e) => e.snapshotId));
       for (const e of expired) {
         await this.deps.client.patch(BACKUP_RECORD, ns, e.name, { metadata: { annotations: { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' } } })
-          .catch((err) => { if (!isNotFound(err)) throw err; });
-        await this.deps.client.delete(BACKUP_RECORD, ns, e.name).catch((err) => { if (!isNotFound(err)) throw err; });
+          .catch(ignoreNotFound);
+        await this.deps.client.delete(BACKUP_RECORD, ns, e.name).catch(ignoreNotFound);
       }
       await this.deps.recorder.event(policy, 'Normal', BACKUPS_EXPIRED,
         `Expired ${expired.length} backup(s) beyond retainNumBackups=${policy.spec.retainNumBackups}: ${expired.map((e) => e.name).join(', ')}`);

@@ -10,7 +10,7 @@ import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentV
 import type { Restic } from '../engine/restic.ts';
 import { snapshotExists } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { ignoreNotFound, isAlreadyExists, isNotFound } from '../kube/errors.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -75,10 +75,7 @@ export class RestoreReconciler implements Reconciler {
 
     // 3. Status says our pod runs, but the cache has none: it may only lag behind our create, so ask the API.
     if (mr.status?.restoreStatus === 'Running' && String(mr.status.observedGeneration) === generation) {
-      const live = await this.deps.client.get<Pod>(POD, ns, podName).catch((err) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
+      const live = await this.deps.client.get<Pod>(POD, ns, podName).catch(ignoreNotFound);
       if (live) return this.follow(mr, live);
       return this.finish(mr, 'Failed', `restore pod ${podName} was deleted before it finished`);
     }
@@ -159,10 +156,7 @@ export class RestoreReconciler implements Reconciler {
    */
   private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', message = ''): Promise<void> {
     const ns = mr.metadata.namespace ?? '';
-    const live = await this.deps.client.get<MetadataRestore>(RESTORE, ns, mr.metadata.name).catch((err) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
+    const live = await this.deps.client.get<MetadataRestore>(RESTORE, ns, mr.metadata.name).catch(ignoreNotFound);
     if (!live || isFinished(live)) {
       await this.deletePod(ns, restorePodName(mr.metadata.name));
       return;
@@ -183,8 +177,6 @@ export class RestoreReconciler implements Reconciler {
   }
 
   private async deletePod(ns: string, name: string): Promise<void> {
-    await this.deps.client.delete(POD, ns, name).catch((err) => {
-      if (!isNotFound(err)) throw err;
-    });
+    await this.deps.client.delete(POD, ns, name).catch(ignoreNotFound);
   }
 }

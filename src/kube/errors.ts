@@ -28,4 +28,9 @@ export const isConflict = (err: unknown): boolean => hasStatus(err, 409);
 /** 410 Gone: a watch's resourceVersion is too old; relist. */
 export const isGone = (err: unknown): boolean => hasStatus(err, 410);
 export const isForbidden = (err: unknown): boolean => hasStatus(err, 403);
+/** For `.catch()`: an object that is not there is `undefined`; any other error is thrown on (controller-runtime's IgnoreNotFound). */
+export function ignoreNotFound(err: unknown): undefined {
+  if (isNotFound(err)) return undefined;
+  throw err;
+}
 export const isAlreadyExists = (err: unknown): boolean => isConflict(err) && (err as ApiError).reason === 'AlreadyExists';
