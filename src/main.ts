@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`kubedr ${cmd}: ${err.message}\nRun 'kubedr ${cmd} --help' for usage.\n`);
-      return 2;
+      return exitCodeFor(err);
     }
     process.stderr.write(`kubedr ${cmd}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
     return exitCodeFor(err);

@@ -1,5 +1,6 @@
 /** @module Exit codes of the kubedr commands, one per cause a script may want to act on. Listed in every command's help. */
 import { EngineError, type EngineErrorKind } from '../engine/errors.ts';
+import { UsageError } from './flags.ts';
 
 export const EXIT = {
   ok: 0,
@@ -27,6 +28,7 @@ const byKind: Partial<Record<EngineErrorKind, number>> = {
 };
 
 export function exitCodeFor(err: unknown): number {
+  if (err instanceof UsageError) return EXIT.usage;
   return err instanceof EngineError ? byKind[err.kind] ?? EXIT.failed : EXIT.failed;
 }
 

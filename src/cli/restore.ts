@@ -61,7 +61,7 @@ export async function runRestore(argv: string[]): Promise<number> {
     process.stdout.write(f.json ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
     return 0;
   } catch (err) {
-    const exitCode = err instanceof UsageError ? 2 : exitCodeFor(err);
+    const exitCode = exitCodeFor(err);
     writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), exitCode });
     throw err;
   }
