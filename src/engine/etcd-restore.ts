@@ -5,10 +5,11 @@
  * moved into place only when complete; an existing directory is kept under a new name, never deleted.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { EngineError } from './errors.ts';
 import { verifySnapshotFile } from './etcd-snapshot.ts';
+import { holdsData } from '../util/fs.ts';
 
 export interface MemberLayout {
   /** Member name (kubeadm: the node name). */
@@ -64,17 +65,9 @@ export interface EtcdRestoreResult {
   sha256: string;
 }
 
-async function nonEmpty(dir: string): Promise<boolean> {
-  try {
-    return (await readdir(dir)).length > 0;
-  } catch {
-    return false;
-  }
-}
-
 export async function restoreEtcdDataDir(req: EtcdRestoreRequest): Promise<EtcdRestoreResult> {
   if (!existsSync(req.snapshotFile)) throw new EngineError('NotFound', `etcd snapshot ${req.snapshotFile} not found`);
-  if (await nonEmpty(req.dataDir) && !req.force) {
+  if (await holdsData(req.dataDir) && !req.force) {
     throw new EngineError('Exists', `${req.dataDir} is not empty; it may hold a member's data. Stop etcd first, then pass --force ` +
       'to move it aside (it is kept, renamed), or choose another --data-dir');
   }
@@ -95,7 +88,7 @@ export async function restoreEtcdDataDir(req: EtcdRestoreRequest): Promise<EtcdR
       throw new EngineError('Failed', `${basename(req.tool)} snapshot restore failed: ${last || `exit code ${code}`}`);
     }
     let previousDataDir: string | undefined;
-    if (await nonEmpty(req.dataDir)) {
+    if (await holdsData(req.dataDir)) {
       previousDataDir = `${req.dataDir}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       await rename(req.dataDir, previousDataDir);
     } else if (existsSync(req.dataDir)) {

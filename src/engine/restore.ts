@@ -11,6 +11,7 @@ import { verifySnapshotFile } from './etcd-snapshot.ts';
 import type { SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
 import { listSnapshots } from './snapshots.ts';
+import { holdsData } from '../util/fs.ts';
 
 /**
  * The snapshot a user means by `ref` ("latest", a full id or an id prefix), among `snapshots` (newest first) of
@@ -98,19 +99,11 @@ async function countFiles(dir: string): Promise<{ files: number; bytes: number }
   return { files, bytes };
 }
 
-async function isNonEmptyDir(path: string): Promise<boolean> {
-  try {
-    return (await readdir(path)).length > 0;
-  } catch {
-    return existsSync(path);
-  }
-}
-
 /** Restores one backup into `req.target`; see the module comment for the guarantees. */
 export async function restoreBackup(restic: Restic, req: RestoreRequest): Promise<RestoreResult> {
   const step = req.onStep ?? (() => {});
   const dest = join(req.target, DATA_DIR);
-  if (!req.overwrite && await isNonEmptyDir(dest)) {
+  if (!req.overwrite && await holdsData(dest)) {
     throw new EngineError('Exists', `${dest} already exists and is not empty; choose another target, or allow replacing it (kubedr restore --force)`);
   }
   step('listing snapshots');
