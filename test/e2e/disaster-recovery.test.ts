@@ -25,11 +25,8 @@ let credentialsFile: string;
 const bucket = uniqueBucket('drill');
 const password = `drill-pw-${crypto.randomUUID()}`;
 
-/** kubectl against another API server than the test cluster's. */
-function kubectlAt(kubeconfig: string, args: string[], input?: string) {
-  const r = spawnSync('kubectl', ['--kubeconfig', kubeconfig, ...args], { input, encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-}
+/** kubectl against another API server than the test cluster's (the flag wins over the helper's KUBECONFIG). */
+const kubectlAt = (kubeconfig: string, args: string[]) => kubectl(['--kubeconfig', kubeconfig, ...args]);
 
 /** The kubedr command line as an operator runs it, with only PATH and the given variables in its environment. */
 function kubedr(args: string[], env: Record<string, string> = {}) {

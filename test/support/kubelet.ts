@@ -9,7 +9,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { POD } from '../../src/api/group.ts';
+import { POD, SECRET } from '../../src/api/group.ts';
 import type { Pod, Secret } from '../../src/api/types.ts';
 import { admin, repoRoot } from './e2e.ts';
 
@@ -44,7 +44,7 @@ async function resolveEnv(ns: string, vars: EnvVar[]): Promise<Record<string, st
     if (v.value !== undefined) env[v.name] = v.value;
     const ref = v.valueFrom?.secretKeyRef;
     if (!ref) continue;
-    const secret = await admin().get<Secret>({ group: '', version: 'v1', kind: 'Secret', plural: 'secrets' }, ns, ref.name);
+    const secret = await admin().get<Secret>(SECRET, ns, ref.name);
     const data = secret.data?.[ref.key];
     if (data === undefined && !ref.optional) throw new Error(`kubelet would fail: CreateContainerConfigError (no key ${ref.key} in ${ref.name})`);
     if (data !== undefined) env[v.name] = Buffer.from(data, 'base64').toString('utf8');
