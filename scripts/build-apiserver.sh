@@ -2,16 +2,11 @@
 # Builds kube-apiserver from Debian's `kubernetes` source package once and caches it outside the repository,
 # keyed by the source version. Prints the binary's path. See shared/notes/testenv.md for why each step is here.
 set -euo pipefail
-cache=${KUBEDR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubedr-testenv}
+source "$(dirname "$0")/build-cache.sh"
 version=${KUBE_SRC_VERSION:-1.20.2}
 # The suffix names the vendored-library fixes below; change it when they change so old builds are not reused.
 out="$cache/kube-apiserver-$version-reflect2-openapi230"
-if [ -x "$out" ]; then echo "$out"; exit 0; fi
-
-mkdir -p "$cache"
-exec 9>"$cache/.build.lock"
-flock 9
-if [ -x "$out" ]; then echo "$out"; exit 0; fi
+reuse_or_lock "$out" .build.lock
 
 work="$cache/src"
 mkdir -p "$work/parts" "$work/lists/partial"

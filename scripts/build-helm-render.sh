@@ -3,15 +3,10 @@
 # and caches the binary outside the repository, keyed by a hash of its source. Prints the binary's path.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${KUBEDR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubedr-testenv}
+source "$here/build-cache.sh"
 hash=$(sha256sum "$here/helm-render/main.go" | cut -c1-12)
 out="$cache/helm-render-$hash"
-if [ -x "$out" ]; then echo "$out"; exit 0; fi
-
-mkdir -p "$cache"
-exec 9>"$cache/.helm-render.lock"
-flock 9
-if [ -x "$out" ]; then echo "$out"; exit 0; fi
+reuse_or_lock "$out" .helm-render.lock
 
 # GOPATH mode: Debian ships sprig, yaml.v2 and their dependencies as source under /usr/share/gocode (no module proxy here).
 work=$(mktemp -d)
