@@ -5,13 +5,13 @@
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
  * Not a test: figures vary with the machine; record them in the README.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
 import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
+import { memoryMb, sh } from './measure.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, start, startExtraEtcd, stop } from './testenv.ts';
 
 const root = resolve(import.meta.dir, '..');
@@ -23,19 +23,6 @@ const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function sh(cmd: string[], env: Record<string, string> = {}, input?: string): string {
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', input, env: { ...process.env, ...env }, maxBuffer: 256 << 20 });
-  if (r.status !== 0) throw new Error(`${cmd.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-function rssKb(pid: number): number {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
 
 const env = await start(dir);
 const work = mkdtempSync(join(tmpdir(), 'kubedr-bench-'));
@@ -77,12 +64,12 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   // Trigger and poll through the API client: a kubectl process per poll would add its own start-up to every figure.
   const client = KubeClient.load({ kubeconfig: env.kubeconfig, fieldManager: 'bench' });
   const status = async () => (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, 'bench', 'bench')).status ?? {};
-  let peakKb = 0;
+  let peakMb = 0;
   const viaController = async (n: number): Promise<number> => {
     const t0 = performance.now();
     await client.patch(BACKUP_POLICY, 'bench', 'bench', { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: `run-${n}` } } });
     for (;;) {
-      peakKb = Math.max(peakKb, rssKb(controller!.pid));
+      peakMb = Math.max(peakMb, memoryMb(controller!.pid).rss);
       const st = await status();
       if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Completed') return (performance.now() - t0) / 1000;
       if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
@@ -101,7 +88,7 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   };
 
   await Bun.sleep(2000);
-  const idleKb = rssKb(controller.pid);
+  const idleMb = memoryMb(controller.pid).rss;
   process.stderr.write('warming up…\n');
   await viaController(0);
   byHand();
@@ -118,8 +105,8 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
   console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
   console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
-  console.log(`controller peak RSS:           ${(peakKb / 1024).toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
-  console.log(`controller idle RSS:           ${(idleKb / 1024).toFixed(0)} MB  (before the first backup)`);
+  console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
+  console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
 } finally {
   controller?.kill();
   await controller?.exited;

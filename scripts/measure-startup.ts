@@ -8,9 +8,9 @@
  * Not a test: figures vary with the machine; record them in the README.
  *   MEASURE_RUNS (default 5), MEASURE_IDLE_S (default 10), MEASURE_BIN (default dist/kubedr; e.g. "bun src/main.ts")
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { memoryMb, sh } from './measure.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, defaultDir, freePort, loadEnv, start, stop } from './testenv.ts';
 
 const root = resolve(import.meta.dir, '..');
@@ -24,18 +24,6 @@ if (!existsSync(BIN[0]!)) {
   process.exit(2);
 }
 
-function sh(cmd: string[], input?: string): string {
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', input });
-  if (r.status !== 0) throw new Error(`${cmd.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** VmRSS and VmHWM in MB. */
-function memory(pid: number): { rss: number; hwm: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
-}
 
 function summary(label: string, xs: number[], unit: string, digits = 0): string {
   const s = [...xs].sort((a, b) => a - b);
@@ -53,7 +41,7 @@ if (existsSync(join(defaultDir(), 'state.json'))) {
 }
 
 try {
-  const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], input);
+  const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], {}, input);
   kubectl(['apply', '-f', join(root, 'crds')]);
   kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
   kubectl(['apply', '-f', '-'], `apiVersion: v1
@@ -95,7 +83,7 @@ spec: { url: "${env.s3Url}", bucketName: measure-startup, credentials: s3-creds 
       // The location is reconciled (restic opens the repository) before the idle figure is taken.
       kubectl(['-n', NS, 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
       await Bun.sleep(IDLE_S * 1000);
-      const m = memory(proc.pid);
+      const m = memoryMb(proc.pid);
       rss.push(m.rss);
       hwm.push(m.hwm);
       process.stderr.write(`run ${i}: /readyz after ${ready.at(-1)!.toFixed(0)} ms, idle RSS ${m.rss.toFixed(1)} MB, peak ${m.hwm.toFixed(1)} MB\n`);
