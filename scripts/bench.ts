@@ -12,10 +12,9 @@ import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
 import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { memoryMb, sh } from './measure.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, start, startExtraEtcd, stop } from './testenv.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, loadEnv, startExtraEtcd, stopExtra } from './cluster/node.ts';
 
 const root = resolve(import.meta.dir, '..');
-const dir = join(root, '.bench');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const FILL_MB = Number(process.env.BENCH_MB ?? 100);
 const compiled = join(root, 'dist/kubedr');
@@ -24,7 +23,8 @@ const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 
-const env = await start(dir);
+// The test node that `npm run bench` starts around this script (scripts/cluster/with-node.sh); we run inside its network namespace.
+const env = loadEnv();
 const work = mkdtempSync(join(tmpdir(), 'kubedr-bench-'));
 let controller: ReturnType<typeof Bun.spawn> | undefined;
 try {
@@ -111,5 +111,5 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   controller?.kill();
   await controller?.exited;
   rmSync(work, { recursive: true, force: true });
-  await stop(dir);
+  await stopExtra(env, 'bench');
 }

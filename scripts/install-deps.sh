@@ -21,6 +21,16 @@ command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 [ -d /usr/share/gocode/src/gopkg.in/yaml.v2 ] || need_apt+=(golang-gopkg-yaml.v2-dev)
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# The test cluster's node: container runtime, CNI plugins, kube-proxy's iptables, and a C compiler for the pause image.
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v conntrack >/dev/null || need_apt+=(conntrack)
+command -v gcc >/dev/null || need_apt+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need_apt+=(libc6-dev)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -34,5 +44,5 @@ if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.jso
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-"$here/scripts/build-apiserver.sh" >&2
+"$here/scripts/cluster/build-kube.sh" >&2
 "$here/scripts/build-helm-render.sh" >/dev/null

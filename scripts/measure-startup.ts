@@ -11,7 +11,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { memoryMb, sh } from './measure.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, defaultDir, freePort, loadEnv, start, stop } from './testenv.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, freePort, loadEnv } from './cluster/node.ts';
 
 const root = resolve(import.meta.dir, '..');
 const RUNS = Number(process.env.MEASURE_RUNS ?? 5);
@@ -31,14 +31,8 @@ function summary(label: string, xs: number[], unit: string, digits = 0): string 
   return `${label.padEnd(34)} median ${f(s[Math.floor(s.length / 2)]!)} ${unit}  (min ${f(s[0]!)}, max ${f(s.at(-1)!)}, ${s.length} runs)`;
 }
 
-let ownDir: string | undefined;
-let env: TestEnv;
-if (existsSync(join(defaultDir(), 'state.json'))) {
-  env = loadEnv();
-} else {
-  ownDir = join(root, '.measure');
-  env = await start(ownDir);
-}
+// The test node that `npm run measure-startup` starts around this script (scripts/cluster/with-node.sh).
+const env = loadEnv();
 
 try {
   const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], {}, input);
@@ -106,7 +100,5 @@ spec: { url: "${env.s3Url}", bucketName: measure-startup, credentials: s3-creds 
   console.log(summary('peak RSS (VmHWM):', hwm, 'MB', 1));
   console.log(summary('`kubedr version` wall time:', version, 'ms'));
 } finally {
-  if (ownDir) await stop(ownDir);
-  // The namespace stays: the test cluster has no controller-manager to finish deleting a namespace.
-  else sh(['kubectl', '--kubeconfig', env.kubeconfig, '-n', NS, 'delete', 'backuplocation/loc', 'secret/s3-creds', '--ignore-not-found']);
+  sh(['kubectl', '--kubeconfig', env.kubeconfig, 'delete', 'namespace', NS, '--wait=false', '--ignore-not-found']);
 }

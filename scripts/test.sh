@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `npm test`: installs what is missing, type-checks, starts the local cluster, runs every test, stops the cluster.
+# `npm test`: installs what is missing, type-checks, starts the test cluster (a real single-node Kubernetes in a network
+# namespace of its own: scripts/cluster/), runs every test inside that namespace, stops the cluster.
 # Extra arguments go to `bun test` (e.g. `npm test -- test/e2e/backup-location.test.ts`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t0=$(date +%s)
 scripts/install-deps.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 
@@ -10,10 +12,8 @@ echo "== typecheck" >&2
 tsc --noEmit -p .
 bun scripts/gen-crds.ts --check
 
-export KUBEDR_TESTENV_DIR=${KUBEDR_TESTENV_DIR:-$PWD/.testenv}
-trap 'bun scripts/testenv.ts stop' EXIT INT TERM
-echo "== local cluster" >&2
-bun scripts/testenv.ts start >&2
-echo "== tests" >&2
-# End-to-end tests wait on real processes (restic, etcd, the API server): allow each test two minutes.
-bun test --timeout 120000 "$@"
+echo "== test cluster, then tests (end-to-end tests wait on real processes: two minutes each at most)" >&2
+status=0
+scripts/cluster/with-node.sh "${KUBEDR_TESTENV_DIR:-$PWD/.testenv}" bun test --timeout 120000 "$@" || status=$?
+echo "npm test took $(( $(date +%s) - t0 )) s" >&2
+exit $status

@@ -1,8 +1,11 @@
 /** @module The controller's configuration: the only reader of its flags and environment; returns a typed, frozen Config. */
 import { hostname } from 'node:os';
-import { DEFAULT_NAMESPACE } from './api/group.ts';
+import { CONTROL_PLANE_TOLERATIONS, DEFAULT_NAMESPACE, RESTORE_UID } from './api/group.ts';
+import type { Toleration } from './api/types.ts';
 import { type FlagSpec, UsageError, parseFlags } from './cli/flags.ts';
 import { type LogLevel, isLogLevel } from './util/log.ts';
+
+const MAX_UID = 2_147_483_647;
 
 export const controllerFlags = {
   kubeconfig: { type: 'string', help: 'kubeconfig file; default $KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount', env: 'KUBECONFIG' },
@@ -31,6 +34,15 @@ export const controllerFlags = {
   'restore-image': { type: 'string', help: 'image of MetadataRestore pods: this controller\'s own (the Helm chart sets it); without it restores fail', env: 'KUBEDR_RESTORE_IMAGE' },
   'restore-start-timeout': { type: 'duration', help: 'fail a restore whose pod has not started after this long (unschedulable, image pull failure)', default: '5m' },
   'restore-timeout': { type: 'duration', help: 'time limit of a running restore pod (its activeDeadlineSeconds)', default: '2h' },
+  'restore-node-selector': { type: 'string', help: 'node labels a restore pod\'s node must have: comma-separated key=value pairs, e.g. kubernetes.io/os=linux (default: any node)' },
+  'restore-tolerations': {
+    type: 'string', help: 'tolerations of restore pods: a JSON array of Kubernetes tolerations, [] for none (the default tolerates kubeadm\'s control-plane taints)',
+    default: JSON.stringify(CONTROL_PLANE_TOLERATIONS),
+  },
+  'restore-run-as-user': {
+    type: 'int', default: RESTORE_UID,
+    help: 'uid and gid of restore pods (the default is the image\'s user); 0 runs them as root, for hostPath and local volumes, which ignore fsGroup, whose directory only root may write',
+  },
 } satisfies Record<string, FlagSpec>;
 
 export interface Config {
@@ -61,6 +73,10 @@ export interface Config {
   restoreImage?: string;
   restoreStartTimeoutMs: number;
   restoreTimeoutMs: number;
+  restoreNodeSelector: Record<string, string>;
+  restoreTolerations: Toleration[];
+  /** 0: root, without fsGroup. */
+  restoreRunAsUser: number;
 }
 
 /** Parses `kubedr controller` flags; throws UsageError with a readable message on bad values. */
@@ -77,6 +93,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   if (le.renewDeadlineMs >= le.leaseDurationMs) throw new UsageError('--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration');
   if (f['max-concurrent-backups'] < 1) throw new UsageError('--max-concurrent-backups must be at least 1');
   if (le.retryPeriodMs >= le.renewDeadlineMs) throw new UsageError('--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline');
+  const runAsUser = f['restore-run-as-user'];
+  if (runAsUser < 0 || runAsUser > MAX_UID) throw new UsageError(`--restore-run-as-user must be a uid from 0 (root) to ${MAX_UID}, not ${runAsUser}`);
   return Object.freeze({
     kubeconfig: f.kubeconfig,
     context: f.context,
@@ -100,5 +118,94 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     restoreImage: f['restore-image'],
     restoreStartTimeoutMs: f['restore-start-timeout'],
     restoreTimeoutMs: f['restore-timeout'],
+    restoreNodeSelector: parseNodeSelector(f['restore-node-selector'] ?? ''),
+    restoreTolerations: parseTolerations(f['restore-tolerations']),
+    restoreRunAsUser: runAsUser,
   });
+}
+
+// Label keys, label values and taint keys are checked as the API server checks them: a restore pod the API server
+// refuses would fail every restore, and only after the controller started it.
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** A qualified name: `name` or `prefix/name`, the prefix a DNS subdomain. */
+function isLabelKey(key: string): boolean {
+  const slash = key.indexOf('/');
+  const prefix = slash < 0 ? undefined : key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return false;
+  return name.length <= 63 && LABEL_NAME.test(name);
+}
+
+const isLabelValue = (value: string): boolean => value === '' || (value.length <= 63 && LABEL_NAME.test(value));
+
+/** `--restore-node-selector`: `key=value[,key=value]`, an empty value allowed (`node-role.kubernetes.io/control-plane=`). */
+export function parseNodeSelector(text: string): Record<string, string> {
+  const selector: Record<string, string> = {};
+  if (text.trim() === '') return selector;
+  for (const pair of text.split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq < 0) {
+      throw new UsageError(`--restore-node-selector: "${pair.trim()}" is not key=value; give comma-separated node labels, e.g. kubernetes.io/os=linux,disk=ssd`);
+    }
+    const key = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    if (!isLabelKey(key)) throw new UsageError(`--restore-node-selector: "${key}" is not a label key (name or prefix/name: letters, digits, '-', '_', '.')`);
+    if (!isLabelValue(value)) throw new UsageError(`--restore-node-selector: "${value}" (of ${key}) is not a label value (up to 63 letters, digits, '-', '_', '.')`);
+    if (key in selector) throw new UsageError(`--restore-node-selector: ${key} is given twice`);
+    selector[key] = value;
+  }
+  return selector;
+}
+
+const TOLERATION_FIELDS = ['key', 'operator', 'value', 'effect', 'tolerationSeconds'];
+
+/** `--restore-tolerations`: a JSON array of tolerations, checked field by field with the API server's rules. */
+export function parseTolerations(text: string): Toleration[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--restore-tolerations is not JSON (${err instanceof Error ? err.message : String(err)}); ` +
+      'give an array such as [{"key":"dedicated","operator":"Equal","value":"restore","effect":"NoSchedule"}]');
+  }
+  if (!Array.isArray(doc)) throw new UsageError('--restore-tolerations must be a JSON array of tolerations ([] for none)');
+  return doc.map((t, i) => toleration(t, `--restore-tolerations: toleration ${i + 1}`));
+}
+
+function toleration(doc: unknown, where: string): Toleration {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new UsageError(`${where} is not an object`);
+  const o = doc as Record<string, unknown>;
+  const extra = Object.keys(o).find((k) => !TOLERATION_FIELDS.includes(k));
+  if (extra) throw new UsageError(`${where} has an unknown field "${extra}" (known: ${TOLERATION_FIELDS.join(', ')})`);
+  const str = (field: string): string | undefined => {
+    const v = o[field] ?? '';
+    if (typeof v !== 'string') throw new UsageError(`${where}: ${field} must be a string`);
+    return v === '' ? undefined : v;
+  };
+  const oneOf = <T extends string>(field: string, allowed: readonly T[]): T | undefined => {
+    const v = str(field);
+    const found = allowed.find((a) => a === v);
+    if (v !== undefined && !found) throw new UsageError(`${where}: ${field} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${v}"`);
+    return found;
+  };
+  const key = str('key');
+  const value = str('value');
+  const operator = oneOf('operator', ['Exists', 'Equal'] as const);
+  const effect = oneOf('effect', ['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const);
+  const seconds = o.tolerationSeconds;
+  if (key !== undefined && !isLabelKey(key)) throw new UsageError(`${where}: "${key}" is not a taint key (name or prefix/name)`);
+  if (value !== undefined && !isLabelValue(value)) throw new UsageError(`${where}: "${value}" is not a taint value`);
+  if (operator === 'Exists' && value !== undefined) throw new UsageError(`${where}: operator Exists takes no value`);
+  if (key === undefined && operator !== 'Exists') throw new UsageError(`${where}: without a key the operator must be Exists (which tolerates every taint)`);
+  if (seconds !== undefined && !Number.isInteger(seconds)) throw new UsageError(`${where}: tolerationSeconds must be a whole number`);
+  if (seconds !== undefined && effect !== 'NoExecute') throw new UsageError(`${where}: tolerationSeconds needs effect NoExecute`);
+  return {
+    ...(key !== undefined ? { key } : {}),
+    ...(operator ? { operator } : {}),
+    ...(value !== undefined ? { value } : {}),
+    ...(effect ? { effect } : {}),
+    ...(typeof seconds === 'number' ? { tolerationSeconds: seconds } : {}),
+  };
 }

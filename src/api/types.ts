@@ -94,6 +94,18 @@ export interface ContainerStatus {
   };
 }
 
+/** A pod's toleration of node taints (core/v1 Toleration); an empty key with operator Exists tolerates every taint. */
+export interface Toleration {
+  key?: string;
+  /** Default Equal. */
+  operator?: 'Exists' | 'Equal';
+  value?: string;
+  /** Empty: every effect. */
+  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+  /** Only with effect NoExecute: how long the pod stays bound after the taint appears. */
+  tolerationSeconds?: number;
+}
+
 export interface PersistentVolumeClaim extends KubeObject {
   status?: { phase?: 'Pending' | 'Bound' | 'Lost' };
 }

@@ -86,6 +86,7 @@ function build(config: Config, log: Logger) {
   const restoreController = controller('metadatarestore', new RestoreReconciler({
     client, restores, records, locations, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
     startTimeoutMs: config.restoreStartTimeoutMs, runTimeoutMs: config.restoreTimeoutMs,
+    nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser,
   }));
   enqueueOnChange(restores, restoreController);
   // Every change of a restore pod (scheduled, started, finished, deleted) may decide its restore.

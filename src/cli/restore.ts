@@ -4,8 +4,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { EngineError } from '../engine/errors.ts';
 import { restoreBackup, type RestoreOutcome, type RestoreResult } from '../engine/restore.ts';
 import { Restic } from '../engine/restic.ts';
+import { type WriteDenial, writeDenial } from '../util/fs.ts';
 import { redact } from '../util/redact.ts';
 import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from './flags.ts';
@@ -36,6 +38,38 @@ function summary(r: RestoreResult): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * What to tell the user about a target this process cannot write. The usual case is a restore pod (non-root, uid
+ * 65532) whose claim is a hostPath or local volume: the kubelet does not apply fsGroup to those, so a root-owned 0755
+ * directory stays closed to the pod.
+ */
+export function targetDeniedMessage(target: string, d: WriteDenial, user: { uid: number; gid: number }): string {
+  const subject = d.dir === target ? `restore target ${target}` : `restore target ${target} cannot be created: ${d.dir}`;
+  if (d.code === 'ENOTDIR') return `${subject} is not a directory`;
+  if (d.code === 'EROFS') return `${subject} is on a read-only filesystem; mount the volume read-write`;
+  if (d.code !== 'EACCES' && d.code !== 'EPERM') return `${subject}: cannot create files there (${d.code})`;
+  const { uid, gid } = user;
+  const mode = d.mode.toString(8).padStart(4, '0');
+  // Owner write and search permission: with them, running as the owner is the other way out.
+  const ownerCanWrite = (d.mode & 0o300) === 0o300;
+  const fix = `chown ${uid}:${gid} DIR${ownerCanWrite ? '' : '; chmod u+wx DIR'}`;
+  const asOwner = !ownerCanWrite || d.ownerUid === uid ? ''
+    : `, or run restore pods as ${d.ownerUid === 0 ? 'root' : `its owner, uid ${d.ownerUid}`} ` +
+      `(Helm value restore.runAsUser=${d.ownerUid}, flag --restore-run-as-user=${d.ownerUid})`;
+  return `${subject} is not writable by uid ${uid} gid ${gid} (it is owned by ${d.ownerUid}:${d.ownerGid}, mode ${mode}). ` +
+    `Volumes of type hostPath and local ignore the pod's fsGroup: make the directory writable for uid or gid ${uid} on the node ` +
+    `(${fix})${asOwner}`;
+}
+
+/** Refuses a target this process cannot write before any S3 traffic: the restore would fail only after downloading. */
+async function checkTarget(target: string): Promise<void> {
+  const denial = await writeDenial(target);
+  if (!denial) return;
+  const user = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  // The target is input like any other: retrying cannot help until the directory or the pod's user changes.
+  throw new EngineError('InvalidInput', targetDeniedMessage(target, denial, user));
+}
+
 export async function runRestore(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
   if (parsed.help) {
@@ -52,8 +86,10 @@ export async function runRestore(argv: string[]): Promise<number> {
     if (extra) throw new UsageError(`unexpected argument "${extra}"`);
     if (!f.target) throw new UsageError('--target is required');
     const repo = repositoryFromFlags(f);
+    const target = resolve(f.target);
+    await checkTarget(target);
     const result = await restoreBackup(new Restic(), {
-      repo, snapshot, policy: f.policy, target: resolve(f.target), overwrite: f.force, expectSha256: f['expect-sha256'],
+      repo, snapshot, policy: f.policy, target, overwrite: f.force, expectSha256: f['expect-sha256'],
       onStep: (s) => process.stderr.write(`kubedr restore: ${s}\n`),
     });
     writeOutcome({ ok: true, snapshotId: result.snapshot.id, sha256: result.sha256, etcdSnapshotSize: result.etcdSnapshotSize,

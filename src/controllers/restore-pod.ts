@@ -3,15 +3,15 @@
  * the pod's state back. The pod runs `kubedr restore` from the controller's own image with the claim mounted; the
  * credentials reach it only as secretKeyRef environment variables, so the pod spec holds no secret value.
  */
-import { API_VERSION, COMPONENT, LOCATION_SECRET_KEYS as K, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL } from '../api/group.ts';
-import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod } from '../api/types.ts';
+import {
+  API_VERSION, COMPONENT, CONTROL_PLANE_TOLERATIONS, LOCATION_SECRET_KEYS as K, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL, RESTORE_UID,
+} from '../api/group.ts';
+import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../api/types.ts';
 import { parseRestoreOutcome } from '../engine/restore.ts';
 
 /** Where the claim is mounted in the pod. */
 export const RESTORE_MOUNT = '/restore';
 const TERMINATION_LOG = '/dev/termination-log';
-/** The non-root user of the image (see scripts/build-image.sh); fsGroup makes the claim writable for it. */
-const RESTORE_UID = 65532;
 
 export const restorePodName = (restoreName: string): string => `kubedr-restore-${restoreName}`;
 
@@ -22,12 +22,34 @@ export interface RestorePodInput {
   image: string;
   /** The kubelet fails the pod after this long (spec.activeDeadlineSeconds). */
   deadlineSeconds: number;
+  /** Node labels the pod's node must have; default any node. */
+  nodeSelector?: Record<string, string>;
+  /** Default: the control-plane taints (CONTROL_PLANE_TOLERATIONS). */
+  tolerations?: readonly Toleration[];
+  /** uid and gid of the pod; default the image's non-root user, 0 for root. */
+  runAsUser?: number;
 }
 
 const secretEnv = (name: string, secret: string, key: string, optional = false) =>
   ({ name, valueFrom: { secretKeyRef: { name: secret, key, ...(optional ? { optional: true } : {}) } } });
 
-export function restorePod({ restore, record, location, image, deadlineSeconds }: RestorePodInput): Pod {
+/**
+ * The pod's user. By default the image's non-root user, with fsGroup so that the kubelet makes the claim writable for
+ * it. But the kubelet applies fsGroup only to volumes that support ownership management: hostPath and local volumes
+ * keep their owner and mode, and a root-owned 0755 directory there is writable only by uid 0 (every capability is
+ * dropped either way, so root writes through owner permission, not CAP_DAC_OVERRIDE). Root needs no fsGroup, and
+ * without one the kubelet leaves the ownership of the claim's files alone.
+ */
+function podSecurityContext(uid: number) {
+  const seccompProfile = { type: 'RuntimeDefault' };
+  if (uid === 0) return { runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile };
+  return { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, fsGroup: uid, seccompProfile };
+}
+
+export function restorePod(input: RestorePodInput): Pod {
+  const { restore, record, location, image, deadlineSeconds } = input;
+  const nodeSelector = input.nodeSelector ?? {};
+  const tolerations = input.tolerations ?? CONTROL_PLANE_TOLERATIONS;
   const creds = location.spec.credentials;
   const sha = record.status?.etcdSnapshotSha256;
   return {
@@ -53,10 +75,11 @@ export function restorePod({ restore, record, location, image, deadlineSeconds }
       activeDeadlineSeconds: deadlineSeconds,
       // The pod talks to S3 only, never to the Kubernetes API.
       automountServiceAccountToken: false,
-      securityContext: {
-        runAsNonRoot: true, runAsUser: RESTORE_UID, runAsGroup: RESTORE_UID, fsGroup: RESTORE_UID,
-        seccompProfile: { type: 'RuntimeDefault' },
-      },
+      ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector: { ...nodeSelector } } : {}),
+      // The claim's volume may be reachable only from a control-plane node (a local volume there, a one-node cluster),
+      // which kubeadm taints; without tolerations the pod would stay Unschedulable until the start timeout.
+      ...(tolerations.length > 0 ? { tolerations: tolerations.map((t) => ({ ...t })) } : {}),
+      securityContext: podSecurityContext(input.runAsUser ?? RESTORE_UID),
       containers: [{
         name: 'restore',
         image,

@@ -6,7 +6,7 @@
  */
 import { POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
-import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret } from '../api/types.ts';
+import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret, Toleration } from '../api/types.ts';
 import type { Restic } from '../engine/restic.ts';
 import { snapshotExists } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -37,6 +37,11 @@ export interface RestoreDeps {
   startTimeoutMs: number;
   /** A running restore pod is stopped by the kubelet after this long. */
   runTimeoutMs: number;
+  /** Where restore pods may run: node labels and tolerated taints (restorePod's defaults when not given). */
+  nodeSelector?: Record<string, string>;
+  tolerations?: readonly Toleration[];
+  /** uid and gid of restore pods; 0 for root (see restorePod). */
+  runAsUser?: number;
   now?: () => Date;
 }
 
@@ -129,7 +134,10 @@ export class RestoreReconciler implements Reconciler {
     if (pvc.status?.phase !== 'Bound') {
       throw new InputError('ClaimNotBound', `PersistentVolumeClaim "${mr.spec.pvcName}" is not bound (phase ${pvc.status?.phase ?? 'unknown'})`);
     }
-    return restorePod({ restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000) });
+    const { nodeSelector, tolerations, runAsUser } = this.deps;
+    return restorePod({
+      restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000), nodeSelector, tolerations, runAsUser,
+    });
   }
 
   private async follow(mr: MetadataRestore, pod: Pod): Promise<Result | void> {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
-import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
-import { podProgress, restorePod } from '../../src/controllers/restore-pod.ts';
+import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../../src/api/types.ts';
+import { type RestorePodInput, podProgress, restorePod } from '../../src/controllers/restore-pod.ts';
 
 const restore: MetadataRestore = {
   metadata: { name: 'r1', namespace: 'kubedr-system', uid: 'uid-1', generation: 2 },
@@ -40,6 +40,42 @@ describe('restorePod', () => {
   test('without a recorded hash, no hash is demanded', () => {
     const p = restorePod({ restore, record: { ...record, status: {} }, location, image: 'i', deadlineSeconds: 60 });
     expect((p.spec as any).containers[0].args).not.toContain('--expect-sha256');
+  });
+});
+
+describe('restorePod placement and user', () => {
+  const specOf = (input: Partial<RestorePodInput>) =>
+    restorePod({ restore, record, location, image: 'i', deadlineSeconds: 60, ...input }).spec as Record<string, any>;
+  const hardened = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } };
+
+  test('by default it may run on any node, control-plane nodes included (kubeadm\'s taints, old and new)', () => {
+    const spec = specOf({});
+    expect(spec.nodeSelector).toBeUndefined();
+    expect(spec.tolerations).toEqual([
+      { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' },
+      { key: 'node-role.kubernetes.io/master', operator: 'Exists', effect: 'NoSchedule' },
+    ]);
+  });
+  test('takes the configured node selector and tolerations; [] tolerates nothing', () => {
+    const tolerations: Toleration[] = [{ key: 'dedicated', operator: 'Equal', value: 'restore', effect: 'NoSchedule' }];
+    const spec = specOf({ nodeSelector: { 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/control-plane': '' }, tolerations });
+    expect(spec.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/control-plane': '' });
+    expect(spec.tolerations).toEqual(tolerations);
+    expect(specOf({ tolerations: [] }).tolerations).toBeUndefined();
+    expect(specOf({ nodeSelector: {} }).nodeSelector).toBeUndefined();
+  });
+  test('runs as the image\'s user 65532 with fsGroup 65532 by default', () => {
+    const spec = specOf({});
+    expect(spec.securityContext).toEqual({
+      runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(spec.containers[0].securityContext).toEqual(hardened);
+    expect(specOf({ runAsUser: 1000 }).securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000 });
+  });
+  test('as root (for volumes that ignore fsGroup): uid and gid 0, no fsGroup, still no capabilities and a read-only root', () => {
+    const spec = specOf({ runAsUser: 0 });
+    expect(spec.securityContext).toEqual({ runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(spec.containers[0].securityContext).toEqual(hardened);
   });
 });
 

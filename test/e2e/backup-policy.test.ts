@@ -12,7 +12,7 @@ import { BACKUP_FAILED, BACKUP_SUCCEEDED, messages } from '../../src/api/events.
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
-import { startExtraEtcd, startProcAgain, stopExtra, stopProc } from '../../scripts/testenv.ts';
+import { startExtraEtcd, startProcAgain, stopExtra, stopProc } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
   events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
-import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/testenv.ts';
+import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
   freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket,

@@ -1,21 +1,18 @@
 /**
  * The Helm chart (helm/kubedr), rendered by scripts/helm-render as `helm template` would: the objects it produces with
  * default and non-default values, every one of them accepted by the real API server (`kubectl apply --dry-run=server`),
- * and its Role proven sufficient by running the controller with nothing but the chart's ServiceAccount token through a
- * BackupLocation and a real backup of the test cluster's etcd.
+ * and its Role as the API server authorizes it. The chart installed for real, the controller running as its pod with
+ * only the chart's ServiceAccount, is tested in controller-pod.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
-import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
-import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
-import { controllerFlags } from '../../src/config.ts';
-import {
-  ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, kubectl,
-  locationSecretYaml, locationYaml, metricValue, uniqueBucket,
-} from '../support/e2e.ts';
+import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/group.ts';
+import type { Toleration } from '../../src/api/types.ts';
+import { loadConfig } from '../../src/config.ts';
+import { apply, createNamespace, deleteNamespace, ensureCrds, eventually, kubectl } from '../support/e2e.ts';
 import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -25,7 +22,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** The Role's rules the controller needs, and nothing more (test/e2e/in-cluster.test.ts plus MetadataRestore's). */
+/** The Role's rules the controller needs, and nothing more (what controller-pod.test.ts exercises, plus MetadataRestore's). */
 const expectedRules = [
   { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['backuplocations', 'metadatabackuppolicies', 'metadatarestores'], verbs: ['get', 'list', 'watch'] },
   { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatabackuprecords'], verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
@@ -91,8 +88,17 @@ describe('rendered with default values', () => {
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
     ]);
+    // Restore pods tolerate kubeadm's control-plane taints and run as the image's user 65532, on any node.
     expect(c.args).toEqual(['controller', '--namespace=kubedr-system', '--http-port=8080', '--log-level=info', '--leader-elect=true',
-      `--restore-image=kubedr/kubedr:${pkg.version}`, '--restore-start-timeout=5m']);
+      `--restore-image=kubedr/kubedr:${pkg.version}`, '--restore-start-timeout=5m',
+      '--restore-tolerations=[{"effect":"NoSchedule","key":"node-role.kubernetes.io/control-plane","operator":"Exists"},' +
+      '{"effect":"NoSchedule","key":"node-role.kubernetes.io/master","operator":"Exists"}]',
+      '--restore-run-as-user=65532']);
+    const config = loadConfig((c.args as string[]).slice(1), {});
+    if (config === 'help') throw new Error('unexpected help');
+    expect(config.restoreTolerations).toEqual([...CONTROL_PLANE_TOLERATIONS]);
+    expect(config.restoreNodeSelector).toEqual({});
+    expect(config.restoreRunAsUser).toBe(65532);
     expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
@@ -176,6 +182,11 @@ const customValues = {
   certsHostPaths: ['/etc/kubernetes/pki', '/srv/etcd/pki'],
   extraArgs: ['--max-concurrent-backups=2'],
   extraEnv: [{ name: 'TZ', value: 'Europe/Berlin' }],
+  restore: {
+    nodeSelector: { 'kubernetes.io/os': 'linux', 'topology.kubernetes.io/zone': 'eu-1a' },
+    tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'restore', effect: 'NoExecute', tolerationSeconds: 60 }] satisfies Toleration[],
+    runAsUser: 0,
+  },
   monitoring: {
     serviceMonitor: { enabled: false },
     prometheusRule: { labels: { release: 'prom' }, missedBackupGrace: '1h', runbookBaseUrl: 'https://example.com/runbooks.md' },
@@ -214,7 +225,16 @@ describe('rendered with non-default values', () => {
       .toEqual(['/etc/kubernetes/pki', '/srv/etcd/pki']);
     // Two replicas force leader election on, whatever leaderElection.enabled says.
     expect(c.args).toEqual(['controller', '--namespace=backup-ops', '--http-port=9464', '--log-level=debug', '--leader-elect=true',
-      '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m', '--max-concurrent-backups=2']);
+      '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m',
+      '--restore-node-selector=kubernetes.io/os=linux,topology.kubernetes.io/zone=eu-1a',
+      '--restore-tolerations=[{"effect":"NoExecute","key":"dedicated","operator":"Equal","tolerationSeconds":60,"value":"restore"}]',
+      '--restore-run-as-user=0', '--max-concurrent-backups=2']);
+    // The controller takes the restore values back as they were given.
+    const config = loadConfig((c.args as string[]).slice(1), {});
+    if (config === 'help') throw new Error('unexpected help');
+    expect(config.restoreNodeSelector).toEqual(customValues.restore.nodeSelector);
+    expect(config.restoreTolerations).toEqual(customValues.restore.tolerations);
+    expect(config.restoreRunAsUser).toBe(0);
     expect(c.env.at(-1)).toEqual({ name: 'TZ', value: 'Europe/Berlin' });
     expect(c.ports[0].containerPort).toBe(9464);
     expect(r.one('Service').spec.ports[0].port).toBe(9464);
@@ -244,7 +264,6 @@ describe('rendered with non-default values', () => {
 
 describe('on the local cluster', () => {
   let ns: string;
-  let controller: ControllerProcess | undefined;
   beforeAll(() => {
     ensureCrds();
     const crds = kubectl(['apply', '-f', join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml')]);
@@ -255,7 +274,6 @@ describe('on the local cluster', () => {
     ns = createNamespace('helm');
   });
   afterAll(async () => {
-    await controller?.stop();
     deleteNamespace(ns);
   });
 
@@ -280,7 +298,8 @@ describe('on the local cluster', () => {
     await eventually(() => expect(dryRun(misspelt).stderr).toContain('scrapeTimout'), 30_000, 1000);
   });
 
-  test('with only the chart\'s ServiceAccount and Role, the controller initialises a location and backs up etcd', async () => {
+  // The controller running as the chart's pod, with only this ServiceAccount's token, is tested in controller-pod.test.ts.
+  test('the chart\'s Role allows what the controller uses and refuses the rest, as the API server decides it', () => {
     const rendered = render(['--name', 'kubedr', '--namespace', ns]);
     apply(rendered.docs.filter((d) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(d.kind)).map((d) => dump(d)).join('---\n'));
 
@@ -295,56 +314,5 @@ describe('on the local cluster', () => {
     expect(can('delete', 'secrets')).toBe('no');
     expect(can('create', 'deployments.apps')).toBe('no');
     expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
-
-    const token = kubectl(['create', 'token', 'kubedr', '-n', ns, '--duration', '1h']);
-    expect(token.code).toBe(0);
-    const env = cluster();
-    const kubeconfig = join(work, 'sa-kubeconfig');
-    writeFileSync(kubeconfig, dump({
-      apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
-      clusters: [{ name: 'c', cluster: { server: env.apiserverUrl, 'certificate-authority-data': readFileSync(join(env.pki, 'ca.crt')).toString('base64') } }],
-      users: [{ name: 'sa', user: { token: token.stdout.trim() } }],
-      contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa', namespace: ns } }],
-    }));
-
-    // The Deployment's own arguments, minus the port (tests use a free one) and any flag this controller does not have yet.
-    const args = (container(rendered.one('Deployment')).args as string[]).slice(1)
-      .filter((a) => !a.startsWith('--http-port=') && !a.startsWith('--log-level='));
-    const known = args.filter((a) => a.slice(2).split('=')[0]! in controllerFlags);
-    const unknown = args.filter((a) => !known.includes(a));
-    if (unknown.length) console.warn(`helm-chart test: the controller does not have ${unknown.join(' ')} yet; started without`);
-    controller = await ControllerProcess.start(ns, [...known, '--location-wait', '30s'], { kubeconfig });
-
-    const pem = (f: string) => readFileSync(join(env.pki, f)).toString('base64');
-    apply(locationSecretYaml(ns, { name: 's3-creds', password: 'helm-chart-test-password' }));
-    apply(`apiVersion: v1\nkind: Secret\nmetadata: { name: etcd-creds, namespace: ${ns} }\ndata:\n  ca.crt: ${pem('etcd/ca.crt')}\n` +
-      `  client.crt: ${pem('etcd/healthcheck-client.crt')}\n  client.key: ${pem('etcd/healthcheck-client.key')}\n`);
-    apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('helm'), credentials: 's3-creds' }));
-    await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
-
-    apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
-kind: MetadataBackupPolicy
-metadata: { name: etcd, namespace: ${ns} }
-spec: ${JSON.stringify({ destination: 'loc', certsDir: env.pki, etcdEndpoint: env.etcdEndpoint, etcdCreds: 'etcd-creds', schedule: '0 0 1 1 *' })}
-`);
-    const a = kubectl(['annotate', 'mbp', 'etcd', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=helm-chart`]);
-    expect(a.code).toBe(0);
-    const p = await eventually(() => {
-      const x = getJson<MetadataBackupPolicy>(['mbp', 'etcd', '-n', ns]);
-      if (x.status?.backupNowServed !== 'helm-chart' || x.status.backupStatus === 'Running') throw new Error(JSON.stringify(x.status));
-      return x;
-    }, 90_000);
-    expect(p.status?.backupErrorMessage).toBe('');
-    expect(p.status?.backupStatus).toBe('Completed');
-    const record = getJson<MetadataBackupRecord>(['mbr', p.status!.mbrName!, '-n', ns]);
-    expect(record.spec.snapshotId).toBe(p.status!.snapshotId!);
-    await eventually(() => expect(kubectl(['get', 'events', '-n', ns]).stdout).toContain('BackupSucceeded'));
-
-    // The metrics the alerts and the dashboard read.
-    const m = await controller.metrics();
-    expect(metricValue(m, 'kubedr_backup_last_status', { policyName: 'etcd' })).toBe(1);
-    expect(metricValue(m, 'kubedr_backup_location_ready', { location: 'loc' })).toBe(1);
-    expect(metricValue(m, 'kubedr_backup_last_success_timestamp_seconds', { policyName: 'etcd' })).toBeGreaterThan(Date.now() / 1000 - 300);
-    expect(controller.logs.toLowerCase()).not.toContain('forbidden');
   });
 });

@@ -1,26 +1,17 @@
 /**
- * The OCI image: built by the real scripts/build-image.sh into dist/kubedr-image.tar, loaded back from that archive with
- * buildah and run with buildah's chroot isolation (there is no container engine here, shared/notes/testenv.md). What is
- * played: chroot isolation is not a pod. It shares the host's network, so the controller in the image reaches the local
- * cluster on loopback, and it is given a kubeconfig through a bind mount instead of a ServiceAccount
- * (test/e2e/in-cluster.test.ts covers those credentials). Everything inside the image (kubedr, restic, libraries, CA
- * bundle, uid 65532) is the real image's.
+ * The OCI image: built by the real scripts/build-image.sh into dist/kubedr-image.tar, its layers and config read from
+ * that archive, and its programs run with buildah's chroot isolation. The image running as pods on the node's kubelet
+ * is tested in controller-pod.test.ts (the controller) and restore.test.ts (restore pods).
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
-import type { BackupLocation } from '../../src/api/types.ts';
-import { apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, freePort, getJson, locationSecretYaml,
-  locationYaml, repoRoot, uniqueBucket } from '../support/e2e.ts';
+import { kubedrImage, repoRoot } from '../support/e2e.ts';
 
 const archive = join(repoRoot, 'dist/kubedr-image.tar');
 const container = `kubedr-image-test-${process.pid}`;
 let imageId = '';
-let dir = '';
-let ns = '';
 
 function buildah(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync('buildah', ['--storage-driver', 'vfs', ...args], { encoding: 'utf8', maxBuffer: 16 << 20 });
@@ -81,21 +72,16 @@ function layerFile(path: string): string {
 }
 
 beforeAll(() => {
-  // The scripts rebuild the binary from the current sources; both builds take a few seconds.
-  const build = spawnSync(join(repoRoot, 'scripts/build-image.sh'), { encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`build-image.sh failed: ${build.stderr}`);
+  kubedrImage();
   buildah(['rm', container]);
   mustBuildah(['from', '-q', '--name', container, `oci-archive:${archive}`]);
   imageId = JSON.parse(mustBuildah(['inspect', '--type', 'container', container])).FromImageID as string;
-  dir = mkdtempSync(join(tmpdir(), 'image-test-'));
 });
 
 afterAll(() => {
-  if (ns) deleteNamespace(ns);
   buildah(['rm', container]);
   // The image copied into local storage by `buildah from`: vfs keeps a full copy of it.
   if (imageId) buildah(['rmi', imageId]);
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test('kubedr version in the image reports its version, commit, Bun and the restic in the image', () => {
@@ -157,38 +143,4 @@ test('image config: entrypoint kubedr, command controller, user 65532, OCI label
   expect(config.Labels['org.opencontainers.image.version']).toBe(pkg.version);
   const commit = /^commit: (\S+)$/m.exec(run(['kubedr', 'version']).stdout)?.[1];
   expect(config.Labels['org.opencontainers.image.revision']).toBe(commit!);
-});
-
-test('the controller in the image, as uid 65532, becomes ready and initialises a location with the restic in the image', async () => {
-  ensureCrds();
-  ns = createNamespace('image');
-  apply(locationSecretYaml(ns, { name: 's3-creds', password: 'image-test-password' }));
-  // The kubeconfig is root's with mode 0600; the image's user is 65532.
-  copyFileSync(cluster().kubeconfig, join(dir, 'kubeconfig'));
-  chmodSync(join(dir, 'kubeconfig'), 0o644);
-  chmodSync(dir, 0o755);
-  const port = await freePort();
-  // Entrypoint and user from the image config: only the arguments after `controller` are given here.
-  const proc = Bun.spawn(['buildah', '--storage-driver', 'vfs', 'run', '--isolation', 'chroot', '-v', `${dir}:/config:ro`, container,
-    '--', 'kubedr', 'controller', '--kubeconfig', '/config/kubeconfig', '--namespace', ns, '--http-address', '127.0.0.1',
-    '--http-port', String(port), '--log-level', 'debug'], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
-  const kill = () => proc.kill('SIGKILL');
-  process.on('exit', kill);
-  try {
-    await eventually(async () => {
-      if (proc.exitCode !== null) throw new Error(`controller exited with ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
-      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
-    }, 30_000);
-    apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('image'), credentials: 's3-creds' }));
-    const loc = await eventually(() => {
-      const l = getJson<BackupLocation>(['backuplocation', 'loc', '-n', ns]);
-      expect(l.status?.initStatus).toBe('Completed');
-      return l;
-    }, 60_000);
-    expect(loc.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
-  } finally {
-    proc.kill('SIGTERM');
-    await proc.exited;
-    process.off('exit', kill);
-  }
 });

@@ -4,7 +4,7 @@
  * for its supervisor (the kubelet) to restart it, as controller-runtime does; a second replica takes over meanwhile.
  */
 import { afterEach, beforeAll, expect, test } from 'bun:test';
-import { restartApiserver } from '../../scripts/testenv.ts';
+import { restartApiserver } from '../../scripts/cluster/node.ts';
 import type { BackupLocation } from '../../src/api/types.ts';
 import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson,
   locationSecretYaml, locationYaml, uniqueBucket } from '../support/e2e.ts';

@@ -7,7 +7,7 @@ import { SECRET } from '../../src/api/group.ts';
 import type { Secret } from '../../src/api/types.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { ConnectionError, isNotFound } from '../../src/kube/errors.ts';
-import { ADMIN_TOKEN } from '../../scripts/testenv.ts';
+import { ADMIN_TOKEN } from '../../scripts/cluster/node.ts';
 import { cluster, createNamespace, deleteNamespace } from '../support/e2e.ts';
 
 const NAMESPACE = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces' };

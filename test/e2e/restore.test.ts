@@ -1,32 +1,33 @@
 /**
- * MetadataRestore end to end: the controller (a real process) checks the record, location and claim, and creates a
- * restore pod; a real backup of the test cluster's etcd and PKI, in restic on S3, is restored by `kubedr restore`.
- * Played openly, because the local cluster runs no kubelet, scheduler or controller-manager: test/support/kubelet.ts
- * runs the pod's container locally (claim → a directory) and writes the pod's status; the tests mark claims Bound
- * (the PV controller's job) and write pod states a kubelet would report (image pull failure, running).
+ * MetadataRestore end to end on the real node: the controller (a real process) checks the record, location and claim,
+ * and creates a restore pod from the kubedr image; the scheduler places it on the node (tainted as a kubeadm control
+ * plane), the kubelet runs it with the claim that the controller-manager bound to a hostPath volume, and the pod
+ * restores a real backup of the cluster's etcd and PKI from S3. Nothing is played: every pod state below comes from the
+ * kubelet or the scheduler.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../../src/api/events.ts';
-import { PVC } from '../../src/api/group.ts';
 import type { MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
 import { restorePodName } from '../../src/controllers/restore-pod.ts';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import {
-  ControllerProcess, admin, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events,
-  eventually, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, uniqueBucket,
+  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events,
+  eventually, getJson, hostPathClaim, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml,
+  uniqueBucket,
 } from '../support/e2e.ts';
-import { containerStatus, runPodAsKubelet, setPodStatus } from '../support/kubelet.ts';
 
 let ns: string;
 let controller: ControllerProcess;
 let work: string;
 let record: MetadataBackupRecord;
+let image: string;
+const volumes = new Set<string>();
 const password = `restore-pw-${crypto.randomUUID()}`;
 const secretKey = `restore-sk-${crypto.randomUUID()}`;
-const START_TIMEOUT_S = 4;
+const START_TIMEOUT_S = 8;
 
 const restore = (name: string) => getJson<MetadataRestore>(['mr', name, '-n', ns]);
 const podOf = (name: string) => kubectl(['get', 'pod', restorePodName(name), '-n', ns, '-o', 'json']);
@@ -39,22 +40,28 @@ spec: { mbrName: ${mbrName}, pvcName: ${pvcName} }
 `;
 }
 
-/** A claim; `bound` plays the PV controller, which would bind it to a volume. */
-async function claim(name: string, bound: boolean): Promise<void> {
+/** A claim bound to a fresh hostPath directory under the test's work dir; returns that directory. */
+async function claim(name: string, mode = 0o777): Promise<string> {
+  const dir = join(work, name);
+  volumes.add(await hostPathClaim(ns, name, dir, mode));
+  return dir;
+}
+
+/** A claim no volume will ever satisfy: its storage class has neither volumes nor a provisioner. */
+function pendingClaim(name: string): void {
   apply(`apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: { name: ${name}, namespace: ${ns} }
-spec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 1Gi } } }
+spec: { accessModes: [ReadWriteOnce], storageClassName: no-such-class, resources: { requests: { storage: 1Gi } } }
 `);
-  if (bound) await admin().patchStatus(PVC, ns, name, { phase: 'Bound', accessModes: ['ReadWriteOnce'], capacity: { storage: '1Gi' } });
 }
 
-async function finished(name: string): Promise<MetadataRestore> {
+async function finished(name: string, timeoutMs = 90_000): Promise<MetadataRestore> {
   return eventually(() => {
     const r = restore(name);
     if (r.status?.restoreStatus !== 'Completed' && r.status?.restoreStatus !== 'Failed') throw new Error(JSON.stringify(r.status));
     return r;
-  }, 60_000);
+  }, timeoutMs);
 }
 
 const waitForPod = (name: string) => eventually(() => {
@@ -68,15 +75,19 @@ function filesUnder(dir: string): string[] {
     .map((f) => relative(dir, join(dir, f))).sort();
 }
 
+const controllerArgs = (restoreImage: string, more: string[] = []) =>
+  ['--restore-image', restoreImage, '--restore-start-timeout', `${START_TIMEOUT_S}s`, ...more];
+
 beforeAll(async () => {
   ensureCrds();
+  image = kubedrImage();
   ns = createNamespace('restore');
   work = mkdtempSync(join(tmpdir(), 'restore-e2e-'));
   apply(locationSecretYaml(ns, { name: 's3-creds', password, secretKey }));
   apply(etcdSecretYaml(ns, 'etcd-creds'));
   apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('restore'), credentials: 's3-creds' }));
   apply(policyYaml(ns, 'pol'));
-  controller = await ControllerProcess.start(ns, ['--restore-image', 'kubedr:test', '--restore-start-timeout', `${START_TIMEOUT_S}s`]);
+  controller = await ControllerProcess.start(ns, controllerArgs(image));
   await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
   const p = await backupNow(ns, 'pol');
   expect(p.status?.backupStatus).toBe('Completed');
@@ -86,21 +97,58 @@ beforeAll(async () => {
 afterAll(async () => {
   await controller?.stop();
   deleteNamespace(ns);
+  if (volumes.size) kubectl(['delete', 'pv', ...volumes, '--wait=false']);
   rmSync(work, { recursive: true, force: true });
 });
 
-describe('a restore into a bound claim', () => {
-  let pod: Pod;
-  let dir: string;
+/** Every state of the namespace's pods as the API reports them, from a `kubectl get --watch` started beforehand. */
+function watchPods(): { seen: (name: string) => Pod[]; stop: () => void } {
+  const proc = Bun.spawn(['kubectl', '--kubeconfig', cluster().kubeconfig, 'get', 'pods', '-n', ns, '--watch', '-o', 'json'],
+    { stdout: 'pipe', stderr: 'ignore' });
+  let text = '';
+  void (async () => {
+    const d = new TextDecoder();
+    for await (const c of proc.stdout) text += d.decode(c, { stream: true });
+  })();
+  return {
+    // kubectl prints each object as indented JSON whose closing brace is the only one in column 0.
+    seen: (name) => text.split(/^}$/m).filter((t) => t.trim()).map((t) => JSON.parse(`${t}}`) as Pod)
+      .filter((p) => p.metadata.name === name),
+    stop: () => proc.kill(),
+  };
+}
 
-  test('creates one restore pod from the controller image, with credentials only as Secret references', async () => {
-    await claim('claim', true);
-    apply(restoreYaml('r1', record.metadata.name, 'claim'));
-    pod = await waitForPod('r1');
-    expect(restore('r1').status?.restoreStatus).toBe('Running');
+const taints = () => getJson<{ spec: { taints?: { key: string; effect: string }[] } }>(['node', cluster().node]).spec.taints ?? [];
+
+describe('a restore into a claim bound to a hostPath volume, on a node tainted as a control plane', () => {
+  let dir: string;
+  let states: Pod[];
+
+  test('the pod from the controller image is scheduled despite the taint, run by the kubelet, and ends Completed', async () => {
+    // The taint kubeadm puts on a control-plane node stays: a restore pod must tolerate it.
+    expect(taints()).toContainEqual(expect.objectContaining({ key: 'node-role.kubernetes.io/master', effect: 'NoSchedule' }));
+    dir = await claim('claim');
+    const watch = watchPods();
+    try {
+      apply(restoreYaml('r1', record.metadata.name, 'claim'));
+      const done = await finished('r1');
+      await eventually(() => expect(watch.seen(restorePodName('r1')).some((p) => p.metadata.deletionTimestamp)).toBe(true));
+      states = watch.seen(restorePodName('r1'));
+      expect(done.status).toMatchObject({ restoreStatus: 'Completed', restoreErrorMessage: '', observedGeneration: 1 });
+      expect(Date.parse(done.status?.restoreTime ?? '')).toBeGreaterThan(Date.now() - 120_000);
+    } finally {
+      watch.stop();
+    }
+    expect(states.some((p) => p.status?.phase === 'Succeeded')).toBe(true);
+    expect(events(ns, 'r1').map((e) => [e.type, e.reason, e.message])).toContainEqual(['Normal', RESTORE_SUCCEEDED, messages.restoreSucceeded(record.spec.snapshotId)]);
+  });
+
+  test('the pod ran on the node from the controller image, non-root, with credentials only as Secret references', () => {
+    const pod = states[0]!;
     const spec = pod.spec as Record<string, any>;
+    expect(states.at(-1)!.spec?.nodeName).toBe(cluster().node);
     const c = spec.containers[0];
-    expect(c.image).toBe('kubedr:test');
+    expect(c.image).toBe(image);
     expect(spec.restartPolicy).toBe('Never');
     expect(c.resources.requests).toEqual({ cpu: '100m', memory: '256Mi' });
     expect(spec.securityContext.runAsNonRoot).toBe(true);
@@ -110,23 +158,11 @@ describe('a restore into a bound claim', () => {
     const byName = Object.fromEntries(c.env.map((e: { name: string }) => [e.name, e]));
     expect(byName.RESTIC_PASSWORD.valueFrom.secretKeyRef).toEqual({ name: 's3-creds', key: 'restic_repo_password' });
     expect(byName.AWS_SECRET_ACCESS_KEY.valueFrom.secretKeyRef).toEqual({ name: 's3-creds', key: 'secret_key' });
-    const podJson = JSON.stringify(pod);
+    const podJson = JSON.stringify(states);
     expect(podJson.includes(password) || podJson.includes(secretKey)).toBe(false);
   });
 
-  test('the pod restores the backup byte for byte, and the controller reports Completed', async () => {
-    dir = join(work, 'claim');
-    const run = await runPodAsKubelet(ns, restorePodName('r1'), { claim: dir });
-    expect(run.stderr).toContain('verifying data/etcd-snapshot.db');
-    expect(run.code).toBe(0);
-
-    const done = await finished('r1');
-    expect(done.status).toMatchObject({ restoreStatus: 'Completed', restoreErrorMessage: '', observedGeneration: 1 });
-    expect(Date.parse(done.status?.restoreTime ?? '')).toBeGreaterThan(Date.now() - 120_000);
-    const ev = events(ns, 'r1');
-    expect(ev.map((e) => [e.type, e.reason, e.message])).toContainEqual(['Normal', RESTORE_SUCCEEDED, messages.restoreSucceeded(record.spec.snapshotId)]);
-
-    // What a user would check: the etcd snapshot verifies and has the recorded hash; the certificates are the originals.
+  test('the volume holds the backup byte for byte: a verified etcd snapshot with the recorded hash and the certificates', async () => {
     expect(await verifySnapshotFile(join(dir, 'data/etcd-snapshot.db'))).toBe(record.status!.etcdSnapshotSha256!);
     const certs = join(dir, 'data/certificates');
     expect(filesUnder(certs)).toEqual(filesUnder(cluster().pki));
@@ -141,14 +177,26 @@ describe('a restore into a bound claim', () => {
     expect(restore('r1').status?.restoreStatus).toBe('Completed');
     expect(metricValue(await controller.metrics(), 'kubedr_num_restores')).toBe(1);
   });
+
+  test('a volume that ignores fsGroup and is not writable for the pod fails at once, saying what to change', async () => {
+    // hostPath and local volumes keep their owner: a root-owned 0755 directory, as `mkdir` on the node leaves it.
+    const rootOwned = await claim('claim-root-owned', 0o755);
+    apply(restoreYaml('root-owned', record.metadata.name, 'claim-root-owned'));
+    const r = await finished('root-owned');
+    expect(r.status?.restoreStatus).toBe('Failed');
+    expect(r.status?.restoreErrorMessage).toMatch(/not writable by uid 65532/);
+    expect(r.status?.restoreErrorMessage).toMatch(/fsGroup/);
+    expect(events(ns, 'root-owned').map((e) => [e.type, e.reason, e.message])).toContainEqual(['Warning', RESTORE_FAILED, r.status!.restoreErrorMessage!]);
+    expect(readdirSync(rootOwned)).toEqual([]);
+  });
 });
 
 describe('bad input ends in Failed with the reason, a Warning event, and no pod', () => {
-  const cases: { name: string; setup?: () => Promise<void>; mbr?: string; pvc?: string; message: RegExp }[] = [
+  const cases: { name: string; setup?: () => Promise<void> | void; mbr?: string; pvc?: string; message: RegExp }[] = [
     { name: 'no-record', mbr: 'mbr-nonexistent', message: /MetadataBackupRecord "mbr-nonexistent" not found/ },
     {
       name: 'gone-snapshot', mbr: 'mbr-0123abcd',
-      setup: async () => apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+      setup: () => apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupRecord
 metadata: { name: mbr-0123abcd, namespace: ${ns} }
 spec: { snapshotId: 0123abcd, policy: pol, backuploc: loc }
@@ -156,7 +204,7 @@ spec: { snapshotId: 0123abcd, policy: pol, backuploc: loc }
       message: /snapshot 0123abcd of MetadataBackupRecord "mbr-0123abcd" is no longer in BackupLocation "loc"'s repository/,
     },
     { name: 'no-claim', pvc: 'nonexistent-claim', message: /PersistentVolumeClaim "nonexistent-claim" not found/ },
-    { name: 'unbound-claim', pvc: 'pending-claim', setup: () => claim('pending-claim', false), message: /PersistentVolumeClaim "pending-claim" is not bound \(phase Pending\)/ },
+    { name: 'unbound-claim', pvc: 'pending-claim', setup: () => pendingClaim('pending-claim'), message: /PersistentVolumeClaim "pending-claim" is not bound \(phase Pending\)/ },
     {
       name: 'location-not-ready', mbr: 'mbr-badloc',
       setup: async () => {
@@ -171,9 +219,9 @@ spec: { snapshotId: ${record.spec.snapshotId}, policy: pol, backuploc: loc-no-se
       message: /BackupLocation "loc-no-secret" is not ready: credentials Secret "missing-secret" not found/,
     },
   ];
+  beforeAll(() => claim('claim-bad-input'));
   for (const c of cases) {
     test(c.name, async () => {
-      await claim('claim-bad-input', true);
       await c.setup?.();
       apply(restoreYaml(c.name, c.mbr ?? record.metadata.name, c.pvc ?? 'claim-bad-input'));
       const r = await finished(c.name);
@@ -184,44 +232,49 @@ spec: { snapshotId: ${record.spec.snapshotId}, policy: pol, backuploc: loc-no-se
       expect(podOf(c.name).code).not.toBe(0);
     });
   }
+
+  test('each finished restore is counted once: 1 completed, 1 not writable and 5 bad inputs', async () => {
+    const text = await controller.metrics();
+    expect(metricValue(text, 'kubedr_num_restores')).toBe(7);
+    expect(metricValue(text, 'kubedr_num_failed_restores')).toBe(6);
+  });
 });
 
 describe('a restore pod that does not finish properly', () => {
-  test('a pod that never starts (image pull failure) fails the restore within the start timeout, with the reason', async () => {
-    await claim('claim-stuck', true);
+  /** The controller restarted with other restore-pod settings (a controller serves one image and placement). */
+  async function restartController(args: string[]): Promise<void> {
+    await controller.stop();
+    controller = await ControllerProcess.start(ns, args);
+  }
+
+  test('a pod whose image cannot be pulled fails the restore within the start timeout, with the kubelet\'s reason', async () => {
+    await restartController(controllerArgs('localhost/kubedr:no-such-tag'));
+    await claim('claim-stuck');
     apply(restoreYaml('stuck', record.metadata.name, 'claim-stuck'));
-    await waitForPod('stuck');
-    // The kubelet's report of an image it cannot pull.
-    await setPodStatus(ns, restorePodName('stuck'), {
-      phase: 'Pending',
-      conditions: [{ type: 'PodScheduled', status: 'True' }],
-      containerStatuses: [containerStatus('restore', { waiting: { reason: 'ErrImagePull', message: 'pull access denied for kubedr:test' } })],
-    });
     const r = await finished('stuck');
-    expect(r.status?.restoreErrorMessage).toBe(`restore pod ${restorePodName('stuck')} did not start within ${START_TIMEOUT_S} s: ErrImagePull: pull access denied for kubedr:test`);
+    expect(r.status?.restoreErrorMessage).toMatch(new RegExp(`^restore pod ${restorePodName('stuck')} did not start within ${START_TIMEOUT_S} s: (ErrImagePull|ImagePullBackOff): `));
     await eventually(() => expect(podOf('stuck').code).not.toBe(0));
   });
 
-  test('an unscheduled pod fails the restore within the start timeout', async () => {
-    await claim('claim-unscheduled', true);
+  test('a pod no node can take fails the restore within the start timeout, with the scheduler\'s reason', async () => {
+    await restartController(controllerArgs(image, ['--restore-node-selector', 'kubedr.test/no-such-node=true']));
+    await claim('claim-unscheduled');
     apply(restoreYaml('unscheduled', record.metadata.name, 'claim-unscheduled'));
     const r = await finished('unscheduled');
-    expect(r.status?.restoreErrorMessage).toMatch(/did not start within 4 s: not scheduled to a node/);
+    expect(r.status?.restoreErrorMessage).toMatch(/did not start within \d+ s: Unschedulable: 0\/1 nodes are available: 1 node\(s\) didn't match (node selector|Pod's node affinity)/);
   });
 
   test('a deleted pod fails the restore', async () => {
-    await claim('claim-deleted', true);
+    await claim('claim-deleted');
     apply(restoreYaml('deleted', record.metadata.name, 'claim-deleted'));
     await waitForPod('deleted');
-    await setPodStatus(ns, restorePodName('deleted'), {
-      phase: 'Running', containerStatuses: [containerStatus('restore', { running: { startedAt: new Date().toISOString() } })],
-    });
     expect(kubectl(['delete', 'pod', restorePodName('deleted'), '-n', ns]).code).toBe(0);
     const r = await finished('deleted');
     expect(r.status?.restoreErrorMessage).toBe(`restore pod ${restorePodName('deleted')} was deleted before it finished`);
   });
 
   test('a restore that fails in the pod reports the pod\'s own error (a backup that does not match its record)', async () => {
+    await restartController(controllerArgs(image));
     // The record now claims another hash, as if the stored snapshot had changed since the backup.
     const wrong = 'f'.repeat(64);
     const copy = `mbr-tampered`;
@@ -233,17 +286,15 @@ spec: { snapshotId: ${record.spec.snapshotId}, policy: pol, backuploc: loc }
     const patched = kubectl(['patch', 'mbr', copy, '-n', ns, '--subresource=status', '--type', 'merge', '-p',
       JSON.stringify({ status: { etcdSnapshotSha256: wrong } })]);
     expect(patched.stderr).toBe('');
-    await claim('claim-tampered', true);
+    const dir = await claim('claim-tampered');
     apply(restoreYaml('tampered', copy, 'claim-tampered'));
-    await waitForPod('tampered');
-    const dir = join(work, 'tampered');
-    const run = await runPodAsKubelet(ns, restorePodName('tampered'), { 'claim-tampered': dir });
-    expect(run.code).toBe(6);
     const r = await finished('tampered');
     expect(r.status?.restoreStatus).toBe('Failed');
     expect(r.status?.restoreErrorMessage).toBe(`restored etcd snapshot has SHA-256 ${record.status!.etcdSnapshotSha256}, but the backup record says ${wrong}`);
     // Nothing unverified was left in the claim.
     expect(readdirSync(dir)).toEqual([]);
+    const text = await controller.metrics();
+    expect(metricValue(text, 'kubedr_num_failed_restores')).toBe(1);
   });
 });
 
@@ -251,10 +302,4 @@ test('no credential appears in logs, events, status or pods', () => {
   const leaks = (text: string) => [password, secretKey, pem('etcd/healthcheck-client.key').split('\n')[1]!].filter((s) => text.includes(s));
   expect(leaks(controller.logs)).toEqual([]);
   expect(leaks(kubectl(['get', 'events,mr,mbr,bl,pods', '-n', ns, '-o', 'json']).stdout)).toEqual([]);
-});
-
-test('each finished restore is counted once: 1 completed and 9 failed above', async () => {
-  const text = await controller.metrics();
-  expect(metricValue(text, 'kubedr_num_restores')).toBe(10);
-  expect(metricValue(text, 'kubedr_num_failed_restores')).toBe(9);
 });

@@ -1,14 +1,18 @@
 /**
- * @module Helpers for end-to-end tests against the real local cluster that `npm test` starts (scripts/testenv.ts):
- * kubectl as a user runs it, an `eventually` poller, and the controller as a real child process with its output captured.
+ * @module Helpers for end-to-end tests against the real single-node cluster that `npm test` starts
+ * (scripts/cluster/node.ts; tests run inside its network namespace): kubectl as a user runs it, an `eventually` poller,
+ * the controller as a real child process with its output captured, the kubedr image in the node's containerd, and
+ * claims bound to hostPath volumes by the controller-manager.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import pkg from '../../package.json' with { type: 'json' };
+import { expect } from 'bun:test';
 import { BACKUP_NOW_ANNOTATION, COMPONENT } from '../../src/api/group.ts';
 import type { KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, loadEnv } from '../../scripts/testenv.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, importImage, loadEnv } from '../../scripts/cluster/node.ts';
 
 export { freePort };
 
@@ -64,6 +68,46 @@ export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 60_000
     await Bun.sleep(intervalMs);
   }
   throw new Error(`not true within ${timeoutMs} ms: ${last instanceof Error ? last.message : String(last)}`);
+}
+
+let image: string | undefined;
+/** The kubedr image of this tree (scripts/build-image.sh, dist/kubedr-image.tar), in the node's containerd; built once per run. */
+export function kubedrImage(): string {
+  if (image) return image;
+  const build = spawnSync(join(repoRoot, 'scripts/build-image.sh'), { encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`build-image.sh failed: ${build.stderr}`);
+  importImage(cluster(), join(repoRoot, 'dist/kubedr-image.tar'));
+  image = `localhost/kubedr:${pkg.version}`;
+  return image;
+}
+
+/**
+ * A claim that the controller-manager's PV binder binds to a hostPath volume at `dir` (created with `mode`; local-path
+ * provisioners make theirs 0777). The volume is pre-bound to the claim (claimRef), as an administrator would. Returns
+ * the PersistentVolume's name: it is cluster-scoped, so delete it after the test.
+ */
+export async function hostPathClaim(ns: string, name: string, dir: string, mode = 0o777): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, mode);
+  const pv = `${ns}-${name}`.slice(0, 253);
+  apply(`apiVersion: v1
+kind: PersistentVolume
+metadata: { name: ${pv} }
+spec:
+  capacity: { storage: 1Gi }
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: manual
+  claimRef: { namespace: ${ns}, name: ${name} }
+  hostPath: { path: ${dir}, type: Directory }
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: { name: ${name}, namespace: ${ns} }
+spec: { accessModes: [ReadWriteOnce], storageClassName: manual, resources: { requests: { storage: 1Gi } } }
+`);
+  await eventually(() => expect(kubectl(['get', 'pvc', name, '-n', ns, '-o', 'jsonpath={.status.phase}']).stdout).toBe('Bound'), 60_000);
+  return pv;
 }
 
 let crdsInstalled = false;

@@ -1,0 +1,614 @@
+/**
+ * @module The test cluster: a real single-node Kubernetes 1.20 inside a network namespace of its own. etcd on mutual TLS
+ * (as kubeadm runs it), kube-apiserver (Node,RBAC, ServiceAccount admission), kube-controller-manager, kube-scheduler,
+ * containerd + runc, kubelet (cgroupfs) and kube-proxy, with a CNI bridge for pods, and an S3 endpoint (s3rver over
+ * HTTPS). The node is labelled and tainted as a kubeadm control-plane node. Node, pod and service addresses exist only
+ * inside the namespace, whose default route is a blackhole: nothing can leave it. Tests, the demo and the bench run
+ * inside it too (scripts/cluster/with-node.sh), where loopback works as usual.
+ *
+ *   bun scripts/cluster/node.ts start|stop|status|env|exec CMD...
+ *
+ * State (certificates, data, logs, pids, containerd, kubelet) lives in one directory ($KUBEDR_TESTENV_DIR); `stop` removes it and everything
+ * the node left on the host (mounts, cgroups, the namespace, kubelet logs, the kernel settings the kubelet changes).
+ * `start` first stops whatever an earlier run left in that directory, so both are idempotent.
+ * Binaries and the pause image come from scripts/cluster/build-kube.sh (built once, cached outside the repository).
+ * See shared/notes/realnode/README.md for the walls behind each setting.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { isAlive } from '../../src/util/process.ts';
+import { ADMIN_TOKEN, kubeconfigYaml, makePki, writeComponentKubeconfigs } from './pki.ts';
+import { type ProcState, killProc, startProc, waitFor } from './procs.ts';
+
+export { ADMIN_TOKEN };
+const repoRoot = resolve(import.meta.dir, '../..');
+
+export const S3_ACCESS_KEY = 'S3RVER';
+export const S3_SECRET_KEY = 'S3RVER';
+
+/** Addresses inside the namespace; the same in every node, since each has a namespace of its own. */
+const NODE_IP = '10.200.0.2';
+const POD_CIDR = '10.244.0.0/24';
+const SERVICE_CIDR = '10.0.0.0/24';
+const SERVICE_IP = '10.0.0.1';
+const PAUSE_IMAGE = 'k8s.gcr.io/pause:3.4.1';
+/** The kubelet sets these at start; stop puts this machine's values back. */
+const KUBELET_SYSCTLS = ['vm.overcommit_memory', 'vm.panic_on_oom', 'kernel.panic', 'kernel.panic_on_oops',
+  'kernel.keys.root_maxkeys', 'kernel.keys.root_maxbytes'];
+const SYSCTL_SAVE = '/run/kubedr-node-sysctl.orig';
+
+type ProcName = 'etcd' | 'apiserver' | 'controller-manager' | 'scheduler' | 'containerd' | 'kubelet' | 'kube-proxy' | 's3';
+
+export interface TestEnv {
+  dir: string;
+  pki: string;
+  /** Node name; also names the network namespace (`kdr-<name>`) and the kubelet's cgroup root. */
+  node: string;
+  netns: string;
+  nodeIp: string;
+  etcdEndpoint: string;
+  apiserverUrl: string;
+  s3Url: string;
+  /** kubeconfig with the admin bearer token. */
+  kubeconfig: string;
+  /** kubeconfig with an admin client certificate (system:masters). */
+  kubeconfigCert: string;
+  containerdSocket: string;
+  /** Where build-kube.sh put the Kubernetes binaries. */
+  bin: string;
+  procs: Partial<Record<ProcName, ProcState>>;
+  /** Extra etcd servers and API servers started by tests, stopped with the rest. */
+  extra?: Record<string, ProcState & { endpoint: string }>;
+}
+
+export function defaultDir(): string {
+  return process.env.KUBEDR_TESTENV_DIR ?? join(repoRoot, '.testenv');
+}
+
+/** A node name from the state directory's name: `.testenv` → `testenv`, `.demo` → `demo`. */
+function nodeNameFor(dir: string): string {
+  return (process.env.KUBEDR_NODE_NAME ?? dir.split('/').filter(Boolean).pop()!.replace(/[^a-z0-9]/g, '')).slice(0, 10) || 'node';
+}
+
+function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: opts.env ?? process.env });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+const tryRun = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
+
+/** A port free on loopback right now (bound, then released), in the caller's network namespace. */
+export async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+/** True when this process runs inside the network namespace `netns`. */
+export function insideNetns(netns: string): boolean {
+  try {
+    return statSync('/proc/self/ns/net').ino === statSync(`/run/netns/${netns}`).ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Builds (once) and returns the directory holding the Kubernetes binaries and the pause image. */
+export function kubeBinDir(): string {
+  const out = run(join(repoRoot, 'scripts/cluster/build-kube.sh'), []).trim().split('\n').pop() ?? '';
+  if (!existsSync(join(out, 'kubelet'))) throw new Error(`Kubernetes binaries not found in ${out}`);
+  return out;
+}
+
+/**
+ * The namespace with loopback and a port-less bridge standing in for the node's NIC (this kernel has no dummy links),
+ * which carries the node IP. Routes: the service CIDR into that bridge, because connect() to a ClusterIP looks up a
+ * route before kube-proxy's DNAT applies; and a blackhole default, so nothing leaves and the kubelet's cloud probes
+ * fail at once instead of costing seconds.
+ */
+function createNetns(netns: string): void {
+  if (existsSync(`/run/netns/${netns}`)) return;
+  run('ip', ['netns', 'add', netns]);
+  const ipn = (...a: string[]) => run('ip', ['-n', netns, ...a]);
+  ipn('link', 'set', 'lo', 'up');
+  ipn('link', 'add', 'kdr0', 'type', 'bridge');
+  ipn('link', 'set', 'kdr0', 'up');
+  ipn('addr', 'add', `${NODE_IP}/32`, 'dev', 'kdr0');
+  ipn('route', 'add', SERVICE_CIDR, 'dev', 'kdr0');
+  ipn('route', 'add', 'blackhole', 'default');
+  // Per-namespace settings: forwarding for pods, and bridged traffic through iptables for pod → service → pod.
+  tryRun('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  tryRun('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1']);
+}
+
+function containerdConfig(n: string): string {
+  return `version = 2
+root = "${n}/containerd/root"
+state = "${n}/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "${n}/run/containerd.sock"
+[ttrpc]
+  address = "${n}/run/containerd.ttrpc.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${n}/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${PAUSE_IMAGE}"
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  # No CAP_SYS_RESOURCE in this VM: runc cannot lower oom_score_adj and fails with "failed to update
+  # /proc/self/oom_score_adj: Permission denied". Clamp to containerd's own value.
+  restrict_oom_score_adj = true
+  tolerate_missing_hugetlb_controller = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "/usr/sbin/runc"
+        Root = "${n}/runc"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${n}/cni/net.d"
+    max_conf_num = 1
+`;
+}
+
+function cniConfig(n: string, node: string): string {
+  return JSON.stringify({
+    cniVersion: '0.4.0',
+    name: `kdr-${node}`,
+    plugins: [
+      {
+        type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, hairpinMode: true,
+        ipam: { type: 'host-local', dataDir: `${n}/cni/ipam`, ranges: [[{ subnet: POD_CIDR }]], routes: [{ dst: '0.0.0.0/0' }] },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  }, null, 2);
+}
+
+/** An etcd member with mTLS for clients; peers on https with peer certificates (as kubeadm) when `peerTls`. */
+function etcdCmd(dir: string, pki: string, name: string, clientUrls: string[], peerPort: number, peerTls = false): string[] {
+  const peer = `${peerTls ? 'https' : 'http'}://127.0.0.1:${peerPort}`;
+  const peerFlags = peerTls ? ['--peer-cert-file', join(pki, 'etcd/peer.crt'), '--peer-key-file', join(pki, 'etcd/peer.key'),
+    '--peer-client-cert-auth', '--peer-trusted-ca-file', join(pki, 'etcd/ca.crt')] : [];
+  return ['etcd', '--name', name, '--data-dir', join(dir, `${name}-data`),
+    '--listen-client-urls', clientUrls.join(','), '--advertise-client-urls', clientUrls.at(-1)!,
+    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${name}=${peer}`,
+    '--cert-file', join(pki, 'etcd/server.crt'), '--key-file', join(pki, 'etcd/server.key'),
+    '--client-cert-auth', '--trusted-ca-file', join(pki, 'etcd/ca.crt'), ...peerFlags, '--snapshot-count', '10000'];
+}
+
+function apiserverCmd(env: TestEnv, etcdEndpoint: string, port: number, certDir: string): string[] {
+  const p = env.pki;
+  return [join(env.bin, 'kube-apiserver'),
+    `--etcd-servers=${etcdEndpoint}`, `--etcd-cafile=${join(p, 'etcd/ca.crt')}`,
+    `--etcd-certfile=${join(p, 'apiserver-etcd-client.crt')}`, `--etcd-keyfile=${join(p, 'apiserver-etcd-client.key')}`,
+    `--secure-port=${port}`, '--bind-address=0.0.0.0', `--advertise-address=${env.nodeIp}`,
+    `--tls-cert-file=${join(p, 'apiserver.crt')}`, `--tls-private-key-file=${join(p, 'apiserver.key')}`,
+    `--client-ca-file=${join(p, 'ca.crt')}`, `--cert-dir=${certDir}`,
+    `--kubelet-client-certificate=${join(p, 'apiserver-kubelet-client.crt')}`,
+    `--kubelet-client-key=${join(p, 'apiserver-kubelet-client.key')}`, '--kubelet-preferred-address-types=InternalIP',
+    '--service-account-issuer=https://kubernetes.default.svc',
+    `--service-account-key-file=${join(p, 'sa.pub')}`, `--service-account-signing-key-file=${join(p, 'sa.key')}`,
+    `--token-auth-file=${join(env.dir, 'tokens.csv')}`,
+    '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction', '--allow-privileged=true',
+    `--service-cluster-ip-range=${SERVICE_CIDR}`, '--event-ttl=1h'];
+}
+
+function saveState(env: TestEnv): void {
+  writeFileSync(join(env.dir, 'state.json'), JSON.stringify(env, null, 2));
+}
+
+export function loadEnv(dir = defaultDir()): TestEnv {
+  const file = join(dir, 'state.json');
+  if (!existsSync(file)) throw new Error(`no test cluster at ${dir}: run 'bun scripts/cluster/node.ts start' first`);
+  return JSON.parse(readFileSync(file, 'utf8')) as TestEnv;
+}
+
+const kubectlArgs = (env: TestEnv, args: string[]) => ['--kubeconfig', env.kubeconfig, ...args];
+export function kubectlIn(env: TestEnv, args: string[], input?: string): string {
+  return run('kubectl', kubectlArgs(env, args), { input });
+}
+
+async function apiserverReady(url: string, pki: string): Promise<boolean> {
+  const res = await fetch(`${url}/readyz`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, tls: { ca: readFileSync(join(pki, 'ca.crt'), 'utf8') },
+  });
+  return res.status === 200;
+}
+
+function etcdReady(endpoint: string, pki: string): boolean {
+  return tryRun('etcdctl', ['--endpoints', endpoint, '--cacert', join(pki, 'etcd/ca.crt'),
+    '--cert', join(pki, 'etcd/healthcheck-client.crt'), '--key', join(pki, 'etcd/healthcheck-client.key'),
+    '--command-timeout=2s', 'endpoint', 'health']).status === 0;
+}
+
+async function s3Ready(env: TestEnv): Promise<boolean> {
+  const res = await fetch(env.s3Url, { tls: { ca: readFileSync(join(env.pki, 'ca.crt'), 'utf8') } });
+  return res.status < 500;
+}
+
+function nodeReady(env: TestEnv): boolean {
+  const r = tryRun('kubectl', kubectlArgs(env, ['get', 'node', env.node, '-o',
+    'jsonpath={.status.conditions[?(@.type=="Ready")].status}']));
+  return r.stdout.trim() === 'True';
+}
+
+/** The kubelet changes machine-wide kernel settings: keep the machine's own values once, for the last node's stop. */
+function saveSysctls(): void {
+  if (existsSync(SYSCTL_SAVE)) return;
+  writeFileSync(SYSCTL_SAVE, run('sysctl', KUBELET_SYSCTLS).replace(/ /g, ''));
+}
+
+function restoreSysctls(): void {
+  const others = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('kdr-')) : [];
+  if (others.length > 0 || !existsSync(SYSCTL_SAVE)) return;
+  tryRun('sysctl', ['-qw', ...readFileSync(SYSCTL_SAVE, 'utf8').split('\n').filter(Boolean)]);
+  unlinkSync(SYSCTL_SAVE);
+}
+
+const cgroupControllers = () => readdirSync('/sys/fs/cgroup').filter((c) => c !== 'unified')
+  .map((c) => join('/sys/fs/cgroup', c)).filter((c) => { try { return statSync(c).isDirectory() && !statSync(c).isSymbolicLink(); } catch { return false; } });
+
+/** Imports an OCI archive into the node's containerd, for pods with imagePullPolicy Never/IfNotPresent. */
+export function importImage(env: TestEnv, archive: string): void {
+  run('ctr', ['--address', env.containerdSocket, '-n', 'k8s.io', 'images', 'import', '--all-platforms', archive]);
+}
+
+/** Starts the node in `dir`; must run inside its network namespace (main() re-executes itself there). */
+export async function start(dir = defaultDir()): Promise<TestEnv> {
+  const t0 = performance.now();
+  const say = (what: string) => process.stderr.write(`node: ${what} at ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  const node = nodeNameFor(dir);
+  const netns = `kdr-${node}`;
+  if (!insideNetns(netns)) throw new Error(`start() must run inside network namespace ${netns}: use 'bun scripts/cluster/node.ts start'`);
+  const n = dir;
+  for (const d of ['logs', 'run', 'cni/net.d', 'cni/ipam', 'kubelet', 'pki']) mkdirSync(join(n, d), { recursive: true });
+  const pki = join(n, 'pki');
+  makePki(pki, node, NODE_IP, SERVICE_IP);
+  writeFileSync(join(n, 'tokens.csv'), `${ADMIN_TOKEN},admin,admin,system:masters\n`);
+  const env: TestEnv = {
+    dir: n, pki, node, netns, nodeIp: NODE_IP,
+    etcdEndpoint: 'https://127.0.0.1:2379',
+    apiserverUrl: `https://${NODE_IP}:6443`,
+    s3Url: `https://${NODE_IP}:9000`,
+    kubeconfig: join(n, 'kubeconfig'),
+    kubeconfigCert: join(n, 'kubeconfig-cert'),
+    containerdSocket: join(n, 'run/containerd.sock'),
+    bin: kubeBinDir(),
+    procs: {},
+  };
+  const ca = join(pki, 'ca.crt');
+  writeFileSync(env.kubeconfig, kubeconfigYaml(env.apiserverUrl, ca, { token: ADMIN_TOKEN }), { mode: 0o600 });
+  writeComponentKubeconfigs(n, pki, env.apiserverUrl);
+  writeFileSync(env.kubeconfigCert, readFileSync(join(n, 'admin.kubeconfig')), { mode: 0o600 });
+  const go = (name: ProcName, cmd: string[]) => {
+    env.procs[name] = startProc(n, name, cmd);
+    saveState(env);
+    return env.procs[name]!;
+  };
+
+  // etcd as kubeadm runs it: mTLS on loopback and on the node IP (where pods on the pod network reach it).
+  const etcd = go('etcd', etcdCmd(n, pki, 'etcd', ['https://127.0.0.1:2379', `https://${NODE_IP}:2379`], 2380, true));
+  const s3 = go('s3', ['node', join(repoRoot, 'node_modules/s3rver/bin/s3rver.js'), '-d', join(n, 's3-data'),
+    '-a', '0.0.0.0', '-p', '9000', '--silent', '--key', join(pki, 's3.key'), '--cert', join(pki, 's3.crt')]);
+  mkdirSync(join(n, 's3-data'), { recursive: true });
+  writeFileSync(join(n, 'containerd.toml'), containerdConfig(n));
+  // CNI config first, so the runtime reports NetworkReady as soon as it starts.
+  writeFileSync(join(n, 'cni/net.d/10-kdr-bridge.conflist'), cniConfig(n, node));
+  const containerd = go('containerd', ['containerd', '--config', join(n, 'containerd.toml')]);
+  await waitFor('etcd', etcd, () => etcdReady(env.etcdEndpoint, pki), 60_000);
+  say('etcd ready');
+  const apiserver = go('apiserver', apiserverCmd(env, env.etcdEndpoint, 6443, join(n, 'apiserver-certs')));
+  await waitFor('containerd', containerd, () => tryRun('ctr', ['--address', env.containerdSocket, 'version']).status === 0, 60_000);
+  importImage(env, join(env.bin, 'pause.tar'));
+  say('containerd ready, pause image imported');
+  await waitFor('s3rver', s3, () => s3Ready(env), 30_000);
+  await waitFor('kube-apiserver', apiserver, () => apiserverReady(env.apiserverUrl, pki), 120_000);
+  say('kube-apiserver ready');
+
+  const kc = (c: string) => join(n, `${c}.kubeconfig`);
+  go('controller-manager', [join(env.bin, 'kube-controller-manager'), `--kubeconfig=${kc('controller-manager')}`,
+    `--authentication-kubeconfig=${kc('controller-manager')}`, `--authorization-kubeconfig=${kc('controller-manager')}`,
+    `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${ca}`, '--use-service-account-credentials=true',
+    `--cluster-signing-cert-file=${ca}`, `--cluster-signing-key-file=${join(pki, 'ca.key')}`,
+    '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0', '--controllers=*']);
+  go('scheduler', [join(env.bin, 'kube-scheduler'), `--kubeconfig=${kc('scheduler')}`,
+    `--authentication-kubeconfig=${kc('scheduler')}`, `--authorization-kubeconfig=${kc('scheduler')}`,
+    '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0']);
+
+  saveSysctls();
+  const cgroupRoot = `/kdr-${node}`;
+  for (const c of cgroupControllers()) mkdirSync(join(c, cgroupRoot), { recursive: true });
+  writeFileSync(join(n, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+  const kubelet = go('kubelet', [join(env.bin, 'kubelet'), `--kubeconfig=${kc('kubelet')}`, `--root-dir=${join(n, 'kubelet')}`,
+    `--cert-dir=${join(n, 'kubelet/pki')}`, `--tls-cert-file=${join(pki, 'kubelet-server.crt')}`,
+    `--tls-private-key-file=${join(pki, 'kubelet-server.key')}`,
+    '--container-runtime=remote', `--container-runtime-endpoint=unix://${env.containerdSocket}`, '--runtime-request-timeout=5m',
+    '--cgroup-driver=cgroupfs', `--cgroup-root=${cgroupRoot}`, '--fail-swap-on=false',
+    `--hostname-override=${node}`, `--node-ip=${NODE_IP}`, `--pod-infra-container-image=${PAUSE_IMAGE}`,
+    `--client-ca-file=${ca}`, '--anonymous-auth=false', '--authorization-mode=Webhook',
+    `--resolv-conf=${join(n, 'resolv.conf')}`, `--volume-plugin-dir=${join(n, 'kubelet/volume-plugins')}`,
+    // As kubeadm taints a control-plane node (1.20); tests keep it, so a pod that does not tolerate it is seen.
+    '--register-with-taints=node-role.kubernetes.io/master=:NoSchedule',
+    // A test machine's disk may be fuller than a real node's: never evict or collect images for that.
+    '--image-gc-high-threshold=100', '--image-gc-low-threshold=99',
+    '--eviction-hard=memory.available<1Mi,nodefs.available<1%,imagefs.available<1%', '--v=1']);
+  // iptables mode inside the namespace; the conntrack flags at 0 keep it from changing machine-wide settings.
+  go('kube-proxy', [join(env.bin, 'kube-proxy'), `--kubeconfig=${kc('kube-proxy')}`, `--hostname-override=${node}`,
+    `--bind-address=${NODE_IP}`, '--cluster-cidr=10.244.0.0/16', '--proxy-mode=iptables',
+    '--conntrack-max-per-core=0', '--conntrack-tcp-timeout-established=0', '--conntrack-tcp-timeout-close-wait=0',
+    '--metrics-bind-address=127.0.0.1:10249', '--healthz-bind-address=127.0.0.1:10256']);
+  await waitFor('kubelet', kubelet, () => nodeReady(env), 180_000);
+  // The kubelet may not set node-role labels on itself (NodeRestriction): label it as kubeadm does, afterwards.
+  kubectlIn(env, ['label', 'node', node, 'node-role.kubernetes.io/control-plane=', 'node-role.kubernetes.io/master=', '--overwrite']);
+  say('node Ready');
+  return env;
+}
+
+/** Deepest first: unmount everything under `dir` (kubelet volumes, overlay root filesystems, pod namespaces). */
+function unmountUnder(dir: string): void {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m === dir || m.startsWith(`${dir}/`)).sort().reverse();
+  for (const m of mounts) tryRun('umount', ['-l', m]);
+}
+
+function removeEmptyTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmptyTree(join(dir, e.name));
+  try { rmdirSync(dir); } catch { /* not empty: someone else's */ }
+}
+
+/** What the kubelet and CNI wrote outside the state directory, for this node's pods only. */
+function removeHostLeftovers(env: TestEnv): void {
+  const podsDir = join(env.dir, 'kubelet/pods');
+  const uids = existsSync(podsDir) ? readdirSync(podsDir) : [];
+  if (existsSync('/var/log/pods')) {
+    for (const d of readdirSync('/var/log/pods')) if (uids.some((u) => d.endsWith(`_${u}`))) rmSync(join('/var/log/pods', d), { recursive: true, force: true });
+  }
+  if (existsSync('/var/log/containers')) {
+    for (const l of readdirSync('/var/log/containers')) {
+      const link = join('/var/log/containers', l);
+      try { statSync(link); } catch { try { readlinkSync(link); unlinkSync(link); } catch { /* not a link */ } }
+    }
+  }
+  const cniCache = '/var/lib/cni/results';
+  if (existsSync(cniCache)) for (const f of readdirSync(cniCache)) if (f.startsWith(`kdr-${env.node}-`)) rmSync(join(cniCache, f), { force: true });
+  for (const d of ['/var/log/pods', '/var/log/containers', '/var/lib/cni', '/run/containerd']) removeEmptyTree(d);
+}
+
+export async function stop(dir = defaultDir()): Promise<void> {
+  if (existsSync(join(dir, 'state.json'))) {
+    const env = loadEnv(dir);
+    const p = env.procs;
+    // The kubelet and the control plane first, so nothing restarts pods; then every container through containerd.
+    for (const name of ['kube-proxy', 'kubelet', 'scheduler', 'controller-manager'] as const) await killProc(p[name]);
+    const ctr = (...a: string[]) => tryRun('ctr', ['--address', env.containerdSocket, '-n', 'k8s.io', ...a]);
+    if (p.containerd && isAlive(p.containerd.pid)) {
+      const tasks = ctr('tasks', 'ls', '-q').stdout.split('\n').filter(Boolean);
+      for (const t of tasks) ctr('tasks', 'kill', '-s', 'KILL', t);
+      for (let i = 0; i < 20 && ctr('tasks', 'ls', '-q').stdout.trim(); i++) await Bun.sleep(100);
+      for (const t of tasks) ctr('tasks', 'rm', '-f', t);
+    }
+    await killProc(p.containerd);
+    // Shims of this containerd that outlived it (each names the socket in its arguments).
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        if (cmdline.startsWith('/usr/bin/containerd-shim') && cmdline.includes(env.containerdSocket)) process.kill(Number(pid), 'SIGKILL');
+      } catch { /* gone */ }
+    }
+    for (const x of Object.values(env.extra ?? {})) await killProc(x);
+    await killProc(p.apiserver);
+    await killProc(p.s3);
+    await killProc(p.etcd);
+    unmountUnder(dir);
+    for (const c of cgroupControllers()) {
+      const root = join(c, `kdr-${env.node}`);
+      if (existsSync(root)) tryRun('find', [root, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', ';']);
+    }
+    removeHostLeftovers(env);
+    tryRun('ip', ['netns', 'del', env.netns]);
+    restoreSysctls();
+  }
+  rmSync(dir, { recursive: true, force: true });
+  // `ip netns add` made /run/netns (absent before) a bind mount of itself: undo that when no namespace is left in it.
+  if (existsSync('/run/netns') && readdirSync('/run/netns').length === 0) {
+    tryRun('umount', ['/run/netns']);
+    try { rmdirSync('/run/netns'); } catch { /* in use */ }
+  }
+}
+
+/** Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. */
+export async function restartApiserver(env: TestEnv, downMs = 0): Promise<void> {
+  await killProc(env.procs.apiserver);
+  if (downMs > 0) await Bun.sleep(downMs);
+  env.procs.apiserver = startProc(env.dir, 'apiserver', env.procs.apiserver!.cmd);
+  saveState(env);
+  await waitFor('kube-apiserver', env.procs.apiserver, () => apiserverReady(env.apiserverUrl, env.pki), 90_000);
+}
+
+/** The control plane is lost: kube-apiserver and etcd stop (the kubelet and the rest keep running, as on a real node). */
+export async function stopControlPlane(env: TestEnv): Promise<void> {
+  await killProc(env.procs.apiserver);
+  await killProc(env.procs.etcd);
+}
+
+/**
+ * The recovery a kubeadm runbook describes: etcd starts on `etcdDataDir` (a restored data directory) with otherwise the
+ * same flags, then kube-apiserver; controller-manager, scheduler, kubelet and kube-proxy are restarted so that none
+ * keeps state from after the snapshot. Resolves when the node is Ready again.
+ */
+export async function startControlPlane(env: TestEnv, etcdDataDir: string): Promise<void> {
+  const etcdCmdLine = [...env.procs.etcd!.cmd];
+  etcdCmdLine[etcdCmdLine.indexOf('--data-dir') + 1] = etcdDataDir;
+  env.procs.etcd = startProc(env.dir, 'etcd', etcdCmdLine);
+  saveState(env);
+  await waitFor('etcd', env.procs.etcd, () => etcdReady(env.etcdEndpoint, env.pki), 60_000);
+  env.procs.apiserver = startProc(env.dir, 'apiserver', env.procs.apiserver!.cmd);
+  saveState(env);
+  await waitFor('kube-apiserver', env.procs.apiserver, () => apiserverReady(env.apiserverUrl, env.pki), 120_000);
+  for (const name of ['controller-manager', 'scheduler', 'kubelet', 'kube-proxy'] as const) {
+    await killProc(env.procs[name]);
+    env.procs[name] = startProc(env.dir, name, env.procs[name]!.cmd);
+  }
+  saveState(env);
+  await waitFor('kubelet', env.procs.kubelet!, () => nodeReady(env), 180_000);
+}
+
+/** Stops one of the cluster's processes, for failure tests. */
+export async function stopProc(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
+  await killProc(env.procs[name]);
+}
+
+export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
+  const p = startProc(env.dir, name, env.procs[name]!.cmd);
+  env.procs[name] = p;
+  saveState(env);
+  const check = name === 'etcd' ? () => etcdReady(env.etcdEndpoint, env.pki) : () => s3Ready(env);
+  await waitFor(name, p, check, 30_000);
+}
+
+/**
+ * Starts (or restarts, keeping its data) another etcd with the node's etcd certificates, for tests that stop etcd or
+ * fill it without disturbing the API server's. Its data is `<dir>/<name>-data`; `ports` fixes its ports (a member
+ * restored from a snapshot must listen on the peer URL it was restored with). Returns its client URL.
+ */
+export async function startExtraEtcd(env: TestEnv, name: string, ports?: { client: number; peer: number }): Promise<string> {
+  env.extra ??= {};
+  const known = env.extra[name];
+  const client = `https://127.0.0.1:${ports?.client ?? await freePort()}`;
+  const cmd = known?.cmd ?? etcdCmd(env.dir, env.pki, name, [client], ports?.peer ?? await freePort());
+  const endpoint = known?.endpoint ?? client;
+  const p = startProc(env.dir, name, cmd);
+  env.extra[name] = { ...p, endpoint };
+  saveState(env);
+  await waitFor(name, p, () => etcdReady(endpoint, env.pki), 30_000);
+  return endpoint;
+}
+
+/** Data directory of an extra etcd named `name`. */
+export const extraEtcdDataDir = (env: TestEnv, name: string): string => join(env.dir, `${name}-data`);
+
+/**
+ * Starts another kube-apiserver (same PKI and admin token) on the etcd at `etcdEndpoint`, e.g. an extra etcd; returns
+ * a kubeconfig for it. Stopped with the cluster, or by stopExtra.
+ */
+export async function startExtraApiserver(env: TestEnv, name: string, etcdEndpoint: string): Promise<string> {
+  env.extra ??= {};
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const p = startProc(env.dir, name, apiserverCmd(env, etcdEndpoint, port, join(env.dir, `${name}-certs`)));
+  env.extra[name] = { ...p, endpoint: url };
+  saveState(env);
+  await waitFor(name, p, () => apiserverReady(url, env.pki), 90_000);
+  const kubeconfig = join(env.dir, `${name}.kubeconfig`);
+  writeFileSync(kubeconfig, kubeconfigYaml(url, join(env.pki, 'ca.crt'), { token: ADMIN_TOKEN }), { mode: 0o600 });
+  return kubeconfig;
+}
+
+/** Stops an extra etcd or API server; its data stays. */
+export async function stopExtra(env: TestEnv, name: string): Promise<void> {
+  await killProc(env.extra?.[name]);
+}
+
+/** Memory of the node's processes (RSS, MB), largest first: what the node costs the machine. */
+export function nodeMemory(env: TestEnv): { name: string; mb: number }[] {
+  const out: { name: string; mb: number }[] = [];
+  for (const pid of tryRun('ip', ['netns', 'pids', env.netns]).stdout.split('\n').filter(Boolean)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+      out.push({ name: /Name:\s+(\S+)/.exec(status)?.[1] ?? pid, mb: rss });
+    } catch { /* gone */ }
+  }
+  return out.sort((a, b) => b.mb - a.mb);
+}
+
+const usage = `usage: bun scripts/cluster/node.ts start|stop|status|env|exec CMD...|stop-control-plane|start-control-plane DIR
+  start   build (once) and start a real single-node Kubernetes in its own network namespace
+  stop    stop it and remove its state directory and everything it left on the host
+  stop-control-plane             stop kube-apiserver and etcd (a lost control plane; the kubelet keeps running)
+  start-control-plane DATA_DIR   etcd on DATA_DIR (e.g. restored by kubedr etcd-restore), kube-apiserver, then restart
+                                 the other components as a kubeadm restore runbook does
+  status  show its processes and their memory
+  env     print how to reach it (kubectl inside the namespace)
+  exec    run CMD inside the node's network namespace with KUBECONFIG set
+State directory: $KUBEDR_TESTENV_DIR (default .testenv/).
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const dir = resolve(defaultDir());
+  const netns = `kdr-${nodeNameFor(dir)}`;
+  const self = [process.execPath, import.meta.path];
+  // These run inside the node's namespace: its processes, and the readiness checks on its addresses, live there.
+  if (['start', 'stop-control-plane', 'start-control-plane'].includes(cmd ?? '') && !insideNetns(netns)) {
+    if (cmd === 'start') {
+      await stop(dir);
+      createNetns(netns);
+    }
+    const r = Bun.spawnSync(['nsenter', `--net=/run/netns/${netns}`, ...self, ...argv], { stdio: ['inherit', 'inherit', 'inherit'],
+      env: { ...process.env, KUBEDR_TESTENV_DIR: dir } });
+    if (cmd === 'start' && r.exitCode !== 0) await stop(dir);
+    return r.exitCode ?? 1;
+  }
+  if (cmd === 'start') {
+    const env = await start(dir);
+    console.log(`node ${env.node} Ready: apiserver ${env.apiserverUrl}, etcd ${env.etcdEndpoint}, s3 ${env.s3Url} (network namespace ${netns})`);
+    return 0;
+  }
+  if (cmd === 'stop-control-plane') {
+    await stopControlPlane(loadEnv(dir));
+    return 0;
+  }
+  if (cmd === 'start-control-plane' && rest[0]) {
+    const t0 = performance.now();
+    await startControlPlane(loadEnv(dir), resolve(rest[0]));
+    console.log(`control plane up on etcd data ${rest[0]}, node Ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return 0;
+  }
+  if (cmd === 'stop') {
+    await stop(dir);
+    return 0;
+  }
+  if (cmd === 'env') {
+    const env = loadEnv(dir);
+    console.log(`# the cluster's addresses exist only inside network namespace ${env.netns}:`);
+    console.log(`nsenter --net=/run/netns/${env.netns} kubectl --kubeconfig ${env.kubeconfig} get nodes`);
+    console.log(`# or: KUBEDR_TESTENV_DIR=${dir} bun scripts/cluster/node.ts exec kubectl get pods -A`);
+    return 0;
+  }
+  if (cmd === 'status') {
+    const env = loadEnv(dir);
+    for (const [name, p] of Object.entries(env.procs)) console.log(`${name.padEnd(20)} pid ${p.pid}\t${isAlive(p.pid) ? 'running' : 'stopped'}`);
+    const mem = nodeMemory(env);
+    console.log(`memory: ${mem.reduce((s, m) => s + m.mb, 0).toFixed(0)} MB RSS over ${mem.length} processes`);
+    return 0;
+  }
+  if (cmd === 'exec' && rest.length > 0) {
+    const env = loadEnv(dir);
+    const r = Bun.spawnSync(['nsenter', `--net=/run/netns/${env.netns}`, ...rest], { stdio: ['inherit', 'inherit', 'inherit'],
+      env: { ...process.env, KUBECONFIG: env.kubeconfig, KUBEDR_TESTENV_DIR: dir } });
+    return r.exitCode ?? 1;
+  }
+  process.stderr.write(usage);
+  return cmd === '--help' || cmd === '-h' ? 0 : 2;
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,53 @@
+/** @module Long-running processes of the test cluster: started detached with their own log, stopped by PID. */
+import { spawn } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isAlive } from '../../src/util/process.ts';
+
+export interface ProcState {
+  pid: number;
+  cmd: string[];
+  log: string;
+}
+
+/** Starts `cmd` in its own session (so its children can be killed with it), output appended to logs/<name>.log. */
+export function startProc(dir: string, name: string, cmd: string[]): ProcState {
+  const log = join(dir, 'logs', `${name}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', fd, fd] });
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${name}: ${cmd[0]}`);
+  return { pid: child.pid, cmd, log };
+}
+
+/** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process is gone. */
+export async function killProc(p: ProcState | undefined, graceMs = 5000): Promise<void> {
+  if (!p || !isAlive(p.pid)) return;
+  const signal = (s: NodeJS.Signals) => {
+    try { process.kill(-p.pid, s); } catch { try { process.kill(p.pid, s); } catch { /* gone */ } }
+  };
+  signal('SIGTERM');
+  for (let i = 0; i < graceMs / 100 && isAlive(p.pid); i++) await Bun.sleep(100);
+  if (!isAlive(p.pid)) return;
+  signal('SIGKILL');
+  for (let i = 0; i < 50 && isAlive(p.pid); i++) await Bun.sleep(100);
+}
+
+export function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Polls `check` until true; fails early, with the log's tail, if the process exits. */
+export async function waitFor(what: string, p: ProcState, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(p.pid)) throw new Error(`${what} exited during start-up; last log lines:\n${tail(p.log)}`);
+    if (await Promise.resolve().then(check).catch(() => false)) return;
+    await Bun.sleep(250);
+  }
+  throw new Error(`${what} not ready after ${timeoutMs} ms; last log lines:\n${tail(p.log)}`);
+}

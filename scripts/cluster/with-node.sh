@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# with-node.sh DIR CMD...: starts the test node with state in DIR (KUBEDR_TESTENV_DIR), runs CMD inside the node's
+# network namespace (where the cluster's addresses exist), and stops the node afterwards, whatever happens.
+# KUBEDR_KEEP_NODE=1 leaves it running (stop it with: KUBEDR_TESTENV_DIR=DIR bun scripts/cluster/node.ts stop).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export KUBEDR_TESTENV_DIR=$(realpath -m "$1"); shift
+bun=${BUN:-bun}
+stop() { [ "${KUBEDR_KEEP_NODE:-}" = 1 ] || "$bun" "$here/node.ts" stop; }
+trap stop EXIT
+trap 'exit 130' INT TERM
+"$bun" "$here/node.ts" start >&2
+netns=$("$bun" -e "console.log(JSON.parse(require('fs').readFileSync('$KUBEDR_TESTENV_DIR/state.json','utf8')).netns)")
+nsenter --net="/run/netns/$netns" "$@"

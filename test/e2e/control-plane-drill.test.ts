@@ -1,0 +1,176 @@
+/**
+ * The disaster drill on a real control plane. A second real node (its own network namespace, etcd, API server,
+ * kubelet, ... started by scripts/cluster/node.ts next to the suite's) runs the chart-installed controller, which backs
+ * up that node's own etcd and certificates. Then the control plane is lost: kube-apiserver and etcd stop and etcd's data
+ * is deleted. With the command line alone (`kubedr snapshots`, `kubedr restore`, `kubedr etcd-restore`) a new etcd data
+ * directory is built from S3; etcd and the API server start on it, the other components restart as a kubeadm runbook
+ * says, and the node and the controller pod come back: the cluster holds what existed at backup time, nothing written
+ * later, and the controller carries on from what the snapshot holds.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dump } from 'js-yaml';
+import pkg from '../../package.json' with { type: 'json' };
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import { type TestEnv, importImage, loadEnv } from '../../scripts/cluster/node.ts';
+import { cluster, eventually, kubedrImage, repoRoot, type Run } from '../support/e2e.ts';
+import { render } from '../support/helm.ts';
+
+const NS = 'kubedr-system';
+let drill: TestEnv;
+let drillDir: string;
+let work: string;
+let credentials: string;
+let before: string[];
+const password = `drill-pw-${crypto.randomUUID()}`;
+
+const spawn = (cmd: string[], input?: string, env: Record<string, string> = {}): Run => {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { input, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
+  const stderr = (r.stderr ?? '').split('\n').filter((l) => !l.includes('version difference')).join('\n').trim();
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr };
+};
+/** scripts/cluster/node.ts for the drill's node. */
+const nodeCli = (args: string[]) => spawn([process.execPath, join(repoRoot, 'scripts/cluster/node.ts'), ...args], undefined,
+  { KUBEDR_TESTENV_DIR: drillDir, KUBEDR_NODE_NAME: 'drill' });
+/** A command inside the drill node's network namespace, where its addresses exist. */
+const inDrill = (cmd: string[], input?: string, env: Record<string, string> = {}) =>
+  spawn(['nsenter', `--net=/run/netns/${drill.netns}`, ...cmd], input, env);
+const kc = (args: string[], input?: string) => inDrill(['kubectl', '--kubeconfig', drill.kubeconfig, ...args], input);
+function kcJson<T>(args: string[]): T {
+  const r = kc(['get', ...args, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`kubectl get ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+/** The kubedr command line as an operator runs it on the node: only PATH and the given variables in its environment. */
+const kubedr = (args: string[]) => {
+  const r = spawnSync('nsenter', [`--net=/run/netns/${drill.netns}`, process.execPath, join(repoRoot, 'src/main.ts'), ...args],
+    { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+};
+const policy = () => kcJson<MetadataBackupPolicy>(['mbp', 'node', '-n', NS]);
+const recordNames = () => kcJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', NS]).items.map((r) => r.metadata.name).sort();
+const b64 = (f: string) => readFileSync(join(drill.pki, f)).toString('base64');
+
+async function backupNow(value: string): Promise<MetadataBackupPolicy> {
+  expect(kc(['annotate', 'mbp', 'node', '-n', NS, '--overwrite', `kubedr.catalogicsoftware.com/backup-now=${value}`]).code).toBe(0);
+  return eventually(() => {
+    const p = policy();
+    if (p.status?.backupNowServed !== value || p.status.backupStatus === 'Running') throw new Error(JSON.stringify(p.status));
+    return p;
+  }, 90_000);
+}
+
+beforeAll(async () => {
+  drillDir = `${cluster().dir}-drill`;
+  work = mkdtempSync(join(tmpdir(), 'cp-drill-'));
+  const archive = join(repoRoot, 'dist/kubedr-image.tar');
+  kubedrImage();
+  const up = nodeCli(['start']);
+  if (up.code !== 0) throw new Error(`drill node did not start: ${up.stderr}`);
+  drill = loadEnv(drillDir);
+  importImage(drill, archive);
+
+  const values = join(work, 'values.yaml');
+  writeFileSync(values, dump({
+    image: { repository: 'localhost/kubedr', tag: pkg.version, pullPolicy: 'Never' },
+    certsHostPaths: [drill.pki],
+    monitoring: { serviceMonitor: { enabled: false }, prometheusRule: { enabled: false }, dashboard: { enabled: false } },
+  }));
+  expect(kc(['create', 'namespace', NS]).code).toBe(0);
+  const install = kc(['apply', '-f', '-'], render(['--name', 'kubedr', '--namespace', NS, '--include-crds', '-f', values]).text);
+  if (install.code !== 0) throw new Error(install.stderr);
+  expect(kc(['rollout', 'status', 'deployment/kubedr', '-n', NS, '--timeout=180s']).code).toBe(0);
+
+  const secret = (name: string, data: Record<string, string>) => kc(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NS }, data }));
+  expect(secret('s3-creds', {
+    access_key: Buffer.from('S3RVER').toString('base64'), secret_key: Buffer.from('S3RVER').toString('base64'),
+    restic_repo_password: Buffer.from(password).toString('base64'), 'ca.crt': b64('ca.crt'),
+  }).code).toBe(0);
+  expect(secret('etcd-creds', { 'ca.crt': b64('etcd/ca.crt'), 'client.crt': b64('etcd/healthcheck-client.crt'), 'client.key': b64('etcd/healthcheck-client.key') }).code).toBe(0);
+  expect(kc(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: BackupLocation
+metadata: { name: s3, namespace: ${NS} }
+spec: { url: "${drill.s3Url}", bucketName: drill, credentials: s3-creds }
+---
+apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: node, namespace: ${NS} }
+spec: { destination: s3, certsDir: "${drill.pki}", etcdEndpoint: "https://127.0.0.1:2379", etcdCreds: etcd-creds, schedule: "0 0 1 1 *" }
+`).code).toBe(0);
+  await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>(['bl', 's3', '-n', NS]).status?.initStatus).toBe('Completed'), 90_000);
+
+  // Objects at backup time, and a first backup whose record the restored cluster must hold.
+  expect(kc(['create', 'namespace', 'before-backup']).code).toBe(0);
+  expect(kc(['create', 'configmap', 'keep-me', '-n', 'before-backup', '--from-literal=answer=42']).code).toBe(0);
+  expect((await backupNow('first')).status?.backupStatus).toBe('Completed');
+  before = recordNames();
+  // The backup that will be restored: its etcd snapshot is taken while this backup runs.
+  expect((await backupNow('restored')).status?.backupStatus).toBe('Completed');
+  // The operator kept the location's Secret, as `kubectl get secret -o yaml` saves it.
+  credentials = join(work, 's3-creds.yaml');
+  writeFileSync(credentials, kc(['get', 'secret', 's3-creds', '-n', NS, '-o', 'yaml']).stdout, { mode: 0o600 });
+  // Written after the backup: must not come back.
+  expect(kc(['create', 'namespace', 'after-backup']).code).toBe(0);
+  expect(kc(['create', 'configmap', 'too-late', '-n', 'before-backup']).code).toBe(0);
+}, 420_000);
+
+afterAll(() => {
+  if (drillDir) nodeCli(['stop']);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('the control plane is lost and rebuilt from S3 with the command line', () => {
+  const restored = () => join(work, 'restored');
+  const dataDir = () => join(drill.dir, 'etcd-restored');
+
+  test('etcd and the API server stop and etcd\'s data is deleted: the cluster does not answer', () => {
+    expect(nodeCli(['stop-control-plane']).code).toBe(0);
+    rmSync(join(drill.dir, 'etcd-data'), { recursive: true, force: true });
+    expect(kc(['get', 'namespaces', '--request-timeout=3s']).code).not.toBe(0);
+  });
+
+  test('kubedr restore brings back the latest backup of the policy, verified', () => {
+    const at = ['--url', drill.s3Url, '--bucket', 'drill', '--credentials', credentials];
+    const list = kubedr(['snapshots', ...at, '--json', '--no-size']);
+    expect(list.code).toBe(0);
+    expect((JSON.parse(list.stdout) as { policy: string }[]).map((s) => s.policy)).toEqual(['node', 'node']);
+    const r = kubedr(['restore', 'latest', '--policy', 'node', '--target', restored(), ...at]);
+    expect(r.stderr).not.toContain('failed');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('integrity verified');
+  });
+
+  test('kubedr etcd-restore builds a new data directory for the node\'s member', () => {
+    const r = kubedr(['etcd-restore', '--snapshot', join(restored(), 'data/etcd-snapshot.db'), '--data-dir', dataDir(),
+      '--name', 'etcd', '--initial-advertise-peer-urls', 'https://127.0.0.1:2380', '--etcd-manifest', join(work, 'no-manifest')]);
+    expect(r.stderr).not.toContain('failed');
+    expect(r.code).toBe(0);
+    expect(existsSync(join(dataDir(), 'member/snap/db'))).toBe(true);
+  });
+
+  test('etcd and the API server start on it, the node is Ready again, and the cluster holds exactly what it held at backup time', () => {
+    const up = nodeCli(['start-control-plane', dataDir()]);
+    expect(up.stderr).not.toContain('not ready');
+    expect(up.code).toBe(0);
+    expect(kc(['get', 'configmap', 'keep-me', '-n', 'before-backup', '-o', 'jsonpath={.data.answer}']).stdout).toBe('42');
+    expect(kc(['get', 'namespace', 'after-backup']).stderr).toContain('NotFound');
+    expect(kc(['get', 'configmap', 'too-late', '-n', 'before-backup']).stderr).toContain('NotFound');
+    expect(kc(['get', 'node', drill.node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).stdout).toBe('True');
+  }, 240_000);
+
+  test('the controller pod comes back and carries on from what the snapshot holds', async () => {
+    await eventually(() => expect(kc(['rollout', 'status', 'deployment/kubedr', '-n', NS, '--timeout=5s']).code).toBe(0), 180_000, 2000);
+    // The records the snapshot holds: the first backup's (the restored backup's own record was written after it).
+    expect(recordNames()).toEqual(before);
+    // The restored policy says a backup was running; the controller must not leave it so.
+    await eventually(() => expect(policy().status?.backupStatus).not.toBe('Running'), 120_000, 1000);
+    await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>(['bl', 's3', '-n', NS]).status?.initStatus).toBe('Completed'), 60_000);
+    const p = await backupNow('after-restore');
+    expect(p.status?.backupStatus).toBe('Completed');
+    expect(recordNames()).toEqual([...before, p.status!.mbrName!].sort());
+  }, 400_000);
+});
