@@ -11,13 +11,14 @@ keep=false
 [ "${1:-}" = "--keep" ] && keep=true
 export KUBEDR_TESTENV_DIR="$PWD/.demo"
 export PATH="$PWD/node_modules/.bin:$PATH"
-t0=$(date +%s)
+export KUBEDR_DEMO_T0=${KUBEDR_DEMO_T0:-$(date +%s)}
+t0=$KUBEDR_DEMO_T0
 step() { printf '\n\033[1m== [%ss] %s\033[0m\n' "$(( $(date +%s) - t0 ))" "$*"; }
 state="$KUBEDR_TESTENV_DIR/state.json"
 field() { bun -e "console.log(JSON.parse(require('fs').readFileSync('$state','utf8')).$1)"; }
 
 if [ "${KUBEDR_DEMO_INSIDE:-}" != 1 ]; then
-  step "Installing what is missing (Debian and npm packages; the first run builds Kubernetes: about 5 minutes)"
+  step "Installing what is missing (Debian and npm packages; the first run builds Kubernetes: about 8 minutes)"
   scripts/install-deps.sh
   $keep || trap 'bun scripts/cluster/node.ts stop' EXIT
   step "Starting a real single-node Kubernetes in network namespace kdr-demo"

@@ -262,8 +262,9 @@ function restoreSysctls(): void {
   unlinkSync(SYSCTL_SAVE);
 }
 
-const cgroupControllers = () => readdirSync('/sys/fs/cgroup').filter((c) => c !== 'unified')
-  .map((c) => join('/sys/fs/cgroup', c)).filter((c) => { try { return statSync(c).isDirectory() && !statSync(c).isSymbolicLink(); } catch { return false; } });
+/** The cgroup hierarchies of this machine (v1 controllers, and the v2 `unified` one of a hybrid layout). */
+const cgroupHierarchies = () => readdirSync('/sys/fs/cgroup', { withFileTypes: true }).filter((e) => e.isDirectory())
+  .map((e) => join('/sys/fs/cgroup', e.name));
 
 /** Imports an OCI archive into the node's containerd, for pods with imagePullPolicy Never/IfNotPresent. */
 export function importImage(env: TestEnv, archive: string): void {
@@ -334,7 +335,8 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
 
   saveSysctls();
   const cgroupRoot = `/kdr-${node}`;
-  for (const c of cgroupControllers()) mkdirSync(join(c, cgroupRoot), { recursive: true });
+  // The kubelet wants its cgroup root in every v1 controller; it makes the unified one itself.
+  for (const c of cgroupHierarchies().filter((h) => !h.endsWith('/unified'))) mkdirSync(join(c, cgroupRoot), { recursive: true });
   writeFileSync(join(n, 'resolv.conf'), 'nameserver 127.0.0.1\n');
   const kubelet = go('kubelet', [join(env.bin, 'kubelet'), `--kubeconfig=${kc('kubelet')}`, `--root-dir=${join(n, 'kubelet')}`,
     `--cert-dir=${join(n, 'kubelet/pki')}`, `--tls-cert-file=${join(pki, 'kubelet-server.crt')}`,
@@ -418,7 +420,7 @@ export async function stop(dir = defaultDir()): Promise<void> {
     await killProc(p.s3);
     await killProc(p.etcd);
     unmountUnder(dir);
-    for (const c of cgroupControllers()) {
+    for (const c of cgroupHierarchies()) {
       const root = join(c, `kdr-${env.node}`);
       if (existsSync(root)) tryRun('find', [root, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', ';']);
     }

@@ -119,7 +119,8 @@ spec: { destination: s3, certsDir: "${drill.pki}", etcdEndpoint: "https://127.0.
 }, 420_000);
 
 afterAll(() => {
-  if (drillDir) nodeCli(['stop']);
+  // KUBEDR_KEEP_NODE=1 (as for with-node.sh) keeps the drill's node to look at: nsenter --net=/run/netns/kdr-drill …
+  if (drillDir && process.env.KUBEDR_KEEP_NODE !== '1') nodeCli(['stop']);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -169,6 +170,7 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     // The restored policy says a backup was running; the controller must not leave it so.
     await eventually(() => expect(policy().status?.backupStatus).not.toBe('Running'), 120_000, 1000);
     await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>(['bl', 's3', '-n', NS]).status?.initStatus).toBe('Completed'), 60_000);
+    console.log('policy status after the restore:', JSON.stringify(policy().status));
     const p = await backupNow('after-restore');
     expect(p.status?.backupStatus).toBe('Completed');
     expect(recordNames()).toEqual([...before, p.status!.mbrName!].sort());
