@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { CONTROL_PLANE_TOLERATIONS, DEFAULT_NAMESPACE, RESTORE_UID } from './api/group.ts';
 import type { Toleration } from './api/types.ts';
-import { type FlagSpec, UsageError, parseFlags } from './cli/flags.ts';
+import { type FlagSpec, UsageError, parseFlags } from './util/flags.ts';
 import { type LogLevel, isLogLevel } from './util/log.ts';
 
 const MAX_UID = 2_147_483_647;
@@ -29,6 +29,9 @@ export const controllerFlags = {
   'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
+  'prune-interval': { type: 'duration', help: 'longest time between two prunes of a location whose snapshots were forgotten (prune removes their data; it runs apart from backups)', default: '24h' },
+  'prune-after-forgets': { type: 'int', help: 'prune a location sooner once this many of its snapshots were forgotten', default: 50 },
+  'sync-period': { type: 'duration', help: 'interval between repository syncs: snapshots without a record get one (adopted), records without a snapshot are flagged', default: '10m' },
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
   'restore-image': { type: 'string', help: 'image of MetadataRestore pods: this controller\'s own (the Helm chart sets it); without it restores fail', env: 'KUBEDR_RESTORE_IMAGE' },
@@ -70,6 +73,9 @@ export interface Config {
   backupStallTimeoutMs: number;
   locationWaitMs: number;
   forgetRetryMs: number;
+  syncPeriodMs: number;
+  pruneIntervalMs: number;
+  pruneAfterForgets: number;
   restoreImage?: string;
   restoreStartTimeoutMs: number;
   restoreTimeoutMs: number;
@@ -92,6 +98,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   };
   if (le.renewDeadlineMs >= le.leaseDurationMs) throw new UsageError('--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration');
   if (f['max-concurrent-backups'] < 1) throw new UsageError('--max-concurrent-backups must be at least 1');
+  if (f['prune-after-forgets'] < 1) throw new UsageError('--prune-after-forgets must be at least 1');
   if (le.retryPeriodMs >= le.renewDeadlineMs) throw new UsageError('--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline');
   const runAsUser = f['restore-run-as-user'];
   if (runAsUser < 0 || runAsUser > MAX_UID) throw new UsageError(`--restore-run-as-user must be a uid from 0 (root) to ${MAX_UID}, not ${runAsUser}`);
@@ -115,6 +122,9 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     backupStallTimeoutMs: f['backup-stall-timeout'],
     locationWaitMs: f['location-wait'],
     forgetRetryMs: f['forget-retry'],
+    syncPeriodMs: f['sync-period'],
+    pruneIntervalMs: f['prune-interval'],
+    pruneAfterForgets: f['prune-after-forgets'],
     restoreImage: f['restore-image'],
     restoreStartTimeoutMs: f['restore-start-timeout'],
     restoreTimeoutMs: f['restore-timeout'],

@@ -1,12 +1,12 @@
 #!/usr/bin/env bun
 /** @module The `kubedr` binary: dispatches subcommands. */
-import { UsageError } from './cli/flags.ts';
 import { runController } from './cli/controller.ts';
 import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { runRestore } from './cli/restore.ts';
 import { runSnapshots } from './cli/snapshots.ts';
 import { runVersion } from './cli/version.ts';
+import { UsageError } from './util/flags.ts';
 import { createLogger } from './util/log.ts';
 import { redact } from './util/redact.ts';
 

@@ -4,6 +4,15 @@ import type { Condition } from './types.ts';
 /** True when the resource is usable: a location's repository is open, a policy can run. */
 export const READY = 'Ready';
 
+/**
+ * On a MetadataBackupPolicy: how its most recent backup ended (reason Succeeded, Adopted, BackupFailed or Interrupted),
+ * apart from `Ready`, which says whether the policy can run (schedule valid: Scheduled, Suspended; or InvalidSchedule).
+ */
+export const LAST_BACKUP_SUCCEEDED = 'LastBackupSucceeded';
+
+/** On a MetadataBackupRecord: whether its snapshot is still in the repository (checked by each repository sync). */
+export const SNAPSHOT_AVAILABLE = 'SnapshotAvailable';
+
 /** Reasons (CamelCase) for the Ready condition. */
 export const reasons = {
   initializing: 'Initializing',

@@ -22,8 +22,31 @@ export const RETENTION_FAILED = 'RetentionFailed';
 /** MetadataBackupRecord: the restic snapshot could not be forgotten; the record stays until it can be. */
 export const FORGET_FAILED = 'ForgetFailed';
 
+/**
+ * MetadataBackupPolicy: a snapshot of this policy was in the repository without a record (the controller stopped or the
+ * API was unreachable after the backup stored it, or etcd was restored from a snapshot taken during the backup); its
+ * record was made from the repository.
+ */
+export const BACKUP_ADOPTED = 'BackupAdopted';
+/** BackupLocation: pruning the repository failed; it is tried again at the next prune check. */
+export const PRUNE_FAILED = 'PruneFailed';
+/**
+ * MetadataBackupRecord: the record was deleted after its BackupLocation (e.g. with the namespace), so its snapshot
+ * could not be forgotten; the record is released and the snapshot stays in S3.
+ */
+export const SNAPSHOT_KEPT = 'SnapshotKept';
+/** MetadataBackupRecord: the record's snapshot is no longer in the repository (forgotten or pruned by hand). */
+export const SNAPSHOT_MISSING = 'SnapshotMissing';
+
 export const messages = {
   initSucceeded: (repo: string) => `Repo at ${repo} is successfully initialized`,
   backupSucceeded: (snapshotId: string) => `Backup completed, snapshot ID: ${snapshotId}`,
   restoreSucceeded: (snapshotId: string) => `Restore from snapshot ${snapshotId} completed`,
+  backupAdopted: (snapshotId: string, time: string) =>
+    `Snapshot ${snapshotId} (taken ${time}) was in the repository without a record: record mbr-${snapshotId.slice(0, 8)} made from it`,
+  snapshotKept: (snapshotId: string, location: string, repository?: string) =>
+    `BackupLocation "${location}" is gone, so snapshot ${snapshotId} could not be forgotten: it stays in that location's ` +
+    `repository. If it is no longer needed, remove it with: restic -r ${repository ?? '<repository>'} forget ${snapshotId} --prune`,
+  snapshotMissing: (snapshotId: string, location: string) =>
+    `Snapshot ${snapshotId} is no longer in BackupLocation "${location}"'s repository: this backup cannot be restored; delete the record`,
 };

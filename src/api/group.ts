@@ -52,6 +52,12 @@ export const RECORD_FINALIZER = `${GROUP}/forget-snapshot`;
 /** Set on a record whose snapshot retention has already forgotten, so deleting it needs no restic run. */
 export const SNAPSHOT_FORGOTTEN_ANNOTATION = `${GROUP}/snapshot-forgotten`;
 
+/**
+ * Set on a record that was made from the repository after the fact (the backup stored its snapshot, but its record
+ * was never written or was lost with a restored etcd), not by the backup itself.
+ */
+export const ADOPTED_ANNOTATION = `${GROUP}/adopted`;
+
 /** Keys of the etcd credentials Secret (`etcdCreds`). */
 export const ETCD_SECRET_KEYS = { ca: 'ca.crt', cert: 'client.crt', key: 'client.key' } as const;
 

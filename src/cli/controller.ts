@@ -5,6 +5,8 @@ import { type Config, controllerFlags, loadConfig } from '../config.ts';
 import { BackupLocationReconciler } from '../controllers/backup-location.ts';
 import { BackupPolicyReconciler } from '../controllers/backup-policy.ts';
 import { BackupRecordReconciler } from '../controllers/backup-record.ts';
+import { Pruner } from '../controllers/pruner.ts';
+import { RepositorySync } from '../controllers/repository-sync.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
 import { Restic } from '../engine/restic.ts';
 import { KubeClient } from '../kube/client.ts';
@@ -17,8 +19,8 @@ import { LeaderElector } from '../runtime/leader.ts';
 import { Manager } from '../runtime/manager.ts';
 import { specOrMetadataChanged } from '../runtime/predicates.ts';
 import { ApiEventRecorder } from '../runtime/recorder.ts';
+import { helpText } from '../util/flags.ts';
 import { type Logger, createLogger } from '../util/log.ts';
-import { helpText } from './flags.ts';
 
 export const controllerHelp = helpText('kubedr controller [flags]',
   'Runs the operator: initialises BackupLocations, takes scheduled etcd and certificate backups, records and expires them,\n' +
@@ -49,14 +51,16 @@ function build(config: Config, log: Logger) {
   // Only the restore pods: a controller on a busy node must not cache every pod of its namespace.
   const pods = informer<Pod>(POD, 0, RESTORE_LABEL);
   const recorder = new ApiEventRecorder(client, log, config.identity);
-  const controller = (name: string, reconciler: Reconciler) => new Controller({
-    name, log, reconciler, drainTimeoutMs: Math.max(config.shutdownTimeoutMs - 2_000, 0),
+  const controller = (name: string, reconciler: Reconciler, workers = 1) => new Controller({
+    name, log, reconciler, workers, drainTimeoutMs: Math.max(config.shutdownTimeoutMs - 2_000, 0),
     onResult: (result) => metrics.reconciles.inc({ controller: name, result }),
   });
 
+  // Location and record reconciles run restic (init, forget): several workers, so one slow endpoint does not hold up
+  // every other object. The queue never gives one key to two workers.
   const locationController = controller('backuplocation', new BackupLocationReconciler({
     client, locations, secrets, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
-  }));
+  }), 4);
   enqueueOnChange(locations, locationController);
   // A changed credentials Secret re-runs initialisation of every location that uses it.
   const secretChanged = (s: Secret) => {
@@ -73,15 +77,33 @@ function build(config: Config, log: Logger) {
     host: config.backupHost, maxConcurrent: config.maxConcurrentBackups, progressIntervalMs: config.progressIntervalMs,
     stallTimeoutMs: config.backupStallTimeoutMs, locationWaitMs: config.locationWaitMs,
   });
+  // The repository is the truth, records its index: adopt snapshots without a record, flag records without a snapshot.
+  const sync = new RepositorySync({
+    client, locations, policies, records, secrets, restic, recorder, log, periodMs: config.syncPeriodMs,
+    busy: (key) => policyReconciler.isRunning(key),
+  });
+  policyReconciler.sync = sync;
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);
   policyReconciler.enqueue = (key) => policyController.enqueue(key);
   enqueueOnChange(policies, policyController);
 
+  const pruner = new Pruner({
+    client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
+  });
+  policyReconciler.onForgotten = (loc, n) => pruner.forgotten(loc, n);
   const recordController = controller('metadatabackuprecord', new BackupRecordReconciler({
     client, records, locations, secrets, recorder, restic, log, retryMs: config.forgetRetryMs,
-  }));
+    onForgotten: (loc, n) => pruner.forgotten(loc, n),
+  }), 4);
   enqueueOnChange(records, recordController);
+  // A location deleted (or being deleted) releases the records waiting on it: look at them now, not at their next retry.
+  const recordsOfLocation = (loc: BackupLocation) => {
+    for (const r of records.list()) {
+      if (r.metadata.namespace === loc.metadata.namespace && r.spec.backuploc === loc.metadata.name) recordController.enqueue(objectKey(r));
+    }
+  };
+  locations.addHandlers({ onUpdate: (_old, l) => l.metadata.deletionTimestamp && recordsOfLocation(l), onDelete: recordsOfLocation });
 
   const restoreController = controller('metadatarestore', new RestoreReconciler({
     client, restores, records, locations, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
@@ -97,6 +119,7 @@ function build(config: Config, log: Logger) {
   pods.addHandlers({ onAdd: podChanged, onUpdate: (_old, p) => podChanged(p), onDelete: podChanged });
 
   metrics.setPolicySource(() => policyGauges(policies.list(), records.list(), new Date()));
+  metrics.setLocationSource(() => locations.list().map((l) => ({ name: l.metadata.name, ready: l.status?.initStatus === 'Completed' })));
 
   const informers = [locations, policies, records, secrets, restores, pods];
   const http = new HttpServer({
@@ -108,7 +131,7 @@ function build(config: Config, log: Logger) {
     : undefined;
   return new Manager({
     always: [...informers, http],
-    leaderOnly: [locationController, policyController, recordController, restoreController],
+    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -7,8 +7,8 @@ import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CERTS_DIR } from '../engine/backup.ts';
 import { findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir } from '../engine/etcd-restore.ts';
+import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
-import { type FlagSpec, helpText, parseFlags, UsageError } from './flags.ts';
 
 const KUBEADM_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
 const KUBEADM_DATA_DIR = '/var/lib/etcd';

@@ -1,6 +1,6 @@
 /** @module Exit codes of the kubedr commands, one per cause a script may want to act on. Listed in every command's help. */
 import { EngineError, type EngineErrorKind } from '../engine/errors.ts';
-import { UsageError } from './flags.ts';
+import { UsageError } from '../util/flags.ts';
 
 export const EXIT = {
   ok: 0,

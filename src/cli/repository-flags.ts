@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { LOCATION_SECRET_KEYS as K } from '../api/group.ts';
 import { repositoryAddress } from '../engine/repository.ts';
 import type { Repository } from '../engine/restic.ts';
+import { type FlagSpec, UsageError } from '../util/flags.ts';
 import { registerSecret } from '../util/redact.ts';
-import { type FlagSpec, UsageError } from './flags.ts';
 
 export const repositoryFlags = {
   url: { type: 'string', help: 'S3 endpoint, as in the BackupLocation\'s spec.url', env: 'KUBEDR_S3_URL' },

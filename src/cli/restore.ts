@@ -5,19 +5,27 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EngineError } from '../engine/errors.ts';
-import { restoreBackup, type RestoreOutcome, type RestoreResult } from '../engine/restore.ts';
+import { PREVIOUS_DATA_DIR, restoreBackup, type RestoreOutcome, type RestoreResult } from '../engine/restore.ts';
 import { Restic } from '../engine/restic.ts';
+import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { type WriteDenial, writeDenial } from '../util/fs.ts';
 import { redact } from '../util/redact.ts';
 import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
-import { type FlagSpec, helpText, parseFlags, UsageError } from './flags.ts';
 import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 
 const flags = {
   ...repositoryFlags,
   target: { type: 'string', help: 'directory to restore into; the backup arrives as DIR/data/etcd-snapshot.db and DIR/data/certificates/' },
   policy: { type: 'string', help: 'restore the backups of this MetadataBackupPolicy (needed for "latest" when several policies share the location)' },
-  force: { type: 'boolean', help: 'replace an existing DIR/data (only after the new backup restored and verified)', default: false },
+  force: {
+    type: 'boolean', default: false,
+    help: `replace an existing DIR/data, only after the new backup restored and verified: the old data waits in DIR/${PREVIOUS_DATA_DIR} ` +
+      'until the new is in place (a run killed in between leaves it there, and the next run puts it back)',
+  },
+  timeout: {
+    type: 'duration', default: '1h',
+    help: 'time limit of the whole restore; past it restic is stopped, the staged files removed and DIR/data left as it was',
+  },
   'expect-sha256': { type: 'string', help: 'fail unless the etcd snapshot has this SHA-256 (a record\'s status.etcdSnapshotSha256)' },
   json: { type: 'boolean', help: 'print the result as JSON', default: false },
   'termination-log': { type: 'string', help: 'also write the outcome as JSON to this file (a pod\'s /dev/termination-log)' },
@@ -70,6 +78,39 @@ async function checkTarget(target: string): Promise<void> {
   throw new EngineError('InvalidInput', targetDeniedMessage(target, denial, user));
 }
 
+/**
+ * SIGTERM (the kubelet stopping a restore pod) and SIGINT (Ctrl-C) cancel the restore: restic is stopped, the staged
+ * files are removed and the outcome is written before the process exits. A second signal exits at once.
+ */
+function cancelOnSignals(): { signal: AbortSignal; received: () => string | undefined; dispose: () => void } {
+  const abort = new AbortController();
+  let received: string | undefined;
+  const handlers = (['SIGTERM', 'SIGINT'] as const).map((sig) => [sig, () => {
+    if (received) process.exit(130);
+    received = sig;
+    process.stderr.write(`kubedr restore: ${sig}: stopping and removing the staged files (again to exit at once)\n`);
+    abort.abort();
+  }] as const);
+  for (const [sig, handler] of handlers) process.on(sig, handler);
+  return {
+    signal: abort.signal,
+    received: () => received,
+    dispose: () => {
+      for (const [sig, handler] of handlers) process.off(sig, handler);
+    },
+  };
+}
+
+/** The error to report: a stop by signal or by --timeout said in the command's terms. */
+function reported(err: unknown, stoppedBy: string | undefined, target: string | undefined): unknown {
+  const dest = target ? `${target}/data` : 'the target';
+  if (stoppedBy) return new EngineError('Cancelled', `restore stopped by ${stoppedBy}; the staged files were removed and ${dest} was left as it was`);
+  if (err instanceof EngineError && err.kind === 'Timeout') {
+    return new EngineError('Timeout', `${err.message}; allow more time with --timeout (for a MetadataRestore: the controller's --restore-timeout)`);
+  }
+  return err;
+}
+
 export async function runRestore(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
   if (parsed.help) {
@@ -80,25 +121,31 @@ export async function runRestore(argv: string[]): Promise<number> {
   const writeOutcome = (o: RestoreOutcome) => {
     if (f['termination-log']) writeFileSync(f['termination-log'], JSON.stringify(o).slice(0, 4000));
   };
+  const stop = cancelOnSignals();
+  let target: string | undefined;
   try {
     const [snapshot, extra] = parsed.args;
     if (!snapshot) throw new UsageError('name the snapshot to restore: a snapshot id (see \'kubedr snapshots\') or "latest"');
     if (extra) throw new UsageError(`unexpected argument "${extra}"`);
     if (!f.target) throw new UsageError('--target is required');
     const repo = repositoryFromFlags(f);
-    const target = resolve(f.target);
+    target = resolve(f.target);
     await checkTarget(target);
     const result = await restoreBackup(new Restic(), {
       repo, snapshot, policy: f.policy, target, overwrite: f.force, expectSha256: f['expect-sha256'],
+      signal: stop.signal, timeoutMs: f.timeout,
       onStep: (s) => process.stderr.write(`kubedr restore: ${s}\n`),
     });
     writeOutcome({ ok: true, snapshotId: result.snapshot.id, sha256: result.sha256, etcdSnapshotSize: result.etcdSnapshotSize,
       files: result.files, bytes: result.bytes });
     process.stdout.write(f.json ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
     return 0;
-  } catch (err) {
+  } catch (caught) {
+    const err = reported(caught, stop.received(), target);
     const exitCode = exitCodeFor(err);
     writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), exitCode });
     throw err;
+  } finally {
+    stop.dispose();
   }
 }

@@ -2,9 +2,9 @@
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import { Restic } from '../engine/restic.ts';
 import { listSnapshots, snapshotSize } from '../engine/snapshots.ts';
+import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { exitCodesHelp } from './exit-codes.ts';
-import { type FlagSpec, helpText, parseFlags, UsageError } from './flags.ts';
 import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 
 const flags = {
@@ -62,7 +62,7 @@ export async function runSnapshots(argv: string[]): Promise<number> {
   const repo = repositoryFromFlags(parsed.flags);
   // A private cache makes the per-snapshot size lookups read the index once; it goes when the process exits.
   const restic = new Restic({ cacheDir: await scratchDir('cache') });
-  const rows = (await listSnapshots(restic, repo, parsed.flags.policy)).map(toRow);
+  const rows = (await listSnapshots(restic, repo, {}, { tag: parsed.flags.policy, readOnly: true })).map(toRow);
   if (parsed.flags.size) {
     for (const row of rows) row.size = await snapshotSize(restic, repo, row.id);
   }

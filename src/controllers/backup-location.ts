@@ -69,7 +69,6 @@ export class BackupLocationReconciler implements Reconciler {
     // 1. Load the location, or stop if it is gone (the repository itself is the user's data: never deleted).
     const loc = locations.get(key);
     if (!loc) {
-      metrics.locationReady.remove({ location: key.split('/')[1] ?? key });
       this.attempts.delete(key);
       return;
     }
@@ -100,7 +99,6 @@ export class BackupLocationReconciler implements Reconciler {
       this.attempts.delete(key);
       await this.writeStatus(loc, conditions, inputs, { initStatus: 'Completed', initErrorMessage: '' },
         { status: 'True', reason: reasons.repositoryReady, message: created ? 'Created a new restic repository' : 'Opened the existing restic repository' });
-      metrics.locationReady.set({ location: loc.metadata.name }, 1);
       await this.deps.recorder.event(loc, 'Normal', INIT_SUCCEEDED, messages.initSucceeded(repo.address));
       log.info(created ? 'repository created' : 'existing repository opened', { repository: repo.address });
       return;
@@ -109,7 +107,6 @@ export class BackupLocationReconciler implements Reconciler {
       const f = toFailure(err);
       await this.writeStatus(loc, conditions, inputs, { initStatus: 'Failed', initErrorMessage: f.message },
         { status: 'False', reason: f.reason, message: f.message });
-      metrics.locationReady.set({ location: loc.metadata.name }, 0);
       metrics.locationInitFailures.inc({ location: loc.metadata.name, reason: f.reason });
       await this.deps.recorder.event(loc, 'Warning', INIT_FAILED, f.message);
       if (!f.transient) {

@@ -1,28 +1,31 @@
 /**
  * @module MetadataBackupPolicy reconciler: decide from the schedule, `suspend` and the backup-now annotation whether a
  * backup is due; start it (in the background, under a global concurrency limit, never two for one policy); when it
- * ends, write status, create the MetadataBackupRecord, emit events and metrics, and apply retention.
+ * ends, create the MetadataBackupRecord and write status (both retried until they land), emit events and metrics, and
+ * apply retention (retention.ts). A `Running` status that no backup of this process matches is resolved from the
+ * repository (repository-sync.ts): adopted if the backup stored its snapshot, interrupted if not.
  */
-import { READY, setCondition } from '../api/conditions.ts';
-import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY, BACKUP_RECORD, POLICY_LABEL, RECORD_FINALIZER,
-  SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
-import { BACKUP_FAILED, BACKUP_SKIPPED, BACKUP_SUCCEEDED, BACKUPS_EXPIRED, RETENTION_FAILED, messages } from '../api/events.ts';
-import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { LAST_BACKUP_SUCCEEDED, READY, setCondition } from '../api/conditions.ts';
+import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY, BACKUP_RECORD, POLICY_LABEL } from '../api/group.ts';
+import { BACKUP_FAILED, BACKUP_SKIPPED, BACKUP_SUCCEEDED, messages } from '../api/events.ts';
+import type { BackupLocation, Condition, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { type BackupProgress, type BackupResult, runBackup } from '../engine/backup.ts';
 import type { Restic } from '../engine/restic.ts';
-import { selectExpired } from '../engine/retention.ts';
-import { forgetSnapshots } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { ignoreNotFound, isAlreadyExists } from '../kube/errors.ts';
+import { ignoreNotFound } from '../kube/errors.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
-import type { Informer } from '../runtime/informer.ts';
+import { type Informer, objectKey } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import { ScheduleError, dueSlot, parseSchedule } from '../schedule/schedule.ts';
 import type { Logger } from '../util/log.ts';
 import { Semaphore } from '../util/semaphore.ts';
+import { retryUntilDone } from '../util/retry.ts';
 import { sleep } from '../util/sleep.ts';
 import { InputError, etcdConnection, locationRepository, readyLocation } from './inputs.ts';
+import { isPermanent, newRecord, policyLabelValue, writeRecord } from './records.ts';
+import type { RepositorySync } from './repository-sync.ts';
+import { applyRetention } from './retention.ts';
 
 export interface BackupPolicyDeps {
   client: KubeClient;
@@ -54,6 +57,14 @@ interface Running {
   done: Promise<void>;
 }
 
+/** The backup stored its snapshot, but its record could not be written; a repository sync will make it. */
+class RecordNotWritten extends Error {
+  constructor(readonly snapshotId: string, cause: unknown) {
+    super(`snapshot ${snapshotId} stored, but its record could not be written`, { cause });
+    this.name = 'RecordNotWritten';
+  }
+}
+
 /** Seconds as KubeDR wrote them: a string with nanosecond precision, e.g. "0.318463127". */
 const seconds = (s: number): string => s.toFixed(9);
 
@@ -65,14 +76,21 @@ const SUCCESS_FIGURES = ['filesNew', 'filesChanged', 'dataAdded', 'totalBytesPro
 
 export class BackupPolicyReconciler implements Reconciler {
   private readonly running = new Map<string, Running>();
+  /** The LastBackupSucceeded condition this process last wrote, per policy: the cache may not show it yet. */
+  private readonly health = new Map<string, Condition>();
   /** What this process has served, ahead of the (possibly stale) cache: the slot and the backup-now value. */
   private readonly served = new Map<string, { slot?: number; backupNow?: string }>();
-  /** Policies that ran a backup in this process: a `Running` status of any other was left by a previous process. */
-  private readonly ranHere = new Set<string>();
   private readonly slots: Semaphore;
   private readonly now: () => Date;
   /** Set by the composition root: enqueue a policy key (after a backup ends). */
   enqueue: (key: string) => void = () => {};
+  /**
+   * Set by the composition root: makes records of snapshots that have none; asked after a record write that failed
+   * and for a backup another process left unfinished.
+   */
+  sync?: Pick<RepositorySync, 'syncLocation' | 'request'>;
+  /** Set by the composition root: told how many snapshots retention forgot at a location (for the pruner). */
+  onForgotten?: (location: BackupLocation, count: number) => void;
 
   constructor(private readonly deps: BackupPolicyDeps) {
     this.slots = new Semaphore(deps.maxConcurrent);
@@ -85,6 +103,7 @@ export class BackupPolicyReconciler implements Reconciler {
     if (!policy) {
       this.running.get(key)?.abort.abort();
       this.served.delete(key);
+      this.health.delete(key);
       return;
     }
     const log = this.deps.log.child({ policy: key });
@@ -106,10 +125,16 @@ export class BackupPolicyReconciler implements Reconciler {
       return;
     }
 
-    // 3. A `Running` status that no backup of ours matches was interrupted by a restart: say so, count it.
-    if (st.backupStatus === 'Running' && !this.running.has(key) && !this.ranHere.has(key)) {
-      this.deps.metrics.numBackups.inc({ policyName: policy.metadata.name });
-      await this.reportFailure(policy, 'interrupted: the controller stopped during the backup; no record was created', 'Interrupted', {});
+    // 3. A `Running` status that no backup of this process matches was left by a previous process (or came back with a
+    // restored etcd). The cache may only lag behind our own final write, so the API decides; then the repository tells
+    // whether that backup stored its snapshot (adopted) or not (interrupted), in the background.
+    if (st.backupStatus === 'Running' && !this.running.has(key)) {
+      const live = await this.deps.client.get<MetadataBackupPolicy>(BACKUP_POLICY, policy.metadata.namespace ?? '', policy.metadata.name)
+        .catch(ignoreNotFound);
+      if (live?.status?.backupStatus === 'Running') {
+        this.resolveUnfinished(key, live);
+        return;
+      }
     }
 
     // 4. What is due: the latest scheduled slot not yet served (one catch-up at most), and a new backup-now value.
@@ -124,11 +149,11 @@ export class BackupPolicyReconciler implements Reconciler {
     const update: MetadataBackupPolicyStatus = {
       observedGeneration: generation,
       nextBackupTime: next?.toISOString() ?? '',
-      conditions: setCondition(st.conditions, {
+      conditions: this.withHealth(key, setCondition(st.conditions, {
         type: READY, status: 'True', observedGeneration: generation,
         reason: policy.spec.suspend ? 'Suspended' : 'Scheduled',
         message: policy.spec.suspend ? 'Scheduled backups are paused' : `Next backup at ${next?.toISOString()}`,
-      }, now),
+      }, now)),
     };
     if (slot) update.lastScheduleTime = slot.toISOString();
     if (onDemand) update.backupNowServed = nowValue;
@@ -161,6 +186,53 @@ export class BackupPolicyReconciler implements Reconciler {
     return { requeueAfter: Math.min(Math.max(next.getTime() - now.getTime(), 0) + 50, MAX_REQUEUE_MS) };
   }
 
+  /** Whether a backup (or the resolution of an unfinished one) of the policy runs in this process. */
+  isRunning(key: string): boolean {
+    return this.running.has(key);
+  }
+
+  /**
+   * A backup another process started and never reported: sync its location, then report it Completed if the
+   * repository holds a snapshot of this policy newer than its last success (its record was just adopted), or
+   * interrupted if it holds none. Counted once either way, so kubedr_num_backups stays successes + failures.
+   */
+  private resolveUnfinished(key: string, policy: MetadataBackupPolicy): void {
+    const entry: Running = { abort: new AbortController(), done: Promise.resolve() };
+    this.running.set(key, entry);
+    entry.done = this.resolve(policy, entry.abort.signal)
+      .catch((err) => this.deps.log.error('resolving an unfinished backup failed', { policy: key, err }))
+      .finally(() => {
+        if (this.running.get(key) === entry) this.running.delete(key);
+        this.enqueue(key);
+      });
+  }
+
+  private async resolve(policy: MetadataBackupPolicy, signal: AbortSignal): Promise<void> {
+    const name = policy.metadata.name;
+    const ns = policy.metadata.namespace ?? '';
+    this.deps.metrics.numBackups.inc({ policyName: name });
+    const since = Date.parse(policy.status?.lastSuccessfulBackupTime ?? '') || 0;
+    let found: MetadataBackupRecord | undefined;
+    let unknown = '';
+    try {
+      if (!this.sync) throw new Error('no repository sync');
+      await this.sync.syncLocation(ns, policy.spec.destination, signal);
+      // From the API, not the cache: a record the sync (this one, or one a moment ago) just made may not be cached yet.
+      const { items } = await this.deps.client.list<MetadataBackupRecord>(BACKUP_RECORD, ns,
+        { labelSelector: `${POLICY_LABEL}=${policyLabelValue(name)}` });
+      found = items
+        .filter((r) => r.spec.policy === name && Date.parse(r.status?.backupTime ?? '') > since)
+        .sort((a, b) => Date.parse(b.status?.backupTime ?? '') - Date.parse(a.status?.backupTime ?? ''))[0];
+    } catch (err) {
+      unknown = err instanceof Error ? err.message : String(err);
+    }
+    if (found) return this.reportAdopted(policy, found, signal);
+    const message = unknown
+      ? `interrupted: the controller stopped during the backup; whether it stored a snapshot could not be checked (${unknown}); a later repository sync records it if it did`
+      : 'interrupted: the controller stopped during the backup, before it stored a snapshot';
+    await this.reportFailure(policy, message, 'Interrupted', {}, signal);
+  }
+
   /** Waits up to `timeoutMs` for running backups to finish, then cancels the rest. */
   async drain(timeoutMs: number): Promise<void> {
     const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
@@ -183,9 +255,19 @@ export class BackupPolicyReconciler implements Reconciler {
     await this.deps.client.patchStatus(BACKUP_POLICY, policy.metadata.namespace ?? '', policy.metadata.name, status);
   }
 
+  /**
+   * A final status (Completed, Failed) must land, or the policy would read `Running` while nothing runs: retried
+   * through API outages until it does, the policy is gone, or `signal` aborts (then the next controller resolves it).
+   */
+  private async patchStatusUntilDone(policy: MetadataBackupPolicy, status: Record<string, unknown>, signal?: AbortSignal): Promise<void> {
+    await retryUntilDone(() => this.patchStatus(policy, status).catch(ignoreNotFound), {
+      signal, permanent: isPermanent,
+      onRetry: (err, attempt, delayMs) => this.deps.log.warn('status write failed; retrying', { policy: policy.metadata.name, attempt, delayMs, err }),
+    });
+  }
+
   private start(key: string, trigger: Trigger, stopping: AbortSignal): void {
     const abort = new AbortController();
-    this.ranHere.add(key);
     let release: (() => void) | undefined;
     // Called once the backup is reported, before retention: retention needs neither etcd nor this policy's slot
     // (repository operations are serialised anyway), so a new backup of the policy may start meanwhile.
@@ -197,8 +279,12 @@ export class BackupPolicyReconciler implements Reconciler {
       abort,
       done: (async () => {
         try {
-          release = await this.slots.acquire(abort.signal);
-          await this.runOne(key, trigger, abort.signal, finished);
+          // The slot is taken only once the location is ready (runOne): a policy waiting for its location must not
+          // hold up every other policy's backup.
+          const acquire = async () => {
+            release = await this.slots.acquire(abort.signal);
+          };
+          await this.runOne(key, trigger, abort.signal, acquire, finished);
         } catch (err) {
           this.deps.log.error('backup run failed unexpectedly', { policy: key, err });
         } finally {
@@ -211,7 +297,7 @@ export class BackupPolicyReconciler implements Reconciler {
   }
 
   /** One backup from start to report. Never throws: every failure ends as Failed status, a Warning event and a metric. */
-  private async runOne(key: string, trigger: Trigger, signal: AbortSignal, finished: () => void): Promise<void> {
+  private async runOne(key: string, trigger: Trigger, signal: AbortSignal, acquireSlot: () => Promise<void>, finished: () => void): Promise<void> {
     const policy = this.deps.policies.get(key);
     if (!policy) return;
     const name = policy.metadata.name;
@@ -221,6 +307,7 @@ export class BackupPolicyReconciler implements Reconciler {
     this.deps.metrics.numBackups.inc({ policyName: name });
     try {
       const location = await this.waitForLocation(ns, policy.spec.destination, signal);
+      await acquireSlot();
       const repo = locationRepository(location, this.deps.secrets);
       const etcd = etcdConnection(ns, policy.spec.etcdEndpoint ?? 'https://127.0.0.1:2379', policy.spec.etcdCreds ?? 'etcd-creds', this.deps.secrets);
       const progress = this.progressWriter(policy);
@@ -228,17 +315,27 @@ export class BackupPolicyReconciler implements Reconciler {
         etcd, certsDir: policy.spec.certsDir || undefined, repo, host: this.deps.host, tags: [name], signal,
         onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
       }).finally(progress.flush);
-      const record = await this.createRecord(policy, location, result);
-      await this.reportSuccess(policy, result, record);
+      const record = await this.createRecord(policy, location, result, signal);
+      await this.reportSuccess(policy, result, record, signal);
       log.info('backup completed', { snapshotId: result.summary.snapshotId, durationSecs: result.durationSecs, etcdBytes: result.etcd.size });
       finished();
-      await this.applyRetention(policy, location, record);
+      const { client, records, secrets, restic, recorder } = this.deps;
+      await applyRetention({ client, records, secrets, restic, recorder, log, onForgotten: this.onForgotten }, policy, location, record);
     } catch (err) {
+      if (err instanceof RecordNotWritten) {
+        // The snapshot is stored: a sync makes its record once the API takes it. Never report such a backup failed.
+        log.warn('backup stored, record not written; a repository sync will make it', { snapshotId: err.snapshotId, err: err.cause });
+        this.sync?.request();
+        return;
+      }
       const message = signal.aborted ? 'cancelled: the controller shut down or the policy was deleted during the backup'
         : err instanceof Error ? err.message : String(err);
       const durationSecs = (performance.now() - started) / 1000;
       this.deps.metrics.backupDuration.observe({ policyName: name }, durationSecs);
-      if (this.deps.policies.get(key)) await this.reportFailure(policy, message, 'BackupFailed', { totalDurationSecs: seconds(durationSecs) });
+      if (this.deps.policies.get(key)) {
+        await this.reportFailure(policy, message, 'BackupFailed', { totalDurationSecs: seconds(durationSecs) }, signal)
+          .catch((e) => log.warn('could not report the failure; the next controller reports it interrupted', { err: e }));
+      }
       log.warn('backup failed', { error: message });
     }
   }
@@ -284,89 +381,92 @@ export class BackupPolicyReconciler implements Reconciler {
     };
   }
 
-  /** Creates `mbr-<snapshotId>`; an existing one (a retried write) is fine. */
-  private async createRecord(policy: MetadataBackupPolicy, location: BackupLocation, r: BackupResult): Promise<MetadataBackupRecord> {
-    const ns = policy.metadata.namespace ?? '';
-    const name = `mbr-${r.summary.snapshotId}`;
-    const record: MetadataBackupRecord = {
-      apiVersion: `${BACKUP_RECORD.group}/${BACKUP_RECORD.version}`, kind: BACKUP_RECORD.kind,
-      metadata: { name, namespace: ns, labels: { [POLICY_LABEL]: policy.metadata.name }, finalizers: [RECORD_FINALIZER] },
-      spec: { snapshotId: r.summary.snapshotId, policy: policy.metadata.name, backuploc: location.metadata.name },
-    };
+  /**
+   * Creates `mbr-<snapshotId>` and its status, retrying through API outages until they land. Throws RecordNotWritten
+   * when they cannot (a permanent error, or the controller is stopping): the snapshot is stored either way.
+   */
+  private async createRecord(policy: MetadataBackupPolicy, location: BackupLocation, r: BackupResult, signal: AbortSignal): Promise<MetadataBackupRecord> {
+    const record = newRecord({
+      namespace: policy.metadata.namespace ?? '', policy: policy.metadata.name, location: location.metadata.name,
+      snapshotId: r.summary.snapshotId,
+      status: {
+        backupTime: this.now().toISOString(), etcdRevision: r.etcd.revision, etcdSnapshotSize: r.etcd.size, etcdSnapshotSha256: r.etcd.sha256,
+        dataAdded: r.summary.dataAdded, totalBytesProcessed: r.summary.totalBytesProcessed, totalDurationSecs: seconds(r.durationSecs),
+      },
+    });
     try {
-      await this.deps.client.create(BACKUP_RECORD, ns, record);
+      await writeRecord(this.deps.client, record, this.deps.log, signal);
     } catch (err) {
-      if (!isAlreadyExists(err)) throw err;
+      throw new RecordNotWritten(r.summary.snapshotId, err);
     }
-    const status = {
-      backupTime: this.now().toISOString(), etcdRevision: r.etcd.revision, etcdSnapshotSize: r.etcd.size, etcdSnapshotSha256: r.etcd.sha256,
-      dataAdded: r.summary.dataAdded, totalBytesProcessed: r.summary.totalBytesProcessed, totalDurationSecs: seconds(r.durationSecs),
-    };
-    await this.deps.client.patchStatus(BACKUP_RECORD, ns, name, status);
-    return { ...record, status };
+    return record;
   }
 
-  private async reportSuccess(policy: MetadataBackupPolicy, r: BackupResult, record: MetadataBackupRecord): Promise<void> {
+  private async reportSuccess(policy: MetadataBackupPolicy, r: BackupResult, record: MetadataBackupRecord, signal: AbortSignal): Promise<void> {
     const name = policy.metadata.name;
     const s = r.summary;
     const time = record.status?.backupTime ?? this.now().toISOString();
-    await this.patchStatus(policy, {
+    await this.patchStatusUntilDone(policy, {
       backupStatus: 'Completed', backupTime: time, backupErrorMessage: '',
       filesNew: s.filesNew, filesChanged: s.filesChanged, dataAdded: s.dataAdded, totalBytesProcessed: s.totalBytesProcessed,
       totalDurationSecs: seconds(r.durationSecs), snapshotId: s.snapshotId, mbrName: record.metadata.name,
       lastSuccessfulBackupTime: time, lastSuccessfulSnapshotId: s.snapshotId, progress: null,
-    });
+      conditions: this.backupHealth(policy, 'True', 'Succeeded', messages.backupSucceeded(s.snapshotId)),
+    }, signal);
     this.deps.metrics.numSuccessful.inc({ policyName: name });
     this.deps.metrics.backupDuration.observe({ policyName: name }, r.durationSecs);
     await this.deps.recorder.event(policy, 'Normal', BACKUP_SUCCEEDED, messages.backupSucceeded(s.snapshotId));
   }
 
-  /** Failed status (clearing the previous success's figures), a Warning event and the failure count. */
-  private async reportFailure(policy: MetadataBackupPolicy, message: string, reason: string, extra: Record<string, unknown>): Promise<void> {
-    const now = this.now();
+  /**
+   * A backup another process ran, found complete in the repository: Completed status from its adopted record (restic's
+   * per-backup figures are not known), the success count, and the usual event.
+   */
+  private async reportAdopted(policy: MetadataBackupPolicy, record: MetadataBackupRecord, signal: AbortSignal): Promise<void> {
+    const time = record.status?.backupTime ?? this.now().toISOString();
     const cleared = Object.fromEntries(SUCCESS_FIGURES.map((f) => [f, null]));
-    await this.patchStatus(policy, {
-      ...cleared, ...extra,
-      backupStatus: 'Failed', backupTime: now.toISOString(), backupErrorMessage: message, progress: null,
-      observedGeneration: policy.metadata.generation ?? 0,
-      conditions: setCondition(policy.status?.conditions, {
-        type: READY, status: reason === 'InvalidSchedule' ? 'False' : 'True', observedGeneration: policy.metadata.generation ?? 0,
-        reason, message,
-      }, now),
-    });
-    this.deps.metrics.numFailed.inc({ policyName: policy.metadata.name });
-    await this.deps.recorder.event(policy, 'Warning', BACKUP_FAILED, message);
+    await this.patchStatusUntilDone(policy, {
+      ...cleared, backupStatus: 'Completed', backupTime: time, backupErrorMessage: '', snapshotId: record.spec.snapshotId,
+      mbrName: record.metadata.name, lastSuccessfulBackupTime: time, lastSuccessfulSnapshotId: record.spec.snapshotId, progress: null,
+      conditions: this.backupHealth(policy, 'True', 'Adopted', `${messages.backupSucceeded(record.spec.snapshotId)} (recorded from the repository)`),
+    }, signal);
+    this.deps.metrics.numSuccessful.inc({ policyName: policy.metadata.name });
+    await this.deps.recorder.event(policy, 'Normal', BACKUP_SUCCEEDED, messages.backupSucceeded(record.spec.snapshotId));
+  }
+
+  /** The LastBackupSucceeded condition after a backup ended, the other conditions as they are. */
+  private backupHealth(policy: MetadataBackupPolicy, status: 'True' | 'False', reason: string, message: string): Condition[] {
+    const list = setCondition(policy.status?.conditions, {
+      type: LAST_BACKUP_SUCCEEDED, status, reason, message, observedGeneration: policy.metadata.generation ?? 0,
+    }, this.now());
+    this.health.set(objectKey(policy), list.find((c) => c.type === LAST_BACKUP_SUCCEEDED)!);
+    return list;
   }
 
   /**
-   * Keeps the newest `retainNumBackups` successful backups of this policy at this location: forgets the rest in one
-   * restic run (forget + prune), then deletes their records. A failure is reported and retried after the next backup.
+   * Conditions for a status write made from the cache: the cache may not show the LastBackupSucceeded this process
+   * wrote a moment ago, and a merge patch replaces the whole list, so put back the newest one known here.
    */
-  private async applyRetention(policy: MetadataBackupPolicy, location: BackupLocation, newest: MetadataBackupRecord): Promise<void> {
-    const ns = policy.metadata.namespace ?? '';
-    const mine = new Map<string, MetadataBackupRecord>();
-    for (const r of this.deps.records.list()) {
-      if (r.metadata.namespace === ns && r.spec.policy === policy.metadata.name && r.spec.backuploc === location.metadata.name &&
-        !r.metadata.deletionTimestamp) mine.set(r.metadata.name, r);
-    }
-    mine.set(newest.metadata.name, newest);
-    const expired = selectExpired([...mine.values()].map((r) => ({
-      name: r.metadata.name, snapshotId: r.spec.snapshotId, time: r.status?.backupTime ?? r.metadata.creationTimestamp ?? '',
-    })), policy.spec.retainNumBackups ?? 120);
-    if (expired.length === 0) return;
-    try {
-      await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), expired.map((e) => e.snapshotId));
-      for (const e of expired) {
-        await this.deps.client.patch(BACKUP_RECORD, ns, e.name, { metadata: { annotations: { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' } } })
-          .catch(ignoreNotFound);
-        await this.deps.client.delete(BACKUP_RECORD, ns, e.name).catch(ignoreNotFound);
-      }
-      await this.deps.recorder.event(policy, 'Normal', BACKUPS_EXPIRED,
-        `Expired ${expired.length} backup(s) beyond retainNumBackups=${policy.spec.retainNumBackups}: ${expired.map((e) => e.name).join(', ')}`);
-    } catch (err) {
-      const message = `retention failed, old backups kept until the next backup: ${err instanceof Error ? err.message : String(err)}`;
-      await this.deps.recorder.event(policy, 'Warning', RETENTION_FAILED, message);
-      this.deps.log.warn('retention failed', { policy: policy.metadata.name, error: message });
-    }
+  private withHealth(key: string, list: Condition[]): Condition[] {
+    const mine = this.health.get(key);
+    return mine ? [...list.filter((c) => c.type !== LAST_BACKUP_SUCCEEDED), mine] : list;
+  }
+
+  /** Failed status (clearing the previous success's figures), a Warning event and the failure count. */
+  private async reportFailure(policy: MetadataBackupPolicy, message: string, reason: string, extra: Record<string, unknown>,
+    signal?: AbortSignal): Promise<void> {
+    const now = this.now();
+    const cleared = Object.fromEntries(SUCCESS_FIGURES.map((f) => [f, null]));
+    await this.patchStatusUntilDone(policy, {
+      ...cleared, ...extra,
+      backupStatus: 'Failed', backupTime: now.toISOString(), backupErrorMessage: message, progress: null,
+      observedGeneration: policy.metadata.generation ?? 0,
+      // An invalid schedule makes the policy not Ready; any other failure is about this backup, not the policy.
+      conditions: reason === 'InvalidSchedule'
+        ? setCondition(policy.status?.conditions, { type: READY, status: 'False', observedGeneration: policy.metadata.generation ?? 0, reason, message }, now)
+        : this.backupHealth(policy, 'False', reason, message),
+    }, signal);
+    this.deps.metrics.numFailed.inc({ policyName: policy.metadata.name });
+    await this.deps.recorder.event(policy, 'Warning', BACKUP_FAILED, message);
   }
 }

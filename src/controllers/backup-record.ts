@@ -4,9 +4,10 @@
  * record at once; an unreachable repository keeps the record, with the reason in its status, until it can be done.
  */
 import { BACKUP_RECORD, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
-import { FORGET_FAILED } from '../api/events.ts';
+import { FORGET_FAILED, SNAPSHOT_KEPT, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, Secret } from '../api/types.ts';
 import type { Restic } from '../engine/restic.ts';
+import { repositoryAddress } from '../engine/repository.ts';
 import { forgetSnapshots } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isConflict, isNotFound } from '../kube/errors.ts';
@@ -26,6 +27,8 @@ export interface BackupRecordDeps {
   log: Logger;
   /** Retry delay while the snapshot cannot be forgotten. */
   retryMs?: number;
+  /** Told about each forgotten snapshot (the pruner removes its data later). */
+  onForgotten?: (location: BackupLocation, count: number) => void;
 }
 
 export class BackupRecordReconciler implements Reconciler {
@@ -45,12 +48,23 @@ export class BackupRecordReconciler implements Reconciler {
     }
     if (!finalizers.includes(RECORD_FINALIZER)) return;
 
-    // 3. Being deleted: forget the snapshot unless retention already did, then release the record.
+    // 3. Being deleted: forget the snapshot unless retention already did, then release the record. A location that is
+    // gone (or going, as with its namespace) will not come back for this record: release it, saying the snapshot stays.
     const log = this.deps.log.child({ record: key, snapshotId: record.spec.snapshotId });
-    if (record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] !== 'true') {
+    const location = this.deps.locations.get(`${ns}/${record.spec.backuploc}`);
+    const forgotten = record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true';
+    if (!forgotten && (!location || location.metadata.deletionTimestamp)) {
+      const repository = location ? repositoryAddressOrUndefined(location) : undefined;
+      await this.deps.recorder.event(record, 'Warning', SNAPSHOT_KEPT, messages.snapshotKept(record.spec.snapshotId, record.spec.backuploc, repository));
+      log.warn('location gone: record released, snapshot kept', { backupLocation: record.spec.backuploc });
+      await this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
+      return;
+    }
+    if (!forgotten) {
       try {
         const location = readyLocation(ns, record.spec.backuploc, this.deps.locations);
         await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), [record.spec.snapshotId], { signal });
+        this.deps.onForgotten?.(location, 1);
         log.info('snapshot forgotten');
       } catch (err) {
         if (signal.aborted) throw err;
@@ -77,5 +91,14 @@ export class BackupRecordReconciler implements Reconciler {
       if (isNotFound(err) || isConflict(err)) return;
       throw err;
     }
+  }
+}
+
+/** The location's restic address for a message, or undefined if its spec does not make one. */
+function repositoryAddressOrUndefined(loc: BackupLocation): string | undefined {
+  try {
+    return repositoryAddress(loc.spec.url, loc.spec.bucketName);
+  } catch {
+    return undefined;
   }
 }

@@ -2,6 +2,7 @@
  * @module Turning objects into engine inputs: a BackupLocation and its Secret into a restic Repository, a policy's
  * etcdCreds Secret into an etcd connection. Throws InputError with a message a user can act on.
  */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { ETCD_SECRET_KEYS as E, LOCATION_SECRET_KEYS as K } from '../api/group.ts';
 import type { BackupLocation, Secret } from '../api/types.ts';
 import type { EtcdConnection } from '../engine/etcd-snapshot.ts';
@@ -47,11 +48,37 @@ export function readyLocation(namespace: string, name: string, locations: Inform
   return loc;
 }
 
+/**
+ * Why a client certificate and key cannot be used together, or undefined when they can. Checked here, where the Secret's
+ * name is known, because the TLS library says only `error:0b000074:…:KEY_VALUES_MISMATCH`.
+ */
+export function clientPairProblem(cert: string, key: string): string | undefined {
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch {
+    return `${E.cert} is not a PEM certificate`;
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    return `${E.key} is not an unencrypted PEM private key`;
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    return `${E.key} is not the private key of ${E.cert}; put the key issued with that certificate in ${E.key} ` +
+      '(kubeadm: apiserver-etcd-client.key goes with apiserver-etcd-client.crt)';
+  }
+  return undefined;
+}
+
 /** etcd endpoint and mTLS material from the policy's etcdCreds Secret (`ca.crt`, `client.crt`, `client.key`). */
 export function etcdConnection(namespace: string, endpoint: string, secretName: string, secrets: Informer<Secret>): EtcdConnection {
   if (endpoint.startsWith('http://')) return { endpoint };
   const secret = secrets.get(`${namespace}/${secretName}`);
   if (!secret) throw new InputError('CredentialsNotFound', `etcd credentials Secret "${secretName}" not found`);
   const v = values(secret, 'etcd credentials', [E.ca, E.cert, E.key], [], [E.ca, E.cert]);
+  const problem = clientPairProblem(v[E.cert], v[E.key]);
+  if (problem) throw new InputError('CredentialsInvalid', `etcd credentials Secret "${secretName}": ${problem}`);
   return { endpoint, ca: v[E.ca], cert: v[E.cert], key: v[E.key] };
 }

@@ -15,6 +15,15 @@ const TERMINATION_LOG = '/dev/termination-log';
 
 export const restorePodName = (restoreName: string): string => `kubedr-restore-${restoreName}`;
 
+/**
+ * The time limit `kubedr restore` gets in a pod that the kubelet stops after `deadlineSeconds`: a little less (a tenth,
+ * at most a minute), so that restic is stopped, the staged files removed and the outcome written while the pod still
+ * runs. Without it, the deadline would kill the pod mid-download and the restore would end without saying why.
+ */
+export function restoreTimeoutSeconds(deadlineSeconds: number): number {
+  return Math.max(1, deadlineSeconds - Math.min(60, Math.ceil(deadlineSeconds / 10)));
+}
+
 export interface RestorePodInput {
   restore: MetadataRestore;
   record: MetadataBackupRecord;
@@ -85,6 +94,7 @@ export function restorePod(input: RestorePodInput): Pod {
         image,
         args: ['restore', record.spec.snapshotId, '--target', RESTORE_MOUNT, '--force',
           '--url', location.spec.url, '--bucket', location.spec.bucketName, '--termination-log', TERMINATION_LOG,
+          '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`,
           ...(sha ? ['--expect-sha256', sha] : [])],
         env: [
           secretEnv('AWS_ACCESS_KEY_ID', creds, K.accessKey),

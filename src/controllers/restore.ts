@@ -1,8 +1,8 @@
 /**
  * @module MetadataRestore reconciler: checks the record, its location and the claim, runs one restore pod per
  * generation, and turns the pod's outcome into status, an event and metrics. The controller, not the pod, writes
- * status. Every way a restore can end (bad input, pod failure, a pod that never starts, a deleted pod) ends `Failed`
- * with the reason; finished pods are deleted.
+ * status. Every way a restore can end (bad input, pod failure, a pod that never starts, a deleted pod, a pod the API
+ * server refuses to create) ends `Failed` with the reason; finished pods are deleted.
  */
 import { POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
@@ -10,17 +10,18 @@ import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentV
 import type { Restic } from '../engine/restic.ts';
 import { snapshotExists } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { ignoreNotFound, isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { type ApiError, ignoreNotFound, isAlreadyExists, isNotFound, isRefused } from '../kube/errors.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
+import { redact } from '../util/redact.ts';
 import { InputError, locationRepository, readyLocation } from './inputs.ts';
 import { podProgress, restorePod, restorePodName } from './restore-pod.ts';
 
 export interface RestoreDeps {
-  client: KubeClient;
+  client: Pick<KubeClient, 'get' | 'create' | 'delete' | 'patchStatus'>;
   restores: Informer<MetadataRestore>;
   records: Informer<MetadataBackupRecord>;
   locations: Informer<BackupLocation>;
@@ -46,6 +47,18 @@ export interface RestoreDeps {
 }
 
 const STATUS_POLL_MS = 30_000;
+
+/**
+ * Why the API server refused the restore pod, in its own words, and what to do. OwnerReferencesPermissionEnforcement
+ * (OpenShift, hardened clusters) refuses the pod's blockOwnerDeletion unless the controller may update the restore's
+ * finalizers, which a Role without `metadatarestores/finalizers` does not allow.
+ */
+export function podRefusedMessage(podName: string, err: ApiError): string {
+  const fix = /blockOwnerDeletion/.test(err.detail)
+    ? 'the controller\'s Role needs "update" on metadatarestores/finalizers (the Helm chart\'s Role grants it)'
+    : 'fix the cause, then re-create the MetadataRestore';
+  return `restore pod ${podName} was refused by the API server (${err.status} ${err.reason}): ${err.detail}; ${fix}`;
+}
 
 const isFinished = (mr: MetadataRestore): boolean =>
   (mr.status?.restoreStatus === 'Completed' || mr.status?.restoreStatus === 'Failed') &&
@@ -100,7 +113,11 @@ export class RestoreReconciler implements Reconciler {
     try {
       await this.deps.client.create(POD, ns, pod);
     } catch (err) {
-      // Created by an earlier attempt whose status write failed: the pod's events bring us back.
+      // Refused (a quota, an admission webhook, RBAC): the same pod would be refused again, so we choose to end the
+      // restore now, with the API server's reason, rather than retry in silence. Created already by an earlier attempt
+      // whose status write failed: the pod's events bring us back. Anything else (5xx, 429, a lost connection) is thrown
+      // and retried with backoff.
+      if (isRefused(err)) return this.finish(mr, 'Failed', podRefusedMessage(pod.metadata.name, err));
       if (!isAlreadyExists(err)) throw err;
     }
     this.deps.log.info('restore pod created', { restore: `${ns}/${mr.metadata.name}`, pod: pod.metadata.name });
@@ -162,8 +179,10 @@ export class RestoreReconciler implements Reconciler {
    * Writes the final status, reports it, and deletes the pod. Status first: a crash after it only leaves a pod to delete.
    * The cache may not show a status written a moment ago, so the API is asked first: a restore is reported once.
    */
-  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', message = ''): Promise<void> {
+  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', rawMessage = ''): Promise<void> {
     const ns = mr.metadata.namespace ?? '';
+    // Status is read as widely as events and logs: the same redactor.
+    const message = redact(rawMessage);
     const live = await this.deps.client.get<MetadataRestore>(RESTORE, ns, mr.metadata.name).catch(ignoreNotFound);
     if (!live || isFinished(live)) {
       await this.deletePod(ns, restorePodName(mr.metadata.name));

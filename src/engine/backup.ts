@@ -1,15 +1,20 @@
 /**
  * @module One backup: copy the certificates, stream an etcd snapshot (integrity-checked), and store both as one restic
  * snapshot laid out as `data/etcd-snapshot.db` and `data/certificates/…`. Temporary files are removed on every path.
+ *
+ * The files are staged at a path that stays the same for a policy (its tags), across backups and controller restarts:
+ * restic picks the parent snapshot by host and path, and only with a parent do `filesNew`, `filesChanged` and
+ * `filesUnmodified` mean anything (with a new path each time, every file of every backup counted as new).
  */
 import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { scratchDir } from '../util/scratch.ts';
+import { claimStableDir, scratchDir } from '../util/scratch.ts';
+import { plainText } from '../util/text.ts';
 import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
 import type { Repository, Restic } from './restic.ts';
-import { withStaleLockRetry } from './repository.ts';
+import { endpointOf, withStaleLockRetry } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
 export const CERTS_DIR = 'certificates';
@@ -32,6 +37,7 @@ export interface BackupRequest {
   repo: Repository;
   /** restic --host: names the source of the backup in `restic snapshots`. */
   host: string;
+  /** restic --tag, naming the policy (the first is its name); they also name the stable staging path. */
   tags: string[];
   signal?: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
@@ -52,12 +58,23 @@ export interface BackupResult {
 async function copyCertificates(certsDir: string, into: string): Promise<void> {
   try {
     await readdir(certsDir);
-    await cp(certsDir, into, { recursive: true, dereference: true, errorOnExist: false });
+    // Timestamps kept: restic then sees an unchanged certificate as unmodified.
+    await cp(certsDir, into, { recursive: true, dereference: true, errorOnExist: false, preserveTimestamps: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
     throw new EngineError('InvalidInput', `certsDir ${certsDir} ${why}`);
   }
+}
+
+/** restic's own lines that follow our SIGINT: what we did to it, not what went wrong. */
+const OUR_INTERRUPT = /signal interrupt received|context canceled|cleaning up/i;
+
+/** Why a stalled upload stalled: the endpoint it was sending to, and restic's last complaint before we stopped it. */
+export function stallMessage(stallMs: number, address: string, lastError: string): string {
+  const detail = lastError ? classifyResticError(lastError) : undefined;
+  return `upload made no progress for ${Math.round(stallMs / 1000)} s, stalled at the S3 endpoint ${endpointOf(address)}` +
+    (detail ? ` (restic's last error: ${detail.message})` : '');
 }
 
 async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
@@ -72,14 +89,18 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
     watchdog = setTimeout(() => stalled.abort(), stallMs);
   };
   const signal = req.signal ? AbortSignal.any([req.signal, stalled.signal]) : stalled.signal;
-  const args = ['backup', '--json', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
+  // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
+  // mtime (kept by the copy) tell a changed file.
+  const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
   try {
     await restic.run(req.repo, args, {
       cwd,
       signal,
       timeoutMs: 6 * 60 * 60_000,
       onStderrLine: (line) => {
-        if (line.trim()) lastError = line.trim();
+        // Once we have stopped restic, what it says is about being stopped.
+        const text = plainText(line).trim();
+        if (text && !signal.aborted && !OUR_INTERRUPT.test(text)) lastError = text;
       },
       onLine: (line) => {
         const m = parseBackupLine(line);
@@ -94,9 +115,8 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
     });
   } catch (err) {
     if (stalled.signal.aborted && !req.signal?.aborted) {
-      const c = classifyResticError(lastError);
-      throw new EngineError(c.kind === 'Failed' ? 'Unreachable' : c.kind,
-        `upload made no progress for ${Math.round(stallMs / 1000)} s; restic's last error: ${c.message}`);
+      const kind = lastError ? classifyResticError(lastError).kind : 'Failed';
+      throw new EngineError(kind === 'Failed' ? 'Unreachable' : kind, stallMessage(stallMs, req.repo.address, lastError));
     }
     throw err;
   } finally {
@@ -106,10 +126,22 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   return summary;
 }
 
+/**
+ * Where a backup stages its files: the policy's stable directory, or a private one when that is held (a backup of the
+ * same policy still running in another process); such a backup only has no parent.
+ */
+async function stagingDir(tags: string[]): Promise<{ path: string; release: () => Promise<void> }> {
+  const stable = await claimStableDir(tags.join(','));
+  if (stable) return stable;
+  const path = await scratchDir('backup');
+  return { path, release: () => rm(path, { recursive: true, force: true }) };
+}
+
 /** Takes one backup. Throws EngineError naming the cause; a failure leaves nothing behind. */
 export async function runBackup(restic: Restic, req: BackupRequest): Promise<BackupResult> {
   const started = performance.now();
-  const stage = await scratchDir('backup');
+  const staging = await stagingDir(req.tags);
+  const stage = staging.path;
   try {
     const data = join(stage, DATA_DIR);
     await mkdir(data, { mode: 0o700 });
@@ -123,6 +155,6 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
       () => resticBackup(restic, req, stage, etcd.size)));
     return { summary, etcd, durationSecs: (performance.now() - started) / 1000 };
   } finally {
-    await rm(stage, { recursive: true, force: true });
+    await staging.release();
   }
 }

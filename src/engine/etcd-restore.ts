@@ -10,6 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { EngineError } from './errors.ts';
 import { verifySnapshotFile } from './etcd-snapshot.ts';
 import { holdsData } from '../util/fs.ts';
+import { plainText } from '../util/text.ts';
 
 export interface MemberLayout {
   /** Member name (kubeadm: the node name). */
@@ -84,7 +85,7 @@ export async function restoreEtcdDataDir(req: EtcdRestoreRequest): Promise<EtcdR
     { env: { ...process.env, ETCDCTL_API: '3' }, stdout: 'pipe', stderr: 'pipe' });
     const [stderr, code] = [await new Response(proc.stderr).text(), await proc.exited];
     if (code !== 0) {
-      const last = stderr.trim().split('\n').slice(-2).join('; ');
+      const last = plainText(stderr).trim().split('\n').slice(-2).join('; ');
       throw new EngineError('Failed', `${basename(req.tool)} snapshot restore failed: ${last || `exit code ${code}`}`);
     }
     let previousDataDir: string | undefined;

@@ -141,24 +141,51 @@ function target(endpoint: string): { address: string; host: string; secure: bool
   return { address: `${u.hostname}:${u.port || '2379'}`, host, secure: u.protocol === 'https:' };
 }
 
+/**
+ * grpc-js's TLS setup fails with OpenSSL's codes (`error:0b000074:…:KEY_VALUES_MISMATCH`); say what they mean. The
+ * front ends check the Secret first and name it (controllers/inputs.ts); this is the engine's own guard.
+ */
+function tlsSetupError(err: unknown): EngineError {
+  const raw = err instanceof Error ? err.message : String(err);
+  if (/KEY_VALUES_MISMATCH|key values mismatch/i.test(raw)) {
+    return new EngineError('InvalidInput', 'the etcd client key (client.key) does not belong to the client certificate (client.crt)');
+  }
+  if (/NO_START_LINE|no start line|bad base64|ASN1|PEM/i.test(raw)) {
+    return new EngineError('InvalidInput', 'the etcd TLS credentials are not PEM (ca.crt, client.crt, client.key)');
+  }
+  return new EngineError('InvalidInput', `the etcd TLS credentials cannot be used: ${raw}`, { cause: err });
+}
+
 function credentials(conn: EtcdConnection, host: string, secure: boolean): { creds: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
   if (!secure) return { creds: grpc.credentials.createInsecure(), options: {} };
   const buf = (s?: string) => (s ? Buffer.from(s) : null);
-  if (!isIP(host)) {
-    return { creds: grpc.credentials.createSsl(buf(conn.ca), buf(conn.key), buf(conn.cert)), options: {} };
+  try {
+    if (!isIP(host)) {
+      return { creds: grpc.credentials.createSsl(buf(conn.ca), buf(conn.key), buf(conn.cert)), options: {} };
+    }
+    // Bun refuses an IP address as TLS server name, and grpc-js always sends the target host. Send a placeholder name
+    // and check the certificate against the IP ourselves, so a certificate for another address is still rejected.
+    return {
+      creds: grpc.credentials.createSsl(buf(conn.ca), buf(conn.key), buf(conn.cert), {
+        checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert),
+      }),
+      options: { 'grpc.ssl_target_name_override': 'etcd-by-ip', 'grpc.default_authority': host },
+    };
+  } catch (err) {
+    throw tlsSetupError(err);
   }
-  // Bun refuses an IP address as TLS server name, and grpc-js always sends the target host. Send a placeholder name
-  // and check the certificate against the IP ourselves, so a certificate for another address is still rejected.
-  return {
-    creds: grpc.credentials.createSsl(buf(conn.ca), buf(conn.key), buf(conn.cert), {
-      checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert),
-    }),
-    options: { 'grpc.ssl_target_name_override': 'etcd-by-ip', 'grpc.default_authority': host },
-  };
+}
+
+/**
+ * grpc-js's details made plain: it ends "No connection established. Last error: Error: … . Resolution note: " with an
+ * empty note when name resolution had nothing to say.
+ */
+export function grpcDetail(detail: string): string {
+  return detail.replace(/\.?\s*Resolution note:\s*$/, '').replace(/Last error: Error: /, 'Last error: ').trim();
 }
 
 function grpcError(err: grpc.ServiceError, endpoint: string): EngineError {
-  const detail = err.details || err.message;
+  const detail = grpcDetail(err.details || err.message);
   if (/certificate|ssl|tls|handshake|altname|self.signed/i.test(detail)) {
     return new EngineError('TlsError', `TLS with etcd at ${endpoint} failed (check etcdCreds ca.crt, client.crt, client.key): ${detail}`);
   }

@@ -39,6 +39,11 @@ export function repositoryAddress(url: string, bucket: string): string {
   return `s3:${u.protocol}//${u.host}/${bucket}`;
 }
 
+/** The endpoint of a repository address `s3:<url>/<bucket>`, e.g. https://s3.example.com:9000 (any other address as is). */
+export function endpointOf(address: string): string {
+  return /^s3:(https?:\/\/[^/]+)/.exec(address)?.[1] ?? address;
+}
+
 export interface OpenResult {
   /** True when this call created the repository; false when an existing one opened with the password. */
   created: boolean;
@@ -69,16 +74,21 @@ export async function openOrInit(restic: Restic, repo: Repository, run: RunOptio
 }
 
 /**
- * Runs `fn`; if the repository is locked, removes stale locks (`restic unlock` removes only locks whose process is gone
- * or that are older than 30 minutes) and tries once more. Our own runs are serialised, so a lock we meet is either
- * stale, from an interrupted run, or another tool's, which `unlock` leaves alone.
+ * Runs `fn`; if the repository is locked, removes every lock and tries once more.
+ *
+ * Why removing every lock is safe: a kubedr repository has one writer, the controller that holds the leader lease, and
+ * this process runs its writes one at a time (`Restic.exclusive`); everything read-only (sync, `kubedr snapshots`,
+ * `kubedr restore`, restore pods) takes no lock. So a lock met here belongs to a writer that is gone: a controller
+ * killed during a backup or prune, or a former leader that was fenced and stopped. `restic unlock` alone removes only
+ * locks of dead processes on this host, or older than 30 minutes, so a predecessor on another node (another host name)
+ * would block every backup for up to 30 minutes. Other tools must not write to a kubedr repository (README).
  */
 export async function withStaleLockRetry<T>(restic: Restic, repo: Repository, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (!(err instanceof EngineError) || err.kind !== 'Locked') throw err;
-    await restic.run(repo, ['unlock']);
+    await restic.run(repo, ['unlock', '--remove-all']);
     return fn();
   }
 }

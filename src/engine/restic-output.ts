@@ -1,4 +1,5 @@
 /** @module Pure interpretation of restic's output: error text to a kind and a readable message. */
+import { plainText } from '../util/text.ts';
 import type { EngineErrorKind } from './errors.ts';
 
 interface Rule {
@@ -22,9 +23,12 @@ const rules: Rule[] = [
     explain: 'no restic repository at this location' },
 ];
 
-/** The lines that carry the cause: restic's `Fatal:` lines, else the last non-empty lines, without restic's boilerplate. */
+/**
+ * The lines that carry the cause: restic's `Fatal:` lines, else the last non-empty lines, without restic's boilerplate
+ * and without the terminal escapes restic writes even when its stderr is a pipe (`\u001b[2K` clears a progress line).
+ */
 export function errorDetail(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = plainText(stderr).split('\n').map((l) => l.trim()).filter(Boolean)
     .filter((l) => !/^Is there a repository at the following location\?$/.test(l) && !/^s3:\S+$/.test(l));
   const fatal = lines.filter((l) => l.startsWith('Fatal:')).map((l) => l.replace(/^Fatal:\s*/, ''));
   const picked = fatal.length > 0 ? fatal : lines.slice(-3);
@@ -39,8 +43,9 @@ export interface ClassifiedError {
 /** Names the cause of a failed restic run from its stderr. */
 export function classifyResticError(stderr: string): ClassifiedError {
   const detail = errorDetail(stderr) || 'restic failed without a message';
+  const text = plainText(stderr);
   for (const r of rules) {
-    if (r.test.test(stderr)) return { kind: r.kind, message: `${r.explain}: ${detail}` };
+    if (r.test.test(text)) return { kind: r.kind, message: `${r.explain}: ${detail}` };
   }
   return { kind: 'Failed', message: detail };
 }

@@ -1,6 +1,11 @@
 /**
  * @module Restoring a backup: pick the snapshot, restore it beside the destination, check the etcd snapshot's SHA-256
- * trailer, and only then move it into place. A failed or interrupted restore leaves what was there before untouched.
+ * trailer, and only then move it into place. A failed, cancelled or timed-out restore removes what it staged and leaves
+ * what was there before untouched.
+ *
+ * Replacing an existing `data/` never leaves the target with neither the old nor the new data: the old is renamed to
+ * `data.before-restore`, the new renamed in, then the old deleted. A run killed between the renames leaves the old data
+ * under that name, and the next run puts it back (or, if the new data made it in, deletes it) before anything else.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -58,6 +63,12 @@ export function parseRestoreOutcome(message: string | undefined): RestoreOutcome
   }
 }
 
+/** Where the data a restore replaces waits, in the target, until the new data is in place. */
+export const PREVIOUS_DATA_DIR = `${DATA_DIR}.before-restore`;
+
+/** Default time limit of a whole restore: listing, download and verification. */
+export const DEFAULT_RESTORE_TIMEOUT_MS = 60 * 60_000;
+
 export interface RestoreRequest {
   repo: Repository;
   /** "latest", a snapshot id or a prefix of one. */
@@ -72,6 +83,10 @@ export interface RestoreRequest {
   expectSha256?: string;
   /** Told each step as it starts, for progress output. */
   onStep?: (step: string) => void;
+  /** Cancels the restore (SIGTERM): restic is stopped and the staged files removed. */
+  signal?: AbortSignal;
+  /** Time limit of the whole restore (default DEFAULT_RESTORE_TIMEOUT_MS); past it, the restore is cancelled as above. */
+  timeoutMs?: number;
   run?: RunOptions;
 }
 
@@ -99,22 +114,64 @@ async function countFiles(dir: string): Promise<{ files: number; bytes: number }
   return { files, bytes };
 }
 
+/**
+ * Finishes a replacement of `data/` that a killed run left half done: the old data back in place when the new never
+ * arrived, else the old data deleted. Returns what it did, or undefined when there was nothing to do.
+ */
+export async function recoverInterruptedReplace(target: string): Promise<string | undefined> {
+  const dest = join(target, DATA_DIR);
+  const previous = join(target, PREVIOUS_DATA_DIR);
+  if (!existsSync(previous)) return undefined;
+  // Each rename is atomic: with data/ present, the new data made it in and what waits aside is the old.
+  if (existsSync(dest)) {
+    await rm(previous, { recursive: true, force: true });
+    return `removed ${previous}, the data an interrupted restore had replaced`;
+  }
+  await rename(previous, dest);
+  return `put ${dest} back from ${previous}: an earlier restore was interrupted while replacing it`;
+}
+
+/** Moves the verified `staged` directory to `dest`, keeping the old data under PREVIOUS_DATA_DIR until the new is in. */
+async function replaceData(staged: string, target: string): Promise<void> {
+  const dest = join(target, DATA_DIR);
+  const previous = join(target, PREVIOUS_DATA_DIR);
+  const hadData = existsSync(dest);
+  if (hadData) await rename(dest, previous);
+  await rename(staged, dest);
+  if (hadData) await rm(previous, { recursive: true, force: true });
+}
+
 /** Restores one backup into `req.target`; see the module comment for the guarantees. */
 export async function restoreBackup(restic: Restic, req: RestoreRequest): Promise<RestoreResult> {
   const step = req.onStep ?? (() => {});
   const dest = join(req.target, DATA_DIR);
+  const timeoutMs = req.timeoutMs ?? DEFAULT_RESTORE_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  const timedOut = () => new EngineError('Timeout', `restore did not finish within ${Math.ceil(timeoutMs / 1000)} s; ${dest} was left as it was`);
+  // Between steps, a cancel or the deadline stops the restore; each restic run gets what is left of the time limit.
+  const goOn = (): void => {
+    if (req.signal?.aborted) throw new EngineError('Cancelled', 'restore was cancelled');
+    if (Date.now() >= deadline) throw timedOut();
+  };
+  const run = (): RunOptions => {
+    goOn();
+    return { ...req.run, signal: req.signal ?? req.run?.signal, timeoutMs: deadline - Date.now() };
+  };
+  const recovered = await recoverInterruptedReplace(req.target);
+  if (recovered) step(recovered);
   if (!req.overwrite && await holdsData(dest)) {
     throw new EngineError('Exists', `${dest} already exists and is not empty; choose another target, or allow replacing it (kubedr restore --force)`);
   }
   step('listing snapshots');
-  const snapshot = pickSnapshot(await listSnapshots(restic, req.repo, undefined, req.run), req.snapshot, req.policy);
+  const snapshot = pickSnapshot(await resticTimeLimit(listSnapshots(restic, req.repo, run(), { readOnly: true }), timedOut),
+    req.snapshot, req.policy);
 
   await mkdir(req.target, { recursive: true });
   // Staged inside the target, so the final move is a rename on the same filesystem.
   const stage = await mkdtemp(join(req.target, '.kubedr-restore-'));
   try {
     step(`restoring snapshot ${snapshot.shortId} (${snapshot.time}, host ${snapshot.hostname})`);
-    await restic.run(req.repo, ['restore', snapshot.id, '--target', stage], { timeoutMs: 60 * 60_000, ...req.run });
+    await resticTimeLimit(restic.run(req.repo, ['restore', '--no-lock', snapshot.id, '--target', stage], run()), timedOut);
     const staged = join(stage, DATA_DIR);
     const stagedDb = join(staged, SNAPSHOT_FILE);
     if (!existsSync(stagedDb)) {
@@ -127,11 +184,20 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
     }
     const counted = await countFiles(staged);
     const etcdSnapshotSize = (await stat(stagedDb)).size;
-    if (existsSync(dest)) await rm(dest, { recursive: true, force: true });
-    await rename(staged, dest);
+    goOn();
+    await replaceData(staged, req.target);
     const certificates = existsSync(join(dest, CERTS_DIR)) ? join(dest, CERTS_DIR) : undefined;
     return { snapshot, etcdSnapshot: join(dest, SNAPSHOT_FILE), sha256, etcdSnapshotSize, certificates, ...counted };
   } finally {
     await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** restic's own timeout, which got only what was left of ours, reported as the whole restore's. */
+async function resticTimeLimit<T>(work: Promise<T>, timedOut: () => EngineError): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw err instanceof EngineError && err.kind === 'Timeout' ? timedOut() : err;
   }
 }

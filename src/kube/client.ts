@@ -8,6 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { isIP } from 'node:net';
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
+import { redactDeep } from '../util/redact.ts';
 import { ApiError, ConnectionError } from './errors.ts';
 
 export interface ListResult<T> {
@@ -26,7 +27,12 @@ export interface ClientOptions {
   context?: string;
   /** Field manager name for writes. */
   fieldManager: string;
+  /** Longest wait for one answer (watches excepted); a hung API server must not hang a lease renewal or a reconcile. */
+  requestTimeoutMs?: number;
 }
+
+/** Default time limit of one API request, as client-go's typical 30 s. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 interface TlsOptions {
   ca?: string;
@@ -44,12 +50,31 @@ const patchContentType: Record<PatchType, string> = {
 
 const text = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
 
+/** A write refused because this replica is no longer the leader: after the loss, nothing may be written. */
+export class FencedError extends Error {
+  constructor(why: string) {
+    super(`write refused: ${why}`);
+    this.name = 'FencedError';
+  }
+}
+
 export class KubeClient {
+  private fence: { signal: AbortSignal; why: string } | undefined;
+
   private constructor(
     private readonly kc: KubeConfig,
     readonly server: string,
     private readonly fieldManager: string,
+    private readonly timeoutMs = REQUEST_TIMEOUT_MS,
   ) {}
+
+  /**
+   * From the moment `signal` aborts, every write (anything but GET) fails at once with FencedError: a leader that lost
+   * its lease stops writing, even from work that has not noticed yet, while another replica takes over.
+   */
+  fenceWrites(signal: AbortSignal, why: string): void {
+    this.fence = { signal, why };
+  }
 
   /**
    * Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount
@@ -62,13 +87,7 @@ export class KubeClient {
     if (opts.context) kc.setCurrentContext(opts.context);
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('no cluster in the Kubernetes configuration (kubeconfig or in-cluster ServiceAccount)');
-    return new KubeClient(kc, cluster.server.replace(/\/$/, ''), opts.fieldManager);
-  }
-
-  /** The namespace of the current context, or of the in-cluster ServiceAccount. */
-  currentNamespace(): string | undefined {
-    const ctx = this.kc.getContextObject(this.kc.getCurrentContext());
-    return ctx?.namespace;
+    return new KubeClient(kc, cluster.server.replace(/\/$/, ''), opts.fieldManager, opts.requestTimeoutMs);
   }
 
   /** TLS material and headers for one request; exec and token credentials are refreshed by client-node as they expire. */
@@ -109,13 +128,29 @@ export class KubeClient {
     }
   }
 
+  /**
+   * One request under the client's time limit (and `signal`, if given). A time limit reached is a ConnectionError, like
+   * an unreachable server, so callers retry it; `signal` aborting raises its AbortError.
+   */
   async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', signal?: AbortSignal): Promise<T> {
-    const res = await this.fetch(method, path, {
-      body: body === undefined ? undefined : JSON.stringify(body),
-      contentType: body === undefined ? undefined : contentType,
-      signal,
-    });
-    const raw = await res.text();
+    if (method !== 'GET' && this.fence?.signal.aborted) throw new FencedError(this.fence.why);
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const limit = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    let res: Response;
+    let raw: string;
+    try {
+      res = await this.fetch(method, path, {
+        body: body === undefined ? undefined : JSON.stringify(body),
+        contentType: body === undefined ? undefined : contentType,
+        signal: limit,
+      });
+      raw = await res.text();
+    } catch (err) {
+      if (timeout.aborted && !signal?.aborted) {
+        throw new ConnectionError(`no answer from the Kubernetes API at ${this.server} within ${this.timeoutMs / 1000} s (${method} ${path})`, { cause: err });
+      }
+      throw err;
+    }
     if (!res.ok) throw apiError(res.status, raw, method, path);
     return (raw ? JSON.parse(raw) : {}) as T;
   }
@@ -128,8 +163,8 @@ export class KubeClient {
     return p;
   }
 
-  get<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string): Promise<T> {
-    return this.request<T>('GET', this.path(ref, namespace, name));
+  get<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('GET', this.path(ref, namespace, name), undefined, undefined, signal);
   }
 
   async list<T extends KubeObject>(ref: ResourceRef, namespace?: string, query: Record<string, string> = {}): Promise<ListResult<T>> {
@@ -142,22 +177,25 @@ export class KubeClient {
     return { items, resourceVersion: res.metadata.resourceVersion };
   }
 
-  create<T extends KubeObject>(ref: ResourceRef, namespace: string, obj: T): Promise<T> {
-    return this.request<T>('POST', `${this.path(ref, namespace)}?fieldManager=${this.fieldManager}`, obj);
+  create<T extends KubeObject>(ref: ResourceRef, namespace: string, obj: T, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('POST', `${this.path(ref, namespace)}?fieldManager=${this.fieldManager}`, obj, undefined, signal);
   }
 
-  replace<T extends KubeObject>(ref: ResourceRef, namespace: string, obj: T): Promise<T> {
-    return this.request<T>('PUT', `${this.path(ref, namespace, obj.metadata.name)}?fieldManager=${this.fieldManager}`, obj);
+  replace<T extends KubeObject>(ref: ResourceRef, namespace: string, obj: T, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('PUT', `${this.path(ref, namespace, obj.metadata.name)}?fieldManager=${this.fieldManager}`, obj, undefined, signal);
   }
 
   patch<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string, patch: unknown, type: PatchType = 'merge'): Promise<T> {
     return this.request<T>('PATCH', `${this.path(ref, namespace, name)}?fieldManager=${this.fieldManager}`, patch, patchContentType[type]);
   }
 
-  /** Writes status through the /status subresource only; spec cannot be touched this way. */
+  /**
+   * Writes status through the /status subresource only; spec cannot be touched this way. What a user reads passes the
+   * same redactor as logs and events: no status message can carry a credential.
+   */
   patchStatus<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string, status: object): Promise<T> {
     return this.request<T>('PATCH', `${this.path(ref, namespace, name, 'status')}?fieldManager=${this.fieldManager}`,
-      { status }, patchContentType.merge);
+      { status: redactDeep(status) }, patchContentType.merge);
   }
 
   async delete(ref: ResourceRef, namespace: string, name: string): Promise<void> {
@@ -174,7 +212,9 @@ export class KubeClient {
       ...query, watch: '1', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds),
     });
     const path = `${this.path(ref, namespace)}?${qs}`;
-    const res = await this.fetch('GET', path, { signal });
+    // The server ends a watch after timeoutSeconds; one still open well after that hangs (a frozen API server), and the
+    // informer must notice to list again.
+    const res = await this.fetch('GET', path, { signal: AbortSignal.any([signal, AbortSignal.timeout((timeoutSeconds + 30) * 1000)]) });
     if (!res.ok || !res.body) throw apiError(res.status, await res.text(), 'WATCH', path);
     const decoder = new TextDecoder();
     let buf = '';

@@ -4,11 +4,12 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly reason: string,
-    message: string,
+    /** The API server's own message (Status.message), for messages users read; `message` adds method and path for logs. */
+    readonly detail: string,
     readonly method: string,
     readonly path: string,
   ) {
-    super(`${method} ${path}: ${status} ${reason}: ${message}`);
+    super(`${method} ${path}: ${status} ${reason}: ${detail}`);
     this.name = 'ApiError';
   }
 }
@@ -27,7 +28,12 @@ export const isNotFound = (err: unknown): boolean => hasStatus(err, 404);
 export const isConflict = (err: unknown): boolean => hasStatus(err, 409);
 /** 410 Gone: a watch's resourceVersion is too old; relist. */
 export const isGone = (err: unknown): boolean => hasStatus(err, 410);
-export const isForbidden = (err: unknown): boolean => hasStatus(err, 403);
+/**
+ * The API server refused the request itself: 400 BadRequest (an admission webhook's denial), 403 Forbidden (RBAC, a
+ * ResourceQuota, Pod Security, OwnerReferencesPermissionEnforcement), 422 Invalid. Sent again unchanged, it gets the same
+ * answer until someone changes something, unlike 5xx, 429 or a lost connection.
+ */
+export const isRefused = (err: unknown): err is ApiError => err instanceof ApiError && [400, 403, 422].includes(err.status);
 /** For `.catch()`: an object that is not there is `undefined`; any other error is thrown on (controller-runtime's IgnoreNotFound). */
 export function ignoreNotFound(err: unknown): undefined {
   if (isNotFound(err)) return undefined;

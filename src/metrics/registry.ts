@@ -14,6 +14,8 @@ export const BACKUP_DURATION_BUCKETS = [1, 2.5, 5, 10, 15, 30, MINUTE, 5 * MINUT
 
 /** Where the per-policy gauges come from at scrape time (the controller's caches); none until it is set. */
 export type PolicyStateSource = () => PolicyGauges[];
+/** The locations and whether each is ready, at scrape time (the controller's cache). */
+export type LocationStateSource = () => { name: string; ready: boolean }[];
 
 export function createMetrics() {
   const registry = new Registry();
@@ -21,6 +23,25 @@ export function createMetrics() {
   const policy = ['policyName'] as const;
   const location = ['location'] as const;
   let source: PolicyStateSource = () => [];
+  let locations: LocationStateSource = () => [];
+  /** Policies whose series exist: each per-policy counter has one at 0 from the moment its policy is seen. */
+  let known = new Set<string>();
+
+  /**
+   * Before each scrape: every policy in the cache has a series in each per-policy counter and histogram (at 0 until it
+   * counts something, so `increase()` sees a policy's first failure), and deleted policies' series go.
+   */
+  const trackPolicies = (metrics: (Counter<'policyName'> | Histogram<'policyName'>)[]) => {
+    const current = new Set(source().map((g) => g.policyName));
+    for (const m of metrics) {
+      for (const name of current) {
+        if (m instanceof Counter) m.inc({ policyName: name }, 0);
+        else if (!known.has(name)) m.zero({ policyName: name });
+      }
+      for (const name of known) if (!current.has(name)) m.remove({ policyName: name });
+    }
+    known = current;
+  };
 
   /** A gauge whose samples are computed from the policy state on every scrape. */
   const derived = (name: string, help: string, pick: (g: PolicyGauges) => number | undefined) => new Gauge({
@@ -34,20 +55,38 @@ export function createMetrics() {
     },
   });
 
+  // Registered first, because the registry reads metrics in registration order: its collect brings the per-policy
+  // series in line with the policies before any of them is read.
+  new Gauge({
+    name: 'kubedr_policies', help: 'MetadataBackupPolicies this controller sees.', registers: [registry],
+    collect() {
+      trackPolicies([numBackups, numSuccessful, numFailed, backupDuration, skipped]);
+      this.set(known.size);
+    },
+  });
+  const numBackups = new Counter({ name: 'kubedr_num_backups', help: 'Total number of backups (every attempt).', labelNames: policy, registers: [registry] });
+  const numSuccessful = new Counter({ name: 'kubedr_num_successful_backups', help: 'Total number of successful backups.', labelNames: policy, registers: [registry] });
+  const numFailed = new Counter({ name: 'kubedr_num_failed_backups', help: 'Total number of failed backups.', labelNames: policy, registers: [registry] });
+  const backupDuration = new Histogram({
+    name: 'kubedr_backup_duration_seconds', help: 'Time (seconds) taken for the backup.', labelNames: policy,
+    buckets: BACKUP_DURATION_BUCKETS, registers: [registry],
+  });
+  const skipped = new Counter({
+    name: 'kubedr_backups_skipped_total', help: 'Due backups skipped because the previous backup of the policy was still running.',
+    labelNames: policy, registers: [registry],
+  });
+
   return {
     registry,
     setPolicySource: (s: PolicyStateSource) => {
       source = s;
     },
+    setLocationSource: (s: LocationStateSource) => {
+      locations = s;
+    },
     // KubeDR's metrics (monitoring.rst)
     backupSize: derived('kubedr_backup_size_bytes', 'Size of the backup in bytes (bytes the newest successful backup read).', (g) => g.backupSize),
-    numBackups: new Counter({ name: 'kubedr_num_backups', help: 'Total number of backups (every attempt).', labelNames: policy, registers: [registry] }),
-    numSuccessful: new Counter({ name: 'kubedr_num_successful_backups', help: 'Total number of successful backups.', labelNames: policy, registers: [registry] }),
-    numFailed: new Counter({ name: 'kubedr_num_failed_backups', help: 'Total number of failed backups.', labelNames: policy, registers: [registry] }),
-    backupDuration: new Histogram({
-      name: 'kubedr_backup_duration_seconds', help: 'Time (seconds) taken for the backup.', labelNames: policy,
-      buckets: BACKUP_DURATION_BUCKETS, registers: [registry],
-    }),
+    numBackups, numSuccessful, numFailed, backupDuration,
     // Ours: per policy, derived from status and records so nothing resets on restart
     lastSuccess: derived('kubedr_backup_last_success_timestamp_seconds', 'Unix time of the last successful backup.', (g) => g.lastSuccess),
     lastStatus: derived('kubedr_backup_last_status', 'Outcome of the most recent finished backup: 1 success, 0 failure.', (g) => g.lastStatus),
@@ -57,14 +96,16 @@ export function createMetrics() {
     retained: derived('kubedr_backups_retained', 'Successful backups kept (MetadataBackupRecords).', (g) => g.retained),
     etcdSnapshotSize: derived('kubedr_etcd_snapshot_size_bytes', 'Size of the newest backup\'s etcd snapshot in bytes.', (g) => g.etcdSnapshotSize),
     suspended: derived('kubedr_backup_policy_suspended', 'Whether the policy is suspended (1) or not (0).', (g) => (g.suspended ? 1 : 0)),
-    skipped: new Counter({
-      name: 'kubedr_backups_skipped_total', help: 'Due backups skipped because the previous backup of the policy was still running.',
-      labelNames: policy, registers: [registry],
-    }),
+    skipped,
     // Ours: backup locations
+    // From the locations' status at scrape time: every location has its series after a restart, on every replica.
     locationReady: new Gauge({
       name: 'kubedr_backup_location_ready', help: 'Whether the BackupLocation\'s repository is initialised and opens (1) or not (0).',
       labelNames: location, registers: [registry],
+      collect() {
+        this.reset();
+        for (const l of locations()) this.set({ location: l.name }, l.ready ? 1 : 0);
+      },
     }),
     locationInitFailures: new Counter({
       name: 'kubedr_backup_location_init_failures_total', help: 'Failed initialisations of a BackupLocation\'s repository.',

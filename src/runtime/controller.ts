@@ -1,9 +1,10 @@
 /**
  * @module One controller: keys from informer handlers go into a work queue; workers hand each key to the reconciler
- * and apply its outcome. Success forgets the key's backoff (and honours `requeueAfter`); a TerminalError is logged and
- * not retried (the reconciler has already reported it in status); any other error retries with per-key backoff.
+ * and apply its outcome. Success forgets the key's backoff (and honours `requeueAfter`); an error retries with per-key
+ * backoff. Reconcilers report failures that retrying cannot fix in status themselves and return normally.
  */
 import type { Logger } from '../util/log.ts';
+import { LeadershipLost } from './leader.ts';
 import { WorkQueue } from './queue.ts';
 import type { Runnable } from './runnable.ts';
 
@@ -19,20 +20,11 @@ export interface Reconciler {
   drain?(timeoutMs: number): Promise<void>;
 }
 
-/** A failure that retrying cannot fix; the reconciler has already written it to status and events. */
-export class TerminalError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'TerminalError';
-  }
-}
-
 export interface ControllerOptions {
   name: string;
   reconciler: Reconciler;
   log: Logger;
   workers?: number;
-  queue?: WorkQueue;
   /** Time given to the reconciler's background work at shutdown. */
   drainTimeoutMs?: number;
   /** Called after each reconcile with its outcome, for metrics. */
@@ -41,12 +33,11 @@ export interface ControllerOptions {
 
 export class Controller implements Runnable {
   readonly name: string;
-  readonly queue: WorkQueue;
+  private readonly queue = new WorkQueue();
   private readonly log: Logger;
 
   constructor(private readonly opts: ControllerOptions) {
     this.name = `controller/${opts.name}`;
-    this.queue = opts.queue ?? new WorkQueue();
     this.log = opts.log.child({ controller: opts.name });
   }
 
@@ -58,7 +49,8 @@ export class Controller implements Runnable {
     signal.addEventListener('abort', () => this.queue.shutDown(), { once: true });
     const workers = Array.from({ length: this.opts.workers ?? 1 }, () => this.worker(signal));
     await Promise.all(workers);
-    await this.opts.reconciler.drain?.(this.opts.drainTimeoutMs ?? 0);
+    // A lost lease gives background work no time: another replica is taking over and must be the only one acting.
+    await this.opts.reconciler.drain?.(signal.reason instanceof LeadershipLost ? 0 : this.opts.drainTimeoutMs ?? 0);
   }
 
   private async worker(signal: AbortSignal): Promise<void> {
@@ -77,7 +69,13 @@ export class Controller implements Runnable {
     const started = performance.now();
     const log = this.log.child({ key });
     try {
-      const result = await this.opts.reconciler.reconcile(key, signal);
+      // A reconcile stuck on a hung request must not hold up a shutdown or a lost lease: the worker stops waiting for
+      // it (it sees the same signal, and after a lost lease its writes are refused).
+      const result = await Promise.race([this.opts.reconciler.reconcile(key, signal), abandoned(signal)]);
+      if (signal.aborted) {
+        log.info('reconcile abandoned: stopping');
+        return;
+      }
       this.queue.forget(key);
       if (result?.requeueAfter) this.queue.addAfter(key, result.requeueAfter);
       this.opts.onResult?.(result?.requeueAfter ? 'requeue' : 'success', performance.now() - started);
@@ -87,14 +85,16 @@ export class Controller implements Runnable {
         log.info('reconcile abandoned at shutdown', { err });
         return;
       }
-      if (err instanceof TerminalError) {
-        // We choose not to retry: nothing changes until the user fixes the input, which re-enqueues the key.
-        this.queue.forget(key);
-        log.warn('reconcile failed; waiting for a change', { err });
-        return;
-      }
       const delay = this.queue.addRateLimited(key);
       log.warn('reconcile failed; retrying', { err, retryInMs: Math.round(delay) });
     }
   }
+}
+
+/** Resolves (with nothing) once `signal` aborts. */
+function abandoned(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }

@@ -103,6 +103,9 @@ export class Informer<T extends KubeObject> implements Runnable {
             continue;
           }
           const delay = Math.min(200 * 2 ** failures++, this.opts.maxBackoffMs ?? 30_000);
+          // A watch that keeps failing from the same resourceVersion may never succeed from it: after etcd was restored
+          // from a snapshot the API answers "too large resource version" (not 410). List again, as client-go does.
+          if (failures >= 2) resourceVersion = '';
           this.log.warn('watch failed, retrying', { err, retryInMs: delay });
           await sleep(delay, signal);
         }

@@ -16,7 +16,8 @@ export interface RateLimiterOptions {
 export class RateLimiter {
   private readonly failures = new Map<string, number>();
   private tokens: number;
-  private last = Date.now();
+  // Monotonic: a wall-clock step (NTP, a VM resumed) must not empty or overfill the bucket.
+  private last = performance.now();
   private readonly base: number;
   private readonly max: number;
   private readonly qps: number;
@@ -39,15 +40,11 @@ export class RateLimiter {
   }
 
   private bucketDelay(): number {
-    const now = Date.now();
+    const now = performance.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
     this.last = now;
     this.tokens -= 1;
     return this.tokens >= 0 ? 0 : (-this.tokens / this.qps) * 1000;
-  }
-
-  retries(key: string): number {
-    return this.failures.get(key) ?? 0;
   }
 
   forget(key: string): void {
@@ -63,7 +60,7 @@ export class WorkQueue {
   private waiters: ((key: string | undefined) => void)[] = [];
   private shuttingDown = false;
 
-  constructor(readonly limiter: RateLimiter = new RateLimiter()) {}
+  constructor(private readonly limiter: RateLimiter = new RateLimiter()) {}
 
   add(key: string): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
@@ -83,7 +80,7 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.shuttingDown) return;
     if (ms <= 0) return this.add(key);
-    const at = Date.now() + ms;
+    const at = performance.now() + ms;
     const pending = this.timers.get(key);
     if (pending && pending.at <= at) return;
     if (pending) clearTimeout(pending.timer);
@@ -104,8 +101,12 @@ export class WorkQueue {
     this.limiter.forget(key);
   }
 
-  /** Waits for the next key; undefined once the queue is shut down. The caller must call `done(key)`. */
+  /**
+   * Waits for the next key; undefined once the queue is shut down, even with keys still queued: after shutdown (a lost
+   * lease among them) no new work starts. The caller must call `done(key)`.
+   */
   get(): Promise<string | undefined> {
+    if (this.shuttingDown) return Promise.resolve(undefined);
     const key = this.queue.shift();
     if (key !== undefined) {
       this.dirty.delete(key);
@@ -122,14 +123,6 @@ export class WorkQueue {
     // It was added again while being processed: hand it out now.
     this.dirty.delete(key);
     this.add(key);
-  }
-
-  get length(): number {
-    return this.queue.length;
-  }
-
-  isProcessing(key: string): boolean {
-    return this.processing.has(key);
   }
 
   shutDown(): void {

@@ -1,5 +1,5 @@
 /** @module Structured logs: one JSON object a line on stderr, every string field redacted. */
-import { redact } from './redact.ts';
+import { redactDeep } from './redact.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -23,14 +23,6 @@ export function isLogLevel(s: string): s is LogLevel {
   return s in order;
 }
 
-/** Redacts every string inside a value before it is serialised (JSON escaping would hide a secret with quotes in it). */
-function redactDeep(v: unknown): unknown {
-  if (typeof v === 'string') return redact(v);
-  if (Array.isArray(v)) return v.map(redactDeep);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactDeep(x)]));
-  return v;
-}
-
 function errorFields(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const cause = err.cause instanceof Error ? err.cause.message : undefined;
@@ -44,6 +36,7 @@ export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logge
     if (order[level] < min) return;
     const entry: Fields = { ts: new Date().toISOString(), level, msg, ...base };
     for (const [k, v] of Object.entries(fields ?? {})) entry[k] = k === 'err' ? errorFields(v) : v;
+    // Redacted before serialising: JSON escaping would hide a secret with quotes in it.
     write(JSON.stringify(redactDeep(entry)));
   };
   return {

@@ -34,6 +34,19 @@ export function redact(text: string): string {
   return out;
 }
 
+/**
+ * Every string inside a value redacted: for whole objects that leave the process, such as a log entry or a status
+ * patch. Plain data only (what JSON carries).
+ */
+export function redactDeep<T>(value: T): T {
+  if (typeof value === 'string') return redact(value) as T;
+  if (Array.isArray(value)) return value.map((x) => redactDeep(x)) as T;
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, redactDeep(x)])) as T;
+  }
+  return value;
+}
+
 /** For tests: forget every registered value. */
 export function clearSecrets(): void {
   secrets.clear();

@@ -125,3 +125,63 @@ describe.skipIf(!canSwitchUser)('kubedr restore as uid 65532 (a restore pod\'s u
     expect(r.stderr).not.toContain('not writable');
   });
 });
+
+describe('kubedr restore stopped by a signal or its time limit', () => {
+  let work: string;
+  let bin: string;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'restore-stop-'));
+    bin = join(work, 'bin');
+    mkdirSync(bin);
+    // restic that lists one snapshot and, asked to restore it, starts writing and never finishes.
+    writeFileSync(join(bin, 'restic'), `#!/bin/sh
+case "$*" in
+  *snapshots*) echo '[{"id":"${'ab'.repeat(32)}","short_id":"abababab","time":"2026-11-30T10:00:00Z","tags":["daily"]}]'; exit 0;;
+esac
+prev=""; for a in "$@"; do [ "$prev" = "--target" ] && target="$a"; prev="$a"; done
+mkdir -p "$target/data" && echo partial > "$target/data/etcd-snapshot.db"
+exec sleep 30
+`);
+    chmodSync(join(bin, 'restic'), 0o755);
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  /** Runs the command as a restore pod does; `whileStaged` runs once the download has begun. */
+  async function restore(name: string, extra: string[], whileStaged?: (pid: number) => void) {
+    const target = join(work, name);
+    mkdirSync(join(target, 'data'), { recursive: true });
+    writeFileSync(join(target, 'data/etcd-snapshot.db'), 'old');
+    const log = join(work, `${name}.log`);
+    const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), 'restore', 'latest', '--target', target, '--force',
+      '--url', 'https://127.0.0.1:9', '--bucket', 'kubedr-test', '--termination-log', log, ...extra], {
+      cwd: repoRoot, stdout: 'pipe', stderr: 'pipe',
+      env: { PATH: `${bin}:${process.env.PATH}`, HOME: work, TMPDIR: work, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', RESTIC_PASSWORD: 'p' },
+    });
+    if (whileStaged) {
+      const staged = () => readdirSync(target).some((e) => e.startsWith('.kubedr-restore-') && existsSync(join(target, e, 'data/etcd-snapshot.db')));
+      for (let i = 0; i < 300 && !staged(); i++) await Bun.sleep(20);
+      expect(staged()).toBe(true);
+      whileStaged(proc.pid);
+    }
+    const code = await proc.exited;
+    return { code, target, outcome: JSON.parse(readFileSync(log, 'utf8')) as { ok: boolean; error: string; exitCode: number }, left: readdirSync(target) };
+  }
+
+  test.each(['SIGTERM', 'SIGINT'] as const)('%s: restic stopped, staged files removed, data/ left as it was, the outcome written', async (sig) => {
+    const r = await restore(sig.toLowerCase(), [], (pid) => process.kill(pid, sig));
+    expect(r.code).toBe(EXIT.failed);
+    expect(r.outcome).toEqual({ ok: false, exitCode: EXIT.failed,
+      error: `restore stopped by ${sig}; the staged files were removed and ${r.target}/data was left as it was` });
+    expect(r.left).toEqual(['data']);
+    expect(readFileSync(join(r.target, 'data/etcd-snapshot.db'), 'utf8')).toBe('old');
+  }, 20_000);
+
+  test('--timeout: stopped before a pod\'s deadline would kill it, with the outcome written', async () => {
+    const r = await restore('timeout', ['--timeout', '2s']);
+    expect(r.code).toBe(EXIT.unreachable);
+    expect(r.outcome).toEqual({ ok: false, exitCode: EXIT.unreachable,
+      error: `restore did not finish within 2 s; ${r.target}/data was left as it was; allow more time with --timeout ` +
+        '(for a MetadataRestore: the controller\'s --restore-timeout)' });
+    expect(r.left).toEqual(['data']);
+  }, 20_000);
+});

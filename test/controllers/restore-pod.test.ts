@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../../src/api/types.ts';
-import { type RestorePodInput, podProgress, restorePod } from '../../src/controllers/restore-pod.ts';
+import { type RestorePodInput, podProgress, restorePod, restoreTimeoutSeconds } from '../../src/controllers/restore-pod.ts';
 
 const restore: MetadataRestore = {
   metadata: { name: 'r1', namespace: 'kubedr-system', uid: 'uid-1', generation: 2 },
@@ -23,7 +23,7 @@ describe('restorePod', () => {
 
   test('runs kubedr restore of the record\'s snapshot into the claim, checked against the record\'s hash', () => {
     expect(c.args).toEqual(['restore', '0123abcd', '--target', '/restore', '--force', '--url', 'https://s3.example.com',
-      '--bucket', 'backups', '--termination-log', '/dev/termination-log', '--expect-sha256', 'ab'.repeat(32)]);
+      '--bucket', 'backups', '--termination-log', '/dev/termination-log', '--timeout', '7140s', '--expect-sha256', 'ab'.repeat(32)]);
     expect(spec.volumes[0]).toEqual({ name: 'target', persistentVolumeClaim: { claimName: 'claim' } });
     expect(spec.activeDeadlineSeconds).toBe(7200);
   });
@@ -76,6 +76,15 @@ describe('restorePod placement and user', () => {
     const spec = specOf({ runAsUser: 0 });
     expect(spec.securityContext).toEqual({ runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } });
     expect(spec.containers[0].securityContext).toEqual(hardened);
+  });
+});
+
+describe('restoreTimeoutSeconds', () => {
+  test('kubedr restore stops a little before the kubelet\'s deadline: a tenth early, at most a minute', () => {
+    expect(restoreTimeoutSeconds(7200)).toBe(7140);
+    expect(restoreTimeoutSeconds(300)).toBe(270);
+    expect(restoreTimeoutSeconds(30)).toBe(27);
+    expect(restoreTimeoutSeconds(1)).toBe(1);
   });
 });
 

@@ -25,6 +25,7 @@ let drillDir: string;
 let work: string;
 let credentials: string;
 let before: string[];
+let restoredSnapshot: string;
 const password = `drill-pw-${crypto.randomUUID()}`;
 
 const spawn = (cmd: string[], input?: string, env: Record<string, string> = {}): Run => {
@@ -109,7 +110,9 @@ spec: { destination: s3, certsDir: "${drill.pki}", etcdEndpoint: "https://127.0.
   expect((await backupNow('first')).status?.backupStatus).toBe('Completed');
   before = recordNames();
   // The backup that will be restored: its etcd snapshot is taken while this backup runs.
-  expect((await backupNow('restored')).status?.backupStatus).toBe('Completed');
+  const restoredBackup = await backupNow('restored');
+  expect(restoredBackup.status?.backupStatus).toBe('Completed');
+  restoredSnapshot = restoredBackup.status!.snapshotId!;
   // The operator kept the location's Secret, as `kubectl get secret -o yaml` saves it.
   credentials = join(work, 's3-creds.yaml');
   writeFileSync(credentials, kc(['get', 'secret', 's3-creds', '-n', NS, '-o', 'yaml']).stdout, { mode: 0o600 });
@@ -163,16 +166,23 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     expect(kc(['get', 'node', drill.node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).stdout).toBe('True');
   }, 240_000);
 
-  test('the controller pod comes back and carries on from what the snapshot holds', async () => {
+  test('the controller pod comes back, adopts the backup the snapshot was taken during, and carries on', async () => {
     await eventually(() => expect(kc(['rollout', 'status', 'deployment/kubedr', '-n', NS, '--timeout=5s']).code).toBe(0), 180_000, 2000);
-    // The records the snapshot holds: the first backup's (the restored backup's own record was written after it).
-    expect(recordNames()).toEqual(before);
-    // The restored policy says a backup was running; the controller must not leave it so.
-    await eventually(() => expect(policy().status?.backupStatus).not.toBe('Running'), 120_000, 1000);
+    // The etcd snapshot was taken while the second backup ran: the restored policy says Running and that backup's
+    // record was never in etcd. Its snapshot is in the repository, so the controller adopts it and reports it done.
+    const p = await eventually(() => {
+      const x = policy();
+      if (x.status?.backupStatus !== 'Completed') throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 180_000, 1000);
+    expect(p.status?.snapshotId).toBe(restoredSnapshot);
+    expect(recordNames()).toEqual([...before, `mbr-${restoredSnapshot}`].sort());
+    const events = kcJson<{ items: { reason: string; message: string; involvedObject: { name: string } }[] }>(['events', '-n', NS]).items
+      .filter((e) => e.involvedObject.name === 'node');
+    expect(events.map((e) => e.reason)).toContain('BackupAdopted');
     await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>(['bl', 's3', '-n', NS]).status?.initStatus).toBe('Completed'), 60_000);
-    console.log('policy status after the restore:', JSON.stringify(policy().status));
-    const p = await backupNow('after-restore');
-    expect(p.status?.backupStatus).toBe('Completed');
-    expect(recordNames()).toEqual([...before, p.status!.mbrName!].sort());
+    const next = await backupNow('after-restore');
+    expect(next.status?.backupStatus).toBe('Completed');
+    expect(recordNames()).toEqual([...before, `mbr-${restoredSnapshot}`, next.status!.mbrName!].sort());
   }, 400_000);
 });

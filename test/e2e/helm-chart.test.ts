@@ -35,6 +35,7 @@ const expectedRules = [
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatarestores/finalizers'], verbs: ['update'] },
   { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
 ];
 
@@ -80,7 +81,7 @@ describe('rendered with default values', () => {
       { name: 'certs-0', mountPath: '/etc/kubernetes/pki', readOnly: true },
     ]);
     expect(pod.volumes).toEqual([
-      { name: 'tmp', emptyDir: {} },
+      { name: 'tmp', emptyDir: { sizeLimit: '10Gi' } },
       { name: 'certs-0', hostPath: { path: '/etc/kubernetes/pki', type: 'Directory' } },
     ]);
     expect(c.env).toEqual([
@@ -102,7 +103,8 @@ describe('rendered with default values', () => {
     expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
-    expect(c.resources.requests).toEqual({ cpu: '50m', memory: '128Mi' });
+    // Room on the node's disk for the etcd snapshot each backup stages in /tmp.
+    expect(c.resources.requests).toEqual({ cpu: '50m', memory: '128Mi', 'ephemeral-storage': '2Gi' });
   });
 
   test('the Role grants only what the controller uses, in its namespace, to its ServiceAccount', () => {
@@ -179,6 +181,7 @@ const customValues = {
   nodeSelector: { 'kubernetes.io/hostname': 'cp-1', 'node-role.kubernetes.io/control-plane': null },
   tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'backup', effect: 'NoSchedule' }],
   resources: { requests: { cpu: '200m', memory: '256Mi' }, limits: { cpu: '1', memory: '2Gi' } },
+  scratch: { sizeLimit: '20Gi', ephemeralStorageRequest: '8Gi' },
   certsHostPaths: ['/etc/kubernetes/pki', '/srv/etcd/pki'],
   extraArgs: ['--max-concurrent-backups=2'],
   extraEnv: [{ name: 'TZ', value: 'Europe/Berlin' }],
@@ -220,7 +223,8 @@ describe('rendered with non-default values', () => {
     expect(c.imagePullPolicy).toBe('Always');
     expect(pod.nodeSelector).toEqual({ 'kubernetes.io/hostname': 'cp-1' });
     expect(pod.tolerations).toEqual(customValues.tolerations);
-    expect(c.resources).toEqual(customValues.resources);
+    expect(c.resources).toEqual({ ...customValues.resources, requests: { ...customValues.resources.requests, 'ephemeral-storage': '8Gi' } });
+    expect(pod.volumes[0]).toEqual({ name: 'tmp', emptyDir: { sizeLimit: '20Gi' } });
     expect(c.volumeMounts.filter((m: { readOnly?: boolean }) => m.readOnly).map((m: { mountPath: string }) => m.mountPath))
       .toEqual(['/etc/kubernetes/pki', '/srv/etcd/pki']);
     // Two replicas force leader election on, whatever leaderElection.enabled says.

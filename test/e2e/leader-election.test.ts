@@ -1,8 +1,13 @@
-/** Leader election with real controller processes sharing one Lease: one acts, a standby takes over when it stops. */
-import { afterAll, beforeAll, expect, test } from 'bun:test';
-import { ControllerProcess, apply, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, locationSecretYaml,
-  locationYaml, uniqueBucket } from '../support/e2e.ts';
-import type { BackupLocation, KubeObject } from '../../src/api/types.ts';
+/**
+ * Leader election with real controller processes sharing one Lease: one acts, a standby takes over when it stops, and
+ * when the API server freezes (SIGSTOP) the leader gives up by its renew deadline, so there are never two actors.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
+import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
+import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
+  getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
 
 let ns: string;
 const running: ControllerProcess[] = [];
@@ -25,6 +30,8 @@ async function start(identity: string): Promise<ControllerProcess> {
 
 const holder = () => getJson<KubeObject & { spec: { holderIdentity?: string } }>(['lease', 'kubedr-controller', '-n', ns]).spec.holderIdentity;
 const leads = (c: ControllerProcess) => c.logs.includes('"msg":"became leader"');
+/** Time (ms) of the first log line of `c` whose message starts with `msg`. */
+const tsOf = (c: ControllerProcess, msg: string) => Date.parse(String(c.logLines().find((l) => String(l.msg).startsWith(msg))?.ts));
 /** Whether this controller process did the work for a location (only the leader reconciles). */
 const handled = (c: ControllerProcess, name: string) => c.logLines().some((l) => l.backupLocation === `${ns}/${name}` &&
   typeof l.msg === 'string' && l.msg.includes('repository'));
@@ -80,4 +87,56 @@ test('when the leader dies without releasing, the standby takes over after the l
   apply(locationYaml(ns, 'three', { bucketName: uniqueBucket('le'), credentials: 's3-creds' }));
   await completed('three');
   await eventually(() => expect(handled(c, 'three')).toBe(true));
+});
+
+describe('the API server frozen (SIGSTOP) during a backup while a standby waits', () => {
+  let etcd: string;
+  afterAll(() => stopExtra(cluster(), 'etcd-leader-big'));
+
+  test('the leader stops acting by its renew deadline; the standby takes over and records the backup exactly once', async () => {
+    for (const c of running) await c.stop('SIGKILL');
+    // A backup that lasts a few seconds, so the freeze lands in the middle of it.
+    etcd = await startExtraEtcd(cluster(), 'etcd-leader-big');
+    fillEtcd(etcd, 120);
+    const bucket = uniqueBucket('le-freeze');
+    apply(etcdSecretYaml(ns, 'etcd-creds'));
+    apply(locationYaml(ns, 'frozen', { bucketName: bucket, credentials: 's3-creds' }));
+    apply(policyYaml(ns, 'pol', { destination: 'frozen', etcdEndpoint: etcd }));
+    const d = await start('replica-d');
+    await eventually(() => expect(leads(d)).toBe(true), 20_000, 200);
+    const e = await start('replica-e');
+    await eventually(() => expect(e.logs).toContain('waiting for leadership'));
+    await completed('frozen');
+
+    expect(kubectl(['annotate', 'mbp', 'pol', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=freeze`]).code).toBe(0);
+    await eventually(() => expect(['Snapshot', 'Upload']).toContain(getJson<MetadataBackupPolicy>(['mbp', 'pol', '-n', ns]).status?.progress?.phase ?? ''), 30_000, 100);
+    const apiserver = cluster().procs.apiserver!.pid;
+    process.kill(apiserver, 'SIGSTOP');
+    try {
+      await Bun.sleep(9_000);
+    } finally {
+      process.kill(apiserver, 'SIGCONT');
+    }
+
+    // The old leader gave up on its own, within the renew deadline (3 s here) plus a retry, and exited to be restarted.
+    expect(await d.exited).toBe(1);
+    const lostAt = tsOf(d, 'leadership lost');
+    await eventually(() => expect(leads(e)).toBe(true), 30_000, 200);
+    expect(tsOf(e, 'became leader')).toBeGreaterThan(lostAt);
+
+    // One backup, one record, one snapshot: stored by the old leader, recorded by the new one, never twice.
+    const p = await eventually(() => {
+      const x = getJson<MetadataBackupPolicy>(['mbp', 'pol', '-n', ns]);
+      if (x.status?.backupStatus !== 'Completed') throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 60_000);
+    const snapshots = JSON.parse(resticAt(bucket, 'leader-test-password', ['snapshots', '--json', '--no-lock']).stdout) as { short_id: string }[];
+    const records = getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items.filter((r) => r.spec.policy === 'pol');
+    expect(snapshots).toHaveLength(1);
+    expect(records.map((r) => r.spec.snapshotId)).toEqual([snapshots[0]!.short_id]);
+    expect(p.status?.snapshotId).toBe(snapshots[0]!.short_id);
+    // After the loss the old leader wrote nothing: every write it still had was refused by its fence.
+    const afterLoss = d.logLines().filter((l) => Date.parse(String(l.ts)) > lostAt);
+    expect(afterLoss.filter((l) => /record created|backup completed|status written/.test(String(l.msg)))).toEqual([]);
+  }, 180_000);
 });

@@ -32,6 +32,14 @@ describe('classifyResticError', () => {
     expect(classifyResticError('Fatal: something new happened\n')).toEqual({ kind: 'Failed', message: 'something new happened' });
   });
 
+  test('no terminal escapes reach the message, and the rules still match through them', () => {
+    const c = classifyResticError('\u001b[2K\u001b[1mFatal: wrong password or no key found\u001b[0m\r\n');
+    expect(c).toEqual({ kind: 'WrongPassword', message: 'wrong repository password (restic_repo_password): wrong password or no key found' });
+    const other = classifyResticError('\u001b[2Ksignal interrupt received, cleaning up\n\u001b[2Kunable to save snapshot\n');
+    expect(other.message).toBe('signal interrupt received, cleaning up; unable to save snapshot');
+    expect(other.message).not.toMatch(/[\u0000-\u001f]/);
+  });
+
   test('an empty stderr still gives a message', () => {
     expect(classifyResticError('').message).toBe('restic failed without a message');
   });

@@ -1,7 +1,12 @@
-import { describe, expect, test } from 'bun:test';
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
-import { parseRestoreOutcome, pickSnapshot } from '../../src/engine/restore.ts';
+import { PREVIOUS_DATA_DIR, parseRestoreOutcome, pickSnapshot, recoverInterruptedReplace, restoreBackup } from '../../src/engine/restore.ts';
 import type { SnapshotInfo } from '../../src/engine/restic-output.ts';
+import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
 
 const snap = (id: string, tag: string, time: string): SnapshotInfo =>
   ({ id, shortId: id.slice(0, 8), time, hostname: 'cp-1', tags: [tag], paths: ['/data'] });
@@ -51,5 +56,101 @@ describe('parseRestoreOutcome', () => {
     expect(parseRestoreOutcome('panic: runtime error')).toBeUndefined();
     expect(parseRestoreOutcome('{"truncated')).toBeUndefined();
     expect(parseRestoreOutcome(undefined)).toBeUndefined();
+  });
+});
+
+/** restic playing `snapshots` and `restore`; a restore writes a valid backup into its --target, or hangs until stopped. */
+class PlayedRestic extends Restic {
+  hang = false;
+  restored = 0;
+
+  override async run(_repo: Repository, args: string[], run: RunOptions = {}): Promise<RunResult> {
+    if (args[0] === 'snapshots') return { stdout: JSON.stringify([{ id: SNAPSHOT_ID, short_id: SNAPSHOT_ID.slice(0, 8), time: '2026-11-30T10:00:00Z', tags: ['daily'] }]), stderr: '' };
+    if (args[0] !== 'restore') throw new Error(`unexpected restic ${args.join(' ')}`);
+    const stage = args[args.indexOf('--target') + 1]!;
+    mkdirSync(join(stage, 'data/certificates'), { recursive: true });
+    writeFileSync(join(stage, 'data/etcd-snapshot.db'), etcdSnapshot(`backup ${++this.restored}`));
+    writeFileSync(join(stage, 'data/certificates/ca.crt'), 'ca');
+    if (this.hang) {
+      const why = await new Promise<'cancel' | 'timeout'>((ok) => {
+        run.signal?.addEventListener('abort', () => ok('cancel'), { once: true });
+        setTimeout(() => ok('timeout'), run.timeoutMs ?? 60_000);
+      });
+      throw why === 'cancel' ? new EngineError('Cancelled', 'restic restore was cancelled') : new EngineError('Timeout', 'restic restore did not finish');
+    }
+    return { stdout: '', stderr: '' };
+  }
+}
+
+const SNAPSHOT_ID = `0123abcd${'0'.repeat(56)}`;
+/** An etcd snapshot file: content and its SHA-256 trailer. */
+const etcdSnapshot = (content: string) => Buffer.concat([Buffer.from(content), createHash('sha256').update(content).digest()]);
+const repo: Repository = { address: 's3:https://s3.example.com/b', password: 'p', accessKey: 'a', secretKey: 's' };
+
+describe('restoreBackup into a target', () => {
+  let target: string;
+  beforeEach(() => {
+    target = mkdtempSync(join(tmpdir(), 'restore-target-'));
+  });
+  afterEach(() => rmSync(target, { recursive: true, force: true }));
+
+  const entries = () => readdirSync(target).sort();
+  const oldData = () => {
+    mkdirSync(join(target, 'data'));
+    writeFileSync(join(target, 'data/etcd-snapshot.db'), 'old');
+  };
+
+  test('replaces data/ with the verified backup, leaving nothing else behind', async () => {
+    oldData();
+    const r = await restoreBackup(new PlayedRestic(), { repo, snapshot: 'latest', target, overwrite: true });
+    expect(r.snapshot.id).toBe(SNAPSHOT_ID);
+    expect(readFileSync(join(target, 'data/etcd-snapshot.db'))).toEqual(etcdSnapshot('backup 1'));
+    expect(entries()).toEqual(['data']);
+  });
+
+  test('a run killed after moving the old data aside: the next run puts it back first', async () => {
+    mkdirSync(join(target, PREVIOUS_DATA_DIR));
+    writeFileSync(join(target, PREVIOUS_DATA_DIR, 'etcd-snapshot.db'), 'old');
+    expect(await recoverInterruptedReplace(target)).toBe(`put ${join(target, 'data')} back from ${join(target, PREVIOUS_DATA_DIR)}: ` +
+      'an earlier restore was interrupted while replacing it');
+    expect(entries()).toEqual(['data']);
+    expect(readFileSync(join(target, 'data/etcd-snapshot.db'), 'utf8')).toBe('old');
+  });
+
+  test('a run killed after moving the new data in: the next run deletes the old', async () => {
+    mkdirSync(join(target, PREVIOUS_DATA_DIR));
+    oldData();
+    expect(await recoverInterruptedReplace(target)).toStartWith(`removed ${join(target, PREVIOUS_DATA_DIR)}`);
+    expect(entries()).toEqual(['data']);
+    expect(await recoverInterruptedReplace(target)).toBeUndefined();
+  });
+
+  test('without --force, the old data put back still refuses the restore', async () => {
+    mkdirSync(join(target, PREVIOUS_DATA_DIR));
+    writeFileSync(join(target, PREVIOUS_DATA_DIR, 'etcd-snapshot.db'), 'old');
+    await expect(restoreBackup(new PlayedRestic(), { repo, snapshot: 'latest', target })).rejects.toThrow('already exists and is not empty');
+    expect(readFileSync(join(target, 'data/etcd-snapshot.db'), 'utf8')).toBe('old');
+  });
+
+  test('cancelled (SIGTERM) mid-download: restic stopped, staged files removed, data/ untouched', async () => {
+    oldData();
+    const restic = new PlayedRestic();
+    restic.hang = true;
+    const abort = new AbortController();
+    const done = restoreBackup(restic, { repo, snapshot: 'latest', target, overwrite: true, signal: abort.signal,
+      onStep: (s) => s.startsWith('restoring') && setTimeout(() => abort.abort(), 20) });
+    await expect(done).rejects.toMatchObject({ kind: 'Cancelled' });
+    expect(entries()).toEqual(['data']);
+    expect(readFileSync(join(target, 'data/etcd-snapshot.db'), 'utf8')).toBe('old');
+  });
+
+  test('past its time limit: restic stopped, staged files removed, data/ untouched, the whole limit named', async () => {
+    oldData();
+    const restic = new PlayedRestic();
+    restic.hang = true;
+    const err = await restoreBackup(restic, { repo, snapshot: 'latest', target, overwrite: true, timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err).toMatchObject({ kind: 'Timeout', message: `restore did not finish within 1 s; ${join(target, 'data')} was left as it was` });
+    expect(entries()).toEqual(['data']);
   });
 });

@@ -123,3 +123,13 @@ test('a failing list is retried with backoff until it works', async () => {
   await run;
   expect(calls).toBe(3);
 });
+
+test('a watch that keeps failing from one resourceVersion (etcd restored: "too large resource version") lists again', async () => {
+  const tooLarge = () => new ApiError(504, 'Timeout', 'Too large resource version: 900, current: 40', 'WATCH', '/x');
+  const source = scripted([[obj('a', '900')], [obj('a', '30'), obj('b', '40')]], [{ error: tooLarge() }, { error: tooLarge() }, {}]);
+  const informer = new Informer({ name: 't', source, log, maxBackoffMs: 10 });
+  const seen = record(informer);
+  await runFor(informer, 150);
+  expect(source.watchedFrom).toEqual(['100', '100', '200']);
+  expect(seen).toEqual(['add a', 'update a@30', 'add b']);
+});

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { ScheduleError, dueSlot, parseSchedule } from '../../src/schedule/schedule.ts';
+import { ScheduleError, cronFor, dueSlot, parseSchedule } from '../../src/schedule/schedule.ts';
 
 const t = (iso: string) => new Date(iso);
 
@@ -17,6 +17,31 @@ describe('parseSchedule', () => {
   ])('rejects %s with a clear message', (s, msg) => {
     expect(() => parseSchedule(s)).toThrow(ScheduleError);
     expect(() => parseSchedule(s)).toThrow(msg);
+  });
+
+  test.each([
+    ['@every 5m', 'invalid schedule "@every 5m": @every is not supported; write a cron expression instead, "*/5 * * * *" (every 5 minutes)'],
+    ['@every 1m', '"* * * * *" (every minute)'],
+    ['@every 30s', '"* * * * *" (every minute, the most often a schedule fires)'],
+    ['@every 1h', '"0 * * * *" (every hour, or @hourly)'],
+    ['@every 6h', '"0 */6 * * *" (every 6 hours)'],
+    ['@every 24h', '"0 0 * * *" (every day at midnight, or @daily)'],
+    ['@every 168h', '"0 0 * * 0" (every Sunday at midnight, or @weekly)'],
+    ['@every 90m', 'write a cron expression instead, e.g. "*/5 * * * *" for every 5 minutes (fields: minute hour day-of-month month day-of-week)'],
+    ['@every 7m', 'e.g. "*/5 * * * *" for every 5 minutes'],
+    ['@every soon', 'e.g. "*/5 * * * *" for every 5 minutes'],
+  ])('%s says it is not supported and what to write instead', (s, msg) => {
+    expect(() => parseSchedule(s)).toThrow(ScheduleError);
+    expect(() => parseSchedule(s)).toThrow(msg);
+    expect(() => parseSchedule(s)).toThrow(`invalid schedule "${s}": @every is not supported; write a cron expression instead`);
+  });
+
+  test('every suggested expression is itself a valid schedule', () => {
+    for (const interval of ['5m', '1m', '30s', '1h', '6h', '24h', '168h']) {
+      const suggested = /^"([^"]+)"/.exec(cronFor(interval))?.[1];
+      expect(suggested).toBeDefined();
+      expect(() => parseSchedule(suggested!)).not.toThrow();
+    }
   });
 
   test('rejects an unknown time zone and honours a real one', () => {

@@ -1,6 +1,6 @@
 /**
- * @module A small flag parser shared by every subcommand: `--name value`, `--name=value`, booleans, durations
- * (`500ms`, `15s`, `2m`, `1h`), an environment variable per flag, and generated `--help` text.
+ * @module A small flag parser shared by every subcommand and the controller's config: `--name value`, `--name=value`,
+ * booleans, durations (`500ms`, `15s`, `2m`, `1h`), an environment variable per flag, and generated `--help` text.
  */
 
 export type FlagType = 'string' | 'boolean' | 'duration' | 'int';
@@ -23,13 +23,22 @@ export class UsageError extends Error {
   }
 }
 
-/** Milliseconds in a duration such as `90s`, `1m30s`, `500ms`, `2h`; a plain number is seconds. */
+/**
+ * The longest duration a flag takes: 2^31-1 ms (596h31m23.647s, about 24.8 days). setTimeout and setInterval treat a
+ * longer delay as 1 ms, so a longer interval would turn into a busy loop instead of a long wait.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** Milliseconds in a duration such as `90s`, `1m30s`, `500ms`, `2h`; a plain number is seconds. At most MAX_DURATION_MS. */
 export function parseDuration(s: string): number {
-  if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000;
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   const parts = [...s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== s) throw new UsageError(`invalid duration "${s}" (e.g. 500ms, 15s, 2m, 1h)`);
-  return parts.reduce((ms, p) => ms + Number(p[1]) * (unit[p[2]!] ?? 0), 0);
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(s)) ms = Number(s) * 1000;
+  else if (parts.length > 0 && parts.map((p) => p[0]).join('') === s) ms = parts.reduce((sum, p) => sum + Number(p[1]) * (unit[p[2]!] ?? 0), 0);
+  else throw new UsageError(`invalid duration "${s}" (e.g. 500ms, 15s, 2m, 1h)`);
+  if (ms > MAX_DURATION_MS) throw new UsageError(`duration "${s}" is too long: the longest is 596h31m23s (about 24.8 days)`);
+  return ms;
 }
 
 function convert(name: string, spec: FlagSpec, raw: string): string | boolean | number {
@@ -39,7 +48,11 @@ function convert(name: string, spec: FlagSpec, raw: string): string | boolean | 
       if (['false', '0', 'no'].includes(raw)) return false;
       throw new UsageError(`--${name} takes true or false, not "${raw}"`);
     case 'duration':
-      return parseDuration(raw);
+      try {
+        return parseDuration(raw);
+      } catch (err) {
+        throw err instanceof UsageError ? new UsageError(`--${name}: ${err.message}`) : err;
+      }
     case 'int': {
       const n = Number(raw);
       if (!Number.isInteger(n)) throw new UsageError(`--${name} takes a whole number, not "${raw}"`);
@@ -95,7 +108,7 @@ export function parseFlags<S extends Record<string, FlagSpec>>(specs: S, argv: s
     if (name in out) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
     if (fromEnv !== undefined && fromEnv !== '') out[name] = convert(name, spec, fromEnv);
-    else if (spec.default !== undefined) out[name] = spec.type === 'duration' && typeof spec.default === 'string' ? parseDuration(spec.default) : spec.default;
+    else if (spec.default !== undefined) out[name] = typeof spec.default === 'string' ? convert(name, spec, spec.default) : spec.default;
   }
   return { flags: out as Parsed<S>, args, help };
 }

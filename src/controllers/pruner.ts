@@ -1,0 +1,103 @@
+/**
+ * @module Pruning, on its own cadence and off the backup path: forgetting a snapshot (retention, a deleted record) is
+ * quick, but removing its data (`restic prune`) can take an hour on a big repository. So the pruner prunes each ready
+ * location once `intervalMs` has passed since its last prune, or sooner once `afterForgets` snapshots were forgotten
+ * there, one location at a time, in its own loop: no reconcile worker waits for it. Leader only (it writes).
+ */
+import { PRUNE_FAILED } from '../api/events.ts';
+import { BACKUP_LOCATION } from '../api/group.ts';
+import type { BackupLocation, Secret } from '../api/types.ts';
+import type { Restic } from '../engine/restic.ts';
+import { pruneRepository } from '../engine/snapshots.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { ignoreNotFound } from '../kube/errors.ts';
+import { type Informer, objectKey } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Runnable } from '../runtime/runnable.ts';
+import type { Logger } from '../util/log.ts';
+import { sleep } from '../util/sleep.ts';
+import { locationRepository } from './inputs.ts';
+
+export interface PrunerDeps {
+  client: KubeClient;
+  locations: Informer<BackupLocation>;
+  secrets: Informer<Secret>;
+  restic: Restic;
+  recorder: EventRecorder;
+  log: Logger;
+  /** Longest time between two prunes of a location that had forgets. */
+  intervalMs: number;
+  /** Prune sooner once this many snapshots were forgotten at a location. */
+  afterForgets: number;
+  now?: () => Date;
+}
+
+/** Pure: is a prune of this location due? `forgets` counts the snapshots forgotten there since its last prune. */
+export function pruneDue(o: { lastPrune: number | undefined; startedAt: number; forgets: number; now: number; intervalMs: number; afterForgets: number }): boolean {
+  if (o.forgets >= o.afterForgets) return true;
+  // Without a recorded prune, count from this process's start: a restart must not prune every location at once.
+  return o.now - (o.lastPrune ?? o.startedAt) >= o.intervalMs && (o.forgets > 0 || o.lastPrune !== undefined);
+}
+
+export class Pruner implements Runnable {
+  readonly name = 'pruner';
+  private readonly forgets = new Map<string, number>();
+  /** After a failed prune, the next attempt waits (a broken repository must not be retried every minute). */
+  private readonly retryAt = new Map<string, number>();
+  private readonly now: () => Date;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly deps: PrunerDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  /** Counts forgotten snapshots of a location; enough of them make its prune due at once. */
+  forgotten(location: BackupLocation, count: number): void {
+    const key = objectKey(location);
+    const n = (this.forgets.get(key) ?? 0) + count;
+    this.forgets.set(key, n);
+    if (n >= this.deps.afterForgets) this.wake?.();
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const startedAt = this.now().getTime();
+    const checkEveryMs = Math.min(this.deps.intervalMs, 60_000);
+    while (!signal.aborted) {
+      for (const loc of this.deps.locations.list()) {
+        if (signal.aborted) return;
+        if (loc.status?.initStatus !== 'Completed') continue;
+        const due = pruneDue({
+          lastPrune: Date.parse(loc.status.lastPruneTime ?? '') || undefined, startedAt, forgets: this.forgets.get(objectKey(loc)) ?? 0,
+          now: this.now().getTime(), intervalMs: this.deps.intervalMs, afterForgets: this.deps.afterForgets,
+        });
+        if (due && (this.retryAt.get(objectKey(loc)) ?? 0) <= this.now().getTime()) await this.prune(loc, signal);
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        void sleep(checkEveryMs, signal).then(resolve);
+      });
+      this.wake = undefined;
+    }
+  }
+
+  private async prune(loc: BackupLocation, signal: AbortSignal): Promise<void> {
+    const key = objectKey(loc);
+    const log = this.deps.log.child({ backupLocation: key });
+    const counted = this.forgets.get(key) ?? 0;
+    const started = performance.now();
+    try {
+      await pruneRepository(this.deps.restic, locationRepository(loc, this.deps.secrets), { signal });
+      this.forgets.set(key, (this.forgets.get(key) ?? 0) - counted);
+      this.retryAt.delete(key);
+      await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name,
+        { lastPruneTime: this.now().toISOString() }).catch(ignoreNotFound);
+      log.info('repository pruned', { seconds: ((performance.now() - started) / 1000).toFixed(1), forgotten: counted });
+    } catch (err) {
+      if (signal.aborted) return;
+      const message = `pruning the repository failed; forgotten snapshots keep their space until the next prune: ${err instanceof Error ? err.message : String(err)}`;
+      this.retryAt.set(key, this.now().getTime() + Math.min(this.deps.intervalMs, 15 * 60_000));
+      log.warn('prune failed', { error: message });
+      await this.deps.recorder.event(loc, 'Warning', PRUNE_FAILED, message).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * @module Retention: after each backup, keep the newest `retainNumBackups` backups of the policy at its location, forget
+ * the rest (quick) and delete their records. The data of forgotten snapshots goes with the next prune (pruner.ts),
+ * which runs on its own cadence, off the backup path. Adopted records count like any other.
+ */
+import { BACKUPS_EXPIRED, RETENTION_FAILED } from '../api/events.ts';
+import { BACKUP_RECORD, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { Restic } from '../engine/restic.ts';
+import { selectExpired } from '../engine/retention.ts';
+import { forgetSnapshots } from '../engine/snapshots.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { ignoreNotFound } from '../kube/errors.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+import { locationRepository } from './inputs.ts';
+
+export interface RetentionDeps {
+  client: KubeClient;
+  records: Informer<MetadataBackupRecord>;
+  secrets: Informer<Secret>;
+  restic: Restic;
+  recorder: EventRecorder;
+  log: Logger;
+  /** Told how many snapshots of a location were forgotten (the pruner counts them). */
+  onForgotten?: (location: BackupLocation, count: number) => void;
+}
+
+/** The policy's records at the location, `newest` included even if the cache has not seen it yet. */
+function recordsOf(deps: RetentionDeps, policy: MetadataBackupPolicy, location: BackupLocation, newest: MetadataBackupRecord): MetadataBackupRecord[] {
+  const mine = new Map<string, MetadataBackupRecord>();
+  for (const r of deps.records.list()) {
+    if (r.metadata.namespace === policy.metadata.namespace && r.spec.policy === policy.metadata.name &&
+      r.spec.backuploc === location.metadata.name && !r.metadata.deletionTimestamp) mine.set(r.metadata.name, r);
+  }
+  mine.set(newest.metadata.name, newest);
+  return [...mine.values()];
+}
+
+/** Forgets and deletes what is beyond retention. A failure is reported and retried after the next backup. */
+export async function applyRetention(deps: RetentionDeps, policy: MetadataBackupPolicy, location: BackupLocation,
+  newest: MetadataBackupRecord): Promise<void> {
+  const ns = policy.metadata.namespace ?? '';
+  const expired = selectExpired(recordsOf(deps, policy, location, newest).map((r) => ({
+    name: r.metadata.name, snapshotId: r.spec.snapshotId, time: r.status?.backupTime ?? r.metadata.creationTimestamp ?? '',
+  })), policy.spec.retainNumBackups ?? 120);
+  if (expired.length === 0) return;
+  try {
+    await forgetSnapshots(deps.restic, locationRepository(location, deps.secrets), expired.map((e) => e.snapshotId));
+    deps.onForgotten?.(location, expired.length);
+    for (const e of expired) {
+      // Marked first, so the record's finalizer needs no second forget.
+      await deps.client.patch(BACKUP_RECORD, ns, e.name, { metadata: { annotations: { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' } } })
+        .catch(ignoreNotFound);
+      await deps.client.delete(BACKUP_RECORD, ns, e.name).catch(ignoreNotFound);
+    }
+    await deps.recorder.event(policy, 'Normal', BACKUPS_EXPIRED,
+      `Expired ${expired.length} backup(s) beyond retainNumBackups=${policy.spec.retainNumBackups}: ${expired.map((e) => e.name).join(', ')}`);
+  } catch (err) {
+    const message = `retention failed, old backups kept until the next backup: ${err instanceof Error ? err.message : String(err)}`;
+    await deps.recorder.event(policy, 'Warning', RETENTION_FAILED, message);
+    deps.log.warn('retention failed', { policy: policy.metadata.name, error: message });
+  }
+}

@@ -1,0 +1,80 @@
+/** The record finalizer's decisions with fake inputs: forget, retry while the repository is unreachable, or release. */
+import { describe, expect, test } from 'bun:test';
+import { FORGET_FAILED, SNAPSHOT_KEPT } from '../../src/api/events.ts';
+import { RECORD_FINALIZER } from '../../src/api/group.ts';
+import type { BackupLocation, MetadataBackupRecord, Secret } from '../../src/api/types.ts';
+import { BackupRecordReconciler } from '../../src/controllers/backup-record.ts';
+import { EngineError } from '../../src/engine/errors.ts';
+import type { Restic } from '../../src/engine/restic.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import type { EventRecorder } from '../../src/runtime/recorder.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { fakeInformer } from '../support/fakes.ts';
+
+
+const deleting: MetadataBackupRecord = {
+  metadata: { name: 'mbr-abcdef12', namespace: 'ns', deletionTimestamp: '2026-11-30T12:00:00Z', finalizers: [RECORD_FINALIZER], resourceVersion: '7' },
+  spec: { snapshotId: 'abcdef12', policy: 'p', backuploc: 'loc' },
+};
+const location = (extra: Partial<BackupLocation['metadata']> = {}): BackupLocation => ({
+  metadata: { name: 'loc', namespace: 'ns', ...extra },
+  spec: { url: 'https://s3.example.com:9000', bucketName: 'backups', credentials: 'creds' },
+  status: { initStatus: 'Completed' },
+});
+const creds: Secret = { metadata: { name: 'creds', namespace: 'ns' }, data: Object.fromEntries(
+  ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) };
+
+async function finalize(locations: BackupLocation[], resticFails?: Error) {
+  const patches: unknown[] = [];
+  const events: [string, string, string][] = [];
+  const resticCalls: string[][] = [];
+  const client = {
+    patch: async (_r: unknown, _ns: string, _n: string, p: unknown) => void patches.push(p),
+    patchStatus: async () => ({}),
+  } as unknown as KubeClient;
+  const restic = {
+    exclusive: <T>(_repo: unknown, fn: () => Promise<T>) => fn(),
+    run: async (_repo: unknown, args: string[]) => {
+      resticCalls.push(args);
+      if (resticFails) throw resticFails;
+      return { stdout: '', stderr: '' };
+    },
+  } as unknown as Restic;
+  const recorder: EventRecorder = { event: async (_o, type, reason, message) => void events.push([type, reason, message]) };
+  const forgotten: number[] = [];
+  const r = new BackupRecordReconciler({
+    client, records: fakeInformer([deleting]), locations: fakeInformer(locations), secrets: fakeInformer([creds]),
+    recorder, restic, log: createLogger({ level: 'error' }), retryMs: 1234, onForgotten: (_l, n) => void forgotten.push(n),
+  });
+  const result = await r.reconcile('ns/mbr-abcdef12', new AbortController().signal);
+  return { patches, events, resticCalls, result, forgotten };
+}
+
+describe('a record being deleted', () => {
+  test('forgets its snapshot (no prune: that runs on its own cadence), counts it for the pruner, then releases the record', async () => {
+    const { patches, resticCalls, forgotten } = await finalize([location()]);
+    expect(resticCalls).toEqual([['forget', 'abcdef12']]);
+    expect(forgotten).toEqual([1]);
+    expect(patches).toEqual([{ metadata: { finalizers: [], resourceVersion: '7' } }]);
+  });
+
+  test('an unreachable repository keeps the record, says why once, and retries', async () => {
+    const { patches, events, result } = await finalize([location()], new EngineError('Unreachable', 'S3 endpoint unreachable'));
+    expect(patches).toEqual([]);
+    expect(events.map((e) => e[1])).toEqual([FORGET_FAILED]);
+    expect(result).toEqual({ requeueAfter: 1234 });
+  });
+
+  test('its location deleted (as with the namespace): released at once, with a Warning saying the snapshot stays and how to remove it', async () => {
+    const { patches, events, resticCalls } = await finalize([]);
+    expect(resticCalls).toEqual([]);
+    expect(patches).toEqual([{ metadata: { finalizers: [], resourceVersion: '7' } }]);
+    expect(events).toEqual([['Warning', SNAPSHOT_KEPT, 'BackupLocation "loc" is gone, so snapshot abcdef12 could not be forgotten: it stays in ' +
+      'that location\'s repository. If it is no longer needed, remove it with: restic -r <repository> forget abcdef12 --prune']]);
+  });
+
+  test('its location being deleted: released too, and the message names the repository', async () => {
+    const { events } = await finalize([location({ deletionTimestamp: '2026-11-30T12:00:00Z' })]);
+    expect(events[0]?.[2]).toContain('restic -r s3:https://s3.example.com:9000/backups forget abcdef12 --prune');
+  });
+});

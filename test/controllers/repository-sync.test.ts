@@ -1,0 +1,112 @@
+/** Records as the repository's index: what a sync adopts or flags, record names and labels, and writes that must land. */
+import { describe, expect, test } from 'bun:test';
+import { POLICY_LABEL } from '../../src/api/group.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import { newRecord, policyLabelValue, recordName } from '../../src/controllers/records.ts';
+import { planSync } from '../../src/controllers/repository-sync.ts';
+import type { SnapshotInfo } from '../../src/engine/restic-output.ts';
+import { ApiError } from '../../src/kube/errors.ts';
+import { retryUntilDone } from '../../src/util/retry.ts';
+
+const location = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3', bucketName: 'b', credentials: 'c' } } as BackupLocation;
+const policy = (name: string, destination = 'loc', namespace = 'ns') =>
+  ({ metadata: { name, namespace }, spec: { destination, certsDir: '/pki', schedule: '* * * * *' } }) as MetadataBackupPolicy;
+const snap = (id: string, tag: string, time = '2026-11-30T10:00:00Z'): SnapshotInfo =>
+  ({ id: `${id}${'0'.repeat(56)}`, shortId: id, time, hostname: 'h', tags: [tag], paths: ['/x'] });
+const record = (id: string, pol: string, extra: Partial<MetadataBackupRecord['metadata']> = {}, loc = 'loc'): MetadataBackupRecord =>
+  ({ metadata: { name: `mbr-${id}`, namespace: 'ns', ...extra }, spec: { snapshotId: id, policy: pol, backuploc: loc } });
+
+describe('planSync', () => {
+  test('a snapshot of a policy here that has no record is adopted; one with a record is not', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'p'), snap('bbbbbbbb', 'p')], [policy('p')], [record('aaaaaaaa', 'p')]);
+    expect(plan.adopt.map((a) => [a.snapshot.shortId, a.policy])).toEqual([['bbbbbbbb', 'p']]);
+    expect(plan.missing).toEqual([]);
+  });
+
+  test('adoptions come oldest first, so retention sees them in order', () => {
+    const plan = planSync(location, [snap('bbbbbbbb', 'p', '2026-11-30T12:00:00Z'), snap('aaaaaaaa', 'p', '2026-11-30T11:00:00Z')], [policy('p')], []);
+    expect(plan.adopt.map((a) => a.snapshot.shortId)).toEqual(['aaaaaaaa', 'bbbbbbbb']);
+  });
+
+  test('snapshots of deleted policies, of other namespaces\' policies and of policies with another destination stay alone', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'gone'), snap('bbbbbbbb', 'elsewhere'), snap('cccccccc', 'other-ns')],
+      [policy('elsewhere', 'other-loc'), policy('other-ns', 'loc', 'ns2')], []);
+    expect(plan.adopt).toEqual([]);
+  });
+
+  test('a policy whose backup runs right now is not adopted from under it', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [], (p) => p === 'p');
+    expect(plan.adopt).toEqual([]);
+  });
+
+  test('a record with a full restic id (restic ≥ 0.17) matches its snapshot', () => {
+    const full = `aaaaaaaa${'0'.repeat(56)}`;
+    expect(planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [record(full, 'p')]).adopt).toEqual([]);
+  });
+
+  test('records whose snapshot is gone are missing; records being deleted or already forgotten are not', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [
+      record('aaaaaaaa', 'p'), record('dddddddd', 'p'), record('eeeeeeee', 'p', { deletionTimestamp: '2026-11-30T10:00:00Z' }),
+      record('ffffffff', 'p', { annotations: { 'kubedr.catalogicsoftware.com/snapshot-forgotten': 'true' } }),
+      record('99999999', 'p', {}, 'other-loc'),
+    ]);
+    expect(plan.missing.map((r) => r.metadata.name)).toEqual(['mbr-dddddddd']);
+    expect(plan.present.map((r) => r.metadata.name)).toEqual(['mbr-aaaaaaaa']);
+  });
+});
+
+describe('records', () => {
+  test('named mbr-<short id> whatever id restic reports', () => {
+    expect(recordName('1a2b3c4d')).toBe('mbr-1a2b3c4d');
+    expect(recordName(`1a2b3c4d${'e'.repeat(56)}`)).toBe('mbr-1a2b3c4d');
+  });
+
+  test('a policy name of up to 253 characters gives a valid, unique label value; the spec keeps the full name', () => {
+    const long = `${'p'.repeat(60)}-${'q'.repeat(192)}`;
+    const other = `${'p'.repeat(60)}-${'r'.repeat(192)}`;
+    const v = policyLabelValue(long);
+    expect(v.length).toBeLessThanOrEqual(63);
+    expect(v).toMatch(/^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/);
+    expect(v).not.toBe(policyLabelValue(other));
+    expect(policyLabelValue('short-name')).toBe('short-name');
+    const r = newRecord({ namespace: 'ns', policy: long, location: 'loc', snapshotId: 'abcdef12', status: {} });
+    expect(r.metadata.labels?.[POLICY_LABEL]).toBe(v);
+    expect(r.spec.policy).toBe(long);
+  });
+
+  test('an adopted record says so', () => {
+    const r = newRecord({ namespace: 'ns', policy: 'p', location: 'loc', snapshotId: 'abcdef12', status: {}, adopted: true });
+    expect(r.metadata.annotations).toEqual({ 'kubedr.catalogicsoftware.com/adopted': 'true' });
+  });
+});
+
+describe('retryUntilDone', () => {
+  test('retries failures until the write lands', async () => {
+    let calls = 0;
+    const delays: number[] = [];
+    const v = await retryUntilDone(async () => {
+      if (++calls < 4) throw new Error('connection refused');
+      return 'landed';
+    }, { baseMs: 1, maxMs: 4, onRetry: (_e, _a, d) => delays.push(d) });
+    expect(v).toBe('landed');
+    expect(delays).toEqual([1, 2, 4]);
+  });
+
+  test('a permanent error is thrown at once', async () => {
+    let calls = 0;
+    const invalid = new ApiError(422, 'Invalid', 'label too long', 'POST', '/x');
+    const err = await retryUntilDone(async () => { calls++; throw invalid; }, { baseMs: 1, permanent: (e) => e === invalid }).catch((e) => e);
+    expect(err).toBe(invalid);
+    expect(calls).toBe(1);
+  });
+
+  test('gives up with the last error once aborted (the controller is stopping)', async () => {
+    const stop = new AbortController();
+    let calls = 0;
+    const err = await retryUntilDone(async () => {
+      if (++calls === 2) stop.abort();
+      throw new Error(`attempt ${calls}`);
+    }, { baseMs: 1, signal: stop.signal }).catch((e: Error) => e.message);
+    expect(err).toBe('attempt 2');
+  });
+});

@@ -1,0 +1,160 @@
+/**
+ * The MetadataRestore reconciler's decisions when it creates the restore pod, against fakes: caches filled from a
+ * fixed list, an API client that records writes and answers create as told, restic answering `snapshots`. What the
+ * real API server and kubelet do is in test/e2e/restore.test.ts.
+ */
+import { afterEach, describe, expect, test } from 'bun:test';
+import type { ResourceRef } from '../../src/api/group.ts';
+import type { BackupLocation, KubeObject, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret } from '../../src/api/types.ts';
+import { RestoreReconciler } from '../../src/controllers/restore.ts';
+import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
+import { ApiError, ConnectionError } from '../../src/kube/errors.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
+import type { EventRecorder, EventType } from '../../src/runtime/recorder.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { REDACTED, clearSecrets } from '../../src/util/redact.ts';
+import { fakeInformer } from '../support/fakes.ts';
+
+const log = createLogger({ level: 'error' });
+const ns = 'kubedr-system';
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const PASSWORD = 'repo-password-123';
+
+const restore: MetadataRestore = {
+  apiVersion: 'kubedr.catalogicsoftware.com/v1alpha1', kind: 'MetadataRestore',
+  metadata: { name: 'r1', namespace: ns, uid: 'uid-r1', generation: 1 },
+  spec: { mbrName: 'mbr-0123abcd', pvcName: 'claim' },
+};
+const record: MetadataBackupRecord = {
+  metadata: { name: 'mbr-0123abcd', namespace: ns }, spec: { snapshotId: '0123abcd', policy: 'daily', backuploc: 'loc' },
+};
+const location: BackupLocation = {
+  metadata: { name: 'loc', namespace: ns }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 's3-creds' },
+  status: { initStatus: 'Completed' },
+};
+const secret: Secret = {
+  metadata: { name: 's3-creds', namespace: ns },
+  data: { access_key: b64('access-key-1'), secret_key: b64('secret-key-1'), restic_repo_password: b64(PASSWORD) },
+};
+const claim: PersistentVolumeClaim = { metadata: { name: 'claim', namespace: ns }, status: { phase: 'Bound' } };
+
+const signal = new AbortController().signal;
+afterEach(clearSecrets);
+
+/** The API as the reconciler uses it: objects to get, a create that answers as told, and the writes made. */
+class FakeApi {
+  readonly objects = new Map<string, KubeObject>([[`persistentvolumeclaims/${ns}/claim`, claim], [`metadatarestores/${ns}/r1`, restore]]);
+  readonly created: KubeObject[] = [];
+  readonly statuses: Record<string, unknown>[] = [];
+  createError: unknown;
+
+  async get<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string): Promise<T> {
+    const obj = this.objects.get(`${ref.plural}/${namespace}/${name}`);
+    if (!obj) throw new ApiError(404, 'NotFound', `${ref.plural} "${name}" not found`, 'GET', '/x');
+    return obj as T;
+  }
+
+  async create<T extends KubeObject>(_ref: ResourceRef, _namespace: string, obj: T): Promise<T> {
+    if (this.createError) throw this.createError;
+    this.created.push(obj);
+    return obj;
+  }
+
+  async delete(): Promise<void> {}
+
+  async patchStatus<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string, status: object): Promise<T> {
+    this.statuses.push({ ...status });
+    return this.get<T>(ref, namespace, name);
+  }
+}
+
+/** restic that knows one snapshot, the record's. */
+class OneSnapshotRestic extends Restic {
+  override async run(_repo: Repository, args: string[], _run?: RunOptions): Promise<RunResult> {
+    if (args[0] !== 'snapshots') throw new Error(`unexpected restic ${args.join(' ')}`);
+    return { stdout: JSON.stringify([{ id: `0123abcd${'0'.repeat(56)}`, short_id: '0123abcd', time: '2026-11-30T10:00:00Z' }]), stderr: '' };
+  }
+}
+
+function setup(createError?: unknown) {
+  const api = new FakeApi();
+  api.createError = createError;
+  const events: [EventType, string, string][] = [];
+  const recorder: EventRecorder = { event: async (_obj, type, reason, message) => void events.push([type, reason, message]) };
+  const metrics = createMetrics();
+  const reconciler = new RestoreReconciler({
+    client: api, restores: fakeInformer([restore]), records: fakeInformer([record]),
+    locations: fakeInformer([location]), secrets: fakeInformer([secret]), pods: fakeInformer<Pod>([]),
+    recorder, metrics, restic: new OneSnapshotRestic(), log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000,
+  });
+  const count = async () => ({
+    restores: (await metrics.numRestores.get()).values[0]?.value ?? 0,
+    failed: (await metrics.numFailedRestores.get()).values[0]?.value ?? 0,
+  });
+  return { api, events, reconciler, count, run: () => reconciler.reconcile(`${ns}/r1`, signal) };
+}
+
+const quota = new ApiError(403, 'Forbidden',
+  'pods "kubedr-restore-r1" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10', 'POST', `/api/v1/namespaces/${ns}/pods`);
+const webhook = new ApiError(400, 'BadRequest', 'admission webhook "policy.example.com" denied the request: images must come from registry.example.com',
+  'POST', `/api/v1/namespaces/${ns}/pods`);
+const ownerRefs = new ApiError(403, 'Forbidden', 'pods "kubedr-restore-r1" is forbidden: cannot set blockOwnerDeletion if an ownerReference ' +
+  'refers to a resource you can\'t set finalizers on: , <nil>', 'POST', `/api/v1/namespaces/${ns}/pods`);
+const invalid = new ApiError(422, 'Invalid', 'Pod "kubedr-restore-r1" is invalid: spec.tolerations[0].key: Invalid value', 'POST', '/x');
+
+describe('a restore pod the API server refuses ends the restore Failed, with the API\'s reason', () => {
+  test.each([
+    ['a ResourceQuota', quota, '403 Forbidden', 'fix the cause, then re-create the MetadataRestore'],
+    ['an admission webhook', webhook, '400 BadRequest', 'fix the cause, then re-create the MetadataRestore'],
+    ['OwnerReferencesPermissionEnforcement', ownerRefs, '403 Forbidden',
+      'the controller\'s Role needs "update" on metadatarestores/finalizers (the Helm chart\'s Role grants it)'],
+    ['validation', invalid, '422 Invalid', 'fix the cause, then re-create the MetadataRestore'],
+  ])('%s', async (_title, err, status, fix) => {
+    const t = setup(err);
+    expect(await t.run()).toBeUndefined();
+    const message = `restore pod kubedr-restore-r1 was refused by the API server (${status}): ${err.detail}; ${fix}`;
+    expect(t.api.statuses).toEqual([expect.objectContaining({ restoreStatus: 'Failed', restoreErrorMessage: message, observedGeneration: 1 })]);
+    expect(t.events).toEqual([['Warning', 'RestoreFailed', message]]);
+    expect(await t.count()).toEqual({ restores: 1, failed: 1 });
+    // Not the raw request line a log shows.
+    expect(message).not.toContain('POST /api');
+  });
+});
+
+describe('anything else is retried', () => {
+  test.each([
+    ['a server error', new ApiError(500, 'InternalError', 'etcdserver: request timed out', 'POST', '/x')],
+    ['too many requests', new ApiError(429, 'TooManyRequests', 'storage is (re)initializing', 'POST', '/x')],
+    ['a lost connection', new ConnectionError('cannot reach the Kubernetes API at https://10.0.0.1:6443: ECONNRESET')],
+  ])('%s: thrown for the work queue\'s backoff, nothing reported', async (_title, err) => {
+    const t = setup(err);
+    await expect(t.run()).rejects.toBe(err);
+    expect(t.api.statuses).toEqual([]);
+    expect(t.events).toEqual([]);
+    expect(await t.count()).toEqual({ restores: 0, failed: 0 });
+  });
+
+  test('a pod created already (an earlier attempt whose status write failed) is followed as usual', async () => {
+    const t = setup(new ApiError(409, 'AlreadyExists', 'pods "kubedr-restore-r1" already exists', 'POST', '/x'));
+    expect(await t.run()).toEqual({ requeueAfter: 300_000 });
+    expect(t.api.statuses).toEqual([{ restoreStatus: 'Running', restoreErrorMessage: '', observedGeneration: 1 }]);
+    expect(t.events).toEqual([]);
+  });
+});
+
+test('a created pod makes the restore Running', async () => {
+  const t = setup();
+  expect(await t.run()).toEqual({ requeueAfter: 300_000 });
+  expect(t.api.created.map((p) => p.metadata.name)).toEqual(['kubedr-restore-r1']);
+  expect(t.api.statuses).toEqual([{ restoreStatus: 'Running', restoreErrorMessage: '', observedGeneration: 1 }]);
+});
+
+test('status messages pass the same redactor as events and logs', async () => {
+  // Reading the location's Secret registers its values; a webhook that echoes one must not put it into status.
+  const echo = new ApiError(400, 'BadRequest', `admission webhook "x" denied the request: env RESTIC_PASSWORD=${PASSWORD} is not allowed`, 'POST', '/x');
+  const t = setup(echo);
+  await t.run();
+  const message = String(t.api.statuses[0]?.restoreErrorMessage);
+  expect(message).toContain(`RESTIC_PASSWORD=${REDACTED}`);
+  expect(message).not.toContain(PASSWORD);
+});

@@ -1,0 +1,140 @@
+/**
+ * Never lose track of a backup, whatever fails around the controller (a real controller process on the test node):
+ * the API server restarted in the middle of a backup, a lock left by a restic killed on another host, a location
+ * deleted before its records, a namespace deleted with its records, and a policy name of 253 characters.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { restartApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
+import { BACKUP_NOW_ANNOTATION, POLICY_LABEL } from '../../src/api/group.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import {
+  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually,
+  fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
+} from '../support/e2e.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
+
+let ns: string;
+let controller: ControllerProcess;
+const password = `ft-pw-${crypto.randomUUID()}`;
+const bucket = uniqueBucket('ft');
+let bigEtcd: string;
+
+const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
+const records = (policyName: string) => getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items
+  .filter((r) => r.spec.policy === policyName);
+const snapshotsOf = (b: string, tag: string) =>
+  (JSON.parse(resticAt(b, password, ['snapshots', '--json', '--no-lock', '--tag', tag]).stdout) as { short_id: string }[]).map((s) => s.short_id);
+
+beforeAll(async () => {
+  ensureCrds();
+  ns = createNamespace('ft');
+  apply(locationSecretYaml(ns, { name: 's3-creds', password }));
+  apply(etcdSecretYaml(ns, 'etcd-creds'));
+  apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
+  bigEtcd = await startExtraEtcd(cluster(), 'etcd-ft-big');
+  fillEtcd(bigEtcd, 120);
+  // A lease long enough to ride out the API restart below: this test is about the backup, not the failover.
+  controller = await ControllerProcess.start(ns, ['--leader-elect-lease-duration', '40s', '--leader-elect-renew-deadline', '30s',
+    '--leader-elect-retry-period', '1s']);
+  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+}, 180_000);
+
+afterAll(async () => {
+  await controller?.stop();
+  await stopExtra(cluster(), 'etcd-ft-big');
+  deleteNamespace(ns);
+});
+
+describe('the API server restarted in the middle of a backup (down 9 s)', () => {
+  test('the snapshot gets its record and the policy ends Completed; nothing stays Running; counts add up', async () => {
+    apply(policyYaml(ns, 'api-restart', { etcdEndpoint: bigEtcd }));
+    expect(kubectl(['annotate', 'mbp', 'api-restart', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=restart`]).code).toBe(0);
+    await eventually(() => expect(['Snapshot', 'Upload']).toContain(policy('api-restart').status?.progress?.phase ?? ''), 30_000, 100);
+    await restartApiserver(cluster(), 9_000);
+    const p = await eventually(() => {
+      const x = policy('api-restart');
+      if (x.status?.backupStatus !== 'Completed') throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 120_000, 500);
+    const snaps = snapshotsOf(bucket, 'api-restart');
+    expect(snaps).toHaveLength(1);
+    expect(p.status?.snapshotId).toBe(snaps[0]!);
+    await eventually(() => expect(records('api-restart').map((r) => r.spec.snapshotId)).toEqual(snaps));
+    const m = await controller.metrics();
+    const n = (name: string) => metricValue(m, name, { policyName: 'api-restart' }) ?? -1;
+    expect(n('kubedr_num_backups')).toBe(1);
+    expect(n('kubedr_num_successful_backups') + n('kubedr_num_failed_backups')).toBe(1);
+    expect(p.status?.conditions?.find((c) => c.type === 'LastBackupSucceeded')?.status).toBe('True');
+  }, 200_000);
+});
+
+describe('locks', () => {
+  test('a lock left by a restic killed on another host does not block the next backup', async () => {
+    apply(policyYaml(ns, 'locked'));
+    // A restic prune from "another node": its own UTS namespace and host name, killed while it holds the repository's lock.
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, RESTIC_PASSWORD: password };
+    const repo = `s3:${cluster().s3Url}/${bucket}`;
+    const other = spawn('unshare', ['--uts', 'sh', '-c', `hostname other-node && exec restic --no-cache --cacert ${join(cluster().pki, 'ca.crt')} -r ${repo} prune`],
+      { env, stdio: 'ignore', detached: true });
+    await eventually(() => expect(resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim()).not.toBe(''), 30_000, 50);
+    process.kill(-other.pid!, 'SIGKILL');
+    expect(resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim()).not.toBe('');
+    const started = Date.now();
+    const p = await backupNow(ns, 'locked', 60_000);
+    expect(p.status?.backupErrorMessage).toBe('');
+    expect(p.status?.backupStatus).toBe('Completed');
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
+
+describe('deletion never wedges', () => {
+  test('a location deleted before its records: deleting a record releases it at once, saying the snapshot stays', async () => {
+    const gone = uniqueBucket('ft-gone');
+    apply(locationYaml(ns, 'doomed', { bucketName: gone, credentials: 's3-creds' }));
+    await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'doomed', '-n', ns]).status?.initStatus).toBe('Completed'));
+    apply(policyYaml(ns, 'to-doomed', { destination: 'doomed' }));
+    const p = await backupNow(ns, 'to-doomed');
+    expect(p.status?.backupStatus).toBe('Completed');
+    expect(kubectl(['delete', 'mbp', 'to-doomed', '-n', ns]).code).toBe(0);
+    expect(kubectl(['delete', 'bl', 'doomed', '-n', ns]).code).toBe(0);
+    const del = kubectl(['delete', 'mbr', p.status!.mbrName!, '-n', ns, '--timeout=30s']);
+    expect(del.stderr).toBe('');
+    expect(del.code).toBe(0);
+    const kept = events(ns, p.status!.mbrName!).find((e) => e.reason === 'SnapshotKept');
+    expect(kept?.type).toBe('Warning');
+    expect(kept?.message).toContain(`forget ${p.status!.snapshotId} --prune`);
+    expect(snapshotsOf(gone, 'to-doomed')).toEqual([p.status!.snapshotId!]);
+  });
+
+  test('a namespace deleted with its location, policies and records goes away; nothing stays Terminating', async () => {
+    const other = createNamespace('ft-ns');
+    apply(locationSecretYaml(other, { name: 's3-creds', password }));
+    apply(etcdSecretYaml(other, 'etcd-creds'));
+    apply(locationYaml(other, 'loc', { bucketName: uniqueBucket('ft-ns'), credentials: 's3-creds' }));
+    apply(policyYaml(other, 'pol'));
+    const c = await ControllerProcess.start(other);
+    try {
+      await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', other]).status?.initStatus).toBe('Completed'));
+      expect((await backupNow(other, 'pol')).status?.backupStatus).toBe('Completed');
+      expect((await backupNow(other, 'pol')).status?.backupStatus).toBe('Completed');
+      expect(kubectl(['delete', 'namespace', other, '--wait=false']).code).toBe(0);
+      await eventually(() => expect(kubectl(['get', 'namespace', other]).stderr).toContain('NotFound'), 90_000, 1000);
+    } finally {
+      await c.stop();
+    }
+  }, 150_000);
+});
+
+test('a policy name of 253 characters works end to end: snapshot, record, label', async () => {
+  const name = `p${'-long'.repeat(50)}`.padEnd(253, 'x');
+  expect(name.length).toBe(253);
+  apply(policyYaml(ns, name));
+  const p = await backupNow(ns, name);
+  expect(p.status?.backupErrorMessage).toBe('');
+  expect(p.status?.backupStatus).toBe('Completed');
+  const r = getJson<MetadataBackupRecord>(['mbr', p.status!.mbrName!, '-n', ns]);
+  expect(r.spec.policy).toBe(name);
+  expect(r.metadata.labels?.[POLICY_LABEL]?.length).toBeLessThanOrEqual(63);
+});

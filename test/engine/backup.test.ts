@@ -1,0 +1,106 @@
+/**
+ * One backup, end to end inside the engine: a stand-in etcd (grpc-js serving Maintenance.Status and .Snapshot) and the
+ * real restic with a repository in a local directory, so the facts checked are restic's own (which parent it picks,
+ * what it counts as new or changed). No cluster and no S3 are needed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runBackup, stallMessage } from '../../src/engine/backup.ts';
+import { parseSnapshots } from '../../src/engine/restic-output.ts';
+import { type Repository, Restic } from '../../src/engine/restic.ts';
+import { removeScratchRoot, stableDirName } from '../../src/util/scratch.ts';
+
+describe('stallMessage', () => {
+  test('names the endpoint the upload stalled at, and restic\'s last complaint before we stopped it', () => {
+    const line = 'Save(<data/0a1b2c3d>) returned error, retrying after 720ms: Put "https://s3.example.com:9000/b/data/0a": ' +
+      'dial tcp 10.0.0.5:9000: connect: connection refused';
+    expect(stallMessage(300_000, 's3:https://s3.example.com:9000/backups', line)).toBe(
+      `upload made no progress for 300 s, stalled at the S3 endpoint https://s3.example.com:9000 (restic's last error: S3 endpoint unreachable: ${line})`);
+    expect(stallMessage(8_000, 's3:http://127.0.0.1:9000/b', '')).toBe('upload made no progress for 8 s, stalled at the S3 endpoint http://127.0.0.1:9000');
+  });
+});
+
+const hasRestic = Bun.which('restic') !== null;
+
+/** Maintenance.Snapshot and .Status as etcd serves them; each snapshot's content differs, as a live etcd's does. */
+async function fakeEtcd(): Promise<{ endpoint: string; stop: () => void }> {
+  const same = (b: Buffer) => b;
+  const method = (path: string, responseStream: boolean) => ({
+    path, requestStream: false, responseStream, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same,
+  });
+  // SnapshotResponse { bytes blob = 3 } on the wire: tag 0x1a, length (varint), bytes.
+  const blob = (b: Buffer) => {
+    const len: number[] = [];
+    for (let n = b.length; ; n >>>= 7) {
+      if (n < 0x80) {
+        len.push(n);
+        break;
+      }
+      len.push((n & 0x7f) | 0x80);
+    }
+    return Buffer.concat([Buffer.from([0x1a, ...len]), b]);
+  };
+  let revision = 0;
+  const server = new grpc.Server();
+  server.addService({ Snapshot: method('/etcdserverpb.Maintenance/Snapshot', true), Status: method('/etcdserverpb.Maintenance/Status', false) }, {
+    Snapshot: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      const content = Buffer.alloc(200_000, ++revision);
+      call.write(blob(content));
+      call.write(blob(createHash('sha256').update(content).digest()));
+      call.end();
+    },
+    Status: (_call: unknown, done: grpc.sendUnaryData<Buffer>) => done(null, Buffer.alloc(0)),
+  });
+  const port = await new Promise<number>((ok, fail) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? fail(err) : ok(p))));
+  return { endpoint: `http://127.0.0.1:${port}`, stop: () => server.forceShutdown() };
+}
+
+describe.skipIf(!hasRestic)('runBackup with restic', () => {
+  let work: string;
+  let etcd: Awaited<ReturnType<typeof fakeEtcd>>;
+  let repo: Repository;
+  const restic = new Restic();
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'backup-test-'));
+    mkdirSync(join(work, 'pki/etcd'), { recursive: true });
+    writeFileSync(join(work, 'pki/ca.crt'), 'ca');
+    writeFileSync(join(work, 'pki/etcd/ca.crt'), 'etcd ca');
+    etcd = await fakeEtcd();
+    repo = { address: join(work, 'repo'), password: 'test-password', accessKey: 'unused', secretKey: 'unused' };
+    await restic.run(repo, ['init']);
+  }, 30_000);
+  afterAll(() => {
+    etcd.stop();
+    rmSync(work, { recursive: true, force: true });
+    removeScratchRoot();
+  });
+
+  const backup = () => runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['daily'] });
+
+  test('a policy backs up from the same path each time, so the next backup has a parent and counts only what changed', async () => {
+    const first = await backup();
+    expect(first.summary).toMatchObject({ filesNew: 3, filesChanged: 0, filesUnmodified: 0 });
+    const second = await backup();
+    // The etcd snapshot is new content; the certificates are as they were.
+    expect(second.summary).toMatchObject({ filesNew: 0, filesChanged: 1, filesUnmodified: 2 });
+    const { stdout } = await restic.run(repo, ['snapshots', '--json']);
+    const paths = parseSnapshots(stdout).map((s) => s.paths);
+    expect(paths).toEqual([[join(tmpdir(), stableDirName('daily'), 'data')], [join(tmpdir(), stableDirName('daily'), 'data')]]);
+    // The staged files are gone.
+    expect(existsSync(join(tmpdir(), stableDirName('daily')))).toBe(false);
+  }, 30_000);
+
+  test('the restored layout is data/etcd-snapshot.db and data/certificates/', async () => {
+    const { stdout } = await restic.run(repo, ['snapshots', '--json']);
+    const [latest] = parseSnapshots(stdout);
+    const target = join(work, 'restored');
+    await restic.run(repo, ['restore', latest!.id, '--target', target]);
+    expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-snapshot.db']);
+    expect(readdirSync(join(target, 'data/certificates')).sort()).toEqual(['ca.crt', 'etcd']);
+  }, 30_000);
+});

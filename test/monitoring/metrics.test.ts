@@ -1,0 +1,41 @@
+/** Metrics that stay true: series exist for what exists (at 0 from the start), and go with what is deleted. */
+import { expect, test } from 'bun:test';
+import { createMetrics } from '../../src/metrics/registry.ts';
+import type { PolicyGauges } from '../../src/metrics/policy-gauges.ts';
+
+const gauges = (...names: string[]): PolicyGauges[] => names.map((policyName) => ({ policyName, retained: 0, suspended: false }));
+const lines = async (m: ReturnType<typeof createMetrics>, prefix: string) =>
+  (await m.registry.metrics()).split('\n').filter((l) => l.startsWith(prefix));
+
+test('every per-policy counter has a series at 0 from the first scrape, before anything happened', async () => {
+  const m = createMetrics();
+  m.setPolicySource(() => gauges('a', 'b'));
+  expect(await lines(m, 'kubedr_num_failed_backups{')).toEqual(['kubedr_num_failed_backups{policyName="a"} 0', 'kubedr_num_failed_backups{policyName="b"} 0']);
+  expect(await lines(m, 'kubedr_num_backups{')).toHaveLength(2);
+  expect(await lines(m, 'kubedr_backups_skipped_total{')).toHaveLength(2);
+  expect(await lines(m, 'kubedr_backup_duration_seconds_count{')).toEqual(['kubedr_backup_duration_seconds_count{policyName="a"} 0',
+    'kubedr_backup_duration_seconds_count{policyName="b"} 0']);
+});
+
+test('counts survive scrapes, and a deleted policy\'s series go', async () => {
+  const m = createMetrics();
+  let names = ['a', 'b'];
+  m.setPolicySource(() => gauges(...names));
+  await m.registry.metrics();
+  m.numFailed.inc({ policyName: 'a' });
+  m.backupDuration.observe({ policyName: 'a' }, 3);
+  expect(await lines(m, 'kubedr_num_failed_backups{')).toContain('kubedr_num_failed_backups{policyName="a"} 1');
+  names = ['a'];
+  expect(await lines(m, 'kubedr_num_failed_backups{')).toEqual(['kubedr_num_failed_backups{policyName="a"} 1']);
+  expect(await lines(m, 'kubedr_backup_duration_seconds_count{')).toEqual(['kubedr_backup_duration_seconds_count{policyName="a"} 1']);
+});
+
+test('kubedr_backup_location_ready exists for every location from its status, ready or not, and goes with it', async () => {
+  const m = createMetrics();
+  let locs = [{ name: 'ok', ready: true }, { name: 'broken', ready: false }];
+  m.setLocationSource(() => locs);
+  expect(await lines(m, 'kubedr_backup_location_ready{')).toEqual(['kubedr_backup_location_ready{location="ok"} 1',
+    'kubedr_backup_location_ready{location="broken"} 0']);
+  locs = [{ name: 'ok', ready: true }];
+  expect(await lines(m, 'kubedr_backup_location_ready{')).toEqual(['kubedr_backup_location_ready{location="ok"} 1']);
+});
