@@ -10,6 +10,13 @@ export const READY = 'Ready';
  */
 export const LAST_BACKUP_SUCCEEDED = 'LastBackupSucceeded';
 
+/**
+ * On a MetadataRestore, as on a Job: `Complete` True once it restored, `Failed` True once it failed, so
+ * `kubectl wait --for=condition=Complete mr/NAME` works.
+ */
+export const COMPLETE = 'Complete';
+export const FAILED = 'Failed';
+
 /** On a MetadataBackupRecord: whether its snapshot is still in the repository (checked by each repository sync). */
 export const SNAPSHOT_AVAILABLE = 'SnapshotAvailable';
 

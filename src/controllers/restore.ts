@@ -4,6 +4,7 @@
  * status. Every way a restore can end (bad input, pod failure, a pod that never starts, a deleted pod, a pod the API
  * server refuses to create) ends `Failed` with the reason; finished pods are deleted.
  */
+import { COMPLETE, FAILED, setCondition } from '../api/conditions.ts';
 import { POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret, Toleration } from '../api/types.ts';
@@ -188,8 +189,16 @@ export class RestoreReconciler implements Reconciler {
       await this.deletePod(ns, restorePodName(mr.metadata.name));
       return;
     }
+    const now = this.now();
+    const generation = mr.metadata.generation ?? 0;
+    const done = (type: string, yes: boolean) => ({
+      type, status: yes ? 'True' : 'False', observedGeneration: generation,
+      reason: result === 'Completed' ? 'Restored' : 'RestoreFailed', message: result === 'Completed' ? 'The backup was restored and verified' : message,
+    } as const);
     await this.deps.client.patchStatus(RESTORE, ns, mr.metadata.name, {
-      restoreStatus: result, restoreErrorMessage: message, restoreTime: this.now().toISOString(), observedGeneration: mr.metadata.generation ?? 0,
+      restoreStatus: result, restoreErrorMessage: message, restoreTime: now.toISOString(), observedGeneration: generation,
+      conditions: setCondition(setCondition(live.status?.conditions, done(COMPLETE, result === 'Completed'), now),
+        done(FAILED, result === 'Failed'), now),
     });
     this.deps.metrics.numRestores.inc();
     const snapshotId = this.deps.records.get(`${ns}/${mr.spec.mbrName}`)?.spec.snapshotId ?? '';

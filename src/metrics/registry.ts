@@ -26,19 +26,25 @@ export function createMetrics() {
   let locations: LocationStateSource = () => [];
   /** Policies whose series exist: each per-policy counter has one at 0 from the moment its policy is seen. */
   let known = new Set<string>();
+  /** Policies with a series in the duration histogram: `zero()` would reset one that has observations. */
+  const inHistogram = new Set<string>();
 
   /**
    * Before each scrape: every policy in the cache has a series in each per-policy counter and histogram (at 0 until it
    * counts something, so `increase()` sees a policy's first failure), and deleted policies' series go.
    */
-  const trackPolicies = (metrics: (Counter<'policyName'> | Histogram<'policyName'>)[]) => {
+  const trackPolicies = (counters: Counter<'policyName'>[], histogram: Histogram<'policyName'>) => {
     const current = new Set(source().map((g) => g.policyName));
-    for (const m of metrics) {
-      for (const name of current) {
-        if (m instanceof Counter) m.inc({ policyName: name }, 0);
-        else if (!known.has(name)) m.zero({ policyName: name });
-      }
-      for (const name of known) if (!current.has(name)) m.remove({ policyName: name });
+    for (const name of current) {
+      for (const c of counters) c.inc({ policyName: name }, 0);
+      if (!inHistogram.has(name)) histogram.zero({ policyName: name });
+      inHistogram.add(name);
+    }
+    for (const name of known) {
+      if (current.has(name)) continue;
+      for (const c of counters) c.remove({ policyName: name });
+      histogram.remove({ policyName: name });
+      inHistogram.delete(name);
     }
     known = current;
   };
@@ -60,7 +66,7 @@ export function createMetrics() {
   new Gauge({
     name: 'kubedr_policies', help: 'MetadataBackupPolicies this controller sees.', registers: [registry],
     collect() {
-      trackPolicies([numBackups, numSuccessful, numFailed, backupDuration, skipped]);
+      trackPolicies([numBackups, numSuccessful, numFailed, skipped], backupDuration);
       this.set(known.size);
     },
   });
@@ -86,7 +92,13 @@ export function createMetrics() {
     },
     // KubeDR's metrics (monitoring.rst)
     backupSize: derived('kubedr_backup_size_bytes', 'Size of the backup in bytes (bytes the newest successful backup read).', (g) => g.backupSize),
-    numBackups, numSuccessful, numFailed, backupDuration,
+    numBackups, numSuccessful, numFailed,
+    backupDuration: {
+      observe(labels: { policyName: string }, seconds: number): void {
+        inHistogram.add(labels.policyName);
+        backupDuration.observe(labels, seconds);
+      },
+    },
     // Ours: per policy, derived from status and records so nothing resets on restart
     lastSuccess: derived('kubedr_backup_last_success_timestamp_seconds', 'Unix time of the last successful backup.', (g) => g.lastSuccess),
     lastStatus: derived('kubedr_backup_last_status', 'Outcome of the most recent finished backup: 1 success, 0 failure.', (g) => g.lastStatus),

@@ -116,6 +116,9 @@ describe('a restore pod the API server refuses ends the restore Failed, with the
     expect(t.api.statuses).toEqual([expect.objectContaining({ restoreStatus: 'Failed', restoreErrorMessage: message, observedGeneration: 1 })]);
     expect(t.events).toEqual([['Warning', 'RestoreFailed', message]]);
     expect(await t.count()).toEqual({ restores: 1, failed: 1 });
+    // Conditions as on a Job, so `kubectl wait --for=condition=Failed` works.
+    const conditions = (t.api.statuses[0]!.conditions as { type: string; status: string }[]).map((c) => [c.type, c.status]);
+    expect(conditions).toEqual([['Complete', 'False'], ['Failed', 'True']]);
     // Not the raw request line a log shows.
     expect(message).not.toContain('POST /api');
   });

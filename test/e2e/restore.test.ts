@@ -140,6 +140,8 @@ describe('a restore into a claim bound to a hostPath volume, on a node tainted a
       watch.stop();
     }
     expect(states.some((p) => p.status?.phase === 'Succeeded')).toBe(true);
+    // As on a Job: a user (or a script) can wait for the restore.
+    expect(kubectl(['wait', '--for=condition=Complete', '--timeout=5s', 'mr/r1', '-n', ns]).code).toBe(0);
     expect(events(ns, 'r1').map((e) => [e.type, e.reason, e.message])).toContainEqual(['Normal', RESTORE_SUCCEEDED, messages.restoreSucceeded(record.spec.snapshotId)]);
   });
 

@@ -17,6 +17,15 @@ test('every per-policy counter has a series at 0 from the first scrape, before a
     'kubedr_backup_duration_seconds_count{policyName="b"} 0']);
 });
 
+test('observations made before the first scrape are kept (not zeroed by it)', async () => {
+  const m = createMetrics();
+  m.setPolicySource(() => gauges('a'));
+  m.numBackups.inc({ policyName: 'a' });
+  m.backupDuration.observe({ policyName: 'a' }, 2);
+  expect(await lines(m, 'kubedr_backup_duration_seconds_count{')).toEqual(['kubedr_backup_duration_seconds_count{policyName="a"} 1']);
+  expect(await lines(m, 'kubedr_num_backups{')).toEqual(['kubedr_num_backups{policyName="a"} 1']);
+});
+
 test('counts survive scrapes, and a deleted policy\'s series go', async () => {
   const m = createMetrics();
   let names = ['a', 'b'];
