@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the distroless-style OCI image dist/kubedr-image.tar (localhost/kubedr:<version>) from scratch with buildah:
-# dist/kubedr, restic, exactly the C libraries both load, CA certificates, passwd/group (root, nobody, kubedr 65532) and
-# a writable /tmp. No shell and no package manager, so there is nothing in it to exec into but kubedr and restic.
+# dist/kubedr, restic, etcd and etcdctl (verification restores each backup into a throwaway etcd), exactly the C
+# libraries they load, CA certificates, passwd/group (root, nobody, kubedr 65532) and a writable /tmp. No shell and no
+# package manager, so there is nothing in it to exec into but these four programs.
 # No Docker engine and no base image are needed (shared/notes/testenv.md). Idempotent; run as root.
 #   KUBEDR_IMAGE_SOURCE   value of the org.opencontainers.image.source label (default: the git remote "origin")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v buildah >/dev/null && command -v restic >/dev/null || scripts/install-deps.sh
+command -v buildah >/dev/null && command -v restic >/dev/null && command -v etcd >/dev/null || scripts/install-deps.sh
 # Always rebuilt (about a second), so the image holds the binary of the tree it is labelled with.
 scripts/build-binary.sh
 
@@ -20,6 +21,7 @@ commit=$(sed -n 's/^commit: //p' <<<"$info")
 image="localhost/kubedr:$version"
 source=${KUBEDR_IMAGE_SOURCE:-$(git remote get-url origin 2>/dev/null || true)}
 restic_bin=$(command -v restic)
+etcd_bins=("$(command -v etcd)" "$(command -v etcdctl)")
 
 ctr=$(bh from --name kubedr-image-build-$$ scratch)
 cleanup() { bh rm "$ctr" >/dev/null 2>&1 || true; }
@@ -30,7 +32,8 @@ root=$(bh mount "$ctr")
 # them under, because those are the paths the binaries and the loader look for.
 install -D -m 0755 dist/kubedr "$root/usr/local/bin/kubedr"
 install -D -m 0755 "$restic_bin" "$root/usr/bin/restic"
-for lib in $(for bin in dist/kubedr "$restic_bin"; do ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'; done | sort -u); do
+for bin in "${etcd_bins[@]}"; do install -D -m 0755 "$bin" "$root/usr/bin/$(basename "$bin")"; done
+for lib in $(for bin in dist/kubedr "$restic_bin" "${etcd_bins[@]}"; do ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'; done | sort -u); do
   install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
 done
 

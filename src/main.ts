@@ -5,6 +5,7 @@ import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { runRestore } from './cli/restore.ts';
 import { runSnapshots } from './cli/snapshots.ts';
+import { runVerify } from './cli/verify.ts';
 import { runVersion } from './cli/version.ts';
 import { UsageError } from './util/flags.ts';
 import { createLogger } from './util/log.ts';
@@ -22,6 +23,7 @@ Disaster recovery (no cluster needed):
   snapshots      list the backups at a location
   restore        restore a backup from S3 and verify its etcd snapshot
   etcd-restore   build a new etcd data directory from a restored etcd snapshot
+  verify         prove a backup restores: read back, restored into a throwaway etcd, checked
 
 Run 'kubedr <command> --help' for a command's flags.
 `;
@@ -32,6 +34,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   snapshots: runSnapshots,
   restore: runRestore,
   'etcd-restore': runEtcdRestore,
+  verify: runVerify,
 };
 
 async function main(argv: string[]): Promise<number> {

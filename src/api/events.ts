@@ -28,6 +28,10 @@ export const FORGET_FAILED = 'ForgetFailed';
  * record was made from the repository.
  */
 export const BACKUP_ADOPTED = 'BackupAdopted';
+/** MetadataBackupPolicy: a backup was read back from the repository, restored into a throwaway etcd and checked. */
+export const BACKUP_VERIFIED = 'BackupVerified';
+/** MetadataBackupPolicy: verifying a backup by restoring it failed; the message says what. */
+export const BACKUP_VERIFICATION_FAILED = 'BackupVerificationFailed';
 /** BackupLocation: pruning the repository failed; it is tried again at the next prune check. */
 export const PRUNE_FAILED = 'PruneFailed';
 /**

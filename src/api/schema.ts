@@ -85,6 +85,11 @@ export const backupPolicySchema = {
       properties: {
         destination: required('Name of the BackupLocation.'),
         certsDir: str('Directory of certificates to back up, e.g. /etc/kubernetes/pki. Optional.'),
+        extraPaths: {
+          type: 'array',
+          description: 'More host paths (absolute; files or directories) to store with the snapshot, restored under data/extra/<path>, e.g. the directory of the API server\'s --encryption-provider-config. Each must be mounted into the controller\'s pod. Optional.',
+          items: str('An absolute path, e.g. /etc/kubernetes/enc.', { minLength: 1 }),
+        },
         etcdEndpoint: str('etcd client URL.', { default: 'https://127.0.0.1:2379' }),
         etcdCreds: str('Secret with ca.crt, client.crt and client.key for etcd.', { default: 'etcd-creds' }),
         schedule: required('Cron schedule (5 fields, or @hourly, @daily, ...), as in a CronJob.'),
@@ -92,6 +97,15 @@ export const backupPolicySchema = {
         retainNumBackups: int('Successful backups to keep.', { minimum: 1, default: 120 }),
         suspend: { type: 'boolean', description: 'Pause scheduled backups.', default: false },
         options: { type: 'object', description: 'Free-form options.', additionalProperties: { type: 'string' } },
+        verification: {
+          type: 'object',
+          description: 'Proving that backups restore: each is read back from the repository, its etcd snapshot restored into a throwaway etcd and checked.',
+          properties: {
+            mode: { type: 'string', enum: ['AfterBackup', 'Schedule', 'Never'], default: 'AfterBackup',
+              description: 'AfterBackup (default): verify each backup once stored; Schedule: verify the newest backup on `schedule`; Never.' },
+            schedule: str('Cron schedule of verification in Schedule mode (5 fields, or @daily, ...).'),
+          },
+        },
       },
     },
     status: {
@@ -112,6 +126,8 @@ export const backupPolicySchema = {
         backupTrigger: { type: 'string', enum: ['Scheduled', 'OnDemand'], description: 'What started the most recent backup.' },
         lastScheduleTime: str('The most recent scheduled slot served (run or skipped), RFC 3339.'),
         nextBackupTime: str('When the schedule fires next (RFC 3339); empty while suspended.'),
+        lastVerifiedTime: str('When a backup of this policy was last verified by restoring it (RFC 3339).'),
+        lastVerifiedSnapshotId: str('The snapshot that verification proved restorable.'),
         backupNowServed: str('The value of the backup-now annotation last served, so each value runs once.'),
         progress: {
           type: 'object',
@@ -156,6 +172,31 @@ export const backupRecordSchema = {
         totalBytesProcessed: int('restic: bytes read.'),
         totalDurationSecs: str('Wall time of the backup, seconds (fractional).'),
         message: str('Why the record cannot be removed yet, if so.'),
+        certificates: {
+          type: 'array',
+          description: 'The X.509 certificates the backup holds: each file under certsDir with at least one certificate, and the earliest expiry in it.',
+          items: {
+            type: 'object',
+            required: ['file', 'notAfter'],
+            properties: {
+              file: str('Path of the file relative to certsDir, e.g. etcd/server.crt.'),
+              notAfter: str('The earliest notAfter among the file\'s certificates (RFC 3339).'),
+            },
+          },
+        },
+        earliestCertificateExpiry: str('The earliest notAfter among all the certificates the backup holds (RFC 3339).'),
+        verification: {
+          type: 'object',
+          description: 'The proof that this backup restores: read back from the repository, restored into a throwaway etcd, checked.',
+          properties: {
+            time: str('When the verification finished (RFC 3339).'),
+            result: { type: 'string', enum: ['Succeeded', 'Failed'], description: 'Whether the backup restored and held a Kubernetes etcd.' },
+            revision: int('etcd revision of the restored snapshot.'),
+            keyCount: int('Keys in the restored etcd.'),
+            durationSecs: str('Wall time of the verification, seconds (fractional).'),
+            message: str('What was checked, or why it failed.'),
+          },
+        },
         conditions,
       },
     },

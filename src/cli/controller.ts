@@ -8,6 +8,7 @@ import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
+import { Verifier } from '../controllers/verification.ts';
 import { Restic } from '../engine/restic.ts';
 import { KubeClient } from '../kube/client.ts';
 import { policyGauges } from '../metrics/policy-gauges.ts';
@@ -83,6 +84,10 @@ function build(config: Config, log: Logger) {
     busy: (key) => policyReconciler.isRunning(key),
   });
   policyReconciler.sync = sync;
+  // Each backup proven by restoring it, under the same limit as backups (it reads as much and runs an etcd).
+  policyReconciler.verifier = new Verifier({
+    client, secrets, restic, recorder, metrics, log, acquire: (s) => policyReconciler.acquireSlot(s),
+  });
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);
   policyReconciler.enqueue = (key) => policyController.enqueue(key);

@@ -1,16 +1,22 @@
 /**
  * @module `kubedr etcd-restore`: turns a restored etcd snapshot into the data directory of a new single-member etcd,
- * with kubeadm's layout as the default, and says what to do next on the control-plane node.
+ * with kubeadm's layout as the default, and says what to do next on the control-plane node. It warns, and goes on, when
+ * the restored certificates have expired or soon will, and when the node's API server needs an encryption-at-rest
+ * config that the restored backup does not hold.
  */
 import { existsSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { CERTS_DIR } from '../engine/backup.ts';
+import { CERTS_DIR, EXTRA_DIR, extraPathIn } from '../engine/backup.ts';
+import { readCertificateExpiries } from '../engine/certificates.ts';
+import { readEncryptionConfigPath } from '../engine/encryption-config.ts';
 import { findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir } from '../engine/etcd-restore.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
+import { certificateWarning, encryptionConfigWarning } from './restored-warnings.ts';
 
 const KUBEADM_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
+const KUBEADM_APISERVER_MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
 const KUBEADM_DATA_DIR = '/var/lib/etcd';
 
 const flags = {
@@ -21,6 +27,10 @@ const flags = {
   'initial-cluster': { type: 'string', help: 'the new cluster, NAME=PEER-URL (default: this one member)' },
   'initial-cluster-token': { type: 'string', help: 'cluster token (default: the manifest\'s, else etcd\'s default etcd-cluster)' },
   'etcd-manifest': { type: 'string', help: 'kubeadm\'s etcd static pod manifest, read for defaults when present', default: KUBEADM_MANIFEST },
+  'apiserver-manifest': {
+    type: 'string', default: KUBEADM_APISERVER_MANIFEST,
+    help: 'the kube-apiserver static pod manifest, read when present: a warning if its --encryption-provider-config is not in the backup',
+  },
   force: { type: 'boolean', help: 'if the data directory is not empty, move it aside (renamed, kept) instead of refusing', default: false },
   etcdutl: { type: 'string', help: 'etcdutl or etcdctl to run (default: the first on PATH)' },
 } satisfies Record<string, FlagSpec>;
@@ -38,7 +48,7 @@ function firstIPv4(): string {
   return '127.0.0.1';
 }
 
-export function nextSteps(o: { dataDir: string; member: MemberLayout; certificates?: string; previous?: string; manifest: string }): string {
+export function nextSteps(o: { dataDir: string; member: MemberLayout; certificates?: string; extra?: string; previous?: string; manifest: string }): string {
   const m = o.member;
   return [
     `etcd data directory ready: ${o.dataDir} (member ${m.name}, peer URL ${m.peerUrls})`,
@@ -51,6 +61,8 @@ export function nextSteps(o: { dataDir: string; member: MemberLayout; certificat
     o.certificates
       ? `  2. If /etc/kubernetes/pki was lost too, put the backed-up certificates back: cp -a ${o.certificates}/. /etc/kubernetes/pki/`
       : '  2. This backup holds no certificates: /etc/kubernetes/pki must still be intact (or restored from elsewhere).',
+    ...(o.extra ? [`     Host paths stored with the backup (extraPaths) are under ${o.extra}/, each at its path on the host: put back those`,
+      `     that were lost (cp -a ${o.extra}/PATH /PATH), the API server's --encryption-provider-config first.`] : []),
     `  3. In ${o.manifest}, the etcd-data hostPath volume and --data-dir must point to ${o.dataDir}, and these flags must match:`,
     `       --name=${m.name} --initial-advertise-peer-urls=${m.peerUrls} --initial-cluster=${m.initialCluster}`,
     '  4. Start the control plane again: mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/',
@@ -82,9 +94,29 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   const dataDir = resolve(f['data-dir'] ?? manifest.dataDir ?? KUBEADM_DATA_DIR);
   process.stderr.write(`kubedr etcd-restore: building ${dataDir} for member ${name} (${peerUrls}) from ${snapshot}\n`);
   const result = await restoreEtcdDataDir({ snapshotFile: snapshot, dataDir, member, force: f.force, tool: findRestoreTool(f.etcdutl) });
-  const certs = join(dirname(snapshot), CERTS_DIR);
+  // The backup's data/ directory: the snapshot's, where `kubedr restore` put the certificates and extra paths beside it.
+  const data = dirname(snapshot);
+  const certs = join(data, CERTS_DIR);
+  const extra = join(data, EXTRA_DIR);
+  for (const warning of await restoredWarnings(data, f['apiserver-manifest'])) process.stderr.write(`kubedr etcd-restore: ${warning}\n`);
   process.stdout.write(nextSteps({
     dataDir, member, previous: result.previousDataDir, manifest: f['etcd-manifest'], certificates: existsSync(certs) ? certs : undefined,
+    extra: existsSync(extra) ? extra : undefined,
   }));
   return 0;
+}
+
+/** What a restored backup (its `data/` directory) lacks or holds that will stop the control plane; warnings only. */
+export async function restoredWarnings(data: string, apiserverManifest: string, now = new Date()): Promise<string[]> {
+  const certs = join(data, CERTS_DIR);
+  const expiries = existsSync(certs) ? await readCertificateExpiries(certs).catch(() => []) : [];
+  const configPath = readEncryptionConfigPath(apiserverManifest);
+  const expectedAt = configPath && join(data, extraPathIn(configPath));
+  return [
+    certificateWarning(expiries, certs, now),
+    encryptionConfigWarning({
+      manifest: apiserverManifest, configPath, expectedAt,
+      held: !!expectedAt && existsSync(expectedAt), onNode: !!configPath && existsSync(configPath),
+    }),
+  ].filter((w): w is string => w !== undefined);
 }

@@ -2,8 +2,10 @@
  * @module `kubedr restore`: brings a backup back from S3 and verifies the etcd snapshot. Used by hand when the cluster
  * is gone, and by the MetadataRestore pod, which reads its outcome from the termination log.
  */
-import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DATA_DIR, EXTRA_DIR } from '../engine/backup.ts';
+import { readCertificateExpiries } from '../engine/certificates.ts';
 import { EngineError } from '../engine/errors.ts';
 import { PREVIOUS_DATA_DIR, restoreBackup, type RestoreOutcome, type RestoreResult } from '../engine/restore.ts';
 import { Restic } from '../engine/restic.ts';
@@ -12,10 +14,11 @@ import { type WriteDenial, writeDenial } from '../util/fs.ts';
 import { redact } from '../util/redact.ts';
 import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
 import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
+import { certificateWarning } from './restored-warnings.ts';
 
 const flags = {
   ...repositoryFlags,
-  target: { type: 'string', help: 'directory to restore into; the backup arrives as DIR/data/etcd-snapshot.db and DIR/data/certificates/' },
+  target: { type: 'string', help: 'directory to restore into; the backup arrives as DIR/data/etcd-snapshot.db, DIR/data/certificates/ and DIR/data/extra/ (a policy\'s extraPaths)' },
   policy: { type: 'string', help: 'restore the backups of this MetadataBackupPolicy (needed for "latest" when several policies share the location)' },
   force: {
     type: 'boolean', default: false,
@@ -33,13 +36,15 @@ const flags = {
 
 export const restoreHelp = helpText('kubedr restore <snapshot-id|latest> --target DIR --url URL --bucket BUCKET [--credentials FILE] [flags]',
   'Restores a backup (the etcd snapshot and the certificates) from a BackupLocation\'s repository and verifies the etcd\n' +
-  'snapshot\'s SHA-256 trailer. Then build an etcd data directory from it with \'kubedr etcd-restore\'.', flags) + `\n${exitCodesHelp}`;
+  'snapshot\'s SHA-256 trailer. Warns about restored certificates that have expired or expire within 7 days, and restores\n' +
+  'them all the same. Then build an etcd data directory from it with \'kubedr etcd-restore\'.', flags) + `\n${exitCodesHelp}`;
 
-function summary(r: RestoreResult): string {
+function summary(r: RestoreResult, extra: string | undefined): string {
   const lines = [
     `Restored snapshot ${r.snapshot.shortId} (${r.snapshot.time}, policy ${r.snapshot.tags[0] ?? '-'}, host ${r.snapshot.hostname}): ${r.files} files, ${r.bytes} bytes`,
     `  etcd snapshot: ${r.etcdSnapshot} (${r.etcdSnapshotSize} bytes, SHA-256 ${r.sha256}, integrity verified)`,
     r.certificates ? `  certificates:  ${r.certificates}/` : '  certificates:  none in this backup',
+    ...(extra ? [`  extra paths:   ${extra}/ (each below it at its path on the host)`] : []),
     '',
     `Next: kubedr etcd-restore --snapshot ${r.etcdSnapshot} --help`,
   ];
@@ -138,7 +143,14 @@ export async function runRestore(argv: string[]): Promise<number> {
     });
     writeOutcome({ ok: true, snapshotId: result.snapshot.id, sha256: result.sha256, etcdSnapshotSize: result.etcdSnapshotSize,
       files: result.files, bytes: result.bytes });
-    process.stdout.write(f.json ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
+    // Restored all the same: the certificates may be renewed before the control plane starts, and the user decides.
+    // A certificate that cannot be read is only not warned about: it never fails a restore that succeeded.
+    const certificates = result.certificates ? await readCertificateExpiries(result.certificates).catch(() => []) : [];
+    const warning = result.certificates && certificateWarning(certificates, result.certificates, new Date());
+    if (warning) process.stderr.write(`kubedr restore: ${warning}\n`);
+    const extraDir = join(target, DATA_DIR, EXTRA_DIR);
+    process.stdout.write(f.json ? `${JSON.stringify({ ...result, certificateExpiries: certificates }, null, 2)}\n`
+      : summary(result, existsSync(extraDir) ? extraDir : undefined));
     return 0;
   } catch (caught) {
     const err = reported(caught, stop.received(), target);

@@ -26,6 +26,7 @@ import { InputError, etcdConnection, locationRepository, readyLocation } from '.
 import { isPermanent, newRecord, policyLabelValue, writeRecord } from './records.ts';
 import type { RepositorySync } from './repository-sync.ts';
 import { applyRetention } from './retention.ts';
+import { type Verifier, verifyMode } from './verification.ts';
 
 export interface BackupPolicyDeps {
   client: KubeClient;
@@ -55,6 +56,8 @@ type Trigger = 'Scheduled' | 'OnDemand';
 interface Running {
   abort: AbortController;
   done: Promise<void>;
+  /** Not a backup: the resolution of one another process left unfinished (its snapshot may await adoption). */
+  resolving?: boolean;
 }
 
 /** The backup stored its snapshot, but its record could not be written; a repository sync will make it. */
@@ -89,6 +92,11 @@ export class BackupPolicyReconciler implements Reconciler {
    * and for a backup another process left unfinished.
    */
   sync?: Pick<RepositorySync, 'syncLocation' | 'request'>;
+  /** Set by the composition root: proves backups restore (after each backup, or on the policy's verification schedule). */
+  verifier?: Verifier;
+  /** Scheduled verifications running now, by policy key, and the slot each served (ahead of the cache). */
+  private readonly verifying = new Map<string, Running>();
+  private readonly verifiedSlot = new Map<string, number>();
   /** Set by the composition root: told how many snapshots retention forgot at a location (for the pruner). */
   onForgotten?: (location: BackupLocation, count: number) => void;
 
@@ -182,13 +190,55 @@ export class BackupPolicyReconciler implements Reconciler {
       this.start(key, start, signal);
       log.info('backup started', { trigger: start, slot: slot?.toISOString() });
     }
-    if (!next) return;
-    return { requeueAfter: Math.min(Math.max(next.getTime() - now.getTime(), 0) + 50, MAX_REQUEUE_MS) };
+    const verifyNext = this.scheduledVerification(key, policy, now);
+    const wake = [next, verifyNext].filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
+    if (!wake) return;
+    return { requeueAfter: Math.min(Math.max(wake.getTime() - now.getTime(), 0) + 50, MAX_REQUEUE_MS) };
   }
 
-  /** Whether a backup (or the resolution of an unfinished one) of the policy runs in this process. */
+  /**
+   * In Schedule mode: verifies the policy's newest backup when its verification schedule is due (since the last
+   * verification), in the background. Returns when the schedule fires next, to come back then.
+   */
+  private scheduledVerification(key: string, policy: MetadataBackupPolicy, now: Date): Date | undefined {
+    if (verifyMode(policy) !== 'Schedule' || !this.verifier || !policy.spec.verification?.schedule) return undefined;
+    let schedule;
+    try {
+      schedule = parseSchedule(policy.spec.verification.schedule, policy.spec.timeZone);
+    } catch (err) {
+      this.deps.log.warn('invalid verification schedule; no scheduled verification', { policy: key, error: (err as Error).message });
+      return undefined;
+    }
+    const last = Math.max(Date.parse(policy.status?.lastVerifiedTime ?? '') || 0, Date.parse(policy.metadata.creationTimestamp ?? '') || 0,
+      this.verifiedSlot.get(key) ?? 0);
+    const slot = dueSlot({ schedule, now, suspended: false, lastServed: new Date(last) });
+    const ns = policy.metadata.namespace ?? '';
+    const newest = this.deps.records.list()
+      .filter((r) => r.metadata.namespace === ns && r.spec.policy === policy.metadata.name && !r.metadata.deletionTimestamp)
+      .sort((a, b) => Date.parse(b.status?.backupTime ?? '') - Date.parse(a.status?.backupTime ?? ''))[0];
+    const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
+    if (slot && newest && location && !this.verifying.has(key)) {
+      this.verifiedSlot.set(key, slot.getTime());
+      const abort = new AbortController();
+      const done = this.verifier.verify(policy, location, newest, abort.signal).then(() => undefined)
+        .finally(() => this.verifying.delete(key));
+      this.verifying.set(key, { abort, done });
+    }
+    return schedule.next(now) ?? undefined;
+  }
+
+  /** A slot of the global limit on backups (and verifications) running at once; resolves with its release. */
+  acquireSlot(signal: AbortSignal): Promise<() => void> {
+    return this.slots.acquire(signal);
+  }
+
+  /**
+   * Whether a backup of the policy runs in this process, so its snapshot is about to get its record and a sync must
+   * leave it alone. The resolution of a backup another process left unfinished does not count: it needs the sync.
+   */
   isRunning(key: string): boolean {
-    return this.running.has(key);
+    const r = this.running.get(key);
+    return r !== undefined && !r.resolving;
   }
 
   /**
@@ -197,7 +247,7 @@ export class BackupPolicyReconciler implements Reconciler {
    * interrupted if it holds none. Counted once either way, so kubedr_num_backups stays successes + failures.
    */
   private resolveUnfinished(key: string, policy: MetadataBackupPolicy): void {
-    const entry: Running = { abort: new AbortController(), done: Promise.resolve() };
+    const entry: Running = { abort: new AbortController(), done: Promise.resolve(), resolving: true };
     this.running.set(key, entry);
     entry.done = this.resolve(policy, entry.abort.signal)
       .catch((err) => this.deps.log.error('resolving an unfinished backup failed', { policy: key, err }))
@@ -233,15 +283,17 @@ export class BackupPolicyReconciler implements Reconciler {
     await this.reportFailure(policy, message, 'Interrupted', {}, signal);
   }
 
-  /** Waits up to `timeoutMs` for running backups to finish, then cancels the rest. */
+  /** Waits up to `timeoutMs` for running backups (and verifications) to finish, then cancels the rest. */
   async drain(timeoutMs: number): Promise<void> {
-    const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
+    const work = () => [...this.running.values(), ...this.verifying.values()];
+    const all = () => Promise.allSettled(work().map((r) => r.done));
     const finished = await Promise.race([all().then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
     if (finished) return;
-    this.deps.log.warn('cancelling running backups at shutdown', { count: this.running.size });
-    for (const r of this.running.values()) r.abort.abort();
+    this.deps.log.warn('cancelling running backups at shutdown', { count: work().length });
+    for (const r of work()) r.abort.abort();
     await all();
   }
+
 
   private statusChanged(st: MetadataBackupPolicyStatus, update: MetadataBackupPolicyStatus): boolean {
     const { conditions, ...rest } = update;
@@ -312,8 +364,8 @@ export class BackupPolicyReconciler implements Reconciler {
       const etcd = etcdConnection(ns, policy.spec.etcdEndpoint ?? 'https://127.0.0.1:2379', policy.spec.etcdCreds ?? 'etcd-creds', this.deps.secrets);
       const progress = this.progressWriter(policy);
       const result = await runBackup(this.deps.restic, {
-        etcd, certsDir: policy.spec.certsDir || undefined, repo, host: this.deps.host, tags: [name], signal,
-        onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
+        etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags: [name],
+        signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
       }).finally(progress.flush);
       const record = await this.createRecord(policy, location, result, signal);
       await this.reportSuccess(policy, result, record, signal);
@@ -321,6 +373,8 @@ export class BackupPolicyReconciler implements Reconciler {
       finished();
       const { client, records, secrets, restic, recorder } = this.deps;
       await applyRetention({ client, records, secrets, restic, recorder, log, onForgotten: this.onForgotten }, policy, location, record);
+      // After the record exists, in the background of this run; its outcome never changes this backup's own status.
+      if (this.verifier && verifyMode(policy) === 'AfterBackup') await this.verifier.verify(policy, location, record, signal);
     } catch (err) {
       if (err instanceof RecordNotWritten) {
         // The snapshot is stored: a sync makes its record once the API takes it. Never report such a backup failed.
@@ -392,6 +446,7 @@ export class BackupPolicyReconciler implements Reconciler {
       status: {
         backupTime: this.now().toISOString(), etcdRevision: r.etcd.revision, etcdSnapshotSize: r.etcd.size, etcdSnapshotSha256: r.etcd.sha256,
         dataAdded: r.summary.dataAdded, totalBytesProcessed: r.summary.totalBytesProcessed, totalDurationSecs: seconds(r.durationSecs),
+        certificates: r.certificates, earliestCertificateExpiry: r.earliestCertificateExpiry,
       },
     });
     try {

@@ -1,15 +1,17 @@
 /**
- * @module One backup: copy the certificates, stream an etcd snapshot (integrity-checked), and store both as one restic
- * snapshot laid out as `data/etcd-snapshot.db` and `data/certificates/…`. Temporary files are removed on every path.
+ * @module One backup: copy the certificates and any extra host paths, stream an etcd snapshot (integrity-checked), and
+ * store them as one restic snapshot laid out as `data/etcd-snapshot.db`, `data/certificates/…` and
+ * `data/extra/<host path>`. Temporary files are removed on every path.
  *
  * The files are staged at a path that stays the same for a policy (its tags), across backups and controller restarts:
  * restic picks the parent snapshot by host and path, and only with a parent do `filesNew`, `filesChanged` and
  * `filesUnmodified` mean anything (with a new path each time, every file of every backup counted as new).
  */
-import { cp, mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { claimStableDir, scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
+import { type CertificateExpiry, earliestExpiry, readCertificateExpiries } from './certificates.ts';
 import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
@@ -19,6 +21,13 @@ import { endpointOf, withStaleLockRetry } from './repository.ts';
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
 export const CERTS_DIR = 'certificates';
 export const DATA_DIR = 'data';
+/** Under `data/`: the policy's extraPaths, each at its host path (`data/extra/etc/kubernetes/enc/…`). */
+export const EXTRA_DIR = 'extra';
+
+/** Where a host path of extraPaths is stored, relative to `data/`: `extra/<path without its leading slash>`. */
+export function extraPathIn(hostPath: string): string {
+  return join(EXTRA_DIR, normalize(hostPath).replace(/^\/+/, ''));
+}
 
 export type BackupPhase = 'Snapshot' | 'Upload';
 
@@ -34,6 +43,11 @@ export interface BackupRequest {
   etcd: EtcdConnection;
   /** Directory of certificates to include, or undefined. */
   certsDir?: string;
+  /**
+   * More host paths (absolute; files or directories) to store with the snapshot, e.g. the directory of the API server's
+   * EncryptionConfiguration, without which a snapshot of encrypted Secrets cannot be read.
+   */
+  extraPaths?: readonly string[];
   repo: Repository;
   /** restic --host: names the source of the backup in `restic snapshots`. */
   host: string;
@@ -53,6 +67,10 @@ export interface BackupResult {
   etcd: SnapshotResult;
   /** Wall time of the whole backup, seconds. */
   durationSecs: number;
+  /** Per certificate file stored (path relative to certsDir), its earliest expiry; undefined without certsDir. */
+  certificates?: CertificateExpiry[];
+  /** The earliest of those expiries, RFC 3339; undefined when the backup holds no certificate. */
+  earliestCertificateExpiry?: string;
 }
 
 async function copyCertificates(certsDir: string, into: string): Promise<void> {
@@ -64,6 +82,39 @@ async function copyCertificates(certsDir: string, into: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
     throw new EngineError('InvalidInput', `certsDir ${certsDir} ${why}`);
+  }
+}
+
+/** Why a path of extraPaths cannot be used, or undefined when it can (absolute, not `/`, no `..`). */
+export function extraPathProblem(path: string): string | undefined {
+  if (!isAbsolute(path)) return `"${path}" is not an absolute path`;
+  if (path.split('/').includes('..')) return `"${path}" contains ".."`;
+  if (normalize(path) === '/') return 'the root directory "/" cannot be backed up';
+  return undefined;
+}
+
+/**
+ * Copies each extra host path to `data/extra/<path>`. A path that is missing fails the backup: the snapshot would
+ * otherwise lack what the user asked to keep with it, which they would find only on the day they restore.
+ */
+async function copyExtraPaths(paths: readonly string[], data: string): Promise<void> {
+  for (const path of paths) {
+    const problem = extraPathProblem(path);
+    if (problem) throw new EngineError('InvalidInput', `extraPaths: ${problem}`);
+  }
+  for (const path of paths) {
+    const into = join(data, extraPathIn(path));
+    try {
+      const isDir = (await stat(path)).isDirectory();
+      await mkdir(isDir ? into : dirname(into), { recursive: true, mode: 0o700 });
+      // Timestamps kept, as for the certificates: restic then sees an unchanged file as unmodified.
+      await cp(path, into, { recursive: true, dereference: true, errorOnExist: false, preserveTimestamps: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'does not exist (with the Helm chart, mount the host directory holding it into the controller\'s pod: value certsHostPaths)'
+        : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
+      throw new EngineError('InvalidInput', `extraPaths: ${path} ${why}`);
+    }
   }
 }
 
@@ -145,15 +196,24 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
   try {
     const data = join(stage, DATA_DIR);
     await mkdir(data, { mode: 0o700 });
-    // Certificates first: a missing certsDir fails before etcd is asked for anything.
-    if (req.certsDir) await copyCertificates(req.certsDir, join(data, CERTS_DIR));
+    // Certificates and extra paths first: a missing one fails before etcd is asked for anything.
+    let certificates: CertificateExpiry[] | undefined;
+    if (req.certsDir) {
+      await copyCertificates(req.certsDir, join(data, CERTS_DIR));
+      // Read from the copy: the expiries recorded are those of the certificates stored.
+      certificates = await readCertificateExpiries(join(data, CERTS_DIR));
+    }
+    if (req.extraPaths?.length) await copyExtraPaths(req.extraPaths, data);
     const etcd = await saveSnapshot(req.etcd, join(data, SNAPSHOT_FILE), {
       signal: req.signal,
       onProgress: (bytes) => req.onProgress?.({ phase: 'Snapshot', bytesDone: bytes }),
     });
     const summary = await restic.exclusive(req.repo, () => withStaleLockRetry(restic, req.repo,
       () => resticBackup(restic, req, stage, etcd.size)));
-    return { summary, etcd, durationSecs: (performance.now() - started) / 1000 };
+    return {
+      summary, etcd, durationSecs: (performance.now() - started) / 1000,
+      certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates),
+    };
   } finally {
     await staging.release();
   }

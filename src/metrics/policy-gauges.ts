@@ -26,6 +26,19 @@ export interface PolicyGauges {
   /** Bytes the newest successful backup read (KubeDR's kubedr_backup_size_bytes). */
   backupSize?: number;
   suspended: boolean;
+  /** Unix seconds of the last verification that proved a backup restores; absent before the first. */
+  lastVerified?: number;
+  /**
+   * Unix seconds by which the newest verification was due: the latest backup run time (verification after each
+   * backup) or the latest verification slot (its own schedule); absent when verification is off or nothing is due yet.
+   * With lastVerified, it tells an alert that no verified backup came in time, for any schedule.
+   */
+  verificationDue?: number;
+  /**
+   * Per certificate file in the newest backup (path relative to certsDir), Unix seconds of its earliest expiry. One
+   * entry per file, so the series stay as few as the files in certsDir.
+   */
+  certificates?: { file: string; notAfter: number }[];
 }
 
 const seconds = (iso?: string): number | undefined => {
@@ -60,6 +73,26 @@ export function policyGauges(policies: readonly MetadataBackupPolicy[], records:
     return {
       policyName: name, lastSuccess, lastStatus, nextRun, previousRun, retained: mine.length, suspended: p.spec.suspend === true,
       etcdSnapshotSize: newest?.status?.etcdSnapshotSize, backupSize: newest?.status?.totalBytesProcessed,
+      lastVerified: seconds(st.lastVerifiedTime),
+      verificationDue: verificationDue(p, now, previousRun),
+      certificates: (newest?.status?.certificates ?? []).flatMap((c) => {
+        const notAfter = seconds(c.notAfter);
+        return notAfter === undefined ? [] : [{ file: c.file, notAfter }];
+      }),
     };
   });
+}
+
+/** See PolicyGauges.verificationDue. */
+function verificationDue(p: MetadataBackupPolicy, now: Date, previousBackupRun: number | undefined): number | undefined {
+  const mode = p.spec.verification?.mode ?? 'AfterBackup';
+  if (mode === 'Never') return undefined;
+  if (mode === 'AfterBackup') return previousBackupRun;
+  try {
+    const created = new Date(Date.parse(p.metadata.creationTimestamp ?? '') || 0);
+    const prev = parseSchedule(p.spec.verification?.schedule ?? '', p.spec.timeZone).lastAtOrBefore(now, created);
+    return prev ? prev.getTime() / 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -66,7 +66,7 @@ export function createMetrics() {
   new Gauge({
     name: 'kubedr_policies', help: 'MetadataBackupPolicies this controller sees.', registers: [registry],
     collect() {
-      trackPolicies([numBackups, numSuccessful, numFailed, skipped], backupDuration);
+      trackPolicies([numBackups, numSuccessful, numFailed, skipped, verificationFailures], backupDuration);
       this.set(known.size);
     },
   });
@@ -76,6 +76,10 @@ export function createMetrics() {
   const backupDuration = new Histogram({
     name: 'kubedr_backup_duration_seconds', help: 'Time (seconds) taken for the backup.', labelNames: policy,
     buckets: BACKUP_DURATION_BUCKETS, registers: [registry],
+  });
+  const verificationFailures = new Counter({
+    name: 'kubedr_backup_verification_failures_total', help: 'Verifications that found a backup that does not restore.',
+    labelNames: policy, registers: [registry],
   });
   const skipped = new Counter({
     name: 'kubedr_backups_skipped_total', help: 'Due backups skipped because the previous backup of the policy was still running.',
@@ -107,6 +111,24 @@ export function createMetrics() {
       'Unix time of the most recent scheduled run time at or before now (absent while suspended or before the first).', (g) => g.previousRun),
     retained: derived('kubedr_backups_retained', 'Successful backups kept (MetadataBackupRecords).', (g) => g.retained),
     etcdSnapshotSize: derived('kubedr_etcd_snapshot_size_bytes', 'Size of the newest backup\'s etcd snapshot in bytes.', (g) => g.etcdSnapshotSize),
+    verificationDue: derived('kubedr_backup_verification_due_timestamp_seconds',
+      'Unix time by which the newest verification was due (the latest backup run, or the latest verification slot); absent when verification is off.',
+      (g) => g.verificationDue),
+    lastVerified: derived('kubedr_backup_last_verified_timestamp_seconds',
+      'Unix time a backup of the policy was last proven to restore (read back, restored into a throwaway etcd, checked).', (g) => g.lastVerified),
+    verificationFailures,
+    // One series per certificate file of the policy's newest backup: its earliest expiry.
+    certificateExpiry: new Gauge({
+      name: 'kubedr_certificate_expiry_timestamp_seconds',
+      help: 'Unix time the earliest certificate in a file of the newest backup expires (label certificate: the file, relative to certsDir).',
+      labelNames: [...policy, 'certificate'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const g of source()) {
+          for (const c of g.certificates ?? []) this.set({ policyName: g.policyName, certificate: c.file }, c.notAfter);
+        }
+      },
+    }),
     suspended: derived('kubedr_backup_policy_suspended', 'Whether the policy is suspended (1) or not (0).', (g) => (g.suspended ? 1 : 0)),
     skipped,
     // Ours: backup locations

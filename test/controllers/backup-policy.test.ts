@@ -60,8 +60,11 @@ async function resolveWith(w: World) {
     host: 'h', maxConcurrent: 1, now: () => new Date('2026-11-30T11:01:00Z'),
   };
   const r = new BackupPolicyReconciler(deps);
+  let busyDuringSync: boolean | undefined;
   r.sync = {
     syncLocation: async () => {
+      // What the real sync asks before adopting this policy's snapshots.
+      busyDuringSync = r.isRunning(KEY);
       const result = await w.sync();
       apiRecords.push(...result.adopted);
       return result;
@@ -75,7 +78,7 @@ async function resolveWith(w: World) {
   await r.drain(10_000);
   const value = async (name: string) => (await metrics.registry.getSingleMetric(name)?.get())?.values.find((v) => v.labels.policyName === 'pol')?.value ?? 0;
   return {
-    patches, events, enqueued, started,
+    patches, events, enqueued, started, busyDuringSync,
     counts: { backups: await value('kubedr_num_backups'), ok: await value('kubedr_num_successful_backups'), failed: await value('kubedr_num_failed_backups') },
   };
 }
@@ -88,7 +91,9 @@ const adopted = () => newRecord({ namespace: 'ns', policy: 'pol', location: 'loc
 
 describe('a Running status that no backup of this process matches', () => {
   test('the repository holds its snapshot: Completed from the adopted record, counted as one successful backup', async () => {
-    const { patches, events, counts, enqueued } = await resolveWith({ cached: runningPolicy(), live: runningPolicy(), sync: async () => ({ adopted: [adopted()] }) });
+    const { patches, events, counts, enqueued, busyDuringSync } = await resolveWith({ cached: runningPolicy(), live: runningPolicy(), sync: async () => ({ adopted: [adopted()] }) });
+    // The resolution is not a backup of this process: the sync must not skip this policy's snapshots for it.
+    expect(busyDuringSync).toBe(false);
     expect(patches.at(-1)).toMatchObject({ backupStatus: 'Completed', snapshotId: 'abcdef12', mbrName: 'mbr-abcdef12', backupErrorMessage: '',
       lastSuccessfulBackupTime: '2026-11-30T11:00:00.000Z', progress: null });
     expect(events).toEqual([['Normal', BACKUP_SUCCEEDED, 'Backup completed, snapshot ID: abcdef12']]);

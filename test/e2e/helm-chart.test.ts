@@ -130,7 +130,7 @@ describe('rendered with default values', () => {
   test('every alert has a summary, a description and a runbook section that exists in docs/runbooks.md', () => {
     const rules = r.one('PrometheusRule').spec.groups[0].rules as { alert: string; expr: string; annotations: Record<string, string> }[];
     expect(rules.map((x) => x.alert)).toEqual(['KubeDRBackupFailed', 'KubeDRBackupMissed', 'KubeDRBackupLocationNotReady',
-      'KubeDRRestoreFailed', 'KubeDRControllerDown']);
+      'KubeDRRestoreFailed', 'KubeDRBackupUnverified', 'KubeDRControlPlaneCertificateExpiring', 'KubeDRControllerDown']);
     const anchors = new Set([...readFileSync(join(repoRoot, 'docs/runbooks.md'), 'utf8').matchAll(/^#{2,3} (.+)$/gm)]
       .map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
     for (const x of rules) {
@@ -143,6 +143,9 @@ describe('rendered with default values', () => {
     const missed = rules.find((x) => x.alert === 'KubeDRBackupMissed')!.expr;
     expect(missed).toContain('kubedr_backup_previous_run_timestamp_seconds{namespace="kubedr-system"} offset 30m');
     expect(missed).toContain('kubedr_backup_policy_suspended');
+    const certs = rules.find((x) => x.alert === 'KubeDRControlPlaneCertificateExpiring')!.expr;
+    expect(certs).toContain('kubedr_certificate_expiry_timestamp_seconds{namespace="kubedr-system"}');
+    expect(certs).toContain('< time() + 30 * 86400');
   });
 
   test('the dashboard ConfigMap holds the dashboard JSON for Grafana\'s sidecar, covering every per-policy metric', () => {
@@ -155,7 +158,7 @@ describe('rendered with default values', () => {
     const exprs = dash.panels.flatMap((p) => p.targets.map((t) => t.expr)).join('\n');
     for (const m of ['kubedr_backup_last_success_timestamp_seconds', 'kubedr_backup_last_status', 'kubedr_backup_duration_seconds_bucket',
       'kubedr_backup_size_bytes', 'kubedr_num_successful_backups', 'kubedr_num_failed_backups', 'kubedr_backups_retained',
-      'kubedr_backup_location_ready']) expect(exprs).toContain(m);
+      'kubedr_backup_location_ready', 'kubedr_certificate_expiry_timestamp_seconds']) expect(exprs).toContain(m);
   });
 
   test('the chart\'s CRDs are the repository\'s crds/, byte for byte', () => {

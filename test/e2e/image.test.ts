@@ -99,6 +99,11 @@ test('restic runs in the image', () => {
   expect(r.stdout).toMatch(/^restic \d+\.\d+\.\d+ compiled with go/);
 });
 
+test('etcd and etcdctl run in the image (verification restores each backup into a throwaway etcd)', () => {
+  expect(run(['etcd', '--version']).stdout).toMatch(/^etcd Version: \d+\.\d+\.\d+/m);
+  expect(run(['etcdctl', 'version']).stdout).toMatch(/^etcdctl version: \d+\.\d+\.\d+/m);
+});
+
 test('the image holds kubedr, restic, their libraries and a few config files: no shell, no package manager', () => {
   // "-rwxr-xr-x 0/0 123 2026-01-01 00:00 usr/bin/restic" → path, type+mode, owner.
   const entries = layerListing().map((l) => {
@@ -113,7 +118,8 @@ test('the image holds kubedr, restic, their libraries and a few config files: no
   expect(files).toEqual([
     'etc/group', 'etc/nsswitch.conf', 'etc/passwd', 'etc/ssl/certs/ca-certificates.crt',
     'lib/x86_64-linux-gnu/libc.so.6', 'lib/x86_64-linux-gnu/libdl.so.2', 'lib/x86_64-linux-gnu/libm.so.6',
-    'lib/x86_64-linux-gnu/libpthread.so.0', 'lib64/ld-linux-x86-64.so.2', 'usr/bin/restic', 'usr/local/bin/kubedr',
+    'lib/x86_64-linux-gnu/libpthread.so.0', 'lib64/ld-linux-x86-64.so.2', 'usr/bin/etcd', 'usr/bin/etcdctl', 'usr/bin/restic',
+    'usr/local/bin/kubedr',
   ]);
   expect(run(['/bin/sh', '-c', 'true']).code).not.toBe(0);
 

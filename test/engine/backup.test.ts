@@ -6,13 +6,16 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runBackup, stallMessage } from '../../src/engine/backup.ts';
+import { extraPathProblem, runBackup, stallMessage } from '../../src/engine/backup.ts';
+import { EngineError } from '../../src/engine/errors.ts';
+import { restoreBackup } from '../../src/engine/restore.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
 import { type Repository, Restic } from '../../src/engine/restic.ts';
 import { removeScratchRoot, stableDirName } from '../../src/util/scratch.ts';
+import { issueCertificate } from '../fixtures/certificates.ts';
 
 describe('stallMessage', () => {
   test('names the endpoint the upload stalled at, and restic\'s last complaint before we stopped it', () => {
@@ -21,6 +24,16 @@ describe('stallMessage', () => {
     expect(stallMessage(300_000, 's3:https://s3.example.com:9000/backups', line)).toBe(
       `upload made no progress for 300 s, stalled at the S3 endpoint https://s3.example.com:9000 (restic's last error: S3 endpoint unreachable: ${line})`);
     expect(stallMessage(8_000, 's3:http://127.0.0.1:9000/b', '')).toBe('upload made no progress for 8 s, stalled at the S3 endpoint http://127.0.0.1:9000');
+  });
+});
+
+describe('extraPathProblem', () => {
+  test('absolute paths of files or directories are fine; relative paths, ".." and "/" are not', () => {
+    expect(extraPathProblem('/etc/kubernetes/enc')).toBeUndefined();
+    expect(extraPathProblem('/etc/kubernetes/enc/enc.yaml')).toBeUndefined();
+    expect(extraPathProblem('etc/kubernetes/enc')).toBe('"etc/kubernetes/enc" is not an absolute path');
+    expect(extraPathProblem('/etc/../root')).toBe('"/etc/../root" contains ".."');
+    expect(extraPathProblem('/')).toBe('the root directory "/" cannot be backed up');
   });
 });
 
@@ -103,4 +116,76 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
     expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-snapshot.db']);
     expect(readdirSync(join(target, 'data/certificates')).sort()).toEqual(['ca.crt', 'etcd']);
   }, 30_000);
+
+  test('files that hold no PEM certificate give no expiries, and the backup goes on', async () => {
+    const r = await backup();
+    expect(r.certificates).toEqual([]);
+    expect(r.earliestCertificateExpiry).toBeUndefined();
+    const none = await runBackup(restic, { etcd: { endpoint: etcd.endpoint }, repo, host: 'cp-1', tags: ['no-certs'] });
+    expect(none.certificates).toBeUndefined();
+    expect(none.earliestCertificateExpiry).toBeUndefined();
+  }, 30_000);
+
+  describe('certificates and extra paths', () => {
+    let pki: string;
+    let enc: string;
+    let single: string;
+    let soon: string;
+    let later: string;
+    beforeAll(() => {
+      pki = join(work, 'real-pki');
+      mkdirSync(join(pki, 'etcd'), { recursive: true });
+      soon = issueCertificate(join(pki, 'etcd'), 'server', 10);
+      later = issueCertificate(pki, 'ca', 400);
+      writeFileSync(join(pki, 'ca-bundle.crt'), readFileSync(join(pki, 'ca.crt'), 'utf8') + readFileSync(join(pki, 'etcd/server.crt'), 'utf8'));
+      // The API server's encryption-at-rest config in a directory of its own, and a single file elsewhere.
+      enc = join(work, 'host/etc/kubernetes/enc');
+      mkdirSync(join(enc, 'keys'), { recursive: true });
+      writeFileSync(join(enc, 'enc.yaml'), 'kind: EncryptionConfiguration\n');
+      writeFileSync(join(enc, 'keys/old'), 'k1');
+      single = join(work, 'host/etc/audit-policy.yaml');
+      writeFileSync(single, 'kind: Policy\n');
+    });
+
+    const withExtras = (extraPaths: string[], tags = ['enc']) =>
+      runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: pki, extraPaths, repo, host: 'cp-1', tags });
+
+    test('the result names each certificate file with its earliest expiry, and the earliest of all', async () => {
+      const r = await withExtras([enc, single]);
+      expect(r.certificates).toEqual([
+        { file: 'ca-bundle.crt', notAfter: soon },
+        { file: 'ca.crt', notAfter: later },
+        { file: 'etcd/server.crt', notAfter: soon },
+      ]);
+      expect(r.earliestCertificateExpiry).toBe(soon);
+      // Certificates, keys and the extra paths' files, and the etcd snapshot.
+      expect(r.summary.filesNew).toBe(9);
+    }, 30_000);
+
+    test('extra paths restore under data/extra/<path>, beside the certificates, through the usual restore', async () => {
+      const target = join(work, 'restored-extra');
+      const restored = await restoreBackup(restic, { repo, snapshot: 'latest', policy: 'enc', target });
+      expect(restored.certificates).toBe(join(target, 'data/certificates'));
+      const extra = join(target, 'data/extra');
+      expect(readFileSync(join(extra, enc, 'enc.yaml'), 'utf8')).toBe('kind: EncryptionConfiguration\n');
+      expect(readFileSync(join(extra, enc, 'keys/old'), 'utf8')).toBe('k1');
+      expect(readFileSync(join(extra, single), 'utf8')).toBe('kind: Policy\n');
+      expect(readdirSync(join(extra, work, 'host/etc')).sort()).toEqual(['audit-policy.yaml', 'kubernetes']);
+      expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-snapshot.db', 'extra']);
+    }, 30_000);
+
+    test('a missing or relative extra path fails the backup, saying which and why, and stores nothing', async () => {
+      const missing = join(work, 'host/etc/nothing-here');
+      const err = await withExtras([enc, missing], ['enc-missing']).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EngineError);
+      expect((err as EngineError).kind).toBe('InvalidInput');
+      expect((err as EngineError).message).toBe(`extraPaths: ${missing} does not exist (with the Helm chart, mount the host ` +
+        'directory holding it into the controller\'s pod: value certsHostPaths)');
+      const relative = await withExtras(['etc/kubernetes/enc'], ['enc-relative']).catch((e: unknown) => e);
+      expect((relative as EngineError).message).toBe('extraPaths: "etc/kubernetes/enc" is not an absolute path');
+      // Nothing of either reached the repository.
+      const { stdout } = await restic.run(repo, ['snapshots', '--json']);
+      expect(parseSnapshots(stdout).flatMap((s) => s.tags).filter((t) => t.startsWith('enc-'))).toEqual([]);
+    }, 30_000);
+  });
 });

@@ -1,7 +1,11 @@
-/** The derived gauge the missed-backup alert needs: the most recent scheduled run time at or before now. */
+/**
+ * Gauges derived at scrape time: the most recent scheduled run time at or before now (the missed-backup alert), and
+ * the certificate expiries of each policy's newest backup.
+ */
 import { expect, test } from 'bun:test';
-import type { MetadataBackupPolicy } from '../../src/api/types.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { policyGauges } from '../../src/metrics/policy-gauges.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
 
 const policy = (name: string, schedule: string, extra: Partial<MetadataBackupPolicy['spec']> = {}, created = '2024-03-01T00:00:00Z') =>
   ({
@@ -27,4 +31,49 @@ test('previousRun is absent while suspended, with an invalid schedule, and befor
   ], [], now);
   expect(g.map((x) => x.previousRun)).toEqual([undefined, undefined, undefined]);
   expect(g[2]!.nextRun).toBe(at('2024-03-06T03:00:00Z'));
+});
+
+const record = (name: string, policyName: string, backupTime: string, certificates?: { file: string; notAfter: string }[]) =>
+  ({
+    metadata: { name, namespace: 'ns' },
+    spec: { snapshotId: name, policy: policyName, backuploc: 'loc' },
+    status: { backupTime, certificates },
+  }) as MetadataBackupRecord;
+
+test('certificates: one entry per file of the policy\'s newest record, as Unix seconds; older records do not count', () => {
+  const now = new Date('2024-03-05T10:20:00Z');
+  const g = policyGauges([policy('daily', '0 3 * * *'), policy('no-certs', '0 3 * * *')], [
+    record('old', 'daily', '2024-03-03T03:00:00Z', [{ file: 'apiserver.crt', notAfter: '2024-03-10T00:00:00Z' }]),
+    record('new', 'daily', '2024-03-05T03:00:00Z', [
+      { file: 'apiserver.crt', notAfter: '2025-03-05T00:00:00.000Z' },
+      { file: 'etcd/server.crt', notAfter: '2024-03-15T12:00:00.000Z' },
+    ]),
+    record('other', 'no-certs', '2024-03-05T03:00:00Z'),
+  ], now);
+  expect(g[0]!.certificates).toEqual([
+    { file: 'apiserver.crt', notAfter: at('2025-03-05T00:00:00Z') },
+    { file: 'etcd/server.crt', notAfter: at('2024-03-15T12:00:00Z') },
+  ]);
+  expect(g[1]!.certificates).toEqual([]);
+});
+
+test('kubedr_certificate_expiry_timestamp_seconds has a series per policy and certificate file at scrape time, and loses gone ones', async () => {
+  const m = createMetrics();
+  let records = [
+    record('a', 'daily', '2024-03-05T03:00:00Z', [
+      { file: 'ca.crt', notAfter: '2034-03-01T00:00:00Z' },
+      { file: 'etcd/server.crt', notAfter: '2024-03-15T12:00:00Z' },
+    ]),
+  ];
+  m.setPolicySource(() => policyGauges([policy('daily', '0 3 * * *')], records, new Date('2024-03-05T10:20:00Z')));
+  const series = async () => (await m.registry.metrics()).split('\n').filter((l) => l.startsWith('kubedr_certificate_expiry_timestamp_seconds{'));
+  expect(await series()).toEqual([
+    `kubedr_certificate_expiry_timestamp_seconds{policyName="daily",certificate="ca.crt"} ${at('2034-03-01T00:00:00Z')}`,
+    `kubedr_certificate_expiry_timestamp_seconds{policyName="daily",certificate="etcd/server.crt"} ${at('2024-03-15T12:00:00Z')}`,
+  ]);
+  // A newer backup after the certificate was renewed and a file removed.
+  records = [...records, record('b', 'daily', '2024-03-06T03:00:00Z', [{ file: 'ca.crt', notAfter: '2034-03-01T00:00:00Z' }])];
+  expect(await series()).toEqual([`kubedr_certificate_expiry_timestamp_seconds{policyName="daily",certificate="ca.crt"} ${at('2034-03-01T00:00:00Z')}`]);
+  records = [];
+  expect(await series()).toEqual([]);
 });

@@ -1,0 +1,84 @@
+/**
+ * @module Verification of backups by restoring them (engine/verify.ts), run by the policy reconciler after a backup's
+ * record exists (or on the policy's own verification schedule), under the same global limit as backups. Its outcome
+ * goes to the record (`status.verification`), the policy (`lastVerifiedTime`, `lastVerifiedSnapshotId`), an event and
+ * metrics; it never changes the backup's own Completed or Failed, and never throws.
+ */
+import { BACKUP_VERIFICATION_FAILED, BACKUP_VERIFIED } from '../api/events.ts';
+import { BACKUP_POLICY, BACKUP_RECORD } from '../api/group.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { Restic } from '../engine/restic.ts';
+import { verifyBackup } from '../engine/verify.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { ignoreNotFound } from '../kube/errors.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+import { retryUntilDone } from '../util/retry.ts';
+import { locationRepository } from './inputs.ts';
+import { isPermanent } from './records.ts';
+
+export interface VerifierDeps {
+  client: KubeClient;
+  secrets: Informer<Secret>;
+  restic: Restic;
+  recorder: EventRecorder;
+  metrics: Metrics;
+  log: Logger;
+  /** Takes a slot of the global backup limit (a verification reads etcd-sized data and runs an etcd); returns its release. */
+  acquire: (signal: AbortSignal) => Promise<() => void>;
+  timeoutMs?: number;
+  now?: () => Date;
+}
+
+export type VerifyMode = 'AfterBackup' | 'Schedule' | 'Never';
+export const verifyMode = (p: MetadataBackupPolicy): VerifyMode => p.spec.verification?.mode ?? 'AfterBackup';
+
+export class Verifier {
+  constructor(private readonly deps: VerifierDeps) {}
+
+  /** Verifies the record's backup and reports the outcome. Resolves with whether it verified. */
+  async verify(policy: MetadataBackupPolicy, location: BackupLocation, record: MetadataBackupRecord, signal: AbortSignal): Promise<boolean> {
+    const { client, metrics, recorder } = this.deps;
+    const ns = policy.metadata.namespace ?? '';
+    const name = policy.metadata.name;
+    const log = this.deps.log.child({ policy: `${ns}/${name}`, record: record.metadata.name });
+    const now = () => (this.deps.now ?? (() => new Date()))().toISOString();
+    let release: (() => void) | undefined;
+    const started = performance.now();
+    try {
+      release = await this.deps.acquire(signal);
+      const r = await verifyBackup(this.deps.restic, {
+        repo: locationRepository(location, this.deps.secrets), snapshot: record.spec.snapshotId,
+        expectSha256: record.status?.etcdSnapshotSha256, signal, timeoutMs: this.deps.timeoutMs,
+      });
+      const message = `restored into a throwaway etcd: revision ${r.revision}, ${r.keyCount} keys, SHA-256 ${r.sha256.slice(0, 12)}…`;
+      await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
+        time: now(), result: 'Succeeded', revision: r.revision, keyCount: r.keyCount, durationSecs: r.durationSecs.toFixed(3), message,
+      } }), signal);
+      await this.write(() => client.patchStatus(BACKUP_POLICY, ns, name, {
+        lastVerifiedTime: now(), lastVerifiedSnapshotId: record.spec.snapshotId,
+      }), signal);
+      await recorder.event(policy, 'Normal', BACKUP_VERIFIED, `Backup ${record.spec.snapshotId} verified: ${message}`);
+      log.info('backup verified', { revision: r.revision, keyCount: r.keyCount, durationSecs: r.durationSecs });
+      return true;
+    } catch (err) {
+      if (signal.aborted) return false;
+      const message = `verifying backup ${record.spec.snapshotId} failed: ${err instanceof Error ? err.message : String(err)}`;
+      metrics.verificationFailures.inc({ policyName: name });
+      await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
+        time: now(), result: 'Failed', durationSecs: ((performance.now() - started) / 1000).toFixed(3), message,
+      } }), signal).catch(() => undefined);
+      await recorder.event(policy, 'Warning', BACKUP_VERIFICATION_FAILED, message).catch(() => undefined);
+      log.warn('backup verification failed', { error: message });
+      return false;
+    } finally {
+      release?.();
+    }
+  }
+
+  private write(fn: () => Promise<unknown>, signal: AbortSignal): Promise<unknown> {
+    return retryUntilDone(() => fn().catch(ignoreNotFound), { signal, permanent: isPermanent });
+  }
+}
