@@ -5,7 +5,7 @@
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
  * Not a test: figures vary with the machine; record them in the README.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
@@ -19,6 +19,18 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const FILL_MB = Number(process.env.BENCH_MB ?? 100);
 const compiled = join(root, 'dist/kubedr');
 const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [process.execPath, join(root, 'src/main.ts')] : [compiled];
+
+/** RSS (MB) of the children of `pid` named `name` (e.g. the etcd a verification starts). */
+function childrenRssMb(pid: number, name: string): number {
+  let total = 0;
+  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const st = readFileSync(`/proc/${d}/status`, 'utf8');
+      if (new RegExp(`^PPid:\\s+${pid}$`, 'm').test(st) && new RegExp(`^Name:\\s+${name}$`, 'm').test(st)) total += memoryMb(Number(d)).rss;
+    } catch { /* gone */ }
+  }
+  return total;
+}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -55,7 +67,7 @@ spec: { url: "${env.s3Url}", bucketName: bench, credentials: s3-creds }
 apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupPolicy
 metadata: { name: bench, namespace: bench }
-spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retainNumBackups: 100 }
+spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retainNumBackups: 100, verification: { mode: Never } }
 `);
   controller = Bun.spawn([...kubedrCmd, 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
     '--http-port', '0', '--log-level', 'warn'], { stdout: 'ignore', stderr: 'inherit' });
@@ -100,6 +112,28 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
     process.stderr.write(`run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
   }
   const [c, h] = [median(ctl), median(hand)];
+
+  // Verification of the newest backup, as the controller runs it after each backup (measured apart, so it does not
+  // hold the backup slot above): read back from S3, restored into a throwaway etcd, checked. The bench etcd is not a
+  // Kubernetes cluster's, hence --not-kubernetes.
+  const snapshotId = (await status()).snapshotId!;
+  const verifyStarted = performance.now();
+  const verify = Bun.spawn([...kubedrCmd, 'verify', snapshotId, '--not-kubernetes', '--url', env.s3Url, '--bucket', 'bench'], {
+    stdout: 'pipe', stderr: 'pipe',
+    env: { ...process.env, AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, RESTIC_PASSWORD: password,
+      KUBEDR_S3_CA_CERT: readFileSync(join(env.pki, 'ca.crt'), 'utf8') },
+  });
+  let verifyPeakMb = 0;
+  let etcdPeakMb = 0;
+  while (verify.exitCode === null) {
+    verifyPeakMb = Math.max(verifyPeakMb, memoryMb(verify.pid).hwm);
+    etcdPeakMb = Math.max(etcdPeakMb, childrenRssMb(verify.pid, 'etcd'));
+    await Bun.sleep(50);
+  }
+  const verifyOut = await new Response(verify.stdout).text();
+  if ((await verify.exited) !== 0) throw new Error(`kubedr verify failed: ${await new Response(verify.stderr).text()}`);
+  const verifySecs = (performance.now() - verifyStarted) / 1000;
+
   console.log(`controller:                    ${kubedrCmd.join(' ')}`);
   console.log(`etcd snapshot size:            ${(dbBytes / 1e6).toFixed(1)} MB`);
   console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
@@ -107,6 +141,8 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
   console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
   console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
+  console.log(`verification of one backup:    ${verifySecs.toFixed(2)} s  (${verifyOut.trim()})`);
+  console.log(`  kubedr peak RSS meanwhile:   ${verifyPeakMb.toFixed(0)} MB; the throwaway etcd's peak RSS: ${etcdPeakMb.toFixed(0)} MB`);
 } finally {
   controller?.kill();
   await controller?.exited;

@@ -186,7 +186,7 @@ export class RestoreReconciler implements Reconciler {
     const message = redact(rawMessage);
     const live = await this.deps.client.get<MetadataRestore>(RESTORE, ns, mr.metadata.name).catch(ignoreNotFound);
     if (!live || isFinished(live)) {
-      await this.deletePod(ns, restorePodName(mr.metadata.name));
+      await this.deletePod(ns, restorePodName(mr.metadata.name), 0);
       return;
     }
     const now = this.now();
@@ -209,10 +209,13 @@ export class RestoreReconciler implements Reconciler {
       await this.deps.recorder.event(mr, 'Warning', RESTORE_FAILED, message);
     }
     this.deps.log.info('restore finished', { restore: `${ns}/${mr.metadata.name}`, result, message: message || undefined });
-    await this.deletePod(ns, restorePodName(mr.metadata.name));
+    // Finished, or never started: nothing in it needs a graceful stop, and a pod left Terminating for the kubelet's
+    // grace period would hold up a new restore of the same name.
+    await this.deletePod(ns, restorePodName(mr.metadata.name), 0);
   }
 
-  private async deletePod(ns: string, name: string): Promise<void> {
-    await this.deps.client.delete(POD, ns, name).catch(ignoreNotFound);
+  /** Without `gracePeriodSeconds`, the pod's own grace: a running restore removes its staged files on SIGTERM. */
+  private async deletePod(ns: string, name: string, gracePeriodSeconds?: number): Promise<void> {
+    await this.deps.client.delete(POD, ns, name, { gracePeriodSeconds }).catch(ignoreNotFound);
   }
 }

@@ -198,8 +198,10 @@ export class KubeClient {
       { status: redactDeep(status) }, patchContentType.merge);
   }
 
-  async delete(ref: ResourceRef, namespace: string, name: string): Promise<void> {
-    await this.request('DELETE', this.path(ref, namespace, name));
+  /** Deletes; `gracePeriodSeconds` 0 removes a pod that runs nothing worth a graceful stop at once. */
+  async delete(ref: ResourceRef, namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}): Promise<void> {
+    const qs = opts.gracePeriodSeconds === undefined ? '' : `?gracePeriodSeconds=${opts.gracePeriodSeconds}`;
+    await this.request('DELETE', this.path(ref, namespace, name) + qs);
   }
 
   /**
