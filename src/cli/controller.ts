@@ -21,6 +21,7 @@ import { Manager } from '../runtime/manager.ts';
 import { specOrMetadataChanged } from '../runtime/predicates.ts';
 import { ApiEventRecorder } from '../runtime/recorder.ts';
 import { helpText } from '../util/flags.ts';
+import { Semaphore } from '../util/semaphore.ts';
 import { type Logger, createLogger } from '../util/log.ts';
 
 export const controllerHelp = helpText('kubedr controller [flags]',
@@ -84,9 +85,11 @@ function build(config: Config, log: Logger) {
     busy: (key) => policyReconciler.isRunning(key),
   });
   policyReconciler.sync = sync;
-  // Each backup proven by restoring it, under the same limit as backups (it reads as much and runs an etcd).
+  // Each backup proven by restoring it. Verifications run one at a time, apart from backups: one stuck on an
+  // unreachable S3 endpoint must never keep a due backup waiting (it reads only S3, not the cluster's etcd).
+  const verifications = new Semaphore(1);
   policyReconciler.verifier = new Verifier({
-    client, secrets, restic, recorder, metrics, log, acquire: (s) => policyReconciler.acquireSlot(s),
+    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000,
   });
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);

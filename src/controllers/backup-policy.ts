@@ -227,11 +227,6 @@ export class BackupPolicyReconciler implements Reconciler {
     return schedule.next(now) ?? undefined;
   }
 
-  /** A slot of the global limit on backups (and verifications) running at once; resolves with its release. */
-  acquireSlot(signal: AbortSignal): Promise<() => void> {
-    return this.slots.acquire(signal);
-  }
-
   /**
    * Whether a backup of the policy runs in this process, so its snapshot is about to get its record and a sync must
    * leave it alone. The resolution of a backup another process left unfinished does not count: it needs the sync.

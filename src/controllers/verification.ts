@@ -1,6 +1,6 @@
 /**
  * @module Verification of backups by restoring them (engine/verify.ts), run by the policy reconciler after a backup's
- * record exists (or on the policy's own verification schedule), under the same global limit as backups. Its outcome
+ * record exists (or on the policy's own verification schedule), one at a time and apart from backups. Its outcome
  * goes to the record (`status.verification`), the policy (`lastVerifiedTime`, `lastVerifiedSnapshotId`), an event and
  * metrics; it never changes the backup's own Completed or Failed, and never throws.
  */
@@ -26,7 +26,7 @@ export interface VerifierDeps {
   recorder: EventRecorder;
   metrics: Metrics;
   log: Logger;
-  /** Takes a slot of the global backup limit (a verification reads etcd-sized data and runs an etcd); returns its release. */
+  /** Takes a verification slot (they run one at a time, apart from backups); returns its release. */
   acquire: (signal: AbortSignal) => Promise<() => void>;
   timeoutMs?: number;
   now?: () => Date;
