@@ -16,8 +16,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { freePort } from '../../src/util/net.ts';
 import { isAlive } from '../../src/util/process.ts';
 import { ADMIN_TOKEN, kubeconfigYaml, makePki, writeComponentKubeconfigs } from './pki.ts';
 import { type ProcState, killProc, startProc, waitFor } from './procs.ts';
@@ -79,18 +79,8 @@ function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.P
 }
 const tryRun = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
 
-/** A port free on loopback right now (bound, then released), in the caller's network namespace. */
-export async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => ok(port));
-    });
-  });
-}
+/** A port free on loopback right now, in the caller's network namespace. */
+export { freePort };
 
 /** True when this process runs inside the network namespace `netns`. */
 export function insideNetns(netns: string): boolean {

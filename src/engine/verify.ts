@@ -6,8 +6,8 @@
  * started or wrote is stopped and removed on every path.
  */
 import { rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../util/net.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
 import { EngineError } from './errors.ts';
@@ -41,19 +41,6 @@ export interface VerifyResult {
   revision: number;
   keyCount: number;
   durationSecs: number;
-}
-
-/** A TCP port free on loopback right now. The etcd we start binds it a moment later; a clash fails the start, and says so. */
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => ok(port));
-    });
-  });
 }
 
 async function etcdctl(endpoint: string, args: string[], signal?: AbortSignal): Promise<string> {
