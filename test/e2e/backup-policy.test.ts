@@ -171,7 +171,9 @@ describe('retention', () => {
     expect(events(ns, 'keep-two').some((e) => e.reason === 'BackupsExpired')).toBe(true);
 
     const victim = kept.find((r) => r.spec.snapshotId === ids[2])!;
-    expect(kubectl(['delete', 'mbr', victim.metadata.name, '-n', ns, '--timeout=60s']).code).toBe(0);
+    const del = kubectl(['delete', 'mbr', victim.metadata.name, '-n', ns, '--timeout=60s']);
+    if (del.code !== 0) console.log(controller.logs.slice(-8000));
+    expect(del.code).toBe(0);
     expect(snapshots().map((s) => s.short_id)).toEqual([ids[3]!]);
     expect(records('keep-two').map((r) => r.spec.snapshotId)).toEqual([ids[3]!]);
   });
