@@ -32,6 +32,9 @@ export interface BackupRecordDeps {
 }
 
 export class BackupRecordReconciler implements Reconciler {
+  /** Records (by uid) whose snapshot this process forgot: a retried finalizer release need not run restic again. */
+  private readonly forgottenHere = new Set<string>();
+
   constructor(private readonly deps: BackupRecordDeps) {}
 
   async reconcile(key: string, signal: AbortSignal): Promise<Result | void> {
@@ -43,7 +46,7 @@ export class BackupRecordReconciler implements Reconciler {
 
     // 2. Not being deleted: make sure the finalizer is there (records made by KubeDR or by hand lack it).
     if (!record.metadata.deletionTimestamp) {
-      if (!finalizers.includes(RECORD_FINALIZER)) await this.setFinalizers(record, [...finalizers, RECORD_FINALIZER]);
+      if (!finalizers.includes(RECORD_FINALIZER)) return this.setFinalizers(record, [...finalizers, RECORD_FINALIZER]);
       return;
     }
     if (!finalizers.includes(RECORD_FINALIZER)) return;
@@ -52,19 +55,20 @@ export class BackupRecordReconciler implements Reconciler {
     // gone (or going, as with its namespace) will not come back for this record: release it, saying the snapshot stays.
     const log = this.deps.log.child({ record: key, snapshotId: record.spec.snapshotId });
     const location = this.deps.locations.get(`${ns}/${record.spec.backuploc}`);
-    const forgotten = record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true';
+    const forgotten = record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' ||
+      this.forgottenHere.has(record.metadata.uid ?? '');
     if (!forgotten && (!location || location.metadata.deletionTimestamp)) {
       const repository = location ? repositoryAddressOrUndefined(location) : undefined;
       await this.deps.recorder.event(record, 'Warning', SNAPSHOT_KEPT, messages.snapshotKept(record.spec.snapshotId, record.spec.backuploc, repository));
       log.warn('location gone: record released, snapshot kept', { backupLocation: record.spec.backuploc });
-      await this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
-      return;
+      return this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
     }
     if (!forgotten) {
       try {
         const location = readyLocation(ns, record.spec.backuploc, this.deps.locations);
         await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), [record.spec.snapshotId], { signal });
         this.deps.onForgotten?.(location, 1);
+        if (record.metadata.uid) this.forgottenHere.add(record.metadata.uid);
         log.info('snapshot forgotten');
       } catch (err) {
         if (signal.aborted) throw err;
@@ -77,18 +81,22 @@ export class BackupRecordReconciler implements Reconciler {
         return { requeueAfter: this.deps.retryMs ?? 60_000 };
       }
     }
-    await this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
+    return this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
   }
 
-  /** Replaces the finalizer list, guarded by resourceVersion so a concurrent change is not overwritten. */
-  private async setFinalizers(record: MetadataBackupRecord, finalizers: string[]): Promise<void> {
+  /**
+   * Replaces the finalizer list, guarded by resourceVersion so a concurrent change is not overwritten. On a conflict it
+   * asks to look again soon: the change that won may touch only status (a verification's result), which does not
+   * bring the record back to this reconciler, and a record being deleted would then wait for the next resync.
+   */
+  private async setFinalizers(record: MetadataBackupRecord, finalizers: string[]): Promise<Result | void> {
     try {
       await this.deps.client.patch(BACKUP_RECORD, record.metadata.namespace ?? '', record.metadata.name, {
         metadata: { finalizers, resourceVersion: record.metadata.resourceVersion },
       });
     } catch (err) {
-      // Gone already, or changed under us: the informer brings the new version and we look again.
-      if (isNotFound(err) || isConflict(err)) return;
+      if (isNotFound(err)) return;
+      if (isConflict(err)) return { requeueAfter: 200 };
       throw err;
     }
   }

@@ -5,6 +5,7 @@ import { RECORD_FINALIZER } from '../../src/api/group.ts';
 import type { BackupLocation, MetadataBackupRecord, Secret } from '../../src/api/types.ts';
 import { BackupRecordReconciler } from '../../src/controllers/backup-record.ts';
 import { EngineError } from '../../src/engine/errors.ts';
+import { ApiError } from '../../src/kube/errors.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import type { EventRecorder } from '../../src/runtime/recorder.ts';
@@ -24,12 +25,15 @@ const location = (extra: Partial<BackupLocation['metadata']> = {}): BackupLocati
 const creds: Secret = { metadata: { name: 'creds', namespace: 'ns' }, data: Object.fromEntries(
   ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) };
 
-async function finalize(locations: BackupLocation[], resticFails?: Error) {
+async function finalize(locations: BackupLocation[], resticFails?: Error, patchFails?: Error) {
   const patches: unknown[] = [];
   const events: [string, string, string][] = [];
   const resticCalls: string[][] = [];
   const client = {
-    patch: async (_r: unknown, _ns: string, _n: string, p: unknown) => void patches.push(p),
+    patch: async (_r: unknown, _ns: string, _n: string, p: unknown) => {
+      if (patchFails) throw patchFails;
+      patches.push(p);
+    },
     patchStatus: async () => ({}),
   } as unknown as KubeClient;
   const restic = {
@@ -51,6 +55,11 @@ async function finalize(locations: BackupLocation[], resticFails?: Error) {
 }
 
 describe('a record being deleted', () => {
+  test('a conflict releasing the finalizer (a verification wrote the status meanwhile) is looked at again soon', async () => {
+    const { result } = await finalize([location()], undefined, new ApiError(409, 'Conflict', 'the object has been modified', 'PATCH', '/x'));
+    expect(result).toEqual({ requeueAfter: 200 });
+  });
+
   test('forgets its snapshot (no prune: that runs on its own cadence), counts it for the pruner, then releases the record', async () => {
     const { patches, resticCalls, forgotten } = await finalize([location()]);
     expect(resticCalls).toEqual([['forget', 'abcdef12']]);
