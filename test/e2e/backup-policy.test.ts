@@ -15,7 +15,7 @@ import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import { startExtraEtcd, startProcAgain, stopExtra, stopProc } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
-  events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
+  events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -47,7 +47,7 @@ beforeAll(async () => {
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   controller = await ControllerProcess.start(ns, flags);
   // The tests' 3 s --location-wait is shorter than initialising a repository: start with the location ready.
-  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  await locationInit(ns, 'loc', 'Completed');
 });
 afterAll(async () => {
   await controller?.stop();
@@ -259,7 +259,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
       expect: 'BackupLocation "loc-later" not found',
       fix: async () => {
         apply(locationYaml(ns, 'loc-later', { bucketName: bucket, credentials: 's3-creds' }));
-        await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc-later', '-n', ns]).status?.initStatus).toBe('Completed'));
+        await locationInit(ns, 'loc-later', 'Completed');
       },
     },
     {
@@ -271,7 +271,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
       expect: 'BackupLocation "loc-bad" is not ready: invalid bucket name',
       fix: async () => {
         patch('bl', 'loc-bad', { spec: { bucketName: bucket } });
-        await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc-bad', '-n', ns]).status?.initStatus).toBe('Completed'));
+        await locationInit(ns, 'loc-bad', 'Completed');
       },
     },
     {

@@ -14,7 +14,7 @@ import { dump } from 'js-yaml';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
-  freePort, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, repoRoot, uniqueBucket,
+  freePort, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, repoRoot, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
 
@@ -55,7 +55,7 @@ beforeAll(async () => {
   apply(etcdSecretYaml(ns, 'etcd-creds'));
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   controller = await ControllerProcess.start(ns);
-  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  await locationInit(ns, 'loc', 'Completed');
   credentialsFile = join(work, 's3-creds.yaml');
   writeFileSync(credentialsFile, kubectl(['get', 'secret', 's3-creds', '-n', ns, '-o', 'yaml']).stdout, { mode: 0o600 });
 });

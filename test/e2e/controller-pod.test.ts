@@ -17,7 +17,7 @@ import type { MetadataBackupPolicy, MetadataBackupRecord, Pod } from '../../src/
 import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
   apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, fillEtcd,
-  getJson, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, resticAt, uniqueBucket,
+  getJson, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
 
@@ -108,7 +108,7 @@ describe('backups through the pod', () => {
   });
 
   test('the location is initialised', async () => {
-    await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+    await locationInit(ns, 'loc', 'Completed');
     expect(events(ns, 'loc').map((e) => e.reason)).toContain('InitSucceeded');
   });
 

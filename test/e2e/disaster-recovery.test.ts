@@ -14,7 +14,7 @@ import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
-  freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket,
+  freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -56,7 +56,7 @@ beforeAll(async () => {
   apply(policyYaml(ns, 'drill', { etcdEndpoint: etcd }));
   apply(policyYaml(ns, 'other'));
   controller = await ControllerProcess.start(ns);
-  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  await locationInit(ns, 'loc', 'Completed');
   expect((await backupNow(ns, 'drill')).status?.backupStatus).toBe('Completed');
   expect((await backupNow(ns, 'other')).status?.backupStatus).toBe('Completed');
   await controller.stop();

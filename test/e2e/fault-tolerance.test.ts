@@ -11,7 +11,7 @@ import { BACKUP_NOW_ANNOTATION, POLICY_LABEL } from '../../src/api/group.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually,
-  fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
+  fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
 
@@ -38,7 +38,7 @@ beforeAll(async () => {
   // A lease long enough to ride out the API restart below: this test is about the backup, not the failover.
   controller = await ControllerProcess.start(ns, ['--leader-elect-lease-duration', '40s', '--leader-elect-renew-deadline', '30s',
     '--leader-elect-retry-period', '1s']);
-  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  await locationInit(ns, 'loc', 'Completed');
 }, 180_000);
 
 afterAll(async () => {
@@ -93,7 +93,7 @@ describe('deletion never wedges', () => {
   test('a location deleted before its records: deleting a record releases it at once, saying the snapshot stays', async () => {
     const gone = uniqueBucket('ft-gone');
     apply(locationYaml(ns, 'doomed', { bucketName: gone, credentials: 's3-creds' }));
-    await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'doomed', '-n', ns]).status?.initStatus).toBe('Completed'));
+    await locationInit(ns, 'doomed', 'Completed');
     apply(policyYaml(ns, 'to-doomed', { destination: 'doomed' }));
     const p = await backupNow(ns, 'to-doomed');
     expect(p.status?.backupStatus).toBe('Completed');
@@ -116,7 +116,7 @@ describe('deletion never wedges', () => {
     apply(policyYaml(other, 'pol'));
     const c = await ControllerProcess.start(other);
     try {
-      await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', other]).status?.initStatus).toBe('Completed'));
+      await locationInit(other, 'loc', 'Completed');
       expect((await backupNow(other, 'pol')).status?.backupStatus).toBe('Completed');
       expect((await backupNow(other, 'pol')).status?.backupStatus).toBe('Completed');
       expect(kubectl(['delete', 'namespace', other, '--wait=false']).code).toBe(0);

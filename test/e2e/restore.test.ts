@@ -16,7 +16,7 @@ import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events,
   eventually, getJson, hostPathClaim, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml,
-  uniqueBucket,
+  uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -88,7 +88,7 @@ beforeAll(async () => {
   apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('restore'), credentials: 's3-creds' }));
   apply(policyYaml(ns, 'pol'));
   controller = await ControllerProcess.start(ns, controllerArgs(image));
-  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  await locationInit(ns, 'loc', 'Completed');
   const p = await backupNow(ns, 'pol');
   expect(p.status?.backupStatus).toBe('Completed');
   record = getJson<MetadataBackupRecord>(['mbr', p.status!.mbrName!, '-n', ns]);
@@ -211,7 +211,7 @@ spec: { snapshotId: 0123abcd, policy: pol, backuploc: loc }
       name: 'location-not-ready', mbr: 'mbr-badloc',
       setup: async () => {
         apply(locationYaml(ns, 'loc-no-secret', { bucketName: uniqueBucket('nosecret'), credentials: 'missing-secret' }));
-        await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc-no-secret', '-n', ns]).status?.initStatus).toBe('Failed'));
+        await locationInit(ns, 'loc-no-secret', 'Failed');
         apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupRecord
 metadata: { name: mbr-badloc, namespace: ${ns} }

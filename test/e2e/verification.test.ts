@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually,
-  getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, repoRoot, uniqueBucket,
+  getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, repoRoot, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -29,7 +29,7 @@ beforeAll(async () => {
   apply(etcdSecretYaml(ns, 'etcd-creds'));
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   controller = await ControllerProcess.start(ns);
-  await eventually(() => expect(getJson<{ status?: { initStatus?: string } }>(['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
+  await locationInit(ns, 'loc', 'Completed');
 });
 
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
 import { BACKUP_NOW_ANNOTATION, COMPONENT } from '../../src/api/group.ts';
-import type { KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
+import type { BackupLocation, KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, importImage, loadEnv } from '../../scripts/cluster/node.ts';
 
@@ -171,6 +171,11 @@ spec:
   bucketName: ${JSON.stringify(spec.bucketName)}
   credentials: ${spec.credentials}
 `;
+}
+
+/** Waits until the BackupLocation's initialisation reached `want` (Completed by default, or Failed). */
+export async function locationInit(ns: string, name: string, want: 'Completed' | 'Failed' = 'Completed'): Promise<void> {
+  await eventually(() => expect(getJson<BackupLocation>(['bl', name, '-n', ns]).status?.initStatus).toBe(want));
 }
 
 export interface EventView {
