@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the distroless-style OCI image dist/kubedr-image.tar (localhost/kubedr:<version>) from scratch with buildah:
-# dist/kubedr, restic, etcd and etcdctl (verification restores each backup into a throwaway etcd), exactly the C
+# dist/kubedr, restic, etcd, etcdctl and etcdutl (verification restores each backup into a throwaway etcd), exactly the C
 # libraries they load, CA certificates, passwd/group (root, nobody, kubedr 65532) and a writable /tmp. No shell and no
-# package manager, so there is nothing in it to exec into but these four programs.
+# package manager, so there is nothing in it to exec into but these five programs.
 # No Docker engine and no base image are needed (shared/notes/testenv.md). Idempotent; run as root.
 #   KUBEDR_IMAGE_SOURCE   value of the org.opencontainers.image.source label (default: the git remote "origin")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v buildah >/dev/null && command -v restic >/dev/null && command -v etcd >/dev/null || scripts/install-deps.sh
+command -v buildah >/dev/null || scripts/install-deps.sh
 # Always rebuilt (about a second), so the image holds the binary of the tree it is labelled with.
 scripts/build-binary.sh
 
@@ -20,8 +20,10 @@ version=$(sed -n 's/^kubedr //p' <<<"$info")
 commit=$(sed -n 's/^commit: //p' <<<"$info")
 image="localhost/kubedr:$version"
 source=${KUBEDR_IMAGE_SOURCE:-$(git remote get-url origin 2>/dev/null || true)}
-restic_bin=$(command -v restic)
-etcd_bins=("$(command -v etcd)" "$(command -v etcdctl)")
+# etcd 3.5 and restic 0.18 from Debian 13 (scripts/cluster/fetch-trixie.sh): etcdutl restores 3.4 and 3.5 snapshots.
+tools=$(scripts/cluster/fetch-trixie.sh)/bin
+restic_bin=$tools/restic
+etcd_bins=("$tools/etcd" "$tools/etcdctl" "$tools/etcdutl")
 
 ctr=$(bh from --name kubedr-image-build-$$ scratch)
 cleanup() { bh rm "$ctr" >/dev/null 2>&1 || true; }

@@ -45,4 +45,6 @@ if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.jso
 fi
 
 "$here/scripts/cluster/build-kube.sh" >&2
+# etcd 3.5 (etcdutl) and restic 0.18 from Debian 13: what the image ships and the tests run (with-node.sh puts them first on PATH).
+"$here/scripts/cluster/fetch-trixie.sh" >/dev/null
 "$here/scripts/build-helm-render.sh" >/dev/null

@@ -171,12 +171,20 @@ function cniConfig(n: string, node: string): string {
   }, null, 2);
 }
 
+/**
+ * The etcd the node runs: KUBEDR_ETCD (a path) when set, e.g. Debian 12's /usr/bin/etcd (3.4) for a drill on an older
+ * cluster's etcd; else the first on PATH, which with-node.sh makes Debian 13's 3.5.
+ */
+function etcdBinary(): string {
+  return process.env.KUBEDR_ETCD || 'etcd';
+}
+
 /** An etcd member with mTLS for clients; peers on https with peer certificates (as kubeadm) when `peerTls`. */
 function etcdCmd(dir: string, pki: string, name: string, clientUrls: string[], peerPort: number, peerTls = false): string[] {
   const peer = `${peerTls ? 'https' : 'http'}://127.0.0.1:${peerPort}`;
   const peerFlags = peerTls ? ['--peer-cert-file', join(pki, 'etcd/peer.crt'), '--peer-key-file', join(pki, 'etcd/peer.key'),
     '--peer-client-cert-auth', '--peer-trusted-ca-file', join(pki, 'etcd/ca.crt')] : [];
-  return ['etcd', '--name', name, '--data-dir', join(dir, `${name}-data`),
+  return [etcdBinary(), '--name', name, '--data-dir', join(dir, `${name}-data`),
     '--listen-client-urls', clientUrls.join(','), '--advertise-client-urls', clientUrls.at(-1)!,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${name}=${peer}`,
     '--cert-file', join(pki, 'etcd/server.crt'), '--key-file', join(pki, 'etcd/server.key'),

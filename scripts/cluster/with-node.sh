@@ -6,6 +6,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export KUBEDR_TESTENV_DIR=$(realpath -m "$1"); shift
 bun=${BUN:-bun}
+# etcd 3.5 (with etcdutl) and restic 0.18 from Debian 13 come first: the node's etcd, the tests, the bench and the
+# demo run what most clusters and the image run. Debian 12's etcd 3.4 stays at /usr/bin for tests of older clusters.
+export PATH="$("$here/fetch-trixie.sh")/bin:$PATH"
 stop() { [ "${KUBEDR_KEEP_NODE:-}" = 1 ] || "$bun" "$here/node.ts" stop; }
 trap stop EXIT
 trap 'exit 130' INT TERM

@@ -52,25 +52,20 @@ export interface OpenResult {
 /**
  * Opens the repository, creating it (and the bucket) when there is none. An existing repository that opens with the
  * password is success, not failure (KubeDR reported it as Failed).
+ *
+ * `init` comes first because it is the one question every restic answers at once: restic 0.18 retries `cat config`
+ * against a bucket that does not exist until it is killed (0.14 failed at once), and `init` refuses an existing
+ * repository ("config file already exists") before it writes anything. The password is then checked by `cat config`.
  */
 export async function openOrInit(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<OpenResult> {
-  try {
-    await restic.run(repo, ['cat', 'config'], run);
-    return { created: false };
-  } catch (err) {
-    if (!(err instanceof EngineError) || err.kind !== 'NoRepository') throw err;
-  }
   try {
     await restic.run(repo, ['init'], run);
     return { created: true };
   } catch (err) {
-    // Someone else created it between our check and our init: open it as usual.
-    if (err instanceof EngineError && isAlreadyInitialized(err.message)) {
-      await restic.run(repo, ['cat', 'config'], run);
-      return { created: false };
-    }
-    throw err;
+    if (!(err instanceof EngineError && isAlreadyInitialized(err.message))) throw err;
   }
+  await restic.run(repo, ['cat', 'config'], run);
+  return { created: false };
 }
 
 /**
