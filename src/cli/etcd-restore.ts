@@ -1,17 +1,24 @@
 /**
- * @module `kubedr etcd-restore`: turns a restored etcd snapshot into the data directory of a new single-member etcd,
- * with kubeadm's layout as the default, and says what to do next on the control-plane node. It warns, and goes on, when
+ * @module `kubedr etcd-restore`: turns a restored etcd snapshot into the data directory of a member of a new etcd
+ * cluster (one member, or each of several from the same snapshot), with kubeadm's layout as the default; with
+ * `--kubeadm` it also takes the safe steps on the node, and it says what is left to do. It warns, and goes on, when
  * the restored certificates have expired or soon will, and when the node's API server needs an encryption-at-rest
  * config that the restored backup does not hold.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CERTS_DIR, EXTRA_DIR, extraPathIn } from '../engine/backup.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { readEncryptionConfigPath } from '../engine/encryption-config.ts';
-import { findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir } from '../engine/etcd-restore.ts';
-import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
+import { checkMemberPlan, clusterTokenFor, formatInitialCluster, type Member, parseInitialCluster } from '../engine/etcd-members.ts';
+import {
+  BUMP_REVISION, canBumpRevision, findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir, snapshotStatus,
+} from '../engine/etcd-restore.ts';
+import { verifySnapshotFile } from '../engine/etcd-snapshot.ts';
+import { EngineError } from '../engine/errors.ts';
+import { etcdDataHostPath, repointEtcdManifest, stamp, startApiserver, stopApiserver } from '../engine/kubeadm-manifests.ts';
+import { type FlagSpec, helpText, type Parsed, parseFlags, UsageError } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { certificateWarning, encryptionConfigWarning } from './restored-warnings.ts';
 
@@ -21,24 +28,42 @@ const KUBEADM_DATA_DIR = '/var/lib/etcd';
 
 const flags = {
   snapshot: { type: 'string', help: 'the etcd snapshot file (DIR/data/etcd-snapshot.db after \'kubedr restore\')' },
-  'data-dir': { type: 'string', help: `data directory to create (default: --data-dir of the etcd manifest, else ${KUBEADM_DATA_DIR})` },
-  name: { type: 'string', help: 'member name (default: --name of the etcd manifest, else this host\'s name, as kubeadm names it)' },
-  'initial-advertise-peer-urls': { type: 'string', help: 'this member\'s peer URL (default: the manifest\'s, else https://<this host\'s first IPv4>:2380)' },
-  'initial-cluster': { type: 'string', help: 'the new cluster, NAME=PEER-URL (default: this one member)' },
-  'initial-cluster-token': { type: 'string', help: 'cluster token (default: the manifest\'s, else etcd\'s default etcd-cluster)' },
+  'data-dir': {
+    type: 'string',
+    help: `data directory to create (default: --data-dir of the etcd manifest, else ${KUBEADM_DATA_DIR}; with --kubeadm, a new ` +
+      'directory beside the etcd-data hostPath, <path>-restored-<time>)',
+  },
+  name: { type: 'string', help: 'this member\'s name (default: --name of the etcd manifest, else this host\'s name, as kubeadm names it)' },
+  'initial-advertise-peer-urls': { type: 'string', help: 'this member\'s peer URL (default: its entry in --initial-cluster, the manifest\'s, else https://<this host\'s first IPv4>:2380)' },
+  'initial-cluster': { type: 'string', help: 'every member of the restored cluster, NAME=PEER-URL,... (default: --member-manifests, else this one member)' },
+  'member-manifests': { type: 'string', help: 'the etcd manifests of all control-plane nodes, comma-separated (copies of each node\'s etcd.yaml): the members are read from them' },
+  'initial-cluster-token': { type: 'string', help: 'cluster token (default: kubedr-restore-<the snapshot\'s SHA-256 prefix>, new and the same on every member)' },
+  'single-member': { type: 'boolean', default: false, help: 'restore one member although the node\'s manifest lists more (shrink the cluster; join the others again afterwards)' },
+  'expect-sha256': { type: 'string', help: 'refuse a snapshot with another SHA-256 (the commands printed for the other members pass it)' },
+  'no-bump-revision': { type: 'boolean', default: false, help: `do not move the revision ${BUMP_REVISION.toLocaleString('en')} ahead and mark older ones compacted (etcdutl does by default)` },
+  print: { type: 'boolean', default: false, help: 'restore nothing: check the snapshot and print the restore command of every member' },
+  kubeadm: {
+    type: 'boolean', default: false,
+    help: 'also take the safe steps on this kubeadm node: restore into a new directory, move the kube-apiserver manifest aside, ' +
+      'point etcd.yaml\'s etcd-data hostPath at the new directory (the original is kept beside the manifests directory)',
+  },
+  'stop-apiserver': { type: 'boolean', default: false, help: 'only move the kube-apiserver manifest aside (first step on every control-plane node)' },
+  'start-apiserver': { type: 'boolean', default: false, help: 'only move the kube-apiserver manifest back (last step, once etcd is healthy on every member)' },
   'etcd-manifest': { type: 'string', help: 'kubeadm\'s etcd static pod manifest, read for defaults when present', default: KUBEADM_MANIFEST },
   'apiserver-manifest': {
     type: 'string', default: KUBEADM_APISERVER_MANIFEST,
     help: 'the kube-apiserver static pod manifest, read when present: a warning if its --encryption-provider-config is not in the backup',
   },
-  force: { type: 'boolean', help: 'if the data directory is not empty, move it aside (renamed, kept) instead of refusing', default: false },
-  etcdutl: { type: 'string', help: 'etcdutl or etcdctl to run (default: the first on PATH)' },
+  force: { type: 'boolean', help: 'if the data directory is not empty, move it aside (renamed, kept) instead of refusing (not with --kubeadm)', default: false },
+  etcdutl: { type: 'string', help: 'etcdutl or etcdctl to run (default: the first on PATH, etcdutl before etcdctl)' },
 } satisfies Record<string, FlagSpec>;
+type Flags = Parsed<typeof flags>;
 
 export const etcdRestoreHelp = helpText('kubedr etcd-restore --snapshot FILE [flags]',
-  'Builds the data directory of a new single-member etcd from a verified etcd snapshot (what \'etcdutl snapshot restore\'\n' +
-  'does, with kubeadm\'s layout as the default), then prints the next steps on a kubeadm control-plane node.\n' +
-  'Stop etcd before restoring over its data directory.', flags) + `\n${exitCodesHelp}`;
+  'Builds the data directory of a member of a new etcd cluster from a verified etcd snapshot (what \'etcdutl snapshot\n' +
+  'restore\' does, with kubeadm\'s layout as the default), then prints the next steps. For several members, every member\n' +
+  'is restored from the same snapshot with the same --initial-cluster and token: run it on each node with the command it\n' +
+  'prints. It never deletes or overwrites a data directory. Stop etcd before restoring over its data directory.', flags) + `\n${exitCodesHelp}`;
 
 function firstIPv4(): string {
   for (const addrs of Object.values(networkInterfaces())) {
@@ -46,6 +71,35 @@ function firstIPv4(): string {
     if (a) return a.address;
   }
   return '127.0.0.1';
+}
+
+/** The members of the restored cluster and this run's member, from flags, then the manifests, then defaults. */
+function planMembers(f: Flags, manifest: ReturnType<typeof readEtcdManifest>): { members: Member[]; name: string } {
+  const name = f.name ?? manifest.name ?? hostname();
+  let members: Member[];
+  if (f['initial-cluster']) {
+    members = parseInitialCluster(f['initial-cluster']);
+  } else if (f['member-manifests']) {
+    members = f['member-manifests'].split(',').map((file) => {
+      const m = readEtcdManifest(file.trim());
+      if (!m.name || !m.peerUrls) throw new UsageError(`${file} has no --name and --initial-advertise-peer-urls: is it an etcd manifest?`);
+      return { name: m.name, peerUrls: m.peerUrls };
+    });
+  } else {
+    members = [{ name, peerUrls: f['initial-advertise-peer-urls'] ?? manifest.peerUrls ?? `https://${firstIPv4()}:2380` }];
+  }
+  const own = members.find((m) => m.name === name);
+  if (own && f['initial-advertise-peer-urls'] && f['initial-advertise-peer-urls'] !== own.peerUrls) {
+    throw new UsageError(`--initial-advertise-peer-urls ${f['initial-advertise-peer-urls']} is not member ${name}'s URL in the cluster (${own.peerUrls})`);
+  }
+  return { members, name };
+}
+
+/** The command that restores `member` from the same snapshot, to run on that member's node. */
+export function memberCommand(o: { snapshot: string; sha256: string; initialCluster: string; token: string; member: string; dataDir?: string; kubeadm: boolean; noBump: boolean }): string {
+  return ['kubedr etcd-restore', `--snapshot ${o.snapshot}`, `--expect-sha256 ${o.sha256}`, `--initial-cluster ${o.initialCluster}`,
+    `--initial-cluster-token ${o.token}`, `--name ${o.member}`, o.dataDir ? `--data-dir ${o.dataDir}` : '',
+    o.kubeadm ? '--kubeadm' : '', o.noBump ? '--no-bump-revision' : ''].filter(Boolean).join(' ');
 }
 
 export function nextSteps(o: { dataDir: string; member: MemberLayout; certificates?: string; extra?: string; previous?: string; manifest: string }): string {
@@ -58,19 +112,56 @@ export function nextSteps(o: { dataDir: string; member: MemberLayout; certificat
     '  1. Stop the control plane: move its static pod manifests out of the kubelet\'s sight, e.g.',
     '       mkdir -p /etc/kubernetes/manifests.stopped && mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests.stopped/',
     '     and wait until `crictl ps` lists no etcd and no kube-apiserver.',
-    o.certificates
-      ? `  2. If /etc/kubernetes/pki was lost too, put the backed-up certificates back: cp -a ${o.certificates}/. /etc/kubernetes/pki/`
-      : '  2. This backup holds no certificates: /etc/kubernetes/pki must still be intact (or restored from elsewhere).',
-    ...(o.extra ? [`     Host paths stored with the backup (extraPaths) are under ${o.extra}/, each at its path on the host: put back those`,
-      `     that were lost (cp -a ${o.extra}/PATH /PATH), the API server's --encryption-provider-config first.`] : []),
+    certificatesStep(2, o.certificates, o.extra),
     `  3. In ${o.manifest}, the etcd-data hostPath volume and --data-dir must point to ${o.dataDir}, and these flags must match:`,
     `       --name=${m.name} --initial-advertise-peer-urls=${m.peerUrls} --initial-cluster=${m.initialCluster}`,
     '  4. Start the control plane again: mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/',
     '  5. Check: kubectl get nodes; kubectl -n kube-system get pods; kubectl get metadatabackuppolicies -A',
     'Other control-plane nodes: stop their etcd, remove their etcd data, remove them with `etcdctl member remove` if listed,',
     'and join them again one at a time (kubeadm join --control-plane).',
+    'Or restore every member from this snapshot instead: see --initial-cluster and --kubeadm in `kubedr etcd-restore --help`.',
     '',
   ].filter((l, i, all) => l !== '' || (i > 0 && all[i - 1] !== '')).join('\n');
+}
+
+function certificatesStep(n: number, certificates?: string, extra?: string): string {
+  return [
+    certificates
+      ? `  ${n}. If /etc/kubernetes/pki was lost too, put the backed-up certificates back: cp -a ${certificates}/. /etc/kubernetes/pki/`
+      : `  ${n}. This backup holds no certificates: /etc/kubernetes/pki must still be intact (or restored from elsewhere).`,
+    ...(extra ? [`     Host paths stored with the backup (extraPaths) are under ${extra}/, each at its path on the host: put back those`,
+      `     that were lost (cp -a ${extra}/PATH /PATH), the API server's --encryption-provider-config first.`] : []),
+  ].join('\n');
+}
+
+/** What is left to a person after `--kubeadm` did this node's part: the steps across nodes, in order. */
+export function kubeadmNextSteps(o: { dataDir: string; member: MemberLayout; others: string[]; copy: string; previousDataDir: string; stoppedAt: string; certificates?: string; extra?: string }): string {
+  const step = (n: number, text: string) => `  ${n}. ${text}`;
+  const lines = [
+    `etcd data directory ready: ${o.dataDir} (member ${o.member.name}, peer URL ${o.member.peerUrls}, token ${o.member.initialClusterToken})`,
+    `kube-apiserver manifest moved aside to ${o.stoppedAt}`,
+    `etcd.yaml's etcd-data hostPath now points to ${o.dataDir} (was ${o.previousDataDir}, left as it was; original manifest: ${o.copy})`,
+    '',
+    'Next steps (as root). These stay with you: only you know every node and can check each one.',
+  ];
+  let n = 1;
+  if (o.others.length > 0) {
+    lines.push(step(n++, 'On every other control-plane node, first stop its API server: kubedr etcd-restore --stop-apiserver'),
+      step(n++, 'Then on each of them, with the same snapshot file copied there, run its member\'s command:'),
+      ...o.others.map((c) => `       ${c}`));
+  }
+  lines.push(
+    step(n++, 'Wait until the kubelet has restarted etcd on the new directory on every member: crictl ps --name etcd, then'),
+    '       etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt \\',
+    '         --key /etc/kubernetes/pki/etcd/server.key endpoint health --cluster   (every member healthy, one cluster ID)',
+    certificatesStep(n++, o.certificates, o.extra),
+    step(n++, 'On every control-plane node, start the API server again: kubedr etcd-restore --start-apiserver'),
+    step(n++, 'Restart the kubelet, kube-controller-manager and kube-scheduler on every node, so none keeps state from after the snapshot'),
+    step(n++, 'Check: kubectl get nodes; kubectl -n kube-system get pods; kubectl get metadatabackuppolicies -A'),
+    `  Once the cluster is back, ${o.previousDataDir} (the old data) and ${o.copy} can be deleted.`,
+    '',
+  );
+  return lines.join('\n');
 }
 
 export async function runEtcdRestore(argv: string[]): Promise<number> {
@@ -81,28 +172,86 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   }
   const f = parsed.flags;
   if (parsed.args.length > 0) throw new UsageError(`unexpected argument "${parsed.args[0]}" (the snapshot goes in --snapshot)`);
+  const manifestsDir = dirname(f['etcd-manifest']);
+  if (f['stop-apiserver'] || f['start-apiserver']) return moveApiserver(manifestsDir, f['stop-apiserver'] ? 'stop' : 'start', !!f.snapshot);
   if (!f.snapshot) throw new UsageError('--snapshot is required (the etcd-snapshot.db from \'kubedr restore\')');
+  if (f.kubeadm && f.force) throw new UsageError('--kubeadm restores into a new directory and never moves one aside: leave out --force');
   const manifest = readEtcdManifest(f['etcd-manifest']);
-  const name = f.name ?? manifest.name ?? hostname();
-  const peerUrls = f['initial-advertise-peer-urls'] ?? manifest.peerUrls ?? `https://${firstIPv4()}:2380`;
-  const member: MemberLayout = {
-    name, peerUrls,
-    initialCluster: f['initial-cluster'] ?? `${name}=${peerUrls}`,
-    initialClusterToken: f['initial-cluster-token'] ?? manifest.initialClusterToken ?? 'etcd-cluster',
-  };
+  const { members, name } = planMembers(f, manifest);
+  const tool = findRestoreTool(f.etcdutl);
   const snapshot = resolve(f.snapshot);
-  const dataDir = resolve(f['data-dir'] ?? manifest.dataDir ?? KUBEADM_DATA_DIR);
-  process.stderr.write(`kubedr etcd-restore: building ${dataDir} for member ${name} (${peerUrls}) from ${snapshot}\n`);
-  const result = await restoreEtcdDataDir({ snapshotFile: snapshot, dataDir, member, force: f.force, tool: findRestoreTool(f.etcdutl) });
-  // The backup's data/ directory: the snapshot's, where `kubedr restore` put the certificates and extra paths beside it.
+
+  // 1. The snapshot: whole (SHA-256 trailer), the expected one, and what etcd's own tool reads in it.
+  const sha256 = await verifySnapshotFile(snapshot);
+  if (f['expect-sha256'] && f['expect-sha256'] !== sha256) {
+    throw new EngineError('IntegrityError', `${snapshot} has SHA-256 ${sha256}, not ${f['expect-sha256']}: it is not the snapshot the other ` +
+      'members were restored from, and members restored from different snapshots cannot form one cluster. Copy that snapshot here');
+  }
+  const status = await snapshotStatus(tool, snapshot);
+  process.stderr.write(`kubedr etcd-restore: snapshot ${snapshot}: SHA-256 ${sha256}, revision ${status.revision}, ${status.totalKey} keys, ` +
+    `${(status.totalSize / 1e6).toFixed(1)} MB\n`);
+
+  // 2. The plan: one snapshot, one member list, one new token; refused where this node's files show it would split.
+  const token = f['initial-cluster-token'] ?? clusterTokenFor(sha256);
+  const manifestMembers = manifest.initialCluster ? parseInitialCluster(manifest.initialCluster) : undefined;
+  checkMemberPlan({ members, name, manifestMembers, manifestToken: manifest.initialClusterToken, token, singleMember: f['single-member'] });
+  const initialCluster = formatInitialCluster(members);
+  const bump = canBumpRevision(tool) && !f['no-bump-revision'] ? BUMP_REVISION : undefined;
+  if (!canBumpRevision(tool) && !f['no-bump-revision']) {
+    process.stderr.write(`kubedr etcd-restore: warning: ${basename(tool)} cannot move the revision ahead (only etcdutl, etcd >= 3.5, can; it restores ` +
+      '3.4 snapshots too). Restored as is: restart every client of the API server (kubelets, controller-manager, scheduler, operators) ' +
+      'after the restore, so none waits for resource versions from after the snapshot.\n');
+  }
+  const command = (member: string, dataDir?: string) => memberCommand({
+    snapshot, sha256, initialCluster, token, member, dataDir, kubeadm: f.kubeadm, noBump: f['no-bump-revision'],
+  });
+  if (f.print) {
+    process.stdout.write(`${members.map((m) => `# on ${m.name}'s node:\n${command(m.name, f['data-dir'])}\n`).join('')}`);
+    return 0;
+  }
+
+  // 3. This member, into a new directory when --kubeadm (beside the etcd-data hostPath; never the old one).
+  const member: MemberLayout = { name, peerUrls: members.find((m) => m.name === name)!.peerUrls, initialCluster, initialClusterToken: token };
+  const kubeadmData = f.kubeadm ? etcdDataHostPath(readManifestText(f['etcd-manifest']), f['etcd-manifest']) : undefined;
+  const dataDir = resolve(f['data-dir'] ?? (kubeadmData ? `${kubeadmData}-restored-${stamp(new Date())}` : manifest.dataDir ?? KUBEADM_DATA_DIR));
+  process.stderr.write(`kubedr etcd-restore: building ${dataDir} for member ${name} (${member.peerUrls}) of ${members.length}\n`);
+  const result = await restoreEtcdDataDir({ snapshotFile: snapshot, sha256, dataDir, member, force: f.force, tool, bumpRevision: bump, requireNew: f.kubeadm });
   const data = dirname(snapshot);
-  const certs = join(data, CERTS_DIR);
-  const extra = join(data, EXTRA_DIR);
+  const certs = existsSync(join(data, CERTS_DIR)) ? join(data, CERTS_DIR) : undefined;
+  const extra = existsSync(join(data, EXTRA_DIR)) ? join(data, EXTRA_DIR) : undefined;
   for (const warning of await restoredWarnings(data, f['apiserver-manifest'])) process.stderr.write(`kubedr etcd-restore: ${warning}\n`);
-  process.stdout.write(nextSteps({
-    dataDir, member, previous: result.previousDataDir, manifest: f['etcd-manifest'], certificates: existsSync(certs) ? certs : undefined,
-    extra: existsSync(extra) ? extra : undefined,
-  }));
+  const others = members.filter((m) => m.name !== name).map((m) => command(m.name, f.kubeadm ? undefined : dataDir));
+
+  // 4. --kubeadm: the API server goes first, so nothing reads etcd while it changes; then etcd's manifest.
+  if (f.kubeadm) {
+    const stopped = stopApiserver(manifestsDir);
+    const repointed = repointEtcdManifest(manifestsDir, dataDir);
+    process.stdout.write(kubeadmNextSteps({ dataDir, member, others, copy: repointed.copy, previousDataDir: repointed.previousDataDir, stoppedAt: stopped.to, certificates: certs, extra }));
+    return 0;
+  }
+  process.stdout.write(nextSteps({ dataDir, member, previous: result.previousDataDir, manifest: f['etcd-manifest'], certificates: certs, extra }));
+  if (others.length > 0) process.stdout.write(`Restore every other member from this same snapshot, on its node:\n${others.map((c) => `  ${c}\n`).join('')}`);
+  return 0;
+}
+
+function readManifestText(path: string): string {
+  if (!existsSync(path)) throw new EngineError('NotFound', `${path} not found: --kubeadm needs kubeadm's etcd manifest (see --etcd-manifest)`);
+  return readFileSync(path, 'utf8');
+}
+
+function moveApiserver(manifestsDir: string, how: 'stop' | 'start', snapshotGiven: boolean): number {
+  if (snapshotGiven) throw new UsageError(`--${how}-apiserver only moves the kube-apiserver manifest: leave out --snapshot`);
+  if (how === 'stop') {
+    const r = stopApiserver(manifestsDir);
+    process.stdout.write(r.result === 'moved'
+      ? `kube-apiserver manifest moved to ${r.to}; the kubelet stops the API server within about 20 s (check: crictl ps --name kube-apiserver)\n`
+      : `kube-apiserver manifest was already moved aside (${r.to})\n`);
+  } else {
+    const r = startApiserver(manifestsDir);
+    process.stdout.write(r.result === 'moved'
+      ? `kube-apiserver manifest back in ${manifestsDir}; the kubelet starts the API server\n`
+      : `kube-apiserver manifest is already in ${manifestsDir}\n`);
+  }
   return 0;
 }
 

@@ -1,0 +1,79 @@
+/**
+ * @module The members of a restored etcd cluster, and the checks that keep a restore from splitting it. Every member of
+ * a restored cluster must be built from the same snapshot, with the same full `--initial-cluster` and one new cluster
+ * token; restoring members from different snapshots, or each as its own one-member cluster, is what users report
+ * breaking (kubernetes/kubeadm#2641). Pure functions: no files, no processes.
+ */
+import { EngineError } from './errors.ts';
+
+export interface Member {
+  name: string;
+  /** Peer URL(s), comma-separated as etcd's flags take them. */
+  peerUrls: string;
+}
+
+/** `a=https://10.0.0.1:2380,b=...` → members in order; a name given twice has several peer URLs, as etcd reads it. */
+export function parseInitialCluster(value: string): Member[] {
+  const members: Member[] = [];
+  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const name = part.slice(0, eq);
+    const url = part.slice(eq + 1);
+    if (eq <= 0 || !/^https?:\/\/[^/\s]+$/.test(url)) {
+      throw new EngineError('InvalidInput', `"${part}" in --initial-cluster is not NAME=PEER-URL (e.g. node1=https://10.0.0.1:2380)`);
+    }
+    const known = members.find((m) => m.name === name);
+    if (known) known.peerUrls += `,${url}`;
+    else members.push({ name, peerUrls: url });
+  }
+  if (members.length === 0) throw new EngineError('InvalidInput', '--initial-cluster is empty');
+  return members;
+}
+
+export function formatInitialCluster(members: Member[]): string {
+  return members.flatMap((m) => m.peerUrls.split(',').map((u) => `${m.name}=${u}`)).join(',');
+}
+
+/**
+ * The cluster token of a cluster restored from the snapshot with this SHA-256. etcd derives member and cluster IDs from
+ * the peer URLs and the token, so: members restored from one snapshot agree on it without being told; members restored
+ * from different snapshots get different cluster IDs and refuse each other ("cluster ID mismatch") instead of
+ * replicating two histories; and no member of the replaced cluster that is still running can join the restored one.
+ */
+export function clusterTokenFor(snapshotSha256: string): string {
+  return `kubedr-restore-${snapshotSha256.slice(0, 16)}`;
+}
+
+export interface MemberPlanInput {
+  /** Members of the restored cluster. */
+  members: Member[];
+  /** The member this run builds. */
+  name: string;
+  /** Members listed by this node's etcd manifest (its --initial-cluster), if it has one. */
+  manifestMembers?: Member[];
+  /** The token of the cluster being replaced (this node's manifest), if known. */
+  manifestToken?: string;
+  token: string;
+  /** The user asked for a one-member cluster although the manifest lists more members. */
+  singleMember: boolean;
+}
+
+/** Throws, naming the fix, when the plan would split the cluster in a way this node's files reveal. */
+export function checkMemberPlan(p: MemberPlanInput): void {
+  const names = p.members.map((m) => m.name);
+  if (!names.includes(p.name)) {
+    throw new EngineError('InvalidInput', `member "${p.name}" is not in --initial-cluster (${names.join(', ')}): pass --name with one of them`);
+  }
+  const manifestNames = p.manifestMembers?.map((m) => m.name) ?? [];
+  if (p.members.length === 1 && manifestNames.length > 1 && !p.singleMember) {
+    throw new EngineError('InvalidInput', `this node's etcd manifest lists ${manifestNames.length} members (${manifestNames.join(', ')}), ` +
+      'and restoring only this one would make a one-member cluster that the others can never rejoin as they are. Restore every ' +
+      `member from this same snapshot (--initial-cluster ${formatInitialCluster(p.manifestMembers!)}), or pass --single-member to ` +
+      'shrink the cluster to this node and join the others again afterwards');
+  }
+  if (p.manifestToken && p.token === p.manifestToken) {
+    throw new EngineError('InvalidInput', `cluster token "${p.token}" is the one of the cluster being replaced: a member of that cluster ` +
+      'that is still running could join the restored one and mix the two histories. Leave --initial-cluster-token out (a new token ' +
+      'derived from the snapshot is used)');
+  }
+}
