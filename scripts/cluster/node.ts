@@ -489,17 +489,28 @@ export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise
  * fill it without disturbing the API server's. Its data is `<dir>/<name>-data`; `ports` fixes its ports (a member
  * restored from a snapshot must listen on the peer URL it was restored with). Returns its client URL.
  */
-export async function startExtraEtcd(env: TestEnv, name: string, ports?: { client: number; peer: number }): Promise<string> {
+export async function startExtraEtcd(env: TestEnv, name: string, ports?: { client: number; peer: number }, etcd?: string): Promise<string> {
   env.extra ??= {};
   const known = env.extra[name];
   const client = `https://127.0.0.1:${ports?.client ?? await freePort()}`;
   const cmd = known?.cmd ?? etcdCmd(env.dir, env.pki, name, [client], ports?.peer ?? await freePort());
+  if (etcd && !known) cmd[0] = etcd;
   const endpoint = known?.endpoint ?? client;
+  const p = startExtraProcess(env, name, cmd, endpoint);
+  await waitFor(name, p, () => etcdReady(endpoint, env.pki), 30_000);
+  return endpoint;
+}
+
+/**
+ * Starts any command as an extra process of the node (logged, stopped with the node or by stopExtra), without waiting:
+ * e.g. the members of a restored etcd cluster, which answer only once a quorum runs.
+ */
+export function startExtraProcess(env: TestEnv, name: string, cmd: string[], endpoint: string): ProcState {
+  env.extra ??= {};
   const p = startProc(env.dir, name, cmd);
   env.extra[name] = { ...p, endpoint };
   saveState(env);
-  await waitFor(name, p, () => etcdReady(endpoint, env.pki), 30_000);
-  return endpoint;
+  return p;
 }
 
 /** Data directory of an extra etcd named `name`. */
