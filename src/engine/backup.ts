@@ -15,8 +15,8 @@ import { type CertificateExpiry, earliestExpiry, readCertificateExpiries } from 
 import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
-import type { Repository, Restic } from './restic.ts';
-import { endpointOf, withStaleLockRetry } from './repository.ts';
+import { endpointOf, type Repository, type Restic } from './restic.ts';
+import { withStaleLockRetry } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
 export const CERTS_DIR = 'certificates';

@@ -39,11 +39,6 @@ export function repositoryAddress(url: string, bucket: string): string {
   return `s3:${u.protocol}//${u.host}/${bucket}`;
 }
 
-/** The endpoint of a repository address `s3:<url>/<bucket>`, e.g. https://s3.example.com:9000 (any other address as is). */
-export function endpointOf(address: string): string {
-  return /^s3:(https?:\/\/[^/]+)/.exec(address)?.[1] ?? address;
-}
-
 export interface OpenResult {
   /** True when this call created the repository; false when an existing one opened with the password. */
   created: boolean;

@@ -65,7 +65,7 @@ export interface BackupSummary {
   totalBytesProcessed: number;
   /** restic's own duration of the upload, seconds. */
   totalDuration: number;
-  /** Short snapshot id (8 hex digits in restic 0.14). */
+  /** Short snapshot ID: 8 hex digits, as record names (`mbr-<id>`) carry it, whatever restic printed. */
   snapshotId: string;
 }
 
@@ -93,7 +93,9 @@ export function parseBackupLine(line: string): BackupMessage | undefined {
       summary: {
         filesNew: num(m.files_new), filesChanged: num(m.files_changed), filesUnmodified: num(m.files_unmodified),
         dataAdded: num(m.data_added), totalFilesProcessed: num(m.total_files_processed),
-        totalBytesProcessed: num(m.total_bytes_processed), totalDuration: num(m.total_duration), snapshotId: m.snapshot_id,
+        totalBytesProcessed: num(m.total_bytes_processed), totalDuration: num(m.total_duration),
+        // restic 0.14 printed the short ID here, 0.18 prints the full one; the short ID is its first 8 hex digits.
+        snapshotId: m.snapshot_id.slice(0, 8),
       },
     };
   }

@@ -5,6 +5,7 @@
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tcpProblem } from '../util/net.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { EngineError } from './errors.ts';
 import { classifyResticError } from './restic-output.ts';
@@ -79,6 +80,24 @@ async function collectLines(stream: ReadableStream<Uint8Array>, onLine?: (line: 
   return all;
 }
 
+/** The endpoint of a repository address `s3:<url>/<bucket>`, e.g. https://s3.example.com:9000 (any other address as is). */
+export function endpointOf(address: string): string {
+  return /^s3:(https?:\/\/[^/]+)/.exec(address)?.[1] ?? address;
+}
+
+/**
+ * restic >= 0.17 retries a failing backend for 15 minutes, whatever the cause and with no option to shorten it
+ * (restic/restic#5517), so an S3 endpoint that is down would hold every command, and a backup slot, that long. One TCP
+ * connect first turns "nothing listens there" into an immediate, plain failure; restic still retries a blip that
+ * happens during a run, which is what its retries are for.
+ */
+async function failFastIfUnreachable(address: string): Promise<void> {
+  if (!address.startsWith('s3:http')) return;
+  const endpoint = endpointOf(address);
+  const problem = await tcpProblem(endpoint);
+  if (problem) throw new EngineError('Unreachable', `S3 endpoint unreachable: ${endpoint}: ${problem}`);
+}
+
 export class Restic {
   private readonly binary: string;
   private readonly tails = new Map<string, Promise<unknown>>();
@@ -89,6 +108,7 @@ export class Restic {
 
   /** Runs `restic -r <repo> <args>`; resolves with its output or throws an EngineError naming the cause. */
   async run(repo: Repository, args: string[], run: RunOptions = {}): Promise<RunResult> {
+    await failFastIfUnreachable(repo.address);
     const tmp = await scratchDir('restic');
     try {
       const argv = [this.binary, '-r', repo.address];

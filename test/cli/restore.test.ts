@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { targetDeniedMessage } from '../../src/cli/restore.ts';
 import { writeDenial } from '../../src/util/fs.ts';
+import { type SilentEndpoint, silentEndpoint } from '../support/listener.ts';
 
 const repoRoot = resolve(import.meta.dir, '../..');
 const pod = { uid: 65532, gid: 65532 };
@@ -129,7 +130,9 @@ describe.skipIf(!canSwitchUser)('kubedr restore as uid 65532 (a restore pod\'s u
 describe('kubedr restore stopped by a signal or its time limit', () => {
   let work: string;
   let bin: string;
-  beforeAll(() => {
+  let s3: SilentEndpoint;
+  beforeAll(async () => {
+    s3 = await silentEndpoint();
     work = mkdtempSync(join(tmpdir(), 'restore-stop-'));
     bin = join(work, 'bin');
     mkdirSync(bin);
@@ -144,7 +147,10 @@ exec sleep 30
 `);
     chmodSync(join(bin, 'restic'), 0o755);
   });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  afterAll(() => {
+    s3.close();
+    rmSync(work, { recursive: true, force: true });
+  });
 
   /** Runs the command as a restore pod does; `whileStaged` runs once the download has begun. */
   async function restore(name: string, extra: string[], whileStaged?: (pid: number) => void) {
@@ -153,7 +159,7 @@ exec sleep 30
     writeFileSync(join(target, 'data/etcd-snapshot.db'), 'old');
     const log = join(work, `${name}.log`);
     const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), 'restore', 'latest', '--target', target, '--force',
-      '--url', 'https://127.0.0.1:9', '--bucket', 'kubedr-test', '--termination-log', log, ...extra], {
+      '--url', `https://127.0.0.1:${s3.port}`, '--bucket', 'kubedr-test', '--termination-log', log, ...extra], {
       cwd: repoRoot, stdout: 'pipe', stderr: 'pipe',
       env: { PATH: `${bin}:${process.env.PATH}`, HOME: work, TMPDIR: work, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', RESTIC_PASSWORD: 'p' },
     });

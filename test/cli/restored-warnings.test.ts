@@ -14,6 +14,7 @@ import { restoredWarnings } from '../../src/cli/etcd-restore.ts';
 import { certificateWarning, encryptionConfigWarning } from '../../src/cli/restored-warnings.ts';
 import { encryptionConfigOf } from '../../src/engine/encryption-config.ts';
 import { issueCertificate } from '../fixtures/certificates.ts';
+import { silentEndpoint } from '../support/listener.ts';
 
 const repoRoot = resolve(import.meta.dir, '../..');
 
@@ -130,7 +131,7 @@ describe('restored backups on disk', () => {
     env: { PATH: `${path}:${process.env.PATH}`, HOME: work, TMPDIR: work, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', RESTIC_PASSWORD: 'p' },
   });
 
-  test('kubedr restore names the certificate expiring within 7 days on stderr, and restores', () => {
+  test('kubedr restore names the certificate expiring within 7 days on stderr, and restores', async () => {
     const source = backup('source', { [config]: 'kind: EncryptionConfiguration\n' });
     const bin = join(work, 'bin-restic');
     mkdirSync(bin);
@@ -144,7 +145,9 @@ cp -a "${source}" "$target/data"
 `);
     chmodSync(join(bin, 'restic'), 0o755);
     const target = join(work, 'target');
-    const r = kubedr(['restore', 'latest', '--target', target, '--url', 'https://127.0.0.1:9', '--bucket', 'kubedr-test'], bin);
+    const s3 = await silentEndpoint();
+    const r = kubedr(['restore', 'latest', '--target', target, '--url', `https://127.0.0.1:${s3.port}`, '--bucket', 'kubedr-test'], bin);
+    s3.close();
     if (r.status !== 0) console.error(r.stderr);
     expect(r.status).toBe(0);
     expect(r.stderr).toContain(`kubedr restore: warning: 1 restored certificate has expired or expires within 7 days (in ${target}/data/certificates).`);
@@ -158,8 +161,9 @@ cp -a "${source}" "$target/data"
     const data = backup('etcd-restore');
     const bin = join(work, 'bin-etcdutl');
     mkdirSync(bin);
-    // etcdutl that lays out a member directory where --data-dir says.
+    // etcdutl that answers `snapshot status` and lays out a member directory where --data-dir says.
     writeFileSync(join(bin, 'etcdutl'), `#!/bin/sh
+[ "$2" = status ] && { echo '{"hash":1,"revision":5,"totalKey":3,"totalSize":1000}'; exit 0; }
 prev=""; for a in "$@"; do [ "$prev" = "--data-dir" ] && dir="$a"; prev="$a"; done
 mkdir -p "$dir/member/snap" && echo db > "$dir/member/snap/db"
 `);

@@ -4,6 +4,8 @@
  * restore` and `kubedr etcd-restore` then build a new etcd data directory from S3 alone; a new etcd and API server on
  * it must show what existed at backup time and nothing written after. The same location holds a second policy's
  * backups (of the test cluster's own etcd), so choosing among policies is exercised too. All parts are real.
+ * The lost control plane runs etcd 3.4 (Debian 12's, as older clusters do) and is restored with 3.4's own etcdctl, which
+ * cannot bump revisions; the HA drill (ha-restore.test.ts) covers etcd 3.5 and etcdutl.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
@@ -13,10 +15,13 @@ import { join } from 'node:path';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
+  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, eventually,
   freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
+/** Debian 12's etcd 3.4 and its etcdctl (with-node.sh puts Debian 13's 3.5 first on PATH). */
+const ETCD_34 = '/usr/bin/etcd';
+const ETCDCTL_34 = '/usr/bin/etcdctl';
 let ns: string;
 let work: string;
 let controller: ControllerProcess | undefined;
@@ -45,7 +50,7 @@ beforeAll(async () => {
   const env = cluster();
 
   // The control plane that will be lost, with objects that exist at backup time.
-  const etcd = await startExtraEtcd(env, 'drill-etcd');
+  const etcd = await startExtraEtcd(env, 'drill-etcd', undefined, ETCD_34);
   lostKubeconfig = await startExtraApiserver(env, 'drill-apiserver', etcd);
   expect(kubectlAt(lostKubeconfig, ['create', 'namespace', 'before-backup']).code).toBe(0);
   expect(kubectlAt(lostKubeconfig, ['create', 'configmap', 'keep-me', '-n', 'before-backup', '--from-literal=answer=42']).code).toBe(0);
@@ -156,10 +161,12 @@ describe('kubedr etcd-restore, then a new etcd and API server', () => {
     peer = await freePort();
     dataDir = extraEtcdDataDir(cluster(), 'drill-restored');
     const args = ['etcd-restore', '--snapshot', join(work, 'restored/data/etcd-snapshot.db'), '--data-dir', dataDir,
-      '--name', 'drill-restored', '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--etcd-manifest', join(work, 'no-manifest')];
+      '--name', 'drill-restored', '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--etcd-manifest', join(work, 'no-manifest'),
+      '--etcdutl', ETCDCTL_34];
     const r = kubedr(args);
     expect(r.stderr).not.toContain('failed');
     expect(r.code).toBe(0);
+    expect(r.stderr).toContain('etcdctl cannot move the revision ahead');
     expect(r.stdout).toContain(`etcd data directory ready: ${dataDir} (member drill-restored, peer URL http://127.0.0.1:${peer})`);
     expect(r.stdout).toContain('Next steps on a kubeadm control-plane node');
     expect(r.stdout).toContain(`cp -a ${join(work, 'restored/data/certificates')}/. /etc/kubernetes/pki/`);
@@ -172,7 +179,8 @@ describe('kubedr etcd-restore, then a new etcd and API server', () => {
 
   test('the restored control plane has what existed at backup time, and nothing written later', async () => {
     const env = cluster();
-    const etcd = await startExtraEtcd(env, 'drill-restored', { client: await freePort(), peer });
+    const etcd = await startExtraEtcd(env, 'drill-restored', { client: await freePort(), peer }, ETCD_34);
+    expect(etcdctl(['endpoint', 'status', '-w', 'json'], etcd).stdout).toContain('"version":"3.4.');
     const kubeconfig = await startExtraApiserver(env, 'drill-restored-apiserver', etcd);
     const cm = kubectlAt(kubeconfig, ['get', 'configmap', 'keep-me', '-n', 'before-backup', '-o', 'jsonpath={.data.answer}']);
     expect(cm.stderr).toBe('');

@@ -93,15 +93,16 @@ test('kubedr version in the image reports its version, commit, Bun and the resti
   expect(r.stdout).toMatch(/^restic: restic \d+\.\d+\.\d+ /m);
 });
 
-test('restic runs in the image', () => {
+test('restic 0.18 runs in the image', () => {
   const r = run(['restic', 'version']);
   expect(r.code).toBe(0);
-  expect(r.stdout).toMatch(/^restic \d+\.\d+\.\d+ compiled with go/);
+  expect(r.stdout).toMatch(/^restic 0\.18\.\d+ compiled with go/);
 });
 
-test('etcd and etcdctl run in the image (verification restores each backup into a throwaway etcd)', () => {
-  expect(run(['etcd', '--version']).stdout).toMatch(/^etcd Version: \d+\.\d+\.\d+/m);
-  expect(run(['etcdctl', 'version']).stdout).toMatch(/^etcdctl version: \d+\.\d+\.\d+/m);
+test('etcd, etcdctl and etcdutl 3.5 run in the image (verification restores each backup into a throwaway etcd)', () => {
+  expect(run(['etcd', '--version']).stdout).toMatch(/^etcd Version: 3\.5\.\d+/m);
+  expect(run(['etcdctl', 'version']).stdout).toMatch(/^etcdctl version: 3\.5\.\d+/m);
+  expect(run(['etcdutl', 'version']).stdout).toMatch(/^etcdutl version: 3\.5\.\d+/m);
 });
 
 test('the image holds kubedr, restic, their libraries and a few config files: no shell, no package manager', () => {
@@ -118,7 +119,7 @@ test('the image holds kubedr, restic, their libraries and a few config files: no
   expect(files).toEqual([
     'etc/group', 'etc/nsswitch.conf', 'etc/passwd', 'etc/ssl/certs/ca-certificates.crt',
     'lib/x86_64-linux-gnu/libc.so.6', 'lib/x86_64-linux-gnu/libdl.so.2', 'lib/x86_64-linux-gnu/libm.so.6',
-    'lib/x86_64-linux-gnu/libpthread.so.0', 'lib64/ld-linux-x86-64.so.2', 'usr/bin/etcd', 'usr/bin/etcdctl', 'usr/bin/restic',
+    'lib/x86_64-linux-gnu/libpthread.so.0', 'lib64/ld-linux-x86-64.so.2', 'usr/bin/etcd', 'usr/bin/etcdctl', 'usr/bin/etcdutl', 'usr/bin/restic',
     'usr/local/bin/kubedr',
   ]);
   expect(run(['/bin/sh', '-c', 'true']).code).not.toBe(0);

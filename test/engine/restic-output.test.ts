@@ -74,6 +74,13 @@ describe('restic backup --json', () => {
     });
   });
 
+  test('restic 0.18 prints the full snapshot ID in the summary: the short one (its first 8 hex digits) is kept', () => {
+    const full = 'eab2a28e09634413d26fad1d188e212e15fa35fbe72a1ddbf7f9ec6c379232c8';
+    const line = `{"message_type":"summary","files_new":2,"data_added":1433,"total_files_processed":2,"total_bytes_processed":11,"total_duration":0.2,"snapshot_id":"${full}"}`;
+    const parsed = parseBackupLine(line);
+    expect(parsed?.type === 'summary' && parsed.summary.snapshotId).toBe('eab2a28e');
+  });
+
   test('other lines are ignored', () => {
     expect(parseBackupLine('open repository')).toBeUndefined();
     expect(parseBackupLine('{"message_type":"verbose_status"}')).toBeUndefined();

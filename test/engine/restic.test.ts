@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
 import { type Repository, Restic } from '../../src/engine/restic.ts';
 import { removeScratchRoot } from '../../src/util/scratch.ts';
+import { type SilentEndpoint, silentEndpoint } from '../support/listener.ts';
+
+let endpoint: SilentEndpoint;
 
 let dir: string;
 let fake: string;
@@ -17,7 +20,9 @@ const repo: Repository = {
   caCert: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
 };
 
-beforeAll(() => {
+beforeAll(async () => {
+  endpoint = await silentEndpoint();
+  repo.address = `s3:https://127.0.0.1:${endpoint.port}/bucket`;
   dir = mkdtempSync(join(tmpdir(), 'restic-test-'));
   fake = join(dir, 'restic');
   // Records argv, env and the CA file's content; behaves per FAKE_MODE in its argv.
@@ -36,6 +41,7 @@ echo ok
   chmodSync(fake, 0o755);
 });
 afterAll(() => {
+  endpoint.close();
   rmSync(dir, { recursive: true, force: true });
   removeScratchRoot();
 });
