@@ -22,33 +22,25 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** The Role's rules the controller needs, and nothing more (what controller-pod.test.ts exercises, plus MetadataRestore's). */
-const expectedRules = [
-  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['backuplocations', 'metadatabackuppolicies', 'metadatarestores'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatabackuprecords'], verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
-  {
-    apiGroups: ['kubedr.catalogicsoftware.com'],
-    resources: ['backuplocations/status', 'metadatabackuppolicies/status', 'metadatabackuprecords/status', 'metadatarestores/status'],
-    verbs: ['get', 'patch', 'update'],
-  },
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
-  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
-  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatarestores/finalizers'], verbs: ['update'] },
-  { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
-];
-
 const container = (d: Obj) => d.spec.template.spec.containers[0];
+const names = (r: Rendered) => r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
+/** As a cluster with prometheus-operator answers helm's discovery. */
+const PROMETHEUS_OPERATOR = ['--api-versions', 'monitoring.coreos.com/v1'];
+
+/** The container's args as the kubelet runs them: `$(VAR)` replaced by the container's env (downward API values given). */
+function kubeletArgs(c: { args: string[]; env: { name: string }[] }, fieldValues: Record<string, string>): string[] {
+  return c.args.map((a) => a.replace(/\$\((\w+)\)/g, (whole, name: string) =>
+    c.env.some((e) => e.name === name) && name in fieldValues ? fieldValues[name]! : whole));
+}
 
 describe('rendered with default values', () => {
   let r: Rendered;
   beforeAll(() => {
-    r = render(['--name', 'kubedr', '--namespace', 'kubedr-system']);
+    r = render(['--name', 'kubedr', '--namespace', 'kubedr-system', ...PROMETHEUS_OPERATOR]);
   });
 
   test('holds exactly the expected objects, all in the release namespace', () => {
-    expect(r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+    expect(names(r)).toEqual([
       'ConfigMap/kubedr-dashboard', 'Deployment/kubedr', 'PrometheusRule/kubedr', 'Role/kubedr', 'RoleBinding/kubedr',
       'Service/kubedr-metrics', 'ServiceAccount/kubedr', 'ServiceMonitor/kubedr',
     ]);
@@ -60,6 +52,8 @@ describe('rendered with default values', () => {
     const dep = r.one('Deployment');
     const pod = dep.spec.template.spec;
     expect(dep.spec.replicas).toBe(1);
+    // One replica: no PodDisruptionBudget, which would block every node drain.
+    expect(r.all('PodDisruptionBudget')).toEqual([]);
     // A surge pod could not bind the host port on the same node: replace one by one.
     expect(dep.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
     expect(pod.nodeSelector).toEqual({ 'node-role.kubernetes.io/control-plane': '' });
@@ -88,29 +82,37 @@ describe('rendered with default values', () => {
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     ]);
     // Restore pods tolerate kubeadm's control-plane taints and run as the image's user 65532, on any node.
-    expect(c.args).toEqual(['controller', '--namespace=kubedr-system', '--http-port=8080', '--log-level=info', '--leader-elect=true',
+    expect(c.args).toEqual(['controller', '--namespace=kubedr-system', '--http-address=$(POD_IP)', '--http-port=9473', '--log-level=info',
+      '--leader-elect=true', '--leader-elect-lease-name=kubedr-controller', '--shutdown-timeout=30s',
       `--restore-image=kubedr/kubedr:${pkg.version}`, '--restore-start-timeout=5m',
       '--restore-tolerations=[{"effect":"NoSchedule","key":"node-role.kubernetes.io/control-plane","operator":"Exists"},' +
       '{"effect":"NoSchedule","key":"node-role.kubernetes.io/master","operator":"Exists"}]',
       '--restore-run-as-user=65532']);
-    const config = loadConfig((c.args as string[]).slice(1), {});
+    const config = loadConfig(kubeletArgs(c, { POD_IP: '10.1.2.3' }).slice(1), {});
     if (config === 'help') throw new Error('unexpected help');
+    // Metrics and probes on the pod's IP only (the node's, with hostNetwork), on a port kube components leave free.
+    expect(config.httpAddress).toBe('10.1.2.3');
+    expect(config.httpPort).toBe(9473);
+    // The kubelet waits out the controller's shutdown timeout, and 10 s more to release the Lease and exit.
+    expect(config.shutdownTimeoutMs).toBe(30_000);
+    expect(pod.terminationGracePeriodSeconds).toBe(40);
     expect(config.restoreTolerations).toEqual([...CONTROL_PLANE_TOLERATIONS]);
     expect(config.restoreNodeSelector).toEqual({});
     expect(config.restoreRunAsUser).toBe(65532);
-    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
+    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 9473, protocol: 'TCP' }]);
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     // Room on the node's disk for the etcd snapshot each backup stages in /tmp.
     expect(c.resources.requests).toEqual({ cpu: '50m', memory: '128Mi', 'ephemeral-storage': '2Gi' });
   });
 
-  test('the Role grants only what the controller uses, in its namespace, to its ServiceAccount', () => {
+  // The rules themselves are checked against the API calls in src/ by test/chart/rbac.test.ts.
+  test('the Role is namespaced and bound to the chart\'s ServiceAccount only', () => {
     expect(r.all('ClusterRole')).toEqual([]);
     expect(r.all('ClusterRoleBinding')).toEqual([]);
-    expect(r.one('Role').rules).toEqual(expectedRules);
     const rb = r.one('RoleBinding');
     expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kubedr' });
     expect(rb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
@@ -122,7 +124,7 @@ describe('rendered with default values', () => {
     const podLabels = r.one('Deployment').spec.template.metadata.labels;
     for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
     for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels?.[k]).toBe(v as string);
-    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' }]);
+    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 9473, targetPort: 'metrics', protocol: 'TCP' }]);
     expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
     expect(sm.spec.namespaceSelector).toEqual({ matchNames: ['kubedr-system'] });
   });
@@ -169,6 +171,23 @@ describe('rendered with default values', () => {
     expect(withCrds.all('CustomResourceDefinition').length).toBe(files.length);
   });
 
+  test('on a cluster without prometheus-operator there is no ServiceMonitor or PrometheusRule; true forces them', () => {
+    const without = render(['--name', 'kubedr', '--namespace', 'kubedr-system']);
+    expect(names(without)).toEqual(names(r).filter((n) => !['PrometheusRule/kubedr', 'ServiceMonitor/kubedr'].includes(n)));
+    expect(without.text).not.toContain('monitoring.coreos.com');
+    // A boolean true, as in values files written for earlier versions of the chart, still renders them.
+    const forced = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--set', 'monitoring.serviceMonitor.enabled=true',
+      '--set', 'monitoring.prometheusRule.enabled=true']);
+    expect(names(forced)).toEqual(names(r));
+    const onlyRule = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--set', 'monitoring.prometheusRule.enabled=true']);
+    expect(onlyRule.all('ServiceMonitor')).toEqual([]);
+    // Without the ServiceMonitor nothing scrapes the controller under its job label: no alert on it.
+    const alerts = (onlyRule.one('PrometheusRule').spec.groups[0].rules as { alert: string }[]).map((x) => x.alert);
+    expect(alerts).not.toContain('KubeDRControllerDown');
+    expect(() => render(['--name', 'kubedr', '--namespace', 'x', '--set', 'monitoring.serviceMonitor.enabled=yes']))
+      .toThrow('monitoring.*.enabled must be auto, true or false, not "yes"');
+  });
+
   test('Chart.yaml\'s appVersion is the controller\'s version', () => {
     expect(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')).toContain(`appVersion: "${pkg.version}"`);
   });
@@ -179,7 +198,8 @@ const customValues = {
   replicaCount: 2,
   leaderElection: { enabled: false },
   logLevel: 'debug',
-  metrics: { port: 9464 },
+  metrics: { port: 9464, bindPodIP: false },
+  shutdownTimeoutSeconds: 120,
   // Helm merges maps: null removes the default control-plane selector.
   nodeSelector: { 'kubernetes.io/hostname': 'cp-1', 'node-role.kubernetes.io/control-plane': null },
   tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'backup', effect: 'NoSchedule' }],
@@ -195,7 +215,7 @@ const customValues = {
   },
   monitoring: {
     serviceMonitor: { enabled: false },
-    prometheusRule: { labels: { release: 'prom' }, missedBackupGrace: '1h', runbookBaseUrl: 'https://example.com/runbooks.md' },
+    prometheusRule: { enabled: true, labels: { release: 'prom' }, missedBackupGrace: '1h', runbookBaseUrl: 'https://example.com/runbooks.md' },
     dashboard: { enabled: false },
   },
 };
@@ -209,9 +229,9 @@ describe('rendered with non-default values', () => {
   });
 
   test('names, namespace and monitoring switches follow the values', () => {
-    expect(r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
-      'Deployment/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr', 'Service/dr-kubedr-metrics',
-      'ServiceAccount/dr-kubedr',
+    expect(names(r)).toEqual([
+      'Deployment/dr-kubedr', 'PodDisruptionBudget/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr',
+      'Service/dr-kubedr-metrics', 'ServiceAccount/dr-kubedr',
     ]);
     for (const d of r.docs) expect(d.metadata.namespace).toBe('backup-ops');
     expect(r.one('RoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'dr-kubedr', namespace: 'backup-ops' }]);
@@ -232,7 +252,7 @@ describe('rendered with non-default values', () => {
       .toEqual(['/etc/kubernetes/pki', '/srv/etcd/pki']);
     // Two replicas force leader election on, whatever leaderElection.enabled says.
     expect(c.args).toEqual(['controller', '--namespace=backup-ops', '--http-port=9464', '--log-level=debug', '--leader-elect=true',
-      '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m',
+      '--leader-elect-lease-name=kubedr-controller', '--shutdown-timeout=120s', '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m',
       '--restore-node-selector=kubernetes.io/os=linux,topology.kubernetes.io/zone=eu-1a',
       '--restore-tolerations=[{"effect":"NoExecute","key":"dedicated","operator":"Equal","tolerationSeconds":60,"value":"restore"}]',
       '--restore-run-as-user=0', '--max-concurrent-backups=2']);
@@ -243,6 +263,11 @@ describe('rendered with non-default values', () => {
     expect(config.restoreTolerations).toEqual(customValues.restore.tolerations);
     expect(config.restoreRunAsUser).toBe(0);
     expect(c.env.at(-1)).toEqual({ name: 'TZ', value: 'Europe/Berlin' });
+    // bindPodIP off: the controller's default address (every interface), no POD_IP.
+    expect(config.httpAddress).toBe('0.0.0.0');
+    expect(c.env.map((e: { name: string }) => e.name)).not.toContain('POD_IP');
+    expect(config.shutdownTimeoutMs).toBe(120_000);
+    expect(pod.terminationGracePeriodSeconds).toBe(130);
     expect(c.ports[0].containerPort).toBe(9464);
     expect(r.one('Service').spec.ports[0].port).toBe(9464);
   });
@@ -256,8 +281,27 @@ describe('rendered with non-default values', () => {
     for (const x of rules) expect(x.annotations.runbook_url).toStartWith('https://example.com/runbooks.md#kubedr');
   });
 
+  test('more than one replica: a PodDisruptionBudget keeps one controller pod; policy/v1 where served, else v1beta1', () => {
+    // Kubernetes 1.20 serves only policy/v1beta1.
+    const pdb = r.one('PodDisruptionBudget');
+    expect(pdb.apiVersion).toBe('policy/v1beta1');
+    expect(pdb.spec).toEqual({
+      minAvailable: 1,
+      selector: { matchLabels: { 'app.kubernetes.io/name': 'kubedr', 'app.kubernetes.io/instance': 'dr', 'app.kubernetes.io/component': 'controller' } },
+    });
+    const podLabels = r.one('Deployment').spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v as string);
+    const v1 = render(['--name', 'dr', '--namespace', 'x', '--set', 'replicaCount=3', '--api-versions', 'policy/v1', '--api-versions', 'policy/v1beta1']);
+    expect(v1.one('PodDisruptionBudget').apiVersion).toBe('policy/v1');
+  });
+
+  test('a shutdown timeout that is not a positive number of seconds is refused', () => {
+    expect(() => render(['--name', 'kubedr', '--namespace', 'x', '--set', 'shutdownTimeoutSeconds=0']))
+      .toThrow('shutdownTimeoutSeconds must be a whole number of seconds above 0');
+  });
+
   test('one replica with leader election off, no host network, all monitoring off', () => {
-    const off = render(['--name', 'kubedr', '--namespace', 'x', '--set', 'leaderElection.enabled=false,hostNetwork=false',
+    const off = render(['--name', 'kubedr', '--namespace', 'x', ...PROMETHEUS_OPERATOR, '--set', 'leaderElection.enabled=false,hostNetwork=false',
       '--set', 'monitoring.serviceMonitor.enabled=false', '--set', 'monitoring.prometheusRule.enabled=false',
       '--set', 'monitoring.dashboard.enabled=false']);
     expect(off.docs.filter((d) => d.apiVersion.startsWith('monitoring.coreos.com') || d.kind === 'ConfigMap')).toEqual([]);
