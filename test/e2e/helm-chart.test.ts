@@ -12,7 +12,7 @@ import { dump } from 'js-yaml';
 import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/group.ts';
 import type { Toleration } from '../../src/api/types.ts';
 import { loadConfig } from '../../src/config.ts';
-import { apply, createNamespace, deleteNamespace, ensureCrds, eventually, kubectl } from '../support/e2e.ts';
+import { apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
 import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -313,15 +313,34 @@ describe('rendered with non-default values', () => {
   });
 });
 
+const PROMETHEUS_CRDS = join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml');
+
+/** What helm passes as .Capabilities.APIVersions: the group/versions the API server serves. */
+function servedApiVersions(): string[] {
+  const r = kubectl(['api-versions']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return r.stdout.trim().split('\n').flatMap((v) => ['--api-versions', v]);
+}
+
+async function installPrometheusCrds(): Promise<void> {
+  const crds = kubectl(['apply', '-f', PROMETHEUS_CRDS]);
+  if (crds.code !== 0) throw new Error(crds.stderr);
+  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com',
+    'crd/prometheusrules.monitoring.coreos.com']);
+  if (w.code !== 0) throw new Error(w.stderr);
+  await eventually(() => expect(servedApiVersions()).toContain('monitoring.coreos.com/v1'), 30_000, 500);
+}
+
+async function removePrometheusCrds(): Promise<void> {
+  kubectl(['delete', '-f', PROMETHEUS_CRDS, '--ignore-not-found', '--timeout=60s']);
+  await eventually(() => expect(servedApiVersions()).not.toContain('monitoring.coreos.com/v1'), 60_000, 500);
+}
+
 describe('on the local cluster', () => {
   let ns: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     ensureCrds();
-    const crds = kubectl(['apply', '-f', join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml')]);
-    if (crds.code !== 0) throw new Error(crds.stderr);
-    const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com',
-      'crd/prometheusrules.monitoring.coreos.com']);
-    if (w.code !== 0) throw new Error(w.stderr);
+    await installPrometheusCrds();
     ns = createNamespace('helm');
   });
   afterAll(async () => {
@@ -331,7 +350,8 @@ describe('on the local cluster', () => {
   const dryRun = (yaml: string) => kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', '-'], yaml);
 
   test('the API server accepts every rendered object, with default and non-default values (dry run)', async () => {
-    const defaults = render(['--name', 'kubedr', '--namespace', ns, '--include-crds']);
+    const defaults = render(['--name', 'kubedr', '--namespace', ns, '--include-crds', ...servedApiVersions()]);
+    expect(defaults.all('ServiceMonitor').length).toBe(1);
     const d = dryRun(defaults.text);
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
@@ -340,7 +360,10 @@ describe('on the local cluster', () => {
     }
     const file = join(work, 'values-dry.yaml');
     writeFileSync(file, dump({ ...customValues, monitoring: { serviceMonitor: { enabled: true } } }));
-    const custom = dryRun(render(['--name', 'dr', '--namespace', ns, '-f', file]).text);
+    // Two replicas: the PodDisruptionBudget in the version this cluster serves.
+    const customRendered = render(['--name', 'dr', '--namespace', ns, '-f', file, ...servedApiVersions()]);
+    expect(customRendered.all('PodDisruptionBudget').length).toBe(1);
+    const custom = dryRun(customRendered.text);
     expect(custom.stderr).toBe('');
     expect(custom.code).toBe(0);
     // The schema check is real: a misspelt field is refused (once the API server publishes the new CRD's schema in its
@@ -360,10 +383,70 @@ describe('on the local cluster', () => {
     expect(can('create', 'pods')).toBe('yes');
     expect(can('get', 'persistentvolumeclaims')).toBe('yes');
     expect(can('patch', 'metadatarestores.kubedr.catalogicsoftware.com', '--subresource=status')).toBe('yes');
+    expect(can('update', 'metadatarestores.kubedr.catalogicsoftware.com', '--subresource=status')).toBe('no');
     expect(can('patch', 'metadatarestores.kubedr.catalogicsoftware.com')).toBe('no');
+    // The Lease: created by any name, renewed only by the controller's own.
+    expect(can('create', 'leases.coordination.k8s.io')).toBe('yes');
+    expect(can('update', 'leases.coordination.k8s.io/kubedr-controller')).toBe('yes');
+    expect(can('update', 'leases.coordination.k8s.io/someone-elses')).toBe('no');
+    expect(can('get', 'secrets')).toBe('no');
+    expect(can('list', 'secrets')).toBe('yes');
     expect(can('update', 'metadatabackuppolicies.kubedr.catalogicsoftware.com')).toBe('no');
     expect(can('delete', 'secrets')).toBe('no');
     expect(can('create', 'deployments.apps')).toBe('no');
     expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
   });
+});
+
+/**
+ * `helm install` with default values on a cluster without prometheus-operator, then `helm upgrade` once its CRDs are
+ * there: rendered with the API versions the cluster serves (what helm passes as .Capabilities) and applied for real.
+ * The controller's pod from this tree's image becomes Ready through probes on the pod IP and port 9473.
+ */
+describe('installed with default values, without and then with prometheus-operator', () => {
+  let ns: string;
+  let values: string;
+  const install = () => {
+    const rendered = render(['--name', 'kubedr', '--namespace', ns, '-f', values, ...servedApiVersions()]);
+    const r = kubectl(['apply', '-f', '-'], rendered.text);
+    return { rendered, ...r };
+  };
+  beforeAll(async () => {
+    ensureCrds();
+    await removePrometheusCrds();
+    ns = createNamespace('helm-install');
+    values = join(work, 'install-values.yaml');
+    const image = kubedrImage();
+    // Only what this cluster needs: its image, and its PKI directory (not kubeadm's path).
+    writeFileSync(values, dump({ image: { repository: image.split(':')[0], tag: pkg.version, pullPolicy: 'Never' }, certsHostPaths: [cluster().pki] }));
+  }, 300_000);
+  afterAll(async () => {
+    deleteNamespace(ns);
+    await installPrometheusCrds();
+  });
+
+  test('without prometheus-operator: installs, no monitoring objects, and the controller becomes Ready', async () => {
+    const r = install();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.rendered.all('ServiceMonitor')).toEqual([]);
+    expect(r.rendered.all('PrometheusRule')).toEqual([]);
+    const rollout = kubectl(['rollout', 'status', 'deployment/kubedr', '-n', ns, '--timeout=180s']);
+    expect(rollout.code).toBe(0);
+    const pod = getJson<{ items: { status: { podIP: string } }[] }>(['pods', '-n', ns, '-l', 'app.kubernetes.io/component=controller']).items[0]!;
+    // Host network: the pod IP is the node's. The endpoint answers there, and not on the node's loopback.
+    const health = await fetch(`http://${pod.status.podIP}:9473/healthz`, { signal: AbortSignal.timeout(5000) });
+    expect(health.status).toBe(200);
+    expect(await fetch('http://127.0.0.1:9473/healthz', { signal: AbortSignal.timeout(5000) }).then(() => 'answered', () => 'refused')).toBe('refused');
+  }, 240_000);
+
+  test('once prometheus-operator\'s CRDs are served, an upgrade adds the ServiceMonitor and PrometheusRule', async () => {
+    await installPrometheusCrds();
+    const r = install();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('servicemonitor.monitoring.coreos.com/kubedr created');
+    expect(r.stdout).toContain('prometheusrule.monitoring.coreos.com/kubedr created');
+    expect(getJson<Obj>(['servicemonitor', 'kubedr', '-n', ns]).spec.endpoints[0].port).toBe('metrics');
+  }, 120_000);
 });
