@@ -12,7 +12,7 @@ export const controllerFlags = {
   context: { type: 'string', help: 'kubeconfig context to use' },
   namespace: { type: 'string', help: 'namespace whose KubeDR objects this controller serves', env: 'POD_NAMESPACE', default: DEFAULT_NAMESPACE },
   'http-address': { type: 'string', help: 'address for /metrics, /healthz and /readyz', default: '0.0.0.0' },
-  'http-port': { type: 'int', help: 'port for /metrics, /healthz and /readyz (0: any free port)', env: 'KUBEDR_HTTP_PORT', default: 8080 },
+  'http-port': { type: 'int', help: 'port for /metrics, /healthz and /readyz (0: any free port)', env: 'KUBEDR_HTTP_PORT', default: 9473 },
   'log-level': { type: 'string', help: 'debug, info, warn or error', env: 'KUBEDR_LOG_LEVEL', default: 'info' },
   'leader-elect': { type: 'boolean', help: 'elect a leader through a Lease so only one replica acts', default: true },
   'leader-elect-lease-name': { type: 'string', help: 'name of the Lease', default: 'kubedr-controller' },

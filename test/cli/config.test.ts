@@ -8,7 +8,8 @@ describe('controller config', () => {
     const c = loadConfig([], {});
     if (c === 'help') throw new Error('unexpected help');
     expect(c.namespace).toBe('kubedr-system');
-    expect(c.httpPort).toBe(8080);
+    // Not 8080: with hostNetwork on a control-plane node that port is often taken.
+    expect(c.httpPort).toBe(9473);
     expect(c.leaderElection).toMatchObject({ leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 });
   });
   test('inconsistent leader-election timings are refused', () => {

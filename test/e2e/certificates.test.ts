@@ -109,7 +109,7 @@ describe('a certificate that expires in 10 days', () => {
     const value = metricValue(await controller.metrics(), 'kubedr_certificate_expiry_timestamp_seconds',
       { policyName: 'expiring', certificate: 'front-proxy-client.crt' })!;
     const dir = mkdtempSync(join(work, 'promtool-'));
-    const rule = render(['--name', 'kubedr', '--namespace', 'kubedr-system']).one('PrometheusRule');
+    const rule = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--api-versions', 'monitoring.coreos.com/v1']).one('PrometheusRule');
     writeFileSync(join(dir, 'rules.yaml'), dump({ groups: rule.spec.groups }));
     // promtool's clock starts at 0. The rule compares the value with time(), so both move by the same amount: the value
     // as it stands now becomes the value at test time 10m (stepping promtool's clock through to now would take hours).

@@ -12,7 +12,7 @@ import { dump } from 'js-yaml';
 import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/group.ts';
 import type { Toleration } from '../../src/api/types.ts';
 import { loadConfig } from '../../src/config.ts';
-import { apply, createNamespace, deleteNamespace, ensureCrds, eventually, kubectl } from '../support/e2e.ts';
+import { apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
 import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -22,33 +22,25 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** The Role's rules the controller needs, and nothing more (what controller-pod.test.ts exercises, plus MetadataRestore's). */
-const expectedRules = [
-  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['backuplocations', 'metadatabackuppolicies', 'metadatarestores'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatabackuprecords'], verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
-  {
-    apiGroups: ['kubedr.catalogicsoftware.com'],
-    resources: ['backuplocations/status', 'metadatabackuppolicies/status', 'metadatabackuprecords/status', 'metadatarestores/status'],
-    verbs: ['get', 'patch', 'update'],
-  },
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
-  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
-  { apiGroups: ['kubedr.catalogicsoftware.com'], resources: ['metadatarestores/finalizers'], verbs: ['update'] },
-  { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
-];
-
 const container = (d: Obj) => d.spec.template.spec.containers[0];
+const names = (r: Rendered) => r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
+/** As a cluster with prometheus-operator answers helm's discovery. */
+const PROMETHEUS_OPERATOR = ['--api-versions', 'monitoring.coreos.com/v1'];
+
+/** The container's args as the kubelet runs them: `$(VAR)` replaced by the container's env (downward API values given). */
+function kubeletArgs(c: { args: string[]; env: { name: string }[] }, fieldValues: Record<string, string>): string[] {
+  return c.args.map((a) => a.replace(/\$\((\w+)\)/g, (whole, name: string) =>
+    c.env.some((e) => e.name === name) && name in fieldValues ? fieldValues[name]! : whole));
+}
 
 describe('rendered with default values', () => {
   let r: Rendered;
   beforeAll(() => {
-    r = render(['--name', 'kubedr', '--namespace', 'kubedr-system']);
+    r = render(['--name', 'kubedr', '--namespace', 'kubedr-system', ...PROMETHEUS_OPERATOR]);
   });
 
   test('holds exactly the expected objects, all in the release namespace', () => {
-    expect(r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+    expect(names(r)).toEqual([
       'ConfigMap/kubedr-dashboard', 'Deployment/kubedr', 'PrometheusRule/kubedr', 'Role/kubedr', 'RoleBinding/kubedr',
       'Service/kubedr-metrics', 'ServiceAccount/kubedr', 'ServiceMonitor/kubedr',
     ]);
@@ -60,6 +52,8 @@ describe('rendered with default values', () => {
     const dep = r.one('Deployment');
     const pod = dep.spec.template.spec;
     expect(dep.spec.replicas).toBe(1);
+    // One replica: no PodDisruptionBudget, which would block every node drain.
+    expect(r.all('PodDisruptionBudget')).toEqual([]);
     // A surge pod could not bind the host port on the same node: replace one by one.
     expect(dep.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
     expect(pod.nodeSelector).toEqual({ 'node-role.kubernetes.io/control-plane': '' });
@@ -88,29 +82,37 @@ describe('rendered with default values', () => {
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     ]);
     // Restore pods tolerate kubeadm's control-plane taints and run as the image's user 65532, on any node.
-    expect(c.args).toEqual(['controller', '--namespace=kubedr-system', '--http-port=8080', '--log-level=info', '--leader-elect=true',
+    expect(c.args).toEqual(['controller', '--namespace=kubedr-system', '--http-address=$(POD_IP)', '--http-port=9473', '--log-level=info',
+      '--leader-elect=true', '--leader-elect-lease-name=kubedr-controller', '--shutdown-timeout=30s',
       `--restore-image=kubedr/kubedr:${pkg.version}`, '--restore-start-timeout=5m',
       '--restore-tolerations=[{"effect":"NoSchedule","key":"node-role.kubernetes.io/control-plane","operator":"Exists"},' +
       '{"effect":"NoSchedule","key":"node-role.kubernetes.io/master","operator":"Exists"}]',
       '--restore-run-as-user=65532']);
-    const config = loadConfig((c.args as string[]).slice(1), {});
+    const config = loadConfig(kubeletArgs(c, { POD_IP: '10.1.2.3' }).slice(1), {});
     if (config === 'help') throw new Error('unexpected help');
+    // Metrics and probes on the pod's IP only (the node's, with hostNetwork), on a port kube components leave free.
+    expect(config.httpAddress).toBe('10.1.2.3');
+    expect(config.httpPort).toBe(9473);
+    // The kubelet waits out the controller's shutdown timeout, and 10 s more to release the Lease and exit.
+    expect(config.shutdownTimeoutMs).toBe(30_000);
+    expect(pod.terminationGracePeriodSeconds).toBe(40);
     expect(config.restoreTolerations).toEqual([...CONTROL_PLANE_TOLERATIONS]);
     expect(config.restoreNodeSelector).toEqual({});
     expect(config.restoreRunAsUser).toBe(65532);
-    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
+    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 9473, protocol: 'TCP' }]);
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     // Room on the node's disk for the etcd snapshot each backup stages in /tmp.
     expect(c.resources.requests).toEqual({ cpu: '50m', memory: '128Mi', 'ephemeral-storage': '2Gi' });
   });
 
-  test('the Role grants only what the controller uses, in its namespace, to its ServiceAccount', () => {
+  // The rules themselves are checked against the API calls in src/ by test/chart/rbac.test.ts.
+  test('the Role is namespaced and bound to the chart\'s ServiceAccount only', () => {
     expect(r.all('ClusterRole')).toEqual([]);
     expect(r.all('ClusterRoleBinding')).toEqual([]);
-    expect(r.one('Role').rules).toEqual(expectedRules);
     const rb = r.one('RoleBinding');
     expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kubedr' });
     expect(rb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
@@ -122,7 +124,7 @@ describe('rendered with default values', () => {
     const podLabels = r.one('Deployment').spec.template.metadata.labels;
     for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
     for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels?.[k]).toBe(v as string);
-    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' }]);
+    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 9473, targetPort: 'metrics', protocol: 'TCP' }]);
     expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
     expect(sm.spec.namespaceSelector).toEqual({ matchNames: ['kubedr-system'] });
   });
@@ -169,6 +171,23 @@ describe('rendered with default values', () => {
     expect(withCrds.all('CustomResourceDefinition').length).toBe(files.length);
   });
 
+  test('on a cluster without prometheus-operator there is no ServiceMonitor or PrometheusRule; true forces them', () => {
+    const without = render(['--name', 'kubedr', '--namespace', 'kubedr-system']);
+    expect(names(without)).toEqual(names(r).filter((n) => !['PrometheusRule/kubedr', 'ServiceMonitor/kubedr'].includes(n)));
+    expect(without.text).not.toContain('monitoring.coreos.com');
+    // A boolean true, as in values files written for earlier versions of the chart, still renders them.
+    const forced = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--set', 'monitoring.serviceMonitor.enabled=true',
+      '--set', 'monitoring.prometheusRule.enabled=true']);
+    expect(names(forced)).toEqual(names(r));
+    const onlyRule = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--set', 'monitoring.prometheusRule.enabled=true']);
+    expect(onlyRule.all('ServiceMonitor')).toEqual([]);
+    // Without the ServiceMonitor nothing scrapes the controller under its job label: no alert on it.
+    const alerts = (onlyRule.one('PrometheusRule').spec.groups[0].rules as { alert: string }[]).map((x) => x.alert);
+    expect(alerts).not.toContain('KubeDRControllerDown');
+    expect(() => render(['--name', 'kubedr', '--namespace', 'x', '--set', 'monitoring.serviceMonitor.enabled=yes']))
+      .toThrow('monitoring.*.enabled must be auto, true or false, not "yes"');
+  });
+
   test('Chart.yaml\'s appVersion is the controller\'s version', () => {
     expect(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')).toContain(`appVersion: "${pkg.version}"`);
   });
@@ -179,7 +198,8 @@ const customValues = {
   replicaCount: 2,
   leaderElection: { enabled: false },
   logLevel: 'debug',
-  metrics: { port: 9464 },
+  metrics: { port: 9464, bindPodIP: false },
+  shutdownTimeoutSeconds: 120,
   // Helm merges maps: null removes the default control-plane selector.
   nodeSelector: { 'kubernetes.io/hostname': 'cp-1', 'node-role.kubernetes.io/control-plane': null },
   tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'backup', effect: 'NoSchedule' }],
@@ -195,7 +215,7 @@ const customValues = {
   },
   monitoring: {
     serviceMonitor: { enabled: false },
-    prometheusRule: { labels: { release: 'prom' }, missedBackupGrace: '1h', runbookBaseUrl: 'https://example.com/runbooks.md' },
+    prometheusRule: { enabled: true, labels: { release: 'prom' }, missedBackupGrace: '1h', runbookBaseUrl: 'https://example.com/runbooks.md' },
     dashboard: { enabled: false },
   },
 };
@@ -209,9 +229,9 @@ describe('rendered with non-default values', () => {
   });
 
   test('names, namespace and monitoring switches follow the values', () => {
-    expect(r.docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
-      'Deployment/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr', 'Service/dr-kubedr-metrics',
-      'ServiceAccount/dr-kubedr',
+    expect(names(r)).toEqual([
+      'Deployment/dr-kubedr', 'PodDisruptionBudget/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr',
+      'Service/dr-kubedr-metrics', 'ServiceAccount/dr-kubedr',
     ]);
     for (const d of r.docs) expect(d.metadata.namespace).toBe('backup-ops');
     expect(r.one('RoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'dr-kubedr', namespace: 'backup-ops' }]);
@@ -232,7 +252,7 @@ describe('rendered with non-default values', () => {
       .toEqual(['/etc/kubernetes/pki', '/srv/etcd/pki']);
     // Two replicas force leader election on, whatever leaderElection.enabled says.
     expect(c.args).toEqual(['controller', '--namespace=backup-ops', '--http-port=9464', '--log-level=debug', '--leader-elect=true',
-      '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m',
+      '--leader-elect-lease-name=kubedr-controller', '--shutdown-timeout=120s', '--restore-image=registry.example.com/ops/kubedr:1.2.3', '--restore-start-timeout=10m',
       '--restore-node-selector=kubernetes.io/os=linux,topology.kubernetes.io/zone=eu-1a',
       '--restore-tolerations=[{"effect":"NoExecute","key":"dedicated","operator":"Equal","tolerationSeconds":60,"value":"restore"}]',
       '--restore-run-as-user=0', '--max-concurrent-backups=2']);
@@ -243,6 +263,11 @@ describe('rendered with non-default values', () => {
     expect(config.restoreTolerations).toEqual(customValues.restore.tolerations);
     expect(config.restoreRunAsUser).toBe(0);
     expect(c.env.at(-1)).toEqual({ name: 'TZ', value: 'Europe/Berlin' });
+    // bindPodIP off: the controller's default address (every interface), no POD_IP.
+    expect(config.httpAddress).toBe('0.0.0.0');
+    expect(c.env.map((e: { name: string }) => e.name)).not.toContain('POD_IP');
+    expect(config.shutdownTimeoutMs).toBe(120_000);
+    expect(pod.terminationGracePeriodSeconds).toBe(130);
     expect(c.ports[0].containerPort).toBe(9464);
     expect(r.one('Service').spec.ports[0].port).toBe(9464);
   });
@@ -256,8 +281,27 @@ describe('rendered with non-default values', () => {
     for (const x of rules) expect(x.annotations.runbook_url).toStartWith('https://example.com/runbooks.md#kubedr');
   });
 
+  test('more than one replica: a PodDisruptionBudget keeps one controller pod; policy/v1 where served, else v1beta1', () => {
+    // Kubernetes 1.20 serves only policy/v1beta1.
+    const pdb = r.one('PodDisruptionBudget');
+    expect(pdb.apiVersion).toBe('policy/v1beta1');
+    expect(pdb.spec).toEqual({
+      minAvailable: 1,
+      selector: { matchLabels: { 'app.kubernetes.io/name': 'kubedr', 'app.kubernetes.io/instance': 'dr', 'app.kubernetes.io/component': 'controller' } },
+    });
+    const podLabels = r.one('Deployment').spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v as string);
+    const v1 = render(['--name', 'dr', '--namespace', 'x', '--set', 'replicaCount=3', '--api-versions', 'policy/v1', '--api-versions', 'policy/v1beta1']);
+    expect(v1.one('PodDisruptionBudget').apiVersion).toBe('policy/v1');
+  });
+
+  test('a shutdown timeout that is not a positive number of seconds is refused', () => {
+    expect(() => render(['--name', 'kubedr', '--namespace', 'x', '--set', 'shutdownTimeoutSeconds=0']))
+      .toThrow('shutdownTimeoutSeconds must be a whole number of seconds above 0');
+  });
+
   test('one replica with leader election off, no host network, all monitoring off', () => {
-    const off = render(['--name', 'kubedr', '--namespace', 'x', '--set', 'leaderElection.enabled=false,hostNetwork=false',
+    const off = render(['--name', 'kubedr', '--namespace', 'x', ...PROMETHEUS_OPERATOR, '--set', 'leaderElection.enabled=false,hostNetwork=false',
       '--set', 'monitoring.serviceMonitor.enabled=false', '--set', 'monitoring.prometheusRule.enabled=false',
       '--set', 'monitoring.dashboard.enabled=false']);
     expect(off.docs.filter((d) => d.apiVersion.startsWith('monitoring.coreos.com') || d.kind === 'ConfigMap')).toEqual([]);
@@ -269,15 +313,34 @@ describe('rendered with non-default values', () => {
   });
 });
 
+const PROMETHEUS_CRDS = join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml');
+
+/** What helm passes as .Capabilities.APIVersions: the group/versions the API server serves. */
+function servedApiVersions(): string[] {
+  const r = kubectl(['api-versions']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return r.stdout.trim().split('\n').flatMap((v) => ['--api-versions', v]);
+}
+
+async function installPrometheusCrds(): Promise<void> {
+  const crds = kubectl(['apply', '-f', PROMETHEUS_CRDS]);
+  if (crds.code !== 0) throw new Error(crds.stderr);
+  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com',
+    'crd/prometheusrules.monitoring.coreos.com']);
+  if (w.code !== 0) throw new Error(w.stderr);
+  await eventually(() => expect(servedApiVersions()).toContain('monitoring.coreos.com/v1'), 30_000, 500);
+}
+
+async function removePrometheusCrds(): Promise<void> {
+  kubectl(['delete', '-f', PROMETHEUS_CRDS, '--ignore-not-found', '--timeout=60s']);
+  await eventually(() => expect(servedApiVersions()).not.toContain('monitoring.coreos.com/v1'), 60_000, 500);
+}
+
 describe('on the local cluster', () => {
   let ns: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     ensureCrds();
-    const crds = kubectl(['apply', '-f', join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml')]);
-    if (crds.code !== 0) throw new Error(crds.stderr);
-    const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com',
-      'crd/prometheusrules.monitoring.coreos.com']);
-    if (w.code !== 0) throw new Error(w.stderr);
+    await installPrometheusCrds();
     ns = createNamespace('helm');
   });
   afterAll(async () => {
@@ -287,7 +350,8 @@ describe('on the local cluster', () => {
   const dryRun = (yaml: string) => kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', '-'], yaml);
 
   test('the API server accepts every rendered object, with default and non-default values (dry run)', async () => {
-    const defaults = render(['--name', 'kubedr', '--namespace', ns, '--include-crds']);
+    const defaults = render(['--name', 'kubedr', '--namespace', ns, '--include-crds', ...servedApiVersions()]);
+    expect(defaults.all('ServiceMonitor').length).toBe(1);
     const d = dryRun(defaults.text);
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
@@ -296,7 +360,10 @@ describe('on the local cluster', () => {
     }
     const file = join(work, 'values-dry.yaml');
     writeFileSync(file, dump({ ...customValues, monitoring: { serviceMonitor: { enabled: true } } }));
-    const custom = dryRun(render(['--name', 'dr', '--namespace', ns, '-f', file]).text);
+    // Two replicas: the PodDisruptionBudget in the version this cluster serves.
+    const customRendered = render(['--name', 'dr', '--namespace', ns, '-f', file, ...servedApiVersions()]);
+    expect(customRendered.all('PodDisruptionBudget').length).toBe(1);
+    const custom = dryRun(customRendered.text);
     expect(custom.stderr).toBe('');
     expect(custom.code).toBe(0);
     // The schema check is real: a misspelt field is refused (once the API server publishes the new CRD's schema in its
@@ -316,10 +383,70 @@ describe('on the local cluster', () => {
     expect(can('create', 'pods')).toBe('yes');
     expect(can('get', 'persistentvolumeclaims')).toBe('yes');
     expect(can('patch', 'metadatarestores.kubedr.catalogicsoftware.com', '--subresource=status')).toBe('yes');
+    expect(can('update', 'metadatarestores.kubedr.catalogicsoftware.com', '--subresource=status')).toBe('no');
     expect(can('patch', 'metadatarestores.kubedr.catalogicsoftware.com')).toBe('no');
+    // The Lease: created by any name, renewed only by the controller's own.
+    expect(can('create', 'leases.coordination.k8s.io')).toBe('yes');
+    expect(can('update', 'leases.coordination.k8s.io/kubedr-controller')).toBe('yes');
+    expect(can('update', 'leases.coordination.k8s.io/someone-elses')).toBe('no');
+    expect(can('get', 'secrets')).toBe('no');
+    expect(can('list', 'secrets')).toBe('yes');
     expect(can('update', 'metadatabackuppolicies.kubedr.catalogicsoftware.com')).toBe('no');
     expect(can('delete', 'secrets')).toBe('no');
     expect(can('create', 'deployments.apps')).toBe('no');
     expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
   });
+});
+
+/**
+ * `helm install` with default values on a cluster without prometheus-operator, then `helm upgrade` once its CRDs are
+ * there: rendered with the API versions the cluster serves (what helm passes as .Capabilities) and applied for real.
+ * The controller's pod from this tree's image becomes Ready through probes on the pod IP and port 9473.
+ */
+describe('installed with default values, without and then with prometheus-operator', () => {
+  let ns: string;
+  let values: string;
+  const install = () => {
+    const rendered = render(['--name', 'kubedr', '--namespace', ns, '-f', values, ...servedApiVersions()]);
+    const r = kubectl(['apply', '-f', '-'], rendered.text);
+    return { rendered, ...r };
+  };
+  beforeAll(async () => {
+    ensureCrds();
+    await removePrometheusCrds();
+    ns = createNamespace('helm-install');
+    values = join(work, 'install-values.yaml');
+    const image = kubedrImage();
+    // Only what this cluster needs: its image, and its PKI directory (not kubeadm's path).
+    writeFileSync(values, dump({ image: { repository: image.split(':')[0], tag: pkg.version, pullPolicy: 'Never' }, certsHostPaths: [cluster().pki] }));
+  }, 300_000);
+  afterAll(async () => {
+    deleteNamespace(ns);
+    await installPrometheusCrds();
+  });
+
+  test('without prometheus-operator: installs, no monitoring objects, and the controller becomes Ready', async () => {
+    const r = install();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.rendered.all('ServiceMonitor')).toEqual([]);
+    expect(r.rendered.all('PrometheusRule')).toEqual([]);
+    const rollout = kubectl(['rollout', 'status', 'deployment/kubedr', '-n', ns, '--timeout=180s']);
+    expect(rollout.code).toBe(0);
+    const pod = getJson<{ items: { status: { podIP: string } }[] }>(['pods', '-n', ns, '-l', 'app.kubernetes.io/component=controller']).items[0]!;
+    // Host network: the pod IP is the node's. The endpoint answers there, and not on the node's loopback.
+    const health = await fetch(`http://${pod.status.podIP}:9473/healthz`, { signal: AbortSignal.timeout(5000) });
+    expect(health.status).toBe(200);
+    expect(await fetch('http://127.0.0.1:9473/healthz', { signal: AbortSignal.timeout(5000) }).then(() => 'answered', () => 'refused')).toBe('refused');
+  }, 240_000);
+
+  test('once prometheus-operator\'s CRDs are served, an upgrade adds the ServiceMonitor and PrometheusRule', async () => {
+    await installPrometheusCrds();
+    const r = install();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('servicemonitor.monitoring.coreos.com/kubedr created');
+    expect(r.stdout).toContain('prometheusrule.monitoring.coreos.com/kubedr created');
+    expect(getJson<Obj>(['servicemonitor', 'kubedr', '-n', ns]).spec.endpoints[0].port).toBe('metrics');
+  }, 120_000);
 });

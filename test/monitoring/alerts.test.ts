@@ -14,7 +14,7 @@ import { render } from '../support/helm.ts';
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kubedr-alerts-'));
-  const rule = render(['--name', 'kubedr', '--namespace', 'kubedr-system']).one('PrometheusRule');
+  const rule = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--api-versions', 'monitoring.coreos.com/v1']).one('PrometheusRule');
   writeFileSync(join(dir, 'rules.yaml'), dump({ groups: rule.spec.groups }));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,7 +37,7 @@ test.each(cases)('promtool test rules %s', (file) => {
 });
 
 test('every alert is unit-tested', () => {
-  const rule = render(['--name', 'kubedr', '--namespace', 'kubedr-system']).one('PrometheusRule');
+  const rule = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--api-versions', 'monitoring.coreos.com/v1']).one('PrometheusRule');
   const names: string[] = rule.spec.groups.flatMap((g: { rules: { alert: string }[] }) => g.rules.map((r) => r.alert));
   const texts = cases.map((f) => readFileSync(join(import.meta.dir, f), 'utf8'));
   expect(names.length).toBe(7);

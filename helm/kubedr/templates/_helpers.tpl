@@ -51,3 +51,41 @@ app.kubernetes.io/part-of: kubedr
 {{- define "kubedr.leaderElect" -}}
 {{- if or (gt (int .Values.replicaCount) 1) .Values.leaderElection.enabled -}}true{{- else -}}false{{- end -}}
 {{- end -}}
+
+{{/*
+Whether a prometheus-operator object is rendered: "auto" renders it only when the cluster serves monitoring.coreos.com/v1
+(helm install and upgrade pass the served API versions; `helm template` needs --api-versions), so an install on a
+cluster without prometheus-operator does not fail on an unknown kind. true forces it (e.g. the CRDs are installed in
+the same change), false never. Called with (dict "value" .Values.monitoring.<x>.enabled "root" $).
+*/}}
+{{- define "kubedr.monitoringWanted" -}}
+{{- $v := toString .value -}}
+{{- if eq $v "auto" -}}
+{{- if .root.Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
+{{- else if eq $v "true" -}}true
+{{- else if ne $v "false" -}}
+{{- fail (printf "monitoring.*.enabled must be auto, true or false, not %q" $v) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubedr.serviceMonitorEnabled" -}}
+{{- if .Values.metrics.service.enabled -}}
+{{- include "kubedr.monitoringWanted" (dict "value" .Values.monitoring.serviceMonitor.enabled "root" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubedr.prometheusRuleEnabled" -}}
+{{- include "kubedr.monitoringWanted" (dict "value" .Values.monitoring.prometheusRule.enabled "root" .) -}}
+{{- end -}}
+
+{{/*
+The controller's --shutdown-timeout in whole seconds. The pod's terminationGracePeriodSeconds is this plus a margin for
+releasing the Lease and exiting, so the kubelet never kills a controller that is still finishing a backup cleanly.
+*/}}
+{{- define "kubedr.shutdownTimeoutSeconds" -}}
+{{- $t := int .Values.shutdownTimeoutSeconds -}}
+{{- if lt $t 1 -}}
+{{- fail (printf "shutdownTimeoutSeconds must be a whole number of seconds above 0, not %v" .Values.shutdownTimeoutSeconds) -}}
+{{- end -}}
+{{- $t -}}
+{{- end -}}
