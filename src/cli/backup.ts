@@ -70,7 +70,7 @@ export async function backupPolicy(deps: BackupDeps, o: Options): Promise<number
   const watchHint = `kubectl -n ${o.namespace} get mbp ${o.name} -w`;
   const timedOut = (what: string) => {
     line.clear();
-    return new ExitError(`${what} after ${Math.round(o.timeoutMs / 1000)} s (--timeout)`, EXIT.timedOut);
+    return new ExitError(`stopped waiting after ${Math.round(o.timeoutMs / 1000)} s (--timeout): ${what}`, EXIT.timedOut);
   };
   const get = async (): Promise<MetadataBackupPolicy | undefined> => {
     for (;;) {
