@@ -106,7 +106,8 @@ export class StatusLine {
       return;
     }
     // A line wider than the terminal wraps, and \r would then redraw only its last row.
-    const width = Math.max((this.out.columns ?? 80) - 1, 10);
+    // A terminal that reports no size (0, as under `script` or a serial console) gets 80 columns.
+    const width = Math.max((this.out.columns || 80) - 1, 10);
     this.out.write(CLEAR_LINE + (text.length > width ? `${text.slice(0, width - 1)}…` : text));
   }
 

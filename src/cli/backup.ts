@@ -72,13 +72,17 @@ export async function backupPolicy(deps: BackupDeps, o: Options): Promise<number
     line.clear();
     return new ExitError(`stopped waiting after ${Math.round(o.timeoutMs / 1000)} s (--timeout): ${what}`, EXIT.timedOut);
   };
-  const get = async (): Promise<MetadataBackupPolicy | undefined> => {
+  /**
+   * The policy now, or undefined if it is gone. Once the backup is requested, an API server that stops answering for a
+   * while does not end the wait (`followThroughOutages`); before, the user hears at once that it cannot be reached.
+   */
+  const get = async (followThroughOutages: boolean): Promise<MetadataBackupPolicy | undefined> => {
     for (;;) {
       try {
         return await deps.client.get<MetadataBackupPolicy>(BACKUP_POLICY, o.namespace, o.name);
       } catch (err) {
         if (isNotFound(err)) return undefined;
-        if (!o.wait || !transient(err) || now() >= deadline) throw err;
+        if (!followThroughOutages || !transient(err) || now() >= deadline) throw err;
         line.update(`${o.name}: the API server does not answer (${describeError(err)}); trying again`);
         await pause(POLL_MS);
       }
@@ -89,7 +93,7 @@ export async function backupPolicy(deps: BackupDeps, o: Options): Promise<number
   // resourceVersion precondition makes the write fail if anything changed since the read, e.g. a scheduled backup began.
   let request: { value: string; backupTimeBefore: string | undefined } | undefined;
   while (!request) {
-    const policy = await get();
+    const policy = await get(false);
     if (!policy) {
       throw new ExitError(`MetadataBackupPolicy "${o.name}" not found in namespace "${o.namespace}" (kubectl get mbp -A lists them)`, EXIT.notFound);
     }
@@ -122,7 +126,7 @@ export async function backupPolicy(deps: BackupDeps, o: Options): Promise<number
   let hinted = false;
   let last: Observation = { state: 'pending' };
   for (;;) {
-    const seen = follower.next(await get());
+    const seen = follower.next(await get(true));
     switch (seen.state) {
       case 'succeeded':
         line.clear();

@@ -207,4 +207,10 @@ describe('backupPolicy', () => {
     expect(await run(api.deps)).toEqual({ code: EXIT.ok });
     expect(api.out.stderr).toContain('the API server does not answer');
   });
+
+  test('an API server that cannot be reached before the request ends the command at once', async () => {
+    const api = fakeApi([new ConnectionError('cannot reach the Kubernetes API at https://api.example:6443: refused')]);
+    expect(await run(api.deps)).toMatchObject({ err: { name: 'ConnectionError' } });
+    expect(api.patches).toEqual([]);
+  });
 });
