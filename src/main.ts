@@ -1,10 +1,13 @@
 #!/usr/bin/env bun
 /** @module The `kubedr` binary: dispatches subcommands. */
+import { runBackup } from './cli/backup.ts';
 import { runController } from './cli/controller.ts';
 import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
+import { forProgram, programName } from './cli/program.ts';
 import { runRestore } from './cli/restore.ts';
 import { runSnapshots } from './cli/snapshots.ts';
+import { runStatus } from './cli/status.ts';
 import { runVerify } from './cli/verify.ts';
 import { runVersion } from './cli/version.ts';
 import { UsageError } from './util/flags.ts';
@@ -19,6 +22,10 @@ Commands:
   controller     run the operator (BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore)
   version        print version information
 
+Day 2 (on the cluster's KubeDR objects; also as a kubectl plugin, 'kubectl kubedr', when on PATH as kubectl-kubedr):
+  backup         start a policy's backup now; --wait follows it and prints the new snapshot ID
+  status         locations, policies (last backup, next run, verification) and recent failures on one screen
+
 Disaster recovery (no cluster needed):
   snapshots      list the backups at a location
   restore        restore a backup from S3 and verify its etcd snapshot
@@ -31,6 +38,8 @@ Run 'kubedr <command> --help' for a command's flags.
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   controller: runController,
   version: runVersion,
+  backup: runBackup,
+  status: runStatus,
   snapshots: runSnapshots,
   restore: runRestore,
   'etcd-restore': runEtcdRestore,
@@ -39,23 +48,24 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  const prog = programName();
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    process.stdout.write(usage);
+    process.stdout.write(forProgram(usage));
     return cmd ? 0 : 2;
   }
   const run = commands[cmd];
   if (!run) {
-    process.stderr.write(`kubedr: unknown command "${cmd}"\n\n${usage}`);
+    process.stderr.write(`${prog}: unknown command "${cmd}"\n\n${forProgram(usage)}`);
     return 2;
   }
   try {
     return await run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`kubedr ${cmd}: ${err.message}\nRun 'kubedr ${cmd} --help' for usage.\n`);
+      process.stderr.write(`${prog} ${cmd}: ${err.message}\nRun '${prog} ${cmd} --help' for usage.\n`);
       return exitCodeFor(err);
     }
-    process.stderr.write(`kubedr ${cmd}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
+    process.stderr.write(`${prog} ${cmd}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
     return exitCodeFor(err);
   }
 }

@@ -109,3 +109,15 @@ export interface Toleration {
 export interface PersistentVolumeClaim extends KubeObject {
   status?: { phase?: 'Pending' | 'Bound' | 'Lost' };
 }
+
+/** The parts of a core/v1 Event that `kubedr status` reads (the controller writes Events from a literal, see runtime/recorder.ts). */
+export interface KubeEvent extends KubeObject {
+  type?: 'Normal' | 'Warning';
+  reason?: string;
+  message?: string;
+  count?: number;
+  involvedObject: { apiVersion?: string; kind?: string; name?: string; namespace?: string };
+  firstTimestamp?: string;
+  lastTimestamp?: string;
+  eventTime?: string;
+}

@@ -23,6 +23,7 @@ import { ApiEventRecorder } from '../runtime/recorder.ts';
 import { helpText } from '../util/flags.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { type Logger, createLogger } from '../util/log.ts';
+import { forProgram } from './program.ts';
 
 export const controllerHelp = helpText('kubedr controller [flags]',
   'Runs the operator: initialises BackupLocations, takes scheduled etcd and certificate backups, records and expires them,\n' +
@@ -151,7 +152,7 @@ function build(config: Config, log: Logger) {
 export async function runController(argv: string[]): Promise<number> {
   const config = loadConfig(argv);
   if (config === 'help') {
-    process.stdout.write(controllerHelp);
+    process.stdout.write(forProgram(controllerHelp));
     return 0;
   }
   const log = createLogger({ level: config.logLevel });

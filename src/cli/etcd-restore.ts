@@ -21,6 +21,7 @@ import { etcdDataHostPath, repointEtcdManifest, stamp, startApiserver, stopApise
 import { type FlagSpec, helpText, type Parsed, parseFlags, UsageError } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { certificateWarning, encryptionConfigWarning } from './restored-warnings.ts';
+import { forProgram } from './program.ts';
 
 const KUBEADM_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
 const KUBEADM_APISERVER_MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
@@ -167,7 +168,7 @@ export function kubeadmNextSteps(o: { dataDir: string; member: MemberLayout; oth
 export async function runEtcdRestore(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
   if (parsed.help) {
-    process.stdout.write(etcdRestoreHelp);
+    process.stdout.write(forProgram(etcdRestoreHelp));
     return 0;
   }
   const f = parsed.flags;

@@ -15,6 +15,7 @@ import { redact } from '../util/redact.ts';
 import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
 import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { certificateWarning } from './restored-warnings.ts';
+import { forProgram } from './program.ts';
 
 const flags = {
   ...repositoryFlags,
@@ -119,7 +120,7 @@ function reported(err: unknown, stoppedBy: string | undefined, target: string | 
 export async function runRestore(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
   if (parsed.help) {
-    process.stdout.write(restoreHelp);
+    process.stdout.write(forProgram(restoreHelp));
     return 0;
   }
   const f = parsed.flags;

@@ -6,6 +6,7 @@ import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.t
 import { scratchDir } from '../util/scratch.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
+import { forProgram } from './program.ts';
 
 const flags = {
   ...repositoryFlags,
@@ -55,7 +56,7 @@ const toRow = (s: SnapshotInfo): SnapshotRow => ({
 export async function runSnapshots(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
   if (parsed.help) {
-    process.stdout.write(snapshotsHelp);
+    process.stdout.write(forProgram(snapshotsHelp));
     return 0;
   }
   if (parsed.args.length > 0) throw new UsageError(`unexpected argument "${parsed.args[0]}"`);

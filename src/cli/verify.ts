@@ -8,6 +8,7 @@ import { verifyBackup } from '../engine/verify.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
+import { forProgram } from './program.ts';
 
 const flags = {
   ...repositoryFlags,
@@ -25,7 +26,7 @@ export const verifyHelp = helpText('kubedr verify <snapshot-id|latest> --url URL
 export async function runVerify(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
   if (parsed.help) {
-    process.stdout.write(verifyHelp);
+    process.stdout.write(forProgram(verifyHelp));
     return 0;
   }
   const f = parsed.flags;

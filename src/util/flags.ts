@@ -11,6 +11,8 @@ export interface FlagSpec {
   default?: string | boolean | number;
   /** Environment variable read when the flag is not given. */
   env?: string;
+  /** One-letter alias, as kubectl's `-n`: `-n value`. */
+  short?: string;
 }
 
 type ValueOf<T extends FlagType> = T extends 'boolean' ? boolean : T extends 'string' ? string : number;
@@ -83,13 +85,18 @@ export function parseFlags<S extends Record<string, FlagSpec>>(specs: S, argv: s
       args.push(...argv.slice(i + 1));
       break;
     }
-    if (!a.startsWith('--')) {
+    let flag = a;
+    if (/^-[a-zA-Z]$/.test(a)) {
+      const long = Object.keys(specs).find((n) => specs[n]!.short === a[1]);
+      if (!long) throw new UsageError(`unknown flag ${a}`);
+      flag = `--${long}`;
+    } else if (!a.startsWith('--')) {
       args.push(a);
       continue;
     }
-    const eq = a.indexOf('=');
-    let name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-    let raw = eq >= 0 ? a.slice(eq + 1) : undefined;
+    const eq = flag.indexOf('=');
+    let name = eq >= 0 ? flag.slice(2, eq) : flag.slice(2);
+    let raw = eq >= 0 ? flag.slice(eq + 1) : undefined;
     let spec = specs[name];
     if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.type === 'boolean') {
       name = name.slice(3);
@@ -115,7 +122,7 @@ export function parseFlags<S extends Record<string, FlagSpec>>(specs: S, argv: s
 
 export function helpText(usage: string, summary: string, specs: Record<string, FlagSpec>): string {
   const rows = Object.entries(specs).map(([name, s]) => {
-    const left = `  --${name}${s.type === 'boolean' ? '' : ` <${s.type}>`}`;
+    const left = `  ${s.short ? `-${s.short}, ` : ''}--${name}${s.type === 'boolean' ? '' : ` <${s.type}>`}`;
     const extra = [s.default !== undefined && s.default !== '' ? `default ${String(s.default)}` : '', s.env ? `env ${s.env}` : '']
       .filter(Boolean).join(', ');
     return `${left.padEnd(38)} ${s.help}${extra ? ` (${extra})` : ''}`;

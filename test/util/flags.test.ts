@@ -46,6 +46,13 @@ describe('parseFlags', () => {
     expect(() => parseFlags(fromEnv, [], { TEST_WAIT: '30d' })).toThrow('--wait: invalid duration "30d"');
   });
 
+  test('a one-letter alias takes its value like the long flag; an unknown one is a usage error', () => {
+    const withShort = { ...specs, namespace: { type: 'string', help: 'namespace', short: 'n' }, all: { type: 'boolean', help: 'all', short: 'A', default: false } } as const;
+    expect(parseFlags(withShort, ['x', '-n', 'prod', '-A'], {})).toMatchObject({ flags: { namespace: 'prod', all: true }, args: ['x'] });
+    expect(() => parseFlags(withShort, ['-q'], {})).toThrow('unknown flag -q');
+    expect(helpText('t', 's', withShort)).toContain('  -n, --namespace <string>');
+  });
+
   test('help lists every flag with its default and variable', () => {
     const text = helpText('t [flags]', 'summary', specs);
     for (const name of Object.keys(specs)) expect(text).toContain(`--${name}`);
