@@ -141,6 +141,9 @@ async function replaceData(staged: string, target: string): Promise<void> {
   if (hadData) await rm(previous, { recursive: true, force: true });
 }
 
+/** Staging directories inside the target: `.kubedr-restore-<random>`. */
+const STAGE_PREFIX = '.kubedr-restore-';
+
 /** Restores one backup into `req.target`; see the module comment for the guarantees. */
 export async function restoreBackup(restic: Restic, req: RestoreRequest): Promise<RestoreResult> {
   const step = req.onStep ?? (() => {});
@@ -159,6 +162,7 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
   };
   const recovered = await recoverInterruptedReplace(req.target);
   if (recovered) step(recovered);
+  for (const stale of await removeStaleStages(req.target, timeoutMs)) step(`removed ${stale}, left by a restore that was killed`);
   if (!req.overwrite && await holdsData(dest)) {
     throw new EngineError('Exists', `${dest} already exists and is not empty; choose another target, or allow replacing it (kubedr restore --force)`);
   }
@@ -168,7 +172,7 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
 
   await mkdir(req.target, { recursive: true });
   // Staged inside the target, so the final move is a rename on the same filesystem.
-  const stage = await mkdtemp(join(req.target, '.kubedr-restore-'));
+  const stage = await mkdtemp(join(req.target, STAGE_PREFIX));
   try {
     step(`restoring snapshot ${snapshot.shortId} (${snapshot.time}, host ${snapshot.hostname})`);
     await resticTimeLimit(restic.run(req.repo, ['restore', '--no-lock', snapshot.id, '--target', stage], run()), timedOut);
@@ -191,6 +195,29 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
+}
+
+/**
+ * Removes staging directories that a restore killed without a chance to clean up (SIGKILL, a node lost) left in the
+ * target. Only those older than a restore's time limit: a restore still running cannot be older than its own limit,
+ * and restores into one target use the same limit (the chart's, or the command's default).
+ */
+export async function removeStaleStages(target: string, olderThanMs: number, now = Date.now()): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(target);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names.filter((n) => n.startsWith(STAGE_PREFIX))) {
+    const path = join(target, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st || now - st.mtimeMs <= olderThanMs) continue;
+    await rm(path, { recursive: true, force: true });
+    removed.push(path);
+  }
+  return removed;
 }
 
 /** restic's own timeout, which got only what was left of ours, reported as the whole restore's. */

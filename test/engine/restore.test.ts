@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
-import { PREVIOUS_DATA_DIR, parseRestoreOutcome, pickSnapshot, recoverInterruptedReplace, restoreBackup } from '../../src/engine/restore.ts';
+import { PREVIOUS_DATA_DIR, parseRestoreOutcome, pickSnapshot, recoverInterruptedReplace, removeStaleStages, restoreBackup } from '../../src/engine/restore.ts';
 import type { SnapshotInfo } from '../../src/engine/restic-output.ts';
 import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
 
@@ -153,4 +153,19 @@ describe('restoreBackup into a target', () => {
     expect(err).toMatchObject({ kind: 'Timeout', message: `restore did not finish within 1 s; ${join(target, 'data')} was left as it was` });
     expect(entries()).toEqual(['data']);
   });
+});
+
+test('staging directories a killed restore left are removed once older than a restore\'s time limit, and only those', async () => {
+  const target = mkdtempSync(join(tmpdir(), 'stale-stage-'));
+  try {
+    for (const name of ['.kubedr-restore-old', '.kubedr-restore-running', 'data']) mkdirSync(join(target, name, 'data'), { recursive: true });
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    utimesSync(join(target, '.kubedr-restore-old'), twoHoursAgo, twoHoursAgo);
+    utimesSync(join(target, 'data'), twoHoursAgo, twoHoursAgo);
+    expect(await removeStaleStages(target, 3_600_000)).toEqual([join(target, '.kubedr-restore-old')]);
+    expect(readdirSync(target).sort()).toEqual(['.kubedr-restore-running', 'data']);
+    expect(await removeStaleStages(join(target, 'missing'), 1)).toEqual([]);
+  } finally {
+    rmSync(target, { recursive: true, force: true });
+  }
 });
