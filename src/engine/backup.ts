@@ -13,9 +13,9 @@ import { claimStableDir, scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
 import { type CertificateExpiry, earliestExpiry, readCertificateExpiries } from './certificates.ts';
 import { EngineError } from './errors.ts';
-import { type EtcdConnection, type SnapshotResult, saveSnapshot } from './etcd-snapshot.ts';
+import { type EtcdConnection, type SnapshotResult, type SnapshotTimings, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
-import type { Repository, Restic } from './restic.ts';
+import type { Repository, Restic, ResticUsage } from './restic.ts';
 import { endpointOf, withStaleLockRetry } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
@@ -62,11 +62,27 @@ export interface BackupRequest {
   stallTimeoutMs?: number;
 }
 
+/** Where the time of a backup went, milliseconds (monotonic clock); for logs and the benchmark. */
+export interface BackupTimings {
+  /** Staging directory made; certificates and extra paths copied, their expiries read. */
+  stageMs: number;
+  etcd: SnapshotTimings;
+  /** Waiting for this process's other restic operations on the repository to finish. */
+  repoWaitMs: number;
+  /** `restic backup`, from spawn to exit (a stale-lock retry included). */
+  uploadMs: number;
+  /** Staging directory removed. */
+  cleanupMs: number;
+}
+
 export interface BackupResult {
   summary: BackupSummary;
   etcd: SnapshotResult;
   /** Wall time of the whole backup, seconds. */
   durationSecs: number;
+  timings: BackupTimings;
+  /** restic's peak memory and CPU time during the upload. */
+  resticUsage?: ResticUsage;
   /** Per certificate file stored (path relative to certsDir), its earliest expiry; undefined without certsDir. */
   certificates?: CertificateExpiry[];
   /** The earliest of those expiries, RFC 3339; undefined when the backup holds no certificate. */
@@ -128,7 +144,7 @@ export function stallMessage(stallMs: number, address: string, lastError: string
     (detail ? ` (restic's last error: ${detail.message})` : '');
 }
 
-async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
+async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<{ summary: BackupSummary; usage?: ResticUsage }> {
   let summary: BackupSummary | undefined;
   let lastError = '';
   let bytesDone = -1;
@@ -143,8 +159,9 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
   // mtime (kept by the copy) tell a changed file.
   const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
+  let usage: ResticUsage | undefined;
   try {
-    await restic.run(req.repo, args, {
+    ({ usage } = await restic.run(req.repo, args, {
       cwd,
       signal,
       timeoutMs: 6 * 60 * 60_000,
@@ -163,7 +180,7 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
         }
         req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
       },
-    });
+    }));
   } catch (err) {
     if (stalled.signal.aborted && !req.signal?.aborted) {
       const kind = lastError ? classifyResticError(lastError).kind : 'Failed';
@@ -174,7 +191,7 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
     clearTimeout(watchdog);
   }
   if (!summary) throw new EngineError('Failed', 'restic backup finished without a summary');
-  return summary;
+  return { summary, usage };
 }
 
 /**
@@ -193,6 +210,8 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
   const started = performance.now();
   const staging = await stagingDir(req.tags);
   const stage = staging.path;
+  let stored: Omit<BackupResult, 'durationSecs' | 'timings'> & { timings: Omit<BackupTimings, 'cleanupMs'> };
+  let cleanupMs = 0;
   try {
     const data = join(stage, DATA_DIR);
     await mkdir(data, { mode: 0o700 });
@@ -204,17 +223,26 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
       certificates = await readCertificateExpiries(join(data, CERTS_DIR));
     }
     if (req.extraPaths?.length) await copyExtraPaths(req.extraPaths, data);
+    const staged = performance.now();
     const etcd = await saveSnapshot(req.etcd, join(data, SNAPSHOT_FILE), {
       signal: req.signal,
       onProgress: (bytes) => req.onProgress?.({ phase: 'Snapshot', bytesDone: bytes }),
     });
-    const summary = await restic.exclusive(req.repo, () => withStaleLockRetry(restic, req.repo,
-      () => resticBackup(restic, req, stage, etcd.size)));
-    return {
-      summary, etcd, durationSecs: (performance.now() - started) / 1000,
-      certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates),
+    const queued = performance.now();
+    let uploadStarted = queued;
+    const { summary, usage } = await restic.exclusive(req.repo, () => {
+      uploadStarted = performance.now();
+      return withStaleLockRetry(restic, req.repo, () => resticBackup(restic, req, stage, etcd.size));
+    });
+    const uploaded = performance.now();
+    stored = {
+      summary, etcd, certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates), resticUsage: usage,
+      timings: { stageMs: staged - started, etcd: etcd.timings, repoWaitMs: uploadStarted - queued, uploadMs: uploaded - uploadStarted },
     };
   } finally {
+    const releasing = performance.now();
     await staging.release();
+    cleanupMs = performance.now() - releasing;
   }
+  return { ...stored, durationSecs: (performance.now() - started) / 1000, timings: { ...stored.timings, cleanupMs } };
 }

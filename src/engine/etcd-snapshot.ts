@@ -33,6 +33,19 @@ export interface SnapshotResult {
    * etcd's own integrity check, verifiable after any restore (`snapshotContentSha256`).
    */
   sha256: string;
+  timings: SnapshotTimings;
+}
+
+/** Where the time of a snapshot went, milliseconds (monotonic clock). */
+export interface SnapshotTimings {
+  /** Connecting (TLS included) and asking etcd for its revision (Maintenance.Status). */
+  connectMs: number;
+  /** From the Snapshot request to the last byte on disk. */
+  streamMs: number;
+  /** Of streamMs: hashing, done between chunks as they arrive. */
+  hashMs: number;
+  /** Of streamMs: waiting for the disk (write back-pressure and the final flush). */
+  writeWaitMs: number;
 }
 
 export interface SnapshotOptions {
@@ -213,8 +226,12 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   let call: grpc.ClientReadableStream<SnapshotResponse> | undefined;
   const cancel = () => call?.cancel();
   opts.signal?.addEventListener('abort', cancel, { once: true });
+  const t0 = performance.now();
+  const timings: SnapshotTimings = { connectMs: 0, streamMs: 0, hashMs: 0, writeWaitMs: 0 };
   try {
     revision = await currentRevision(client, Math.min(deadline, Date.now() + 30_000));
+    const t1 = performance.now();
+    timings.connectMs = t1 - t0;
     call = client.makeServerStreamRequest<Record<string, never>, SnapshotResponse>(
       SNAPSHOT, () => Buffer.alloc(0), decodeSnapshotResponse, {}, new grpc.Metadata(), { deadline });
     if (opts.signal?.aborted) cancel();
@@ -222,12 +239,15 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
       if (msg.revision) revision = msg.revision;
       if (msg.blob.length === 0) continue;
       size += msg.blob.length;
+      const h = performance.now();
       held = hashAllButTrailer(content, held, msg.blob);
-      if (!out.write(msg.blob)) await once(out, 'drain');
+      timings.hashMs += performance.now() - h;
+      if (!out.write(msg.blob)) timings.writeWaitMs += await waited(once(out, 'drain'));
       opts.onProgress?.(size);
     }
     out.end();
-    await once(out, 'finish');
+    timings.writeWaitMs += await waited(once(out, 'finish'));
+    timings.streamMs = performance.now() - t1;
   } catch (err) {
     out.destroy();
     if (opts.signal?.aborted) throw new EngineError('Cancelled', 'etcd snapshot was cancelled');
@@ -243,7 +263,14 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   if (!expected.equals(held)) {
     throw new EngineError('IntegrityError', 'etcd snapshot failed its integrity check: the SHA-256 trailer does not match the content');
   }
-  return { size, revision, sha256: held.toString('hex') };
+  return { size, revision, sha256: held.toString('hex'), timings };
+}
+
+/** Milliseconds until `p` settles. */
+async function waited(p: Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await p;
+  return performance.now() - t;
 }
 
 /**
