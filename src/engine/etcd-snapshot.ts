@@ -56,6 +56,12 @@ export interface SnapshotOptions {
 }
 
 const TRAILER = 32;
+/**
+ * HTTP/2 receive window (stream and connection), bytes. grpc-js keeps HTTP/2's 64 KiB default, so etcd stops after
+ * every 64 KiB until our window update reaches it: the stream ran at ~60% of etcdctl's speed (Go's gRPC grows its
+ * window to 16 MiB). 4 MiB streamed a 490 MB snapshot 1.5-1.7× faster than the default; at most this much is buffered.
+ */
+const FLOW_CONTROL_WINDOW = 4 << 20;
 const SNAPSHOT = '/etcdserverpb.Maintenance/Snapshot';
 const STATUS = '/etcdserverpb.Maintenance/Status';
 
@@ -216,7 +222,7 @@ function grpcError(err: grpc.ServiceError, endpoint: string): EngineError {
 export async function saveSnapshot(conn: EtcdConnection, file: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   const { address, host, secure } = target(conn.endpoint);
   const { creds, options } = credentials(conn, host, secure);
-  const client = new grpc.Client(address, creds, options);
+  const client = new grpc.Client(address, creds, { ...options, 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW });
   const out = createWriteStream(file, { mode: 0o600 });
   const content = createHash('sha256');
   let held: Buffer = Buffer.alloc(0);
