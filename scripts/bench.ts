@@ -3,7 +3,7 @@
  * by-hand floor on the same etcd and repository (`etcdctl snapshot save`, then `restic backup` of that file), with
  * etcd filled to about 100 MB. Prints both medians, their ratio, where the time goes on each side (phase medians: the
  * controller's from its `backup completed` log line, by hand from timing its two commands), the controller's peak RSS
- * during its backups and restic's peak memory on both sides (the kernel's max RSS of the process at its exit).
+ * during its backups and restic's peak memory on both sides (its VmHWM, sampled while it runs).
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
  * Not a test: figures vary with the machine; record them in the README.
  */
@@ -22,13 +22,28 @@ const FILL_MB = Number(process.env.BENCH_MB ?? 100);
 const compiled = join(root, 'dist/kubedr');
 const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [process.execPath, join(root, 'src/main.ts')] : [compiled];
 
+/** Child pids of `pid`, from each of its threads' `children` list: cheap enough to read every 10 ms, unlike all of /proc. */
+function childrenOf(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
 /** RSS (MB) of the children of `pid` named `name` (e.g. the etcd a verification starts). */
-function childrenRssMb(pid: number, name: string): number {
+function childrenRssMb(pid: number, name: string, field: 'rss' | 'hwm' = 'rss'): number {
   let total = 0;
-  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+  for (const d of childrenOf(pid)) {
     try {
       const st = readFileSync(`/proc/${d}/status`, 'utf8');
-      if (new RegExp(`^PPid:\\s+${pid}$`, 'm').test(st) && new RegExp(`^Name:\\s+${name}$`, 'm').test(st)) total += memoryMb(Number(d)).rss;
+      if (new RegExp(`^Name:\\s+${name}$`, 'm').test(st)) total += memoryMb(Number(d))[field];
     } catch { /* gone */ }
   }
   return total;
@@ -36,20 +51,28 @@ function childrenRssMb(pid: number, name: string): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** Runs a command to completion; its wall time and the kernel's peak RSS of it (exact, unlike sampling /proc). */
-function timed(cmd: string[], env: Record<string, string>): { secs: number; maxRssMb: number } {
+/**
+ * Runs a command to completion: its wall time and its peak RSS. The peak is VmHWM read every 10 ms (a high-water mark,
+ * so only growth in the last interval can be missed). Not the rusage max RSS at exit: Linux folds into it the RSS of
+ * the forked parent before exec, so a child of a 130 MB process never reports less than 130 MB.
+ */
+async function timed(cmd: string[], env: Record<string, string>): Promise<{ secs: number; peakMb: number }> {
   const t0 = performance.now();
-  const r = Bun.spawnSync(cmd, { env: { ...process.env, ...env }, stdout: 'ignore', stderr: 'pipe' });
+  const proc = Bun.spawn(cmd, { env: { ...process.env, ...env }, stdout: 'ignore', stderr: 'pipe' });
+  let peakMb = 0;
+  while (proc.exitCode === null) {
+    peakMb = Math.max(peakMb, memoryMb(proc.pid).hwm);
+    await Bun.sleep(10);
+  }
   const secs = (performance.now() - t0) / 1000;
-  if (r.exitCode !== 0) throw new Error(`${cmd.join(' ')}: ${r.stderr.toString()}`);
-  return { secs, maxRssMb: (r.resourceUsage?.maxRSS ?? 0) / 1048576 };
+  if ((await proc.exited) !== 0) throw new Error(`${cmd.join(' ')}: ${await new Response(proc.stderr).text()}`);
+  return { secs, peakMb };
 }
 
 /** The controller's `backup completed` line: where the time of one run went (src/controllers/backup-policy.ts). */
 interface CompletedLine {
   reconciledAt: string;
   timingsMs: Record<string, number>;
-  restic?: { maxRssMb: number; cpuMs: number };
 }
 
 /** Reads the controller's JSON log lines, keeps the `backup completed` ones, passes warnings and errors on. */
@@ -93,7 +116,7 @@ function printPhases(ctl: Record<string, number>[], hand: { etcdctl: number; res
     ['etcd connect + Status (revision)', `${med('etcdConnect')}`],
     ['etcd stream to disk', `${med('etcdStream')}  (${mbps(med('etcdStream'))} MB/s; etcdctl snapshot save: ${mbps(median(hand.map((x) => x.etcdctl)))} MB/s)`],
     ['  of which hashing (SHA-256, inline)', `${med('hash')}`],
-    ['  of which waiting for the disk', `${med('writeWait')}`],
+    ['  of which writing the file', `${med('write')}`],
     ['waiting for other restic work on the repository', `${med('repoWait')}`],
     ['restic backup (spawn → exit)', `${med('upload')}  (restic's own total_duration ${med('resticOwn')})`],
     ['staging removed', `${med('cleanup')}`],
@@ -158,11 +181,14 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
     const t0 = performance.now();
     const sentAt = Date.now();
     await client.patch(BACKUP_POLICY, 'bench', 'bench', { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: `run-${n}` } } });
+    let resticMb = 0;
     for (;;) {
       peakMb = Math.max(peakMb, memoryMb(controller!.pid).rss);
+      resticMb = Math.max(resticMb, childrenRssMb(controller!.pid, 'restic', 'hwm'));
       const st = await status();
       if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Completed') {
         const secs = (performance.now() - t0) / 1000;
+        resticCtlMb.push(resticMb);
         // The log line is written just after the status: give it a moment to arrive.
         for (let i = 0; i < 100 && completedLines.length <= n; i++) await Bun.sleep(10);
         const line = completedLines[n];
@@ -170,7 +196,6 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
           const t = line.timingsMs;
           const annotationToReconcile = Date.parse(line.reconciledAt) - sentAt;
           ctlPhases.push({ ...t, annotationToReconcile, observed: secs * 1000 - annotationToReconcile - t.start! - t.total! });
-          if (line.restic) resticCtlMb.push(line.restic.maxRssMb);
         }
         return secs;
       }
@@ -181,13 +206,13 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   const resticEnv = { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, RESTIC_PASSWORD: password };
   const handPhases: { etcdctl: number; restic: number }[] = [];
   const resticHandMb: number[] = [];
-  const byHand = (): number => {
-    const save = timed(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'etcd-snapshot.db')], { ETCDCTL_API: '3' });
-    const upload = timed(['restic', '--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/bench`, 'backup', '--tag', 'by-hand',
+  const byHand = async (): Promise<number> => {
+    const save = await timed(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'etcd-snapshot.db')], { ETCDCTL_API: '3' });
+    const upload = await timed(['restic', '--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/bench`, 'backup', '--tag', 'by-hand',
       join(work, 'etcd-snapshot.db')], resticEnv);
     rmSync(join(work, 'etcd-snapshot.db'));
     handPhases.push({ etcdctl: save.secs * 1000, restic: upload.secs * 1000 });
-    resticHandMb.push(upload.maxRssMb);
+    resticHandMb.push(upload.peakMb);
     return save.secs + upload.secs;
   };
 
@@ -195,12 +220,12 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   const idleMb = memoryMb(controller.pid).rss;
   process.stderr.write('warming up…\n');
   await viaController(0);
-  byHand();
+  await byHand();
   const ctl: number[] = [];
   const hand: number[] = [];
   for (let i = 1; i <= RUNS; i++) {
     ctl.push(await viaController(i));
-    hand.push(byHand());
+    hand.push(await byHand());
     process.stderr.write(`run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
   }
   const [c, h] = [median(ctl), median(hand)];
@@ -235,7 +260,7 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
   console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
   console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
-  console.log(`restic peak RSS (max of runs): ${Math.max(...resticCtlMb.slice(1)).toFixed(0)} MB under the controller, ${Math.max(...resticHandMb.slice(1)).toFixed(0)} MB by hand  (kernel max RSS at exit)`);
+  console.log(`restic peak RSS (max of runs): ${Math.max(...resticCtlMb.slice(1)).toFixed(0)} MB under the controller, ${Math.max(...resticHandMb.slice(1)).toFixed(0)} MB by hand  (VmHWM sampled while it runs)`);
   console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
   printPhases(phases, hands, dbBytes);
   console.log(`verification of one backup:    ${verifySecs.toFixed(2)} s  (${verifyOut.trim()})`);

@@ -91,12 +91,11 @@ function runTimings(m: RunMarks, r: BackupResult, done: number): Record<string, 
     reconciledAt: new Date(m.reconciledAt).toISOString(),
     timingsMs: {
       start: m.startedAt - m.reconciledAt, wait: ms((m.engine ?? m.started) - m.started), stage: ms(t.stageMs),
-      etcdConnect: ms(t.etcd.connectMs), etcdStream: ms(t.etcd.streamMs), hash: ms(t.etcd.hashMs), writeWait: ms(t.etcd.writeWaitMs),
+      etcdConnect: ms(t.etcd.connectMs), etcdStream: ms(t.etcd.streamMs), hash: ms(t.etcd.hashMs), write: ms(t.etcd.writeMs),
       repoWait: ms(t.repoWaitMs), upload: ms(t.uploadMs), resticOwn: ms(r.summary.totalDuration * 1000), cleanup: ms(t.cleanupMs),
       progressFlush: ms((m.flushed ?? done) - (m.engineDone ?? done)), record: ms((m.recorded ?? done) - (m.flushed ?? done)),
       status: ms(done - (m.recorded ?? done)), total: ms(done - m.started),
     },
-    restic: r.resticUsage && { maxRssMb: Math.round(r.resticUsage.maxRssBytes / 1048576), cpuMs: r.resticUsage.cpuMs },
   };
 }
 

@@ -15,7 +15,7 @@ import { type CertificateExpiry, earliestExpiry, readCertificateExpiries } from 
 import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, type SnapshotTimings, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
-import type { Repository, Restic, ResticUsage } from './restic.ts';
+import type { Repository, Restic } from './restic.ts';
 import { endpointOf, withStaleLockRetry } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
@@ -81,8 +81,6 @@ export interface BackupResult {
   /** Wall time of the whole backup, seconds. */
   durationSecs: number;
   timings: BackupTimings;
-  /** restic's peak memory and CPU time during the upload. */
-  resticUsage?: ResticUsage;
   /** Per certificate file stored (path relative to certsDir), its earliest expiry; undefined without certsDir. */
   certificates?: CertificateExpiry[];
   /** The earliest of those expiries, RFC 3339; undefined when the backup holds no certificate. */
@@ -144,7 +142,7 @@ export function stallMessage(stallMs: number, address: string, lastError: string
     (detail ? ` (restic's last error: ${detail.message})` : '');
 }
 
-async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<{ summary: BackupSummary; usage?: ResticUsage }> {
+async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
   let summary: BackupSummary | undefined;
   let lastError = '';
   let bytesDone = -1;
@@ -159,9 +157,8 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
   // mtime (kept by the copy) tell a changed file.
   const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
-  let usage: ResticUsage | undefined;
   try {
-    ({ usage } = await restic.run(req.repo, args, {
+    await restic.run(req.repo, args, {
       cwd,
       signal,
       timeoutMs: 6 * 60 * 60_000,
@@ -180,7 +177,7 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
         }
         req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
       },
-    }));
+    });
   } catch (err) {
     if (stalled.signal.aborted && !req.signal?.aborted) {
       const kind = lastError ? classifyResticError(lastError).kind : 'Failed';
@@ -191,7 +188,7 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
     clearTimeout(watchdog);
   }
   if (!summary) throw new EngineError('Failed', 'restic backup finished without a summary');
-  return { summary, usage };
+  return summary;
 }
 
 /**
@@ -230,13 +227,13 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
     });
     const queued = performance.now();
     let uploadStarted = queued;
-    const { summary, usage } = await restic.exclusive(req.repo, () => {
+    const summary = await restic.exclusive(req.repo, () => {
       uploadStarted = performance.now();
       return withStaleLockRetry(restic, req.repo, () => resticBackup(restic, req, stage, etcd.size));
     });
     const uploaded = performance.now();
     stored = {
-      summary, etcd, certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates), resticUsage: usage,
+      summary, etcd, certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates),
       timings: { stageMs: staged - started, etcd: etcd.timings, repoWaitMs: uploadStarted - queued, uploadMs: uploaded - uploadStarted },
     };
   } finally {

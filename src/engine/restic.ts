@@ -42,15 +42,6 @@ export interface RunOptions {
 export interface RunResult {
   stdout: string;
   stderr: string;
-  /** What the restic process used, from the kernel's accounting at its exit (exact, unlike sampling /proc). */
-  usage?: ResticUsage;
-}
-
-export interface ResticUsage {
-  /** Peak resident memory, bytes. */
-  maxRssBytes: number;
-  /** User + system CPU time, milliseconds. */
-  cpuMs: number;
 }
 
 const KILL_GRACE_MS = 5_000;
@@ -86,11 +77,6 @@ async function collectLines(stream: ReadableStream<Uint8Array>, onLine?: (line: 
   }
   if (onLine && pending) onLine(pending);
   return all;
-}
-
-function usageOf(proc: { resourceUsage(): { maxRSS: number; cpuTime: { total: bigint } } | undefined }): ResticUsage | undefined {
-  const u = proc.resourceUsage();
-  return u && { maxRssBytes: u.maxRSS, cpuMs: Math.round(Number(u.cpuTime.total) / 1000) };
 }
 
 export class Restic {
@@ -148,7 +134,7 @@ export class Restic {
         const c = classifyResticError(stderr);
         throw new EngineError(c.kind, c.message);
       }
-      return { stdout, stderr, usage: usageOf(proc) };
+      return { stdout, stderr };
     } finally {
       clearTimeout(timer);
       run.signal?.removeEventListener('abort', onAbort);
