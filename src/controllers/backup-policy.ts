@@ -23,7 +23,7 @@ import { Semaphore } from '../util/semaphore.ts';
 import { retryUntilDone } from '../util/retry.ts';
 import { sleep } from '../util/sleep.ts';
 import { InputError, etcdConnection, locationRepository, readyLocation } from './inputs.ts';
-import { isPermanent, newRecord, policyLabelValue, writeRecord } from './records.ts';
+import { isPermanent, newRecord, newestSnapshot, policyLabelValue, writeRecord } from './records.ts';
 import type { RepositorySync } from './repository-sync.ts';
 import { applyRetention } from './retention.ts';
 import { type Verifier, verifyMode } from './verification.ts';
@@ -396,6 +396,7 @@ export class BackupPolicyReconciler implements Reconciler {
       marks.engine = performance.now();
       const result = await runBackup(this.deps.restic, {
         etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags: [name],
+        parent: newestSnapshot(this.deps.records.list(), ns, name, location.metadata.name),
         signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
       }).finally(() => {
         marks.engineDone = performance.now();

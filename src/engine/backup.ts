@@ -53,6 +53,11 @@ export interface BackupRequest {
   host: string;
   /** restic --tag, naming the policy (the first is its name); they also name the stable staging path. */
   tags: string[];
+  /**
+   * The policy's previous snapshot, when known. Given as `--parent`, it spares restic its search for one, which loads
+   * every snapshot in the repository (thousands at a shared location, each a GET without a cache).
+   */
+  parent?: string;
   signal?: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
   /**
@@ -142,7 +147,7 @@ export function stallMessage(stallMs: number, address: string, lastError: string
     (detail ? ` (restic's last error: ${detail.message})` : '');
 }
 
-async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
+async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number, parent: string | undefined): Promise<BackupSummary> {
   let summary: BackupSummary | undefined;
   let lastError = '';
   let bytesDone = -1;
@@ -156,7 +161,8 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   const signal = req.signal ? AbortSignal.any([req.signal, stalled.signal]) : stalled.signal;
   // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
   // mtime (kept by the copy) tell a changed file.
-  const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]), DATA_DIR];
+  const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]),
+    ...(parent ? ['--parent', parent] : []), DATA_DIR];
   try {
     await restic.run(req.repo, args, {
       cwd,
@@ -189,6 +195,19 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   }
   if (!summary) throw new EngineError('Failed', 'restic backup finished without a summary');
   return summary;
+}
+
+/** restic backup with the request's parent, or without one when the repository no longer holds that snapshot. */
+async function upload(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
+  const attempt = (parent?: string) => withStaleLockRetry(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent));
+  if (!req.parent) return attempt();
+  try {
+    return await attempt(req.parent);
+  } catch (err) {
+    // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself.
+    if (err instanceof EngineError && err.kind === 'NotFound') return attempt();
+    throw err;
+  }
 }
 
 /**
@@ -229,7 +248,7 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
     let uploadStarted = queued;
     const summary = await restic.exclusive(req.repo, () => {
       uploadStarted = performance.now();
-      return withStaleLockRetry(restic, req.repo, () => resticBackup(restic, req, stage, etcd.size));
+      return upload(restic, req, stage, etcd.size);
     });
     const uploaded = performance.now();
     stored = {
