@@ -1,7 +1,9 @@
 /**
  * @module `npm run bench`: one backup through the controller (backup-now annotation → status Completed) against the
  * by-hand floor on the same etcd and repository (`etcdctl snapshot save`, then `restic backup` of that file), with
- * etcd filled to about 100 MB. Prints both medians, their ratio and the controller's peak RSS during its backups.
+ * etcd filled to about 100 MB. Prints both medians, their ratio, where the time goes on each side (phase medians: the
+ * controller's from its `backup completed` log line, by hand from timing its two commands), the controller's peak RSS
+ * during its backups and restic's peak memory on both sides (its VmHWM, sampled while it runs).
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
  * Not a test: figures vary with the machine; record them in the README.
  */
@@ -20,13 +22,28 @@ const FILL_MB = Number(process.env.BENCH_MB ?? 100);
 const compiled = join(root, 'dist/kubedr');
 const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [process.execPath, join(root, 'src/main.ts')] : [compiled];
 
+/** Child pids of `pid`, from each of its threads' `children` list: cheap enough to read every 10 ms, unlike all of /proc. */
+function childrenOf(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
 /** RSS (MB) of the children of `pid` named `name` (e.g. the etcd a verification starts). */
-function childrenRssMb(pid: number, name: string): number {
+function childrenRssMb(pid: number, name: string, field: 'rss' | 'hwm' = 'rss'): number {
   let total = 0;
-  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+  for (const d of childrenOf(pid)) {
     try {
       const st = readFileSync(`/proc/${d}/status`, 'utf8');
-      if (new RegExp(`^PPid:\\s+${pid}$`, 'm').test(st) && new RegExp(`^Name:\\s+${name}$`, 'm').test(st)) total += memoryMb(Number(d)).rss;
+      if (new RegExp(`^Name:\\s+${name}$`, 'm').test(st)) total += memoryMb(Number(d))[field];
     } catch { /* gone */ }
   }
   return total;
@@ -34,6 +51,85 @@ function childrenRssMb(pid: number, name: string): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/**
+ * Runs a command to completion: its wall time and its peak RSS. The peak is VmHWM read every 10 ms (a high-water mark,
+ * so only growth in the last interval can be missed). Not the rusage max RSS at exit: Linux folds into it the RSS of
+ * the forked parent before exec, so a child of a 130 MB process never reports less than 130 MB.
+ */
+async function timed(cmd: string[], env: Record<string, string>): Promise<{ secs: number; peakMb: number }> {
+  const t0 = performance.now();
+  const proc = Bun.spawn(cmd, { env: { ...process.env, ...env }, stdout: 'ignore', stderr: 'pipe' });
+  let peakMb = 0;
+  while (proc.exitCode === null) {
+    peakMb = Math.max(peakMb, memoryMb(proc.pid).hwm);
+    await Bun.sleep(10);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  if ((await proc.exited) !== 0) throw new Error(`${cmd.join(' ')}: ${await new Response(proc.stderr).text()}`);
+  return { secs, peakMb };
+}
+
+/** The controller's `backup completed` line: where the time of one run went (src/controllers/backup-policy.ts). */
+interface CompletedLine {
+  reconciledAt: string;
+  timingsMs: Record<string, number>;
+}
+
+/** Reads the controller's JSON log lines, keeps the `backup completed` ones, passes warnings and errors on. */
+function watchLog(stream: ReadableStream<Uint8Array>): CompletedLine[] {
+  const completed: CompletedLine[] = [];
+  void (async () => {
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of stream) {
+      pending += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        let entry: { level?: string; msg?: string } & Partial<CompletedLine>;
+        try {
+          entry = JSON.parse(line);
+        } catch {
+          process.stderr.write(line + '\n');
+          continue;
+        }
+        if (entry.msg === 'backup completed' && entry.timingsMs) completed.push(entry as CompletedLine);
+        else if (entry.level === 'warn' || entry.level === 'error') process.stderr.write(line + '\n');
+      }
+    }
+  })();
+  return completed;
+}
+
+
+/** Phase medians of both sides, ms, with the etcd stream's rate beside etcdctl's. */
+function printPhases(ctl: Record<string, number>[], hand: { etcdctl: number; restic: number }[], bytes: number): void {
+  if (ctl.length === 0) return;
+  const med = (k: string) => median(ctl.map((p) => p[k] ?? 0));
+  const mbps = (ms: number) => (bytes / 1e6 / (ms / 1000)).toFixed(0);
+  const rows: [string, string][] = [
+    ['annotation → reconcile (watch, queue)', `${med('annotationToReconcile')}`],
+    ['reconcile → run starts (Running status written)', `${med('start')}`],
+    ['location ready, slot taken', `${med('wait')}`],
+    ['staging: certificates copied, expiries read', `${med('stage')}`],
+    ['etcd connect + Status (revision)', `${med('etcdConnect')}`],
+    ['etcd stream to disk', `${med('etcdStream')}  (${mbps(med('etcdStream'))} MB/s; etcdctl snapshot save: ${mbps(median(hand.map((x) => x.etcdctl)))} MB/s)`],
+    ['  of which hashing (SHA-256, inline)', `${med('hash')}`],
+    ['  of which writing the file', `${med('write')}`],
+    ['waiting for other restic work on the repository', `${med('repoWait')}`],
+    ['restic backup (spawn → exit)', `${med('upload')}  (restic's own total_duration ${med('resticOwn')})`],
+    ['staging removed', `${med('cleanup')}`],
+    ['last progress write', `${med('progressFlush')}`],
+    ['record created (create + status)', `${med('record')}`],
+    ['policy status Completed + event', `${med('status')}`],
+    ['status seen by the bench (poll)', `${med('observed').toFixed(0)}`],
+    ['by hand: etcdctl snapshot save', `${median(hand.map((x) => x.etcdctl)).toFixed(0)}`],
+    ['by hand: restic backup', `${median(hand.map((x) => x.restic)).toFixed(0)}`],
+  ];
+  console.log(`phases (median ms over ${ctl.length} runs):`);
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(50)} ${v}`);
+}
 
 // The test node that `npm run bench` starts around this script (scripts/cluster/with-node.sh); we run inside its network namespace.
 const env = loadEnv();
@@ -70,48 +166,72 @@ metadata: { name: bench, namespace: bench }
 spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retainNumBackups: 100, verification: { mode: Never } }
 `);
   controller = Bun.spawn([...kubedrCmd, 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
-    '--http-port', '0', '--log-level', 'warn'], { stdout: 'ignore', stderr: 'inherit' });
+    '--http-port', '0', '--log-level', 'info'], { stdout: 'ignore', stderr: 'pipe' });
+  const completedLines = watchLog(controller.stderr as ReadableStream<Uint8Array>);
   kubectl(['-n', 'bench', 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
 
   // Trigger and poll through the API client: a kubectl process per poll would add its own start-up to every figure.
   const client = KubeClient.load({ kubeconfig: env.kubeconfig, fieldManager: 'bench' });
   const status = async () => (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, 'bench', 'bench')).status ?? {};
   let peakMb = 0;
+  /** Per controller run: phase → ms, from its log line and the bench's own clock. */
+  const ctlPhases: Record<string, number>[] = [];
+  const resticCtlMb: number[] = [];
   const viaController = async (n: number): Promise<number> => {
     const t0 = performance.now();
+    const sentAt = Date.now();
     await client.patch(BACKUP_POLICY, 'bench', 'bench', { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: `run-${n}` } } });
+    let resticMb = 0;
     for (;;) {
       peakMb = Math.max(peakMb, memoryMb(controller!.pid).rss);
+      resticMb = Math.max(resticMb, childrenRssMb(controller!.pid, 'restic', 'hwm'));
       const st = await status();
-      if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Completed') return (performance.now() - t0) / 1000;
+      if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Completed') {
+        const secs = (performance.now() - t0) / 1000;
+        resticCtlMb.push(resticMb);
+        // The log line is written just after the status: give it a moment to arrive.
+        for (let i = 0; i < 100 && completedLines.length <= n; i++) await Bun.sleep(10);
+        const line = completedLines[n];
+        if (line) {
+          const t = line.timingsMs;
+          const annotationToReconcile = Date.parse(line.reconciledAt) - sentAt;
+          ctlPhases.push({ ...t, annotationToReconcile, observed: secs * 1000 - annotationToReconcile - t.start! - t.total! });
+        }
+        return secs;
+      }
       if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
       await Bun.sleep(10);
     }
   };
   const resticEnv = { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, RESTIC_PASSWORD: password };
-  const byHand = (): number => {
-    const t0 = performance.now();
-    sh(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'etcd-snapshot.db')], { ETCDCTL_API: '3' });
-    sh(['restic', '--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/bench`, 'backup', '--tag', 'by-hand',
+  const handPhases: { etcdctl: number; restic: number }[] = [];
+  const resticHandMb: number[] = [];
+  const byHand = async (): Promise<number> => {
+    const save = await timed(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'etcd-snapshot.db')], { ETCDCTL_API: '3' });
+    const upload = await timed(['restic', '--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/bench`, 'backup', '--tag', 'by-hand',
       join(work, 'etcd-snapshot.db')], resticEnv);
-    const secs = (performance.now() - t0) / 1000;
     rmSync(join(work, 'etcd-snapshot.db'));
-    return secs;
+    handPhases.push({ etcdctl: save.secs * 1000, restic: upload.secs * 1000 });
+    resticHandMb.push(upload.peakMb);
+    return save.secs + upload.secs;
   };
 
   await Bun.sleep(2000);
   const idleMb = memoryMb(controller.pid).rss;
   process.stderr.write('warming up…\n');
   await viaController(0);
-  byHand();
+  await byHand();
   const ctl: number[] = [];
   const hand: number[] = [];
   for (let i = 1; i <= RUNS; i++) {
     ctl.push(await viaController(i));
-    hand.push(byHand());
+    hand.push(await byHand());
     process.stderr.write(`run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
   }
   const [c, h] = [median(ctl), median(hand)];
+  // The warm-up runs are left out of the phase medians, as of the totals.
+  const phases = ctlPhases.slice(1);
+  const hands = handPhases.slice(1);
 
   // Verification of the newest backup, as the controller runs it after each backup (measured apart, so it does not
   // hold the backup slot above): read back from S3, restored into a throwaway etcd, checked. The bench etcd is not a
@@ -140,7 +260,9 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
   console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
   console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
+  console.log(`restic peak RSS (max of runs): ${Math.max(...resticCtlMb.slice(1)).toFixed(0)} MB under the controller, ${Math.max(...resticHandMb.slice(1)).toFixed(0)} MB by hand  (VmHWM sampled while it runs)`);
   console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
+  printPhases(phases, hands, dbBytes);
   console.log(`verification of one backup:    ${verifySecs.toFixed(2)} s  (${verifyOut.trim()})`);
   console.log(`  kubedr peak RSS meanwhile:   ${verifyPeakMb.toFixed(0)} MB; the throwaway etcd's peak RSS: ${etcdPeakMb.toFixed(0)} MB`);
 } finally {

@@ -3,7 +3,8 @@
  * took it, or adopted later from the repository), written so that it lands, and matched to snapshots.
  */
 import { createHash } from 'node:crypto';
-import { ADOPTED_ANNOTATION, BACKUP_RECORD, POLICY_LABEL, RECORD_FINALIZER } from '../api/group.ts';
+import { SNAPSHOT_AVAILABLE } from '../api/conditions.ts';
+import { ADOPTED_ANNOTATION, BACKUP_RECORD, POLICY_LABEL, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import type { MetadataBackupRecord, MetadataBackupRecordStatus } from '../api/types.ts';
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import { FencedError, type KubeClient } from '../kube/client.ts';
@@ -67,6 +68,21 @@ export async function writeRecord(client: KubeClient, record: MetadataBackupReco
     }
     if (status) await client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, status);
   }, { signal, onRetry, permanent: isPermanent });
+}
+
+/**
+ * The snapshot of the policy's newest record at the location whose snapshot is believed to be there (not being
+ * deleted, not forgotten by retention, not flagged missing): the parent of its next backup.
+ */
+export function newestSnapshot(records: readonly MetadataBackupRecord[], ns: string, policy: string, location: string): string | undefined {
+  let newest: MetadataBackupRecord | undefined;
+  for (const r of records) {
+    if (r.metadata.namespace !== ns || r.spec.policy !== policy || r.spec.backuploc !== location || r.metadata.deletionTimestamp ||
+      r.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' ||
+      r.status?.conditions?.some((c) => c.type === SNAPSHOT_AVAILABLE && c.status === 'False')) continue;
+    if (!newest || Date.parse(r.status?.backupTime ?? '') > Date.parse(newest.status?.backupTime ?? '')) newest = r;
+  }
+  return newest?.spec.snapshotId;
 }
 
 /** Does the record stand for this snapshot? Records hold the short id (or, written by restic ≥ 0.17, the full one). */

@@ -127,6 +127,7 @@ export class RepositorySync implements Runnable {
 
   private async run(ns: string, name: string, signal?: AbortSignal): Promise<SyncResult> {
     const { client, recorder, log } = this.deps;
+    const started = performance.now();
     const location = readyLocation(ns, name, this.deps.locations);
     const snapshots = await listSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), { signal }, { readOnly: true });
     const busy = (policy: string) => this.deps.busy?.(`${ns}/${policy}`) ?? false;
@@ -159,6 +160,8 @@ export class RepositorySync implements Runnable {
       await client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { conditions: available(record.status.conditions, true, now) })
         .catch(ignoreNotFound);
     }
+    log.debug('repository synced', { location: `${ns}/${name}`, snapshots: snapshots.length, adopted: adopted.length,
+      missing: plan.missing.length, present: plan.present.length, durationMs: Math.round(performance.now() - started) });
     return { adopted };
   }
 }

@@ -42,6 +42,7 @@ function recordsOf(deps: RetentionDeps, policy: MetadataBackupPolicy, location: 
 export async function applyRetention(deps: RetentionDeps, policy: MetadataBackupPolicy, location: BackupLocation,
   newest: MetadataBackupRecord): Promise<void> {
   const ns = policy.metadata.namespace ?? '';
+  const started = performance.now();
   const expired = selectExpired(recordsOf(deps, policy, location, newest).map((r) => ({
     name: r.metadata.name, snapshotId: r.spec.snapshotId, time: r.status?.backupTime ?? r.metadata.creationTimestamp ?? '',
   })), policy.spec.retainNumBackups ?? 120);
@@ -57,6 +58,7 @@ export async function applyRetention(deps: RetentionDeps, policy: MetadataBackup
     }
     await deps.recorder.event(policy, 'Normal', BACKUPS_EXPIRED,
       `Expired ${expired.length} backup(s) beyond retainNumBackups=${policy.spec.retainNumBackups}: ${expired.map((e) => e.name).join(', ')}`);
+    deps.log.info('retention applied', { policy: policy.metadata.name, expired: expired.length, durationMs: Math.round(performance.now() - started) });
   } catch (err) {
     const message = `retention failed, old backups kept until the next backup: ${err instanceof Error ? err.message : String(err)}`;
     await deps.recorder.event(policy, 'Warning', RETENTION_FAILED, message);

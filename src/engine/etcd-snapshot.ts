@@ -5,8 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { type Hash, createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity } from 'node:tls';
 import { EngineError } from './errors.ts';
@@ -33,6 +32,19 @@ export interface SnapshotResult {
    * etcd's own integrity check, verifiable after any restore (`snapshotContentSha256`).
    */
   sha256: string;
+  timings: SnapshotTimings;
+}
+
+/** Where the time of a snapshot went, milliseconds (monotonic clock). */
+export interface SnapshotTimings {
+  /** Connecting (TLS included) and asking etcd for its revision (Maintenance.Status). */
+  connectMs: number;
+  /** From the Snapshot request to the last byte on disk. */
+  streamMs: number;
+  /** Of streamMs: hashing, done between chunks as they arrive. */
+  hashMs: number;
+  /** Of streamMs: writing to the file (the page cache, mostly). */
+  writeMs: number;
 }
 
 export interface SnapshotOptions {
@@ -43,6 +55,12 @@ export interface SnapshotOptions {
 }
 
 const TRAILER = 32;
+/**
+ * HTTP/2 receive window (stream and connection), bytes. grpc-js keeps HTTP/2's 64 KiB default, so etcd stops after
+ * every 64 KiB until our window update reaches it: the stream ran at ~60% of etcdctl's speed (Go's gRPC grows its
+ * window to 16 MiB). 4 MiB streamed a 490 MB snapshot 1.5-1.7× faster than the default; at most this much is buffered.
+ */
+const FLOW_CONTROL_WINDOW = 4 << 20;
 const SNAPSHOT = '/etcdserverpb.Maintenance/Snapshot';
 const STATUS = '/etcdserverpb.Maintenance/Status';
 
@@ -203,18 +221,23 @@ function grpcError(err: grpc.ServiceError, endpoint: string): EngineError {
 export async function saveSnapshot(conn: EtcdConnection, file: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   const { address, host, secure } = target(conn.endpoint);
   const { creds, options } = credentials(conn, host, secure);
-  const client = new grpc.Client(address, creds, options);
-  const out = createWriteStream(file, { mode: 0o600 });
+  const client = new grpc.Client(address, creds, { ...options, 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW });
   const content = createHash('sha256');
   let held: Buffer = Buffer.alloc(0);
   let size = 0;
   let revision = 0;
+  let fd: number | undefined;
   const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
   let call: grpc.ClientReadableStream<SnapshotResponse> | undefined;
   const cancel = () => call?.cancel();
   opts.signal?.addEventListener('abort', cancel, { once: true });
+  const t0 = performance.now();
+  const timings: SnapshotTimings = { connectMs: 0, streamMs: 0, hashMs: 0, writeMs: 0 };
   try {
+    fd = openSync(file, 'w', 0o600);
     revision = await currentRevision(client, Math.min(deadline, Date.now() + 30_000));
+    const t1 = performance.now();
+    timings.connectMs = t1 - t0;
     call = client.makeServerStreamRequest<Record<string, never>, SnapshotResponse>(
       SNAPSHOT, () => Buffer.alloc(0), decodeSnapshotResponse, {}, new grpc.Metadata(), { deadline });
     if (opts.signal?.aborted) cancel();
@@ -222,19 +245,23 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
       if (msg.revision) revision = msg.revision;
       if (msg.blob.length === 0) continue;
       size += msg.blob.length;
+      const h = performance.now();
       held = hashAllButTrailer(content, held, msg.blob);
-      if (!out.write(msg.blob)) await once(out, 'drain');
+      const w = performance.now();
+      writeAll(fd, msg.blob);
+      timings.hashMs += w - h;
+      timings.writeMs += performance.now() - w;
       opts.onProgress?.(size);
     }
-    out.end();
-    await once(out, 'finish');
+    timings.streamMs = performance.now() - t1;
   } catch (err) {
-    out.destroy();
     if (opts.signal?.aborted) throw new EngineError('Cancelled', 'etcd snapshot was cancelled');
     if (err instanceof EngineError) throw err;
-    if (err && typeof err === 'object' && 'code' in err) throw grpcError(err as grpc.ServiceError, conn.endpoint);
+    // gRPC errors carry a numeric status code; file errors (ENOSPC, EACCES) a string one.
+    if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as grpc.ServiceError, conn.endpoint);
     throw new EngineError('Failed', `writing the etcd snapshot failed: ${(err as Error).message}`, { cause: err });
   } finally {
+    if (fd !== undefined) closeSync(fd);
     opts.signal?.removeEventListener('abort', cancel);
     client.close();
   }
@@ -243,7 +270,17 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   if (!expected.equals(held)) {
     throw new EngineError('IntegrityError', 'etcd snapshot failed its integrity check: the SHA-256 trailer does not match the content');
   }
-  return { size, revision, sha256: held.toString('hex') };
+  return { size, revision, sha256: held.toString('hex'), timings };
+}
+
+/**
+ * Writes a chunk before the next is taken. Synchronous on purpose: a chunk goes to the page cache in microseconds,
+ * whereas a write stream queued the chunks that arrived while a write was in flight (and GC lagged behind them): on
+ * a 490 MB snapshot it was 15% slower and peaked at 160-177 MB RSS, against 82 MB for this. No fsync: the file is
+ * staged for restic and removed after, unlike `etcdctl snapshot save`'s.
+ */
+function writeAll(fd: number, chunk: Buffer): void {
+  for (let done = 0; done < chunk.length;) done += writeSync(fd, chunk, done);
 }
 
 /**

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extraPathProblem, runBackup, stallMessage } from '../../src/engine/backup.ts';
@@ -107,6 +107,19 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
     // The staged files are gone.
     expect(existsSync(join(tmpdir(), stableDirName('daily')))).toBe(false);
   }, 30_000);
+
+  test('restic compares against the parent it is given, and searches for one itself when that snapshot is gone', async () => {
+    const older = await backup();
+    // A certificate rewritten after `older`: unchanged since the newest backup, changed since `older`.
+    utimesSync(join(work, 'pki/ca.crt'), new Date(), new Date(Date.now() - 60_000));
+    await backup();
+    const withOlder = await runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['daily'],
+      parent: older.summary.snapshotId });
+    expect(withOlder.summary).toMatchObject({ filesNew: 0, filesChanged: 2, filesUnmodified: 1 });
+    const gone = await runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['daily'],
+      parent: 'deadbeef' });
+    expect(gone.summary).toMatchObject({ filesNew: 0, filesChanged: 1, filesUnmodified: 2 });
+  }, 60_000);
 
   test('the restored layout is data/etcd-snapshot.db and data/certificates/', async () => {
     const { stdout } = await restic.run(repo, ['snapshots', '--json']);

@@ -1,0 +1,25 @@
+import { describe, expect, test } from 'bun:test';
+import { SNAPSHOT_FORGOTTEN_ANNOTATION } from '../../src/api/group.ts';
+import type { MetadataBackupRecord } from '../../src/api/types.ts';
+import { newRecord, newestSnapshot } from '../../src/controllers/records.ts';
+
+const record = (snapshotId: string, backupTime: string, more: { policy?: string; location?: string } = {}): MetadataBackupRecord =>
+  newRecord({ namespace: 'ns', policy: more.policy ?? 'daily', location: more.location ?? 'loc', snapshotId, status: { backupTime } });
+
+describe('newestSnapshot (the parent of the next backup)', () => {
+  test('is the snapshot of the policy\'s newest record at that location', () => {
+    const records = [record('aaaaaaaa', '2026-11-01T00:00:00Z'), record('cccccccc', '2026-11-03T00:00:00Z'), record('bbbbbbbb', '2026-11-02T00:00:00Z'),
+      record('dddddddd', '2026-11-04T00:00:00Z', { policy: 'other' }), record('eeeeeeee', '2026-11-05T00:00:00Z', { location: 'elsewhere' })];
+    expect(newestSnapshot(records, 'ns', 'daily', 'loc')).toBe('cccccccc');
+    expect(newestSnapshot(records, 'other-ns', 'daily', 'loc')).toBeUndefined();
+  });
+
+  test('skips records whose snapshot is going or gone: being deleted, forgotten by retention, flagged missing', () => {
+    const deleting = { ...record('cccccccc', '2026-11-03T00:00:00Z'), metadata: { ...record('cccccccc', '').metadata, deletionTimestamp: '2026-11-04T00:00:00Z' } };
+    const forgotten = record('dddddddd', '2026-11-04T00:00:00Z');
+    forgotten.metadata.annotations = { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' };
+    const missing = record('eeeeeeee', '2026-11-05T00:00:00Z');
+    missing.status!.conditions = [{ type: 'SnapshotAvailable', status: 'False', reason: 'SnapshotMissing', message: '', lastTransitionTime: '2026-11-06T00:00:00Z' }];
+    expect(newestSnapshot([record('aaaaaaaa', '2026-11-01T00:00:00Z'), deleting, forgotten, missing], 'ns', 'daily', 'loc')).toBe('aaaaaaaa');
+  });
+});
