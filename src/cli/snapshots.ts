@@ -12,7 +12,7 @@ const flags = {
   ...repositoryFlags,
   policy: { type: 'string', help: 'only the backups of this MetadataBackupPolicy' },
   json: { type: 'boolean', help: 'print a JSON array (for scripts) instead of a table', default: false },
-  size: { type: 'boolean', help: 'look up each backup\'s size (one repository read per backup; --no-size skips it)', default: true },
+  size: { type: 'boolean', help: 'show each backup\'s size (backups taken by restic before 0.17 cost one repository read each; --no-size skips it)', default: true },
 } satisfies Record<string, FlagSpec>;
 
 export const snapshotsHelp = helpText('kubedr snapshots --url URL --bucket BUCKET [--credentials FILE] [flags]',

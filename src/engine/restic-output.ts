@@ -110,6 +110,11 @@ export interface SnapshotInfo {
   hostname: string;
   tags: string[];
   paths: string[];
+  /**
+   * Bytes the backup read, which is what a restore writes: in the snapshot itself since restic 0.17 (its `summary`);
+   * absent for snapshots taken by older restic, whose size needs `restic stats`.
+   */
+  size?: number;
 }
 
 export function parseSnapshots(json: string): SnapshotInfo[] {
@@ -118,7 +123,13 @@ export function parseSnapshots(json: string): SnapshotInfo[] {
     id: String(s.id), shortId: String(s.short_id ?? String(s.id).slice(0, 8)), time: String(s.time),
     hostname: String(s.hostname ?? ''), tags: Array.isArray(s.tags) ? s.tags.map(String) : [],
     paths: Array.isArray(s.paths) ? s.paths.map(String) : [],
+    ...summarySize(s.summary),
   }));
+}
+
+function summarySize(summary: unknown): { size?: number } {
+  const bytes = summary && typeof summary === 'object' ? (summary as Record<string, unknown>).total_bytes_processed : undefined;
+  return typeof bytes === 'number' ? { size: bytes } : {};
 }
 
 /** `restic stats --json` (restore-size mode): bytes and files a restore of the snapshot writes. */

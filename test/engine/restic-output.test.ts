@@ -87,6 +87,12 @@ describe('restic backup --json', () => {
     expect(parseBackupLine('{broken')).toBeUndefined();
   });
 
+  test('restic 0.18 snapshots carry their size in their summary; older ones have none', () => {
+    const json = '[{"time":"2026-11-30T21:52:13Z","paths":["/x"],"hostname":"h","summary":{"total_files_processed":1,"total_bytes_processed":6},"id":"b130c2af6cfba7c1f5d3d88fa869c91273488fcceaba36e1a929bf0c38ebd9c2","short_id":"b130c2af"},' +
+      '{"time":"2026-11-29T21:52:13Z","paths":["/x"],"hostname":"h","id":"eab2a28e09634413d26fad1d188e212e15fa35fbe72a1ddbf7f9ec6c379232c8","short_id":"eab2a28e"}]';
+    expect(parseSnapshots(json).map((s) => s.size)).toEqual([6, undefined]);
+  });
+
   test('restic snapshots --json', () => {
     const json = '[{"time":"2026-11-25T04:58:19.594248874Z","tree":"5b73","paths":["/tmp/rtest/stage/data"],"hostname":"kubedr","username":"root","tags":["p1"],"id":"eab2a28e09634413d26fad1d188e212e15fa35fbe72a1ddbf7f9ec6c379232c8","short_id":"eab2a28e"}]';
     expect(parseSnapshots(json)).toEqual([{ id: 'eab2a28e09634413d26fad1d188e212e15fa35fbe72a1ddbf7f9ec6c379232c8', shortId: 'eab2a28e',
