@@ -4,8 +4,9 @@
  * Prometheus scrapes it through the metrics Service's endpoints exactly as prometheus-operator would configure it from
  * the rendered ServiceMonitor (Kubernetes discovery, which Debian's build lacks, comes from test/support/kubernetes-sd.ts
  * with the same meta labels; the operator's relabelling runs in Prometheus), and evaluates the rendered PrometheusRule's groups (windows shortened through the chart's
- * values, nothing rewritten). Real faults (a backup that fails, a schedule that is missed, a location with refused
- * credentials, a stopped controller) must fire their alerts and their fixes resolve them, and every query of the
+ * values, nothing rewritten). Real faults (a backup that fails, a schedule that is missed and so unverified, a location
+ * with refused credentials, a stopped controller, the test PKI's short-lived certificates) must fire their alerts and
+ * their fixes resolve them, and every query of the
  * Grafana dashboard must answer with data. Unlike the promtool tests, a metric that goes missing, is renamed or
  * changes labels, or a job label that prometheus-operator would not give, fails here.
  *
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
-import type { MetadataBackupPolicy } from '../../src/api/types.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
   apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
   kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
@@ -89,7 +90,7 @@ beforeAll(async () => {
       serviceMonitor: { interval: `${SCRAPE}s`, scrapeTimeout: `${SCRAPE}s` },
       // Seconds instead of minutes, so every alert can fire and resolve within the test; the rule text is the chart's.
       prometheusRule: {
-        missedBackupGrace: '10s', failureWindow: '20s', locationNotReadyFor: '6s', unverifiedGrace: '30s', controllerDownFor: '6s',
+        missedBackupGrace: '10s', failureWindow: '20s', locationNotReadyFor: '6s', unverifiedGrace: '10s', controllerDownFor: '6s',
       },
     },
   }));
@@ -197,6 +198,15 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     await resolved('KubeDRBackupFailed', { policyName: 'backup-failed' }, 60_000);
   }, 180_000);
 
+  test('a backed-up certificate that expires within certificateExpiryDays fires KubeDRControlPlaneCertificateExpiring, valued at its expiry', async () => {
+    // The test node's PKI is issued for 30 days, inside the default 30-day threshold: real certificates, real alert.
+    const record = getJson<MetadataBackupRecord>(['mbr', policy('backup-failed').status!.mbrName!, '-n', ns]);
+    const cert = record.status?.certificates?.find((c) => c.file === 'apiserver.crt');
+    expect(cert?.notAfter).toBeString();
+    const alert = await firing('KubeDRControlPlaneCertificateExpiring', { policyName: 'backup-failed', certificate: 'apiserver.crt', namespace: ns }, 30_000);
+    expect(Number(alert.value)).toBe(Date.parse(cert!.notAfter!) / 1000);
+  }, 60_000);
+
   test('a scheduled run that brings no successful backup fires KubeDRBackupMissed; a successful backup resolves it', async () => {
     // Created in beforeAll with an every-minute schedule and an etcd that refuses: the first run time, plus the grace.
     const alert = await firing('KubeDRBackupMissed', { policyName: 'backup-missed', namespace: ns }, 100_000);
@@ -204,11 +214,16 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     // Its value is the missed run time: a whole minute.
     expect(Number(alert.value) % 60).toBe(0);
     expect(policy('backup-missed').status?.backupStatus).toBe('Failed');
+    // Nothing was backed up, so nothing was proven to restore since that run either (same grace here).
+    const unverified = await firing('KubeDRBackupUnverified', { policyName: 'backup-missed', namespace: ns }, 30_000);
+    expect(Number(unverified.value) % 60).toBe(0);
 
     patchPolicy('backup-missed', { etcdEndpoint: cluster().etcdEndpoint });
     const ok = await backupNow(ns, 'backup-missed', 90_000);
     expect(ok.status?.backupStatus).toBe('Completed');
     await resolved('KubeDRBackupMissed', { policyName: 'backup-missed' }, 30_000);
+    // Once the controller has restored that backup into a throwaway etcd and checked it.
+    await resolved('KubeDRBackupUnverified', { policyName: 'backup-missed' }, 90_000);
     // No more backups every minute for the rest of the file.
     patchPolicy('backup-missed', { schedule: '0 0 1 1 *' });
   }, 180_000);
