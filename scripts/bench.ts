@@ -1,7 +1,8 @@
 /**
  * @module `npm run bench`: one backup through the controller (backup-now annotation → status Completed) against the
  * by-hand floor on the same etcd and repository (`etcdctl snapshot save`, then `restic backup` of that file), with
- * etcd filled to about 100 MB. Prints both medians, their ratio, where the time goes on each side (phase medians: the
+ * etcd filled to about 100 MB (BENCH_MB; a list such as "100,1000" measures each size in turn in one run, filling
+ * etcd further between them). Prints both medians, their ratio, where the time goes on each side (phase medians: the
  * controller's from its `backup completed` log line, by hand from timing its two commands), the controller's peak RSS
  * during its backups and restic's peak memory on both sides (its VmHWM, sampled while it runs).
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
@@ -18,7 +19,7 @@ import { S3_ACCESS_KEY, S3_SECRET_KEY, loadEnv, startExtraEtcd, stopExtra } from
 
 const root = resolve(import.meta.dir, '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const FILL_MB = Number(process.env.BENCH_MB ?? 100);
+const SIZES_MB = (process.env.BENCH_MB ?? '100').split(',').map(Number).sort((a, b) => a - b);
 const compiled = join(root, 'dist/kubedr');
 const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [process.execPath, join(root, 'src/main.ts')] : [compiled];
 
@@ -140,12 +141,18 @@ try {
   const etcd = await startExtraEtcd(env, 'bench');
   const etcdFlags = ['--endpoints', etcd, '--cacert', join(env.pki, 'etcd/ca.crt'), '--cert', join(env.pki, 'etcd/healthcheck-client.crt'),
     '--key', join(env.pki, 'etcd/healthcheck-client.key')];
-  process.stderr.write(`filling etcd with ${FILL_MB} MB…\n`);
-  for (let i = 0; i < FILL_MB; i++) {
-    sh(['etcdctl', ...etcdFlags, 'put', `/bench/${i}`], { ETCDCTL_API: '3' }, Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64'));
-  }
-  sh(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'probe.db')], { ETCDCTL_API: '3' });
-  const dbBytes = Bun.file(join(work, 'probe.db')).size;
+  let filledMb = 0;
+  /** Fills etcd up to `mb` values of 1 MiB (base64 of 768 KiB) and returns the size of its snapshot. */
+  const fillTo = (mb: number): number => {
+    process.stderr.write(`filling etcd to ${mb} MB…\n`);
+    for (; filledMb < mb; filledMb++) {
+      sh(['etcdctl', ...etcdFlags, 'put', `/bench/${filledMb}`], { ETCDCTL_API: '3' }, Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64'));
+    }
+    sh(['etcdctl', ...etcdFlags, 'snapshot', 'save', join(work, 'probe.db')], { ETCDCTL_API: '3' });
+    const bytes = Bun.file(join(work, 'probe.db')).size;
+    rmSync(join(work, 'probe.db'));
+    return bytes;
+  };
 
   kubectl(['apply', '-f', join(root, 'crds')]);
   kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
@@ -218,20 +225,43 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
 
   await Bun.sleep(2000);
   const idleMb = memoryMb(controller.pid).rss;
-  process.stderr.write('warming up…\n');
-  await viaController(0);
-  await byHand();
-  const ctl: number[] = [];
-  const hand: number[] = [];
-  for (let i = 1; i <= RUNS; i++) {
-    ctl.push(await viaController(i));
-    hand.push(await byHand());
-    process.stderr.write(`run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
+  let n = 0;
+  const results: { dbBytes: number; c: number; h: number; peakMb: number }[] = [];
+  for (const mb of SIZES_MB) {
+    const dbBytes = fillTo(mb);
+    peakMb = 0;
+    const [phasesFrom, handsFrom, resticCtlFrom, resticHandFrom] = [ctlPhases.length, handPhases.length, resticCtlMb.length, resticHandMb.length];
+    process.stderr.write('warming up…\n');
+    await viaController(n++);
+    await byHand();
+    const ctl: number[] = [];
+    const hand: number[] = [];
+    for (let i = 1; i <= RUNS; i++) {
+      ctl.push(await viaController(n++));
+      hand.push(await byHand());
+      process.stderr.write(`${mb} MB run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
+    }
+    const [c, h] = [median(ctl), median(hand)];
+    results.push({ dbBytes, c, h, peakMb });
+    // The warm-up runs are left out of the phase medians, as of the totals.
+    console.log(`etcd snapshot size:            ${(dbBytes / 1e6).toFixed(1)} MB`);
+    console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
+    console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
+    console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
+    console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
+    console.log(`restic peak RSS (max of runs): ${Math.max(...resticCtlMb.slice(resticCtlFrom + 1)).toFixed(0)} MB under the controller, ` +
+      `${Math.max(...resticHandMb.slice(resticHandFrom + 1)).toFixed(0)} MB by hand  (VmHWM sampled while it runs)`);
+    printPhases(ctlPhases.slice(phasesFrom + 1), handPhases.slice(handsFrom + 1), dbBytes);
   }
-  const [c, h] = [median(ctl), median(hand)];
-  // The warm-up runs are left out of the phase medians, as of the totals.
-  const phases = ctlPhases.slice(1);
-  const hands = handPhases.slice(1);
+  console.log(`controller:                    ${kubedrCmd.join(' ')}`);
+  console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
+  if (results.length > 1) {
+    console.log('| etcd snapshot | via controller | by hand | ratio | controller peak RSS |');
+    console.log('|---|---|---|---|---|');
+    for (const r of results) {
+      console.log(`| ${(r.dbBytes / 1e6).toFixed(0)} MB | ${r.c.toFixed(2)} s | ${r.h.toFixed(2)} s | ${(r.c / r.h).toFixed(2)} | ${r.peakMb.toFixed(0)} MB |`);
+    }
+  }
 
   // Verification of the newest backup, as the controller runs it after each backup (measured apart, so it does not
   // hold the backup slot above): read back from S3, restored into a throwaway etcd, checked. The bench etcd is not a
@@ -254,15 +284,6 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   if ((await verify.exited) !== 0) throw new Error(`kubedr verify failed: ${await new Response(verify.stderr).text()}`);
   const verifySecs = (performance.now() - verifyStarted) / 1000;
 
-  console.log(`controller:                    ${kubedrCmd.join(' ')}`);
-  console.log(`etcd snapshot size:            ${(dbBytes / 1e6).toFixed(1)} MB`);
-  console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
-  console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
-  console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
-  console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
-  console.log(`restic peak RSS (max of runs): ${Math.max(...resticCtlMb.slice(1)).toFixed(0)} MB under the controller, ${Math.max(...resticHandMb.slice(1)).toFixed(0)} MB by hand  (VmHWM sampled while it runs)`);
-  console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
-  printPhases(phases, hands, dbBytes);
   console.log(`verification of one backup:    ${verifySecs.toFixed(2)} s  (${verifyOut.trim()})`);
   console.log(`  kubedr peak RSS meanwhile:   ${verifyPeakMb.toFixed(0)} MB; the throwaway etcd's peak RSS: ${etcdPeakMb.toFixed(0)} MB`);
 } finally {
