@@ -3,7 +3,7 @@
  * memory whole) and checked against the SHA-256 trailer etcd appends (the check `etcdctl snapshot restore` makes).
  * The two messages involved are decoded by hand, so no .proto file has to be found at run time.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as GrpcJs from '@grpc/grpc-js';
 import { type Hash, createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -62,6 +62,11 @@ const TRAILER = 32;
  */
 const FLOW_CONTROL_WINDOW = 4 << 20;
 const SNAPSHOT = '/etcdserverpb.Maintenance/Snapshot';
+/**
+ * grpc-js, loaded with the first snapshot rather than at start: a controller waits for its schedule most of its life,
+ * and the library's code and state are a good part of an idle process' memory.
+ */
+let grpc: typeof GrpcJs;
 const STATUS = '/etcdserverpb.Maintenance/Status';
 
 interface SnapshotResponse {
@@ -138,7 +143,7 @@ function decodeStatusRevision(buf: Buffer): number {
   return 0;
 }
 
-function currentRevision(client: grpc.Client, deadline: number): Promise<number> {
+function currentRevision(client: GrpcJs.Client, deadline: number): Promise<number> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(STATUS, () => Buffer.alloc(0), decodeStatusRevision, {}, new grpc.Metadata(), { deadline },
       (err, rev) => (err ? reject(err) : resolve(rev ?? 0)));
@@ -174,7 +179,7 @@ function tlsSetupError(err: unknown): EngineError {
   return new EngineError('InvalidInput', `the etcd TLS credentials cannot be used: ${raw}`, { cause: err });
 }
 
-function credentials(conn: EtcdConnection, host: string, secure: boolean): { creds: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
+function credentials(conn: EtcdConnection, host: string, secure: boolean): { creds: GrpcJs.ChannelCredentials; options: GrpcJs.ChannelOptions } {
   if (!secure) return { creds: grpc.credentials.createInsecure(), options: {} };
   const buf = (s?: string) => (s ? Buffer.from(s) : null);
   try {
@@ -202,7 +207,7 @@ export function grpcDetail(detail: string): string {
   return detail.replace(/\.?\s*Resolution note:\s*$/, '').replace(/Last error: Error: /, 'Last error: ').trim();
 }
 
-function grpcError(err: grpc.ServiceError, endpoint: string): EngineError {
+function grpcError(err: GrpcJs.ServiceError, endpoint: string): EngineError {
   const detail = grpcDetail(err.details || err.message);
   if (/certificate|ssl|tls|handshake|altname|self.signed/i.test(detail)) {
     return new EngineError('TlsError', `TLS with etcd at ${endpoint} failed (check etcdCreds ca.crt, client.crt, client.key): ${detail}`);
@@ -219,6 +224,7 @@ function grpcError(err: grpc.ServiceError, endpoint: string): EngineError {
 
 /** Streams a snapshot of etcd into `file`; verifies its SHA-256 trailer before resolving. */
 export async function saveSnapshot(conn: EtcdConnection, file: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
+  grpc ??= await import('@grpc/grpc-js');
   const { address, host, secure } = target(conn.endpoint);
   const { creds, options } = credentials(conn, host, secure);
   const client = new grpc.Client(address, creds, { ...options, 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW });
@@ -228,7 +234,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   let revision = 0;
   let fd: number | undefined;
   const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
-  let call: grpc.ClientReadableStream<SnapshotResponse> | undefined;
+  let call: GrpcJs.ClientReadableStream<SnapshotResponse> | undefined;
   const cancel = () => call?.cancel();
   opts.signal?.addEventListener('abort', cancel, { once: true });
   const t0 = performance.now();
@@ -258,7 +264,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
     if (opts.signal?.aborted) throw new EngineError('Cancelled', 'etcd snapshot was cancelled');
     if (err instanceof EngineError) throw err;
     // gRPC errors carry a numeric status code; file errors (ENOSPC, EACCES) a string one.
-    if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as grpc.ServiceError, conn.endpoint);
+    if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as GrpcJs.ServiceError, conn.endpoint);
     throw new EngineError('Failed', `writing the etcd snapshot failed: ${(err as Error).message}`, { cause: err });
   } finally {
     if (fd !== undefined) closeSync(fd);
