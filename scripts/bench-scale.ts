@@ -57,7 +57,10 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): P
 function fillRepository(bucket: string, policies: string[], perPolicy: number): { snapshots: SnapshotInfo[]; copyMs: number } {
   const local = mkdtempSync(join(tmpdir(), 'kubedr-scale-repo-'));
   try {
-    const localRestic = (args: string[], input?: string) => sh(['restic', '--no-cache', '-r', local, ...args], resticEnv, input);
+    // Debian 12's restic 0.14 for the local fixture: 0.18 refuses a --stdin-filename with a directory in it ("unable to
+    // save snapshot: open /data: no such file or directory"), and the seed must have the controller's data/ layout.
+    // The copy into S3 below runs the restic on PATH (0.18), as the controller does.
+    const localRestic = (args: string[], input?: string) => sh(['/usr/bin/restic', '--no-cache', '-r', local, ...args], resticEnv, input);
     localRestic(['init']);
     localRestic(['backup', '--stdin', '--stdin-filename', 'data/etcd-snapshot.db', '--host', HOST, '--tag', 'seed'], 'a small etcd snapshot');
     const seed = parseSnapshots(localRestic(['snapshots', '--json']))[0]!;
