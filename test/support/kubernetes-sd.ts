@@ -39,6 +39,18 @@ function objectLabels(prefix: string, m: Meta): Labels {
   return out;
 }
 
+/** The labels of one container port, as discovery gives them to an endpoint's target and to a pod's other ports. */
+function containerPortLabels(c: Container, cp: ContainerPort): Labels {
+  return {
+    __meta_kubernetes_pod_container_name: c.name,
+    __meta_kubernetes_pod_container_image: c.image,
+    __meta_kubernetes_pod_container_port_name: cp.name ?? '',
+    __meta_kubernetes_pod_container_port_number: String(cp.containerPort),
+    __meta_kubernetes_pod_container_port_protocol: cp.protocol ?? 'TCP',
+    __meta_kubernetes_pod_container_init: 'false',
+  };
+}
+
 function podLabels(pod: Pod): Labels {
   const owner = pod.metadata.ownerReferences?.find((o) => o.controller);
   const ready = pod.status.conditions?.find((c) => c.type === 'Ready')?.status;
@@ -89,14 +101,7 @@ export function endpointsTargets(ep: Endpoints, service: Service | undefined, po
             for (const c of pod.spec.containers) {
               const cp = c.ports?.find((p) => p.containerPort === port.port && (p.protocol ?? 'TCP') === (port.protocol ?? 'TCP'));
               if (!cp) continue;
-              Object.assign(labels, {
-                __meta_kubernetes_pod_container_name: c.name,
-                __meta_kubernetes_pod_container_image: c.image,
-                __meta_kubernetes_pod_container_port_name: cp.name ?? '',
-                __meta_kubernetes_pod_container_port_number: String(cp.containerPort),
-                __meta_kubernetes_pod_container_port_protocol: cp.protocol ?? 'TCP',
-                __meta_kubernetes_pod_container_init: 'false',
-              });
+              Object.assign(labels, containerPortLabels(c, cp));
               const s = seen.get(pod.metadata.name) ?? new Set<string>();
               s.add(`${c.name}/${cp.containerPort}`);
               seen.set(pod.metadata.name, s);
@@ -114,15 +119,7 @@ export function endpointsTargets(ep: Endpoints, service: Service | undefined, po
         if (covered.has(`${c.name}/${cp.containerPort}`)) continue;
         out.push({
           targets: [`${pod.status.podIP}:${cp.containerPort}`],
-          labels: {
-            ...group, ...podLabels(pod),
-            __meta_kubernetes_pod_container_name: c.name,
-            __meta_kubernetes_pod_container_image: c.image,
-            __meta_kubernetes_pod_container_port_name: cp.name ?? '',
-            __meta_kubernetes_pod_container_port_number: String(cp.containerPort),
-            __meta_kubernetes_pod_container_port_protocol: cp.protocol ?? 'TCP',
-            __meta_kubernetes_pod_container_init: 'false',
-          },
+          labels: { ...group, ...podLabels(pod), ...containerPortLabels(c, cp) },
         });
       }
     }
