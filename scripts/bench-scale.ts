@@ -19,7 +19,7 @@ import { parseSnapshots, type SnapshotInfo } from '../src/engine/restic-output.t
 import { KubeClient } from '../src/kube/client.ts';
 import { createLogger } from '../src/util/log.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, freePort, loadEnv } from './cluster/node.ts';
-import { memoryMb, sh } from './measure.ts';
+import { type LogLine, memoryMb, readLog, sh } from './measure.ts';
 import { masterKey, readSnapshot, writeSnapshot } from './restic-fixture.ts';
 
 const root = resolve(import.meta.dir, '..');
@@ -103,36 +103,6 @@ function recordFor(s: SnapshotInfo, revision: number) {
       certificates: CERT_FILES.map((file) => ({ file, notAfter })), earliestCertificateExpiry: notAfter,
     },
   });
-}
-
-/** The controller's JSON log lines as they arrive, each with the bench's clock. */
-interface LogLine {
-  at: number;
-  entry: Record<string, unknown>;
-}
-
-function readLog(stream: ReadableStream<Uint8Array>): LogLine[] {
-  const lines: LogLine[] = [];
-  void (async () => {
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of stream) {
-      pending += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          lines.push({ at: performance.now(), entry });
-          if (entry.level === 'warn' || entry.level === 'error') process.stderr.write(`${line}\n`);
-        } catch {
-          process.stderr.write(`${line}\n`);
-        }
-      }
-    }
-  })();
-  return lines;
 }
 
 async function waitForLine(lines: LogLine[], match: (e: Record<string, unknown>) => boolean, timeoutMs: number): Promise<LogLine> {

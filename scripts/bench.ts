@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
 import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
-import { memoryMb, sh } from './measure.ts';
+import { type LogLine, memoryMb, readLog, sh } from './measure.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, loadEnv, startExtraEtcd, stopExtra } from './cluster/node.ts';
 
 const root = resolve(import.meta.dir, '..');
@@ -76,33 +76,10 @@ interface CompletedLine {
   timingsMs: Record<string, number>;
 }
 
-/** Reads the controller's JSON log lines, keeps the `backup completed` ones, passes warnings and errors on. */
-function watchLog(stream: ReadableStream<Uint8Array>): CompletedLine[] {
-  const completed: CompletedLine[] = [];
-  void (async () => {
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of stream) {
-      pending += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        let entry: { level?: string; msg?: string } & Partial<CompletedLine>;
-        try {
-          entry = JSON.parse(line);
-        } catch {
-          process.stderr.write(line + '\n');
-          continue;
-        }
-        if (entry.msg === 'backup completed' && entry.timingsMs) completed.push(entry as CompletedLine);
-        else if (entry.level === 'warn' || entry.level === 'error') process.stderr.write(line + '\n');
-      }
-    }
-  })();
-  return completed;
+/** The `backup completed` lines among the controller's log lines, in order. */
+function completedOf(log: LogLine[]): CompletedLine[] {
+  return log.map((l) => l.entry).filter((e) => e.msg === 'backup completed' && e.timingsMs) as unknown as CompletedLine[];
 }
-
 
 /** Phase medians of both sides, ms, with the etcd stream's rate beside etcdctl's. */
 function printPhases(ctl: Record<string, number>[], hand: { etcdctl: number; restic: number }[], bytes: number): void {
@@ -174,7 +151,7 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
 `);
   controller = Bun.spawn([...kubedrCmd, 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
     '--http-port', '0', '--log-level', 'info'], { stdout: 'ignore', stderr: 'pipe' });
-  const completedLines = watchLog(controller.stderr as ReadableStream<Uint8Array>);
+  const log = readLog(controller.stderr as ReadableStream<Uint8Array>);
   kubectl(['-n', 'bench', 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
 
   // Trigger and poll through the API client: a kubectl process per poll would add its own start-up to every figure.
@@ -197,8 +174,8 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
         const secs = (performance.now() - t0) / 1000;
         resticCtlMb.push(resticMb);
         // The log line is written just after the status: give it a moment to arrive.
-        for (let i = 0; i < 100 && completedLines.length <= n; i++) await Bun.sleep(10);
-        const line = completedLines[n];
+        for (let i = 0; i < 100 && completedOf(log).length <= n; i++) await Bun.sleep(10);
+        const line = completedOf(log)[n];
         if (line) {
           const t = line.timingsMs;
           const annotationToReconcile = Date.parse(line.reconciledAt) - sentAt;

@@ -1,4 +1,7 @@
-/** @module What the benchmark scripts (bench.ts, measure-startup.ts) share: running a command, reading a process's memory. */
+/**
+ * @module What the benchmark scripts (bench.ts, bench-scale.ts, measure-startup.ts, measure-recovery.ts) share: running
+ * a command, reading a process's memory, reading the controller's log.
+ */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
@@ -20,3 +23,36 @@ export function memoryMb(pid: number): { rss: number; hwm: number } {
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
 }
+/**
+ * The controller's JSON log lines as they arrive, each with the bench's clock; warnings, errors and lines that are not
+ * JSON are passed on to stderr.
+ */
+export interface LogLine {
+  at: number;
+  entry: Record<string, unknown>;
+}
+
+export function readLog(stream: ReadableStream<Uint8Array>): LogLine[] {
+  const lines: LogLine[] = [];
+  void (async () => {
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of stream) {
+      pending += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          lines.push({ at: performance.now(), entry });
+          if (entry.level === 'warn' || entry.level === 'error') process.stderr.write(`${line}\n`);
+        } catch {
+          process.stderr.write(`${line}\n`);
+        }
+      }
+    }
+  })();
+  return lines;
+}
+
