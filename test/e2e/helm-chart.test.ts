@@ -14,6 +14,7 @@ import type { Toleration } from '../../src/api/types.ts';
 import { loadConfig } from '../../src/config.ts';
 import { apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
 import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
+import { installPrometheusOperatorCrds, removePrometheusOperatorCrds, servedApiVersions } from '../support/prometheus.ts';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
 let work: string;
@@ -313,34 +314,11 @@ describe('rendered with non-default values', () => {
   });
 });
 
-const PROMETHEUS_CRDS = join(repoRoot, 'test/fixtures/prometheus-operator-crds.yaml');
-
-/** What helm passes as .Capabilities.APIVersions: the group/versions the API server serves. */
-function servedApiVersions(): string[] {
-  const r = kubectl(['api-versions']);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return r.stdout.trim().split('\n').flatMap((v) => ['--api-versions', v]);
-}
-
-async function installPrometheusCrds(): Promise<void> {
-  const crds = kubectl(['apply', '-f', PROMETHEUS_CRDS]);
-  if (crds.code !== 0) throw new Error(crds.stderr);
-  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com',
-    'crd/prometheusrules.monitoring.coreos.com']);
-  if (w.code !== 0) throw new Error(w.stderr);
-  await eventually(() => expect(servedApiVersions()).toContain('monitoring.coreos.com/v1'), 30_000, 500);
-}
-
-async function removePrometheusCrds(): Promise<void> {
-  kubectl(['delete', '-f', PROMETHEUS_CRDS, '--ignore-not-found', '--timeout=60s']);
-  await eventually(() => expect(servedApiVersions()).not.toContain('monitoring.coreos.com/v1'), 60_000, 500);
-}
-
 describe('on the local cluster', () => {
   let ns: string;
   beforeAll(async () => {
     ensureCrds();
-    await installPrometheusCrds();
+    await installPrometheusOperatorCrds();
     ns = createNamespace('helm');
   });
   afterAll(async () => {
@@ -413,7 +391,7 @@ describe('installed with default values, without and then with prometheus-operat
   };
   beforeAll(async () => {
     ensureCrds();
-    await removePrometheusCrds();
+    await removePrometheusOperatorCrds();
     ns = createNamespace('helm-install');
     values = join(work, 'install-values.yaml');
     const image = kubedrImage();
@@ -422,7 +400,7 @@ describe('installed with default values, without and then with prometheus-operat
   }, 300_000);
   afterAll(async () => {
     deleteNamespace(ns);
-    await installPrometheusCrds();
+    await installPrometheusOperatorCrds();
   });
 
   test('without prometheus-operator: installs, no monitoring objects, and the controller becomes Ready', async () => {
@@ -441,7 +419,7 @@ describe('installed with default values, without and then with prometheus-operat
   }, 240_000);
 
   test('once prometheus-operator\'s CRDs are served, an upgrade adds the ServiceMonitor and PrometheusRule', async () => {
-    await installPrometheusCrds();
+    await installPrometheusOperatorCrds();
     const r = install();
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
