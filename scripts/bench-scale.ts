@@ -19,7 +19,7 @@ import { parseSnapshots, type SnapshotInfo } from '../src/engine/restic-output.t
 import { KubeClient } from '../src/kube/client.ts';
 import { createLogger } from '../src/util/log.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, freePort, loadEnv } from './cluster/node.ts';
-import { type LogLine, memoryMb, readLog, sh } from './measure.ts';
+import { type LogLine, memoryMb, prepareNamespace, readLog, sh } from './measure.ts';
 import { masterKey, readSnapshot, writeSnapshot } from './restic-fixture.ts';
 
 const root = resolve(import.meta.dir, '..');
@@ -124,13 +124,7 @@ const row = (what: string, figure: string) => {
 let controller: ReturnType<typeof Bun.spawn> | undefined;
 try {
   const client = KubeClient.load({ kubeconfig: env.kubeconfig, fieldManager: 'bench-scale' });
-  kubectl(['apply', '-f', join(root, 'crds')]);
-  kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
-  kubectl(['create', 'namespace', NS]);
-  kubectl(['-n', NS, 'create', 'secret', 'generic', 's3-creds', `--from-literal=access_key=${S3_ACCESS_KEY}`,
-    `--from-literal=secret_key=${S3_SECRET_KEY}`, `--from-literal=restic_repo_password=${PASSWORD}`, `--from-file=ca.crt=${ca}`]);
-  kubectl(['-n', NS, 'create', 'secret', 'generic', 'etcd-creds', `--from-file=ca.crt=${join(env.pki, 'etcd/ca.crt')}`,
-    `--from-file=client.crt=${join(env.pki, 'etcd/healthcheck-client.crt')}`, `--from-file=client.key=${join(env.pki, 'etcd/healthcheck-client.key')}`]);
+  prepareNamespace(env, NS, PASSWORD);
 
   // 1. The world before the controller starts: snapshots, policies, the location and the records.
   const policies = Array.from({ length: POLICIES }, (_, i) => policyName(i));

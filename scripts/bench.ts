@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
 import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
-import { type LogLine, memoryMb, readLog, sh } from './measure.ts';
+import { type LogLine, memoryMb, prepareNamespace, readLog, sh } from './measure.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, loadEnv, startExtraEtcd, stopExtra } from './cluster/node.ts';
 
 const root = resolve(import.meta.dir, '..');
@@ -131,14 +131,8 @@ try {
     return bytes;
   };
 
-  kubectl(['apply', '-f', join(root, 'crds')]);
-  kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
-  kubectl(['create', 'namespace', 'bench']);
   const password = 'bench-password';
-  kubectl(['-n', 'bench', 'create', 'secret', 'generic', 's3-creds', `--from-literal=access_key=${S3_ACCESS_KEY}`,
-    `--from-literal=secret_key=${S3_SECRET_KEY}`, `--from-literal=restic_repo_password=${password}`, `--from-file=ca.crt=${join(env.pki, 'ca.crt')}`]);
-  kubectl(['-n', 'bench', 'create', 'secret', 'generic', 'etcd-creds', `--from-file=ca.crt=${join(env.pki, 'etcd/ca.crt')}`,
-    `--from-file=client.crt=${join(env.pki, 'etcd/healthcheck-client.crt')}`, `--from-file=client.key=${join(env.pki, 'etcd/healthcheck-client.key')}`]);
+  prepareNamespace(env, 'bench', password);
   kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: BackupLocation
 metadata: { name: loc, namespace: bench }

@@ -14,7 +14,7 @@ import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { freePort } from '../src/util/net.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, extraEtcdDataDir, loadEnv, startExtraApiserver, startExtraEtcd, stopExtra } from './cluster/node.ts';
-import { sh } from './measure.ts';
+import { prepareNamespace, sh } from './measure.ts';
 
 const root = resolve(import.meta.dir, '..');
 const SIZES = (process.env.RECOVERY_SIZES ?? '5,1000').split(',').map(Number);
@@ -36,13 +36,7 @@ async function timed(fn: () => unknown): Promise<number> {
 
 let controller: ReturnType<typeof Bun.spawn> | undefined;
 try {
-  kubectl(['apply', '-f', join(root, 'crds')]);
-  kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
-  kubectl(['create', 'namespace', 'recovery']);
-  kubectl(['-n', 'recovery', 'create', 'secret', 'generic', 's3-creds', `--from-literal=access_key=${S3_ACCESS_KEY}`,
-    `--from-literal=secret_key=${S3_SECRET_KEY}`, `--from-literal=restic_repo_password=${password}`, `--from-file=ca.crt=${join(env.pki, 'ca.crt')}`]);
-  kubectl(['-n', 'recovery', 'create', 'secret', 'generic', 'etcd-creds', `--from-file=ca.crt=${join(env.pki, 'etcd/ca.crt')}`,
-    `--from-file=client.crt=${join(env.pki, 'etcd/healthcheck-client.crt')}`, `--from-file=client.key=${join(env.pki, 'etcd/healthcheck-client.key')}`]);
+  prepareNamespace(env, 'recovery', password);
   kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: BackupLocation
 metadata: { name: loc, namespace: recovery }

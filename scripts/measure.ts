@@ -4,6 +4,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv } from './cluster/node.ts';
 
 /** Runs a command to completion and returns its stdout; throws with its stderr when it fails. */
 export function sh(cmd: string[], env: Record<string, string> = {}, input?: string): string {
@@ -56,3 +58,18 @@ export function readLog(stream: ReadableStream<Uint8Array>): LogLine[] {
   return lines;
 }
 
+
+/**
+ * The CRDs, and a namespace with what a bench's BackupLocation and policies read: `s3-creds` for the test node's S3
+ * (with `password` for the repository) and `etcd-creds` with the node's etcd client certificate.
+ */
+export function prepareNamespace(env: TestEnv, ns: string, password: string): void {
+  const kubectl = (args: string[]) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args]);
+  kubectl(['apply', '-f', resolve(import.meta.dir, '../crds')]);
+  kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
+  kubectl(['create', 'namespace', ns]);
+  kubectl(['-n', ns, 'create', 'secret', 'generic', 's3-creds', `--from-literal=access_key=${S3_ACCESS_KEY}`,
+    `--from-literal=secret_key=${S3_SECRET_KEY}`, `--from-literal=restic_repo_password=${password}`, `--from-file=ca.crt=${join(env.pki, 'ca.crt')}`]);
+  kubectl(['-n', ns, 'create', 'secret', 'generic', 'etcd-creds', `--from-file=ca.crt=${join(env.pki, 'etcd/ca.crt')}`,
+    `--from-file=client.crt=${join(env.pki, 'etcd/healthcheck-client.crt')}`, `--from-file=client.key=${join(env.pki, 'etcd/healthcheck-client.key')}`]);
+}
