@@ -115,7 +115,7 @@ function build(config: Config, log: Logger) {
   locations.addHandlers({ onUpdate: (_old, l) => l.metadata.deletionTimestamp && recordsOfLocation(l), onDelete: recordsOfLocation });
 
   const restoreController = controller('metadatarestore', new RestoreReconciler({
-    client, restores, records, locations, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
+    client, restores, records, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
     startTimeoutMs: config.restoreStartTimeoutMs, runTimeoutMs: config.restoreTimeoutMs,
     nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser,
   }));

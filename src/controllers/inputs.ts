@@ -39,7 +39,11 @@ export function locationRepository(loc: BackupLocation, secrets: Informer<Secret
 
 /** A usable location: exists and its repository initialised. */
 export function readyLocation(namespace: string, name: string, locations: Informer<BackupLocation>): BackupLocation {
-  const loc = locations.get(`${namespace}/${name}`);
+  return checkLocationReady(name, locations.get(`${namespace}/${name}`));
+}
+
+/** The location named `name`, as read (undefined: not found), if it is usable; else an InputError saying why not. */
+export function checkLocationReady(name: string, loc: BackupLocation | undefined): BackupLocation {
   if (!loc) throw new InputError('LocationNotFound', `BackupLocation "${name}" not found`);
   if (loc.status?.initStatus !== 'Completed') {
     const why = loc.status?.initErrorMessage ? `: ${loc.status.initErrorMessage}` : ` (status ${loc.status?.initStatus ?? 'unknown'})`;

@@ -5,7 +5,7 @@
  * server refuses to create) ends `Failed` with the reason; finished pods are deleted.
  */
 import { COMPLETE, FAILED, setCondition } from '../api/conditions.ts';
-import { POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
+import { BACKUP_LOCATION, BACKUP_RECORD, POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret, Toleration } from '../api/types.ts';
 import type { Restic } from '../engine/restic.ts';
@@ -18,14 +18,13 @@ import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
 import { redact } from '../util/redact.ts';
-import { InputError, locationRepository, readyLocation } from './inputs.ts';
+import { InputError, checkLocationReady, locationRepository } from './inputs.ts';
 import { podProgress, restorePod, restorePodName } from './restore-pod.ts';
 
 export interface RestoreDeps {
   client: Pick<KubeClient, 'get' | 'create' | 'delete' | 'patchStatus'>;
   restores: Informer<MetadataRestore>;
   records: Informer<MetadataBackupRecord>;
-  locations: Informer<BackupLocation>;
   secrets: Informer<Secret>;
   /** Restore pods only (label selector), in the controller's namespace. */
   pods: Informer<Pod>;
@@ -133,13 +132,16 @@ export class RestoreReconciler implements Reconciler {
     const ns = mr.metadata.namespace ?? '';
     const image = this.deps.image;
     if (!image) throw new InputError('NoRestoreImage', 'the controller runs without --restore-image, so it cannot start a restore pod (the Helm chart sets it)');
-    const record = this.deps.records.get(`${ns}/${mr.spec.mbrName}`);
+    // Read from the API, not the caches: a restore ends for good on what it reads here, and a record created (or a
+    // location made ready) a moment before the restore may not have reached its cache yet. Restores are rare.
+    const record = await this.deps.client.get<MetadataBackupRecord>(BACKUP_RECORD, ns, mr.spec.mbrName).catch(ignoreNotFound);
     if (!record) throw new InputError('RecordNotFound', `MetadataBackupRecord "${mr.spec.mbrName}" not found`);
     const snapshotId = record.spec.snapshotId;
     if (record.metadata.deletionTimestamp || record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true') {
       throw new InputError('SnapshotGone', `snapshot ${snapshotId} of MetadataBackupRecord "${mr.spec.mbrName}" is being deleted`);
     }
-    const location = readyLocation(ns, record.spec.backuploc, this.deps.locations);
+    const location = checkLocationReady(record.spec.backuploc,
+      await this.deps.client.get<BackupLocation>(BACKUP_LOCATION, ns, record.spec.backuploc).catch(ignoreNotFound));
     const repo = locationRepository(location, this.deps.secrets);
     if (!await snapshotExists(this.deps.restic, repo, snapshotId, { signal })) {
       throw new InputError('SnapshotGone', `snapshot ${snapshotId} of MetadataBackupRecord "${mr.spec.mbrName}" is no longer in ` +

@@ -43,7 +43,10 @@ afterEach(clearSecrets);
 
 /** The API as the reconciler uses it: objects to get, a create that answers as told, and the writes made. */
 class FakeApi {
-  readonly objects = new Map<string, KubeObject>([[`persistentvolumeclaims/${ns}/claim`, claim], [`metadatarestores/${ns}/r1`, restore]]);
+  readonly objects = new Map<string, KubeObject>([
+    [`persistentvolumeclaims/${ns}/claim`, claim], [`metadatarestores/${ns}/r1`, restore],
+    [`metadatabackuprecords/${ns}/mbr-0123abcd`, record], [`backuplocations/${ns}/loc`, location],
+  ]);
   readonly created: KubeObject[] = [];
   readonly statuses: Record<string, unknown>[] = [];
   createError: unknown;
@@ -76,15 +79,16 @@ class OneSnapshotRestic extends Restic {
   }
 }
 
-function setup(createError?: unknown) {
+/** `cachedRecords`: what the records cache holds (the API always has `record`). */
+function setup(createError?: unknown, cachedRecords: MetadataBackupRecord[] = [record]) {
   const api = new FakeApi();
   api.createError = createError;
   const events: [EventType, string, string][] = [];
   const recorder: EventRecorder = { event: async (_obj, type, reason, message) => void events.push([type, reason, message]) };
   const metrics = createMetrics();
   const reconciler = new RestoreReconciler({
-    client: api, restores: fakeInformer([restore]), records: fakeInformer([record]),
-    locations: fakeInformer([location]), secrets: fakeInformer([secret]), pods: fakeInformer<Pod>([]),
+    client: api, restores: fakeInformer([restore]), records: fakeInformer(cachedRecords),
+    secrets: fakeInformer([secret]), pods: fakeInformer<Pod>([]),
     recorder, metrics, restic: new OneSnapshotRestic(), log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000,
   });
   const count = async () => ({
@@ -160,4 +164,28 @@ test('status messages pass the same redactor as events and logs', async () => {
   const message = String(t.api.statuses[0]?.restoreErrorMessage);
   expect(message).toContain(`RESTIC_PASSWORD=${REDACTED}`);
   expect(message).not.toContain(PASSWORD);
+});
+
+describe('the record and its location are read from the API, not the caches', () => {
+  test('a record created a moment before the restore, not yet in the cache, is restored', async () => {
+    const t = setup(undefined, []);
+    expect(await t.run()).toEqual({ requeueAfter: 300_000 });
+    expect(t.api.created.map((p) => p.metadata.name)).toEqual(['kubedr-restore-r1']);
+  });
+
+  test('a record the API does not have either ends the restore Failed, saying so', async () => {
+    const t = setup();
+    t.api.objects.delete(`metadatabackuprecords/${ns}/mbr-0123abcd`);
+    await t.run();
+    expect(t.api.created).toEqual([]);
+    expect(t.events).toEqual([['Warning', 'RestoreFailed', 'MetadataBackupRecord "mbr-0123abcd" not found']]);
+  });
+
+  test('a location the API says is not ready ends the restore Failed with its reason', async () => {
+    const t = setup();
+    const failed: BackupLocation = { ...location, status: { initStatus: 'Failed', initErrorMessage: 'credentials Secret "s3-creds" not found' } };
+    t.api.objects.set(`backuplocations/${ns}/loc`, failed);
+    await t.run();
+    expect(t.events).toEqual([['Warning', 'RestoreFailed', 'BackupLocation "loc" is not ready: credentials Secret "s3-creds" not found']]);
+  });
 });
