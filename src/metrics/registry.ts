@@ -2,7 +2,7 @@
  * @module Every Prometheus metric the controller exposes. KubeDR's five keep their names, types and `policyName` label;
  * the rest are ours and say so in their help text.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, registerProcessMetrics } from './prom.ts';
 import type { PolicyGauges } from './policy-gauges.ts';
 
 const MINUTE = 60;
@@ -19,7 +19,7 @@ export type LocationStateSource = () => { name: string; ready: boolean }[];
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
   const policy = ['policyName'] as const;
   const location = ['location'] as const;
   let source: PolicyStateSource = () => [];

@@ -1,5 +1,5 @@
 /** @module The HTTP endpoint: /metrics for Prometheus, /healthz for liveness, /readyz for readiness (caches synced). */
-import type { Registry } from 'prom-client';
+import type { Registry } from './prom.ts';
 import type { Runnable } from '../runtime/runnable.ts';
 import type { Logger } from '../util/log.ts';
 

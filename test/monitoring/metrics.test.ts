@@ -48,3 +48,17 @@ test('kubedr_backup_location_ready exists for every location from its status, re
   locs = [{ name: 'ok', ready: true }];
   expect(await lines(m, 'kubedr_backup_location_ready{')).toEqual(['kubedr_backup_location_ready{location="ok"} 1']);
 });
+
+test('the process metrics every Prometheus client exports are there, with this process\'s own figures; no nodejs_* ones', async () => {
+  const m = createMetrics();
+  const value = async (name: string) => Number((await lines(m, `${name} `))[0]?.split(' ')[1]);
+  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(await Bun.file('/proc/self/status').text())![1]) * 1024;
+  expect(Math.abs(await value('process_resident_memory_bytes') - rss)).toBeLessThan(rss / 2);
+  // Whole seconds, rounded; this test process started at most minutes ago.
+  const started = await value('process_start_time_seconds');
+  expect(started).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000));
+  expect(started).toBeGreaterThan(Date.now() / 1000 - 3600);
+  expect(await value('process_open_fds')).toBeGreaterThan(0);
+  expect(await value('process_cpu_seconds_total')).toBeGreaterThan(0);
+  expect(await lines(m, 'nodejs_')).toEqual([]);
+});
