@@ -2,9 +2,6 @@
  * @module Flags and client of the commands that work on the cluster's KubeDR objects (`backup`, `status`), as kubectl
  * spells them, and the causes of their failures said so that a user can act on them.
  */
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { DEFAULT_NAMESPACE } from '../api/group.ts';
 import { KubeClient } from '../kube/client.ts';
 import { ApiError } from '../kube/errors.ts';
@@ -25,21 +22,12 @@ export interface ClusterFlagValues {
 /** A command waits for one answer at most this long: a user at a terminal should hear of a hung API server soon. */
 const REQUEST_TIMEOUT_MS = 15_000;
 
-/**
- * The client for the kubeconfig the flags name (or kubectl's default). Without any configuration client-node falls
- * back to http://localhost:8080 and fails later with a message about TLS settings; say what is missing instead.
- */
-export function clientFromFlags(f: ClusterFlagValues, env: Record<string, string | undefined> = process.env): KubeClient {
-  if (!f.kubeconfig && !env.KUBECONFIG && !env.KUBERNETES_SERVICE_HOST && !existsSync(join(homedir(), '.kube', 'config'))) {
-    throw new ExitError('no Kubernetes configuration: give --kubeconfig FILE, set KUBECONFIG, or create ~/.kube/config', EXIT.usage);
-  }
+/** The client for the kubeconfig the flags name (or kubectl's default); a configuration that cannot be used is a usage error. */
+export function clientFromFlags(f: ClusterFlagValues): KubeClient {
   try {
     return KubeClient.load({ kubeconfig: f.kubeconfig, context: f.context, fieldManager: 'kubedr-cli', requestTimeoutMs: REQUEST_TIMEOUT_MS });
   } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    const what = f.kubeconfig ? `the kubeconfig ${f.kubeconfig}` : 'the Kubernetes configuration';
-    if (f.context && why.startsWith('no cluster')) throw new ExitError(`${what} has no context "${f.context}" (or it names no cluster)`, EXIT.usage);
-    throw new ExitError(`cannot load ${what}: ${why}`, EXIT.usage);
+    throw new ExitError(err instanceof Error ? err.message : String(err), EXIT.usage);
   }
 }
 

@@ -1,15 +1,12 @@
 /**
- * @module Kubernetes access that works under Bun. client-node loads the kubeconfig (or in-cluster ServiceAccount) and
- * computes TLS material and auth headers (token, client certificate, exec plugins); requests go through Bun's own
- * `fetch` with those TLS options, because client-node's undici dispatcher is silently ignored under Bun
- * (shared/notes/stack.md).
+ * @module Kubernetes access that works under Bun: requests through Bun's own `fetch` with the TLS options and headers
+ * of kubeconfig.ts (token, client certificate, exec plugins, in-cluster ServiceAccount).
  */
-import { KubeConfig } from '@kubernetes/client-node';
-import { isIP } from 'node:net';
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
 import { redactDeep } from '../util/redact.ts';
 import { ApiError, ConnectionError } from './errors.ts';
+import { type ClusterAccess, loadClusterAccess } from './kubeconfig.ts';
 
 export interface ListResult<T> {
   items: T[];
@@ -34,21 +31,11 @@ export interface ClientOptions {
 /** Default time limit of one API request, as client-go's typical 30 s. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
-interface TlsOptions {
-  ca?: string;
-  cert?: string;
-  key?: string;
-  rejectUnauthorized?: boolean;
-  serverName?: string;
-}
-
 type PatchType = 'merge' | 'json';
 const patchContentType: Record<PatchType, string> = {
   merge: 'application/merge-patch+json',
   json: 'application/json-patch+json',
 };
-
-const text = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
 
 /** A write refused because this replica is no longer the leader: after the loss, nothing may be written. */
 export class FencedError extends Error {
@@ -62,11 +49,14 @@ export class KubeClient {
   private fence: { signal: AbortSignal; why: string } | undefined;
 
   private constructor(
-    private readonly kc: KubeConfig,
-    readonly server: string,
+    private readonly access: ClusterAccess,
     private readonly fieldManager: string,
     private readonly timeoutMs = REQUEST_TIMEOUT_MS,
   ) {}
+
+  get server(): string {
+    return this.access.server;
+  }
 
   /**
    * From the moment `signal` aborts, every write (anything but GET) fails at once with FencedError: a leader that lost
@@ -76,47 +66,13 @@ export class KubeClient {
     this.fence = { signal, why };
   }
 
-  /**
-   * Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount
-   * (client-node's loadFromDefault order).
-   */
+  /** Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount. */
   static load(opts: ClientOptions): KubeClient {
-    const kc = new KubeConfig();
-    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-    else kc.loadFromDefault();
-    if (opts.context) kc.setCurrentContext(opts.context);
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('no cluster in the Kubernetes configuration (kubeconfig or in-cluster ServiceAccount)');
-    return new KubeClient(kc, cluster.server.replace(/\/$/, ''), opts.fieldManager, opts.requestTimeoutMs);
-  }
-
-  /** TLS material and headers for one request; exec and token credentials are refreshed by client-node as they expire. */
-  private async auth(): Promise<{ tls: TlsOptions; headers: Record<string, string> }> {
-    const opts: Record<string, unknown> & { headers?: Record<string, unknown> } = {};
-    await this.kc.applyToHTTPSOptions(opts as Parameters<KubeConfig['applyToHTTPSOptions']>[0]);
-    const tls: TlsOptions = {};
-    const ca = text(opts.ca);
-    if (ca) tls.ca = ca;
-    const cert = text(opts.cert);
-    const key = text(opts.key);
-    if (cert && key) {
-      tls.cert = cert;
-      tls.key = key;
-    }
-    if (opts.rejectUnauthorized === false) tls.rejectUnauthorized = false;
-    // Bun refuses an IP address as TLS server name; for an IP the certificate is checked against the IP anyway.
-    const servername = text(opts.servername);
-    if (servername && !isIP(servername)) tls.serverName = servername;
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = String(v);
-    if (typeof opts.auth === 'string' && !headers.Authorization) {
-      headers.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
-    }
-    return { tls, headers };
+    return new KubeClient(loadClusterAccess({ kubeconfig: opts.kubeconfig, context: opts.context }), opts.fieldManager, opts.requestTimeoutMs);
   }
 
   private async fetch(method: string, path: string, init: { body?: string; contentType?: string; signal?: AbortSignal } = {}): Promise<Response> {
-    const { tls, headers } = await this.auth();
+    const { tls, headers } = await this.access.auth();
     if (init.contentType) headers['Content-Type'] = init.contentType;
     headers.Accept = 'application/json';
     try {

@@ -43,7 +43,7 @@ describe('credentials', () => {
     expect(await namespaces(cluster().kubeconfig)).toContain('kube-system');
   });
 
-  test('client certificate (mutual TLS), which client-node alone drops under Bun', async () => {
+  test('client certificate (mutual TLS)', async () => {
     expect(await namespaces(cluster().kubeconfigCert)).toContain('kube-system');
   });
 
