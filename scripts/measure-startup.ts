@@ -96,7 +96,7 @@ spec: { url: "${env.s3Url}", bucketName: measure-startup, credentials: s3-creds 
 
   console.log(`binary: ${BIN.join(' ')}`);
   console.log(summary('spawn → /readyz 200:', ready, 'ms'));
-  console.log(summary(`idle RSS (VmRSS, after ${IDLE_S} s):`, rss, 'MB', 1) + '  (target ≤ 80 MB)');
+  console.log(summary(`idle RSS (VmRSS, after ${IDLE_S} s):`, rss, 'MB', 1) + '  (target ≤ 60 MB, issue 14)');
   console.log(summary('peak RSS (VmHWM):', hwm, 'MB', 1));
   console.log(summary('`kubedr version` wall time:', version, 'ms'));
 } finally {
