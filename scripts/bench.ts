@@ -97,6 +97,7 @@ function printPhases(ctl: Record<string, number>[], hand: { etcdctl: number; res
     ['  of which writing the file', `${med('write')}`],
     ['waiting for other restic work on the repository', `${med('repoWait')}`],
     ['restic backup (spawn → exit)', `${med('upload')}  (restic's own total_duration ${med('resticOwn')})`],
+    ['  the controller\'s own CPU meanwhile', `${med('uploadOwnCpu')}`],
     ['staging removed', `${med('cleanup')}`],
     ['last progress write', `${med('progressFlush')}`],
     ['record created (create + status)', `${med('record')}`],

@@ -92,7 +92,7 @@ function runTimings(m: RunMarks, r: BackupResult, done: number): Record<string, 
     timingsMs: {
       start: m.startedAt - m.reconciledAt, wait: ms((m.engine ?? m.started) - m.started), stage: ms(t.stageMs),
       etcdConnect: ms(t.etcd.connectMs), etcdStream: ms(t.etcd.streamMs), hash: ms(t.etcd.hashMs), write: ms(t.etcd.writeMs),
-      repoWait: ms(t.repoWaitMs), upload: ms(t.uploadMs), resticOwn: ms(r.summary.totalDuration * 1000), cleanup: ms(t.cleanupMs),
+      repoWait: ms(t.repoWaitMs), upload: ms(t.uploadMs), uploadOwnCpu: ms(t.uploadOwnCpuMs), resticOwn: ms(r.summary.totalDuration * 1000), cleanup: ms(t.cleanupMs),
       progressFlush: ms((m.flushed ?? done) - (m.engineDone ?? done)), record: ms((m.recorded ?? done) - (m.flushed ?? done)),
       status: ms(done - (m.recorded ?? done)), total: ms(done - m.started),
     },
