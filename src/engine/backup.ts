@@ -248,7 +248,7 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
     });
     const queued = performance.now();
     let uploadStarted = queued;
-    let cpu = process.cpuUsage();
+    let cpu: NodeJS.CpuUsage | undefined;
     const summary = await restic.exclusive(req.repo, () => {
       uploadStarted = performance.now();
       cpu = process.cpuUsage();
