@@ -5,6 +5,7 @@
  * resident memory for a controller that idles at 65 (issue 14).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 
@@ -174,9 +175,6 @@ function execCredentials(exec: ExecConfig, server: string, now: () => number): (
   };
 }
 
-/** Bun refuses an IP address as TLS server name; for an IP the certificate is checked against the IP anyway. */
-const isIpAddress = (host: string) => /^[\d.]+$/.test(host) || host.includes(':');
-
 function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEntry> | undefined, now: () => number): ClusterAccess {
   const c = cluster.entry;
   const u = user?.entry ?? {};
@@ -197,7 +195,8 @@ function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEn
       const headers: Record<string, string> = {};
       if (ca) tls.ca = ca();
       if (c['insecure-skip-tls-verify']) tls.rejectUnauthorized = false;
-      if (serverName && !isIpAddress(serverName)) tls.serverName = serverName;
+      // Bun refuses an IP address as TLS server name; for an IP the certificate is checked against the IP anyway.
+      if (serverName && !isIP(serverName)) tls.serverName = serverName;
       if (cert && key) {
         tls.cert = cert();
         tls.key = key();
