@@ -143,36 +143,50 @@ interface ExecCredential {
   status?: { token?: string; clientCertificateData?: string; clientKeyData?: string; expirationTimestamp?: string };
 }
 
-/** Runs the plugin when there is no credential yet or the last one has expired. */
-function execCredentials(exec: ExecConfig, server: string, now: () => number): () => Promise<ExecCredential['status'] & object> {
-  let cached: { status: NonNullable<ExecCredential['status']>; expires: number } | undefined;
-  return async () => {
-    if (cached && cached.expires > now()) return cached.status;
-    const env: Record<string, string | undefined> = { ...process.env };
-    for (const e of exec.env ?? []) env[e.name] = e.value;
-    // As client-go: the plugin learns the API version it must answer in, and that no one can answer a prompt.
-    env.KUBERNETES_EXEC_INFO = JSON.stringify({
-      apiVersion: exec.apiVersion ?? 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false },
+type ExecStatus = NonNullable<ExecCredential['status']>;
+
+/**
+ * Runs the plugin when there is no credential yet or the last one has expired. Requests that need one meanwhile (the
+ * informers all start at once) wait for the same run rather than each starting the plugin.
+ */
+function execCredentials(exec: ExecConfig, server: string, now: () => number): () => Promise<ExecStatus> {
+  let cached: { status: ExecStatus; expires: number } | undefined;
+  let running: Promise<ExecStatus> | undefined;
+  return () => {
+    if (cached && cached.expires > now()) return Promise.resolve(cached.status);
+    running ??= runPlugin(exec, server).then((status) => {
+      cached = { status, expires: status.expirationTimestamp ? Date.parse(status.expirationTimestamp) : Number.POSITIVE_INFINITY };
+      return status;
+    }).finally(() => {
+      running = undefined;
     });
-    let proc;
-    try {
-      proc = Bun.spawn([exec.command, ...(exec.args ?? [])], { env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
-    } catch (err) {
-      throw new Error(`cannot run the kubeconfig's credential plugin ${exec.command}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    const [out, errText, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    if (code !== 0) throw new Error(`the kubeconfig's credential plugin ${exec.command} exited with ${code}: ${errText.trim()}`);
-    let status: ExecCredential['status'];
-    try {
-      status = (JSON.parse(out) as ExecCredential).status;
-    } catch {
-      throw new Error(`the kubeconfig's credential plugin ${exec.command} did not print an ExecCredential (JSON) for ${server}`);
-    }
-    if (!status) throw new Error(`the kubeconfig's credential plugin ${exec.command} printed an ExecCredential without status`);
-    const expires = status.expirationTimestamp ? Date.parse(status.expirationTimestamp) : Number.POSITIVE_INFINITY;
-    cached = { status, expires };
-    return status;
+    return running;
   };
+}
+
+async function runPlugin(exec: ExecConfig, server: string): Promise<ExecStatus> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  for (const e of exec.env ?? []) env[e.name] = e.value;
+  // As client-go: the plugin learns the API version it must answer in, and that no one can answer a prompt.
+  env.KUBERNETES_EXEC_INFO = JSON.stringify({
+    apiVersion: exec.apiVersion ?? 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false },
+  });
+  let proc;
+  try {
+    proc = Bun.spawn([exec.command, ...(exec.args ?? [])], { env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+  } catch (err) {
+    throw new Error(`cannot run the kubeconfig's credential plugin ${exec.command}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const [out, errText, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`the kubeconfig's credential plugin ${exec.command} exited with ${code}: ${errText.trim()}`);
+  let status: ExecCredential['status'];
+  try {
+    status = (JSON.parse(out) as ExecCredential).status;
+  } catch {
+    throw new Error(`the kubeconfig's credential plugin ${exec.command} did not print an ExecCredential (JSON) for ${server}`);
+  }
+  if (!status) throw new Error(`the kubeconfig's credential plugin ${exec.command} printed an ExecCredential without status`);
+  return status;
 }
 
 function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEntry> | undefined, now: () => number): ClusterAccess {

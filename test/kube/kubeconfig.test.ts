@@ -158,6 +158,10 @@ test "$(echo "$KUBERNETES_EXEC_INFO" | grep -c '"interactive":false')" = 1
     expect((await a.auth()).headers.Authorization).toBe('Bearer arg-var-1');
     now += 61_000;
     expect((await a.auth()).headers.Authorization).toBe('Bearer arg-var-2');
+    // Requests at the same moment after expiry share one run of the plugin.
+    now += 61_000;
+    const together = await Promise.all([a.auth(), a.auth(), a.auth()]);
+    expect(together.map((r) => r.headers.Authorization)).toEqual(['Bearer arg-var-3', 'Bearer arg-var-3', 'Bearer arg-var-3']);
   });
 
   test('an exec plugin that fails is reported with its own words', async () => {
