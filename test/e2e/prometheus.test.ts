@@ -5,7 +5,7 @@
  * the rendered ServiceMonitor (Kubernetes discovery, which Debian's build lacks, comes from test/support/kubernetes-sd.ts
  * with the same meta labels; the operator's relabelling runs in Prometheus), and evaluates the rendered PrometheusRule's groups (windows shortened through the chart's
  * values, nothing rewritten). Real faults (a backup that fails, a schedule that is missed and so unverified, a location
- * with refused credentials, a stopped controller, the test PKI's short-lived certificates) must fire their alerts and
+ * with refused credentials, a restore that fails, a stopped controller, the test PKI's short-lived certificates) must fire their alerts and
  * their fixes resolve them, and every query of the
  * Grafana dashboard must answer with data. Unlike the promtool tests, a metric that goes missing, is renamed or
  * changes labels, or a job label that prometheus-operator would not give, fails here.
@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
-import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore } from '../../src/api/types.ts';
 import {
   apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
   kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
@@ -236,6 +236,21 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     apply(locationSecretYaml(ns, { name: 'broken-creds', password }));
     await locationInit(ns, 'broken', 'Completed');
     await resolved('KubeDRBackupLocationNotReady', { location: 'broken' }, 30_000);
+  }, 120_000);
+
+  test('a restore that fails fires KubeDRRestoreFailed, which resolves after the failure window', async () => {
+    // Known to Prometheus at 0 first, so increase() sees the failure as a user's Prometheus would.
+    await eventually(async () => expect(await prom!.query(`kubedr_num_failed_restores{namespace="${ns}"}`)).toHaveLength(1), 30_000, 1000);
+    apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataRestore
+metadata: { name: restore-failed, namespace: ${ns} }
+spec: { mbrName: mbr-nonexistent, pvcName: no-claim }
+`);
+    await eventually(() => expect(getJson<MetadataRestore>(['mr', 'restore-failed', '-n', ns]).status?.restoreStatus).toBe('Failed'));
+    const alert = await firing('KubeDRRestoreFailed', { namespace: ns }, 30_000);
+    expect(alert.annotations.runbook_url).toBe('docs/runbooks.md#kubedrrestorefailed');
+    expect(alert.annotations.summary).toBe(`A KubeDR MetadataRestore failed in ${ns}`);
+    await resolved('KubeDRRestoreFailed', { namespace: ns }, 60_000);
   }, 120_000);
 });
 
