@@ -11,7 +11,7 @@ import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentV
 import type { Restic } from '../engine/restic.ts';
 import { snapshotExists } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { type ApiError, ignoreNotFound, isAlreadyExists, isNotFound, isRefused } from '../kube/errors.ts';
+import { ApiError, ignoreNotFound, isAlreadyExists, isNotFound, isRefused, isTransient } from '../kube/errors.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -58,6 +58,12 @@ export function podRefusedMessage(podName: string, err: ApiError): string {
     ? 'the controller\'s Role needs "update" on metadatarestores/finalizers (the Helm chart\'s Role grants it)'
     : 'fix the cause, then re-create the MetadataRestore';
   return `restore pod ${podName} was refused by the API server (${err.status} ${err.reason}): ${err.detail}; ${fix}`;
+}
+
+/** Why the restore could not start, for its status: the API server's own words for a refused read (RBAC, usually). */
+function planFailure(err: unknown): string {
+  if (err instanceof ApiError) return `the API server refused a read the restore needs (${err.status} ${err.reason}): ${err.detail}`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 const isFinished = (mr: MetadataRestore): boolean =>
@@ -107,8 +113,10 @@ export class RestoreReconciler implements Reconciler {
     try {
       pod = await this.plan(mr, signal);
     } catch (err) {
-      if (signal.aborted) throw err;
-      return this.finish(mr, 'Failed', err instanceof Error ? err.message : String(err));
+      // A Kubernetes read that failed for now is retried with the work queue's backoff; bad input, an unusable
+      // repository or a refused read end the restore with the reason.
+      if (signal.aborted || isTransient(err)) throw err;
+      return this.finish(mr, 'Failed', planFailure(err));
     }
     try {
       await this.deps.client.create(POD, ns, pod);

@@ -34,6 +34,9 @@ export const isGone = (err: unknown): boolean => hasStatus(err, 410);
  * answer until someone changes something, unlike 5xx, 429 or a lost connection.
  */
 export const isRefused = (err: unknown): err is ApiError => err instanceof ApiError && [400, 403, 422].includes(err.status);
+/** Worth asking again after a while: the API server was unreachable, overloaded (429) or failed (5xx). */
+export const isTransient = (err: unknown): boolean =>
+  err instanceof ConnectionError || (err instanceof ApiError && (err.status >= 500 || err.status === 429));
 /** For `.catch()`: an object that is not there is `undefined`; any other error is thrown on (controller-runtime's IgnoreNotFound). */
 export function ignoreNotFound(err: unknown): undefined {
   if (isNotFound(err)) return undefined;

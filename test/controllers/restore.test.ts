@@ -50,8 +50,12 @@ class FakeApi {
   readonly created: KubeObject[] = [];
   readonly statuses: Record<string, unknown>[] = [];
   createError: unknown;
+  /** Answers to `get` of these keys (`plural/namespace/name`) instead of the object. */
+  readonly getErrors = new Map<string, unknown>();
 
   async get<T extends KubeObject>(ref: ResourceRef, namespace: string, name: string): Promise<T> {
+    const err = this.getErrors.get(`${ref.plural}/${namespace}/${name}`);
+    if (err) throw err;
     const obj = this.objects.get(`${ref.plural}/${namespace}/${name}`);
     if (!obj) throw new ApiError(404, 'NotFound', `${ref.plural} "${name}" not found`, 'GET', '/x');
     return obj as T;
@@ -187,5 +191,28 @@ describe('the record and its location are read from the API, not the caches', ()
     t.api.objects.set(`backuplocations/${ns}/loc`, failed);
     await t.run();
     expect(t.events).toEqual([['Warning', 'RestoreFailed', 'BackupLocation "loc" is not ready: credentials Secret "s3-creds" not found']]);
+  });
+
+  test.each([
+    ['the API server failing', new ApiError(503, 'ServiceUnavailable', 'etcdserver: leader changed', 'GET', '/x')],
+    ['a lost connection', new ConnectionError('cannot reach the Kubernetes API at https://10.0.0.1:6443: ECONNRESET')],
+  ])('%s while reading them is retried with backoff, not the end of the restore', async (_title, err) => {
+    const t = setup();
+    t.api.getErrors.set(`metadatabackuprecords/${ns}/mbr-0123abcd`, err);
+    await expect(t.run()).rejects.toBe(err);
+    expect(t.api.statuses).toEqual([]);
+    expect(t.events).toEqual([]);
+    t.api.getErrors.clear();
+    expect(await t.run()).toEqual({ requeueAfter: 300_000 });
+  });
+
+  test('a read the API server refuses (RBAC) ends the restore Failed with its reason', async () => {
+    const t = setup();
+    const forbidden = new ApiError(403, 'Forbidden', 'metadatabackuprecords.kubedr.catalogicsoftware.com "mbr-0123abcd" is forbidden', 'GET', '/x');
+    t.api.getErrors.set(`metadatabackuprecords/${ns}/mbr-0123abcd`, forbidden);
+    await t.run();
+    const message = `the API server refused a read the restore needs (403 Forbidden): ${forbidden.detail}`;
+    expect(t.api.statuses).toEqual([expect.objectContaining({ restoreStatus: 'Failed', restoreErrorMessage: message })]);
+    expect(t.events).toEqual([['Warning', 'RestoreFailed', message]]);
   });
 });
