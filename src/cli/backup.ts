@@ -6,7 +6,7 @@
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../api/group.ts';
 import type { MetadataBackupPolicy } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { ApiError, ConnectionError, isConflict, isNotFound } from '../kube/errors.ts';
+import { ApiError, isConflict, isNotFound, isTransient } from '../kube/errors.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { sleep } from '../util/sleep.ts';
 import { BackupFollower, type Observation, StatusLine, type Terminal, progressLine, successLine, unrunnable } from './backup-progress.ts';
@@ -54,9 +54,6 @@ interface Options {
   timeoutMs: number;
 }
 
-/** Errors worth polling through: the API server restarting or overloaded does not end the backup. */
-const transient = (err: unknown) => err instanceof ConnectionError || (err instanceof ApiError && (err.status >= 500 || err.status === 429));
-
 const describeError = (err: unknown) => (err instanceof ApiError ? `${err.status} ${err.reason}: ${err.detail}` : err instanceof Error ? err.message : String(err));
 
 /** Requests the backup and, with `wait`, follows it. Returns the exit code; throws ExitError for every other outcome. */
@@ -82,7 +79,8 @@ export async function backupPolicy(deps: BackupDeps, o: Options): Promise<number
         return await deps.client.get<MetadataBackupPolicy>(BACKUP_POLICY, o.namespace, o.name);
       } catch (err) {
         if (isNotFound(err)) return undefined;
-        if (!followThroughOutages || !transient(err) || now() >= deadline) throw err;
+        // The API server restarting or overloaded does not end the backup: poll through it.
+        if (!followThroughOutages || !isTransient(err) || now() >= deadline) throw err;
         line.update(`${o.name}: the API server does not answer (${describeError(err)}); trying again`);
         await pause(POLL_MS);
       }
