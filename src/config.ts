@@ -26,6 +26,16 @@ export const controllerFlags = {
   'restic-cache-dir': { type: 'string', help: 'restic cache directory (default: no cache)', env: 'KUBEDR_RESTIC_CACHE_DIR' },
   'max-concurrent-backups': { type: 'int', help: 'backups running at once across all policies (protects etcd)', default: 1 },
   'backup-host': { type: 'string', help: 'host name recorded in restic snapshots (default: the node name, else this host)', env: 'NODE_NAME' },
+  'cluster-id': {
+    type: 'string', env: 'KUBEDR_CLUSTER_ID',
+    help: 'identity of this cluster, recorded with every backup: in a bucket shared by several clusters, only snapshots with this id (and this namespace) are adopted, expired or restored as "latest" (default: the UID of the kube-system namespace; give another cluster\'s id only to take over its backups)',
+  },
+  'cluster-name': { type: 'string', env: 'KUBEDR_CLUSTER_NAME', help: 'readable name of this cluster, recorded with every backup and shown by kubedr snapshots (default: cluster-<first 8 characters of the cluster id>)' },
+  'adopt-unmarked-snapshots': {
+    type: 'boolean', default: false,
+    help: 'also adopt snapshots without a cluster identity (taken by versions before 0.2, by KubeDR or by hand) whose policy name is one of this namespace\'s; only when no other cluster or install writes such snapshots to the bucket',
+  },
+  'lock-wait': { type: 'duration', default: '2m', help: 'how long a repository write waits for another writer\'s lock (another cluster sharing the bucket) before it fails; locks are never removed unless restic calls them stale' },
   'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
@@ -69,6 +79,11 @@ export interface Config {
   locationRetryBaseMs: number;
   maxConcurrentBackups: number;
   backupHost: string;
+  /** Given by flag; else read from the cluster at start. */
+  clusterId?: string;
+  clusterName?: string;
+  adoptUnmarkedSnapshots: boolean;
+  lockWaitMs: number;
   progressIntervalMs: number;
   backupStallTimeoutMs: number;
   locationWaitMs: number;
@@ -118,6 +133,10 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     locationRetryBaseMs: f['location-retry-base'],
     maxConcurrentBackups: f['max-concurrent-backups'],
     backupHost: f['backup-host'] ?? hostname(),
+    clusterId: f['cluster-id'] || undefined,
+    clusterName: f['cluster-name'] || undefined,
+    adoptUnmarkedSnapshots: f['adopt-unmarked-snapshots'],
+    lockWaitMs: f['lock-wait'],
     progressIntervalMs: f['progress-interval'],
     backupStallTimeoutMs: f['backup-stall-timeout'],
     locationWaitMs: f['location-wait'],

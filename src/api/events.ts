@@ -41,6 +41,17 @@ export const PRUNE_FAILED = 'PruneFailed';
 export const SNAPSHOT_KEPT = 'SnapshotKept';
 /** MetadataBackupRecord: the record's snapshot is no longer in the repository (forgotten or pruned by hand). */
 export const SNAPSHOT_MISSING = 'SnapshotMissing';
+/**
+ * MetadataBackupRecord or MetadataBackupPolicy: the snapshot a record points at was taken by another cluster (or
+ * another install) sharing the bucket, so it was not forgotten: only its own cluster may expire it.
+ */
+export const FOREIGN_SNAPSHOT_KEPT = 'ForeignSnapshotKept';
+/**
+ * BackupLocation: its repository holds snapshots of this namespace's policy names without a cluster identity (taken by
+ * an earlier version, by KubeDR, or by hand): they are not adopted, forgotten or restored as "latest" unless the
+ * controller is told to (--adopt-unmarked-snapshots).
+ */
+export const UNMARKED_SNAPSHOTS = 'UnmarkedSnapshotsIgnored';
 
 export const messages = {
   initSucceeded: (repo: string) => `Repo at ${repo} is successfully initialized`,
@@ -51,6 +62,14 @@ export const messages = {
   snapshotKept: (snapshotId: string, location: string, repository?: string) =>
     `BackupLocation "${location}" is gone, so snapshot ${snapshotId} could not be forgotten: it stays in that location's ` +
     `repository. If it is no longer needed, remove it with: restic -r ${repository ?? '<repository>'} forget ${snapshotId} --prune`,
+  foreignSnapshotKept: (snapshotId: string, cluster: string) =>
+    `Snapshot ${snapshotId} belongs to cluster ${cluster}, which shares this bucket: it was not forgotten (only its own ` +
+    'cluster expires it); the record that pointed at it is released',
+  unmarkedSnapshots: (count: number, policies: string[]) =>
+    `${count} snapshot(s) tagged with this namespace's policy names (${policies.join(', ')}) carry no cluster identity ` +
+    '(taken before kubedr recorded one, by KubeDR, or by hand) and have no record: they are left alone, neither adopted ' +
+    'nor expired. If they are this cluster\'s, start the controller with --adopt-unmarked-snapshots (Helm value ' +
+    'adoptUnmarkedSnapshots=true) once',
   snapshotMissing: (snapshotId: string, location: string) =>
     `Snapshot ${snapshotId} is no longer in BackupLocation "${location}"'s repository: this backup cannot be restored; delete the record`,
 };

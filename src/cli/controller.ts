@@ -9,8 +9,10 @@ import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
 import { Verifier } from '../controllers/verification.ts';
+import type { BackupOrigin } from '../engine/origin.ts';
 import { Restic } from '../engine/restic.ts';
 import { KubeClient } from '../kube/client.ts';
+import { readClusterId } from '../kube/cluster-identity.ts';
 import { policyGauges } from '../metrics/policy-gauges.ts';
 import { createMetrics } from '../metrics/registry.ts';
 import { HttpServer } from '../metrics/server.ts';
@@ -38,10 +40,17 @@ function enqueueOnChange<T extends KubeObject>(informer: Informer<T>, controller
   });
 }
 
-function build(config: Config, log: Logger) {
-  const client = KubeClient.load({ kubeconfig: config.kubeconfig, context: config.context, fieldManager: COMPONENT });
+/** Resolves who this controller is in a shared bucket: the cluster's id (flag, else read from the cluster) and name. */
+async function resolveOrigin(config: Config, client: KubeClient, log: Logger, signal: AbortSignal): Promise<BackupOrigin> {
+  const clusterId = config.clusterId ?? await readClusterId(client, {
+    signal, onRetry: (err) => log.warn('cannot read the cluster id yet; retrying', { err }),
+  });
+  return { clusterId, clusterName: config.clusterName ?? `cluster-${clusterId.slice(0, 8)}`, namespace: config.namespace };
+}
+
+function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Logger) {
   const metrics = createMetrics();
-  const restic = new Restic({ timeoutMs: config.resticTimeoutMs, cacheDir: config.resticCacheDir });
+  const restic = new Restic({ timeoutMs: config.resticTimeoutMs, cacheDir: config.resticCacheDir, lockWaitMs: config.lockWaitMs });
   const ns = config.namespace;
   const informer = <T extends KubeObject>(ref: ResourceRef, resyncMs = config.resyncMs, labelSelector?: string) =>
     new Informer<T>({ name: ref.plural, source: listWatch(client, ref, ns, labelSelector), log, resyncMs });
@@ -77,12 +86,13 @@ function build(config: Config, log: Logger) {
 
   const policyReconciler = new BackupPolicyReconciler({
     client, policies, locations, secrets, records, recorder, metrics, restic, log,
-    host: config.backupHost, maxConcurrent: config.maxConcurrentBackups, progressIntervalMs: config.progressIntervalMs,
+    host: config.backupHost, origin, maxConcurrent: config.maxConcurrentBackups, progressIntervalMs: config.progressIntervalMs,
     stallTimeoutMs: config.backupStallTimeoutMs, locationWaitMs: config.locationWaitMs,
   });
   // The repository is the truth, records its index: adopt snapshots without a record, flag records without a snapshot.
   const sync = new RepositorySync({
     client, locations, policies, records, secrets, restic, recorder, log, periodMs: config.syncPeriodMs,
+    ownership: { origin, adoptUnmarked: config.adoptUnmarkedSnapshots },
     busy: (key) => policyReconciler.isRunning(key),
   });
   policyReconciler.sync = sync;
@@ -102,7 +112,7 @@ function build(config: Config, log: Logger) {
   });
   policyReconciler.onForgotten = (loc, n) => pruner.forgotten(loc, n);
   const recordController = controller('metadatabackuprecord', new BackupRecordReconciler({
-    client, records, locations, secrets, recorder, restic, log, retryMs: config.forgetRetryMs,
+    client, records, locations, secrets, recorder, restic, log, origin, retryMs: config.forgetRetryMs,
     onForgotten: (loc, n) => pruner.forgotten(loc, n),
   }), 4);
   enqueueOnChange(records, recordController);
@@ -157,7 +167,7 @@ export async function runController(argv: string[]): Promise<number> {
   }
   const log = createLogger({ level: config.logLevel });
   log.info('starting', { namespace: config.namespace, identity: config.identity, leaderElection: config.leaderElection !== false });
-  const manager = build(config, log);
+  const client = KubeClient.load({ kubeconfig: config.kubeconfig, context: config.context, fieldManager: COMPONENT });
   const stop = new AbortController();
   let signals = 0;
   const onSignal = (sig: string) => {
@@ -172,7 +182,10 @@ export async function runController(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
   try {
-    await manager.run(stop.signal);
+    const origin = await resolveOrigin(config, client, log, stop.signal);
+    if (stop.signal.aborted) return 0;
+    log.info('cluster identity', { clusterId: origin.clusterId, clusterName: origin.clusterName, fromFlag: config.clusterId !== undefined });
+    await build(config, client, origin, log).run(stop.signal);
     log.info('stopped');
     return 0;
   } catch (err) {

@@ -10,6 +10,7 @@ import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY, BACKUP_RECORD, POLICY_LABEL } fro
 import { BACKUP_FAILED, BACKUP_SKIPPED, BACKUP_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, Condition, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { type BackupProgress, type BackupResult, runBackup } from '../engine/backup.ts';
+import { type BackupOrigin, originTags } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
@@ -40,6 +41,8 @@ export interface BackupPolicyDeps {
   log: Logger;
   /** restic --host for backups. */
   host: string;
+  /** This cluster and install, recorded with every backup (restic tags) so a shared bucket tells them apart. */
+  origin: BackupOrigin;
   /** Backups running at once across all policies (protects etcd). */
   maxConcurrent: number;
   /** Least time between two progress writes to status. */
@@ -395,7 +398,7 @@ export class BackupPolicyReconciler implements Reconciler {
       const progress = this.progressWriter(policy);
       marks.engine = performance.now();
       const result = await runBackup(this.deps.restic, {
-        etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags: [name],
+        etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags: [name, ...originTags(this.deps.origin)],
         parent: newestSnapshot(this.deps.records.list(), ns, name, location.metadata.name),
         signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
       }).finally(() => {
@@ -410,8 +413,8 @@ export class BackupPolicyReconciler implements Reconciler {
       log.info('backup completed', { snapshotId: result.summary.snapshotId, durationSecs: result.durationSecs, etcdBytes: result.etcd.size,
         ...runTimings(marks, result, performance.now()) });
       finished();
-      const { client, records, secrets, restic, recorder } = this.deps;
-      await applyRetention({ client, records, secrets, restic, recorder, log, onForgotten: this.onForgotten }, policy, location, record);
+      const { client, records, secrets, restic, recorder, origin } = this.deps;
+      await applyRetention({ client, records, secrets, restic, recorder, log, origin, onForgotten: this.onForgotten }, policy, location, record);
       // After the record exists, in the background of this run; its outcome never changes this backup's own status.
       if (this.verifier && verifyMode(policy) === 'AfterBackup') await this.verifier.verify(policy, location, record, signal);
     } catch (err) {

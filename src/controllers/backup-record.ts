@@ -4,8 +4,9 @@
  * record at once; an unreachable repository keeps the record, with the reason in its status, until it can be done.
  */
 import { BACKUP_RECORD, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
-import { FORGET_FAILED, SNAPSHOT_KEPT, messages } from '../api/events.ts';
+import { FOREIGN_SNAPSHOT_KEPT, FORGET_FAILED, SNAPSHOT_KEPT, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { BackupOrigin } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import { repositoryAddress } from '../engine/repository.ts';
 import { forgetSnapshots } from '../engine/snapshots.ts';
@@ -25,6 +26,8 @@ export interface BackupRecordDeps {
   recorder: EventRecorder;
   restic: Restic;
   log: Logger;
+  /** This cluster and install: a snapshot of another is never forgotten. */
+  origin: BackupOrigin;
   /** Retry delay while the snapshot cannot be forgotten. */
   retryMs?: number;
   /** Told about each forgotten snapshot (the pruner removes its data later). */
@@ -66,10 +69,15 @@ export class BackupRecordReconciler implements Reconciler {
     if (!forgotten) {
       try {
         const location = readyLocation(ns, record.spec.backuploc, this.deps.locations);
-        await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), [record.spec.snapshotId], { signal });
-        this.deps.onForgotten?.(location, 1);
+        const { forgotten, foreign } = await forgetSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets),
+          [record.spec.snapshotId], { run: { signal }, origin: this.deps.origin });
+        this.deps.onForgotten?.(location, forgotten.length);
         if (record.metadata.uid) this.forgottenHere.add(record.metadata.uid);
-        log.info('snapshot forgotten');
+        for (const f of foreign) {
+          await this.deps.recorder.event(record, 'Warning', FOREIGN_SNAPSHOT_KEPT, messages.foreignSnapshotKept(f.id, f.cluster));
+          log.warn('record pointed at another cluster\'s snapshot: snapshot kept', { cluster: f.cluster });
+        }
+        if (forgotten.length > 0) log.info('snapshot forgotten');
       } catch (err) {
         if (signal.aborted) throw err;
         const message = `cannot forget snapshot ${record.spec.snapshotId} yet, the record stays until it can: ${err instanceof Error ? err.message : String(err)}`;

@@ -1,8 +1,9 @@
 /**
  * @module The repository is the truth; records are its index. A sync lists a location's snapshots (read-only, no
- * lock) and brings the records in line: every snapshot tagged for a policy of this namespace that backs up to this
- * location gets a record if it has none (adopted, with an event), and every record whose snapshot is gone says so
- * (condition and a Warning event, once). As Velero syncs backups from its storage location. A snapshot can lack its
+ * lock) and brings the records in line: every snapshot this cluster and install took (its origin tags, engine/origin.ts)
+ * for a policy of this namespace that backs up to this location gets a record if it has none (adopted, with an event),
+ * and every record whose snapshot is gone says so (condition and a Warning event, once). Snapshots of other clusters or
+ * installs sharing the bucket are never adopted; snapshots without an origin (earlier versions) only when told to. As Velero syncs backups from its storage location. A snapshot can lack its
  * record when the controller stopped, or the API was unreachable, between storing the snapshot and writing the record,
  * and after etcd was restored from a snapshot taken while a backup ran.
  *
@@ -10,9 +11,10 @@
  * could not be written, or a `Running` status that no backup of this process matches).
  */
 import { SNAPSHOT_AVAILABLE, setCondition } from '../api/conditions.ts';
-import { BACKUP_ADOPTED, SNAPSHOT_MISSING, messages } from '../api/events.ts';
+import { BACKUP_ADOPTED, SNAPSHOT_MISSING, UNMARKED_SNAPSHOTS, messages } from '../api/events.ts';
 import { BACKUP_RECORD, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import type { BackupLocation, Condition, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { type BackupOrigin, ownership } from '../engine/origin.ts';
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import type { Restic } from '../engine/restic.ts';
 import { listSnapshots } from '../engine/snapshots.ts';
@@ -33,29 +35,42 @@ export interface SyncPlan {
   missing: MetadataBackupRecord[];
   /** Records of this location whose snapshot is there. */
   present: MetadataBackupRecord[];
+  /** Snapshots of this location's policy names without an origin and without a record, left alone (not told to adopt). */
+  unmarked: SnapshotInfo[];
+}
+
+export interface OwnershipRule {
+  /** This cluster and install. */
+  origin: BackupOrigin;
+  /** Adopt snapshots without an origin too (a person said they are this cluster's). */
+  adoptUnmarked: boolean;
 }
 
 /**
  * What a sync of `location` must do, given its snapshots and this namespace's policies and records. Snapshots of
- * policies that are not here (another namespace's, or deleted) are left alone, as are those `busy` says a running
- * backup is about to record.
+ * policies that are not here (another namespace's, or deleted), of another cluster or install, and those `busy` says a
+ * running backup is about to record are left alone.
  */
 export function planSync(location: BackupLocation, snapshots: SnapshotInfo[], policies: MetadataBackupPolicy[],
-  records: MetadataBackupRecord[], busy: (policy: string) => boolean = () => false): SyncPlan {
+  records: MetadataBackupRecord[], rule: OwnershipRule, busy: (policy: string) => boolean = () => false): SyncPlan {
   const ns = location.metadata.namespace;
   const mine = new Set(policies.filter((p) => p.metadata.namespace === ns && p.spec.destination === location.metadata.name)
     .map((p) => p.metadata.name));
   const inNs = records.filter((r) => r.metadata.namespace === ns);
-  const adopt = snapshots
+  const candidates = snapshots
     .filter((s) => mine.has(s.tags[0] ?? '') && !busy(s.tags[0] ?? ''))
     .filter((s) => !inNs.some((r) => recordMatches(r.spec.snapshotId, s)))
-    .sort((a, b) => Date.parse(a.time) - Date.parse(b.time))
+    .sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  const whose = (s: SnapshotInfo) => ownership(s.tags, rule.origin);
+  const adopt = candidates
+    .filter((s) => whose(s) === 'own' || (whose(s) === 'unmarked' && rule.adoptUnmarked))
     .map((snapshot) => ({ snapshot, policy: snapshot.tags[0]! }));
+  const unmarked = rule.adoptUnmarked ? [] : candidates.filter((s) => whose(s) === 'unmarked');
   // A record being deleted, or whose snapshot retention forgot, is on its way out: not "missing".
   const live = inNs.filter((r) => r.spec.backuploc === location.metadata.name && !r.metadata.deletionTimestamp &&
     r.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] !== 'true');
   const has = (r: MetadataBackupRecord) => snapshots.some((s) => recordMatches(r.spec.snapshotId, s));
-  return { adopt, missing: live.filter((r) => !has(r)), present: live.filter(has) };
+  return { adopt, missing: live.filter((r) => !has(r)), present: live.filter(has), unmarked };
 }
 
 export interface SyncDeps {
@@ -69,6 +84,8 @@ export interface SyncDeps {
   log: Logger;
   /** Interval between syncs of every location. */
   periodMs: number;
+  /** Which snapshots are this cluster's and install's. */
+  ownership: OwnershipRule;
   /** Whether a backup of the policy (namespace/name) runs in this process right now. */
   busy?: (policyKey: string) => boolean;
   now?: () => Date;
@@ -131,7 +148,7 @@ export class RepositorySync implements Runnable {
     const location = readyLocation(ns, name, this.deps.locations);
     const snapshots = await listSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), { signal }, { readOnly: true });
     const busy = (policy: string) => this.deps.busy?.(`${ns}/${policy}`) ?? false;
-    const plan = planSync(location, snapshots, this.deps.policies.list(), this.deps.records.list(), busy);
+    const plan = planSync(location, snapshots, this.deps.policies.list(), this.deps.records.list(), this.deps.ownership, busy);
     const now = (this.deps.now ?? (() => new Date()))();
     const adopted: MetadataBackupRecord[] = [];
     for (const { snapshot, policy } of plan.adopt) {
@@ -144,6 +161,12 @@ export class RepositorySync implements Runnable {
       log.info('record adopted from the repository', { record: record.metadata.name, policy, snapshotTime: snapshot.time });
       const owner = this.deps.policies.get(`${ns}/${policy}`);
       if (owner) await recorder.event(owner, 'Normal', BACKUP_ADOPTED, messages.backupAdopted(snapshot.shortId, snapshot.time));
+    }
+    if (plan.unmarked.length > 0) {
+      const policies = [...new Set(plan.unmarked.map((s) => s.tags[0] ?? ''))].sort();
+      // The same words each sync, so the API server counts one event up instead of storing one per sync.
+      await recorder.event(location, 'Warning', UNMARKED_SNAPSHOTS, messages.unmarkedSnapshots(plan.unmarked.length, policies));
+      log.warn('snapshots without a cluster identity left alone', { location: name, count: plan.unmarked.length, policies });
     }
     for (const record of plan.missing) {
       if (record.status?.conditions?.some((c) => c.type === SNAPSHOT_AVAILABLE && c.status === 'False')) continue;

@@ -3,9 +3,11 @@
  * the rest (quick) and delete their records. The data of forgotten snapshots goes with the next prune (pruner.ts),
  * which runs on its own cadence, off the backup path. Adopted records count like any other.
  */
-import { BACKUPS_EXPIRED, RETENTION_FAILED } from '../api/events.ts';
+import { BACKUPS_EXPIRED, FOREIGN_SNAPSHOT_KEPT, RETENTION_FAILED, messages } from '../api/events.ts';
 import { BACKUP_RECORD, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { BackupOrigin } from '../engine/origin.ts';
+import { removeStaleLocks } from '../engine/repository.ts';
 import type { Restic } from '../engine/restic.ts';
 import { selectExpired } from '../engine/retention.ts';
 import { forgetSnapshots } from '../engine/snapshots.ts';
@@ -23,6 +25,8 @@ export interface RetentionDeps {
   restic: Restic;
   recorder: EventRecorder;
   log: Logger;
+  /** This cluster and install: a snapshot of another is never forgotten. */
+  origin: BackupOrigin;
   /** Told how many snapshots of a location were forgotten (the pruner counts them). */
   onForgotten?: (location: BackupLocation, count: number) => void;
 }
@@ -46,10 +50,19 @@ export async function applyRetention(deps: RetentionDeps, policy: MetadataBackup
   const expired = selectExpired(recordsOf(deps, policy, location, newest).map((r) => ({
     name: r.metadata.name, snapshotId: r.spec.snapshotId, time: r.status?.backupTime ?? r.metadata.creationTimestamp ?? '',
   })), policy.spec.retainNumBackups ?? 120);
-  if (expired.length === 0) return;
+  const repo = locationRepository(location, deps.secrets);
+  if (expired.length === 0) {
+    // Nothing to forget, so no write would meet (and clear) a stale lock of an earlier, killed backup: clear it now.
+    await deps.restic.exclusive(repo, () => removeStaleLocks(deps.restic, repo));
+    return;
+  }
   try {
-    await forgetSnapshots(deps.restic, locationRepository(location, deps.secrets), expired.map((e) => e.snapshotId));
-    deps.onForgotten?.(location, expired.length);
+    const { forgotten, foreign } = await forgetSnapshots(deps.restic, repo, expired.map((e) => e.snapshotId), { origin: deps.origin });
+    deps.onForgotten?.(location, forgotten.length);
+    for (const f of foreign) {
+      await deps.recorder.event(policy, 'Warning', FOREIGN_SNAPSHOT_KEPT, messages.foreignSnapshotKept(f.id, f.cluster));
+      deps.log.warn('record pointed at another cluster\'s snapshot: snapshot kept', { policy: policy.metadata.name, snapshotId: f.id, cluster: f.cluster });
+    }
     for (const e of expired) {
       // Marked first, so the record's finalizer needs no second forget.
       await deps.client.patch(BACKUP_RECORD, ns, e.name, { metadata: { annotations: { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' } } })

@@ -16,7 +16,7 @@ import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, type SnapshotTimings, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
 import { endpointOf, type Repository, type Restic } from './restic.ts';
-import { withStaleLockRetry } from './repository.ts';
+import { withLockWait } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
 export const CERTS_DIR = 'certificates';
@@ -201,7 +201,7 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
 
 /** restic backup with the request's parent, or without one when the repository no longer holds that snapshot. */
 async function upload(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
-  const attempt = (parent?: string) => withStaleLockRetry(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent));
+  const attempt = (parent?: string) => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), { signal: req.signal });
   if (!req.parent) return attempt();
   try {
     return await attempt(req.parent);

@@ -2,6 +2,7 @@
 import { EngineError } from './errors.ts';
 import { isAlreadyInitialized } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
+import { sleep } from '../util/sleep.ts';
 
 /**
  * Checks a bucket name against S3's rules: 3-63 characters of lowercase letters, digits, dots and hyphens, beginning
@@ -64,21 +65,47 @@ export async function openOrInit(restic: Restic, repo: Repository, run: RunOptio
 }
 
 /**
- * Runs `fn`; if the repository is locked, removes every lock and tries once more.
+ * Runs `fn`; while the repository is locked by another writer, removes only the locks restic itself calls stale and
+ * tries again, until `waitMs` has passed. Then it fails, naming the holder ("locked by PID 12 on node-1 since …").
  *
- * Why removing every lock is safe: a kubedr repository has one writer, the controller that holds the leader lease, and
- * this process runs its writes one at a time (`Restic.exclusive`); everything read-only (sync, `kubedr snapshots`,
- * `kubedr restore`, restore pods) takes no lock. So a lock met here belongs to a writer that is gone: a controller
- * killed during a backup or prune, or a former leader that was fenced and stopped. `restic unlock` alone removes only
- * locks of dead processes on this host, or older than 30 minutes, so a predecessor on another node (another host name)
- * would block every backup for up to 30 minutes. Other tools must not write to a kubedr repository (README).
+ * Why never `unlock --remove-all`: a bucket may be shared by other clusters or installs, and a live lock of theirs
+ * protects a backup or prune in progress; deleting it lets a prune remove data that backup is about to reference.
+ * restic's own rule (`restic unlock`) removes a lock only when it was written on this host by a process that no longer
+ * runs, or has not been refreshed for 30 minutes (restic ≥ 0.17 refreshes its locks every 5 minutes while it runs).
+ * That covers the common leftover: this controller's own restic, killed with its pod on this node. A writer that died
+ * on another host blocks writes until its lock is 30 minutes old; the operation then fails and is retried later, and
+ * says whose lock it is waiting for.
  */
-export async function withStaleLockRetry<T>(restic: Restic, repo: Repository, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (!(err instanceof EngineError) || err.kind !== 'Locked') throw err;
-    await restic.run(repo, ['unlock', '--remove-all']);
-    return fn();
+export async function withLockWait<T>(restic: Restic, repo: Repository, fn: () => Promise<T>,
+  opts: { waitMs?: number; signal?: AbortSignal; onWait?: (holder: string) => void } = {}): Promise<T> {
+  const waitMs = opts.waitMs ?? restic.lockWaitMs;
+  const started = Date.now();
+  let delayMs = 1_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof EngineError) || err.kind !== 'Locked') throw err;
+      // A failing unlock (endpoint blip) only means no stale lock went: the next attempt says what holds.
+      await removeStaleLocks(restic, repo, { signal: opts.signal });
+      const waited = Date.now() - started;
+      if (waited + delayMs > waitMs) {
+        throw new EngineError('Locked', `${err.message}; waited ${Math.round(waited / 1000)} s for it to be released ` +
+          '(a lock is removed only when restic calls it stale: its process is gone from this host, or it is 30 minutes old)', { cause: err });
+      }
+      opts.onWait?.(err.message);
+      await sleep(delayMs, opts.signal);
+      if (opts.signal?.aborted) throw new EngineError('Cancelled', 'cancelled while waiting for the repository lock');
+      delayMs = Math.min(delayMs * 2, 15_000);
+    }
   }
+}
+
+/**
+ * Removes the locks restic itself calls stale (see withLockWait): a killed backup's lock does not block backups, which
+ * share the repository, but it blocks the next forget or prune, so it goes after each backup. A live lock of another
+ * writer is never touched. Best effort: a failure here changes nothing that the next write would not meet anyway.
+ */
+export async function removeStaleLocks(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<void> {
+  await restic.run(repo, ['unlock'], run).catch(() => undefined);
 }

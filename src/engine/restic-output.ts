@@ -40,10 +40,25 @@ export interface ClassifiedError {
   message: string;
 }
 
+/**
+ * Who holds the lock that refused a restic run, from restic's own words ("repository is already locked exclusively by
+ * PID 1234 on node-1 by root …", "lock was created at 2026-11-25 04:00:00 (1m ago)"): "PID 1234 on node-1 since
+ * 2026-11-25 04:00:00 (exclusive)", or undefined when restic said something else.
+ */
+export function lockHolder(stderr: string): string | undefined {
+  const text = plainText(stderr);
+  const who = /already locked (exclusively )?by PID (\d+) on (\S+)/i.exec(text);
+  if (!who) return undefined;
+  const since = /lock was created at ([^(\n]+?)\s*(\(|$)/im.exec(text)?.[1];
+  return `PID ${who[2]} on ${who[3]}${since ? ` since ${since}` : ''}${who[1] ? ' (exclusive)' : ''}`;
+}
+
 /** Names the cause of a failed restic run from its stderr. */
 export function classifyResticError(stderr: string): ClassifiedError {
   const detail = errorDetail(stderr) || 'restic failed without a message';
   const text = plainText(stderr);
+  const holder = lockHolder(stderr);
+  if (holder) return { kind: 'Locked', message: `repository is locked by ${holder}` };
   for (const r of rules) {
     if (r.test.test(text)) return { kind: r.kind, message: `${r.explain}: ${detail}` };
   }

@@ -27,6 +27,8 @@ export interface ResticOptions {
   cacheDir?: string;
   /** Default time limit of one restic run. */
   timeoutMs?: number;
+  /** How long a write waits for another writer's lock before it fails (repository.ts, withLockWait). */
+  lockWaitMs?: number;
 }
 
 export interface RunOptions {
@@ -102,8 +104,12 @@ export class Restic {
   private readonly binary: string;
   private readonly tails = new Map<string, Promise<unknown>>();
 
+  /** How long a write waits for another writer's lock before it fails. */
+  readonly lockWaitMs: number;
+
   constructor(private readonly opts: ResticOptions = {}) {
     this.binary = opts.binary ?? 'restic';
+    this.lockWaitMs = opts.lockWaitMs ?? 2 * 60_000;
   }
 
   /** Runs `restic -r <repo> <args>`; resolves with its output or throws an EngineError naming the cause. */

@@ -57,7 +57,7 @@ async function resolveWith(w: World) {
   const deps: BackupPolicyDeps = {
     client, policies: fakeInformer([w.cached]), locations: fakeInformer([]), secrets: fakeInformer([]),
     records: fakeInformer([]), recorder, metrics, restic: {} as Restic, log: createLogger({ level: 'error' }),
-    host: 'h', maxConcurrent: 1, now: () => new Date('2026-11-30T11:01:00Z'),
+    host: 'h', origin: { clusterId: 'c1', clusterName: 'one', namespace: 'ns' }, maxConcurrent: 1, now: () => new Date('2026-11-30T11:01:00Z'),
   };
   const r = new BackupPolicyReconciler(deps);
   let busyDuringSync: boolean | undefined;

@@ -1,10 +1,11 @@
 /** The record finalizer's decisions with fake inputs: forget, retry while the repository is unreachable, or release. */
 import { describe, expect, test } from 'bun:test';
-import { FORGET_FAILED, SNAPSHOT_KEPT } from '../../src/api/events.ts';
+import { FOREIGN_SNAPSHOT_KEPT, FORGET_FAILED, SNAPSHOT_KEPT } from '../../src/api/events.ts';
 import { RECORD_FINALIZER } from '../../src/api/group.ts';
 import type { BackupLocation, MetadataBackupRecord, Secret } from '../../src/api/types.ts';
 import { BackupRecordReconciler } from '../../src/controllers/backup-record.ts';
 import { EngineError } from '../../src/engine/errors.ts';
+import { type BackupOrigin, originTags } from '../../src/engine/origin.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
@@ -25,7 +26,12 @@ const location = (extra: Partial<BackupLocation['metadata']> = {}): BackupLocati
 const creds: Secret = { metadata: { name: 'creds', namespace: 'ns' }, data: Object.fromEntries(
   ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) };
 
-async function finalize(locations: BackupLocation[], resticFails?: Error, patchFails?: Error) {
+const here: BackupOrigin = { clusterId: '4f1c0a9e-1111-4222-8333-944455556666', clusterName: 'prod', namespace: 'ns' };
+/** `restic snapshots --json` of the record's snapshot, taken by `origin`. */
+const listing = (origin: BackupOrigin) => JSON.stringify([{ id: `abcdef12${'0'.repeat(56)}`, short_id: 'abcdef12',
+  time: '2026-11-30T10:00:00Z', hostname: 'h', tags: ['p', ...originTags(origin)], paths: ['data'] }]);
+
+async function finalize(locations: BackupLocation[], resticFails?: Error, patchFails?: Error, snapshotsJson = listing(here)) {
   const patches: unknown[] = [];
   const events: [string, string, string][] = [];
   const resticCalls: string[][] = [];
@@ -41,14 +47,14 @@ async function finalize(locations: BackupLocation[], resticFails?: Error, patchF
     run: async (_repo: unknown, args: string[]) => {
       resticCalls.push(args);
       if (resticFails) throw resticFails;
-      return { stdout: '', stderr: '' };
+      return { stdout: args[0] === 'snapshots' ? snapshotsJson : '', stderr: '' };
     },
   } as unknown as Restic;
   const recorder: EventRecorder = { event: async (_o, type, reason, message) => void events.push([type, reason, message]) };
   const forgotten: number[] = [];
   const r = new BackupRecordReconciler({
     client, records: fakeInformer([deleting]), locations: fakeInformer(locations), secrets: fakeInformer([creds]),
-    recorder, restic, log: createLogger({ level: 'error' }), retryMs: 1234, onForgotten: (_l, n) => void forgotten.push(n),
+    recorder, restic, log: createLogger({ level: 'error' }), origin: here, retryMs: 1234, onForgotten: (_l, n) => void forgotten.push(n),
   });
   const result = await r.reconcile('ns/mbr-abcdef12', new AbortController().signal);
   return { patches, events, resticCalls, result, forgotten };
@@ -62,9 +68,25 @@ describe('a record being deleted', () => {
 
   test('forgets its snapshot (no prune: that runs on its own cadence), counts it for the pruner, then releases the record', async () => {
     const { patches, resticCalls, forgotten } = await finalize([location()]);
-    expect(resticCalls).toEqual([['forget', 'abcdef12']]);
+    expect(resticCalls).toEqual([['snapshots', '--json', '--no-lock', 'abcdef12'], ['forget', 'abcdef12']]);
     expect(forgotten).toEqual([1]);
     expect(patches).toEqual([{ metadata: { finalizers: [], resourceVersion: '7' } }]);
+  });
+
+  test('a snapshot another cluster took (a record adopted before clusters were told apart) is never forgotten; the record is released', async () => {
+    const other = { clusterId: '0b9d2c7e-aaaa-4bbb-8ccc-dddddddddddd', clusterName: 'staging', namespace: 'ns' };
+    const { patches, events, resticCalls, forgotten } = await finalize([location()], undefined, undefined, listing(other));
+    expect(resticCalls).toEqual([['snapshots', '--json', '--no-lock', 'abcdef12']]);
+    expect(forgotten).toEqual([0]);
+    expect(events.map((e) => e[1])).toEqual([FOREIGN_SNAPSHOT_KEPT]);
+    expect(events[0]?.[2]).toContain('belongs to cluster staging (0b9d2c7e)');
+    expect(patches).toEqual([{ metadata: { finalizers: [], resourceVersion: '7' } }]);
+  });
+
+  test('a snapshot without a cluster identity (taken before the upgrade by this cluster\'s records) is forgotten as before', async () => {
+    const { resticCalls } = await finalize([location()], undefined, undefined, JSON.stringify([{ id: `abcdef12${'0'.repeat(56)}`,
+      short_id: 'abcdef12', time: '2026-11-30T10:00:00Z', hostname: 'h', tags: ['p'], paths: ['data'] }]));
+    expect(resticCalls.at(-1)).toEqual(['forget', 'abcdef12']);
   });
 
   test('an unreachable repository keeps the record, says why once, and retries', async () => {

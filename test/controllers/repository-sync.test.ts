@@ -4,6 +4,7 @@ import { POLICY_LABEL } from '../../src/api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { newRecord, policyLabelValue, recordName } from '../../src/controllers/records.ts';
 import { planSync } from '../../src/controllers/repository-sync.ts';
+import { type BackupOrigin, originTags } from '../../src/engine/origin.ts';
 import type { SnapshotInfo } from '../../src/engine/restic-output.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import { retryUntilDone } from '../../src/util/retry.ts';
@@ -11,37 +12,40 @@ import { retryUntilDone } from '../../src/util/retry.ts';
 const location = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3', bucketName: 'b', credentials: 'c' } } as BackupLocation;
 const policy = (name: string, destination = 'loc', namespace = 'ns') =>
   ({ metadata: { name, namespace }, spec: { destination, certsDir: '/pki', schedule: '* * * * *' } }) as MetadataBackupPolicy;
-const snap = (id: string, tag: string, time = '2026-11-30T10:00:00Z'): SnapshotInfo =>
-  ({ id: `${id}${'0'.repeat(56)}`, shortId: id, time, hostname: 'h', tags: [tag], paths: ['/x'] });
+const here: BackupOrigin = { clusterId: '4f1c0a9e-1111-4222-8333-944455556666', clusterName: 'prod', namespace: 'ns' };
+const rule = { origin: here, adoptUnmarked: false };
+/** A snapshot of policy `tag`, taken by `origin` (this cluster and install by default; null: no origin recorded). */
+const snap = (id: string, tag: string, time = '2026-11-30T10:00:00Z', origin: BackupOrigin | null = here): SnapshotInfo =>
+  ({ id: `${id}${'0'.repeat(56)}`, shortId: id, time, hostname: 'h', tags: [tag, ...(origin ? originTags(origin) : [])], paths: ['/x'] });
 const record = (id: string, pol: string, extra: Partial<MetadataBackupRecord['metadata']> = {}, loc = 'loc'): MetadataBackupRecord =>
   ({ metadata: { name: `mbr-${id}`, namespace: 'ns', ...extra }, spec: { snapshotId: id, policy: pol, backuploc: loc } });
 
 describe('planSync', () => {
   test('a snapshot of a policy here that has no record is adopted; one with a record is not', () => {
-    const plan = planSync(location, [snap('aaaaaaaa', 'p'), snap('bbbbbbbb', 'p')], [policy('p')], [record('aaaaaaaa', 'p')]);
+    const plan = planSync(location, [snap('aaaaaaaa', 'p'), snap('bbbbbbbb', 'p')], [policy('p')], [record('aaaaaaaa', 'p')], rule);
     expect(plan.adopt.map((a) => [a.snapshot.shortId, a.policy])).toEqual([['bbbbbbbb', 'p']]);
     expect(plan.missing).toEqual([]);
   });
 
   test('adoptions come oldest first, so retention sees them in order', () => {
-    const plan = planSync(location, [snap('bbbbbbbb', 'p', '2026-11-30T12:00:00Z'), snap('aaaaaaaa', 'p', '2026-11-30T11:00:00Z')], [policy('p')], []);
+    const plan = planSync(location, [snap('bbbbbbbb', 'p', '2026-11-30T12:00:00Z'), snap('aaaaaaaa', 'p', '2026-11-30T11:00:00Z')], [policy('p')], [], rule);
     expect(plan.adopt.map((a) => a.snapshot.shortId)).toEqual(['aaaaaaaa', 'bbbbbbbb']);
   });
 
   test('snapshots of deleted policies, of other namespaces\' policies and of policies with another destination stay alone', () => {
     const plan = planSync(location, [snap('aaaaaaaa', 'gone'), snap('bbbbbbbb', 'elsewhere'), snap('cccccccc', 'other-ns')],
-      [policy('elsewhere', 'other-loc'), policy('other-ns', 'loc', 'ns2')], []);
+      [policy('elsewhere', 'other-loc'), policy('other-ns', 'loc', 'ns2')], [], rule);
     expect(plan.adopt).toEqual([]);
   });
 
   test('a policy whose backup runs right now is not adopted from under it', () => {
-    const plan = planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [], (p) => p === 'p');
+    const plan = planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [], rule, (p) => p === 'p');
     expect(plan.adopt).toEqual([]);
   });
 
   test('a record with a full restic id (restic ≥ 0.17) matches its snapshot', () => {
     const full = `aaaaaaaa${'0'.repeat(56)}`;
-    expect(planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [record(full, 'p')]).adopt).toEqual([]);
+    expect(planSync(location, [snap('aaaaaaaa', 'p')], [policy('p')], [record(full, 'p')], rule).adopt).toEqual([]);
   });
 
   test('records whose snapshot is gone are missing; records being deleted or already forgotten are not', () => {
@@ -49,9 +53,40 @@ describe('planSync', () => {
       record('aaaaaaaa', 'p'), record('dddddddd', 'p'), record('eeeeeeee', 'p', { deletionTimestamp: '2026-11-30T10:00:00Z' }),
       record('ffffffff', 'p', { annotations: { 'kubedr.catalogicsoftware.com/snapshot-forgotten': 'true' } }),
       record('99999999', 'p', {}, 'other-loc'),
-    ]);
+    ], rule);
     expect(plan.missing.map((r) => r.metadata.name)).toEqual(['mbr-dddddddd']);
     expect(plan.present.map((r) => r.metadata.name)).toEqual(['mbr-aaaaaaaa']);
+  });
+});
+
+describe('planSync in a bucket shared with other clusters and installs', () => {
+  const other: BackupOrigin = { clusterId: '0b9d2c7e-aaaa-4bbb-8ccc-dddddddddddd', clusterName: 'staging', namespace: 'ns' };
+
+  test('another cluster\'s snapshot of a policy with the same name is never adopted', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'p', undefined, other), snap('bbbbbbbb', 'p')], [policy('p')], [], rule);
+    expect(plan.adopt.map((a) => a.snapshot.shortId)).toEqual(['bbbbbbbb']);
+    expect(plan.unmarked).toEqual([]);
+  });
+
+  test('another install\'s snapshot (same cluster, another namespace) is never adopted', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'p', undefined, { ...here, namespace: 'ns2' })], [policy('p')], [], rule);
+    expect(plan.adopt).toEqual([]);
+  });
+
+  test('a snapshot without a cluster identity is left alone and reported, unless told to adopt such snapshots', () => {
+    const snapshots = [snap('aaaaaaaa', 'p', undefined, null), snap('cccccccc', 'gone', undefined, null)];
+    const plan = planSync(location, snapshots, [policy('p')], [], rule);
+    expect(plan.adopt).toEqual([]);
+    expect(plan.unmarked.map((s) => s.shortId)).toEqual(['aaaaaaaa']);
+    const told = planSync(location, snapshots, [policy('p')], [], { origin: here, adoptUnmarked: true });
+    expect(told.adopt.map((a) => a.snapshot.shortId)).toEqual(['aaaaaaaa']);
+    expect(told.unmarked).toEqual([]);
+  });
+
+  test('a record of an unmarked snapshot (written before the upgrade) keeps it present, not missing', () => {
+    const plan = planSync(location, [snap('aaaaaaaa', 'p', undefined, null)], [policy('p')], [record('aaaaaaaa', 'p')], rule);
+    expect(plan.present.map((r) => r.metadata.name)).toEqual(['mbr-aaaaaaaa']);
+    expect(plan.unmarked).toEqual([]);
   });
 });
 
