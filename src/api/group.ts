@@ -29,6 +29,8 @@ export const SECRET: ResourceRef = { group: '', version: 'v1', kind: 'Secret', p
 export const EVENT: ResourceRef = { group: '', version: 'v1', kind: 'Event', plural: 'events' };
 export const POD: ResourceRef = { group: '', version: 'v1', kind: 'Pod', plural: 'pods' };
 export const PVC: ResourceRef = { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims' };
+/** Cluster-scoped: read once, for the cluster's identity (kube/cluster-identity.ts). */
+export const NAMESPACE: ResourceRef = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces' };
 export const LEASE: ResourceRef = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases' };
 
 /** Keys of the BackupLocation credentials Secret. */

@@ -23,6 +23,15 @@ export const repositoryFlags = {
   'ca-cert': { type: 'string', help: 'PEM file of the CA that signed the S3 endpoint\'s certificate' },
 } satisfies Record<string, FlagSpec>;
 
+/** Choosing among the backups of several clusters (or installs) that share a bucket. */
+export const clusterFlag = {
+  cluster: {
+    type: 'string', env: 'KUBEDR_CLUSTER',
+    help: 'only the backups of this cluster: its name, its id or an id prefix (the CLUSTER column of kubedr snapshots), optionally /NAMESPACE for one install; ' +
+      '"-" for backups without a cluster identity. Needed for "latest" when several clusters share the bucket',
+  },
+} satisfies Record<string, FlagSpec>;
+
 export interface RepositoryFlagValues {
   url?: string;
   bucket?: string;

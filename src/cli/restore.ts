@@ -7,13 +7,14 @@ import { join, resolve } from 'node:path';
 import { DATA_DIR, EXTRA_DIR } from '../engine/backup.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { EngineError } from '../engine/errors.ts';
+import { clusterLabel } from '../engine/origin.ts';
 import { PREVIOUS_DATA_DIR, restoreBackup, type RestoreOutcome, type RestoreResult } from '../engine/restore.ts';
 import { Restic } from '../engine/restic.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { type WriteDenial, writeDenial } from '../util/fs.ts';
 import { redact } from '../util/redact.ts';
 import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
-import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
+import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { certificateWarning } from './restored-warnings.ts';
 import { forProgram } from './program.ts';
 
@@ -21,6 +22,7 @@ const flags = {
   ...repositoryFlags,
   target: { type: 'string', help: 'directory to restore into; the backup arrives as DIR/data/etcd-snapshot.db, DIR/data/certificates/ and DIR/data/extra/ (a policy\'s extraPaths)' },
   policy: { type: 'string', help: 'restore the backups of this MetadataBackupPolicy (needed for "latest" when several policies share the location)' },
+  ...clusterFlag,
   force: {
     type: 'boolean', default: false,
     help: `replace an existing DIR/data, only after the new backup restored and verified: the old data waits in DIR/${PREVIOUS_DATA_DIR} ` +
@@ -42,7 +44,8 @@ export const restoreHelp = helpText('kubedr restore <snapshot-id|latest> --targe
 
 function summary(r: RestoreResult, extra: string | undefined): string {
   const lines = [
-    `Restored snapshot ${r.snapshot.shortId} (${r.snapshot.time}, policy ${r.snapshot.tags[0] ?? '-'}, host ${r.snapshot.hostname}): ${r.files} files, ${r.bytes} bytes`,
+    `Restored snapshot ${r.snapshot.shortId} (${r.snapshot.time}, policy ${r.snapshot.tags[0] ?? '-'}, cluster ${clusterLabel(r.snapshot.tags)}, ` +
+      `host ${r.snapshot.hostname}): ${r.files} files, ${r.bytes} bytes`,
     `  etcd snapshot: ${r.etcdSnapshot} (${r.etcdSnapshotSize} bytes, SHA-256 ${r.sha256}, integrity verified)`,
     r.certificates ? `  certificates:  ${r.certificates}/` : '  certificates:  none in this backup',
     ...(extra ? [`  extra paths:   ${extra}/ (each below it at its path on the host)`] : []),
@@ -138,7 +141,7 @@ export async function runRestore(argv: string[]): Promise<number> {
     target = resolve(f.target);
     await checkTarget(target);
     const result = await restoreBackup(new Restic(), {
-      repo, snapshot, policy: f.policy, target, overwrite: f.force, expectSha256: f['expect-sha256'],
+      repo, snapshot, filter: { policy: f.policy, cluster: f.cluster }, target, overwrite: f.force, expectSha256: f['expect-sha256'],
       signal: stop.signal, timeoutMs: f.timeout,
       onStep: (s) => process.stderr.write(`kubedr restore: ${s}\n`),
     });

@@ -1,22 +1,25 @@
 /** @module `kubedr snapshots`: the backups at a location, newest first, for choosing what to restore. */
+import { clusterLabel, originOf } from '../engine/origin.ts';
+import { filterSnapshots } from '../engine/restore.ts';
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import { Restic } from '../engine/restic.ts';
 import { listSnapshots, snapshotSize } from '../engine/snapshots.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { exitCodesHelp } from './exit-codes.ts';
-import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
+import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { forProgram } from './program.ts';
 
 const flags = {
   ...repositoryFlags,
   policy: { type: 'string', help: 'only the backups of this MetadataBackupPolicy' },
+  ...clusterFlag,
   json: { type: 'boolean', help: 'print a JSON array (for scripts) instead of a table', default: false },
   size: { type: 'boolean', help: 'show each backup\'s size (backups taken by restic before 0.17 cost one repository read each; --no-size skips it)', default: true },
 } satisfies Record<string, FlagSpec>;
 
 export const snapshotsHelp = helpText('kubedr snapshots --url URL --bucket BUCKET [--credentials FILE] [flags]',
-  'Lists the backups in a BackupLocation\'s repository, newest first: time, snapshot id, policy, host and size.\n' +
+  'Lists the backups in a BackupLocation\'s repository, newest first: time, snapshot id, policy, cluster, host and size.\n' +
   'Needs no cluster: this is where a disaster recovery starts.', flags) + `\n${exitCodesHelp}`;
 
 export interface SnapshotRow {
@@ -24,6 +27,10 @@ export interface SnapshotRow {
   shortId: string;
   time: string;
   policy: string;
+  /** The cluster that took it: "name (id prefix)", or "-" when it carries no identity. */
+  cluster: string;
+  /** Its namespace (the install), or "" when it carries no identity. */
+  namespace: string;
   host: string;
   /** Bytes a restore writes; absent with --no-size. */
   size?: number;
@@ -43,14 +50,16 @@ export function humanBytes(n: number): string {
 }
 
 export function formatTable(rows: SnapshotRow[]): string {
-  const table = [['TIME', 'ID', 'POLICY', 'HOST', 'SIZE'],
-    ...rows.map((r) => [r.time.replace(/\.\d+/, ''), r.shortId, r.policy, r.host, r.size === undefined ? '-' : humanBytes(r.size)])];
+  const table = [['TIME', 'ID', 'POLICY', 'CLUSTER', 'NAMESPACE', 'HOST', 'SIZE'],
+    ...rows.map((r) => [r.time.replace(/\.\d+/, ''), r.shortId, r.policy, r.cluster, r.namespace || '-', r.host,
+      r.size === undefined ? '-' : humanBytes(r.size)])];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   return table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
 }
 
 const toRow = (s: SnapshotInfo): SnapshotRow => ({
-  id: s.id, shortId: s.shortId, time: s.time, policy: s.tags[0] ?? '', host: s.hostname, tags: s.tags,
+  id: s.id, shortId: s.shortId, time: s.time, policy: s.tags[0] ?? '', cluster: clusterLabel(s.tags),
+  namespace: originOf(s.tags)?.namespace ?? '', host: s.hostname, tags: s.tags,
 });
 
 export async function runSnapshots(argv: string[]): Promise<number> {
@@ -63,7 +72,8 @@ export async function runSnapshots(argv: string[]): Promise<number> {
   const repo = repositoryFromFlags(parsed.flags);
   // A private cache makes the per-snapshot size lookups read the index once; it goes when the process exits.
   const restic = new Restic({ cacheDir: await scratchDir('cache') });
-  const rows = (await listSnapshots(restic, repo, {}, { tag: parsed.flags.policy, readOnly: true })).map(toRow);
+  const listed = await listSnapshots(restic, repo, {}, { tag: parsed.flags.policy, readOnly: true });
+  const rows = filterSnapshots(listed, { policy: parsed.flags.policy, cluster: parsed.flags.cluster }).selected.map(toRow);
   if (parsed.flags.size) {
     for (const row of rows) row.size = await snapshotSize(restic, repo, row.id);
   }

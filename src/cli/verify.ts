@@ -7,11 +7,13 @@ import { Restic } from '../engine/restic.ts';
 import { verifyBackup } from '../engine/verify.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
-import { repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
+import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { forProgram } from './program.ts';
 
 const flags = {
   ...repositoryFlags,
+  policy: { type: 'string', help: 'verify the backups of this MetadataBackupPolicy (needed for "latest" when several policies share the location)' },
+  ...clusterFlag,
   'expect-sha256': { type: 'string', help: 'fail unless the etcd snapshot has this SHA-256 (a record\'s status.etcdSnapshotSha256)' },
   'not-kubernetes': { type: 'boolean', help: 'the etcd is not a Kubernetes cluster\'s: do not require /registry/namespaces/kube-system', default: false },
   timeout: { type: 'duration', help: 'time limit of the whole verification', default: '1h' },
@@ -34,7 +36,7 @@ export async function runVerify(argv: string[]): Promise<number> {
   if (!snapshot) throw new UsageError('name the snapshot to verify: a snapshot id (see \'kubedr snapshots\') or "latest"');
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const r = await verifyBackup(new Restic(), {
-    repo: repositoryFromFlags(f), snapshot, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout,
+    repo: repositoryFromFlags(f), snapshot, filter: { policy: f.policy, cluster: f.cluster }, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout,
     onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
   });
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`

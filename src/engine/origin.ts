@@ -59,9 +59,14 @@ export function clusterLabel(tags: readonly string[]): string {
   return o.clusterName ? `${o.clusterName} (${o.clusterId.slice(0, 8)})` : o.clusterId;
 }
 
-/** Whether `tags` name the cluster a person means by `wanted`: its name, its id, or a prefix of its id (4+ characters). */
+/**
+ * Whether `tags` name the cluster a person means by `wanted`: its name, its id, or a prefix of its id (4+ characters),
+ * optionally followed by `/<namespace>` for one install of several in a cluster; "-" means "no origin recorded".
+ */
 export function matchesCluster(tags: readonly string[], wanted: string): boolean {
   const o = originOf(tags);
   if (!o) return wanted === '-';
-  return o.clusterName === wanted || o.clusterId === wanted || (wanted.length >= 4 && o.clusterId.startsWith(wanted));
+  const [cluster = '', namespace] = wanted.split('/', 2);
+  if (namespace !== undefined && namespace !== o.namespace) return false;
+  return o.clusterName === cluster || o.clusterId === cluster || (cluster.length >= 4 && o.clusterId.startsWith(cluster));
 }

@@ -13,24 +13,53 @@ import { join } from 'node:path';
 import { CERTS_DIR, DATA_DIR, SNAPSHOT_FILE } from './backup.ts';
 import { EngineError } from './errors.ts';
 import { verifySnapshotFile } from './etcd-snapshot.ts';
+import { clusterLabel, matchesCluster, originOf } from './origin.ts';
 import type { SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
 import { listSnapshots } from './snapshots.ts';
 import { holdsData } from '../util/fs.ts';
 
+/** Which snapshots a person means: of one policy, of one cluster (name, id or id prefix; "-" for those without one). */
+export interface SnapshotFilter {
+  policy?: string;
+  cluster?: string;
+}
+
+/** The snapshots `filter` selects, and the words that say so ("of policy "x" of cluster prod"). */
+export function filterSnapshots(snapshots: SnapshotInfo[], filter: SnapshotFilter = {}): { selected: SnapshotInfo[]; scope: string } {
+  const { policy, cluster } = filter;
+  const selected = snapshots.filter((s) => (!policy || s.tags[0] === policy) && (!cluster || matchesCluster(s.tags, cluster)));
+  const scope = `${policy ? ` of policy "${policy}"` : ''}${cluster ? ` of cluster ${cluster === '-' ? 'without identity' : cluster}` : ''}`;
+  return { selected, scope };
+}
+
+/** The cluster and install a snapshot came from, as one key: "<cluster id>/<namespace>", or "-" without an origin. */
+const originKey = (s: SnapshotInfo): string => {
+  const o = originOf(s.tags);
+  return o ? `${o.clusterId}/${o.namespace}` : '-';
+};
+
 /**
- * The snapshot a user means by `ref` ("latest", a full id or an id prefix), among `snapshots` (newest first) of
- * `policy` when given. "latest" across several policies is ambiguous: restoring another policy's backup by accident is
- * worse than asking.
+ * The snapshot a user means by `ref` ("latest", a full id or an id prefix), among `snapshots` (newest first) that
+ * `filter` selects. "latest" across several policies, or across several clusters or installs sharing the bucket, is
+ * ambiguous: restoring another policy's or another cluster's backup by accident is worse than asking.
  */
-export function pickSnapshot(snapshots: SnapshotInfo[], ref: string, policy?: string): SnapshotInfo {
-  const candidates = policy ? snapshots.filter((s) => s.tags.includes(policy)) : snapshots;
-  const scope = policy ? ` of policy "${policy}"` : '';
+export function pickSnapshot(snapshots: SnapshotInfo[], ref: string, filter: SnapshotFilter = {}): SnapshotInfo {
+  const { selected: candidates, scope } = filterSnapshots(snapshots, filter);
   if (ref === 'latest') {
     const newest = candidates[0];
     if (!newest) throw new EngineError('NotFound', `no snapshots${scope} in the repository`);
+    const origins = new Map(candidates.map((s) => [originKey(s), s]));
+    if (origins.size > 1) {
+      const named = [...origins.values()].map((s) => {
+        const o = originOf(s.tags);
+        return o ? `${clusterLabel(s.tags)} in namespace ${o.namespace}` : '- (no cluster identity: taken before kubedr recorded one)';
+      }).sort();
+      throw new EngineError('InvalidInput', `"latest" is ambiguous: the bucket holds backups${scope} of several clusters or installs ` +
+        `(${named.join('; ')}); choose one with --cluster NAME|ID (see kubedr snapshots)`);
+    }
     const policies = new Set(candidates.map((s) => s.tags[0] ?? ''));
-    if (!policy && policies.size > 1) {
+    if (!filter.policy && policies.size > 1) {
       throw new EngineError('InvalidInput', `"latest" is ambiguous: the repository holds backups of several policies ` +
         `(${[...policies].sort().join(', ')}); choose one with --policy`);
     }
@@ -73,8 +102,8 @@ export interface RestoreRequest {
   repo: Repository;
   /** "latest", a snapshot id or a prefix of one. */
   snapshot: string;
-  /** Only snapshots tagged with this policy name. */
-  policy?: string;
+  /** Only snapshots of this policy and cluster (needed for "latest" when several share the bucket). */
+  filter?: SnapshotFilter;
   /** Directory that receives `data/etcd-snapshot.db` and `data/certificates/`. */
   target: string;
   /** Replace an existing `data/` in the target (after the new one verified). */
@@ -168,7 +197,7 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
   }
   step('listing snapshots');
   const snapshot = pickSnapshot(await resticTimeLimit(listSnapshots(restic, req.repo, run(), { readOnly: true }), timedOut),
-    req.snapshot, req.policy);
+    req.snapshot, req.filter);
 
   await mkdir(req.target, { recursive: true });
   // Staged inside the target, so the final move is a rename on the same filesystem.

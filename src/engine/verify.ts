@@ -12,7 +12,7 @@ import { scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
 import { EngineError } from './errors.ts';
 import { findRestoreTool, restoreEtcdDataDir } from './etcd-restore.ts';
-import { restoreBackup } from './restore.ts';
+import { restoreBackup, type SnapshotFilter } from './restore.ts';
 import type { Repository, Restic } from './restic.ts';
 
 /** A key every Kubernetes etcd holds: a snapshot without it is not a cluster's. */
@@ -22,6 +22,8 @@ export interface VerifyRequest {
   repo: Repository;
   /** Snapshot id (or "latest", or a prefix), as for a restore. */
   snapshot: string;
+  /** Only snapshots of this policy and cluster, as for a restore. */
+  filter?: SnapshotFilter;
   /** SHA-256 the etcd snapshot must have (the record's etcdSnapshotSha256), when known. */
   expectSha256?: string;
   /** Require the Kubernetes key (default true; false for a plain etcd). */
@@ -88,7 +90,7 @@ export async function verifyBackup(restic: Restic, req: VerifyRequest): Promise<
   try {
     step('reading the backup back from the repository');
     const restored = await restoreBackup(restic, {
-      repo: req.repo, snapshot: req.snapshot, target: join(work, 'restore'), expectSha256: req.expectSha256,
+      repo: req.repo, snapshot: req.snapshot, filter: req.filter, target: join(work, 'restore'), expectSha256: req.expectSha256,
       signal: req.signal, timeoutMs: req.timeoutMs, onStep: step,
     });
     step('building an etcd data directory from the snapshot');

@@ -3,6 +3,7 @@
  * unique, nothing renames it, and it lives in etcd, so a cluster brought back from one of its own etcd backups keeps it
  * (a new cluster does not). Backups carry it so that clusters sharing a bucket tell their snapshots apart.
  */
+import { NAMESPACE } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
 import { retryUntilDone } from '../util/retry.ts';
 import type { KubeClient } from './client.ts';
@@ -16,7 +17,8 @@ export const IDENTITY_NAMESPACE = 'kube-system';
  */
 export async function readClusterId(client: KubeClient, opts: { signal?: AbortSignal; onRetry?: (err: unknown) => void } = {}): Promise<string> {
   try {
-    const ns = await retryUntilDone(() => client.request<KubeObject>('GET', `/api/v1/namespaces/${IDENTITY_NAMESPACE}`, undefined, undefined, opts.signal), {
+    // Namespaces are cluster-scoped: no namespace in the path.
+    const ns = await retryUntilDone(() => client.get<KubeObject>(NAMESPACE, '', IDENTITY_NAMESPACE, opts.signal), {
       signal: opts.signal, permanent: (err) => !isTransient(err), onRetry: (err) => opts.onRetry?.(err),
     });
     if (!ns.metadata.uid) throw new Error(`namespace ${IDENTITY_NAMESPACE} has no uid`);

@@ -84,7 +84,9 @@ const grantsOf = (rules: Rule[]) => rules.flatMap((r) =>
 
 describe('the Role against the API calls in src/', () => {
   const uses = usedByCode();
-  const rules = render(['--name', 'kubedr', '--namespace', 'kubedr-system']).one('Role').rules as Rule[];
+  const chart = render(['--name', 'kubedr', '--namespace', 'kubedr-system']);
+  const rules = chart.one('Role').rules as Rule[];
+  const clusterRules = chart.one('ClusterRole').rules as Rule[];
 
   test('the scan finds the calls it must (the scan itself works)', () => {
     const found = new Set(uses.map((u) => u.grant));
@@ -95,7 +97,7 @@ describe('the Role against the API calls in src/', () => {
 
   test('every rule is used by the code, and every call the code makes is granted', () => {
     const needed = [...new Set([...uses.map((u) => u.grant), ...NOT_CALLS])].sort();
-    expect([...new Set(grantsOf(rules))].sort()).toEqual(needed);
+    expect([...new Set(grantsOf([...rules, ...clusterRules]))].sort()).toEqual(needed);
     // No grant is given twice (a rule restricted by name must not be shadowed by an unrestricted one).
     expect(grantsOf(rules).length).toBe(new Set(grantsOf(rules)).size);
   });
@@ -107,6 +109,15 @@ describe('the Role against the API calls in src/', () => {
     for (const plural of ['backuplocations', 'metadatabackuppolicies', 'metadatarestores']) {
       for (const verb of ['create', 'update', 'patch', 'delete']) expect(grantsOf(rules)).not.toContain(`kubedr.catalogicsoftware.com|${plural}|${verb}`);
     }
+  });
+
+  test('cluster-wide, only the kube-system namespace may be read (the cluster\'s identity), and not at all when clusterId is given', () => {
+    expect(clusterRules).toEqual([{ apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] }]);
+    const binding = chart.one('ClusterRoleBinding');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
+    const given = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--set', 'clusterId=0b9d2c7e-aaaa', '--set', 'clusterName=prod']);
+    expect(given.all('ClusterRole')).toEqual([]);
+    expect(given.one('Deployment').spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--cluster-id=0b9d2c7e-aaaa', '--cluster-name=prod']));
   });
 
   test('the Lease may be created by any name, but read and renewed only by the controller\'s own name', () => {

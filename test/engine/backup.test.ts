@@ -177,7 +177,7 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
 
     test('extra paths restore under data/extra/<path>, beside the certificates, through the usual restore', async () => {
       const target = join(work, 'restored-extra');
-      const restored = await restoreBackup(restic, { repo, snapshot: 'latest', policy: 'enc', target });
+      const restored = await restoreBackup(restic, { repo, snapshot: 'latest', filter: { policy: 'enc' }, target });
       expect(restored.certificates).toBe(join(target, 'data/certificates'));
       const extra = join(target, 'data/extra');
       expect(readFileSync(join(extra, enc, 'enc.yaml'), 'utf8')).toBe('kind: EncryptionConfiguration\n');

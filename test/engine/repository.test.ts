@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { EngineError } from '../../src/engine/errors.ts';
-import { bucketNameProblem, repositoryAddress } from '../../src/engine/repository.ts';
+import { bucketNameProblem, repositoryAddress, withLockWait } from '../../src/engine/repository.ts';
+import type { Restic } from '../../src/engine/restic.ts';
 
 describe('repositoryAddress', () => {
   test('builds restic\'s s3:<url>/<bucket>', () => {
@@ -42,5 +43,53 @@ describe('bucketNameProblem', () => {
     ['192.168.1.1', 'IP address'],
   ])('rejects %s', (name, why) => {
     expect(bucketNameProblem(name)).toContain(why);
+  });
+});
+
+describe('withLockWait: another writer\'s lock is waited for, never removed', () => {
+  /** A restic whose writes meet a lock `lockedTimes` times; records every command it is asked to run. */
+  function lockedRestic(lockedTimes: number, lockWaitMs = 60_000) {
+    const calls: string[][] = [];
+    let locked = lockedTimes;
+    const restic = {
+      lockWaitMs,
+      run: async (_repo: unknown, args: string[]) => {
+        calls.push(args);
+        return { stdout: '', stderr: '' };
+      },
+    } as unknown as Restic;
+    const write = async () => {
+      calls.push(['forget']);
+      if (locked-- > 0) throw new EngineError('Locked', 'repository is locked by PID 7 on other-cluster-cp since 2026-12-04 18:00:00 (exclusive)');
+      return 'done';
+    };
+    return { restic, calls, write };
+  }
+  const repo = { address: 's3:https://s3/b', password: 'p', accessKey: 'a', secretKey: 's' };
+
+  test('a lock that goes away: only restic\'s own stale-lock removal runs between attempts, then the write succeeds', async () => {
+    const { restic, calls, write } = lockedRestic(1);
+    const waits: string[] = [];
+    expect(await withLockWait(restic, repo, write, { onWait: (h) => waits.push(h) })).toBe('done');
+    expect(calls).toEqual([['forget'], ['unlock'], ['forget']]);
+    expect(calls.flat()).not.toContain('--remove-all');
+    expect(waits).toEqual(['repository is locked by PID 7 on other-cluster-cp since 2026-12-04 18:00:00 (exclusive)']);
+  });
+
+  test('a lock held past the wait fails, naming the holder and how long it waited', async () => {
+    const { restic, calls, write } = lockedRestic(100, 2_500);
+    let err: unknown;
+    await withLockWait(restic, repo, write).catch((e) => { err = e; });
+    expect((err as EngineError).kind).toBe('Locked');
+    expect((err as EngineError).message).toMatch(/^repository is locked by PID 7 on other-cluster-cp since 2026-12-04 18:00:00 \(exclusive\); waited \d+ s/);
+    expect(calls.flat()).not.toContain('--remove-all');
+    expect(calls.filter((c) => c[0] === 'forget').length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('other errors are not waited on', async () => {
+    const restic = { lockWaitMs: 60_000, run: async () => ({ stdout: '', stderr: '' }) } as unknown as Restic;
+    let err: unknown;
+    await withLockWait(restic, repo, async () => { throw new EngineError('WrongPassword', 'wrong password'); }).catch((e) => { err = e; });
+    expect((err as EngineError).kind).toBe('WrongPassword');
   });
 });

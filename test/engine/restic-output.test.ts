@@ -28,6 +28,13 @@ describe('classifyResticError', () => {
     expect(c.message).toContain(text);
   });
 
+  test('a lock names its holder, exclusive or not, as restic 0.14 and 0.18 print it', () => {
+    expect(classifyResticError(samples.locked)).toEqual({ kind: 'Locked', message: 'repository is locked by PID 1234 on host since 2026-11-25 04:00:00' });
+    const exclusive = 'repo already locked, waiting up to 0s for the lock\nFatal: unable to create lock in backend: repository is already ' +
+      'locked exclusively by PID 42079 on cp-2 by root (UID 0, GID 0)\nlock was created at 2026-12-04 18:40:11 (3m2.1s ago)\nstorage ID 61c9df09\n';
+    expect(classifyResticError(exclusive)).toEqual({ kind: 'Locked', message: 'repository is locked by PID 42079 on cp-2 since 2026-12-04 18:40:11 (exclusive)' });
+  });
+
   test('an unknown error keeps restic\'s own words', () => {
     expect(classifyResticError('Fatal: something new happened\n')).toEqual({ kind: 'Failed', message: 'something new happened' });
   });

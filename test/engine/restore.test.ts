@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
+import { originTags } from '../../src/engine/origin.ts';
 import { PREVIOUS_DATA_DIR, parseRestoreOutcome, pickSnapshot, recoverInterruptedReplace, removeStaleStages, restoreBackup } from '../../src/engine/restore.ts';
 import type { SnapshotInfo } from '../../src/engine/restic-output.ts';
 import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
@@ -33,7 +34,7 @@ describe('pickSnapshot', () => {
   test('latest among several policies needs a policy, and names them', () => {
     expect(kindOf(() => pickSnapshot(mixed, 'latest'))).toBe(
       'InvalidInput: "latest" is ambiguous: the repository holds backups of several policies (daily, hourly); choose one with --policy');
-    expect(pickSnapshot(mixed, 'latest', 'daily').id).toBe('bbbb2222cccc');
+    expect(pickSnapshot(mixed, 'latest', { policy: 'daily' }).id).toBe('bbbb2222cccc');
   });
   test('an id prefix picks its snapshot; an ambiguous or unknown one is an error', () => {
     expect(pickSnapshot(mixed, 'aaaa1111').id).toBe('aaaa1111dddd');
@@ -41,7 +42,28 @@ describe('pickSnapshot', () => {
     expect(kindOf(() => pickSnapshot(mixed, 'deadbeef'))).toBe('NotFound: no snapshot "deadbeef" in the repository');
   });
   test('an id of another policy is not found when a policy is given', () => {
-    expect(kindOf(() => pickSnapshot(mixed, 'cccc3333', 'daily'))).toBe('NotFound: no snapshot "cccc3333" of policy "daily" in the repository');
+    expect(kindOf(() => pickSnapshot(mixed, 'cccc3333', { policy: 'daily' }))).toBe('NotFound: no snapshot "cccc3333" of policy "daily" in the repository');
+  });
+  test('latest across clusters (or installs) sharing the bucket needs --cluster, and names them; an id needs none', () => {
+    const prod = { clusterId: '4f1c0a9e-1111-4222-8333-944455556666', clusterName: 'prod', namespace: 'kubedr-system' };
+    const staging = { clusterId: '0b9d2c7e-aaaa-4bbb-8ccc-dddddddddddd', clusterName: 'staging', namespace: 'kubedr-system' };
+    const shared = [
+      { ...snap('eeee5555aaaa', 'daily', '2026-11-25T05:00:00Z'), tags: ['daily', ...originTags(staging)] },
+      { ...snap('ffff6666bbbb', 'daily', '2026-11-25T04:00:00Z'), tags: ['daily', ...originTags(prod)] },
+      { ...snap('abab7777cccc', 'daily', '2026-11-25T03:00:00Z'), tags: ['daily', ...originTags({ ...prod, namespace: 'other' })] },
+      snap('cdcd8888dddd', 'daily', '2026-11-20T03:00:00Z'),
+    ];
+    expect(kindOf(() => pickSnapshot(shared, 'latest', { policy: 'daily' }))).toBe('InvalidInput: "latest" is ambiguous: the bucket ' +
+      'holds backups of policy "daily" of several clusters or installs (- (no cluster identity: taken before kubedr recorded one); ' +
+      'prod (4f1c0a9e) in namespace kubedr-system; prod (4f1c0a9e) in namespace other; staging (0b9d2c7e) in namespace kubedr-system); ' +
+      'choose one with --cluster NAME|ID (see kubedr snapshots)');
+    expect(pickSnapshot(shared, 'latest', { cluster: 'staging' }).id).toBe('eeee5555aaaa');
+    expect(pickSnapshot(shared, 'latest', { cluster: '4f1c0a9e/kubedr-system' }).id).toBe('ffff6666bbbb');
+    expect(pickSnapshot(shared, 'latest', { cluster: 'prod/other' }).id).toBe('abab7777cccc');
+    expect(pickSnapshot(shared, 'latest', { cluster: '-' }).id).toBe('cdcd8888dddd');
+    expect(kindOf(() => pickSnapshot(shared, 'latest', { cluster: 'prod' }))).toMatch(/^InvalidInput: "latest" is ambiguous/);
+    expect(pickSnapshot(shared, 'ffff6666').id).toBe('ffff6666bbbb');
+    expect(kindOf(() => pickSnapshot(shared, 'latest', { cluster: 'nope' }))).toBe('NotFound: no snapshots of cluster nope in the repository');
   });
   test('no snapshots, or not an id', () => {
     expect(kindOf(() => pickSnapshot([], 'latest'))).toBe('NotFound: no snapshots in the repository');
