@@ -99,7 +99,7 @@ describe('kubedr snapshots', () => {
     for (const row of rows) expect(row.size).toBeGreaterThan(10_000);
 
     const table = kubedr(['snapshots', ...at()]);
-    expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ID\s+POLICY\s+HOST\s+SIZE$/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+ID\s+POLICY\s+CLUSTER\s+NAMESPACE\s+HOST\s+SIZE$/);
     expect(table.stdout).toContain(rows[1]!.id.slice(0, 8));
   });
 
