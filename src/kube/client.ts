@@ -45,8 +45,17 @@ export class FencedError extends Error {
   }
 }
 
+/**
+ * What fences writes: `refusal()` returns why a write must not go out now (undefined while writing is allowed), and
+ * `msLeft()` how long writing stays allowed, so a write already on its way is cut off when that time is up.
+ */
+export interface WriteFence {
+  refusal(): string | undefined;
+  msLeft(): number;
+}
+
 export class KubeClient {
-  private fence: { signal: AbortSignal; why: string } | undefined;
+  private fence: WriteFence | undefined;
 
   private constructor(
     private readonly access: ClusterAccess,
@@ -59,11 +68,11 @@ export class KubeClient {
   }
 
   /**
-   * From the moment `signal` aborts, every write (anything but GET) fails at once with FencedError: a leader that lost
-   * its lease stops writing, even from work that has not noticed yet, while another replica takes over.
+   * Every write (anything but GET) first asks `fence`: a leader whose lease may have passed to another replica stops
+   * writing at once, even from work that has not noticed yet, and a write in flight is cut off when its time is up.
    */
-  fenceWrites(signal: AbortSignal, why: string): void {
-    this.fence = { signal, why };
+  fenceWrites(fence: WriteFence): void {
+    this.fence = fence;
   }
 
   /** Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount. */
@@ -89,9 +98,13 @@ export class KubeClient {
    * an unreachable server, so callers retry it; `signal` aborting raises its AbortError.
    */
   async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', signal?: AbortSignal): Promise<T> {
-    if (method !== 'GET' && this.fence?.signal.aborted) throw new FencedError(this.fence.why);
+    const fence = method === 'GET' ? undefined : this.fence;
+    const refusal = fence?.refusal();
+    if (refusal) throw new FencedError(refusal);
     const timeout = AbortSignal.timeout(this.timeoutMs);
-    const limit = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    // A fenced write may take only the time its fence has left: it must not land after another replica took over.
+    const fenceLeft = fence ? AbortSignal.timeout(Math.max(fence.msLeft(), 1)) : undefined;
+    const limit = AbortSignal.any([timeout, ...(signal ? [signal] : []), ...(fenceLeft ? [fenceLeft] : [])]);
     let res: Response;
     let raw: string;
     try {
@@ -102,6 +115,7 @@ export class KubeClient {
       });
       raw = await res.text();
     } catch (err) {
+      if (fenceLeft?.aborted && !signal?.aborted) throw new FencedError(fence?.refusal() ?? 'the leader lease ran out while the write was on its way');
       if (timeout.aborted && !signal?.aborted) {
         throw new ConnectionError(`no answer from the Kubernetes API at ${this.server} within ${this.timeoutMs / 1000} s (${method} ${path})`, { cause: err });
       }

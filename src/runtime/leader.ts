@@ -57,55 +57,95 @@ export class LeaderElector {
     this.log = opts.log.child({ lease: `${opts.namespace}/${opts.leaseName}`, identity: opts.identity });
   }
 
+  /** Monotonic time (performance.now) at which the last successful acquire or renewal was sent. */
+  private lastRenewAt = 0;
+
+  /** How long this replica may still act as leader: until the renew deadline after its last successful renewal. */
+  private validForMs(): number {
+    return this.lastRenewAt + this.opts.renewDeadlineMs - performance.now();
+  }
+
   /**
    * Waits to become leader, then runs `lead` with a signal that aborts when leadership is lost or `signal` aborts.
    * Resolves after `lead` has returned and the lease is released; rejects if leadership was lost.
+   *
+   * Fencing is by time, not only by the renew loop noticing: a write is refused once the last successful renewal is
+   * older than the renew deadline, whatever the loop has seen, and a write in flight is cut off then. A process that
+   * was frozen (SIGSTOP, a VM pause, a long GC) therefore writes nothing on waking: its first timers find the time
+   * up. A watchdog timer set to that same moment aborts the work (restic children first) without waiting for a
+   * renewal request to fail. The renew deadline is shorter than the lease duration, and a standby counts the lease
+   * duration from when it saw the last renewal, so this replica stops before another can start.
    */
   async run(signal: AbortSignal, lead: (leading: AbortSignal) => Promise<void>): Promise<void> {
     this.log.info('waiting for leadership');
     const attempt = () => AbortSignal.any([signal, AbortSignal.timeout(this.opts.renewDeadlineMs)]);
-    while (!signal.aborted && !(await this.tryAcquireOrRenew(attempt()))) await sleep(this.opts.retryPeriodMs, signal);
+    for (;;) {
+      const sent = performance.now();
+      if (signal.aborted || await this.tryAcquireOrRenew(attempt())) {
+        this.lastRenewAt = sent;
+        break;
+      }
+      await sleep(this.opts.retryPeriodMs, signal);
+    }
     if (signal.aborted) return;
     this.log.info('became leader');
 
     const leading = new AbortController();
     const stop = () => leading.abort();
     signal.addEventListener('abort', stop, { once: true });
-    const lostLease = new AbortController();
-    this.opts.client.fenceWrites(lostLease.signal, 'this replica lost the leader lease');
-    const renewing = this.renewLoop(leading.signal).then((ok) => {
-      if (!ok && !signal.aborted) {
-        // Fence first: from here on nothing this replica still has in flight may write.
-        lostLease.abort();
-        this.log.error('leadership lost: the lease could not be renewed within the renew deadline; stopping all work');
-        leading.abort(new LeadershipLost());
-      }
+    let lost = false;
+    const lose = () => {
+      if (lost) return;
+      lost = true;
+      // Work first (its restic children are stopped by this abort), the log line after.
+      leading.abort(new LeadershipLost());
+      this.log.error('leadership lost: the lease was not renewed within the renew deadline; all work stopped, no more writes');
+    };
+    this.opts.client.fenceWrites({
+      refusal: () => lost ? 'this replica lost the leader lease'
+        : this.validForMs() <= 0 ? `this replica has not renewed the leader lease within the renew deadline (${this.opts.renewDeadlineMs / 1000} s): another may lead now`
+          : undefined,
+      msLeft: () => (lost ? 0 : this.validForMs()),
+    });
+    let watchdog = setTimeout(lose, this.validForMs());
+    // Renewal goes on while the work drains after a shutdown signal, so a long drain keeps the lease (and may write).
+    const renewStop = new AbortController();
+    const renewing = this.renewLoop(renewStop.signal, () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(lose, this.validForMs());
+    }).then((ok) => {
+      if (!ok) lose();
     });
     try {
       await lead(leading.signal);
     } finally {
       leading.abort();
-      signal.removeEventListener('abort', stop);
+      renewStop.abort();
       await renewing;
-      if (!lostLease.signal.aborted) await this.release();
+      clearTimeout(watchdog);
+      signal.removeEventListener('abort', stop);
+      if (!lost) await this.release();
     }
-    if (lostLease.signal.aborted) throw new LeadershipLost();
+    if (lost) throw new LeadershipLost();
   }
 
   /**
    * Renews until `signal` aborts (true) or renewal keeps failing past the renew deadline (false). Each attempt may take
    * only the time left before the deadline, so a hung request ends the lease in time.
    */
-  private async renewLoop(signal: AbortSignal): Promise<boolean> {
-    let lastRenew = performance.now();
+  private async renewLoop(signal: AbortSignal, renewed: () => void): Promise<boolean> {
     while (!signal.aborted) {
       await sleep(this.opts.retryPeriodMs, signal);
       if (signal.aborted) return true;
-      const left = this.opts.renewDeadlineMs - (performance.now() - lastRenew);
-      const attempt = AbortSignal.any([signal, AbortSignal.timeout(Math.max(left, 1))]);
-      if (await this.tryAcquireOrRenew(attempt)) lastRenew = performance.now();
-      else if (signal.aborted) return true;
-      else if (performance.now() - lastRenew >= this.opts.renewDeadlineMs) return false;
+      const left = this.validForMs();
+      if (left <= 0) return false;
+      const attempt = AbortSignal.any([signal, AbortSignal.timeout(left)]);
+      const sent = performance.now();
+      if (await this.tryAcquireOrRenew(attempt)) {
+        this.lastRenewAt = sent;
+        renewed();
+      } else if (signal.aborted) return true;
+      else if (this.validForMs() <= 0) return false;
     }
     return true;
   }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'bun:test';
 import type { KubeObject } from '../../src/api/types.ts';
-import type { KubeClient } from '../../src/kube/client.ts';
+import type { KubeClient, WriteFence } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import { LeaderElector, LeadershipLost } from '../../src/runtime/leader.ts';
 import { createLogger } from '../../src/util/log.ts';
@@ -14,7 +14,7 @@ type Lease = KubeObject & { spec?: { holderIdentity?: string; renewTime?: string
 
 /** One Lease in memory, optimistic concurrency by resourceVersion; `hang` makes every request wait for its signal. */
 function fakeApi() {
-  const state = { lease: undefined as Lease | undefined, rv: 0, hang: false, fences: [] as AbortSignal[] };
+  const state = { lease: undefined as Lease | undefined, rv: 0, hang: false, fences: [] as WriteFence[] };
   const answer = <T>(signal: AbortSignal | undefined, fn: () => T): Promise<T> => {
     if (!state.hang) return Promise.resolve().then(fn);
     return new Promise((_ok, fail) => signal?.addEventListener('abort', () => fail(signal.reason), { once: true }));
@@ -34,7 +34,7 @@ function fakeApi() {
       state.lease = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++state.rv) } };
       return state.lease;
     }),
-    fenceWrites: (signal: AbortSignal) => void state.fences.push(signal),
+    fenceWrites: (fence: WriteFence) => void state.fences.push(fence),
   } as unknown as KubeClient;
   return { state, client };
 }
@@ -55,14 +55,14 @@ describe('LeaderElector', () => {
       await untilAborted(s);
     });
     while (!leading) await Bun.sleep(5);
-    expect(state.fences.map((f) => f.aborted)).toEqual([false]);
+    expect(state.fences.map((f) => f.refusal())).toEqual([undefined]);
     const frozeAt = performance.now();
     state.hang = true;
     const err = await run.catch((e: unknown) => e);
     const tookMs = performance.now() - frozeAt;
     expect(err).toBeInstanceOf(LeadershipLost);
     expect(leading.reason).toBeInstanceOf(LeadershipLost);
-    expect(state.fences[0]!.aborted).toBe(true);
+    expect(state.fences[0]!.refusal()).toBe('this replica lost the leader lease');
     // Never later than the deadline plus one retry period (and some scheduling slack), although no request answered.
     expect(tookMs).toBeLessThan(timing.renewDeadlineMs + timing.retryPeriodMs + 150);
   });
@@ -101,6 +101,52 @@ describe('LeaderElector', () => {
     stop.abort();
     await run;
     expect(state.lease?.spec?.holderIdentity).toBe('');
-    expect(state.fences[0]!.aborted).toBe(false);
+    expect(state.fences[0]!.refusal()).toBeUndefined();
+  });
+
+  test('a leader frozen past the renew deadline (SIGSTOP) writes nothing on waking, and its work is stopped before any renewal answers', async () => {
+    const { state, client } = fakeApi();
+    let leading: AbortSignal | undefined;
+    const outcome = elector(client, 'a').run(new AbortController().signal, async (s) => {
+      leading = s;
+      await untilAborted(s);
+    }).catch((e: unknown) => e);
+    while (!leading) await Bun.sleep(5);
+    const fence = state.fences[0]!;
+    expect(fence.msLeft()).toBeGreaterThan(0);
+    // Frozen: the event loop does not run for longer than the renew deadline.
+    const frozen = performance.now();
+    while (performance.now() - frozen < timing.renewDeadlineMs + 50) { /* the process is stopped */ }
+    // Awake: the very first write, before any timer or renewal ran, is refused by time alone.
+    expect(fence.refusal()).toMatch(/has not renewed the leader lease within the renew deadline \(0.3 s\): another may lead now/);
+    expect(fence.msLeft()).toBeLessThanOrEqual(0);
+    // The watchdog is the first timer due: the work is aborted with LeadershipLost, although the API never failed.
+    state.hang = true;
+    await Bun.sleep(0);
+    await Bun.sleep(1);
+    expect(leading.reason).toBeInstanceOf(LeadershipLost);
+    expect(await outcome).toBeInstanceOf(LeadershipLost);
+  });
+
+  test('the lease is renewed while work drains after a shutdown signal, so a drain longer than the renew deadline may still write', async () => {
+    const { state, client } = fakeApi();
+    const stop = new AbortController();
+    let drained = false;
+    const refusals: (string | undefined)[] = [];
+    const run = elector(client, 'a').run(stop.signal, async (s) => {
+      await untilAborted(s);
+      // Drains for twice the renew deadline, writing now and then.
+      for (let i = 0; i < 6; i++) {
+        await Bun.sleep(timing.renewDeadlineMs / 3);
+        refusals.push(state.fences[0]!.refusal());
+      }
+      drained = true;
+    });
+    while (state.lease?.spec?.holderIdentity !== 'a') await Bun.sleep(5);
+    stop.abort();
+    await run;
+    expect(drained).toBe(true);
+    expect(refusals).toEqual([undefined, undefined, undefined, undefined, undefined, undefined]);
+    expect(state.lease?.spec?.holderIdentity).toBe('');
   });
 });
