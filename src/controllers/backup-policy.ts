@@ -26,6 +26,7 @@ import { sleep } from '../util/sleep.ts';
 import { InputError, etcdConnection, locationRepository, readyLocation } from './inputs.ts';
 import { isPermanent, newRecord, newestSnapshot, policyLabelValue, writeRecord } from './records.ts';
 import type { RepositorySync } from './repository-sync.ts';
+import { waitForOtherWriters } from './other-writers.ts';
 import { applyRetention } from './retention.ts';
 import { type Verifier, verifyMode } from './verification.ts';
 
@@ -296,6 +297,12 @@ export class BackupPolicyReconciler implements Reconciler {
     let unknown = '';
     try {
       if (!this.sync) throw new Error('no repository sync');
+      // The earlier leader's restic may still be uploading (that controller frozen, or cut off from the API only).
+      const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
+      if (location) {
+        await waitForOtherWriters(this.deps.restic, locationRepository(location, this.deps.secrets), this.deps.host,
+          { maxWaitMs: this.deps.stallTimeoutMs ?? 5 * 60_000, signal, log: this.deps.log.child({ policy: `${ns}/${name}` }) });
+      }
       await this.sync.syncLocation(ns, policy.spec.destination, signal);
       // From the API, not the cache: a record the sync (this one, or one a moment ago) just made may not be cached yet.
       const { items } = await this.deps.client.list<MetadataBackupRecord>(BACKUP_RECORD, ns,

@@ -109,3 +109,32 @@ export async function withLockWait<T>(restic: Restic, repo: Repository, fn: () =
 export async function removeStaleLocks(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<void> {
   await restic.run(repo, ['unlock'], run).catch(() => undefined);
 }
+
+/** One lock file in the repository, as restic wrote it. */
+export interface LockInfo {
+  id: string;
+  time: string;
+  exclusive: boolean;
+  hostname: string;
+  pid: number;
+}
+
+/**
+ * The repository's locks, read without taking one. Each is a restic run of its own (restic prints no lock contents
+ * in a listing), so this is for rare decisions, not for every backup.
+ */
+export async function listLocks(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<LockInfo[]> {
+  const { stdout } = await restic.run(repo, ['list', 'locks', '--no-lock'], run);
+  const locks: LockInfo[] = [];
+  for (const id of stdout.split('\n').map((l) => l.trim()).filter((l) => /^[0-9a-f]{64}$/.test(l))) {
+    try {
+      const raw = JSON.parse((await restic.run(repo, ['cat', 'lock', id, '--no-lock'], run)).stdout) as Record<string, unknown>;
+      locks.push({ id, time: String(raw.time ?? ''), exclusive: raw.exclusive === true, hostname: String(raw.hostname ?? ''), pid: Number(raw.pid ?? 0) });
+    } catch (err) {
+      // Removed between the listing and the read: its writer finished.
+      if (err instanceof EngineError && (err.kind === 'NotFound' || /not exist|no such file|NoSuchKey/i.test(err.message))) continue;
+      throw err;
+    }
+  }
+  return locks;
+}
