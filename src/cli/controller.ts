@@ -5,6 +5,7 @@ import { type Config, controllerFlags, loadConfig } from '../config.ts';
 import { BackupLocationReconciler } from '../controllers/backup-location.ts';
 import { BackupPolicyReconciler } from '../controllers/backup-policy.ts';
 import { BackupRecordReconciler } from '../controllers/backup-record.ts';
+import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
@@ -150,7 +151,8 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     : undefined;
   return new Manager({
     always: [...informers, http],
-    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner],
+    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner,
+      new NamespaceDeletion({ client, namespace: ns, log })],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

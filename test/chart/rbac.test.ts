@@ -111,12 +111,12 @@ describe('the Role against the API calls in src/', () => {
     }
   });
 
-  test('cluster-wide, only the kube-system namespace may be read (the cluster\'s identity), and not at all when clusterId is given', () => {
-    expect(clusterRules).toEqual([{ apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] }]);
+  test('cluster-wide, only two namespaces may be read: kube-system (the cluster\'s identity) and its own (being deleted?)', () => {
+    expect(clusterRules).toEqual([{ apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system', 'kubedr-system'], verbs: ['get'] }]);
     const binding = chart.one('ClusterRoleBinding');
+    expect(binding.metadata.name).toBe('kubedr-kubedr-system');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
     const given = render(['--name', 'kubedr', '--namespace', 'kubedr-system', '--set', 'clusterId=0b9d2c7e-aaaa', '--set', 'clusterName=prod']);
-    expect(given.all('ClusterRole')).toEqual([]);
     expect(given.one('Deployment').spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--cluster-id=0b9d2c7e-aaaa', '--cluster-name=prod']));
   });
 

@@ -69,9 +69,9 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(() => {
-  // Records first, while the controller still runs to release their finalizers; then the rest.
-  kubectl(['delete', 'mbr', '--all', '-n', ns, '--timeout=60s']);
   deleteNamespace(ns);
+  // Cluster-scoped: a namespace deletion leaves them (helm uninstall removes them).
+  kubectl(['delete', 'clusterrole,clusterrolebinding', `kubedr-${ns}`, '--ignore-not-found']);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -192,4 +192,29 @@ describe('the controller pod deleted during a backup', () => {
     const objects = kubectl(['get', 'events,mbp,mbr,bl,pods', '-n', ns, '-o', 'json']).stdout;
     expect(secrets.filter((s) => objects.includes(s))).toEqual([]);
   });
+});
+
+describe('kubectl delete namespace of the install', () => {
+  test('finishes within 2 minutes although records carry the forget finalizer; the snapshots stay in S3 and the log says so', async () => {
+    const held = getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items;
+    expect(held.length).toBeGreaterThan(0);
+    expect(held.every((r) => r.metadata.finalizers?.includes('kubedr.catalogicsoftware.com/forget-snapshot'))).toBe(true);
+    const before = resticAt(bucket, password, ['snapshots', '--json', '--no-lock']);
+    expect(before.code).toBe(0);
+    const pod = readyPod().metadata.name;
+    // The controller's log, followed to its end: the pod goes with the namespace.
+    const log = Bun.spawn(['kubectl', 'logs', '-f', pod, '-n', ns], { env: { ...process.env, KUBECONFIG: cluster().kubeconfig }, stdout: 'pipe', stderr: 'ignore' });
+    const started = performance.now();
+    expect(kubectl(['delete', 'namespace', ns, '--wait=false']).code).toBe(0);
+    await eventually(() => expect(kubectl(['get', 'namespace', ns]).stderr).toContain('NotFound'), 120_000, 1000);
+    const tookS = (performance.now() - started) / 1000;
+    console.log(`namespace ${ns} with ${held.length} records deleted in ${tookS.toFixed(1)} s`);
+    expect(tookS).toBeLessThan(120);
+    const after = resticAt(bucket, password, ['snapshots', '--json', '--no-lock']);
+    expect(JSON.parse(after.stdout).map((x: { short_id: string }) => x.short_id).sort())
+      .toEqual(JSON.parse(before.stdout).map((x: { short_id: string }) => x.short_id).sort());
+    log.kill();
+    const text = await new Response(log.stdout).text();
+    expect(text).toContain('namespace is being deleted: records released without forgetting their snapshots, which stay in S3');
+  }, 180_000);
 });

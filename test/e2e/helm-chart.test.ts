@@ -42,10 +42,11 @@ describe('rendered with default values', () => {
 
   test('holds exactly the expected objects, all in the release namespace', () => {
     expect(names(r)).toEqual([
+      'ClusterRole/kubedr-kubedr-system', 'ClusterRoleBinding/kubedr-kubedr-system',
       'ConfigMap/kubedr-dashboard', 'Deployment/kubedr', 'PrometheusRule/kubedr', 'Role/kubedr', 'RoleBinding/kubedr',
       'Service/kubedr-metrics', 'ServiceAccount/kubedr', 'ServiceMonitor/kubedr',
     ]);
-    for (const d of r.docs) expect(d.metadata.namespace).toBe('kubedr-system');
+    for (const d of r.docs.filter((x) => !x.kind.startsWith('Cluster'))) expect(d.metadata.namespace).toBe('kubedr-system');
     expect(r.text).toContain('# Source: kubedr/templates/deployment.yaml');
   });
 
@@ -111,9 +112,9 @@ describe('rendered with default values', () => {
   });
 
   // The rules themselves are checked against the API calls in src/ by test/chart/rbac.test.ts.
-  test('the Role is namespaced and bound to the chart\'s ServiceAccount only', () => {
-    expect(r.all('ClusterRole')).toEqual([]);
-    expect(r.all('ClusterRoleBinding')).toEqual([]);
+  test('the Role is namespaced and bound to the chart\'s ServiceAccount only; cluster-wide it may read two named namespaces', () => {
+    expect(r.one('ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system', 'kubedr-system'], verbs: ['get'] }]);
+    expect(r.one('ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
     const rb = r.one('RoleBinding');
     expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kubedr' });
     expect(rb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
@@ -231,10 +232,11 @@ describe('rendered with non-default values', () => {
 
   test('names, namespace and monitoring switches follow the values', () => {
     expect(names(r)).toEqual([
+      'ClusterRole/dr-kubedr-backup-ops', 'ClusterRoleBinding/dr-kubedr-backup-ops',
       'Deployment/dr-kubedr', 'PodDisruptionBudget/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr',
       'Service/dr-kubedr-metrics', 'ServiceAccount/dr-kubedr',
     ]);
-    for (const d of r.docs) expect(d.metadata.namespace).toBe('backup-ops');
+    for (const d of r.docs.filter((x) => !x.kind.startsWith('Cluster'))) expect(d.metadata.namespace).toBe('backup-ops');
     expect(r.one('RoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'dr-kubedr', namespace: 'backup-ops' }]);
   });
 
@@ -353,7 +355,8 @@ describe('on the local cluster', () => {
   // The controller running as the chart's pod, with only this ServiceAccount's token, is tested in controller-pod.test.ts.
   test('the chart\'s Role allows what the controller uses and refuses the rest, as the API server decides it', () => {
     const rendered = render(['--name', 'kubedr', '--namespace', ns]);
-    apply(rendered.docs.filter((d) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(d.kind)).map((d) => dump(d)).join('---\n'));
+    apply(rendered.docs.filter((d) => ['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.kind))
+      .map((d) => dump(d)).join('---\n'));
 
     // What the Role allows and refuses, as the API server decides it.
     const can = (verb: string, resource: string, ...more: string[]) =>
@@ -373,6 +376,13 @@ describe('on the local cluster', () => {
     expect(can('delete', 'secrets')).toBe('no');
     expect(can('create', 'deployments.apps')).toBe('no');
     expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
+    // Cluster-wide: the two namespaces it reads, nothing else.
+    const canAll = (verb: string, resource: string) => kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim();
+    expect(canAll('get', 'namespaces/kube-system')).toBe('yes');
+    expect(canAll('get', `namespaces/${ns}`)).toBe('yes');
+    expect(canAll('get', 'namespaces/default')).toBe('no');
+    expect(canAll('list', 'namespaces')).toBe('no');
+    expect(canAll('delete', 'namespaces/kube-system')).toBe('no');
   });
 });
 
