@@ -3,6 +3,7 @@ import { clusterLabel, originOf } from '../engine/origin.ts';
 import { filterSnapshots } from '../engine/restore.ts';
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import { Restic } from '../engine/restic.ts';
+import { failIfBucketMissing } from '../engine/repository.ts';
 import { listSnapshots, snapshotSize } from '../engine/snapshots.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { scratchDir } from '../util/scratch.ts';
@@ -72,6 +73,7 @@ export async function runSnapshots(argv: string[]): Promise<number> {
   const repo = repositoryFromFlags(parsed.flags);
   // A private cache makes the per-snapshot size lookups read the index once; it goes when the process exits.
   const restic = new Restic({ cacheDir: await scratchDir('cache') });
+  await failIfBucketMissing(repo);
   const listed = await listSnapshots(restic, repo, {}, { tag: parsed.flags.policy, readOnly: true });
   const rows = filterSnapshots(listed, { policy: parsed.flags.policy, cluster: parsed.flags.cluster }).selected.map(toRow);
   if (parsed.flags.size) {

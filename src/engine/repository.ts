@@ -138,3 +138,30 @@ export async function listLocks(restic: Restic, repo: Repository, run: RunOption
   }
   return locks;
 }
+
+/**
+ * Fails at once with NotFound when the repository's bucket does not exist. restic ≥ 0.17 takes a missing bucket for a
+ * passing fault and retries it for minutes before giving up, so the commands that only read (snapshots, restore,
+ * verify) ask first, without credentials: S3 servers (AWS, Ceph RGW, MinIO, s3rver) answer an anonymous request for a
+ * bucket that does not exist with 404 `NoSuchBucket`, and one that exists with 403 or 200. Any other answer, or none,
+ * decides nothing: restic then runs as usual and says what it finds.
+ */
+export async function failIfBucketMissing(repo: Repository, timeoutMs = 10_000): Promise<void> {
+  const m = /^s3:(https?:\/\/[^/]+)\/([^/]+)/.exec(repo.address);
+  if (!m) return;
+  const [, endpoint, bucket] = m as unknown as [string, string, string];
+  let status = 0;
+  let body = '';
+  try {
+    const res = await fetch(`${endpoint}/${bucket}?max-keys=0`, {
+      signal: AbortSignal.timeout(timeoutMs), ...(repo.caCert ? { tls: { ca: repo.caCert } } : {}),
+    });
+    status = res.status;
+    body = await res.text();
+  } catch {
+    return;
+  }
+  if (status === 404 && body.includes('NoSuchBucket')) {
+    throw new EngineError('NotFound', `no bucket "${bucket}" at the S3 endpoint ${endpoint}: check --bucket (the BackupLocation's spec.bucketName) and --url`);
+  }
+}

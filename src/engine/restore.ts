@@ -16,6 +16,7 @@ import { verifySnapshotFile } from './etcd-snapshot.ts';
 import { clusterLabel, matchesCluster, originOf } from './origin.ts';
 import type { SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
+import { failIfBucketMissing } from './repository.ts';
 import { listSnapshots } from './snapshots.ts';
 import { holdsData } from '../util/fs.ts';
 
@@ -196,6 +197,7 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
     throw new EngineError('Exists', `${dest} already exists and is not empty; choose another target, or allow replacing it (kubedr restore --force)`);
   }
   step('listing snapshots');
+  await failIfBucketMissing(req.repo);
   const snapshot = pickSnapshot(await resticTimeLimit(listSnapshots(restic, req.repo, run(), { readOnly: true }), timedOut),
     req.snapshot, req.filter);
 

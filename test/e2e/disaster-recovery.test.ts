@@ -120,7 +120,14 @@ describe('kubedr snapshots', () => {
     const none = kubedr(['snapshots', '--url', cluster().s3Url, '--bucket', bucket]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('missing credentials: access_key');
-    for (const r of [wrong, unreachable, none]) expect(r.stderr + r.stdout).not.toContain(password);
+
+    // restic 0.18 alone retries a bucket that does not exist for about 10 minutes, then exits 1.
+    const started = performance.now();
+    const noBucket = kubedr(['snapshots', '--url', cluster().s3Url, '--bucket', 'no-such-bucket-here', '--credentials', credentialsFile]);
+    expect(noBucket.code).toBe(4);
+    expect(noBucket.stderr).toContain('no bucket "no-such-bucket-here" at the S3 endpoint');
+    expect(performance.now() - started).toBeLessThan(10_000);
+    for (const r of [wrong, unreachable, none, noBucket]) expect(r.stderr + r.stdout).not.toContain(password);
   });
 });
 

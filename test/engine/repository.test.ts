@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { EngineError } from '../../src/engine/errors.ts';
-import { bucketNameProblem, repositoryAddress, withLockWait } from '../../src/engine/repository.ts';
+import { bucketNameProblem, failIfBucketMissing, repositoryAddress, withLockWait } from '../../src/engine/repository.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 
 describe('repositoryAddress', () => {
@@ -91,5 +91,33 @@ describe('withLockWait: another writer\'s lock is waited for, never removed', ()
     let err: unknown;
     await withLockWait(restic, repo, async () => { throw new EngineError('WrongPassword', 'wrong password'); }).catch((e) => { err = e; });
     expect((err as EngineError).kind).toBe('WrongPassword');
+  });
+});
+
+describe('failIfBucketMissing: a missing bucket is said at once, not after restic\'s minutes of retries', () => {
+  /** An S3-like endpoint that answers every request with `status` and `body`. */
+  function endpoint(status: number, body: string) {
+    return Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response(body, { status }) });
+  }
+  const repoAt = (port: number, bucket = 'backups') => ({ address: `s3:http://127.0.0.1:${port}/${bucket}`, password: 'p', accessKey: 'a', secretKey: 's' });
+
+  test('404 NoSuchBucket is NotFound, naming the bucket and the endpoint, and no credential', async () => {
+    const s = endpoint(404, '<?xml version="1.0"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>');
+    const port = s.port ?? 0;
+    let err: unknown;
+    await failIfBucketMissing(repoAt(port)).catch((e) => { err = e; });
+    s.stop();
+    expect((err as EngineError).kind).toBe('NotFound');
+    expect((err as EngineError).message).toBe(`no bucket "backups" at the S3 endpoint http://127.0.0.1:${port}: check --bucket (the BackupLocation's spec.bucketName) and --url`);
+  });
+
+  test('an existing bucket (403 to an anonymous request, or 200) and any other answer decide nothing', async () => {
+    for (const [status, body] of [[403, '<Error><Code>AccessDenied</Code></Error>'], [200, '<ListBucketResult/>'], [404, 'not S3'], [500, '']] as const) {
+      const s = endpoint(status, body);
+      await failIfBucketMissing(repoAt(s.port ?? 0));
+      s.stop();
+    }
+    // Nothing listening: restic's own connect check reports that.
+    await failIfBucketMissing({ ...repoAt(1) });
   });
 });
