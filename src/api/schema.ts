@@ -137,6 +137,7 @@ export const backupPolicySchema = {
             bytesDone: int('Bytes done in this phase.'),
             totalBytes: int('Bytes in this phase, when known.'),
             percent: { type: 'integer', description: 'Upload progress, 0 to 100.' },
+            waitingFor: str('What the backup waits for, when it waits: another writer\'s repository lock, with its holder.'),
             updateTime: str('When this progress was written.'),
           },
         },

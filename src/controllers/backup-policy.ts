@@ -472,11 +472,13 @@ export class BackupPolicyReconciler implements Reconciler {
     return {
       write: (p) => {
         const t = Date.now();
-        if (p.phase === lastPhase && t - last < interval) return;
+        // A change of phase, or into or out of a wait, is written at once; steady progress at most every interval.
+        const state = `${p.phase}/${p.waitingFor ?? ''}`;
+        if (state === lastPhase && t - last < interval) return;
         last = t;
-        lastPhase = p.phase;
+        lastPhase = state;
         const progress = { phase: p.phase, bytesDone: p.bytesDone, totalBytes: p.totalBytes ?? null,
-          percent: p.percent === undefined ? null : Math.round(p.percent), updateTime: new Date(t).toISOString() };
+          percent: p.percent === undefined ? null : Math.round(p.percent), waitingFor: p.waitingFor ?? null, updateTime: new Date(t).toISOString() };
         chain = chain.then(() => this.patchStatus(policy, { progress }))
           .catch((err) => this.deps.log.debug('progress write failed', { err }));
       },

@@ -37,6 +37,8 @@ export interface BackupProgress {
   totalBytes?: number;
   /** 0..100, during the upload. */
   percent?: number;
+  /** What the backup waits for now, e.g. another writer's repository lock ("repository is locked by PID 7 on cp-2 …"). */
+  waitingFor?: string;
 }
 
 export interface BackupRequest {
@@ -201,7 +203,9 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
 
 /** restic backup with the request's parent, or without one when the repository no longer holds that snapshot. */
 async function upload(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
-  const attempt = (parent?: string) => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), { signal: req.signal });
+  const attempt = (parent?: string) => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), {
+    signal: req.signal, onWait: (holder) => req.onProgress?.({ phase: 'Upload', bytesDone: 0, totalBytes: total, waitingFor: holder }),
+  });
   if (!req.parent) return attempt();
   try {
     return await attempt(req.parent);

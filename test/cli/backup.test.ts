@@ -76,6 +76,8 @@ test('progressLine: phase, percent and bytes as far as known', () => {
   expect(progressLine('daily', { state: 'running', progress: { phase: 'Upload', percent: 45, bytesDone: 1536, totalBytes: 4096 } }))
     .toBe('daily: Upload  45%  1.5 KiB of 4.0 KiB');
   expect(progressLine('daily', { state: 'running', progress: undefined })).toBe('daily: running');
+  expect(progressLine('daily', { state: 'running', progress: { phase: 'Upload', bytesDone: 0, waitingFor: 'repository is locked by PID 7 on cp-2 since 2026-12-04 18:40:11 (exclusive)' } }))
+    .toBe('daily: Upload: waiting: repository is locked by PID 7 on cp-2 since 2026-12-04 18:40:11 (exclusive)');
 });
 
 test('successLine names the snapshot and the record', () => {

@@ -95,7 +95,10 @@ describe('locks', () => {
     await killedPrune('other-node');
     const lockIds = resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim();
     const started = Date.now();
+    // While it waits, its status says for what (kubectl get, kubedr status and kubedr backup show it).
+    const waiting = eventually(() => expect(policy('locked').status?.progress?.waitingFor ?? '').toMatch(/^repository is locked by PID \d+ on other-node/), 60_000, 200);
     const p = await backupNow(ns, 'locked', 90_000);
+    await waiting;
     expect(p.status?.backupStatus).toBe('Failed');
     expect(p.status?.backupErrorMessage).toMatch(/repository is locked by PID \d+ on other-node since \d{4}-\d\d-\d\d [\d:]+ \(exclusive\); waited \d+ s/);
     // Waited about --lock-wait (10 s here), not the 15 minutes restic 0.18 would retry, and not a moment.
