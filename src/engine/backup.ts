@@ -7,7 +7,7 @@
  * restic picks the parent snapshot by host and path, and only with a parent do `filesNew`, `filesChanged` and
  * `filesUnmodified` mean anything (with a new path each time, every file of every backup counted as new).
  */
-import { cp, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { claimStableDir, scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
@@ -19,6 +19,11 @@ import { endpointOf, type Repository, type Restic } from './restic.ts';
 import { withLockWait } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
+/**
+ * Under `data/`, beside the snapshot: the etcd members when it was taken (JSON, engine/etcd-members.ts EtcdMember[]),
+ * so a restore from S3 alone knows how many members to recreate. Backups taken before it was written lack it.
+ */
+export const MEMBERS_FILE = 'etcd-members.json';
 export const CERTS_DIR = 'certificates';
 export const DATA_DIR = 'data';
 /** Under `data/`: the policy's extraPaths, each at its host path (`data/extra/etc/kubernetes/enc/…`). */
@@ -250,6 +255,7 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
       signal: req.signal,
       onProgress: (bytes) => req.onProgress?.({ phase: 'Snapshot', bytesDone: bytes }),
     });
+    if (etcd.members) await writeFile(join(data, MEMBERS_FILE), `${JSON.stringify(etcd.members, null, 2)}\n`, { mode: 0o600 });
     const queued = performance.now();
     let uploadStarted = queued;
     let cpu: NodeJS.CpuUsage | undefined;

@@ -5,6 +5,7 @@
  * breaking (kubernetes/kubeadm#2641). Pure functions: no files, no processes.
  */
 import { EngineError } from './errors.ts';
+import { Reader } from './protobuf-wire.ts';
 
 export interface Member {
   name: string;
@@ -76,4 +77,48 @@ export function checkMemberPlan(p: MemberPlanInput): void {
       'that is still running could join the restored one and mix the two histories. Leave --initial-cluster-token out (a new token ' +
       'derived from the snapshot is used)');
   }
+}
+
+/** A member of the etcd cluster a backup was taken from (etcd's Cluster.MemberList). */
+export interface EtcdMember {
+  /** Member id, hex as etcdctl prints it. */
+  id: string;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+/** Member { ID = 1; name = 2; peerURLs = 3; clientURLs = 4; isLearner = 5 }. */
+function decodeMember(buf: Buffer): EtcdMember {
+  const r = new Reader(buf);
+  const m: EtcdMember = { id: '', name: '', peerUrls: [], clientUrls: [], isLearner: false };
+  while (!r.done) {
+    const tag = Number(r.varint());
+    const field = tag >>> 3;
+    if (field === 1 && (tag & 7) === 0) m.id = r.varint().toString(16);
+    else if (field === 2 && (tag & 7) === 2) m.name = r.bytes().toString('utf8');
+    else if (field === 3 && (tag & 7) === 2) m.peerUrls.push(r.bytes().toString('utf8'));
+    else if (field === 4 && (tag & 7) === 2) m.clientUrls.push(r.bytes().toString('utf8'));
+    else if (field === 5 && (tag & 7) === 0) m.isLearner = r.varint() !== 0n;
+    else r.skip(tag & 7);
+  }
+  return m;
+}
+
+/** MemberListResponse { header = 1; repeated Member members = 2 }. */
+export function decodeMemberList(buf: Buffer): EtcdMember[] {
+  const r = new Reader(buf);
+  const members: EtcdMember[] = [];
+  while (!r.done) {
+    const tag = Number(r.varint());
+    if (tag >>> 3 === 2 && (tag & 7) === 2) members.push(decodeMember(r.bytes()));
+    else r.skip(tag & 7);
+  }
+  return members;
+}
+
+/** The members a restore must recreate, from a backup's membership: voting members (learners are not restored). */
+export function restoredMembers(members: EtcdMember[]): Member[] {
+  return members.filter((m) => !m.isLearner).map((m) => ({ name: m.name, peerUrls: m.peerUrls.join(',') }));
 }

@@ -9,6 +9,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity } from 'node:tls';
 import { EngineError } from './errors.ts';
+import { decodeMemberList, type EtcdMember } from './etcd-members.ts';
+import { Reader } from './protobuf-wire.ts';
 
 export interface EtcdConnection {
   /** Client URL, e.g. https://127.0.0.1:2379. */
@@ -32,6 +34,11 @@ export interface SnapshotResult {
    * etcd's own integrity check, verifiable after any restore (`snapshotContentSha256`).
    */
   sha256: string;
+  /**
+   * The cluster's members when the snapshot was taken (Cluster.MemberList over the same connection): a restore of a
+   * backup from a several-member cluster must recreate every member, never a lone one beside the old ones.
+   */
+  members?: EtcdMember[];
   timings: SnapshotTimings;
 }
 
@@ -68,43 +75,11 @@ const SNAPSHOT = '/etcdserverpb.Maintenance/Snapshot';
  */
 let grpc: typeof GrpcJs;
 const STATUS = '/etcdserverpb.Maintenance/Status';
+const MEMBER_LIST = '/etcdserverpb.Cluster/MemberList';
 
 interface SnapshotResponse {
   revision?: number;
   blob: Buffer;
-}
-
-/** Protobuf wire format: enough to read SnapshotResponse { header = 1; remaining_bytes = 2; blob = 3 }. */
-class Reader {
-  pos = 0;
-  constructor(private readonly buf: Buffer) {}
-  get done(): boolean {
-    return this.pos >= this.buf.length;
-  }
-  varint(): bigint {
-    let result = 0n;
-    let shift = 0n;
-    for (;;) {
-      const b = this.buf[this.pos++];
-      if (b === undefined) throw new Error('truncated varint');
-      result |= BigInt(b & 0x7f) << shift;
-      if ((b & 0x80) === 0) return result;
-      shift += 7n;
-    }
-  }
-  bytes(): Buffer {
-    const len = Number(this.varint());
-    const out = this.buf.subarray(this.pos, this.pos + len);
-    this.pos += len;
-    return out;
-  }
-  skip(wireType: number): void {
-    if (wireType === 0) this.varint();
-    else if (wireType === 2) this.bytes();
-    else if (wireType === 1) this.pos += 8;
-    else if (wireType === 5) this.pos += 4;
-    else throw new Error(`unsupported wire type ${wireType}`);
-  }
 }
 
 /** ResponseHeader { cluster_id = 1; member_id = 2; revision = 3; raft_term = 4 }: returns the revision. */
@@ -147,6 +122,14 @@ function currentRevision(client: GrpcJs.Client, deadline: number): Promise<numbe
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(STATUS, () => Buffer.alloc(0), decodeStatusRevision, {}, new grpc.Metadata(), { deadline },
       (err, rev) => (err ? reject(err) : resolve(rev ?? 0)));
+  });
+}
+
+/** MemberListRequest { linearizable = 1 }: empty asks the member's own view, as `etcdctl member list` does by default. */
+function memberList(client: GrpcJs.Client, deadline: number): Promise<EtcdMember[]> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(MEMBER_LIST, () => Buffer.alloc(0), decodeMemberList, {}, new grpc.Metadata(), { deadline },
+      (err, members) => (err ? reject(err) : resolve(members ?? [])));
   });
 }
 
@@ -232,6 +215,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   let held: Buffer = Buffer.alloc(0);
   let size = 0;
   let revision = 0;
+  let members: EtcdMember[] | undefined;
   let fd: number | undefined;
   const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
   let call: GrpcJs.ClientReadableStream<SnapshotResponse> | undefined;
@@ -242,6 +226,9 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   try {
     fd = openSync(file, 'w', 0o600);
     revision = await currentRevision(client, Math.min(deadline, Date.now() + 30_000));
+    // Membership is what a restore needs to refuse splitting a cluster; an etcd that will not tell it (an unusual
+    // permission setup) still gets its backup, which then only lacks that check.
+    members = await memberList(client, Math.min(deadline, Date.now() + 30_000)).catch(() => undefined);
     const t1 = performance.now();
     timings.connectMs = t1 - t0;
     call = client.makeServerStreamRequest<Record<string, never>, SnapshotResponse>(
@@ -276,7 +263,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   if (!expected.equals(held)) {
     throw new EngineError('IntegrityError', 'etcd snapshot failed its integrity check: the SHA-256 trailer does not match the content');
   }
-  return { size, revision, sha256: held.toString('hex'), timings };
+  return { size, revision, sha256: held.toString('hex'), members, timings };
 }
 
 /**

@@ -177,7 +177,11 @@ describe('extraPaths', () => {
     expect(r.stdout).toContain(`  extra paths:   ${target}/data/extra/`);
     expect(readFileSync(join(target, 'data/extra', enc, 'enc.yaml'), 'utf8')).toBe(readFileSync(join(enc, 'enc.yaml'), 'utf8'));
     expect(readFileSync(join(target, 'data/extra', single), 'utf8')).toBe(readFileSync(single, 'utf8'));
-    expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-snapshot.db', 'extra']);
+    expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-members.json', 'etcd-snapshot.db', 'extra']);
+    // The membership of the etcd it came from, as etcd itself reported it: the node's one member.
+    const members = JSON.parse(readFileSync(join(target, 'data/etcd-members.json'), 'utf8')) as { name: string; peerUrls: string[]; isLearner: boolean }[];
+    expect(members.map((m) => [m.name, m.isLearner])).toEqual([['etcd', false]]);
+    expect(members[0]!.peerUrls).toEqual([expect.stringMatching(/^https:\/\/[\d.]+:2380$/)]);
   });
 
   test('a missing extra path fails the backup, naming it', async () => {

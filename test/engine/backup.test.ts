@@ -59,7 +59,12 @@ async function fakeEtcd(): Promise<{ endpoint: string; stop: () => void }> {
   };
   let revision = 0;
   const server = new grpc.Server();
-  server.addService({ Snapshot: method('/etcdserverpb.Maintenance/Snapshot', true), Status: method('/etcdserverpb.Maintenance/Status', false) }, {
+  // MemberListResponse { repeated Member members = 2 }, one Member { ID = 1; name = 2; peerURLs = 3 }.
+  const peer = 'https://10.0.0.1:2380';
+  const member = Buffer.concat([Buffer.from([0x08, 0x2a, 0x12, 4]), Buffer.from('cp-1'), Buffer.from([0x1a, peer.length]), Buffer.from(peer)]);
+  server.addService({ Snapshot: method('/etcdserverpb.Maintenance/Snapshot', true), Status: method('/etcdserverpb.Maintenance/Status', false),
+    MemberList: method('/etcdserverpb.Cluster/MemberList', false) }, {
+    MemberList: (_call: unknown, done: grpc.sendUnaryData<Buffer>) => done(null, Buffer.concat([Buffer.from([0x12, member.length]), member])),
     Snapshot: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
       const content = Buffer.alloc(200_000, ++revision);
       call.write(blob(content));
@@ -97,10 +102,12 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
 
   test('a policy backs up from the same path each time, so the next backup has a parent and counts only what changed', async () => {
     const first = await backup();
-    expect(first.summary).toMatchObject({ filesNew: 3, filesChanged: 0, filesUnmodified: 0 });
+    // The etcd snapshot, its members file and two certificates.
+    expect(first.summary).toMatchObject({ filesNew: 4, filesChanged: 0, filesUnmodified: 0 });
+    expect(first.etcd.members).toEqual([{ id: '2a', name: 'cp-1', peerUrls: ['https://10.0.0.1:2380'], clientUrls: [], isLearner: false }]);
     const second = await backup();
-    // The etcd snapshot is new content; the certificates are as they were.
-    expect(second.summary).toMatchObject({ filesNew: 0, filesChanged: 1, filesUnmodified: 2 });
+    // The etcd snapshot is new content, and its members file is written anew (a tiny file); the certificates are as they were.
+    expect(second.summary).toMatchObject({ filesNew: 0, filesChanged: 2, filesUnmodified: 2 });
     const { stdout } = await restic.run(repo, ['snapshots', '--json']);
     const paths = parseSnapshots(stdout).map((s) => s.paths);
     expect(paths).toEqual([[join(tmpdir(), stableDirName('daily'), 'data')], [join(tmpdir(), stableDirName('daily'), 'data')]]);
@@ -115,10 +122,10 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
     await backup();
     const withOlder = await runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['daily'],
       parent: older.summary.snapshotId });
-    expect(withOlder.summary).toMatchObject({ filesNew: 0, filesChanged: 2, filesUnmodified: 1 });
+    expect(withOlder.summary).toMatchObject({ filesNew: 0, filesChanged: 3, filesUnmodified: 1 });
     const gone = await runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['daily'],
       parent: 'deadbeef' });
-    expect(gone.summary).toMatchObject({ filesNew: 0, filesChanged: 1, filesUnmodified: 2 });
+    expect(gone.summary).toMatchObject({ filesNew: 0, filesChanged: 2, filesUnmodified: 2 });
   }, 60_000);
 
   test('the restored layout is data/etcd-snapshot.db and data/certificates/', async () => {
@@ -126,7 +133,7 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
     const [latest] = parseSnapshots(stdout);
     const target = join(work, 'restored');
     await restic.run(repo, ['restore', latest!.id, '--target', target]);
-    expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-snapshot.db']);
+    expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-members.json', 'etcd-snapshot.db']);
     expect(readdirSync(join(target, 'data/certificates')).sort()).toEqual(['ca.crt', 'etcd']);
   }, 30_000);
 
@@ -171,8 +178,8 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
         { file: 'etcd/server.crt', notAfter: soon },
       ]);
       expect(r.earliestCertificateExpiry).toBe(soon);
-      // Certificates, keys and the extra paths' files, and the etcd snapshot.
-      expect(r.summary.filesNew).toBe(9);
+      // Certificates, keys and the extra paths' files, the etcd snapshot and its members file.
+      expect(r.summary.filesNew).toBe(10);
     }, 30_000);
 
     test('extra paths restore under data/extra/<path>, beside the certificates, through the usual restore', async () => {
@@ -184,7 +191,7 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
       expect(readFileSync(join(extra, enc, 'keys/old'), 'utf8')).toBe('k1');
       expect(readFileSync(join(extra, single), 'utf8')).toBe('kind: Policy\n');
       expect(readdirSync(join(extra, work, 'host/etc')).sort()).toEqual(['audit-policy.yaml', 'kubernetes']);
-      expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-snapshot.db', 'extra']);
+      expect(readdirSync(join(target, 'data')).sort()).toEqual(['certificates', 'etcd-members.json', 'etcd-snapshot.db', 'extra']);
     }, 30_000);
 
     test('a missing or relative extra path fails the backup, saying which and why, and stores nothing', async () => {
