@@ -11,7 +11,7 @@ import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.t
 import { sleep } from '../util/sleep.ts';
 import { BackupFollower, type Observation, StatusLine, type Terminal, progressLine, successLine, unrunnable } from './backup-progress.ts';
 import { clientFromFlags, clusterFlags, explainApiError } from './cluster-flags.ts';
-import { EXIT, ExitError, clusterExitCodesHelp } from './exit-codes.ts';
+import { EXIT, ExitError, backupExitCodesHelp } from './exit-codes.ts';
 import { forProgram, programName } from './program.ts';
 
 const flags = {
@@ -28,7 +28,7 @@ export const backupHelp = helpText('kubedr backup POLICY [-n NAMESPACE] [--wait 
   'annotation to a new value, which the controller serves once. A backup of the policy that is already running is\n' +
   'waited for first with --wait (without --wait the command stops: the controller would skip the request).\n' +
   'With --wait, shows the phase, percent and bytes (redrawn in place on a terminal, one line per change otherwise) and\n' +
-  'ends with the new backup\'s snapshot ID and MetadataBackupRecord name.', flags) + `\n${clusterExitCodesHelp}`;
+  'ends with the new backup\'s snapshot ID and MetadataBackupRecord name.', flags) + `\n${backupExitCodesHelp}`;
 
 /**
  * The policy is read once a second. A watch would see each change as it happens, but needs reconnects and relists

@@ -54,8 +54,14 @@ export const exitCodesHelp = `Exit codes:
   6 etcd snapshot failed its integrity check   7 destination not empty (see --force)
 `;
 
-/** The exit codes of the commands that work on the cluster's KubeDR objects. */
-export const clusterExitCodesHelp = `Exit codes:
+/** The exit codes of `kubedr status`, which only reads the cluster's KubeDR objects. */
+export const statusExitCodesHelp = `Exit codes:
+  0 success   1 other failure   2 usage or invalid input   3 the API server refused the credentials (401, 403)
+  5 API server unreachable or not answering
+`;
+
+/** The exit codes of `kubedr backup`, which starts a backup in the cluster and follows it. */
+export const backupExitCodesHelp = `Exit codes:
   0 success   1 other failure   2 usage or invalid input   3 the API server refused the credentials (401, 403)
   4 policy not found   5 API server unreachable or not answering   8 the backup failed or cannot run
   9 --timeout passed before the backup ended (it goes on in the cluster)

@@ -3,7 +3,7 @@ import { clusterLabel, originOf } from '../engine/origin.ts';
 import { filterSnapshots } from '../engine/restore.ts';
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import { Restic } from '../engine/restic.ts';
-import { failIfBucketMissing } from '../engine/repository.ts';
+import { withBucketCheck } from '../engine/repository.ts';
 import { listSnapshots, snapshotSize } from '../engine/snapshots.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { scratchDir } from '../util/scratch.ts';
@@ -73,8 +73,7 @@ export async function runSnapshots(argv: string[]): Promise<number> {
   const repo = repositoryFromFlags(parsed.flags);
   // A private cache makes the per-snapshot size lookups read the index once; it goes when the process exits.
   const restic = new Restic({ cacheDir: await scratchDir('cache') });
-  await failIfBucketMissing(repo);
-  const listed = await listSnapshots(restic, repo, {}, { tag: parsed.flags.policy, readOnly: true });
+  const listed = await withBucketCheck(repo, (signal) => listSnapshots(restic, repo, { signal }, { tag: parsed.flags.policy, readOnly: true }));
   const rows = filterSnapshots(listed, { policy: parsed.flags.policy, cluster: parsed.flags.cluster }).selected.map(toRow);
   if (parsed.flags.size) {
     for (const row of rows) row.size = await snapshotSize(restic, repo, row.id);

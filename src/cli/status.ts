@@ -3,7 +3,7 @@ import { BACKUP_LOCATION, BACKUP_POLICY, BACKUP_RECORD, EVENT } from '../api/gro
 import type { BackupLocation, KubeEvent, MetadataBackupPolicy, MetadataBackupRecord } from '../api/types.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { clientFromFlags, clusterFlags, explainApiError } from './cluster-flags.ts';
-import { clusterExitCodesHelp } from './exit-codes.ts';
+import { statusExitCodesHelp } from './exit-codes.ts';
 import { forProgram } from './program.ts';
 import { buildReport, formatReport } from './status-report.ts';
 
@@ -16,7 +16,7 @@ const flags = {
 export const statusHelp = helpText('kubedr status [-n NAMESPACE | -A] [--json] [flags]',
   'Shows BackupLocations (ready or not, and why), MetadataBackupPolicies (schedule, next run, last backup and its result,\n' +
   'last success, last verification, records kept) and failures: what the objects show now (failed backups, locations,\n' +
-  'verifications, snapshots missing from the repository) and Warning events of the last 24 hours.', flags) + `\n${clusterExitCodesHelp}`;
+  'verifications, snapshots missing from the repository) and Warning events of the last 24 hours.', flags) + `\n${statusExitCodesHelp}`;
 
 export async function runStatus(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);

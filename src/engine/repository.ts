@@ -140,28 +140,40 @@ export async function listLocks(restic: Restic, repo: Repository, run: RunOption
 }
 
 /**
- * Fails at once with NotFound when the repository's bucket does not exist. restic ≥ 0.17 takes a missing bucket for a
- * passing fault and retries it for minutes before giving up, so the commands that only read (snapshots, restore,
- * verify) ask first, without credentials: S3 servers (AWS, Ceph RGW, MinIO, s3rver) answer an anonymous request for a
- * bucket that does not exist with 404 `NoSuchBucket`, and one that exists with 403 or 200. Any other answer, or none,
- * decides nothing: restic then runs as usual and says what it finds.
+ * Runs `work` (a restic command that reads the repository) while asking, beside it and without credentials, whether
+ * the bucket exists at all, and fails at once with NotFound if it does not. restic ≥ 0.17 takes a missing bucket for a
+ * passing fault and retries it for minutes before giving up. S3 servers (AWS, Ceph RGW, MinIO, s3rver) answer an
+ * anonymous request for a bucket that does not exist with 404 `NoSuchBucket`, and one that exists with 403 or 200.
+ * Any other answer, or none, decides nothing, and costs nothing: `work` goes on and says what it finds.
  */
-export async function failIfBucketMissing(repo: Repository, timeoutMs = 10_000): Promise<void> {
-  const m = /^s3:(https?:\/\/[^/]+)\/([^/]+)/.exec(repo.address);
-  if (!m) return;
-  const [, endpoint, bucket] = m as unknown as [string, string, string];
-  let status = 0;
-  let body = '';
+export async function withBucketCheck<T>(repo: Repository, work: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const stop = new AbortController();
+  const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const missing = bucketMissing(repo, both).then((problem) => {
+    if (!problem) return new Promise<never>(() => undefined);
+    // The work is stopped in `finally`, after this error has won the race.
+    throw new EngineError('NotFound', problem);
+  });
   try {
-    const res = await fetch(`${endpoint}/${bucket}?max-keys=0`, {
-      signal: AbortSignal.timeout(timeoutMs), ...(repo.caCert ? { tls: { ca: repo.caCert } } : {}),
-    });
-    status = res.status;
-    body = await res.text();
+    return await Promise.race([work(both), missing]);
+  } finally {
+    stop.abort();
+  }
+}
+
+/** Why the repository's bucket is missing ("no bucket …"), or undefined when it exists or cannot be told. */
+async function bucketMissing(repo: Repository, signal: AbortSignal): Promise<string | undefined> {
+  const m = /^s3:(https?:\/\/[^/]+)\/([^/]+)/.exec(repo.address);
+  if (!m) return undefined;
+  const [, endpoint, bucket] = m as unknown as [string, string, string];
+  try {
+    const res = await fetch(`${endpoint}/${bucket}?max-keys=0`, { signal, ...(repo.caCert ? { tls: { ca: repo.caCert } } : {}) });
+    const body = await res.text();
+    if (res.status === 404 && body.includes('NoSuchBucket')) {
+      return `no bucket "${bucket}" at the S3 endpoint ${endpoint}: check --bucket (the BackupLocation's spec.bucketName) and --url`;
+    }
   } catch {
-    return;
+    // Unreachable, untrusted, cancelled: restic says so.
   }
-  if (status === 404 && body.includes('NoSuchBucket')) {
-    throw new EngineError('NotFound', `no bucket "${bucket}" at the S3 endpoint ${endpoint}: check --bucket (the BackupLocation's spec.bucketName) and --url`);
-  }
+  return undefined;
 }

@@ -16,7 +16,7 @@ import { verifySnapshotFile } from './etcd-snapshot.ts';
 import { clusterLabel, matchesCluster, originOf } from './origin.ts';
 import type { SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
-import { failIfBucketMissing } from './repository.ts';
+import { withBucketCheck } from './repository.ts';
 import { listSnapshots } from './snapshots.ts';
 import { holdsData } from '../util/fs.ts';
 
@@ -197,9 +197,8 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
     throw new EngineError('Exists', `${dest} already exists and is not empty; choose another target, or allow replacing it (kubedr restore --force)`);
   }
   step('listing snapshots');
-  await failIfBucketMissing(req.repo);
-  const snapshot = pickSnapshot(await resticTimeLimit(listSnapshots(restic, req.repo, run(), { readOnly: true }), timedOut),
-    req.snapshot, req.filter);
+  const listed = await resticTimeLimit(withBucketCheck(req.repo, (signal) => listSnapshots(restic, req.repo, { ...run(), signal }, { readOnly: true }), run().signal), timedOut);
+  const snapshot = pickSnapshot(listed, req.snapshot, req.filter);
 
   await mkdir(req.target, { recursive: true });
   // Staged inside the target, so the final move is a rename on the same filesystem.

@@ -59,7 +59,7 @@ export async function pruneRepository(restic: Restic, repo: Repository, run: Run
 
 /** Bytes a restore of the snapshot writes (restic 0.14's `snapshots` does not report sizes). */
 export async function snapshotSize(restic: Restic, repo: Repository, id: string, run: RunOptions = {}): Promise<number> {
-  const { stdout } = await restic.run(repo, ['stats', '--json', id], run);
+  const { stdout } = await restic.run(repo, ['stats', '--json', '--no-lock', id], run);
   return parseStats(stdout).totalSize;
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { EngineError } from '../../src/engine/errors.ts';
-import { bucketNameProblem, failIfBucketMissing, repositoryAddress, withLockWait } from '../../src/engine/repository.ts';
+import { bucketNameProblem, withBucketCheck, repositoryAddress, withLockWait } from '../../src/engine/repository.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 
 describe('repositoryAddress', () => {
@@ -94,30 +94,34 @@ describe('withLockWait: another writer\'s lock is waited for, never removed', ()
   });
 });
 
-describe('failIfBucketMissing: a missing bucket is said at once, not after restic\'s minutes of retries', () => {
+describe('withBucketCheck: a missing bucket is said at once, not after restic\'s minutes of retries', () => {
   /** An S3-like endpoint that answers every request with `status` and `body`. */
   function endpoint(status: number, body: string) {
     return Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response(body, { status }) });
   }
   const repoAt = (port: number, bucket = 'backups') => ({ address: `s3:http://127.0.0.1:${port}/${bucket}`, password: 'p', accessKey: 'a', secretKey: 's' });
+  /** What restic does against a missing bucket: retries until stopped. */
+  const retryingForever = (signal: AbortSignal) => new Promise<string>((_ok, fail) => signal.addEventListener('abort', () => fail(new Error('stopped'))));
 
-  test('404 NoSuchBucket is NotFound, naming the bucket and the endpoint, and no credential', async () => {
+  test('404 NoSuchBucket is NotFound at once, naming the bucket and the endpoint; the restic run is stopped', async () => {
     const s = endpoint(404, '<?xml version="1.0"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>');
     const port = s.port ?? 0;
     let err: unknown;
-    await failIfBucketMissing(repoAt(port)).catch((e) => { err = e; });
+    let workSignal: AbortSignal | undefined;
+    await withBucketCheck(repoAt(port), (signal) => { workSignal = signal; return retryingForever(signal); }).catch((e) => { err = e; });
     s.stop();
     expect((err as EngineError).kind).toBe('NotFound');
     expect((err as EngineError).message).toBe(`no bucket "backups" at the S3 endpoint http://127.0.0.1:${port}: check --bucket (the BackupLocation's spec.bucketName) and --url`);
+    expect(workSignal?.aborted).toBe(true);
   });
 
-  test('an existing bucket (403 to an anonymous request, or 200) and any other answer decide nothing', async () => {
+  test('an existing bucket (403 to an anonymous request, or 200) and any other answer leave the result to restic', async () => {
     for (const [status, body] of [[403, '<Error><Code>AccessDenied</Code></Error>'], [200, '<ListBucketResult/>'], [404, 'not S3'], [500, '']] as const) {
       const s = endpoint(status, body);
-      await failIfBucketMissing(repoAt(s.port ?? 0));
+      expect(await withBucketCheck(repoAt(s.port ?? 0), async () => { await Bun.sleep(50); return 'listed'; })).toBe('listed');
       s.stop();
     }
-    // Nothing listening: restic's own connect check reports that.
-    await failIfBucketMissing({ ...repoAt(1) });
+    // Nothing listening: the work decides, at its own pace.
+    expect(await withBucketCheck(repoAt(1), async () => 'listed')).toBe('listed');
   });
 });
