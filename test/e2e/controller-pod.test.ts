@@ -16,7 +16,7 @@ import { BACKUP_FAILED, BACKUP_SUCCEEDED } from '../../src/api/events.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord, Pod } from '../../src/api/types.ts';
 import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, fillEtcd,
+  apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, events, eventually, fillEtcd,
   getJson, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
@@ -69,9 +69,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(() => {
-  deleteNamespace(ns);
-  // Cluster-scoped: a namespace deletion leaves them (helm uninstall removes them).
-  kubectl(['delete', 'clusterrole,clusterrolebinding', `kubedr-${ns}`, '--ignore-not-found']);
+  deleteInstall(ns);
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -12,7 +12,7 @@ import { dump } from 'js-yaml';
 import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/group.ts';
 import type { Toleration } from '../../src/api/types.ts';
 import { loadConfig } from '../../src/config.ts';
-import { apply, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
+import { apply, cluster, createNamespace, deleteInstall, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
 import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
 import { installPrometheusOperatorCrds, removePrometheusOperatorCrds, servedApiVersions } from '../support/prometheus.ts';
 
@@ -324,7 +324,7 @@ describe('on the local cluster', () => {
     ns = createNamespace('helm');
   });
   afterAll(async () => {
-    deleteNamespace(ns);
+    deleteInstall(ns);
   });
 
   const dryRun = (yaml: string) => kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', '-'], yaml);
@@ -409,7 +409,7 @@ describe('installed with default values, without and then with prometheus-operat
     writeFileSync(values, dump({ image: { repository: image.split(':')[0], tag: pkg.version, pullPolicy: 'Never' }, certsHostPaths: [cluster().pki] }));
   }, 300_000);
   afterAll(async () => {
-    deleteNamespace(ns);
+    deleteInstall(ns);
     await installPrometheusOperatorCrds();
   });
 

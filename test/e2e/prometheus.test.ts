@@ -20,7 +20,7 @@ import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import type { MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore } from '../../src/api/types.ts';
 import {
-  apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
+  apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
   kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
 } from '../support/e2e.ts';
 import { type Rendered, chartDir, render } from '../support/helm.ts';
@@ -133,7 +133,7 @@ afterAll(async () => {
     // Records first, while the controller still runs to release their finalizers; then the rest.
     kubectl(['scale', 'deployment/kubedr', '-n', ns, '--replicas=1']);
     kubectl(['delete', 'mbr', '--all', '-n', ns, '--timeout=60s']);
-    deleteNamespace(ns);
+    deleteInstall(ns);
   }
   if (installedCrds) await removePrometheusOperatorCrds();
   if (work) rmSync(work, { recursive: true, force: true });

@@ -135,6 +135,15 @@ export function deleteNamespace(name: string): void {
   kubectl(['delete', 'namespace', name, '--wait=false']);
 }
 
+/**
+ * Removes what installing the chart as `release` into `ns` made: the namespace, and the cluster-scoped ClusterRole and
+ * ClusterRoleBinding (`<release>-<namespace>`) that a namespace deletion leaves behind (helm uninstall would remove them).
+ */
+export function deleteInstall(ns: string, release = 'kubedr'): void {
+  deleteNamespace(ns);
+  kubectl(['delete', 'clusterrole,clusterrolebinding', `${release}-${ns}`, '--ignore-not-found']);
+}
+
 /** A bucket name no other test uses. */
 export function uniqueBucket(prefix = 'b'): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
