@@ -300,7 +300,7 @@ export class BackupPolicyReconciler implements Reconciler {
       // The earlier leader's restic may still be uploading (that controller frozen, or cut off from the API only).
       const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
       if (location) {
-        await waitForOtherWriters(this.deps.restic, locationRepository(location, this.deps.secrets), this.deps.host,
+        await waitForOtherWriters(this.deps.restic, locationRepository(location, this.deps.secrets),
           { maxWaitMs: this.deps.stallTimeoutMs ?? 5 * 60_000, signal, log: this.deps.log.child({ policy: `${ns}/${name}` }) });
       }
       await this.sync.syncLocation(ns, policy.spec.destination, signal);

@@ -103,6 +103,7 @@ async function failFastIfUnreachable(address: string): Promise<void> {
 export class Restic {
   private readonly binary: string;
   private readonly tails = new Map<string, Promise<unknown>>();
+  private readonly children = new Set<number>();
 
   /** How long a write waits for another writer's lock before it fails. */
   readonly lockWaitMs: number;
@@ -139,6 +140,8 @@ export class Restic {
     } catch (err) {
       throw new EngineError('Failed', `cannot start restic (${this.binary}): ${(err as Error).message}`, { cause: err });
     }
+    this.children.add(proc.pid);
+    void proc.exited.then(() => this.children.delete(proc.pid));
     let stopped: 'timeout' | 'cancel' | undefined;
     const stop = (why: 'timeout' | 'cancel') => {
       if (stopped) return;
@@ -181,6 +184,11 @@ export class Restic {
     } finally {
       if (this.tails.get(repo.address) === tail) this.tails.delete(repo.address);
     }
+  }
+
+  /** Process ids of the restic commands this object runs right now: a lock with one of them (on this host) is ours. */
+  livePids(): ReadonlySet<number> {
+    return this.children;
   }
 
   /** `restic version`, e.g. "restic 0.14.0 compiled with go1.19.8 on linux/amd64". */

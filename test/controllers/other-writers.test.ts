@@ -15,6 +15,7 @@ function resticWith(lockSets: LockInfo[][]) {
   let listing = 0;
   let current: LockInfo[] = [];
   const restic = {
+    livePids: () => new Set<number>(),
     run: async (_repo: unknown, args: string[]) => {
       calls.push(args.slice(0, 2).join(' '));
       if (args[0] === 'list') {
@@ -29,13 +30,16 @@ function resticWith(lockSets: LockInfo[][]) {
 }
 
 describe('an earlier leader\'s unfinished upload', () => {
-  test('counts only backup (non-exclusive) locks of other hosts', () => {
-    expect(othersBackupLocks([lock('cp-1'), lock('cp-2'), lock('cp-3', true)], 'cp-1')).toEqual([lock('cp-2')]);
+  test('counts backup (non-exclusive) locks, but not those of this process\'s own running restic', () => {
+    const mine = { ...lock('cp-1'), pid: 7 };
+    const sameHostOtherProcess = { ...lock('cp-1'), pid: 8 };
+    expect(othersBackupLocks([mine, sameHostOtherProcess, lock('cp-2'), lock('cp-3', true)], { hostname: 'cp-1', pids: new Set([7]) }))
+      .toEqual([sameHostOtherProcess, lock('cp-2')]);
   });
 
   test('the wait ends when the other host\'s lock is gone; stale locks are cleared by restic\'s rule first', async () => {
     const { restic, calls } = resticWith([[lock('cp-2', false, 'b'.repeat(64))], [lock('cp-2', false, 'b'.repeat(64))], []]);
-    const left = await waitForOtherWriters(restic, repo, 'cp-1', { maxWaitMs: 5_000, pollMs: 10, log });
+    const left = await waitForOtherWriters(restic, repo, { maxWaitMs: 5_000, pollMs: 10, log });
     expect(left).toEqual([]);
     expect(calls.filter((c) => c === 'list locks').length).toBe(3);
     expect(calls[0]).toBe('unlock');
@@ -44,7 +48,7 @@ describe('an earlier leader\'s unfinished upload', () => {
   test('the wait is bounded: a lock that stays is returned after maxWaitMs', async () => {
     const { restic } = resticWith([[lock('cp-2', false, 'c'.repeat(64))]]);
     const started = performance.now();
-    const left = await waitForOtherWriters(restic, repo, 'cp-1', { maxWaitMs: 200, pollMs: 50, log });
+    const left = await waitForOtherWriters(restic, repo, { maxWaitMs: 200, pollMs: 50, log });
     expect(left.map((l) => l.hostname)).toEqual(['cp-2']);
     expect(performance.now() - started).toBeLessThan(1_000);
   });

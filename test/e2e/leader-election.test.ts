@@ -152,3 +152,65 @@ describe('the API server frozen (SIGSTOP) during a backup while a standby waits'
     await eventually(() => expect(consistent()).toBe(stored + 1));
   }, 180_000);
 });
+
+/**
+ * The drill of issue 18: the leader itself frozen (SIGSTOP) for 30 s during its upload, its restic child still running.
+ * The standby takes the lease after the lease duration. Before: it wrote the backup off as interrupted while the old
+ * restic still ran, and on waking the old leader PATCHed its progress over that, leaving `Failed` with a stale
+ * `phase: Upload`. Now: the old leader writes nothing on waking (its writes are fenced by time) and exits; the new leader
+ * judges the backup only once the old upload can no longer store a snapshot, and the outcome matches the repository.
+ */
+describe('the leader frozen (SIGSTOP) during its upload, its restic running on', () => {
+  afterAll(() => stopExtra(cluster(), 'etcd-leader-frozen'));
+
+  test('the old leader writes nothing when it wakes and exits; the new one judges the backup once it can no longer land', async () => {
+    for (const c of running) await c.stop('SIGKILL');
+    const etcd = await startExtraEtcd(cluster(), 'etcd-leader-frozen');
+    fillEtcd(etcd, 150);
+    const bucket = uniqueBucket('le-sigstop');
+    apply(etcdSecretYaml(ns, 'etcd-creds'));
+    apply(locationYaml(ns, 'sigstop', { bucketName: bucket, credentials: 's3-creds' }));
+    apply(policyYaml(ns, 'upload', { destination: 'sigstop', etcdEndpoint: etcd }));
+    const f = await start('replica-f');
+    await eventually(() => expect(leads(f)).toBe(true), 20_000, 200);
+    const g = await start('replica-g');
+    await eventually(() => expect(g.logs).toContain('waiting for leadership'));
+    await completed('sigstop');
+    const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'upload', '-n', ns]);
+
+    expect(kubectl(['annotate', 'mbp', 'upload', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=sigstop`]).code).toBe(0);
+    await eventually(() => expect(policy().status?.progress?.phase).toBe('Upload'), 60_000, 50);
+    f.signal('SIGSTOP');
+    try {
+      await eventually(() => expect(leads(g)).toBe(true), 30_000, 200);
+      await Bun.sleep(Math.max(0, 30_000 - 5_000));
+    } finally {
+      f.signal('SIGCONT');
+    }
+    const wokeAt = Date.now();
+    // On waking, the old leader's first timer is its watchdog: work stopped, nothing written, the process exits.
+    expect(await f.exited).toBe(1);
+    expect(f.logs).toContain('leadership lost');
+    expect(Date.now() - wokeAt).toBeLessThan(15_000);
+
+    const settled = await eventually(() => {
+      const x = policy();
+      if (x.status?.backupStatus !== 'Completed' && x.status?.backupStatus !== 'Failed') throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 120_000);
+    // What a user reads: a finished backup, no progress of a backup that no longer runs, and the same after a while.
+    expect(settled.status?.progress ?? undefined).toBeUndefined();
+    await Bun.sleep(5_000);
+    const later = policy();
+    expect(later.status?.progress ?? undefined).toBeUndefined();
+    expect(later.status?.backupStatus).toBe(settled.status?.backupStatus);
+    // The outcome is the repository's: recorded if the old upload stored its snapshot, interrupted if it did not.
+    const snapshots = JSON.parse(resticAt(bucket, 'leader-test-password', ['snapshots', '--json', '--no-lock']).stdout) as { short_id: string }[];
+    const records = getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items.filter((r) => r.spec.policy === 'upload');
+    expect(records.map((r) => r.spec.snapshotId).sort()).toEqual(snapshots.map((s) => s.short_id).sort());
+    if (snapshots.length === 1) expect(later.status?.backupStatus).toBe('Completed');
+    else expect(later.status?.backupErrorMessage).toMatch(/^interrupted: /);
+    console.log(`frozen leader drill: ${snapshots.length === 1 ? 'the old upload stored its snapshot, adopted' : 'interrupted, no snapshot'}; ` +
+      `new leader waited for the old upload: ${g.logs.includes('an unfinished backup may still be uploading')}`);
+  }, 240_000);
+});

@@ -266,6 +266,11 @@ export class ControllerProcess {
     return this.done;
   }
 
+  /** Freezes (SIGSTOP) or wakes (SIGCONT) the controller process alone; its restic children go on. */
+  signal(sig: 'SIGSTOP' | 'SIGCONT'): void {
+    this.proc.kill(sig);
+  }
+
   /** SIGKILL to the whole process group (start it with prefix ['setsid']): restic children die with it, as in a container. */
   async killGroup(): Promise<number> {
     process.kill(-this.proc.pid, 'SIGKILL');
