@@ -71,9 +71,10 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
 
   // Location and record reconciles run restic (init, forget): several workers, so one slow endpoint does not hold up
   // every other object. The queue never gives one key to two workers.
-  const locationController = controller('backuplocation', new BackupLocationReconciler({
+  const locationReconciler = new BackupLocationReconciler({
     client, locations, secrets, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
-  }), 4);
+  });
+  const locationController = controller('backuplocation', locationReconciler, 4);
   enqueueOnChange(locations, locationController);
   // A changed credentials Secret re-runs initialisation of every location that uses it.
   const secretChanged = (s: Secret) => {
@@ -112,6 +113,10 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
   });
   policyReconciler.onForgotten = (loc, n) => pruner.forgotten(loc, n);
+  policyReconciler.onCredentialsRefused = (key) => {
+    locationReconciler.recheck(key);
+    locationController.enqueue(key);
+  };
   const recordController = controller('metadatabackuprecord', new BackupRecordReconciler({
     client, records, locations, secrets, recorder, restic, log, origin, retryMs: config.forgetRetryMs,
     onForgotten: (loc, n) => pruner.forgotten(loc, n),

@@ -56,10 +56,20 @@ function toFailure(err: unknown): Failure {
 
 export class BackupLocationReconciler implements Reconciler {
   private readonly attempts = new Map<string, number>();
+  /** Locations to open again although their status says Completed for these inputs (see recheck). */
+  private readonly rechecks = new Set<string>();
   private readonly now: () => Date;
 
   constructor(private readonly deps: BackupLocationDeps) {
     this.now = deps.now ?? (() => new Date());
+  }
+
+  /**
+   * Opens the location's repository again at its next reconcile, whatever its status says: a backup found that the S3
+   * server now refuses its credentials (keys revoked on the S3 side, where no change of the Secret tells us).
+   */
+  recheck(key: string): void {
+    this.rechecks.add(key);
   }
 
   async reconcile(key: string, signal: AbortSignal): Promise<Result | void> {
@@ -80,7 +90,8 @@ export class BackupLocationReconciler implements Reconciler {
     const st = loc.status;
     const sameInputs = st?.observedGeneration === inputs.generation && (st.observedCredentialsVersion ?? '') === inputs.credentialsVersion;
     const ready = st?.conditions?.find((c) => c.type === READY);
-    if (sameInputs && st?.initStatus === 'Completed') return;
+    const recheck = this.rechecks.delete(key);
+    if (sameInputs && st?.initStatus === 'Completed' && !recheck) return;
     const retrying = sameInputs && st?.initStatus === 'Failed';
     // A terminal failure waits for the user to change the spec or the Secret; that change enqueues us again.
     if (retrying && ready && !isTransientKind(ready.reason === reasons.initFailed ? 'Failed' : ready.reason)) return;

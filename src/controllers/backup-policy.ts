@@ -10,6 +10,7 @@ import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY, BACKUP_RECORD, POLICY_LABEL } fro
 import { BACKUP_FAILED, BACKUP_SKIPPED, BACKUP_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, Condition, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { type BackupProgress, type BackupResult, runBackup } from '../engine/backup.ts';
+import { EngineError } from '../engine/errors.ts';
 import { type BackupOrigin, originTags } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -134,6 +135,8 @@ export class BackupPolicyReconciler implements Reconciler {
   private readonly verifiedSlot = new Map<string, number>();
   /** Set by the composition root: told how many snapshots retention forgot at a location (for the pruner). */
   onForgotten?: (location: BackupLocation, count: number) => void;
+  /** Set by the composition root: a location (namespace/name) whose S3 server refused the credentials mid-backup. */
+  onCredentialsRefused?: (locationKey: string) => void;
 
   constructor(private readonly deps: BackupPolicyDeps) {
     this.slots = new Semaphore(deps.maxConcurrent);
@@ -440,6 +443,9 @@ export class BackupPolicyReconciler implements Reconciler {
           .catch((e) => log.warn('could not report the failure; the next controller reports it interrupted', { err: e }));
       }
       log.warn('backup failed', { error: message });
+      // Keys revoked or changed on the S3 side leave the location looking Ready: have it checked again now, so it
+      // shows the refusal and the backups of other policies there wait for a fix instead of failing one by one.
+      if (err instanceof EngineError && err.kind === 'AccessDenied') this.onCredentialsRefused?.(`${policy.metadata.namespace}/${policy.spec.destination}`);
     }
   }
 

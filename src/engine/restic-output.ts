@@ -65,6 +65,17 @@ export function classifyResticError(stderr: string): ClassifiedError {
   return { kind: 'Failed', message: detail };
 }
 
+/**
+ * The S3 server's refusal of the credentials in one line of restic's stderr, or undefined. restic ≥ 0.17 retries a
+ * refused request like any other for up to 15 minutes, printing each retry: a refusal does not pass by itself (keys
+ * revoked, a wrong secret, a policy that denies), so the first one ends the run.
+ */
+export function credentialsRefusal(line: string): string | undefined {
+  const text = plainText(line).trim();
+  const rule = rules.find((r) => r.kind === 'AccessDenied');
+  return text && rule?.test.test(text) ? `${rule.explain}: ${text.replace(/^Fatal:\s*/, '').slice(0, 600)}` : undefined;
+}
+
 /** True when `restic init` failed because the repository is already there. */
 export function isAlreadyInitialized(stderr: string): boolean {
   return /already initialized|config file already exists/i.test(stderr);

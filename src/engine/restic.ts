@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tcpProblem } from '../util/net.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { EngineError } from './errors.ts';
-import { classifyResticError } from './restic-output.ts';
+import { classifyResticError, credentialsRefusal } from './restic-output.ts';
 
 /** Where a repository is and what opens it. Plain values: the engine knows nothing about Kubernetes. */
 export interface Repository {
@@ -142,8 +142,9 @@ export class Restic {
     }
     this.children.add(proc.pid);
     void proc.exited.then(() => this.children.delete(proc.pid));
-    let stopped: 'timeout' | 'cancel' | undefined;
-    const stop = (why: 'timeout' | 'cancel') => {
+    let stopped: 'timeout' | 'cancel' | 'refused' | undefined;
+    let refusal = '';
+    const stop = (why: 'timeout' | 'cancel' | 'refused') => {
       if (stopped) return;
       stopped = why;
       proc.kill('SIGINT');
@@ -154,9 +155,18 @@ export class Restic {
     run.signal?.addEventListener('abort', onAbort);
     if (run.signal?.aborted) onAbort();
     try {
+      const onStderrLine = (line: string) => {
+        const refused = credentialsRefusal(line);
+        if (refused && !stopped) {
+          refusal = refused;
+          stop('refused');
+        }
+        run.onStderrLine?.(line);
+      };
       const [stdout, stderr, code] = await Promise.all([
-        collectLines(proc.stdout, run.onLine), collectLines(proc.stderr, run.onStderrLine), proc.exited,
+        collectLines(proc.stdout, run.onLine), collectLines(proc.stderr, onStderrLine), proc.exited,
       ]);
+      if (stopped === 'refused') throw new EngineError('AccessDenied', refusal);
       if (stopped === 'timeout') throw new EngineError('Timeout', `restic ${command} did not finish within ${Math.round(timeoutMs / 1000)} s`);
       if (stopped === 'cancel') throw new EngineError('Cancelled', `restic ${command} was cancelled`);
       if (code !== 0) {

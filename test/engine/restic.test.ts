@@ -34,6 +34,7 @@ for a in "$@"; do case "$prev" in --cacert) cp "$a" "$out.ca"; echo "$a" > "$out
 case "$*" in
   *fail-password*) echo "Fatal: wrong password or no key found" >&2; exit 1;;
   *sleep*) exec sleep 30;;
+  *refused*) echo 'Load(<config/0000000000>, 0, 0) returned error, retrying after 720ms: Access Denied.' >&2; exec sleep 30;;
   *lines*) printf '{"a":1}\\n{"b":2}\\n'; exit 0;;
 esac
 echo ok
@@ -88,6 +89,15 @@ describe('Restic.run', () => {
     expect(err).toBeInstanceOf(EngineError);
     expect(err.kind).toBe('Timeout');
     expect(err.message).toBe('restic sleep did not finish within 0 s');
+  });
+
+  test('the S3 server refusing the credentials ends the run at once, in its words (restic would retry for 15 minutes)', async () => {
+    const started = performance.now();
+    const err = await new Restic({ binary: fake }).run(repo, ['refused'], { timeoutMs: 20_000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.kind).toBe('AccessDenied');
+    expect(err.message).toBe('S3 endpoint refused the credentials: Load(<config/0000000000>, 0, 0) returned error, retrying after 720ms: Access Denied.');
+    expect(performance.now() - started).toBeLessThan(6_000);
   });
 
   test('an abort cancels the run', async () => {
