@@ -44,6 +44,8 @@ export class Pruner implements Runnable {
   private readonly forgets = new Map<string, number>();
   /** After a failed prune, the next attempt waits (a broken repository must not be retried every minute). */
   private readonly retryAt = new Map<string, number>();
+  /** When this process last pruned each location: its status write may have failed, and the status lags behind. */
+  private readonly prunedAt = new Map<string, number>();
   private readonly now: () => Date;
   private wake: (() => void) | undefined;
 
@@ -67,7 +69,7 @@ export class Pruner implements Runnable {
         if (signal.aborted) return;
         if (loc.status?.initStatus !== 'Completed') continue;
         const due = pruneDue({
-          lastPrune: Date.parse(loc.status.lastPruneTime ?? '') || undefined, startedAt, forgets: this.forgets.get(objectKey(loc)) ?? 0,
+          lastPrune: Math.max(Date.parse(loc.status.lastPruneTime ?? '') || 0, this.prunedAt.get(objectKey(loc)) ?? 0) || undefined, startedAt, forgets: this.forgets.get(objectKey(loc)) ?? 0,
           now: this.now().getTime(), intervalMs: this.deps.intervalMs, afterForgets: this.deps.afterForgets,
         });
         if (due && (this.retryAt.get(objectKey(loc)) ?? 0) <= this.now().getTime()) await this.prune(loc, signal);
@@ -87,17 +89,23 @@ export class Pruner implements Runnable {
     const started = performance.now();
     try {
       await pruneRepository(this.deps.restic, locationRepository(loc, this.deps.secrets), { signal });
-      this.forgets.set(key, (this.forgets.get(key) ?? 0) - counted);
-      this.retryAt.delete(key);
-      await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name,
-        { lastPruneTime: this.now().toISOString() }).catch(ignoreNotFound);
-      log.info('repository pruned', { seconds: ((performance.now() - started) / 1000).toFixed(1), forgotten: counted });
     } catch (err) {
       if (signal.aborted) return;
       const message = `pruning the repository failed; forgotten snapshots keep their space until the next prune: ${err instanceof Error ? err.message : String(err)}`;
       this.retryAt.set(key, this.now().getTime() + Math.min(this.deps.intervalMs, 15 * 60_000));
       log.warn('prune failed', { error: message });
       await this.deps.recorder.event(loc, 'Warning', PRUNE_FAILED, message).catch(() => undefined);
+      return;
     }
+    // The prune is done: what follows only records it. A failed write of the time (API away) is no failed prune; the
+    // time is kept here so the location is not pruned again at once, and written with the next prune.
+    const prunedAt = this.now();
+    this.prunedAt.set(key, prunedAt.getTime());
+    this.forgets.set(key, (this.forgets.get(key) ?? 0) - counted);
+    this.retryAt.delete(key);
+    log.info('repository pruned', { seconds: ((performance.now() - started) / 1000).toFixed(1), forgotten: counted });
+    await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name,
+      { lastPruneTime: prunedAt.toISOString() }).catch(ignoreNotFound)
+      .catch((err) => log.warn('repository pruned, but its lastPruneTime could not be written', { err }));
   }
 }

@@ -1,6 +1,13 @@
 /** When a location's repository is pruned: on its own cadence, sooner after many forgets, never all at once on a restart. */
 import { expect, test } from 'bun:test';
-import { pruneDue } from '../../src/controllers/pruner.ts';
+import type { BackupLocation, Secret } from '../../src/api/types.ts';
+import { Pruner, pruneDue } from '../../src/controllers/pruner.ts';
+import type { Restic } from '../../src/engine/restic.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { ConnectionError } from '../../src/kube/errors.ts';
+import type { EventRecorder } from '../../src/runtime/recorder.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { fakeInformer } from '../support/fakes.ts';
 
 const H = 3_600_000;
 const base = { startedAt: 0, intervalMs: 24 * H, afterForgets: 50 };
@@ -23,4 +30,32 @@ test('never pruned: counted from this process\'s start, and only once something 
 
 test('a recorded prune is repeated each interval even without forgets seen by this process (they may predate a restart)', () => {
   expect(pruneDue({ ...base, lastPrune: 0, forgets: 0, now: 24 * H })).toBe(true);
+});
+
+test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
+  const loc = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 'c' },
+    status: { initStatus: 'Completed', lastPruneTime: new Date(Date.now() - 2 * 24 * H).toISOString() } } as BackupLocation;
+  const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
+    ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
+  const prunes: string[] = [];
+  const events: string[] = [];
+  const restic = {
+    exclusive: <T>(_r: unknown, fn: () => Promise<T>) => fn(),
+    lockWaitMs: 1000,
+    run: async (_r: unknown, args: string[]) => {
+      prunes.push(args[0]!);
+      return { stdout: '', stderr: '' };
+    },
+  } as unknown as Restic;
+  const client = { patchStatus: async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); } } as unknown as KubeClient;
+  const recorder: EventRecorder = { event: async (_o, _t, reason) => void events.push(reason) };
+  const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder,
+    log: createLogger({ level: 'error' }), intervalMs: 24 * H, afterForgets: 50 });
+  const stop = new AbortController();
+  const run = pruner.start(stop.signal);
+  await Bun.sleep(300);
+  stop.abort();
+  await run;
+  expect(prunes).toEqual(['prune']);
+  expect(events).toEqual([]);
 });
