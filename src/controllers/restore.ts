@@ -9,6 +9,7 @@ import { BACKUP_LOCATION, BACKUP_RECORD, POD, PVC, RESTORE, RESTORE_GENERATION_A
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret, Toleration } from '../api/types.ts';
 import type { Restic } from '../engine/restic.ts';
+import { EngineError } from '../engine/errors.ts';
 import { snapshotExists } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { ApiError, ignoreNotFound, isAlreadyExists, isNotFound, isRefused, isTransient } from '../kube/errors.ts';
@@ -70,6 +71,10 @@ const isFinished = (mr: MetadataRestore): boolean =>
   (mr.status?.restoreStatus === 'Completed' || mr.status?.restoreStatus === 'Failed') &&
   mr.status.observedGeneration === (mr.metadata.generation ?? 0);
 
+/** A repository error that goes away by itself: the endpoint unreachable or slow, or the repository locked. */
+const isPassingRepositoryError = (err: unknown): boolean =>
+  err instanceof EngineError && (err.kind === 'Unreachable' || err.kind === 'Timeout' || err.kind === 'Locked');
+
 export class RestoreReconciler implements Reconciler {
   private readonly now: () => Date;
 
@@ -113,9 +118,10 @@ export class RestoreReconciler implements Reconciler {
     try {
       pod = await this.plan(mr, signal);
     } catch (err) {
-      // A Kubernetes read that failed for now is retried with the work queue's backoff; bad input, an unusable
-      // repository or a refused read end the restore with the reason.
-      if (signal.aborted || isTransient(err)) throw err;
+      // A Kubernetes read, or a look into the repository, that failed for now (the API or S3 away, a prune holding the
+      // repository) is retried with the work queue's backoff; bad input, an unusable repository or a refused read end
+      // the restore with the reason.
+      if (signal.aborted || isTransient(err) || isPassingRepositoryError(err)) throw err;
       return this.finish(mr, 'Failed', planFailure(err));
     }
     try {

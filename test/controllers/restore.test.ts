@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from 'bun:test';
 import type { ResourceRef } from '../../src/api/group.ts';
 import type { BackupLocation, KubeObject, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret } from '../../src/api/types.ts';
 import { RestoreReconciler } from '../../src/controllers/restore.ts';
+import { EngineError } from '../../src/engine/errors.ts';
 import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
 import { ApiError, ConnectionError } from '../../src/kube/errors.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
@@ -75,9 +76,13 @@ class FakeApi {
   }
 }
 
-/** restic that knows one snapshot, the record's. */
+/** restic that knows one snapshot, the record's; `failWith` makes its next run fail. */
 class OneSnapshotRestic extends Restic {
+  failWith?: Error;
+  calls: string[][] = [];
   override async run(_repo: Repository, args: string[], _run?: RunOptions): Promise<RunResult> {
+    this.calls.push(args);
+    if (this.failWith) throw this.failWith;
     if (args[0] !== 'snapshots') throw new Error(`unexpected restic ${args.join(' ')}`);
     return { stdout: JSON.stringify([{ id: `0123abcd${'0'.repeat(56)}`, short_id: '0123abcd', time: '2026-11-30T10:00:00Z' }]), stderr: '' };
   }
@@ -90,16 +95,17 @@ function setup(createError?: unknown, cachedRecords: MetadataBackupRecord[] = [r
   const events: [EventType, string, string][] = [];
   const recorder: EventRecorder = { event: async (_obj, type, reason, message) => void events.push([type, reason, message]) };
   const metrics = createMetrics();
+  const restic = new OneSnapshotRestic();
   const reconciler = new RestoreReconciler({
     client: api, restores: fakeInformer([restore]), records: fakeInformer(cachedRecords),
     secrets: fakeInformer([secret]), pods: fakeInformer<Pod>([]),
-    recorder, metrics, restic: new OneSnapshotRestic(), log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000,
+    recorder, metrics, restic, log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000,
   });
   const count = async () => ({
     restores: (await metrics.numRestores.get()).values[0]?.value ?? 0,
     failed: (await metrics.numFailedRestores.get()).values[0]?.value ?? 0,
   });
-  return { api, events, reconciler, count, run: () => reconciler.reconcile(`${ns}/r1`, signal) };
+  return { api, events, reconciler, count, restic, run: () => reconciler.reconcile(`${ns}/r1`, signal) };
 }
 
 const quota = new ApiError(403, 'Forbidden',
@@ -203,6 +209,19 @@ describe('the record and its location are read from the API, not the caches', ()
     expect(t.api.statuses).toEqual([]);
     expect(t.events).toEqual([]);
     t.api.getErrors.clear();
+    expect(await t.run()).toEqual({ requeueAfter: 300_000 });
+  });
+
+  test.each([
+    ['S3 unreachable', new EngineError('Unreachable', 'S3 endpoint unreachable: https://10.0.0.9:9000: connect ECONNREFUSED')],
+    ['a prune holding the repository', new EngineError('Locked', 'repository is locked by PID 9 on cp-1 since 2026-12-04 18:00:00 (exclusive)')],
+  ])('the repository away for now (%s) while looking for the snapshot is retried, not the end of the restore', async (_title, err) => {
+    const t = setup();
+    t.restic.failWith = err;
+    await expect(t.run()).rejects.toBe(err);
+    expect(t.api.statuses).toEqual([]);
+    expect(t.restic.calls[0]).toEqual(['snapshots', '--json', '--no-lock', '0123abcd']);
+    t.restic.failWith = undefined;
     expect(await t.run()).toEqual({ requeueAfter: 300_000 });
   });
 
