@@ -32,7 +32,15 @@ export function errorDetail(stderr: string): string {
     .filter((l) => !/^Is there a repository at the following location\?$/.test(l) && !/^s3:\S+$/.test(l));
   const fatal = lines.filter((l) => l.startsWith('Fatal:')).map((l) => l.replace(/^Fatal:\s*/, ''));
   const picked = fatal.length > 0 ? fatal : lines.slice(-3);
-  return picked.join('; ').slice(0, 800);
+  return picked.map(withoutRequest).join('; ').slice(0, 800);
+}
+
+/**
+ * Go's HTTP errors quote the whole request (`Get "https://s3:9000/bucket/?location=": x509: …`): the endpoint is what
+ * a person needs, the method, path and query are noise that differ from call to call (and keep events from aggregating).
+ */
+function withoutRequest(line: string): string {
+  return line.replace(/\b(?:Get|Head|Put|Post|Delete) "(https?:\/\/[^/"]+)[^"]*": /g, '$1: ');
 }
 
 export interface ClassifiedError {

@@ -22,7 +22,8 @@ describe('stallMessage', () => {
     const line = 'Save(<data/0a1b2c3d>) returned error, retrying after 720ms: Put "https://s3.example.com:9000/b/data/0a": ' +
       'dial tcp 10.0.0.5:9000: connect: connection refused';
     expect(stallMessage(300_000, 's3:https://s3.example.com:9000/backups', line)).toBe(
-      `upload made no progress for 300 s, stalled at the S3 endpoint https://s3.example.com:9000 (restic's last error: S3 endpoint unreachable: ${line})`);
+      'upload made no progress for 300 s, stalled at the S3 endpoint https://s3.example.com:9000 (restic\'s last error: S3 endpoint unreachable: ' +
+      'Save(<data/0a1b2c3d>) returned error, retrying after 720ms: https://s3.example.com:9000: dial tcp 10.0.0.5:9000: connect: connection refused)');
     expect(stallMessage(8_000, 's3:http://127.0.0.1:9000/b', '')).toBe('upload made no progress for 8 s, stalled at the S3 endpoint http://127.0.0.1:9000');
   });
 });

@@ -53,6 +53,10 @@ describe('classifyResticError', () => {
 });
 
 describe('errorDetail', () => {
+  test('keeps the endpoint of a failed request, not its method, path and query', () => {
+    expect(errorDetail(samples.x509)).toBe('unable to open config file: Stat: https://127.0.0.1:44595: x509: certificate signed by unknown authority');
+    expect(errorDetail(samples.refused)).toBe('unable to open config file: Stat: https://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused');
+  });
   test('drops restic\'s "Is there a repository" boilerplate and the Fatal: prefix', () => {
     expect(errorDetail(samples.noBucket)).toBe('unable to open config file: Stat: The specified bucket does not exist');
   });
