@@ -8,10 +8,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CERTS_DIR, EXTRA_DIR, extraPathIn } from '../engine/backup.ts';
+import { CERTS_DIR, EXTRA_DIR, MEMBERS_FILE, extraPathIn } from '../engine/backup.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { readEncryptionConfigPath } from '../engine/encryption-config.ts';
-import { checkMemberPlan, clusterTokenFor, formatInitialCluster, type Member, parseInitialCluster } from '../engine/etcd-members.ts';
+import {
+  checkMemberPlan, clusterTokenFor, type EtcdMember, formatInitialCluster, type Member, parseInitialCluster, restoredMembers,
+} from '../engine/etcd-members.ts';
 import {
   BUMP_REVISION, canBumpRevision, findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir, snapshotStatus,
 } from '../engine/etcd-restore.ts';
@@ -31,7 +33,7 @@ const flags = {
   snapshot: { type: 'string', help: 'the etcd snapshot file (DIR/data/etcd-snapshot.db after \'kubedr restore\')' },
   'data-dir': {
     type: 'string',
-    help: `data directory to create (default: --data-dir of the etcd manifest, else ${KUBEADM_DATA_DIR}; with --kubeadm, a new ` +
+    help: `data directory to create (default: the etcd manifest's etcd-data hostPath, else ${KUBEADM_DATA_DIR}; with --kubeadm, a new ` +
       'directory beside the etcd-data hostPath, <path>-restored-<time>)',
   },
   name: { type: 'string', help: 'this member\'s name (default: --name of the etcd manifest, else this host\'s name, as kubeadm names it)' },
@@ -195,7 +197,10 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   // 2. The plan: one snapshot, one member list, one new token; refused where this node's files show it would split.
   const token = f['initial-cluster-token'] ?? clusterTokenFor(sha256);
   const manifestMembers = manifest.initialCluster ? parseInitialCluster(manifest.initialCluster) : undefined;
-  checkMemberPlan({ members, name, manifestMembers, manifestToken: manifest.initialClusterToken, token, singleMember: f['single-member'] });
+  checkMemberPlan({
+    members, name, manifestMembers, manifestToken: manifest.initialClusterToken, token, singleMember: f['single-member'],
+    backupMembers: readBackupMembers(snapshot), snapshotSha256: sha256, bump: { possible: canBumpRevision(tool), refused: f['no-bump-revision'] },
+  });
   const initialCluster = formatInitialCluster(members);
   const bump = canBumpRevision(tool) && !f['no-bump-revision'] ? BUMP_REVISION : undefined;
   if (!canBumpRevision(tool) && !f['no-bump-revision']) {
@@ -214,7 +219,8 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   // 3. This member, into a new directory when --kubeadm (beside the etcd-data hostPath; never the old one).
   const member: MemberLayout = { name, peerUrls: members.find((m) => m.name === name)!.peerUrls, initialCluster, initialClusterToken: token };
   const kubeadmData = f.kubeadm ? etcdDataHostPath(readManifestText(f['etcd-manifest']), f['etcd-manifest']) : undefined;
-  const dataDir = resolve(f['data-dir'] ?? (kubeadmData ? `${kubeadmData}-restored-${stamp(new Date())}` : manifest.dataDir ?? KUBEADM_DATA_DIR));
+  const dataDir = resolve(f['data-dir'] ?? (kubeadmData ? `${kubeadmData}-restored-${stamp(new Date())}`
+    : manifestDataHostPath(f['etcd-manifest']) ?? KUBEADM_DATA_DIR));
   process.stderr.write(`kubedr etcd-restore: building ${dataDir} for member ${name} (${member.peerUrls}) of ${members.length}\n`);
   const result = await restoreEtcdDataDir({ snapshotFile: snapshot, sha256, dataDir, member, force: f.force, tool, bumpRevision: bump, requireNew: f.kubeadm });
   const data = dirname(snapshot);
@@ -233,6 +239,25 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   process.stdout.write(nextSteps({ dataDir, member, previous: result.previousDataDir, manifest: f['etcd-manifest'], certificates: certs, extra }));
   if (others.length > 0) process.stdout.write(`Restore every other member from this same snapshot, on its node:\n${others.map((c) => `  ${c}\n`).join('')}`);
   return 0;
+}
+
+/** The members the backup was taken from: etcd-members.json beside the snapshot (backups since 0.2 hold it). */
+function readBackupMembers(snapshot: string): Member[] | undefined {
+  const file = join(dirname(snapshot), MEMBERS_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    return restoredMembers(JSON.parse(readFileSync(file, 'utf8')) as EtcdMember[]);
+  } catch (err) {
+    throw new EngineError('InvalidInput', `${file} cannot be read (${(err as Error).message}): it is the backup's record of its etcd members`);
+  }
+}
+
+/**
+ * Where the node's etcd reads its data: the manifest's etcd-data hostPath, which is what the host sees (the container's
+ * --data-dir is a path inside the pod: after an earlier --kubeadm restore they differ). Undefined without a manifest.
+ */
+function manifestDataHostPath(path: string): string | undefined {
+  return existsSync(path) ? etcdDataHostPath(readFileSync(path, 'utf8'), path) : undefined;
 }
 
 function readManifestText(path: string): string {

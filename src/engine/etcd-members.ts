@@ -57,6 +57,12 @@ export interface MemberPlanInput {
   token: string;
   /** The user asked for a one-member cluster although the manifest lists more members. */
   singleMember: boolean;
+  /** The members of the cluster the backup was taken from (its etcd-members.json), when the backup records them. */
+  backupMembers?: Member[];
+  /** SHA-256 of the snapshot being restored: a `kubedr-restore-<prefix>` token must name this snapshot. */
+  snapshotSha256?: string;
+  /** Whether this member's restore can move the revision ahead (etcdutl), and whether the user said not to. */
+  bump?: { possible: boolean; refused: boolean };
 }
 
 /** Throws, naming the fix, when the plan would split the cluster in a way this node's files reveal. */
@@ -71,6 +77,24 @@ export function checkMemberPlan(p: MemberPlanInput): void {
       'and restoring only this one would make a one-member cluster that the others can never rejoin as they are. Restore every ' +
       `member from this same snapshot (--initial-cluster ${formatInitialCluster(p.manifestMembers!)}), or pass --single-member to ` +
       'shrink the cluster to this node and join the others again afterwards');
+  }
+  const backupNames = p.backupMembers?.map((m) => m.name) ?? [];
+  if (p.members.length === 1 && backupNames.length > 1 && !p.singleMember) {
+    throw new EngineError('InvalidInput', `this backup was taken from a cluster of ${backupNames.length} members (${backupNames.join(', ')}), ` +
+      'and restoring only one would make a one-member cluster beside the others, which keep the old cluster: two etcd clusters ' +
+      `behind one API endpoint. Restore every member from this same snapshot (--initial-cluster ${formatInitialCluster(p.backupMembers!)}: ` +
+      '--print prints each member\'s command), or pass --single-member to shrink the cluster to this node on purpose');
+  }
+  const named = /^kubedr-restore-([0-9a-f]+)$/.exec(p.token)?.[1];
+  if (named && p.snapshotSha256 && !p.snapshotSha256.startsWith(named)) {
+    throw new EngineError('InvalidInput', `cluster token "${p.token}" belongs to the snapshot whose SHA-256 begins ${named}, not to this one ` +
+      `(${p.snapshotSha256.slice(0, 16)}…): the other members were restored from another snapshot, and this member would join them ` +
+      'with other data. Restore from the snapshot they used (its SHA-256 is in their command\'s --expect-sha256)');
+  }
+  if (p.bump && !p.bump.possible && !p.bump.refused && p.members.length > 1) {
+    throw new EngineError('InvalidInput', 'the revision bump is decided once for all members, and this member\'s tool cannot move the ' +
+      'revision ahead (only etcdutl, etcd >= 3.5, can): members restored with and without it would disagree. Put etcdutl on PATH ' +
+      '(or --etcdutl), or restore every member with --no-bump-revision');
   }
   if (p.manifestToken && p.token === p.manifestToken) {
     throw new EngineError('InvalidInput', `cluster token "${p.token}" is the one of the cluster being replaced: a member of that cluster ` +

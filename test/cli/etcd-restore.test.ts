@@ -99,3 +99,70 @@ test('a peer URL that contradicts the member list, and a member not in it, are r
   expect(stranger.stderr).toContain('member "cp-9" is not in --initial-cluster');
   expect(existsSync(join(work, 'd6'))).toBe(false);
 });
+
+test('a backup of a three-member cluster (its etcd-members.json) refuses a one-member restore, and names every member', () => {
+  const dir = join(work, 'ha-backup');
+  mkdirSync(dir, { recursive: true });
+  const copy = join(dir, 'etcd-snapshot.db');
+  writeFileSync(copy, readFileSync(snapshot));
+  writeFileSync(join(dir, 'etcd-members.json'), JSON.stringify(three.split(',').map((m, i) => {
+    const [name, url] = m.split('=');
+    return { id: `${i + 1}`, name, peerUrls: [url], clientUrls: [], isLearner: false };
+  })));
+  const r = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), 'etcd-restore', '--snapshot', copy, '--etcd-manifest', join(work, 'none'),
+    '--apiserver-manifest', join(work, 'none'), '--etcdutl', tool('etcdutl'), '--data-dir', join(work, 'd7'), '--name', 'cp-1'],
+  { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  expect(r.status).toBe(2);
+  expect(r.stderr).toContain('this backup was taken from a cluster of 3 members (cp-1, cp-2, cp-3)');
+  expect(r.stderr).toContain(`--initial-cluster ${three}`);
+  expect(existsSync(join(work, 'd7'))).toBe(false);
+});
+
+test('the printed token cannot be reused with another snapshot, even without --expect-sha256', () => {
+  const r = kubedr(['--etcdutl', tool('etcdutl'), '--data-dir', join(work, 'd8'), '--name', 'cp-2', '--initial-cluster', three,
+    '--initial-cluster-token', 'kubedr-restore-0123456789abcdef']);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toContain('cluster token "kubedr-restore-0123456789abcdef" belongs to the snapshot whose SHA-256 begins 0123456789abcdef');
+  expect(existsSync(join(work, 'd8'))).toBe(false);
+});
+
+test('a member of several whose tool cannot bump the revision refuses, unless every member is told --no-bump-revision', () => {
+  const r = kubedr(['--etcdutl', tool('etcdctl'), '--data-dir', join(work, 'd9'), '--name', 'cp-2', '--initial-cluster', three]);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toContain('the revision bump is decided once for all members');
+  expect(existsSync(join(work, 'd9'))).toBe(false);
+  const agreed = kubedr(['--etcdutl', tool('etcdctl'), '--data-dir', join(work, 'd9'), '--name', 'cp-2', '--initial-cluster', three, '--no-bump-revision']);
+  expect(agreed.code).toBe(0);
+  expect(agreed.stdout).toContain('--no-bump-revision');
+});
+
+test('without --data-dir, the data goes where the node\'s etcd reads it: the manifest\'s etcd-data hostPath, not the container\'s --data-dir', () => {
+  // After an earlier --kubeadm restore the two differ: the container still says /var/lib/etcd, the host path moved.
+  const hostPath = join(work, 'etcd-restored-earlier');
+  const manifest = join(work, 'etcd.yaml');
+  writeFileSync(manifest, `apiVersion: v1
+kind: Pod
+metadata: { name: etcd, namespace: kube-system }
+spec:
+  containers:
+  - command:
+    - etcd
+    - --data-dir=/var/lib/etcd
+    - --name=cp-1
+    - --initial-advertise-peer-urls=https://10.0.0.1:2380
+    - --initial-cluster=cp-1=https://10.0.0.1:2380
+    image: registry.k8s.io/etcd:3.5.9-0
+    name: etcd
+    volumeMounts: [{ mountPath: /var/lib/etcd, name: etcd-data }]
+  volumes:
+  - hostPath: { path: ${hostPath}, type: DirectoryOrCreate }
+    name: etcd-data
+`);
+  const r = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), 'etcd-restore', '--snapshot', snapshot, '--etcd-manifest', manifest,
+    '--apiserver-manifest', join(work, 'none'), '--etcdutl', tool('etcdutl')], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  expect(r.stderr).not.toContain('Error');
+  expect(r.status).toBe(0);
+  // Built beside it, then moved into place.
+  expect(argv('etcdutl')).toContain(`--data-dir ${work}/.etcd-restored-earlier.kubedr-`);
+  expect(existsSync(join(hostPath, 'member/snap/db'))).toBe(true);
+});

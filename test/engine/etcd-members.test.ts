@@ -46,6 +46,30 @@ describe('checkMemberPlan refuses what would split the cluster', () => {
     expect(() => checkMemberPlan({ ...base, members: one, manifestMembers: members, singleMember: true })).not.toThrow();
   });
 
+  test('one member from a backup of a three-member cluster, unless --single-member; the message gives the whole member list', () => {
+    const one = [{ name: 'cp-2', peerUrls: 'https://10.0.0.2:2380' }];
+    expect(() => checkMemberPlan({ ...base, members: one, backupMembers: members }))
+      .toThrow(`this backup was taken from a cluster of 3 members (cp-1, cp-2, cp-3)`);
+    expect(() => checkMemberPlan({ ...base, members: one, backupMembers: members })).toThrow(`--initial-cluster ${three}`);
+    expect(() => checkMemberPlan({ ...base, members: one, backupMembers: members, singleMember: true })).not.toThrow();
+    expect(() => checkMemberPlan({ ...base, members: one, backupMembers: [members[1]!] })).not.toThrow();
+  });
+
+  test('a kubedr-restore token names its snapshot: another snapshot with that token is refused', () => {
+    const sha = 'ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12';
+    expect(() => checkMemberPlan({ ...base, token: clusterTokenFor(sha), snapshotSha256: sha })).not.toThrow();
+    expect(() => checkMemberPlan({ ...base, token: 'kubedr-restore-0000000000000000', snapshotSha256: sha }))
+      .toThrow(/belongs to the snapshot whose SHA-256 begins 0000000000000000, not to this one \(ab12cd34ef56ab12…\)/);
+    // A token of the person's own choosing is theirs to keep consistent.
+    expect(() => checkMemberPlan({ ...base, token: 'my-token', snapshotSha256: sha })).not.toThrow();
+  });
+
+  test('the revision bump is all or none: a member that cannot bump refuses unless every member is told not to', () => {
+    expect(() => checkMemberPlan({ ...base, bump: { possible: false, refused: false } })).toThrow(/decided once for all members/);
+    expect(() => checkMemberPlan({ ...base, bump: { possible: false, refused: true } })).not.toThrow();
+    expect(() => checkMemberPlan({ ...base, members: [members[1]!], bump: { possible: false, refused: false } })).not.toThrow();
+  });
+
   test('the token of the cluster being replaced', () => {
     expect(() => checkMemberPlan({ ...base, manifestToken: 'kubedr-restore-1' })).toThrow(/is the one of the cluster being replaced/);
   });
