@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { kubeadmEtcd } from '../fixtures/kubeadm.ts';
 
 const repoRoot = resolve(import.meta.dir, '../..');
 let work: string;
@@ -140,24 +141,7 @@ test('without --data-dir, the data goes where the node\'s etcd reads it: the man
   // After an earlier --kubeadm restore the two differ: the container still says /var/lib/etcd, the host path moved.
   const hostPath = join(work, 'etcd-restored-earlier');
   const manifest = join(work, 'etcd.yaml');
-  writeFileSync(manifest, `apiVersion: v1
-kind: Pod
-metadata: { name: etcd, namespace: kube-system }
-spec:
-  containers:
-  - command:
-    - etcd
-    - --data-dir=/var/lib/etcd
-    - --name=cp-1
-    - --initial-advertise-peer-urls=https://10.0.0.1:2380
-    - --initial-cluster=cp-1=https://10.0.0.1:2380
-    image: registry.k8s.io/etcd:3.5.9-0
-    name: etcd
-    volumeMounts: [{ mountPath: /var/lib/etcd, name: etcd-data }]
-  volumes:
-  - hostPath: { path: ${hostPath}, type: DirectoryOrCreate }
-    name: etcd-data
-`);
+  writeFileSync(manifest, kubeadmEtcd.replace('path: /var/lib/etcd\n', `path: ${hostPath}\n`));
   const r = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), 'etcd-restore', '--snapshot', snapshot, '--etcd-manifest', manifest,
     '--apiserver-manifest', join(work, 'none'), '--etcdutl', tool('etcdutl')], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
   expect(r.stderr).not.toContain('Error');

@@ -5,38 +5,7 @@ import { join } from 'node:path';
 import {
   etcdDataHostPath, repointEtcdData, repointEtcdManifest, startApiserver, stopApiserver,
 } from '../../src/engine/kubeadm-manifests.ts';
-
-// The etcd static pod manifest kubeadm 1.28 writes (abridged): etcd-data appears in volumeMounts and in volumes.
-const kubeadmEtcd = `apiVersion: v1
-kind: Pod
-metadata:
-  name: etcd
-  namespace: kube-system
-spec:
-  containers:
-  - command:
-    - etcd
-    - --data-dir=/var/lib/etcd
-    - --name=cp-1
-    image: registry.k8s.io/etcd:3.5.9-0
-    name: etcd
-    volumeMounts:
-    - mountPath: /var/lib/etcd
-      name: etcd-data
-    - mountPath: /etc/kubernetes/pki/etcd
-      name: etcd-certs
-  hostNetwork: true
-  volumes:
-  - hostPath:
-      path: /etc/kubernetes/pki/etcd
-      type: DirectoryOrCreate
-    name: etcd-certs
-  - hostPath:
-      path: /var/lib/etcd
-      type: DirectoryOrCreate
-    name: etcd-data
-status: {}
-`;
+import { kubeadmEtcd } from '../fixtures/kubeadm.ts';
 
 describe('repointing the etcd-data hostPath', () => {
   test('changes that one line and nothing else: not the mount path, not --data-dir, not the certs volume', () => {
