@@ -17,7 +17,7 @@ import type { BackupLocation, Condition, MetadataBackupPolicy, MetadataBackupRec
 import { type BackupOrigin, ownership } from '../engine/origin.ts';
 import type { SnapshotInfo } from '../engine/restic-output.ts';
 import type { Restic } from '../engine/restic.ts';
-import { listSnapshots } from '../engine/snapshots.ts';
+import { listSnapshots, snapshotExists } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -151,7 +151,11 @@ export class RepositorySync implements Runnable {
     const plan = planSync(location, snapshots, this.deps.policies.list(), this.deps.records.list(), this.deps.ownership, busy);
     const now = (this.deps.now ?? (() => new Date()))();
     const adopted: MetadataBackupRecord[] = [];
+    const repo = locationRepository(location, this.deps.secrets);
     for (const { snapshot, policy } of plan.adopt) {
+      // Retention may have forgotten it (and deleted its record) since the listing: asked again, after the records
+      // were read, a snapshot still there was not expired by then, and one gone is not brought back as a record.
+      if (!await snapshotExists(this.deps.restic, repo, snapshot.id, { signal })) continue;
       const record = newRecord({
         namespace: ns, policy, location: name, snapshotId: snapshot.shortId, adopted: true,
         status: { backupTime: new Date(snapshot.time).toISOString(), conditions: available(undefined, true, now) },

@@ -1,11 +1,16 @@
 /** Records as the repository's index: what a sync adopts or flags, record names and labels, and writes that must land. */
 import { describe, expect, test } from 'bun:test';
 import { POLICY_LABEL } from '../../src/api/group.ts';
-import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../../src/api/types.ts';
 import { newRecord, policyLabelValue, recordName } from '../../src/controllers/records.ts';
-import { planSync } from '../../src/controllers/repository-sync.ts';
+import { RepositorySync, planSync } from '../../src/controllers/repository-sync.ts';
 import { type BackupOrigin, originTags } from '../../src/engine/origin.ts';
 import type { SnapshotInfo } from '../../src/engine/restic-output.ts';
+import type { Restic } from '../../src/engine/restic.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import type { EventRecorder } from '../../src/runtime/recorder.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { fakeInformer } from '../support/fakes.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import { retryUntilDone } from '../../src/util/retry.ts';
 
@@ -143,5 +148,43 @@ describe('retryUntilDone', () => {
       throw new Error(`attempt ${calls}`);
     }, { baseMs: 1, signal: stop.signal }).catch((e: Error) => e.message);
     expect(err).toBe('attempt 2');
+  });
+});
+
+describe('RepositorySync against a repository that retention changes meanwhile', () => {
+  const loc = { ...location, spec: { ...location.spec, bucketName: 'backups' }, status: { initStatus: 'Completed' } } as BackupLocation;
+  const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
+    ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
+  const snapshotJson = JSON.stringify([{ id: `aaaaaaaa${'0'.repeat(56)}`, short_id: 'aaaaaaaa', time: '2026-11-30T10:00:00Z', hostname: 'h',
+    tags: ['p', ...originTags(here)], paths: ['data'] }]);
+
+  /** A sync whose listing shows one snapshot without a record; `stillThere` is what asking for it by id answers. */
+  async function syncWith(stillThere: boolean) {
+    const created: string[] = [];
+    const restic = {
+      run: async (_repo: unknown, args: string[]) => {
+        const byId = args.length > 3;
+        return { stdout: byId && !stillThere ? '[]' : snapshotJson, stderr: '' };
+      },
+    } as unknown as Restic;
+    const client = {
+      create: async (_r: unknown, _ns: string, obj: MetadataBackupRecord) => void created.push(obj.metadata.name),
+      patchStatus: async () => ({}),
+    } as unknown as KubeClient;
+    const recorder: EventRecorder = { event: async () => undefined };
+    const sync = new RepositorySync({
+      client, locations: fakeInformer([loc]), policies: fakeInformer([policy('p')]), records: fakeInformer<MetadataBackupRecord>([]),
+      secrets: fakeInformer([creds]), restic, recorder, log: createLogger({ level: 'error' }), periodMs: 60_000, ownership: rule,
+    });
+    const result = await sync.syncLocation('ns', 'loc');
+    return { created, adopted: result.adopted.map((r) => r.metadata.name) };
+  }
+
+  test('a snapshot still there when its record is about to be made is adopted', async () => {
+    expect(await syncWith(true)).toEqual({ created: ['mbr-aaaaaaaa'], adopted: ['mbr-aaaaaaaa'] });
+  });
+
+  test('a snapshot retention forgot after the listing (its record just deleted) is not brought back as a record', async () => {
+    expect(await syncWith(false)).toEqual({ created: [], adopted: [] });
   });
 });
