@@ -52,6 +52,8 @@ export class Verifier {
       const r = await verifyBackup(this.deps.restic, {
         repo: locationRepository(location, this.deps.secrets), snapshot: record.spec.snapshotId,
         expectSha256: record.status?.etcdSnapshotSha256, signal, timeoutMs: this.deps.timeoutMs,
+        // The pruner may run meanwhile: a repack under the reading restore gave false failures.
+        sharedLock: true,
       });
       const message = `restored into a throwaway etcd: revision ${r.revision}, ${r.keyCount} keys, SHA-256 ${r.sha256.slice(0, 12)}…`;
       await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {

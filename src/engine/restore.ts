@@ -16,7 +16,7 @@ import { verifySnapshotFile } from './etcd-snapshot.ts';
 import { clusterLabel, matchesCluster, originOf } from './origin.ts';
 import type { SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
-import { withBucketCheck } from './repository.ts';
+import { withBucketCheck, withLockWait } from './repository.ts';
 import { listSnapshots } from './snapshots.ts';
 import { holdsData } from '../util/fs.ts';
 
@@ -115,6 +115,8 @@ export interface RestoreRequest {
   onStep?: (step: string) => void;
   /** Cancels the restore (SIGTERM): restic is stopped and the staged files removed. */
   signal?: AbortSignal;
+  /** Read under restic's shared lock, so no prune repacks the data meanwhile (needs credentials that may write locks). */
+  sharedLock?: boolean;
   /** Time limit of the whole restore (default DEFAULT_RESTORE_TIMEOUT_MS); past it, the restore is cancelled as above. */
   timeoutMs?: number;
   run?: RunOptions;
@@ -205,7 +207,12 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
   const stage = await mkdtemp(join(req.target, STAGE_PREFIX));
   try {
     step(`restoring snapshot ${snapshot.shortId} (${snapshot.time}, host ${snapshot.hostname})`);
-    await resticTimeLimit(restic.run(req.repo, ['restore', '--no-lock', snapshot.id, '--target', stage], run()), timedOut);
+    // With `sharedLock`, under restic's shared lock: a prune (exclusive) must not repack the data being read, which
+    // failed verifications for no fault of the backup. Backups share the lock and go on; a prune holding the repository
+    // is waited for (--lock-wait). Without it (the default), no lock: read-only S3 keys can restore.
+    const restore = () => restic.run(req.repo, ['restore', ...(req.sharedLock ? [] : ['--no-lock']), snapshot.id, '--target', stage], run());
+    await resticTimeLimit(req.sharedLock ? withLockWait(restic, req.repo, restore, { signal: req.signal, onWait: (holder) => step(`waiting: ${holder}`) })
+      : restore(), timedOut);
     const staged = join(stage, DATA_DIR);
     const stagedDb = join(staged, SNAPSHOT_FILE);
     if (!existsSync(stagedDb)) {

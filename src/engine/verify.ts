@@ -24,6 +24,8 @@ export interface VerifyRequest {
   snapshot: string;
   /** Only snapshots of this policy and cluster, as for a restore. */
   filter?: SnapshotFilter;
+  /** Read under restic's shared lock, so a prune cannot repack the data meanwhile (the controller's verifications). */
+  sharedLock?: boolean;
   /** SHA-256 the etcd snapshot must have (the record's etcdSnapshotSha256), when known. */
   expectSha256?: string;
   /** Require the Kubernetes key (default true; false for a plain etcd). */
@@ -90,7 +92,7 @@ export async function verifyBackup(restic: Restic, req: VerifyRequest): Promise<
   try {
     step('reading the backup back from the repository');
     const restored = await restoreBackup(restic, {
-      repo: req.repo, snapshot: req.snapshot, filter: req.filter, target: join(work, 'restore'), expectSha256: req.expectSha256,
+      repo: req.repo, snapshot: req.snapshot, filter: req.filter, target: join(work, 'restore'), expectSha256: req.expectSha256, sharedLock: req.sharedLock,
       signal: req.signal, timeoutMs: req.timeoutMs, onStep: step,
     });
     step('building an etcd data directory from the snapshot');

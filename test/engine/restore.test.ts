@@ -85,8 +85,14 @@ describe('parseRestoreOutcome', () => {
 class PlayedRestic extends Restic {
   hang = false;
   restored = 0;
+  /** Restores refused as locked before one goes through (a prune holding the repository). */
+  lockedFor = 0;
+  restores: string[][] = [];
 
   override async run(_repo: Repository, args: string[], run: RunOptions = {}): Promise<RunResult> {
+    if (args[0] === 'unlock') return { stdout: '', stderr: '' };
+    if (args[0] === 'restore') this.restores.push(args);
+    if (args[0] === 'restore' && this.lockedFor-- > 0) throw new EngineError('Locked', 'repository is locked by PID 3 on cp-1 since 2026-12-04 18:00:00 (exclusive)');
     if (args[0] === 'snapshots') return { stdout: JSON.stringify([{ id: SNAPSHOT_ID, short_id: SNAPSHOT_ID.slice(0, 8), time: '2026-11-30T10:00:00Z', tags: ['daily'] }]), stderr: '' };
     if (args[0] !== 'restore') throw new Error(`unexpected restic ${args.join(' ')}`);
     const stage = args[args.indexOf('--target') + 1]!;
@@ -128,6 +134,18 @@ describe('restoreBackup into a target', () => {
     expect(r.snapshot.id).toBe(SNAPSHOT_ID);
     expect(readFileSync(join(target, 'data/etcd-snapshot.db'))).toEqual(etcdSnapshot('backup 1'));
     expect(entries()).toEqual(['data']);
+  });
+
+  test('by default no lock (read-only S3 keys can restore); with sharedLock restic\'s shared lock, waiting out a prune', async () => {
+    const plain = new PlayedRestic();
+    await restoreBackup(plain, { repo, snapshot: 'latest', target: join(target, 'a') });
+    expect(plain.restores[0]).toContain('--no-lock');
+    const shared = new PlayedRestic({ lockWaitMs: 10_000 });
+    shared.lockedFor = 1;
+    const steps: string[] = [];
+    await restoreBackup(shared, { repo, snapshot: 'latest', target: join(target, 'b'), sharedLock: true, onStep: (x) => steps.push(x) });
+    expect(shared.restores.map((a) => a.includes('--no-lock'))).toEqual([false, false]);
+    expect(steps).toContain('waiting: repository is locked by PID 3 on cp-1 since 2026-12-04 18:00:00 (exclusive)');
   });
 
   test('a run killed after moving the old data aside: the next run puts it back first', async () => {
