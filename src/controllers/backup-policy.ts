@@ -133,6 +133,11 @@ export class BackupPolicyReconciler implements Reconciler {
   /** Scheduled verifications running now, by policy key, and the slot each served (ahead of the cache). */
   private readonly verifying = new Map<string, Running>();
   private readonly verifiedSlot = new Map<string, number>();
+  /**
+   * Every backup run until its very end: a run leaves `running` once reported, so that a new backup of its policy may
+   * start, but its retention and after-backup verification go on, and a shutdown must wait for them (or cancel them).
+   */
+  private readonly afterwork = new Set<Running>();
   /** Set by the composition root: told how many snapshots retention forgot at a location (for the pruner). */
   onForgotten?: (location: BackupLocation, count: number) => void;
   /** Set by the composition root: a location (namespace/name) whose S3 server refused the credentials mid-backup. */
@@ -325,7 +330,7 @@ export class BackupPolicyReconciler implements Reconciler {
 
   /** Waits up to `timeoutMs` for running backups (and verifications) to finish, then cancels the rest. */
   async drain(timeoutMs: number): Promise<void> {
-    const work = () => [...this.running.values(), ...this.verifying.values()];
+    const work = () => [...new Set([...this.running.values(), ...this.verifying.values(), ...this.afterwork])];
     const all = () => Promise.allSettled(work().map((r) => r.done));
     const finished = await Promise.race([all().then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
     if (finished) return;
@@ -386,6 +391,8 @@ export class BackupPolicyReconciler implements Reconciler {
       })(),
     };
     this.running.set(key, entry);
+    this.afterwork.add(entry);
+    void entry.done.finally(() => this.afterwork.delete(entry));
   }
 
   /** One backup from start to report. Never throws: every failure ends as Failed status, a Warning event and a metric. */
