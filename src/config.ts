@@ -1,6 +1,7 @@
 /** @module The controller's configuration: the only reader of its flags and environment; returns a typed, frozen Config. */
 import { hostname } from 'node:os';
-import { CONTROL_PLANE_TOLERATIONS, DEFAULT_NAMESPACE, RESTORE_UID } from './api/group.ts';
+import { DEFAULT_NAMESPACE, RESTORE_UID } from './api/group.ts';
+import { CONTROL_PLANE_TOLERATIONS } from './api/placement.ts';
 import type { Toleration } from './api/types.ts';
 import { type FlagSpec, UsageError, parseFlags } from './util/flags.ts';
 import { type LogLevel, isLogLevel } from './util/log.ts';

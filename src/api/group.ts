@@ -1,5 +1,4 @@
 /** @module API group, version, kinds and the names the controller puts on objects. */
-import type { Toleration } from './types.ts';
 
 export const GROUP = 'kubedr.catalogicsoftware.com';
 export const VERSION = 'v1alpha1';
@@ -68,16 +67,6 @@ export const RESTORE_LABEL = `${GROUP}/restore`;
 
 /** Annotation on a restore pod: the MetadataRestore generation it restores, so a pod of an older spec is replaced. */
 export const RESTORE_GENERATION_ANNOTATION = `${GROUP}/restore-generation`;
-
-/**
- * The NoSchedule taints kubeadm puts on control-plane nodes: `node-role.kubernetes.io/control-plane` since Kubernetes
- * 1.24, `node-role.kubernetes.io/master` before. Restore pods tolerate both by default, so a restore also runs on a
- * cluster whose only nodes are control-plane nodes (the claim's volume may live on one).
- */
-export const CONTROL_PLANE_TOLERATIONS: readonly Toleration[] = Object.freeze([
-  { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' },
-  { key: 'node-role.kubernetes.io/master', operator: 'Exists', effect: 'NoSchedule' },
-]);
 
 /** The image's non-root user and group (scripts/build-image.sh): restore pods run as it unless told otherwise. */
 export const RESTORE_UID = 65532;

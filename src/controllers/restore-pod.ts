@@ -4,8 +4,9 @@
  * credentials reach it only as secretKeyRef environment variables, so the pod spec holds no secret value.
  */
 import {
-  API_VERSION, COMPONENT, CONTROL_PLANE_TOLERATIONS, LOCATION_SECRET_KEYS as K, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL, RESTORE_UID,
+  API_VERSION, COMPONENT, LOCATION_SECRET_KEYS as K, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL, RESTORE_UID,
 } from '../api/group.ts';
+import { CONTROL_PLANE_TOLERATIONS } from '../api/placement.ts';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../api/types.ts';
 import { parseRestoreOutcome } from '../engine/restore.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/group.ts';
+import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/placement.ts';
 import { type Config, controllerFlags, loadConfig, parseNodeSelector, parseTolerations } from '../../src/config.ts';
 import { UsageError } from '../../src/util/flags.ts';
 

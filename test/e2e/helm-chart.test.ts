@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
-import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/group.ts';
+import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/placement.ts';
 import type { Toleration } from '../../src/api/types.ts';
 import { loadConfig } from '../../src/config.ts';
 import { apply, cluster, createNamespace, deleteInstall, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
