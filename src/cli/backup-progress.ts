@@ -62,8 +62,8 @@ export function progressLine(policyName: string, o: Extract<Observation, { state
   if (o.state === 'pending') return `${policyName}: requested; waiting for the controller to start the backup`;
   const p = o.progress;
   if (!p?.phase) return `${policyName}: running`;
+  if (p.waitingFor) return `${policyName}: ${p.phase}: waiting for ${p.waitingFor.replace(/^repository is locked by/, 'the repository lock of')}`;
   if (p.phase === 'Queued') return `${policyName}: Queued (waiting for the BackupLocation or a free backup slot)`;
-  if (p.waitingFor) return `${policyName}: ${p.phase}: waiting: ${p.waitingFor}`;
   const parts = [`${policyName}: ${p.phase === 'Snapshot' ? 'Snapshot (etcd)' : 'Upload'}`];
   if (typeof p.percent === 'number') parts.push(`${p.percent}%`);
   if (typeof p.bytesDone === 'number') parts.push(typeof p.totalBytes === 'number' ? `${humanBytes(p.bytesDone)} of ${humanBytes(p.totalBytes)}` : humanBytes(p.bytesDone));

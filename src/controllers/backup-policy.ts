@@ -138,6 +138,16 @@ export class BackupPolicyReconciler implements Reconciler {
    * start, but its retention and after-backup verification go on, and a shutdown must wait for them (or cancel them).
    */
   private readonly afterwork = new Set<Running>();
+  /** Policies (namespace/name) whose backup holds one of the --max-concurrent-backups slots, and since when. */
+  private readonly slotHolders = new Map<string, number>();
+
+  /** What a backup waiting for a slot waits for: "a backup slot (1 at a time), held by ns/a (running 2m10s)". */
+  private queuedBehind(): string | undefined {
+    if (this.slotHolders.size === 0) return undefined;
+    const now = Date.now();
+    const held = [...this.slotHolders].map(([k, since]) => `${k} (running ${Math.round((now - since) / 1000)} s)`);
+    return `a backup slot (--max-concurrent-backups=${this.deps.maxConcurrent}), held by ${held.join(', ')}`;
+  }
   /** Set by the composition root: told how many snapshots retention forgot at a location (for the pruner). */
   onForgotten?: (location: BackupLocation, count: number) => void;
   /** Set by the composition root: a location (namespace/name) whose S3 server refused the credentials mid-backup. */
@@ -216,7 +226,10 @@ export class BackupPolicyReconciler implements Reconciler {
       const trigger: Trigger = onDemand ? 'OnDemand' : 'Scheduled';
       if (this.running.has(key)) {
         this.deps.metrics.skipped.inc({ policyName: policy.metadata.name });
-        await this.deps.recorder.event(policy, 'Normal', BACKUP_SKIPPED, `${trigger} backup skipped: the previous backup is still running`);
+        const queued = !this.slotHolders.has(key) && !this.running.get(key)?.resolving ? this.queuedBehind() : undefined;
+        await this.deps.recorder.event(policy, 'Normal', BACKUP_SKIPPED, queued
+          ? `${trigger} backup skipped: the previous backup of this policy is still queued, waiting for ${queued}`
+          : `${trigger} backup skipped: the previous backup is still running`);
         log.info('backup skipped: previous one still running', { trigger });
       } else {
         start = trigger;
@@ -370,6 +383,7 @@ export class BackupPolicyReconciler implements Reconciler {
     // (repository operations are serialised anyway), so a new backup of the policy may start meanwhile.
     const finished = () => {
       release?.();
+      this.slotHolders.delete(key);
       if (this.running.get(key) === entry) this.running.delete(key);
     };
     const entry: Running = {
@@ -379,7 +393,15 @@ export class BackupPolicyReconciler implements Reconciler {
           // The slot is taken only once the location is ready (runOne): a policy waiting for its location must not
           // hold up every other policy's backup.
           const acquire = async () => {
+            const behind = this.slotHolders.size >= this.deps.maxConcurrent ? this.queuedBehind() : undefined;
+            const policy = this.deps.policies.get(key);
+            if (behind && policy) {
+              // Said where a person looks (kubectl, kubedr status): which backups this one waits for.
+              await this.patchStatus(policy, { progress: { phase: 'Queued', waitingFor: behind, updateTime: new Date().toISOString() } })
+                .catch((err) => this.deps.log.debug('progress write failed', { err }));
+            }
             release = await this.slots.acquire(abort.signal);
+            this.slotHolders.set(key, Date.now());
           };
           await this.runOne({ key, trigger, reconciledAt }, abort.signal, acquire, finished);
         } catch (err) {

@@ -77,7 +77,9 @@ test('progressLine: phase, percent and bytes as far as known', () => {
     .toBe('daily: Upload  45%  1.5 KiB of 4.0 KiB');
   expect(progressLine('daily', { state: 'running', progress: undefined })).toBe('daily: running');
   expect(progressLine('daily', { state: 'running', progress: { phase: 'Upload', bytesDone: 0, waitingFor: 'repository is locked by PID 7 on cp-2 since 2026-12-04 18:40:11 (exclusive)' } }))
-    .toBe('daily: Upload: waiting: repository is locked by PID 7 on cp-2 since 2026-12-04 18:40:11 (exclusive)');
+    .toBe('daily: Upload: waiting for the repository lock of PID 7 on cp-2 since 2026-12-04 18:40:11 (exclusive)');
+  expect(progressLine('daily', { state: 'running', progress: { phase: 'Queued', waitingFor: 'a backup slot (--max-concurrent-backups=1), held by ns/big (running 40 s)' } }))
+    .toBe('daily: Queued: waiting for a backup slot (--max-concurrent-backups=1), held by ns/big (running 40 s)');
 });
 
 test('successLine names the snapshot and the record', () => {

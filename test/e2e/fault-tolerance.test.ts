@@ -120,6 +120,21 @@ describe('locks', () => {
   }, 120_000);
 });
 
+describe('one backup slot (--max-concurrent-backups=1)', () => {
+  test('a backup waiting for the slot says which backup holds it, then runs', async () => {
+    apply(policyYaml(ns, 'slot-holder', { etcdEndpoint: bigEtcd }));
+    apply(policyYaml(ns, 'slot-waiter'));
+    await eventually(() => expect(policy('slot-waiter').status?.conditions?.some((c) => c.type === 'Ready')).toBe(true));
+    expect(kubectl(['annotate', 'mbp', 'slot-holder', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=slot`]).code).toBe(0);
+    await eventually(() => expect(['Snapshot', 'Upload']).toContain(policy('slot-holder').status?.progress?.phase ?? ''), 30_000, 100);
+    expect(kubectl(['annotate', 'mbp', 'slot-waiter', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=slot`]).code).toBe(0);
+    await eventually(() => expect(policy('slot-waiter').status?.progress?.waitingFor ?? '')
+      .toMatch(new RegExp(`^a backup slot \\(--max-concurrent-backups=1\\), held by ${ns}/slot-holder \\(running \\d+ s\\)$`)), 30_000, 100);
+    await eventually(() => expect(policy('slot-waiter').status?.backupStatus).toBe('Completed'), 120_000);
+    expect(policy('slot-holder').status?.backupStatus).toBe('Completed');
+  }, 180_000);
+});
+
 describe('deletion never wedges', () => {
   test('a location deleted before its records: deleting a record releases it at once, saying the snapshot stays', async () => {
     const gone = uniqueBucket('ft-gone');
