@@ -120,6 +120,37 @@ describe('locks', () => {
   }, 120_000);
 });
 
+describe('credentials refused by S3 while the location shows Ready', () => {
+  test('the backup fails at once with the server\'s words, the location goes not ready, and other policies are not held up', async () => {
+    apply(locationSecretYaml(ns, { name: 'revocable', password }));
+    apply(locationYaml(ns, 'revocable', { bucketName: uniqueBucket('ft-revoked'), credentials: 'revocable' }));
+    await locationInit(ns, 'revocable', 'Completed');
+    apply(policyYaml(ns, 'revoked-1', { destination: 'revocable' }));
+    apply(policyYaml(ns, 'revoked-2', { destination: 'revocable' }));
+    apply(policyYaml(ns, 'elsewhere'));
+    expect((await backupNow(ns, 'revoked-1')).status?.backupStatus).toBe('Completed');
+    // The keys change (rotated, or revoked and replaced by a wrong pair): restic 0.18 alone retries a refusal for minutes.
+    apply(locationSecretYaml(ns, { name: 'revocable', password, accessKey: 'REVOKED-KEY' }));
+    const started = Date.now();
+    const one = await backupNow(ns, 'revoked-1', 60_000);
+    expect(one.status?.backupStatus).toBe('Failed');
+    expect(one.status?.backupErrorMessage).toMatch(/refused the credentials|not ready/);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await eventually(() => {
+      const loc = getJson<{ status?: { initStatus?: string; initErrorMessage?: string } }>(['bl', 'revocable', '-n', ns]);
+      expect(loc.status?.initStatus).toBe('Failed');
+      expect(loc.status?.initErrorMessage).toContain('S3 endpoint refused the credentials');
+    }, 30_000);
+    // The other policies: one at the same location fails at once, naming the location; one elsewhere is not held up.
+    const two = await backupNow(ns, 'revoked-2', 30_000);
+    expect(two.status?.backupErrorMessage).toContain('BackupLocation "revocable" is not ready');
+    expect((await backupNow(ns, 'elsewhere', 60_000)).status?.backupStatus).toBe('Completed');
+    expect(Date.now() - started).toBeLessThan(90_000);
+    const text = JSON.stringify([getJson(['bl', 'revocable', '-n', ns]), getJson(['mbp', '-n', ns]), events(ns)]);
+    expect(text).not.toContain(password);
+  }, 240_000);
+});
+
 describe('one backup slot (--max-concurrent-backups=1)', () => {
   test('a backup waiting for the slot says which backup holds it, then runs', async () => {
     apply(policyYaml(ns, 'slot-holder', { etcdEndpoint: bigEtcd }));
