@@ -93,8 +93,12 @@ export class BackupLocationReconciler implements Reconciler {
     const recheck = this.rechecks.delete(key);
     if (sameInputs && st?.initStatus === 'Completed' && !recheck) return;
     const retrying = sameInputs && st?.initStatus === 'Failed';
-    // A terminal failure waits for the user to change the spec or the Secret; that change enqueues us again.
-    if (retrying && ready && !isTransientKind(ready.reason === reasons.initFailed ? 'Failed' : ready.reason)) return;
+    // A terminal failure waits for the user to change the spec or the Secret; that change enqueues us again. Its
+    // failure series is kept in /metrics (at 0 after a restart): an alert on it must not resolve because we restarted.
+    if (retrying && ready && !isTransientKind(ready.reason === reasons.initFailed ? 'Failed' : ready.reason)) {
+      metrics.locationInitFailures.inc({ location: loc.metadata.name, reason: ready.reason }, 0);
+      return;
+    }
 
     // 3. Mark the attempt, unless this is a retry of a failure the user is already looking at.
     let conditions = st?.conditions;

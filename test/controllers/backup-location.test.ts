@@ -51,3 +51,17 @@ test('a ready location is not opened again for the same inputs, unless a backup 
   await r.reconcile('ns/loc', signal);
   expect(resticCalls).toEqual([]);
 });
+
+test('after a restart, a location that failed for good keeps its failure series in /metrics (at 0), without being retried', async () => {
+  const failed: BackupLocation = { ...ready, status: { ...ready.status, initStatus: 'Failed', initErrorMessage: 'wrong repository password',
+    conditions: [{ type: 'Ready', status: 'False', reason: 'WrongPassword', message: 'wrong repository password', lastTransitionTime: '2026-12-04T10:00:00Z' }] } };
+  const metrics = createMetrics();
+  const restic = { run: async () => { throw new Error('must not run'); } } as unknown as Restic;
+  const r = new BackupLocationReconciler({
+    client: {} as KubeClient, locations: fakeInformer([failed]), secrets: fakeInformer([creds]), recorder: { event: async () => undefined },
+    metrics, restic, log: createLogger({ level: 'error' }),
+  });
+  expect(await r.reconcile('ns/loc', new AbortController().signal)).toBeUndefined();
+  const text = await metrics.registry.metrics();
+  expect(text).toContain('kubedr_backup_location_init_failures_total{location="loc",reason="WrongPassword"} 0');
+});
