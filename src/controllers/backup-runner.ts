@@ -1,0 +1,317 @@
+/**
+ * @module Backups in flight, out of band of the reconcile that started them: at most `maxConcurrent` at once across
+ * policies (they protect etcd), never two of one policy; each waits for its location, takes a slot, runs the engine
+ * with its progress written to status, creates its record and reports (backup-outcome.ts), then applies retention and
+ * after-backup verification. Shutdown waits for all of it within its time limit, then cancels what is left.
+ */
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { type BackupProgress, type BackupResult, runBackup } from '../engine/backup.ts';
+import { EngineError } from '../engine/errors.ts';
+import { type BackupOrigin, originTags } from '../engine/origin.ts';
+import type { Restic } from '../engine/restic.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+import { Semaphore } from '../util/semaphore.ts';
+import { sleep } from '../util/sleep.ts';
+import { type BackupOutcomes, RecordNotWritten, seconds } from './backup-outcome.ts';
+import { InputError, etcdConnection, locationRepository, readyLocation } from './inputs.ts';
+import { newestSnapshot } from './records.ts';
+import type { RepositorySync } from './repository-sync.ts';
+import { applyRetention } from './retention.ts';
+import { type Verifier, verifyMode } from './verification.ts';
+
+export type Trigger = 'Scheduled' | 'OnDemand';
+
+/** Work running in the background, cancellable. */
+export interface Running {
+  abort: AbortController;
+  done: Promise<void>;
+  /** Not a backup: the resolution of one another process left unfinished (its snapshot may await adoption). */
+  resolving?: boolean;
+}
+
+export interface RunnerDeps {
+  client: KubeClient;
+  policies: Informer<MetadataBackupPolicy>;
+  secrets: Informer<Secret>;
+  locations: Informer<BackupLocation>;
+  records: Informer<MetadataBackupRecord>;
+  recorder: EventRecorder;
+  metrics: Metrics;
+  restic: Restic;
+  log: Logger;
+  outcomes: BackupOutcomes;
+  host: string;
+  origin: BackupOrigin;
+  maxConcurrent: number;
+  progressIntervalMs?: number;
+  locationWaitMs?: number;
+  stallTimeoutMs?: number;
+}
+
+/** What the composition root wires in after construction (the collaborators are built around the reconciler). */
+export interface RunnerHooks {
+  /** Enqueue a policy key (after a backup ends). */
+  enqueue: (key: string) => void;
+  /** Makes records of snapshots that have none: asked after a record write that failed. */
+  sync?: Pick<RepositorySync, 'syncLocation' | 'request'>;
+  /** Proves backups restore (after each backup in AfterBackup mode). */
+  verifier?: Verifier;
+  /** Told how many snapshots retention forgot at a location (for the pruner). */
+  onForgotten?: (location: BackupLocation, count: number) => void;
+  /** A location (namespace/name) whose S3 server refused the credentials mid-backup. */
+  onCredentialsRefused?: (locationKey: string) => void;
+}
+
+/** Moments of one backup run: wall-clock epoch ms where another process compares them, else the monotonic clock. */
+interface RunMarks {
+  /** The reconcile that started the run (wall clock). */
+  reconciledAt: number;
+  /** The run began, its `Running` status written (wall clock). */
+  startedAt: number;
+  started: number;
+  /** The engine was called (location ready, slot taken). */
+  engine?: number;
+  engineDone?: number;
+  /** The last progress write landed. */
+  flushed?: number;
+  recorded?: number;
+}
+
+/** Where the time of a successful run went, in whole milliseconds, as fields of one log line. */
+function runTimings(m: RunMarks, r: BackupResult, done: number): Record<string, unknown> {
+  const ms = (x: number) => Math.round(x);
+  const t = r.timings;
+  return {
+    reconciledAt: new Date(m.reconciledAt).toISOString(),
+    timingsMs: {
+      start: m.startedAt - m.reconciledAt, wait: ms((m.engine ?? m.started) - m.started), stage: ms(t.stageMs),
+      etcdConnect: ms(t.etcd.connectMs), etcdStream: ms(t.etcd.streamMs), hash: ms(t.etcd.hashMs), write: ms(t.etcd.writeMs),
+      repoWait: ms(t.repoWaitMs), upload: ms(t.uploadMs), uploadOwnCpu: ms(t.uploadOwnCpuMs), resticOwn: ms(r.summary.totalDuration * 1000), cleanup: ms(t.cleanupMs),
+      progressFlush: ms((m.flushed ?? done) - (m.engineDone ?? done)), record: ms((m.recorded ?? done) - (m.flushed ?? done)),
+      status: ms(done - (m.recorded ?? done)), total: ms(done - m.started),
+    },
+  };
+}
+
+export class BackupRunner {
+  /** A policy's backup (or resolution) until it is reported: while here, another of the policy does not start. */
+  private readonly running = new Map<string, Running>();
+  /**
+   * Every backup run until its very end: a run leaves `running` once reported, so that a new backup of its policy may
+   * start, but its retention and after-backup verification go on, and a shutdown must wait for them (or cancel them).
+   */
+  private readonly afterwork = new Set<Running>();
+  /** Policies (namespace/name) whose backup holds one of the slots, and since when. */
+  private readonly slotHolders = new Map<string, number>();
+  private readonly slots: Semaphore;
+
+  constructor(private readonly deps: RunnerDeps, readonly hooks: RunnerHooks) {
+    this.slots = new Semaphore(deps.maxConcurrent);
+  }
+
+  /** Whether the policy has a backup or a resolution in flight (another must not start). */
+  has(key: string): boolean {
+    return this.running.has(key);
+  }
+
+  /**
+   * Whether a backup of the policy runs in this process, so its snapshot is about to get its record and a sync must
+   * leave it alone. The resolution of a backup another process left unfinished does not count: it needs the sync.
+   */
+  isRunning(key: string): boolean {
+    const r = this.running.get(key);
+    return r !== undefined && !r.resolving;
+  }
+
+  /** Cancels the policy's work in flight (the policy is gone: nobody to report to). */
+  cancel(key: string): void {
+    this.running.get(key)?.abort.abort();
+  }
+
+  /** For a skipped run's event: what the policy's previous backup still waits for, when it waits for a slot. */
+  waitingFor(key: string): string | undefined {
+    const r = this.running.get(key);
+    return r && !r.resolving && !this.slotHolders.has(key) ? this.queuedBehind() : undefined;
+  }
+
+  /** What a backup waiting for a slot waits for: "a backup slot (--max-concurrent-backups=1), held by ns/a (running 40 s)". */
+  private queuedBehind(): string | undefined {
+    if (this.slotHolders.size === 0) return undefined;
+    const now = Date.now();
+    const held = [...this.slotHolders].map(([k, since]) => `${k} (running ${Math.round((now - since) / 1000)} s)`);
+    return `a backup slot (--max-concurrent-backups=${this.deps.maxConcurrent}), held by ${held.join(', ')}`;
+  }
+
+  /** Runs `work` for the policy as its resolution (not a backup), then enqueues the policy. */
+  resolve(key: string, work: (signal: AbortSignal) => Promise<void>): void {
+    const entry: Running = { abort: new AbortController(), done: Promise.resolve(), resolving: true };
+    this.running.set(key, entry);
+    entry.done = work(entry.abort.signal)
+      .catch((err) => this.deps.log.error('resolving an unfinished backup failed', { policy: key, err }))
+      .finally(() => {
+        if (this.running.get(key) === entry) this.running.delete(key);
+        this.hooks.enqueue(key);
+      });
+  }
+
+  /** Starts a backup of the policy in the background; its `Running` status is already written. */
+  start(key: string, trigger: Trigger, stopping: AbortSignal, reconciledAt: number): void {
+    const abort = new AbortController();
+    let release: (() => void) | undefined;
+    // Called once the backup is reported, before retention: retention needs neither etcd nor this policy's slot
+    // (repository operations are serialised anyway), so a new backup of the policy may start meanwhile.
+    const finished = () => {
+      release?.();
+      this.slotHolders.delete(key);
+      if (this.running.get(key) === entry) this.running.delete(key);
+    };
+    // The slot is taken only once the location is ready (runOne): a policy waiting for its location must not hold up
+    // every other policy's backup.
+    const acquire = async () => {
+      const behind = this.slotHolders.size >= this.deps.maxConcurrent ? this.queuedBehind() : undefined;
+      const policy = this.deps.policies.get(key);
+      if (behind && policy) {
+        // Said where a person looks (kubectl, kubedr status): which backups this one waits for.
+        await this.deps.outcomes.patchStatus(policy, { progress: { phase: 'Queued', waitingFor: behind, updateTime: new Date().toISOString() } })
+          .catch((err) => this.deps.log.debug('progress write failed', { err }));
+      }
+      release = await this.slots.acquire(abort.signal);
+      this.slotHolders.set(key, Date.now());
+    };
+    const entry: Running = {
+      abort,
+      done: (async () => {
+        try {
+          await this.runOne({ key, trigger, reconciledAt }, abort.signal, acquire, finished);
+        } catch (err) {
+          this.deps.log.error('backup run failed unexpectedly', { policy: key, err });
+        } finally {
+          finished();
+          if (!stopping.aborted) this.hooks.enqueue(key);
+        }
+      })(),
+    };
+    this.running.set(key, entry);
+    this.afterwork.add(entry);
+    void entry.done.finally(() => this.afterwork.delete(entry));
+  }
+
+  /** Waits up to `timeoutMs` for the work in flight (and `more`) to finish, then cancels the rest. */
+  async drain(timeoutMs: number, more: Iterable<Running> = []): Promise<void> {
+    const work = () => [...new Set([...this.running.values(), ...this.afterwork, ...more])];
+    const all = () => Promise.allSettled(work().map((r) => r.done));
+    const finished = await Promise.race([all().then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
+    if (finished) return;
+    this.deps.log.warn('cancelling running backups at shutdown', { count: work().length });
+    for (const r of work()) r.abort.abort();
+    await all();
+  }
+
+  /** One backup from start to report. Never throws: every failure ends as Failed status, a Warning event and a metric. */
+  private async runOne(run: { key: string; trigger: Trigger; reconciledAt: number }, signal: AbortSignal, acquireSlot: () => Promise<void>,
+    finished: () => void): Promise<void> {
+    const { key, trigger } = run;
+    const policy = this.deps.policies.get(key);
+    if (!policy) return;
+    const { outcomes } = this.deps;
+    const name = policy.metadata.name;
+    const ns = policy.metadata.namespace ?? '';
+    const log = this.deps.log.child({ policy: key, trigger });
+    const started = performance.now();
+    const marks: RunMarks = { reconciledAt: run.reconciledAt, startedAt: Date.now(), started };
+    this.deps.metrics.numBackups.inc({ policyName: name });
+    try {
+      const location = await this.waitForLocation(ns, policy.spec.destination, signal);
+      await acquireSlot();
+      const repo = locationRepository(location, this.deps.secrets);
+      const etcd = etcdConnection(ns, policy.spec.etcdEndpoint ?? 'https://127.0.0.1:2379', policy.spec.etcdCreds ?? 'etcd-creds', this.deps.secrets);
+      const progress = this.progressWriter(policy);
+      marks.engine = performance.now();
+      const result = await runBackup(this.deps.restic, {
+        etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags: [name, ...originTags(this.deps.origin)],
+        parent: newestSnapshot(this.deps.records.list(), ns, name, location.metadata.name),
+        signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
+      }).finally(() => {
+        marks.engineDone = performance.now();
+        return progress.flush();
+      });
+      marks.flushed = performance.now();
+      const record = await outcomes.createRecord(policy, location, result, signal);
+      marks.recorded = performance.now();
+      await outcomes.reportSuccess(policy, result, record, signal);
+      // One line with where the time went (npm run bench reads it).
+      log.info('backup completed', { snapshotId: result.summary.snapshotId, durationSecs: result.durationSecs, etcdBytes: result.etcd.size,
+        ...runTimings(marks, result, performance.now()) });
+      finished();
+      const { client, records, secrets, restic, recorder, origin } = this.deps;
+      await applyRetention({ client, records, secrets, restic, recorder, log, origin, onForgotten: this.hooks.onForgotten }, policy, location, record);
+      // After the record exists, in the background of this run; its outcome never changes this backup's own status.
+      if (this.hooks.verifier && verifyMode(policy) === 'AfterBackup') await this.hooks.verifier.verify(policy, location, record, signal);
+    } catch (err) {
+      if (err instanceof RecordNotWritten) {
+        // The snapshot is stored: a sync makes its record once the API takes it. Never report such a backup failed.
+        log.warn('backup stored, record not written; a repository sync will make it', { snapshotId: err.snapshotId, err: err.cause });
+        this.hooks.sync?.request();
+        return;
+      }
+      const message = signal.aborted ? 'cancelled: the controller shut down or the policy was deleted during the backup'
+        : err instanceof Error ? err.message : String(err);
+      const durationSecs = (performance.now() - started) / 1000;
+      this.deps.metrics.backupDuration.observe({ policyName: name }, durationSecs);
+      if (this.deps.policies.get(key)) {
+        await outcomes.reportFailure(policy, message, 'BackupFailed', { totalDurationSecs: seconds(durationSecs) }, signal)
+          .catch((e) => log.warn('could not report the failure; the next controller reports it interrupted', { err: e }));
+      }
+      log.warn('backup failed', { error: message });
+      // Keys revoked or changed on the S3 side leave the location looking Ready: have it checked again now, so it
+      // shows the refusal and the backups of other policies there wait for a fix instead of failing one by one.
+      if (err instanceof EngineError && err.kind === 'AccessDenied') this.hooks.onCredentialsRefused?.(`${ns}/${policy.spec.destination}`);
+    }
+  }
+
+  /**
+   * The destination, once ready. A location created together with the policy may not be in the cache yet or still be
+   * initialising: wait for it (bounded), so applying both at once works. A location that failed fails the backup now.
+   */
+  private async waitForLocation(ns: string, name: string, signal: AbortSignal): Promise<BackupLocation> {
+    const deadline = Date.now() + (this.deps.locationWaitMs ?? 120_000);
+    for (;;) {
+      try {
+        return readyLocation(ns, name, this.deps.locations);
+      } catch (err) {
+        const status = this.deps.locations.get(`${ns}/${name}`)?.status?.initStatus;
+        if (!(err instanceof InputError) || status === 'Failed' || Date.now() >= deadline || signal.aborted) throw err;
+      }
+      await sleep(500, signal);
+    }
+  }
+
+  /**
+   * Progress to status, at most every `progressIntervalMs` (and on each change of phase or wait). Writes are chained,
+   * and `flush` waits for the last, so a late progress write never lands after the final status.
+   */
+  private progressWriter(policy: MetadataBackupPolicy): { write: (p: BackupProgress) => void; flush: () => Promise<void> } {
+    const interval = this.deps.progressIntervalMs ?? 3000;
+    let last = 0;
+    let lastState = '';
+    let chain = Promise.resolve();
+    return {
+      write: (p) => {
+        const t = Date.now();
+        const state = `${p.phase}/${p.waitingFor ?? ''}`;
+        if (state === lastState && t - last < interval) return;
+        last = t;
+        lastState = state;
+        const progress = { phase: p.phase, bytesDone: p.bytesDone, totalBytes: p.totalBytes ?? null,
+          percent: p.percent === undefined ? null : Math.round(p.percent), waitingFor: p.waitingFor ?? null, updateTime: new Date(t).toISOString() };
+        chain = chain.then(() => this.deps.outcomes.patchStatus(policy, { progress }))
+          .catch((err) => this.deps.log.debug('progress write failed', { err }));
+      },
+      flush: () => chain,
+    };
+  }
+}

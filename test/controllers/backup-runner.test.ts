@@ -1,0 +1,56 @@
+/** The runner's bookkeeping of work in flight: resolutions are not backups, and shutdown waits, then cancels. */
+import { expect, test } from 'bun:test';
+import type { MetadataBackupPolicy } from '../../src/api/types.ts';
+import { BackupOutcomes } from '../../src/controllers/backup-outcome.ts';
+import { BackupRunner, type RunnerDeps } from '../../src/controllers/backup-runner.ts';
+import type { Restic } from '../../src/engine/restic.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { fakeInformer } from '../support/fakes.ts';
+
+function runner() {
+  const log = createLogger({ level: 'error' });
+  const metrics = createMetrics();
+  const client = {} as KubeClient;
+  const recorder = { event: async () => undefined };
+  const deps: RunnerDeps = {
+    client, policies: fakeInformer<MetadataBackupPolicy>([]), secrets: fakeInformer([]), locations: fakeInformer([]), records: fakeInformer([]),
+    recorder, metrics, restic: {} as Restic, log, outcomes: new BackupOutcomes({ client, recorder, metrics, log }),
+    host: 'h', origin: { clusterId: 'c', clusterName: 'c', namespace: 'ns' }, maxConcurrent: 1,
+  };
+  const enqueued: string[] = [];
+  return { enqueued, r: new BackupRunner(deps, { enqueue: (k) => enqueued.push(k) }) };
+}
+
+test('a resolution holds the policy (no second start) but is not a backup the sync must leave alone; its end enqueues the policy', async () => {
+  const { r, enqueued } = runner();
+  let finish!: () => void;
+  r.resolve('ns/p', () => new Promise<void>((ok) => { finish = ok; }));
+  expect(r.has('ns/p')).toBe(true);
+  expect(r.isRunning('ns/p')).toBe(false);
+  expect(r.waitingFor('ns/p')).toBeUndefined();
+  finish();
+  await r.drain(1_000);
+  expect(r.has('ns/p')).toBe(false);
+  expect(enqueued).toEqual(['ns/p']);
+});
+
+test('shutdown waits for work in flight up to its time limit, then cancels it and waits for it to stop', async () => {
+  const { r } = runner();
+  let cancelled = false;
+  r.resolve('ns/p', (signal) => new Promise<void>((ok) => signal.addEventListener('abort', () => { cancelled = true; ok(); })));
+  const extra = { abort: new AbortController(), done: Promise.resolve() };
+  const started = performance.now();
+  await r.drain(100, [extra]);
+  expect(cancelled).toBe(true);
+  expect(extra.abort.signal.aborted).toBe(true);
+  expect(performance.now() - started).toBeGreaterThanOrEqual(90);
+});
+
+test('work that ends in time is not cancelled', async () => {
+  const { r } = runner();
+  const abort = new AbortController();
+  await r.drain(1_000, [{ abort, done: Bun.sleep(20) }]);
+  expect(abort.signal.aborted).toBe(false);
+});
