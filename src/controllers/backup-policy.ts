@@ -7,47 +7,17 @@
 import { READY, setCondition } from '../api/conditions.ts';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../api/group.ts';
 import { BACKUP_SKIPPED } from '../api/events.ts';
-import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
-import type { BackupOrigin } from '../engine/origin.ts';
-import type { Restic } from '../engine/restic.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus } from '../api/types.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
-import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
-import type { Informer } from '../runtime/informer.ts';
-import type { EventRecorder } from '../runtime/recorder.ts';
 import { ScheduleError, dueSlot, parseSchedule } from '../schedule/schedule.ts';
-import type { Logger } from '../util/log.ts';
 import { BackupOutcomes } from './backup-outcome.ts';
-import { BackupRunner, type Running, type Trigger } from './backup-runner.ts';
+import { type BackupDeps, BackupRunner, type Running, type Trigger } from './backup-runner.ts';
 import type { RepositorySync } from './repository-sync.ts';
 import { resolveUnfinished } from './unfinished-backups.ts';
 import { type Verifier, verifyMode } from './verification.ts';
 
-export interface BackupPolicyDeps {
-  client: KubeClient;
-  policies: Informer<MetadataBackupPolicy>;
-  locations: Informer<BackupLocation>;
-  secrets: Informer<Secret>;
-  records: Informer<MetadataBackupRecord>;
-  recorder: EventRecorder;
-  metrics: Metrics;
-  restic: Restic;
-  log: Logger;
-  /** restic --host for backups. */
-  host: string;
-  /** This cluster and install, recorded with every backup (restic tags) so a shared bucket tells them apart. */
-  origin: BackupOrigin;
-  /** Backups running at once across all policies (protects etcd). */
-  maxConcurrent: number;
-  /** Least time between two progress writes to status. */
-  progressIntervalMs?: number;
-  /** How long a backup waits for a missing or initialising location before failing. */
-  locationWaitMs?: number;
-  /** Fail an upload that makes no progress for this long. */
-  stallTimeoutMs?: number;
-  now?: () => Date;
-}
+export type BackupPolicyDeps = BackupDeps;
 
 /** Longest requeue: timers beyond ~24 days overflow, and an hourly look costs nothing. */
 const MAX_REQUEUE_MS = 60 * 60_000;

@@ -33,24 +33,33 @@ export interface Running {
   resolving?: boolean;
 }
 
-export interface RunnerDeps {
+/** What backups of policies need: the caches, the engine and where they report. */
+export interface BackupDeps {
   client: KubeClient;
   policies: Informer<MetadataBackupPolicy>;
-  secrets: Informer<Secret>;
   locations: Informer<BackupLocation>;
+  secrets: Informer<Secret>;
   records: Informer<MetadataBackupRecord>;
   recorder: EventRecorder;
   metrics: Metrics;
   restic: Restic;
   log: Logger;
-  outcomes: BackupOutcomes;
+  /** restic --host for backups. */
   host: string;
+  /** This cluster and install, recorded with every backup (restic tags) so a shared bucket tells them apart. */
   origin: BackupOrigin;
+  /** Backups running at once across all policies (protects etcd). */
   maxConcurrent: number;
+  /** Least time between two progress writes to status. */
   progressIntervalMs?: number;
+  /** How long a backup waits for a missing or initialising location before failing. */
   locationWaitMs?: number;
+  /** Fail an upload that makes no progress for this long. */
   stallTimeoutMs?: number;
+  now?: () => Date;
 }
+
+export type RunnerDeps = BackupDeps & { outcomes: BackupOutcomes };
 
 /** What the composition root wires in after construction (the collaborators are built around the reconciler). */
 export interface RunnerHooks {

@@ -22,7 +22,7 @@ import { originOf } from '../../src/engine/origin.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
 import { startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, type EventView, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, getJson,
+  ControllerProcess, type EventView, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
   kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, repoRoot, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 
