@@ -6,21 +6,20 @@
  * config that the restored backup does not hold.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { hostname, networkInterfaces } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CERTS_DIR, EXTRA_DIR, MEMBERS_FILE, extraPathIn } from '../engine/backup.ts';
+import { CERTS_DIR, EXTRA_DIR, extraPathIn } from '../engine/backup.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { readEncryptionConfigPath } from '../engine/encryption-config.ts';
-import {
-  checkMemberPlan, clusterTokenFor, type EtcdMember, formatInitialCluster, type Member, parseInitialCluster, restoredMembers,
-} from '../engine/etcd-members.ts';
+import { checkMemberPlan, clusterTokenFor, formatInitialCluster, parseInitialCluster } from '../engine/etcd-members.ts';
 import {
   BUMP_REVISION, canBumpRevision, findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir, snapshotStatus,
 } from '../engine/etcd-restore.ts';
 import { verifySnapshotFile } from '../engine/etcd-snapshot.ts';
 import { EngineError } from '../engine/errors.ts';
 import { etcdDataHostPath, repointEtcdManifest, stamp, startApiserver, stopApiserver } from '../engine/kubeadm-manifests.ts';
-import { type FlagSpec, helpText, type Parsed, parseFlags, UsageError } from '../util/flags.ts';
+import { manifestDataHostPath, planMembers, readBackupMembers } from './etcd-restore-plan.ts';
+import { kubeadmNextSteps, memberCommand, nextSteps } from './etcd-restore-steps.ts';
+import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { certificateWarning, encryptionConfigWarning } from './restored-warnings.ts';
 import { forProgram } from './program.ts';
@@ -60,112 +59,12 @@ const flags = {
   force: { type: 'boolean', help: 'if the data directory is not empty, move it aside (renamed, kept) instead of refusing (not with --kubeadm)', default: false },
   etcdutl: { type: 'string', help: 'etcdutl or etcdctl to run (default: the first on PATH, etcdutl before etcdctl)' },
 } satisfies Record<string, FlagSpec>;
-type Flags = Parsed<typeof flags>;
 
 export const etcdRestoreHelp = helpText('kubedr etcd-restore --snapshot FILE [flags]',
   'Builds the data directory of a member of a new etcd cluster from a verified etcd snapshot (what \'etcdutl snapshot\n' +
   'restore\' does, with kubeadm\'s layout as the default), then prints the next steps. For several members, every member\n' +
   'is restored from the same snapshot with the same --initial-cluster and token: run it on each node with the command it\n' +
   'prints. It never deletes or overwrites a data directory. Stop etcd before restoring over its data directory.', flags) + `\n${exitCodesHelp}`;
-
-function firstIPv4(): string {
-  for (const addrs of Object.values(networkInterfaces())) {
-    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
-    if (a) return a.address;
-  }
-  return '127.0.0.1';
-}
-
-/** The members of the restored cluster and this run's member, from flags, then the manifests, then defaults. */
-function planMembers(f: Flags, manifest: ReturnType<typeof readEtcdManifest>): { members: Member[]; name: string } {
-  const name = f.name ?? manifest.name ?? hostname();
-  let members: Member[];
-  if (f['initial-cluster']) {
-    members = parseInitialCluster(f['initial-cluster']);
-  } else if (f['member-manifests']) {
-    members = f['member-manifests'].split(',').map((file) => {
-      const m = readEtcdManifest(file.trim());
-      if (!m.name || !m.peerUrls) throw new UsageError(`${file} has no --name and --initial-advertise-peer-urls: is it an etcd manifest?`);
-      return { name: m.name, peerUrls: m.peerUrls };
-    });
-  } else {
-    members = [{ name, peerUrls: f['initial-advertise-peer-urls'] ?? manifest.peerUrls ?? `https://${firstIPv4()}:2380` }];
-  }
-  const own = members.find((m) => m.name === name);
-  if (own && f['initial-advertise-peer-urls'] && f['initial-advertise-peer-urls'] !== own.peerUrls) {
-    throw new UsageError(`--initial-advertise-peer-urls ${f['initial-advertise-peer-urls']} is not member ${name}'s URL in the cluster (${own.peerUrls})`);
-  }
-  return { members, name };
-}
-
-/** The command that restores `member` from the same snapshot, to run on that member's node. */
-export function memberCommand(o: { snapshot: string; sha256: string; initialCluster: string; token: string; member: string; dataDir?: string; kubeadm: boolean; noBump: boolean }): string {
-  return ['kubedr etcd-restore', `--snapshot ${o.snapshot}`, `--expect-sha256 ${o.sha256}`, `--initial-cluster ${o.initialCluster}`,
-    `--initial-cluster-token ${o.token}`, `--name ${o.member}`, o.dataDir ? `--data-dir ${o.dataDir}` : '',
-    o.kubeadm ? '--kubeadm' : '', o.noBump ? '--no-bump-revision' : ''].filter(Boolean).join(' ');
-}
-
-export function nextSteps(o: { dataDir: string; member: MemberLayout; certificates?: string; extra?: string; previous?: string; manifest: string }): string {
-  const m = o.member;
-  return [
-    `etcd data directory ready: ${o.dataDir} (member ${m.name}, peer URL ${m.peerUrls})`,
-    o.previous ? `The directory that was there is kept at ${o.previous}; delete it once the cluster is back.` : '',
-    '',
-    'Next steps on a kubeadm control-plane node (as root):',
-    '  1. Stop the control plane: move its static pod manifests out of the kubelet\'s sight, e.g.',
-    '       mkdir -p /etc/kubernetes/manifests.stopped && mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests.stopped/',
-    '     and wait until `crictl ps` lists no etcd and no kube-apiserver.',
-    certificatesStep(2, o.certificates, o.extra),
-    `  3. In ${o.manifest}, the etcd-data hostPath volume and --data-dir must point to ${o.dataDir}, and these flags must match:`,
-    `       --name=${m.name} --initial-advertise-peer-urls=${m.peerUrls} --initial-cluster=${m.initialCluster}`,
-    '  4. Start the control plane again: mv /etc/kubernetes/manifests.stopped/*.yaml /etc/kubernetes/manifests/',
-    '  5. Check: kubectl get nodes; kubectl -n kube-system get pods; kubectl get metadatabackuppolicies -A',
-    'Other control-plane nodes: stop their etcd, remove their etcd data, remove them with `etcdctl member remove` if listed,',
-    'and join them again one at a time (kubeadm join --control-plane).',
-    'Or restore every member from this snapshot instead: see --initial-cluster and --kubeadm in `kubedr etcd-restore --help`.',
-    '',
-  ].filter((l, i, all) => l !== '' || (i > 0 && all[i - 1] !== '')).join('\n');
-}
-
-function certificatesStep(n: number, certificates?: string, extra?: string): string {
-  return [
-    certificates
-      ? `  ${n}. If /etc/kubernetes/pki was lost too, put the backed-up certificates back: cp -a ${certificates}/. /etc/kubernetes/pki/`
-      : `  ${n}. This backup holds no certificates: /etc/kubernetes/pki must still be intact (or restored from elsewhere).`,
-    ...(extra ? [`     Host paths stored with the backup (extraPaths) are under ${extra}/, each at its path on the host: put back those`,
-      `     that were lost (cp -a ${extra}/PATH /PATH), the API server's --encryption-provider-config first.`] : []),
-  ].join('\n');
-}
-
-/** What is left to a person after `--kubeadm` did this node's part: the steps across nodes, in order. */
-export function kubeadmNextSteps(o: { dataDir: string; member: MemberLayout; others: string[]; copy: string; previousDataDir: string; stoppedAt: string; certificates?: string; extra?: string }): string {
-  const step = (n: number, text: string) => `  ${n}. ${text}`;
-  const lines = [
-    `etcd data directory ready: ${o.dataDir} (member ${o.member.name}, peer URL ${o.member.peerUrls}, token ${o.member.initialClusterToken})`,
-    `kube-apiserver manifest moved aside to ${o.stoppedAt}`,
-    `etcd.yaml's etcd-data hostPath now points to ${o.dataDir} (was ${o.previousDataDir}, left as it was; original manifest: ${o.copy})`,
-    '',
-    'Next steps (as root). These stay with you: only you know every node and can check each one.',
-  ];
-  let n = 1;
-  if (o.others.length > 0) {
-    lines.push(step(n++, 'On every other control-plane node, first stop its API server: kubedr etcd-restore --stop-apiserver'),
-      step(n++, 'Then on each of them, with the same snapshot file copied there, run its member\'s command:'),
-      ...o.others.map((c) => `       ${c}`));
-  }
-  lines.push(
-    step(n++, 'Wait until the kubelet has restarted etcd on the new directory on every member: crictl ps --name etcd, then'),
-    '       etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt \\',
-    '         --key /etc/kubernetes/pki/etcd/server.key endpoint health --cluster   (every member healthy, one cluster ID)',
-    certificatesStep(n++, o.certificates, o.extra),
-    step(n++, 'On every control-plane node, start the API server again: kubedr etcd-restore --start-apiserver'),
-    step(n++, 'Restart the kubelet, kube-controller-manager and kube-scheduler on every node, so none keeps state from after the snapshot'),
-    step(n++, 'Check: kubectl get nodes; kubectl -n kube-system get pods; kubectl get metadatabackuppolicies -A'),
-    `  Once the cluster is back, ${o.previousDataDir} (the old data) and ${o.copy} can be deleted.`,
-    '',
-  );
-  return lines.join('\n');
-}
 
 export async function runEtcdRestore(argv: string[]): Promise<number> {
   const parsed = parseFlags(flags, argv);
@@ -239,25 +138,6 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   process.stdout.write(nextSteps({ dataDir, member, previous: result.previousDataDir, manifest: f['etcd-manifest'], certificates: certs, extra }));
   if (others.length > 0) process.stdout.write(`Restore every other member from this same snapshot, on its node:\n${others.map((c) => `  ${c}\n`).join('')}`);
   return 0;
-}
-
-/** The members the backup was taken from: etcd-members.json beside the snapshot (backups since 0.2 hold it). */
-function readBackupMembers(snapshot: string): Member[] | undefined {
-  const file = join(dirname(snapshot), MEMBERS_FILE);
-  if (!existsSync(file)) return undefined;
-  try {
-    return restoredMembers(JSON.parse(readFileSync(file, 'utf8')) as EtcdMember[]);
-  } catch (err) {
-    throw new EngineError('InvalidInput', `${file} cannot be read (${(err as Error).message}): it is the backup's record of its etcd members`);
-  }
-}
-
-/**
- * Where the node's etcd reads its data: the manifest's etcd-data hostPath, which is what the host sees (the container's
- * --data-dir is a path inside the pod: after an earlier --kubeadm restore they differ). Undefined without a manifest.
- */
-function manifestDataHostPath(path: string): string | undefined {
-  return existsSync(path) ? etcdDataHostPath(readFileSync(path, 'utf8'), path) : undefined;
 }
 
 function readManifestText(path: string): string {
