@@ -5,7 +5,7 @@
  * and `restic copy`'d to S3, so the controller's start-up repository sync finds a consistent world (no record flagged
  * SnapshotMissing, nothing adopted). Then measures: start-up and the sync, memory after it, reconcile latency of a
  * policy spec change (one at a time, and all 50 at once), scraping /metrics, one real backup with its retention pass in
- * that repository, and `kubedr snapshots` on a repository of 1,000 snapshots. Prints a table for the README.
+ * that repository, and `kubedr snapshots` on a repository of 1,000 snapshots. Prints a table for docs/performance.md.
  * Not a test: figures vary with the machine.
  *   SCALE_POLICIES (default 50), SCALE_RECORDS (per policy, default 120), SCALE_LISTING (default 1000)
  */

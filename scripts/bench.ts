@@ -6,7 +6,7 @@
  * controller's from its `backup completed` log line, by hand from timing its two commands), the controller's peak RSS
  * during its backups and restic's peak memory on both sides (its VmHWM, sampled while it runs).
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
- * Not a test: figures vary with the machine; record them in the README.
+ * Not a test: figures vary with the machine; record them in docs/performance.md.
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

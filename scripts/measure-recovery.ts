@@ -4,7 +4,7 @@
  * (the compiled dist/kubedr) to S3, and lost; then, as an operator would with the command line: `kubedr restore`
  * (S3 → verified snapshot), `kubedr etcd-restore` (new data directory, revision bumped), etcd started on it, and a
  * kube-apiserver on that etcd until its first /readyz. Prints each step and the total. Not a test: record the figures
- * in the README. Sizes in MB: RECOVERY_SIZES (default "5,1000").
+ * in docs/performance.md. Sizes in MB: RECOVERY_SIZES (default "5,1000").
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

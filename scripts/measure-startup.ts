@@ -5,7 +5,7 @@
  * /proc/<pid>/status. Also times `kubedr version` (the CLI path, which starts restic). Prints median, min and max.
  *
  * Uses the running cluster of $KUBEDR_TESTENV_DIR if there is one, else starts (and stops) its own in .measure/.
- * Not a test: figures vary with the machine; record them in the README.
+ * Not a test: figures vary with the machine; record them in docs/performance.md.
  *   MEASURE_RUNS (default 5), MEASURE_IDLE_S (default 10), MEASURE_BIN (default dist/kubedr; e.g. "bun src/main.ts")
  */
 import { existsSync, readFileSync } from 'node:fs';

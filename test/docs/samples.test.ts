@@ -1,7 +1,7 @@
 /**
- * samples/ applies as README.md says: every file is applied by a README command, its `${…}` placeholders are exactly
- * the variables the README sets, and once filled the way the README fills them (envsubst) each object is valid against
- * our CRD schemas (or, for the Secret, holds the keys a BackupLocation needs).
+ * samples/ applies as the documentation (README.md and docs/) says: every file is applied by a documented command, its
+ * `${…}` placeholders are exactly the variables the documentation sets, and once filled the way it fills them
+ * (envsubst) each object is valid against our CRD schemas (or, for the Secret, holds the keys a BackupLocation needs).
  */
 import { describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
@@ -14,7 +14,9 @@ import { repoRoot } from '../support/helm.ts';
 import { violations } from '../support/schema.ts';
 
 const dir = join(repoRoot, 'samples');
-const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+/** README.md and every page of docs/, as one text: a command may stand in either. */
+const readme = [join(repoRoot, 'README.md'), ...readdirSync(join(repoRoot, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join(repoRoot, 'docs', f))]
+  .map((f) => readFileSync(f, 'utf8')).join('\n');
 const samples = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
 const placeholders = (text: string) => [...new Set([...text.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]!))].sort();
 
