@@ -1,4 +1,7 @@
 /** @module TypeScript types of the four custom resources, derived from the schemas in `schema.ts` (never written twice). */
+import type {
+  CoreV1Event, V1ContainerStatus, V1Lease, V1LeaseSpec, V1PersistentVolumeClaim, V1Pod, V1Secret, V1Toleration,
+} from '@kubernetes/client-node';
 import type { backupLocationSchema, backupPolicySchema, backupRecordSchema, restoreSchema } from './schema.ts';
 
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
@@ -67,57 +70,28 @@ export type MetadataRestoreStatus = NonNullable<MetadataRestore['status']>;
 
 export type Condition = NonNullable<BackupLocationStatus['conditions']>[number];
 
-export interface Secret extends KubeObject {
-  type?: string;
-  /** Base64-encoded values. */
-  data?: Record<string, string>;
-}
+/**
+ * A built-in object as our transport returns it: @kubernetes/client-node's model type (type-only: nothing of that
+ * package runs; see the README's architecture paragraph) with every Date field as the RFC 3339 string the API sends
+ * (client-node's own client would convert them; ours passes JSON through), and our ObjectMeta, in which an object
+ * read from the API always has its name.
+ */
+export type Builtin<T> = Omit<Wire<T>, 'metadata' | 'apiVersion' | 'kind'> & KubeObject;
 
-/** The parts of a Pod the restore reconciler reads (it writes Pods from a literal, see controllers/restore-pod.ts). */
-export interface Pod extends KubeObject {
-  spec?: Record<string, unknown>;
-  status?: {
-    phase?: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
-    reason?: string;
-    message?: string;
-    conditions?: { type: string; status: string; reason?: string; message?: string }[];
-    containerStatuses?: ContainerStatus[];
-  };
-}
+/** `T` as JSON carries it: Date fields are strings, recursively. */
+export type Wire<T> =
+  T extends Date ? string :
+  T extends (infer E)[] ? Wire<E>[] :
+  T extends object ? { [K in keyof T]: Wire<T[K]> } :
+  T;
 
-export interface ContainerStatus {
-  name: string;
-  state?: {
-    waiting?: { reason?: string; message?: string };
-    running?: { startedAt?: string };
-    terminated?: { exitCode: number; reason?: string; message?: string };
-  };
-}
-
-/** A pod's toleration of node taints (core/v1 Toleration); an empty key with operator Exists tolerates every taint. */
-export interface Toleration {
-  key?: string;
-  /** Default Equal. */
-  operator?: 'Exists' | 'Equal';
-  value?: string;
-  /** Empty: every effect. */
-  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
-  /** Only with effect NoExecute: how long the pod stays bound after the taint appears. */
-  tolerationSeconds?: number;
-}
-
-export interface PersistentVolumeClaim extends KubeObject {
-  status?: { phase?: 'Pending' | 'Bound' | 'Lost' };
-}
-
-/** The parts of a core/v1 Event that `kubedr status` reads (the controller writes Events from a literal, see runtime/recorder.ts). */
-export interface KubeEvent extends KubeObject {
-  type?: 'Normal' | 'Warning';
-  reason?: string;
-  message?: string;
-  count?: number;
-  involvedObject: { apiVersion?: string; kind?: string; name?: string; namespace?: string };
-  firstTimestamp?: string;
-  lastTimestamp?: string;
-  eventTime?: string;
-}
+export type Secret = Builtin<V1Secret>;
+export type Pod = Builtin<V1Pod>;
+export type ContainerStatus = Wire<V1ContainerStatus>;
+/** A pod's toleration of node taints; an empty key with operator Exists tolerates every taint. */
+export type Toleration = Wire<V1Toleration>;
+export type PersistentVolumeClaim = Builtin<V1PersistentVolumeClaim>;
+export type Lease = Builtin<V1Lease>;
+export type LeaseSpec = Wire<V1LeaseSpec>;
+/** A core/v1 Event, as `kubedr status` reads them and the recorder writes them. */
+export type KubeEvent = Builtin<CoreV1Event>;

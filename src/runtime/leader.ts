@@ -9,23 +9,11 @@
  * the lease. Times are measured on the monotonic clock.
  */
 import { LEASE } from '../api/group.ts';
-import type { KubeObject } from '../api/types.ts';
+import type { Lease } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isAlreadyExists, isConflict, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
-
-interface LeaseSpec {
-  holderIdentity?: string;
-  leaseDurationSeconds?: number;
-  acquireTime?: string;
-  renewTime?: string;
-  leaseTransitions?: number;
-}
-
-interface Lease extends KubeObject {
-  spec?: LeaseSpec;
-}
 
 export interface LeaderElectionOptions {
   client: KubeClient;

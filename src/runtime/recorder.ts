@@ -4,7 +4,7 @@
  * Messages are redacted. Recording never fails the caller: a lost event is logged.
  */
 import { COMPONENT, EVENT } from '../api/group.ts';
-import type { KubeObject } from '../api/types.ts';
+import type { KubeEvent, KubeObject } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
@@ -43,7 +43,7 @@ export class ApiEventRecorder implements EventRecorder {
       const prev = this.seen.get(key);
       if (prev && (await this.bump(prev, now))) return;
       const name = `${obj.metadata.name}.${Date.now().toString(16)}${Math.floor(Math.random() * 0x1000).toString(16)}`;
-      await this.client.create(EVENT, namespace, {
+      await this.client.create<KubeEvent>(EVENT, namespace, {
         apiVersion: 'v1',
         kind: 'Event',
         metadata: { name, namespace },
@@ -55,7 +55,7 @@ export class ApiEventRecorder implements EventRecorder {
         count: 1, firstTimestamp: now, lastTimestamp: now,
         source: { component: COMPONENT },
         reportingComponent: COMPONENT, reportingInstance: this.instance,
-      } as KubeObject);
+      });
       this.remember(key, { name, namespace, count: 1 });
     } catch (err) {
       this.log.warn('could not record event', { err, reason, object: obj.metadata.name });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../../src/api/types.ts';
+import type { BackupLocation, ContainerStatus, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../../src/api/types.ts';
 import { type RestorePodInput, podProgress, restorePod, restoreTimeoutSeconds } from '../../src/controllers/restore-pod.ts';
 
 const restore: MetadataRestore = {
@@ -91,8 +91,11 @@ describe('restoreTimeoutSeconds', () => {
 describe('podProgress', () => {
   const now = new Date('2026-11-25T10:00:10Z');
   const pod = (status: Pod['status']): Pod => ({ metadata: { name: 'p', creationTimestamp: '2026-11-25T10:00:00Z' }, status });
+  /** A container status as the kubelet reports it (the fields it always sets), in `state`. */
+  const container = (state: ContainerStatus['state']): ContainerStatus =>
+    ({ name: 'restore', image: 'kubedr:test', imageID: '', ready: false, restartCount: 0, state });
   const terminated = (exitCode: number, message?: string) =>
-    [{ name: 'restore', state: { terminated: { exitCode, reason: exitCode ? 'Error' : 'Completed', message } } }];
+    [container({ terminated: { exitCode, reason: exitCode ? 'Error' : 'Completed', message } })];
 
   test('succeeded and failed pods', () => {
     expect(podProgress(pod({ phase: 'Succeeded', containerStatuses: terminated(0) }), now)).toEqual({ state: 'succeeded' });
@@ -109,12 +112,12 @@ describe('podProgress', () => {
       .toEqual({ state: 'starting', sinceMs: 10_000, problem: 'Unschedulable: 0/3 nodes are available' });
     expect(podProgress(pod({
       phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }],
-      containerStatuses: [{ name: 'restore', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image' } } }],
+      containerStatuses: [container({ waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image' } })],
     }), now)).toEqual({ state: 'starting', sinceMs: 10_000, problem: 'ImagePullBackOff: Back-off pulling image' });
     expect(podProgress(pod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }] }), now))
       .toEqual({ state: 'starting', sinceMs: 10_000, problem: undefined });
   });
   test('a running container is running', () => {
-    expect(podProgress(pod({ phase: 'Running', containerStatuses: [{ name: 'restore', state: { running: {} } }] }), now)).toEqual({ state: 'running' });
+    expect(podProgress(pod({ phase: 'Running', containerStatuses: [container({ running: {} })] }), now)).toEqual({ state: 'running' });
   });
 });

@@ -9,11 +9,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { extraPathProblem, runBackup, stallMessage } from '../../src/engine/backup.ts';
+import { type BackupProgress, extraPathProblem, runBackup, stallMessage } from '../../src/engine/backup.ts';
 import { EngineError } from '../../src/engine/errors.ts';
 import { restoreBackup } from '../../src/engine/restore.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
-import { type Repository, Restic } from '../../src/engine/restic.ts';
+import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
 import { removeScratchRoot, stableDirName } from '../../src/util/scratch.ts';
 import { issueCertificate } from '../fixtures/certificates.ts';
 
@@ -128,6 +128,25 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
       parent: 'deadbeef' });
     expect(gone.summary).toMatchObject({ filesNew: 0, filesChanged: 2, filesUnmodified: 2 });
   }, 60_000);
+
+  test('a backup that meets another writer\'s lock says so in its progress, then goes on once the lock is gone', async () => {
+    class OnceLocked extends Restic {
+      locked = 1;
+      override async run(r: Repository, args: string[], opts?: RunOptions): Promise<RunResult> {
+        if (args[0] === 'backup' && this.locked-- > 0) {
+          throw new EngineError('Locked', 'repository is locked by PID 7 on other-node since 2026-12-04 18:00:00 (exclusive)');
+        }
+        return super.run(r, args, opts);
+      }
+    }
+    const progress: BackupProgress[] = [];
+    const r = await runBackup(new OnceLocked({ lockWaitMs: 10_000 }), {
+      etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['locked-once'], onProgress: (p) => progress.push(p),
+    });
+    expect(r.summary.snapshotId).toMatch(/^[0-9a-f]{8}$/);
+    expect(progress.filter((p) => p.waitingFor).map((p) => [p.phase, p.waitingFor]))
+      .toEqual([['Upload', 'repository is locked by PID 7 on other-node since 2026-12-04 18:00:00 (exclusive)']]);
+  }, 30_000);
 
   test('the restored layout is data/etcd-snapshot.db and data/certificates/', async () => {
     const { stdout } = await restic.run(repo, ['snapshots', '--json']);
