@@ -5,7 +5,7 @@
 import { expect, test } from 'bun:test';
 import type { KubeObject } from '../../src/api/types.ts';
 import type { ListResult, WatchEvent } from '../../src/kube/client.ts';
-import { ApiError } from '../../src/kube/errors.ts';
+import { ApiError, ConnectionError } from '../../src/kube/errors.ts';
 import { Informer, type ListWatch } from '../../src/runtime/informer.ts';
 import { createLogger } from '../../src/util/log.ts';
 
@@ -132,4 +132,54 @@ test('a watch that keeps failing from one resourceVersion (etcd restored: "too l
   await runFor(informer, 150);
   expect(source.watchedFrom).toEqual(['100', '100', '200']);
   expect(seen).toEqual(['add a', 'update a@30', 'add b']);
+});
+
+/** A source whose lists fail with `failure()` while `down` is set; `answered` resolves when the test says the server is back. */
+function outage(failure: () => Error) {
+  const state = { down: true, lists: 0, listedAt: [] as number[] };
+  let back!: () => void;
+  const serverBack = new Promise<void>((ok) => (back = ok));
+  const t0 = performance.now();
+  const source: ListWatch<KubeObject> = {
+    async list() {
+      state.lists++;
+      state.listedAt.push(Math.round(performance.now() - t0));
+      if (state.down) throw failure();
+      return { items: [obj('a', '1')], resourceVersion: '9' };
+    },
+    async *watch(_rv, signal) {
+      await aborted(signal);
+    },
+    answered: (signal) => Promise.race([serverBack, aborted(signal).then(() => undefined)]),
+  };
+  return { state, source, back: () => { state.down = false; back(); } };
+}
+
+test('an unreachable server: lists back off (no hammering), and the informer lists again as soon as the probe hears it answer', async () => {
+  const { state, source, back } = outage(() => new ConnectionError('cannot reach the Kubernetes API: ECONNREFUSED'));
+  const informer = new Informer({ name: 't', source, log, maxBackoffMs: 30_000 });
+  const ac = new AbortController();
+  const run = informer.start(ac.signal);
+  await Bun.sleep(700);
+  // Tries at 0, 0.2 and 0.6 s; the next one would be at 1.4 s.
+  expect(state.lists).toBe(3);
+  const t = performance.now();
+  back();
+  await informer.waitForSync();
+  expect(performance.now() - t).toBeLessThan(100);
+  ac.abort();
+  await run;
+});
+
+test('a server that answers with an error is not retried sooner because it answers: the backoff holds', async () => {
+  const { state, source } = outage(() => new ApiError(503, 'ServiceUnavailable', 'etcd is down', 'GET', '/x'));
+  const answeredAt: number[] = [];
+  const informer = new Informer({ name: 't', source: { ...source, answered: async () => void answeredAt.push(1) }, log });
+  const ac = new AbortController();
+  const run = informer.start(ac.signal);
+  await Bun.sleep(700);
+  ac.abort();
+  await run;
+  expect(state.lists).toBe(3);
+  expect(answeredAt).toEqual([]);
 });
