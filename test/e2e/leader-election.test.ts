@@ -1,13 +1,17 @@
 /**
  * Leader election with real controller processes sharing one Lease: one acts, a standby takes over when it stops, and
- * when the API server freezes (SIGSTOP) the leader gives up by its renew deadline, so there are never two actors.
+ * when the API server freezes (SIGSTOP) or its credential plugin hangs the leader gives up by its renew deadline, so
+ * there are never two actors.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ADMIN_TOKEN, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
-  getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
+  getJson, kubeconfigWithUser, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
 
 let ns: string;
 const running: ControllerProcess[] = [];
@@ -152,3 +156,35 @@ describe('the API server frozen (SIGSTOP) during a backup while a standby waits'
     await eventually(() => expect(consistent()).toBe(stored + 1));
   }, 180_000);
 });
+
+test('a credential plugin that hangs cannot keep a leader past its renew deadline: it exits 1 and the standby takes over', async () => {
+  for (const c of running) await c.stop('SIGKILL');
+  const dir = mkdtempSync(join(tmpdir(), 'leader-exec-'));
+  try {
+    // The first run gives a token valid for 6 s; every later run hangs, as a plugin waiting on an unreachable identity
+    // provider does.
+    const plugin = join(dir, 'plugin.sh');
+    writeFileSync(plugin, `#!/bin/sh
+echo run >> ${dir}/runs
+if [ "$(wc -l < ${dir}/runs)" -gt 1 ]; then exec sleep 30; fi
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"${ADMIN_TOKEN}","expirationTimestamp":"%s"}}' "$(date -u -d '+6 seconds' +%Y-%m-%dT%H:%M:%SZ)"
+`);
+    chmodSync(plugin, 0o755);
+    const kubeconfig = kubeconfigWithUser(join(dir, 'kubeconfig'), `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}`);
+    const f = await ControllerProcess.start(ns, ['--identity', 'replica-f'], { kubeconfig });
+    running.push(f);
+    await eventually(() => expect(leads(f)).toBe(true), 20_000, 200);
+    const g = await start('replica-g');
+    await eventually(() => expect(g.logs).toContain('waiting for leadership'));
+
+    // Token expired at 6 s; each renewal then waits for the hung plugin only as long as the renew deadline (3 s) allows.
+    const code = await Promise.race([f.exited, Bun.sleep(30_000).then(() => 'still running 30 s later')]);
+    expect(code).toBe(1);
+    expect(f.logs).toContain('leadership lost');
+    expect(f.logs).toContain(`the kubeconfig's credential plugin ${plugin} gave no credential within`);
+    await eventually(() => expect(leads(g)).toBe(true), 20_000, 200);
+    expect(tsOf(g, 'became leader')).toBeGreaterThan(tsOf(f, 'leadership lost'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
