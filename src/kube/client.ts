@@ -101,11 +101,12 @@ export class KubeClient {
   }
 
   /**
-   * Resolves once the API server answers again after it could not be reached (or when `signal` aborts): one cheap
-   * probe a second for all callers, so waiting informers resume promptly without each relisting a server that is down.
+   * Resolves once the API server answers, ready, after it was seen unreachable or not ready (`down`: the caller just
+   * found it unreachable), or when `signal` aborts: one cheap probe a second for all callers, so waiting informers
+   * resume promptly without each relisting a server that is down.
    */
-  answered(signal: AbortSignal): Promise<void> {
-    return this.probe.answered(signal);
+  answered(signal: AbortSignal, down: boolean): Promise<void> {
+    return this.probe.answered(signal, down);
   }
 
   private async fetch(method: string, path: string, init: { body?: string; contentType?: string; signal?: AbortSignal } = {}): Promise<Response> {
