@@ -9,7 +9,8 @@ import { type LogLevel, isLogLevel } from './util/log.ts';
 const MAX_UID = 2_147_483_647;
 
 export const controllerFlags = {
-  kubeconfig: { type: 'string', help: 'kubeconfig file; default $KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount', env: 'KUBECONFIG' },
+  // No `env: 'KUBECONFIG'`: $KUBECONFIG is kubectl's list of files to merge, which kube/kubeconfig.ts reads as such.
+  kubeconfig: { type: 'string', help: 'kubeconfig file; default: the files in $KUBECONFIG (merged as kubectl does), ~/.kube/config, then the in-cluster ServiceAccount' },
   context: { type: 'string', help: 'kubeconfig context to use' },
   namespace: { type: 'string', help: 'namespace whose KubeDR objects this controller serves', env: 'POD_NAMESPACE', default: DEFAULT_NAMESPACE },
   'http-address': { type: 'string', help: 'address for /metrics, /healthz and /readyz', default: '0.0.0.0' },

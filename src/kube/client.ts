@@ -1,11 +1,14 @@
 /**
- * @module Kubernetes access that works under Bun: requests through Bun's own `fetch` with the TLS options and headers
- * of kubeconfig.ts (token, client certificate, exec plugins, in-cluster ServiceAccount).
+ * @module Kubernetes access that works under Bun: requests through Bun's own `fetch` with the TLS options, headers and
+ * proxy of kubeconfig.ts (token, client certificate, exec plugins, impersonation, in-cluster ServiceAccount). Getting a
+ * credential counts against a request's time limit like the request itself; a 401 to an exec plugin's credential asks
+ * the plugin again and sends the request once more.
  */
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
 import { redactDeep } from '../util/redact.ts';
-import { ApiError, ConnectionError } from './errors.ts';
+import { AnswerProbe } from './answer-probe.ts';
+import { ApiError, ConnectionError, CredentialError } from './errors.ts';
 import { type ClusterAccess, loadClusterAccess } from './kubeconfig.ts';
 
 export interface ListResult<T> {
@@ -54,14 +57,29 @@ export interface WriteFence {
   msLeft(): number;
 }
 
+/** Longest wait for the answer to one probe of an unreachable server (GET /readyz). */
+const PROBE_TIMEOUT_MS = 5_000;
+
 export class KubeClient {
   private fence: WriteFence | undefined;
+  private readonly probe: AnswerProbe;
 
   private constructor(
     private readonly access: ClusterAccess,
     private readonly fieldManager: string,
     private readonly timeoutMs = REQUEST_TIMEOUT_MS,
-  ) {}
+  ) {
+    this.probe = new AnswerProbe({
+      check: async (signal) => {
+        const res = await this.fetch('GET', '/readyz', { signal });
+        await res.body?.cancel();
+        // Not ready (500) or overloaded (429) is no better than silence; anything else, a 401 or 403 of a cluster that
+        // keeps /readyz from us included, is a server that answers.
+        return res.status < 500 && res.status !== 429;
+      },
+      checkTimeoutMs: Math.min(timeoutMs, PROBE_TIMEOUT_MS),
+    });
+  }
 
   get server(): string {
     return this.access.server;
@@ -77,19 +95,40 @@ export class KubeClient {
 
   /** Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount. */
   static load(opts: ClientOptions): KubeClient {
-    return new KubeClient(loadClusterAccess({ kubeconfig: opts.kubeconfig, context: opts.context }), opts.fieldManager, opts.requestTimeoutMs);
+    const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    return new KubeClient(loadClusterAccess({ kubeconfig: opts.kubeconfig, context: opts.context, execTimeoutMs: timeoutMs }),
+      opts.fieldManager, timeoutMs);
+  }
+
+  /**
+   * Resolves once the API server answers, ready, after it was seen unreachable or not ready (`down`: the caller just
+   * found it unreachable), or when `signal` aborts: one cheap probe a second for all callers, so waiting informers
+   * resume promptly without each relisting a server that is down.
+   */
+  answered(signal: AbortSignal, down: boolean): Promise<void> {
+    return this.probe.answered(signal, down);
   }
 
   private async fetch(method: string, path: string, init: { body?: string; contentType?: string; signal?: AbortSignal } = {}): Promise<Response> {
-    const { tls, headers } = await this.access.auth();
-    if (init.contentType) headers['Content-Type'] = init.contentType;
-    headers.Accept = 'application/json';
-    try {
-      return await fetch(this.server + path, { method, headers, body: init.body, signal: init.signal, tls });
-    } catch (err) {
-      if (err instanceof Error && err.name === 'AbortError') throw err;
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new ConnectionError(`cannot reach the Kubernetes API at ${this.server}: ${msg}`, { cause: err });
+    // A credential plugin may take no longer than a request may; a watch's own signal allows minutes.
+    const authLimit = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), ...(init.signal ? [init.signal] : [])]);
+    for (let attempt = 1; ; attempt++) {
+      const auth = await this.access.auth(authLimit);
+      const headers = { ...auth.headers, Accept: 'application/json', ...(init.contentType ? { 'Content-Type': init.contentType } : {}) };
+      let res: Response;
+      try {
+        res = await fetch(this.server + path, { method, headers, body: init.body, signal: init.signal, tls: auth.tls, proxy: this.access.proxy });
+      } catch (err) {
+        if (err instanceof Error && err.name === 'AbortError') throw err;
+        const msg = err instanceof Error ? err.message : String(err);
+        const via = this.access.proxy ? ` through its proxy-url ${new URL(this.access.proxy).host}` : '';
+        throw new ConnectionError(`cannot reach the Kubernetes API at ${this.server}${via}: ${msg}`, { cause: err });
+      }
+      // A plugin's credential refused: revoked, or expired before its time. As client-go, drop it and ask the plugin
+      // again; a 401 is sent before anything is done, so the request may go once more, writes included.
+      if (res.status !== 401 || !auth.discard || attempt > 1) return res;
+      await res.body?.cancel();
+      auth.discard();
     }
   }
 
@@ -116,7 +155,8 @@ export class KubeClient {
       raw = await res.text();
     } catch (err) {
       if (fenceLeft?.aborted && !signal?.aborted) throw new FencedError(fence?.refusal() ?? 'the leader lease ran out while the write was on its way');
-      if (timeout.aborted && !signal?.aborted) {
+      // A plugin too slow for the time limit says so itself; the API server was never asked.
+      if (timeout.aborted && !signal?.aborted && !(err instanceof CredentialError)) {
         throw new ConnectionError(`no answer from the Kubernetes API at ${this.server} within ${this.timeoutMs / 1000} s (${method} ${path})`, { cause: err });
       }
       throw err;

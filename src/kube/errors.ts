@@ -22,6 +22,17 @@ export class ConnectionError extends Error {
   }
 }
 
+/**
+ * The kubeconfig's credentials could not be had: an exec plugin failed, printed nothing usable, or took too long. Its
+ * message names the plugin and what it said, so the person who set up the kubeconfig can act.
+ */
+export class CredentialError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CredentialError';
+  }
+}
+
 const hasStatus = (err: unknown, status: number): boolean => err instanceof ApiError && err.status === status;
 
 export const isNotFound = (err: unknown): boolean => hasStatus(err, 404);

@@ -3,11 +3,18 @@
  * files) or the in-cluster ServiceAccount, turned into TLS options and headers for Bun's fetch. Our own, not
  * client-node's KubeConfig: that one loads the whole generated API, undici and the OIDC client with it, about 19 MB of
  * resident memory in a controller that idled at 65 MB with it (issue 14).
+ *
+ * Every field that changes how the API server is reached or who we are to it is either honoured or refused with an
+ * error naming it; none is ignored. Exec plugins: exec-plugin.ts (when they run again, their time limit);
+ * impersonation: impersonation.ts. `proxy-url` takes an http(s) proxy, which Bun's fetch tunnels through with the
+ * same TLS checks (CA, server name, client certificate); a SOCKS proxy, which Bun cannot use, is refused.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { type ExecClusterInfo, type ExecConfig, type ExecStatus, execCredentials } from './exec-plugin.ts';
+import { type ImpersonationEntry, impersonationHeaders } from './impersonation.ts';
 
 export interface TlsOptions {
   ca?: string;
@@ -20,12 +27,17 @@ export interface TlsOptions {
 export interface RequestAuth {
   tls: TlsOptions;
   headers: Record<string, string>;
+  /** Present when the credential came from an exec plugin: drops it after a 401, so the next auth() asks the plugin. */
+  discard?(): void;
 }
 
 /** The API server and the credentials for one request; credentials that expire or rotate are read again as needed. */
 export interface ClusterAccess {
   server: string;
-  auth(): Promise<RequestAuth>;
+  /** The cluster's http(s) proxy (`proxy-url`), credentials included. */
+  proxy?: string;
+  /** Waits for an exec plugin at most until `signal` aborts. */
+  auth(signal?: AbortSignal): Promise<RequestAuth>;
 }
 
 export interface LoadOptions {
@@ -37,6 +49,8 @@ export interface LoadOptions {
   home?: string;
   /** Where the ServiceAccount's token, ca.crt and namespace are mounted in a pod. */
   serviceAccountDir?: string;
+  /** Longest run of an exec credential plugin before it is killed; the client passes its request time limit. */
+  execTimeoutMs?: number;
 }
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -44,12 +58,8 @@ const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** How long a token or certificate read from a file is used before the file is read again, as client-go does. */
 const FILE_REFRESH_MS = 60_000;
 
-interface ExecConfig {
-  command: string;
-  args?: string[];
-  env?: { name: string; value: string }[] | null;
-  apiVersion?: string;
-}
+/** An exec plugin's time limit when none is given: client-go's usual request timeout. */
+const EXEC_TIMEOUT_MS = 30_000;
 
 /** The kubeconfig fields we act on, as kubectl spells them. */
 interface ClusterEntry {
@@ -58,9 +68,10 @@ interface ClusterEntry {
   'certificate-authority-data'?: string;
   'insecure-skip-tls-verify'?: boolean;
   'tls-server-name'?: string;
+  'proxy-url'?: string;
 }
 
-interface UserEntry {
+interface UserEntry extends ImpersonationEntry {
   'client-certificate'?: string;
   'client-certificate-data'?: string;
   'client-key'?: string;
@@ -138,58 +149,30 @@ function material(data: string | undefined, file: string | undefined, dir: strin
   return file ? refreshingFile(resolvePath(dir, file), now) : undefined;
 }
 
-/** What an exec credential plugin prints (client.authentication.k8s.io ExecCredential). */
-interface ExecCredential {
-  status?: { token?: string; clientCertificateData?: string; clientKeyData?: string; expirationTimestamp?: string };
-}
-
-type ExecStatus = NonNullable<ExecCredential['status']>;
-
-/**
- * Runs the plugin when there is no credential yet or the last one has expired. Requests that need one meanwhile (the
- * informers all start at once) wait for the same run rather than each starting the plugin.
- */
-function execCredentials(exec: ExecConfig, server: string, now: () => number): () => Promise<ExecStatus> {
-  let cached: { status: ExecStatus; expires: number } | undefined;
-  let running: Promise<ExecStatus> | undefined;
-  return () => {
-    if (cached && cached.expires > now()) return Promise.resolve(cached.status);
-    running ??= runPlugin(exec, server).then((status) => {
-      cached = { status, expires: status.expirationTimestamp ? Date.parse(status.expirationTimestamp) : Number.POSITIVE_INFINITY };
-      return status;
-    }).finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
-}
-
-async function runPlugin(exec: ExecConfig, server: string): Promise<ExecStatus> {
-  const env: Record<string, string | undefined> = { ...process.env };
-  for (const e of exec.env ?? []) env[e.name] = e.value;
-  // As client-go: the plugin learns the API version it must answer in, and that no one can answer a prompt.
-  env.KUBERNETES_EXEC_INFO = JSON.stringify({
-    apiVersion: exec.apiVersion ?? 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false },
-  });
-  let proc;
+/** The cluster's `proxy-url`, if Bun's fetch can use it; its text is never repeated in an error (it may hold a password). */
+function proxyOf(cluster: Named<ClusterEntry>): string | undefined {
+  const proxy = cluster.entry['proxy-url'];
+  if (!proxy) return undefined;
+  let scheme: string;
   try {
-    proc = Bun.spawn([exec.command, ...(exec.args ?? [])], { env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
-  } catch (err) {
-    throw new Error(`cannot run the kubeconfig's credential plugin ${exec.command}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const [out, errText, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`the kubeconfig's credential plugin ${exec.command} exited with ${code}: ${errText.trim()}`);
-  let status: ExecCredential['status'];
-  try {
-    status = (JSON.parse(out) as ExecCredential).status;
+    scheme = new URL(proxy).protocol.replace(/:$/, '');
   } catch {
-    throw new Error(`the kubeconfig's credential plugin ${exec.command} did not print an ExecCredential (JSON) for ${server}`);
+    throw new Error(`cluster "${cluster.name}" of the kubeconfig has a proxy-url that is not a URL`);
   }
-  if (!status) throw new Error(`the kubeconfig's credential plugin ${exec.command} printed an ExecCredential without status`);
-  return status;
+  if (scheme !== 'http' && scheme !== 'https') {
+    throw new Error(`cluster "${cluster.name}" of the kubeconfig sets a ${scheme} proxy-url; kubedr can use only an http or https ` +
+      'proxy (its HTTP client has no SOCKS support): give an HTTP CONNECT proxy, or remove proxy-url');
+  }
+  return proxy;
 }
 
-function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEntry> | undefined, now: () => number): ClusterAccess {
+interface AccessOptions {
+  now: () => number;
+  execTimeoutMs: number;
+}
+
+function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEntry> | undefined, opts: AccessOptions): ClusterAccess {
+  const { now } = opts;
   const c = cluster.entry;
   const u = user?.entry ?? {};
   if (u['auth-provider']) {
@@ -200,13 +183,22 @@ function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEn
   const cert = material(u['client-certificate-data'], u['client-certificate'], user?.dir ?? '', now);
   const key = material(u['client-key-data'], u['client-key'], user?.dir ?? '', now);
   const tokenFile = u.tokenFile ? refreshingFile(resolvePath(user!.dir, u.tokenFile), now) : undefined;
-  const exec = u.exec?.command ? execCredentials(u.exec, server, now) : undefined;
+  const proxy = proxyOf(cluster);
+  const impersonate = user ? impersonationHeaders(user.name, u) : {};
   const serverName = c['tls-server-name'];
+  const clusterInfo = (): ExecClusterInfo => ({
+    server, 'tls-server-name': serverName, 'insecure-skip-tls-verify': c['insecure-skip-tls-verify'],
+    'certificate-authority-data': ca ? Buffer.from(ca()).toString('base64') : undefined, 'proxy-url': proxy,
+  });
+  const exec = u.exec?.command ? execCredentials(u.exec, {
+    timeoutMs: opts.execTimeoutMs, now, cluster: u.exec.provideClusterInfo ? clusterInfo() : undefined,
+  }) : undefined;
   return {
     server,
-    async auth() {
+    proxy,
+    async auth(signal) {
       const tls: TlsOptions = {};
-      const headers: Record<string, string> = {};
+      const headers: Record<string, string> = { ...impersonate };
       if (ca) tls.ca = ca();
       if (c['insecure-skip-tls-verify']) tls.rejectUnauthorized = false;
       // Bun refuses an IP address as TLS server name; for an IP the certificate is checked against the IP anyway.
@@ -218,15 +210,14 @@ function access(server: string, cluster: Named<ClusterEntry>, user: Named<UserEn
       const token = u.token ?? tokenFile?.().trim();
       if (token) headers.Authorization = `Bearer ${token}`;
       else if (u.username && u.password) headers.Authorization = `Basic ${Buffer.from(`${u.username}:${u.password}`).toString('base64')}`;
-      if (exec) {
-        const s = await exec();
-        if (s.clientCertificateData && s.clientKeyData) {
-          tls.cert = s.clientCertificateData;
-          tls.key = s.clientKeyData;
-        }
-        if (s.token) headers.Authorization = `Bearer ${s.token}`;
+      if (!exec) return { tls, headers };
+      const s: ExecStatus = await exec.get(signal);
+      if (s.clientCertificateData && s.clientKeyData) {
+        tls.cert = s.clientCertificateData;
+        tls.key = s.clientKeyData;
       }
-      return { tls, headers };
+      if (s.token) headers.Authorization = `Bearer ${s.token}`;
+      return { tls, headers, discard: () => exec.discard(s) };
     },
   };
 }
@@ -240,7 +231,7 @@ function kubeconfigFiles(opts: LoadOptions, env: Record<string, string | undefin
   return existsSync(home) ? [home] : [];
 }
 
-function fromKubeconfig(files: string[], context: string | undefined, now: () => number): ClusterAccess {
+function fromKubeconfig(files: string[], context: string | undefined, opts: AccessOptions): ClusterAccess {
   const merged: Merged = { clusters: new Map(), users: new Map(), contexts: new Map() };
   for (const f of files) mergeFile(f, merged);
   const where = files.length === 1 ? `kubeconfig ${files[0]}` : `kubeconfig files ${files.join(', ')}`;
@@ -252,27 +243,28 @@ function fromKubeconfig(files: string[], context: string | undefined, now: () =>
   if (!cluster?.entry.server) throw new Error(`context "${name}" of the ${where} names no cluster with a server`);
   const user = ctx.entry.user ? merged.users.get(ctx.entry.user) : undefined;
   if (ctx.entry.user && !user) throw new Error(`context "${name}" of the ${where} names user "${ctx.entry.user}", which it does not define`);
-  return access(cluster.entry.server.replace(/\/$/, ''), cluster, user, now);
+  return access(cluster.entry.server.replace(/\/$/, ''), cluster, user, opts);
 }
 
 /** The ServiceAccount a pod runs as: its API server from the environment, its rotating token and CA from the mount. */
-function inCluster(env: Record<string, string | undefined>, dir: string, now: () => number): ClusterAccess {
+function inCluster(env: Record<string, string | undefined>, dir: string, opts: AccessOptions): ClusterAccess {
   const host = env.KUBERNETES_SERVICE_HOST!;
   const port = env.KUBERNETES_SERVICE_PORT ?? '443';
   const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   return access(server, { name: 'in-cluster', dir, entry: { server, 'certificate-authority': 'ca.crt' } },
-    { name: 'service-account', dir, entry: { tokenFile: 'token' } }, now);
+    { name: 'service-account', dir, entry: { tokenFile: 'token' } }, opts);
 }
 
 /** The API server and credentials, found as kubectl (and client-go's in-cluster config) find them. */
 export function loadClusterAccess(opts: LoadOptions = {}, now: () => number = Date.now): ClusterAccess {
   const env = opts.env ?? process.env;
   const files = kubeconfigFiles(opts, env);
-  if (files.length) return fromKubeconfig(files, opts.context, now);
+  const accessOpts = { now, execTimeoutMs: opts.execTimeoutMs ?? EXEC_TIMEOUT_MS };
+  if (files.length) return fromKubeconfig(files, opts.context, accessOpts);
   const saDir = opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
   if (env.KUBERNETES_SERVICE_HOST && existsSync(join(saDir, 'token'))) {
     if (opts.context) throw new Error(`--context ${opts.context} given, but there is no kubeconfig (in a pod, the ServiceAccount is used)`);
-    return inCluster(env, saDir, now);
+    return inCluster(env, saDir, accessOpts);
   }
   throw new Error('no Kubernetes configuration: give --kubeconfig FILE, set KUBECONFIG, create ~/.kube/config, or run in a pod with a ServiceAccount token');
 }

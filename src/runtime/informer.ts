@@ -1,12 +1,15 @@
 /**
  * @module An informer: list, then watch from the list's resourceVersion, keeping a cache and telling handlers about
  * changes. An expired resourceVersion (410 Gone) relists and delivers the difference; any other failure, the API
- * server being down included, retries with backoff. A periodic resync re-delivers every cached object.
+ * server being down included, retries with backoff (up to 30 s). After a failure that says the server is down or
+ * struggling (unreachable, 5xx, 429) the informer also listens to the client's cheap probe, which wakes it once the
+ * server, seen down, answers ready again: after an outage it resumes within about a second, not at its next backoff.
+ * A periodic resync re-delivers every cached object.
  */
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
 import type { KubeClient, ListResult, WatchEvent } from '../kube/client.ts';
-import { isGone } from '../kube/errors.ts';
+import { ConnectionError, isGone, isTransient } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import type { Runnable } from './runnable.ts';
@@ -22,6 +25,8 @@ export interface Handlers<T> {
 export interface ListWatch<T> {
   list(): Promise<ListResult<T>>;
   watch(resourceVersion: string, signal: AbortSignal): AsyncIterable<WatchEvent<T>>;
+  /** Resolves once a server seen down (`down`: by the caller, just now) answers again, ready; or when `signal` aborts. */
+  answered?(signal: AbortSignal, down: boolean): Promise<void>;
 }
 
 export function listWatch<T extends KubeObject>(client: KubeClient, ref: ResourceRef, namespace?: string, labelSelector?: string): ListWatch<T> {
@@ -29,6 +34,7 @@ export function listWatch<T extends KubeObject>(client: KubeClient, ref: Resourc
   return {
     list: () => client.list<T>(ref, namespace, query),
     watch: (rv, signal) => client.watch<T>(ref, namespace, rv, signal, undefined, query),
+    answered: (signal, down) => client.answered(signal, down),
   };
 }
 
@@ -87,14 +93,18 @@ export class Informer<T extends KubeObject> implements Runnable {
     try {
       while (!signal.aborted) {
         try {
-          if (!resourceVersion) resourceVersion = await this.relist();
+          if (!resourceVersion) {
+            if (failures > 0) this.log.info('listing again after failures', { failures });
+            resourceVersion = await this.relist();
+          }
           if (signal.aborted) break;
           for await (const ev of this.opts.source.watch(resourceVersion, signal)) {
             failures = 0;
             resourceVersion = ev.object.metadata.resourceVersion ?? resourceVersion;
             if (ev.type !== 'BOOKMARK') this.apply(ev.type, ev.object);
           }
-          // The server closed the watch (its timeout): watch again from where we are.
+          // The server closed the watch (its timeout): a watch that lasted is no failure. Watch again from where we are.
+          failures = 0;
         } catch (err) {
           if (signal.aborted) break;
           if (isGone(err)) {
@@ -107,12 +117,27 @@ export class Informer<T extends KubeObject> implements Runnable {
           // from a snapshot the API answers "too large resource version" (not 410). List again, as client-go does.
           if (failures >= 2) resourceVersion = '';
           this.log.warn('watch failed, retrying', { err, retryInMs: delay });
-          await sleep(delay, signal);
+          await this.backoff(delay, err, signal);
         }
       }
     } finally {
       if (resync) clearInterval(resync);
     }
+  }
+
+  /**
+   * Waits `delayMs` before the next try. After a failure that says the server is down or struggling, also wakes as
+   * soon as the source's probe finds it back: a list is an expensive question for a struggling server, a probe a
+   * cheap one. An unreachable server was seen down by this very failure; one that answered 5xx or 429 (a restarting
+   * API server says 503 "server is starting") must also be seen unready by the probe before it wakes anyone.
+   */
+  private async backoff(delayMs: number, err: unknown, signal: AbortSignal): Promise<void> {
+    const answered = this.opts.source.answered;
+    if (!isTransient(err) || !answered) return sleep(delayMs, signal);
+    const done = new AbortController();
+    const either = AbortSignal.any([signal, done.signal]);
+    await Promise.race([sleep(delayMs, either), answered.call(this.opts.source, either, err instanceof ConnectionError)]);
+    done.abort();
   }
 
   /** Lists everything and delivers the difference to the cache as add/update/delete. */

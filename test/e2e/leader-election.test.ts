@@ -1,13 +1,17 @@
 /**
  * Leader election with real controller processes sharing one Lease: one acts, a standby takes over when it stops, and
- * when the API server freezes (SIGSTOP) the leader gives up by its renew deadline, so there are never two actors.
+ * when the API server freezes (SIGSTOP) or its credential plugin hangs the leader gives up by its renew deadline, so
+ * there are never two actors.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ADMIN_TOKEN, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
-  getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
+  getJson, kubeconfigWithUser, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
 
 let ns: string;
 const running: ControllerProcess[] = [];
@@ -214,3 +218,44 @@ describe('the leader frozen (SIGSTOP) during its upload, its restic running on',
       `new leader waited for the old upload: ${g.logs.includes('an unfinished backup may still be uploading')}`);
   }, 240_000);
 });
+
+test('a credential plugin that hangs cannot keep a leader past its renew deadline: the standby takes over, the plugin is killed, it exits 1', async () => {
+  for (const c of running) await c.stop('SIGKILL');
+  const dir = mkdtempSync(join(tmpdir(), 'leader-exec-'));
+  try {
+    // The first run gives a token valid for 6 s; every later run hangs, as a plugin waiting on an unreachable identity
+    // provider does.
+    const plugin = join(dir, 'plugin.sh');
+    writeFileSync(plugin, `#!/bin/sh
+echo run >> ${dir}/runs
+if [ "$(wc -l < ${dir}/runs)" -gt 1 ]; then echo $$ > ${dir}/hung.pid; exec sleep 600; fi
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"${ADMIN_TOKEN}","expirationTimestamp":"%s"}}' "$(date -u -d '+6 seconds' +%Y-%m-%dT%H:%M:%SZ)"
+`);
+    chmodSync(plugin, 0o755);
+    const kubeconfig = kubeconfigWithUser(join(dir, 'kubeconfig'), `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}`);
+    const f = await ControllerProcess.start(ns, ['--identity', 'replica-f'], { kubeconfig });
+    running.push(f);
+    await eventually(() => expect(leads(f)).toBe(true), 20_000, 200);
+    const ledAt = tsOf(f, 'became leader');
+    const g = await start('replica-g');
+    await eventually(() => expect(g.logs).toContain('waiting for leadership'));
+
+    // The token expires at 6 s; each renewal then waits for the hung plugin only as long as the renew deadline (3 s
+    // here) allows, and says why it failed.
+    await eventually(() => expect(f.logs).toContain('leadership lost'), 20_000, 200);
+    const lostAt = tsOf(f, 'leadership lost');
+    expect(lostAt - ledAt).toBeLessThan(6_000 + 3_000 + 2_000);
+    expect(f.logs).toContain(`the kubeconfig's credential plugin ${plugin} gave no credential within the request's time limit`);
+    await eventually(() => expect(leads(g)).toBe(true), 20_000, 200);
+    expect(tsOf(g, 'became leader')).toBeGreaterThan(lostAt);
+
+    // Work that asked without a deadline of its own waits at most the request time limit (30 s), when the plugin is
+    // killed; then the old leader exits 1 to be restarted.
+    const code = await Promise.race([f.exited, Bun.sleep(45_000).then(() => 'still running 45 s after the loss')]);
+    expect(code).toBe(1);
+    const hung = Number(readFileSync(join(dir, 'hung.pid'), 'utf8'));
+    expect(() => process.kill(hung, 0)).toThrow();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);

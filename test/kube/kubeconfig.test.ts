@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../../src/config.ts';
 import { loadClusterAccess } from '../../src/kube/kubeconfig.ts';
 
 let dir: string;
@@ -72,6 +73,16 @@ current-context: one
     const one = loadClusterAccess({ ...noEnv, env, context: 'one' });
     expect(one.server).toBe('https://api.one.example:6443');
     expect((await one.auth()).headers.Authorization).toBe('Bearer token-one');
+  });
+
+  test('the controller hands $KUBECONFIG over as kubectl\'s list, not as one file named "a:b"', () => {
+    const first = kubeconfig('ctl-1.yaml', { current: '' });
+    const env = { KUBECONFIG: `${join(dir, 'ctl-missing.yaml')}:${first}:${kubeconfig('ctl-2.yaml', { cluster: 'c2' })}` };
+    const config = loadConfig([], env);
+    if (config === 'help') throw new Error('unexpected help');
+    expect(config.kubeconfig).toBeUndefined();
+    // ctl-1 sets no current-context; ctl-2's "one" names c2, but ctl-1's "one" came first and names c1.
+    expect(loadClusterAccess({ ...noEnv, kubeconfig: config.kubeconfig, env }).server).toBe('https://api.one.example:6443');
   });
 
   test('~/.kube/config when $KUBECONFIG is unset', () => {
@@ -174,6 +185,42 @@ test "$(echo "$KUBERNETES_EXEC_INFO" | grep -c '"interactive":false')" = 1
   test('a legacy auth-provider is refused with what to use instead', () => {
     const path = kubeconfig('auth-provider.yaml', { users: '- name: u1\n  user: { auth-provider: { name: oidc } }' });
     expect(() => loadClusterAccess({ ...noEnv, kubeconfig: path })).toThrow('user "u1" uses the auth-provider "oidc"');
+  });
+});
+
+describe('impersonation and proxy: honoured or refused, never ignored', () => {
+  test('a user\'s as and as-groups become headers of every request, next to its own credential', async () => {
+    const path = kubeconfig('as.yaml', { users: '- name: u1\n  user: { token: t, as: jane, as-groups: [ops] }' });
+    expect((await loadClusterAccess({ ...noEnv, kubeconfig: path }).auth()).headers)
+      .toEqual({ Authorization: 'Bearer t', 'Impersonate-User': 'jane', 'Impersonate-Group': 'ops' });
+    const two = kubeconfig('as-two.yaml', { users: '- name: u1\n  user: { token: t, as: jane, as-groups: [ops, dev] }' });
+    expect(() => loadClusterAccess({ ...noEnv, kubeconfig: two })).toThrow('user "u1" of the kubeconfig sets 2 as-groups');
+  });
+
+  test('an http(s) proxy-url is used; a SOCKS one is refused, and an unparsable one is not echoed (it may hold a password)', () => {
+    const cluster = (proxy: string) => `- name: c1\n  cluster: { server: "https://api.one.example:6443", proxy-url: "${proxy}" }`;
+    const http = kubeconfig('proxy.yaml', { clusters: cluster('http://user:pw@proxy.example:3128') });
+    expect(loadClusterAccess({ ...noEnv, kubeconfig: http }).proxy).toBe('http://user:pw@proxy.example:3128');
+    expect(loadClusterAccess({ ...noEnv, kubeconfig: kubeconfig('plain-proxy.yaml', {}) }).proxy).toBeUndefined();
+    const socks = kubeconfig('socks.yaml', { clusters: cluster('socks5://user:pw@proxy.example:1080') });
+    expect(() => loadClusterAccess({ ...noEnv, kubeconfig: socks }))
+      .toThrow('cluster "c1" of the kubeconfig sets a socks5 proxy-url; kubedr can use only an http or https proxy');
+    const junk = kubeconfig('junk-proxy.yaml', { clusters: cluster('not a url secret-pw') });
+    const err = (() => {
+      try {
+        loadClusterAccess({ ...noEnv, kubeconfig: junk });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.message).toBe('cluster "c1" of the kubeconfig has a proxy-url that is not a URL');
+  });
+
+  test('only a plugin\'s credential can be discarded after a 401; a static token cannot be asked for again', async () => {
+    const plugin = file('discard-plugin.sh', '#!/bin/sh\necho \'{"status":{"token":"from-plugin"}}\'\n', 0o755);
+    const exec = kubeconfig('discard.yaml', { users: `- name: u1\n  user: { exec: { command: ${plugin} } }` });
+    expect((await loadClusterAccess({ ...noEnv, kubeconfig: exec }).auth()).discard).toBeFunction();
+    expect((await loadClusterAccess({ ...noEnv, kubeconfig: kubeconfig('static.yaml', {}) }).auth()).discard).toBeUndefined();
   });
 });
 

@@ -5,7 +5,7 @@
 import { expect, test } from 'bun:test';
 import type { KubeObject } from '../../src/api/types.ts';
 import type { ListResult, WatchEvent } from '../../src/kube/client.ts';
-import { ApiError } from '../../src/kube/errors.ts';
+import { ApiError, ConnectionError } from '../../src/kube/errors.ts';
 import { Informer, type ListWatch } from '../../src/runtime/informer.ts';
 import { createLogger } from '../../src/util/log.ts';
 
@@ -132,4 +132,88 @@ test('a watch that keeps failing from one resourceVersion (etcd restored: "too l
   await runFor(informer, 150);
   expect(source.watchedFrom).toEqual(['100', '100', '200']);
   expect(seen).toEqual(['add a', 'update a@30', 'add b']);
+});
+
+/**
+ * A source whose lists fail with `failure()` while `down` is set; `answered` records how it was asked and resolves when
+ * the test says the probe found the server back.
+ */
+function outage(failure: () => Error) {
+  const state = { down: true, lists: 0, asked: [] as boolean[] };
+  let back!: () => void;
+  const probeSaysBack = new Promise<void>((ok) => (back = ok));
+  const source: ListWatch<KubeObject> = {
+    async list() {
+      state.lists++;
+      if (state.down) throw failure();
+      return { items: [obj('a', '1')], resourceVersion: '9' };
+    },
+    async *watch(_rv, signal) {
+      await aborted(signal);
+    },
+    answered: (signal, down) => {
+      state.asked.push(down);
+      return Promise.race([probeSaysBack, aborted(signal).then(() => undefined)]);
+    },
+  };
+  return { state, source, back: () => { state.down = false; back(); } };
+}
+
+/** Runs the informer 0.7 s into an outage, then brings the server back; returns how long the sync took after that. */
+async function throughOutage(failure: () => Error) {
+  const o = outage(failure);
+  const informer = new Informer({ name: 't', source: o.source, log, maxBackoffMs: 30_000 });
+  const ac = new AbortController();
+  const run = informer.start(ac.signal);
+  await Bun.sleep(700);
+  const listsWhileDown = o.state.lists;
+  const t = performance.now();
+  o.back();
+  await Promise.race([informer.waitForSync(), Bun.sleep(1_500)]);
+  const syncedAfter = informer.hasSynced() ? performance.now() - t : Number.POSITIVE_INFINITY;
+  ac.abort();
+  await run;
+  return { listsWhileDown, syncedAfter, asked: o.state.asked };
+}
+
+test('an unreachable server: lists back off (no hammering), and the informer lists again as soon as the probe hears it answer', async () => {
+  const r = await throughOutage(() => new ConnectionError('cannot reach the Kubernetes API: ECONNREFUSED'));
+  // Tries at 0, 0.2 and 0.6 s; the next one would be at 1.4 s.
+  expect(r.listsWhileDown).toBe(3);
+  expect(r.syncedAfter).toBeLessThan(100);
+  // Its own failure showed the server down.
+  expect(r.asked).toEqual([true, true, true]);
+});
+
+test('a server that answers 503 (starting up): the probe is asked too, but must see it down itself', async () => {
+  const r = await throughOutage(() => new ApiError(503, 'ServiceUnavailable', 'server is starting', 'GET', '/x'));
+  expect(r.listsWhileDown).toBe(3);
+  expect(r.syncedAfter).toBeLessThan(100);
+  expect(r.asked).toEqual([false, false, false]);
+});
+
+test('a refusal (403) is no outage: the probe is not asked and the backoff holds', async () => {
+  const r = await throughOutage(() => new ApiError(403, 'Forbidden', 'cannot list', 'GET', '/x'));
+  expect(r.listsWhileDown).toBe(3);
+  // Synced at the next backoff step (1.4 s into the outage), not when the probe said so.
+  expect(r.syncedAfter).toBeGreaterThan(500);
+  expect(r.asked).toEqual([]);
+});
+
+test('a watch that lasted until the server closed it clears the backoff: the next failure waits 0.2 s again', async () => {
+  const starts: number[] = [];
+  const plan = ['fail', 'fail', 'fail', 'closed', 'fail', 'open'];
+  const source: ListWatch<KubeObject> = {
+    list: async () => ({ items: [], resourceVersion: '1' }),
+    async *watch(_rv, signal) {
+      starts.push(performance.now());
+      const step = plan.shift();
+      if (step === 'fail') throw new Error('stream reset');
+      if (step === 'open') await aborted(signal);
+    },
+  };
+  // Waits 0.2, 0.4, 0.8 s, none after the close, then 0.2 s (it would be 1.6 s without the reset).
+  await runFor(new Informer({ name: 't', source, log }), 2_000);
+  expect(starts).toHaveLength(6);
+  expect(starts[5]! - starts[4]!).toBeLessThan(700);
 });

@@ -5,7 +5,7 @@
  * claims bound to hostPath volumes by the controller-manager.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
@@ -23,6 +23,19 @@ let cached: TestEnv | undefined;
 export function cluster(): TestEnv {
   cached ??= loadEnv();
   return cached;
+}
+
+/**
+ * The suite's kubeconfig with its user entry replaced by `userYaml` (lines indented four spaces), and optionally another
+ * CA or a proxy-url in its cluster entry, written to `file`.
+ */
+export function kubeconfigWithUser(file: string, userYaml: string, opts: { caData?: string; proxyUrl?: string } = {}): string {
+  let text = readFileSync(cluster().kubeconfig, 'utf8')
+    .replace(/users:\n- name: admin\n  user:\n[\s\S]*?\ncontexts:/, `users:\n- name: admin\n  user:\n${userYaml}\ncontexts:`);
+  if (opts.caData) text = text.replace(/certificate-authority-data: \S+/, `certificate-authority-data: ${opts.caData}`);
+  if (opts.proxyUrl) text = text.replace(/(\n    server: \S+)/, `$1\n    proxy-url: ${opts.proxyUrl}`);
+  writeFileSync(file, text, { mode: 0o600 });
+  return file;
 }
 
 export function admin(): KubeClient {
