@@ -9,8 +9,12 @@ import { BACKUP_RECORD, NAMESPACE, RECORD_FINALIZER } from '../api/group.ts';
 import type { KubeObject, MetadataBackupRecord } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isConflict, isNotFound } from '../kube/errors.ts';
+import { LeadershipLost } from '../runtime/leader.ts';
 import type { Runnable } from '../runtime/runnable.ts';
 import type { Logger } from '../util/log.ts';
+
+/** How long the check may hold up a shutdown (the pod's grace period is short, and the API server may be away). */
+const CHECK_TIMEOUT_MS = 5_000;
 
 export interface NamespaceDeletionDeps {
   client: KubeClient;
@@ -30,14 +34,16 @@ export class NamespaceDeletion implements Runnable {
 
   async start(signal: AbortSignal): Promise<void> {
     await new Promise<void>((ok) => (signal.aborted ? ok() : signal.addEventListener('abort', () => ok(), { once: true })));
-    await this.releaseIfNamespaceDeleted().catch((err) =>
+    // A leader that lost its lease may not write (and another leads now): nothing to do, and no reason to wait.
+    if (signal.reason instanceof LeadershipLost) return;
+    await this.releaseIfNamespaceDeleted(AbortSignal.timeout(CHECK_TIMEOUT_MS)).catch((err) =>
       this.deps.log.warn('could not check whether the namespace is being deleted', { err }));
   }
 
   /** Releases every record when the namespace is being deleted; returns how many were released. */
-  async releaseIfNamespaceDeleted(): Promise<number> {
+  async releaseIfNamespaceDeleted(signal?: AbortSignal): Promise<number> {
     const { client, namespace, log } = this.deps;
-    const ns = await client.get<KubeObject>(NAMESPACE, '', namespace);
+    const ns = await client.get<KubeObject>(NAMESPACE, '', namespace, signal);
     if (!ns.metadata.deletionTimestamp) return 0;
     const { items } = await client.list<MetadataBackupRecord>(BACKUP_RECORD, namespace);
     let released = 0;

@@ -5,6 +5,7 @@ import type { KubeObject, MetadataBackupRecord } from '../../src/api/types.ts';
 import { NamespaceDeletion } from '../../src/controllers/namespace-deletion.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
+import { LeadershipLost } from '../../src/runtime/leader.ts';
 import { createLogger } from '../../src/util/log.ts';
 
 const record = (name: string, finalizers: string[]): MetadataBackupRecord => ({
@@ -55,4 +56,14 @@ test('it acts only when told to stop', async () => {
   stop.abort();
   await running;
   expect(t.patches.map((p) => p[0])).toEqual(['mbr-1']);
+});
+
+test('a leader that lost its lease does nothing at all: it may not write, and must not wait on the API', async () => {
+  let asked = false;
+  const client = { get: async () => { asked = true; return { metadata: { name: 'kubedr-system', deletionTimestamp: 'x' } }; } } as unknown as KubeClient;
+  const stop = new AbortController();
+  const running = new NamespaceDeletion({ client, namespace: 'kubedr-system', log: createLogger({ level: 'error' }) }).start(stop.signal);
+  stop.abort(new LeadershipLost());
+  await running;
+  expect(asked).toBe(false);
 });
