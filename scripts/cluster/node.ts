@@ -14,6 +14,7 @@
  * Binaries and the pause image come from scripts/cluster/build-kube.sh (built once, cached outside the repository).
  * See shared/notes/realnode/README.md for the walls behind each setting.
  */
+import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -67,9 +68,14 @@ export function defaultDir(): string {
   return process.env.KUBEDR_TESTENV_DIR ?? join(repoRoot, '.testenv');
 }
 
-/** A node name from the state directory's name: `.testenv` → `testenv`, `.demo` → `demo`. */
+/**
+ * A node name from the state directory: its name and a hash of its whole path (`/work/main/.testenv` → `testenv-3f2a`),
+ * so nodes of two checkouts never share a network namespace, cgroups or CNI state (they did, when both were `.testenv`).
+ */
 function nodeNameFor(dir: string): string {
-  return (process.env.KUBEDR_NODE_NAME ?? dir.split('/').filter(Boolean).pop()!.replace(/[^a-z0-9]/g, '')).slice(0, 10) || 'node';
+  if (process.env.KUBEDR_NODE_NAME) return process.env.KUBEDR_NODE_NAME.slice(0, 12);
+  const base = dir.split('/').filter(Boolean).pop()!.replace(/[^a-z0-9]/g, '').slice(0, 7) || 'node';
+  return `${base}-${createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 4)}`;
 }
 
 function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
