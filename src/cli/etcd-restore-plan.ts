@@ -54,7 +54,7 @@ export function planMembers(f: MemberFlags, manifest: EtcdManifest): { members: 
   return { members, name };
 }
 
-/** The members the backup was taken from: etcd-members.json beside the snapshot (backups since 0.2 hold it). */
+/** The members the backup was taken from: etcd-members.json beside the snapshot (backups taken before it was recorded have none). */
 export function readBackupMembers(snapshot: string): Member[] | undefined {
   const file = join(dirname(snapshot), MEMBERS_FILE);
   if (!existsSync(file)) return undefined;
