@@ -15,13 +15,15 @@
  * See shared/notes/realnode/README.md for the walls behind each setting.
  */
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { freePort } from '../../src/util/net.ts';
 import { isAlive } from '../../src/util/process.ts';
+import { NODE_IP, PAUSE_IMAGE, SERVICE_CIDR, SERVICE_IP, apiserverCmd, cniConfig, containerdConfig, etcdCmd } from './components.ts';
+import { cgroupHierarchies, createNetns, insideNetns, removeCgroups, removeHostLeftovers, removeNetnsDir, restoreSysctls, saveSysctls,
+  unmountUnder } from './host.ts';
 import { ADMIN_TOKEN, kubeconfigYaml, makePki, writeComponentKubeconfigs } from './pki.ts';
-import { type ProcState, killProc, startProc, waitFor } from './procs.ts';
+import { type ProcState, killProc, run, startProc, tryRun, waitFor } from './procs.ts';
 
 export { ADMIN_TOKEN };
 const repoRoot = resolve(import.meta.dir, '../..');
@@ -29,16 +31,6 @@ const repoRoot = resolve(import.meta.dir, '../..');
 export const S3_ACCESS_KEY = 'S3RVER';
 export const S3_SECRET_KEY = 'S3RVER';
 
-/** Addresses inside the namespace; the same in every node, since each has a namespace of its own. */
-const NODE_IP = '10.200.0.2';
-const POD_CIDR = '10.244.0.0/24';
-const SERVICE_CIDR = '10.0.0.0/24';
-const SERVICE_IP = '10.0.0.1';
-const PAUSE_IMAGE = 'k8s.gcr.io/pause:3.4.1';
-/** The kubelet sets these at start; stop puts this machine's values back. */
-const KUBELET_SYSCTLS = ['vm.overcommit_memory', 'vm.panic_on_oom', 'kernel.panic', 'kernel.panic_on_oops',
-  'kernel.keys.root_maxkeys', 'kernel.keys.root_maxbytes'];
-const SYSCTL_SAVE = '/run/kubedr-node-sysctl.orig';
 
 type ProcName = 'etcd' | 'apiserver' | 'controller-manager' | 'scheduler' | 'containerd' | 'kubelet' | 'kube-proxy' | 's3';
 
@@ -78,24 +70,10 @@ function nodeNameFor(dir: string): string {
   return `${base}-${createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 4)}`;
 }
 
-function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: opts.env ?? process.env });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-const tryRun = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
 
 /** A port free on loopback right now, in the caller's network namespace. */
-export { freePort };
+export { freePort, insideNetns };
 
-/** True when this process runs inside the network namespace `netns`. */
-export function insideNetns(netns: string): boolean {
-  try {
-    return statSync('/proc/self/ns/net').ino === statSync(`/run/netns/${netns}`).ino;
-  } catch {
-    return false;
-  }
-}
 
 /** Builds (once) and returns the directory holding the Kubernetes binaries and the pause image. */
 export function kubeBinDir(): string {
@@ -104,115 +82,7 @@ export function kubeBinDir(): string {
   return out;
 }
 
-/**
- * The namespace with loopback and a port-less bridge standing in for the node's NIC (this kernel has no dummy links),
- * which carries the node IP. Routes: the service CIDR into that bridge, because connect() to a ClusterIP looks up a
- * route before kube-proxy's DNAT applies; and a blackhole default, so nothing leaves and the kubelet's cloud probes
- * fail at once instead of costing seconds.
- */
-function createNetns(netns: string): void {
-  if (existsSync(`/run/netns/${netns}`)) return;
-  run('ip', ['netns', 'add', netns]);
-  const ipn = (...a: string[]) => run('ip', ['-n', netns, ...a]);
-  ipn('link', 'set', 'lo', 'up');
-  ipn('link', 'add', 'kdr0', 'type', 'bridge');
-  ipn('link', 'set', 'kdr0', 'up');
-  ipn('addr', 'add', `${NODE_IP}/32`, 'dev', 'kdr0');
-  ipn('route', 'add', SERVICE_CIDR, 'dev', 'kdr0');
-  ipn('route', 'add', 'blackhole', 'default');
-  // Per-namespace settings: forwarding for pods, and bridged traffic through iptables for pod → service → pod.
-  tryRun('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  tryRun('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1']);
-}
 
-function containerdConfig(n: string): string {
-  return `version = 2
-root = "${n}/containerd/root"
-state = "${n}/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "${n}/run/containerd.sock"
-[ttrpc]
-  address = "${n}/run/containerd.ttrpc.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "${n}/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  # No CAP_SYS_RESOURCE in this VM: runc cannot lower oom_score_adj and fails with "failed to update
-  # /proc/self/oom_score_adj: Permission denied". Clamp to containerd's own value.
-  restrict_oom_score_adj = true
-  tolerate_missing_hugetlb_controller = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "/usr/sbin/runc"
-        Root = "${n}/runc"
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${n}/cni/net.d"
-    max_conf_num = 1
-`;
-}
-
-function cniConfig(n: string, node: string): string {
-  return JSON.stringify({
-    cniVersion: '0.4.0',
-    name: `kdr-${node}`,
-    plugins: [
-      {
-        type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, hairpinMode: true,
-        ipam: { type: 'host-local', dataDir: `${n}/cni/ipam`, ranges: [[{ subnet: POD_CIDR }]], routes: [{ dst: '0.0.0.0/0' }] },
-      },
-      { type: 'portmap', capabilities: { portMappings: true } },
-    ],
-  }, null, 2);
-}
-
-/**
- * The etcd the node runs: KUBEDR_ETCD (a path) when set, e.g. Debian 12's /usr/bin/etcd (3.4) for a drill on an older
- * cluster's etcd; else the first on PATH, which with-node.sh makes Debian 13's 3.5.
- */
-function etcdBinary(): string {
-  return process.env.KUBEDR_ETCD || 'etcd';
-}
-
-/** An etcd member with mTLS for clients; peers on https with peer certificates (as kubeadm) when `peerTls`. */
-function etcdCmd(dir: string, pki: string, name: string, clientUrls: string[], peerPort: number, peerTls = false): string[] {
-  const peer = `${peerTls ? 'https' : 'http'}://127.0.0.1:${peerPort}`;
-  const peerFlags = peerTls ? ['--peer-cert-file', join(pki, 'etcd/peer.crt'), '--peer-key-file', join(pki, 'etcd/peer.key'),
-    '--peer-client-cert-auth', '--peer-trusted-ca-file', join(pki, 'etcd/ca.crt')] : [];
-  return [etcdBinary(), '--name', name, '--data-dir', join(dir, `${name}-data`),
-    '--listen-client-urls', clientUrls.join(','), '--advertise-client-urls', clientUrls.at(-1)!,
-    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${name}=${peer}`,
-    '--cert-file', join(pki, 'etcd/server.crt'), '--key-file', join(pki, 'etcd/server.key'),
-    '--client-cert-auth', '--trusted-ca-file', join(pki, 'etcd/ca.crt'), ...peerFlags, '--snapshot-count', '10000'];
-}
-
-function apiserverCmd(env: TestEnv, etcdEndpoint: string, port: number, certDir: string): string[] {
-  const p = env.pki;
-  return [join(env.bin, 'kube-apiserver'),
-    `--etcd-servers=${etcdEndpoint}`, `--etcd-cafile=${join(p, 'etcd/ca.crt')}`,
-    `--etcd-certfile=${join(p, 'apiserver-etcd-client.crt')}`, `--etcd-keyfile=${join(p, 'apiserver-etcd-client.key')}`,
-    `--secure-port=${port}`, '--bind-address=0.0.0.0', `--advertise-address=${env.nodeIp}`,
-    `--tls-cert-file=${join(p, 'apiserver.crt')}`, `--tls-private-key-file=${join(p, 'apiserver.key')}`,
-    `--client-ca-file=${join(p, 'ca.crt')}`, `--cert-dir=${certDir}`,
-    `--kubelet-client-certificate=${join(p, 'apiserver-kubelet-client.crt')}`,
-    `--kubelet-client-key=${join(p, 'apiserver-kubelet-client.key')}`, '--kubelet-preferred-address-types=InternalIP',
-    '--service-account-issuer=https://kubernetes.default.svc',
-    `--service-account-key-file=${join(p, 'sa.pub')}`, `--service-account-signing-key-file=${join(p, 'sa.key')}`,
-    `--token-auth-file=${join(env.dir, 'tokens.csv')}`,
-    '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction', '--allow-privileged=true',
-    `--service-cluster-ip-range=${SERVICE_CIDR}`, '--event-ttl=1h'];
-}
 
 function saveState(env: TestEnv): void {
   writeFileSync(join(env.dir, 'state.json'), JSON.stringify(env, null, 2));
@@ -253,22 +123,6 @@ function nodeReady(env: TestEnv): boolean {
   return r.stdout.trim() === 'True';
 }
 
-/** The kubelet changes machine-wide kernel settings: keep the machine's own values once, for the last node's stop. */
-function saveSysctls(): void {
-  if (existsSync(SYSCTL_SAVE)) return;
-  writeFileSync(SYSCTL_SAVE, run('sysctl', KUBELET_SYSCTLS).replace(/ /g, ''));
-}
-
-function restoreSysctls(): void {
-  const others = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('kdr-')) : [];
-  if (others.length > 0 || !existsSync(SYSCTL_SAVE)) return;
-  tryRun('sysctl', ['-qw', ...readFileSync(SYSCTL_SAVE, 'utf8').split('\n').filter(Boolean)]);
-  unlinkSync(SYSCTL_SAVE);
-}
-
-/** The cgroup hierarchies of this machine (v1 controllers, and the v2 `unified` one of a hybrid layout). */
-const cgroupHierarchies = () => readdirSync('/sys/fs/cgroup', { withFileTypes: true }).filter((e) => e.isDirectory())
-  .map((e) => join('/sys/fs/cgroup', e.name));
 
 /** Imports an OCI archive into the node's containerd, for pods with imagePullPolicy Never/IfNotPresent. */
 export function importImage(env: TestEnv, archive: string): void {
@@ -369,36 +223,6 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
   return env;
 }
 
-/** Deepest first: unmount everything under `dir` (kubelet volumes, overlay root filesystems, pod namespaces). */
-function unmountUnder(dir: string): void {
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
-    .filter((m) => m === dir || m.startsWith(`${dir}/`)).sort().reverse();
-  for (const m of mounts) tryRun('umount', ['-l', m]);
-}
-
-function removeEmptyTree(dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmptyTree(join(dir, e.name));
-  try { rmdirSync(dir); } catch { /* not empty: someone else's */ }
-}
-
-/** What the kubelet and CNI wrote outside the state directory, for this node's pods only. */
-function removeHostLeftovers(env: TestEnv): void {
-  const podsDir = join(env.dir, 'kubelet/pods');
-  const uids = existsSync(podsDir) ? readdirSync(podsDir) : [];
-  if (existsSync('/var/log/pods')) {
-    for (const d of readdirSync('/var/log/pods')) if (uids.some((u) => d.endsWith(`_${u}`))) rmSync(join('/var/log/pods', d), { recursive: true, force: true });
-  }
-  if (existsSync('/var/log/containers')) {
-    for (const l of readdirSync('/var/log/containers')) {
-      const link = join('/var/log/containers', l);
-      try { statSync(link); } catch { try { readlinkSync(link); unlinkSync(link); } catch { /* not a link */ } }
-    }
-  }
-  const cniCache = '/var/lib/cni/results';
-  if (existsSync(cniCache)) for (const f of readdirSync(cniCache)) if (f.startsWith(`kdr-${env.node}-`)) rmSync(join(cniCache, f), { force: true });
-  for (const d of ['/var/log/pods', '/var/log/containers', '/var/lib/cni', '/run/containerd']) removeEmptyTree(d);
-}
 
 export async function stop(dir = defaultDir()): Promise<void> {
   if (existsSync(join(dir, 'state.json'))) {
@@ -426,20 +250,13 @@ export async function stop(dir = defaultDir()): Promise<void> {
     await killProc(p.s3);
     await killProc(p.etcd);
     unmountUnder(dir);
-    for (const c of cgroupHierarchies()) {
-      const root = join(c, `kdr-${env.node}`);
-      if (existsSync(root)) tryRun('find', [root, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', ';']);
-    }
-    removeHostLeftovers(env);
+    removeCgroups(`kdr-${env.node}`);
+    removeHostLeftovers(dir, env.node);
     tryRun('ip', ['netns', 'del', env.netns]);
     restoreSysctls();
   }
   rmSync(dir, { recursive: true, force: true });
-  // `ip netns add` made /run/netns (absent before) a bind mount of itself: undo that when no namespace is left in it.
-  if (existsSync('/run/netns') && readdirSync('/run/netns').length === 0) {
-    tryRun('umount', ['/run/netns']);
-    try { rmdirSync('/run/netns'); } catch { /* in use */ }
-  }
+  removeNetnsDir();
 }
 
 /** Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. */
@@ -580,7 +397,7 @@ async function main(argv: string[]): Promise<number> {
   if (['start', 'stop-control-plane', 'start-control-plane'].includes(cmd ?? '') && !insideNetns(netns)) {
     if (cmd === 'start') {
       await stop(dir);
-      createNetns(netns);
+      createNetns(netns, NODE_IP, SERVICE_CIDR);
     }
     const r = Bun.spawnSync(['nsenter', `--net=/run/netns/${netns}`, ...self, ...argv], { stdio: ['inherit', 'inherit', 'inherit'],
       env: { ...process.env, KUBEDR_TESTENV_DIR: dir } });

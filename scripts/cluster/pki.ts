@@ -2,16 +2,11 @@
  * @module The test node's certificates, in kubeadm's layout (a cluster CA and a separate etcd CA under pki/etcd), one
  * client certificate and kubeconfig per component, and the admin kubeconfigs tests use.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { run } from './procs.ts';
 
 export const ADMIN_TOKEN = 'kubedr-testenv-admin-token';
-
-function run(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
-}
 
 /** One CA-signed certificate; `sans` like `IP:127.0.0.1,DNS:localhost` (server and client), none for client only. */
 function issue(pki: string, caName: string, name: string, subject: string, sans?: string): void {

@@ -1,5 +1,8 @@
-/** @module Long-running processes of the test cluster: started detached with their own log, stopped by PID. */
-import { spawn } from 'node:child_process';
+/**
+ * @module Processes of the test cluster: long-running ones started detached with their own log and stopped by PID, and
+ * short commands run to completion.
+ */
+import { spawn, spawnSync } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAlive } from '../../src/util/process.ts';
@@ -51,3 +54,12 @@ export async function waitFor(what: string, p: ProcState, check: () => Promise<b
   }
   throw new Error(`${what} not ready after ${timeoutMs} ms; last log lines:\n${tail(p.log)}`);
 }
+
+/** Runs a command to completion; throws with its output when it fails. Returns its stdout. */
+export function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: opts.env ?? process.env });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+/** Runs a command to completion, whatever its exit status. */
+export const tryRun = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
