@@ -55,8 +55,9 @@ k -n $ns get pods -o wide
 echo "Lease holder: $(k -n $ns get lease kubedr-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || echo '(not yet)')"
 
 step "Applying samples/s3-credentials-secret.yaml (plus the test CA as ca.crt) and samples/backup-location.yaml"
-# The local S3 endpoint accepts S3RVER/S3RVER; the repository password is made up for this demo.
-S3_ACCESS_KEY=S3RVER S3_SECRET_KEY=S3RVER RESTIC_REPO_PASSWORD="demo-$(date +%s)" \
+# The keys of the node's S3 user (scripts/cluster/s3.ts); the repository password is made up for this demo.
+read -r s3_access s3_secret < <(bun -e 'import { S3_ACCESS_KEY as a, S3_SECRET_KEY as s } from "./scripts/cluster/s3.ts"; console.log(a, s)')
+S3_ACCESS_KEY=$s3_access S3_SECRET_KEY=$s3_secret RESTIC_REPO_PASSWORD="demo-$(date +%s)" \
   envsubst < samples/s3-credentials-secret.yaml | k apply -f -
 k -n $ns patch secret s3-creds --type merge -p "{\"data\":{\"ca.crt\":\"$(base64 -w0 "$pki/ca.crt")\"}}"
 S3_URL=$S3_URL envsubst < samples/backup-location.yaml | k apply -f -

@@ -31,6 +31,11 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need_apt+=(libc6-dev)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# The node's S3: Ceph's RADOS Gateway on a single-node Ceph (monitor, one memstore OSD), Debian 12's 16.2.
+command -v ceph-mon >/dev/null || need_apt+=(ceph-mon)
+command -v ceph-osd >/dev/null || need_apt+=(ceph-osd)
+command -v radosgw >/dev/null || need_apt+=(radosgw)
+command -v ceph >/dev/null || need_apt+=(ceph-common)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

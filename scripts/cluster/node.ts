@@ -1,10 +1,10 @@
 /**
  * @module The test cluster: a real single-node Kubernetes 1.20 inside a network namespace of its own. etcd on mutual TLS
  * (as kubeadm runs it), kube-apiserver (Node,RBAC, ServiceAccount admission), kube-controller-manager, kube-scheduler,
- * containerd + runc, kubelet (cgroupfs) and kube-proxy, with a CNI bridge for pods, and an S3 endpoint (s3rver over
- * HTTPS). The node is labelled and tainted as a kubeadm control-plane node. Node, pod and service addresses exist only
- * inside the namespace, whose default route is a blackhole: nothing can leave it. Tests, the demo and the bench run
- * inside it too (scripts/cluster/with-node.sh), where loopback works as usual.
+ * containerd + runc, kubelet (cgroupfs) and kube-proxy, with a CNI bridge for pods, and an S3 endpoint over HTTPS
+ * (Ceph's RADOS Gateway, or s3rver: s3.ts). The node is labelled and tainted as a kubeadm control-plane node. Node,
+ * pod and service addresses exist only inside the namespace, whose default route is a blackhole: nothing can leave it.
+ * Tests, the demo and the bench run inside it too (scripts/cluster/with-node.sh), where loopback works as usual.
  *
  *   bun scripts/cluster/node.ts start|stop|status|env|exec CMD...
  *
@@ -24,15 +24,14 @@ import { cgroupHierarchies, createNetns, insideNetns, removeCgroups, removeHostL
   unmountUnder } from './host.ts';
 import { ADMIN_TOKEN, kubeconfigYaml, makePki, writeComponentKubeconfigs } from './pki.ts';
 import { type ProcState, killProc, run, startProc, tryRun, waitFor } from './procs.ts';
+import { S3_ACCESS_KEY, S3_PORT, S3_SECRET_KEY, type S3Server, prepareS3, provisionS3, s3ServerFromEnv } from './s3.ts';
 
-export { ADMIN_TOKEN };
+export { ADMIN_TOKEN, S3_ACCESS_KEY, S3_SECRET_KEY };
 const repoRoot = resolve(import.meta.dir, '../..');
 
-export const S3_ACCESS_KEY = 'S3RVER';
-export const S3_SECRET_KEY = 'S3RVER';
 
 
-type ProcName = 'etcd' | 'apiserver' | 'controller-manager' | 'scheduler' | 'containerd' | 'kubelet' | 'kube-proxy' | 's3';
+type ProcName = 'etcd' | 'apiserver' | 'controller-manager' | 'scheduler' | 'containerd' | 'kubelet' | 'kube-proxy' | 'ceph-mon' | 'ceph-osd' | 's3';
 
 export interface TestEnv {
   dir: string;
@@ -44,6 +43,8 @@ export interface TestEnv {
   etcdEndpoint: string;
   apiserverUrl: string;
   s3Url: string;
+  /** What answers at s3Url (scripts/cluster/s3.ts): Ceph's RADOS Gateway, or s3rver when KUBEDR_S3=s3rver. */
+  s3Server: S3Server;
   /** kubeconfig with the admin bearer token. */
   kubeconfig: string;
   /** kubeconfig with an admin client certificate (system:masters). */
@@ -145,7 +146,8 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
     dir: n, pki, node, netns, nodeIp: NODE_IP,
     etcdEndpoint: 'https://127.0.0.1:2379',
     apiserverUrl: `https://${NODE_IP}:6443`,
-    s3Url: `https://${NODE_IP}:9000`,
+    s3Url: `https://${NODE_IP}:${S3_PORT}`,
+    s3Server: s3ServerFromEnv(),
     kubeconfig: join(n, 'kubeconfig'),
     kubeconfigCert: join(n, 'kubeconfig-cert'),
     containerdSocket: join(n, 'run/containerd.sock'),
@@ -164,22 +166,21 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
 
   // etcd as kubeadm runs it: mTLS on loopback and on the node IP (where pods on the pod network reach it).
   const etcd = go('etcd', etcdCmd(n, pki, 'etcd', ['https://127.0.0.1:2379', `https://${NODE_IP}:2379`], 2380, true));
-  // The legacy provider: s3rver encrypts its list continuation tokens with DES, which Node 20's OpenSSL 3 lacks by
-  // default, so any listing of more than 1,000 keys (a repository's snapshots/ at scale) failed with a 500.
-  const s3 = go('s3', ['node', '--openssl-legacy-provider', join(repoRoot, 'node_modules/s3rver/bin/s3rver.js'), '-d', join(n, 's3-data'),
-    '-a', '0.0.0.0', '-p', '9000', '--silent', '--key', join(pki, 's3.key'), '--cert', join(pki, 's3.crt')]);
-  mkdirSync(join(n, 's3-data'), { recursive: true });
   writeFileSync(join(n, 'containerd.toml'), containerdConfig(n));
   // CNI config first, so the runtime reports NetworkReady as soon as it starts.
   writeFileSync(join(n, 'cni/net.d/10-kdr-bridge.conflist'), cniConfig(n, node));
   const containerd = go('containerd', ['containerd', '--config', join(n, 'containerd.toml')]);
+  // The S3 server's daemons; preparing them (keys, maps, file systems: about a second) overlaps etcd's start.
+  const s3 = prepareS3(env.s3Server, n, pki).map(([name, cmd]) => go(name, cmd)).at(-1)!;
   await waitFor('etcd', etcd, () => etcdReady(env.etcdEndpoint, pki), 60_000);
   say('etcd ready');
   const apiserver = go('apiserver', apiserverCmd(env, env.etcdEndpoint, 6443, join(n, 'apiserver-certs')));
   await waitFor('containerd', containerd, () => tryRun('ctr', ['--address', env.containerdSocket, 'version']).status === 0, 60_000);
   importImage(env, join(env.bin, 'pause.tar'));
   say('containerd ready, pause image imported');
-  await waitFor('s3rver', s3, () => s3Ready(env), 30_000);
+  await waitFor(env.s3Server, s3, () => s3Ready(env), 60_000);
+  provisionS3(env.s3Server, n);
+  say(`S3 (${env.s3Server}) ready`);
   await waitFor('kube-apiserver', apiserver, () => apiserverReady(env.apiserverUrl, pki), 120_000);
   say('kube-apiserver ready');
 
@@ -248,6 +249,9 @@ export async function stop(dir = defaultDir()): Promise<void> {
     for (const x of Object.values(env.extra ?? {})) await killProc(x);
     await killProc(p.apiserver);
     await killProc(p.s3);
+    // Killed, not stopped: on the way down memstore writes all it holds to disk, into a directory about to go.
+    await killProc(p['ceph-osd'], 0);
+    await killProc(p['ceph-mon']);
     await killProc(p.etcd);
     unmountUnder(dir);
     removeCgroups(`kdr-${env.node}`);

@@ -9,18 +9,21 @@ import {
   ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, events, eventually, freePort, getJson, kubectl,
   locationSecretYaml, locationYaml, metricValue, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
+import { createS3User, newS3Keys } from '../support/s3.ts';
 
 let ns: string;
 let controller: ControllerProcess;
-// Credentials unique to this run, so finding them anywhere in output is proof of a leak. (s3rver checks only the
-// access key id, so the secret key can be anything.)
+// Credentials unique to this run (S3 keys of a user of its own, which the S3 server checks), so finding them anywhere
+// in output is proof of a leak.
 const password = `pw-${crypto.randomUUID()}`;
-const secretKey = `sk-${crypto.randomUUID()}`;
-const goodSecret = { name: 's3-creds', password, secretKey };
+const s3Keys = newS3Keys('loc');
+const wrongSecretKey = `wrong-${s3Keys.secretKey}`;
+const goodSecret = { name: 's3-creds', password, ...s3Keys };
 
 beforeAll(async () => {
   ensureCrds();
   ns = createNamespace('loc');
+  createS3User(s3Keys);
   apply(locationSecretYaml(ns, goodSecret));
   controller = await ControllerProcess.start(ns);
 });
@@ -43,7 +46,7 @@ async function waitFor(name: string, initStatus: 'Completed' | 'Failed', timeout
   }, timeoutMs);
 }
 
-const restic = (bucket: string, args: string[]) => resticAt(bucket, password, args, secretKey);
+const restic = (bucket: string, args: string[]) => resticAt(bucket, password, args, s3Keys);
 
 const firstBucket = uniqueBucket('first');
 
@@ -93,6 +96,8 @@ describe('bad input gives Failed, a Warning event and a failure count, and nothi
       'TlsError', 'TLS certificate'],
     ['refused access key', async () => ({ secret: { ...goodSecret, name: 'creds-refused-access-key', accessKey: 'NOBODY' }, bucket: uniqueBucket() }),
       'AccessDenied', 'refused the credentials'],
+    ['wrong secret key', async () => ({ secret: { ...goodSecret, name: 'creds-wrong-secret-key', secretKey: wrongSecretKey }, bucket: uniqueBucket() }),
+      'AccessDenied', 'refused the credentials'],
     ['invalid bucket name', async () => ({ bucket: 'Bad_Bucket' }), 'InvalidInput', 'invalid bucket name "Bad_Bucket"'],
     ['malformed URL', async () => ({ url: 'not a url', bucket: uniqueBucket() }), 'InvalidInput', 'invalid S3 URL'],
   ];
@@ -117,6 +122,16 @@ describe('bad input gives Failed, a Warning event and a failure count, and nothi
     const m = await controller.metrics();
     expect(metricValue(m, 'kubedr_backup_location_init_failures_total', { location: name, reason })).toBeGreaterThanOrEqual(1);
     expect(metricValue(m, 'kubedr_backup_location_ready', { location: name })).toBe(0);
+  });
+
+  test('a wrong secret key with the right access key: the S3 server\'s words, and no key in status or events', async () => {
+    const l = location('wrong-secret-key');
+    const words = /^S3 endpoint refused the credentials: .*The request signature we calculated does not match the signature you provided/;
+    expect(l.status?.initErrorMessage).toMatch(words);
+    const failed = events(ns, 'wrong-secret-key').filter((e) => e.reason === INIT_FAILED);
+    expect(failed.map((e) => e.message)).toEqual([expect.stringMatching(words)]);
+    const text = JSON.stringify([l, failed]);
+    for (const key of [s3Keys.secretKey, wrongSecretKey]) expect(text).not.toContain(key);
   });
 
   test('an unreachable endpoint is retried with backoff, and the repeated failure is one event with a growing count', async () => {
@@ -154,7 +169,7 @@ describe('bad input gives Failed, a Warning event and a failure count, and nothi
 });
 
 test('no credential appears in logs, events or status', async () => {
-  const leaks = (text: string) => [password, secretKey, `other-${password}`].filter((s) => text.includes(s));
+  const leaks = (text: string) => [password, s3Keys.secretKey, wrongSecretKey, `other-${password}`].filter((s) => text.includes(s));
   expect(leaks(controller.logs)).toEqual([]);
   expect(leaks(kubectl(['get', 'events', '-n', ns, '-o', 'json']).stdout)).toEqual([]);
   expect(leaks(kubectl(['get', 'bl', '-n', ns, '-o', 'json']).stdout)).toEqual([]);

@@ -17,12 +17,14 @@ import {
   ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
   events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
+import { createS3User, newS3Keys } from '../support/s3.ts';
 
 let ns: string;
 let controller: ControllerProcess;
 let work: string;
 const password = `pw-${crypto.randomUUID()}`;
-const secretKey = `sk-${crypto.randomUUID()}`;
+/** S3 keys of a user of this run's own: the server checks them, and finding them in output proves a leak. */
+const s3Keys = newS3Keys('policy');
 const bucket = uniqueBucket('pol');
 /** Controller flags: short waits so failures show quickly. */
 const flags = ['--location-wait', '3s', '--backup-stall-timeout', '8s', '--progress-interval', '300ms'];
@@ -42,7 +44,8 @@ beforeAll(async () => {
   ensureCrds();
   ns = createNamespace('policy');
   work = mkdtempSync(join(tmpdir(), 'policy-e2e-'));
-  apply(locationSecretYaml(ns, { name: 's3-creds', password, secretKey }));
+  createS3User(s3Keys);
+  apply(locationSecretYaml(ns, { name: 's3-creds', password, ...s3Keys }));
   apply(etcdSecretYaml(ns, 'etcd-creds', null));
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   controller = await ControllerProcess.start(ns, flags);
@@ -90,7 +93,7 @@ describe('a scheduled backup of the cluster\'s own etcd', () => {
 
     // Restore as a user would, with restic, and check what came back.
     const target = join(work, 'restore');
-    const r = resticAt(bucket, password, ['restore', st.snapshotId!, '--target', target], secretKey);
+    const r = resticAt(bucket, password, ['restore', st.snapshotId!, '--target', target], s3Keys);
     expect(r.code).toBe(0);
     const db = join(target, 'data', 'etcd-snapshot.db');
     const bytes = readFileSync(db);
@@ -166,7 +169,7 @@ describe('retention', () => {
       expect(rs.map((r) => r.spec.snapshotId).sort()).toEqual(ids.slice(2).sort());
       return rs;
     });
-    const snapshots = () => JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'keep-two'], secretKey).stdout) as { short_id: string }[];
+    const snapshots = () => JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'keep-two'], s3Keys).stdout) as { short_id: string }[];
     expect(snapshots().map((s) => s.short_id).sort()).toEqual(ids.slice(2).sort());
     expect(events(ns, 'keep-two').some((e) => e.reason === 'BackupsExpired')).toBe(true);
 
@@ -196,7 +199,7 @@ describe('retention', () => {
     }
     // The record controller retries; the test patience covers its retry interval.
     await eventually(() => expect(kubectl(['get', 'mbr', last.metadata.name, '-n', ns]).code).not.toBe(0), 90_000);
-    const left = JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'keep-two'], secretKey).stdout || '[]');
+    const left = JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'keep-two'], s3Keys).stdout || '[]');
     expect(left).toEqual([]);
   });
 });
@@ -336,7 +339,7 @@ describe('each failure gives Failed status, a Warning event and a failed count, 
   });
 
   test('no credential appears in logs, events or status', () => {
-    const leaks = (text: string) => [password, secretKey, pem('etcd/healthcheck-client.key').split('\n')[1]!].filter((s) => text.includes(s));
+    const leaks = (text: string) => [password, s3Keys.secretKey, pem('etcd/healthcheck-client.key').split('\n')[1]!].filter((s) => text.includes(s));
     expect(leaks(controller.logs)).toEqual([]);
     expect(leaks(kubectl(['get', 'events,mbp,mbr,bl', '-n', ns, '-o', 'json']).stdout)).toEqual([]);
   });
@@ -399,7 +402,7 @@ describe('a big etcd: interruption and a stalled upload', () => {
     await waitForPhase('big', ['Upload']);
     await controller.killGroup();
 
-    const snapshotIds = (JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'big'], secretKey).stdout || '[]') as { short_id: string }[])
+    const snapshotIds = (JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--tag', 'big'], s3Keys).stdout || '[]') as { short_id: string }[])
       .map((s) => s.short_id);
     for (const rec of records('big')) expect(snapshotIds).toContain(rec.spec.snapshotId);
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
-import { type TestEnv, importImage, loadEnv } from '../../scripts/cluster/node.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, importImage, loadEnv } from '../../scripts/cluster/node.ts';
 import { cluster, eventually, kubedrImage, repoRoot, type Run } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
 
@@ -93,7 +93,7 @@ beforeAll(async () => {
   const secret = (name: string, data: Record<string, string>) => kc(['apply', '-f', '-'], JSON.stringify({
     apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NS }, data }));
   expect(secret('s3-creds', {
-    access_key: Buffer.from('S3RVER').toString('base64'), secret_key: Buffer.from('S3RVER').toString('base64'),
+    access_key: Buffer.from(S3_ACCESS_KEY).toString('base64'), secret_key: Buffer.from(S3_SECRET_KEY).toString('base64'),
     restic_repo_password: Buffer.from(password).toString('base64'), 'ca.crt': b64('ca.crt'),
   }).code).toBe(0);
   expect(secret('etcd-creds', { 'ca.crt': b64('etcd/ca.crt'), 'client.crt': b64('etcd/healthcheck-client.crt'), 'client.key': b64('etcd/healthcheck-client.key') }).code).toBe(0);

@@ -5,7 +5,6 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { restartApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
@@ -15,6 +14,7 @@ import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually,
   fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
+import { listKeys } from '../support/s3.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
 
 let ns: string;
@@ -80,10 +80,9 @@ describe('locks', () => {
     const cmd = `hostname ${hostName} && exec restic --no-cache --cacert ${join(cluster().pki, 'ca.crt')} -r ${repo} prune`;
     // Its own UTS namespace: the host name restic writes into its lock is the one given, not this machine's.
     const other = spawn('unshare', ['--uts', 'sh', '-c', cmd], { env: resticEnv(), stdio: 'ignore', detached: true });
-    // Watched in the S3 server's own store: a `restic list locks` per poll takes about as long as a prune of this small
-    // repository with restic 0.18, so the prune could finish and remove its lock between two polls.
-    const locks = join(cluster().dir, 's3-data', bucket, 'locks');
-    await eventually(() => expect(existsSync(locks) && readdirSync(locks).some((f) => f.endsWith('._S3rver_object'))).toBe(true), 30_000, 5);
+    // Watched through S3 listings (milliseconds each): a `restic list locks` per poll takes about as long as a prune of
+    // this small repository with restic 0.18, so the prune could finish and remove its lock between two polls.
+    await eventually(async () => expect(await listKeys(bucket, 'locks/')).not.toEqual([]), 30_000, 5);
     process.kill(-other.pid!, 'SIGKILL');
     await new Promise((ok) => other.once('exit', ok));
     expect(resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim()).not.toBe('');

@@ -18,6 +18,7 @@ import {
   eventually, getJson, hostPathClaim, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml,
   uniqueBucket, locationInit
 } from '../support/e2e.ts';
+import { createS3User, newS3Keys } from '../support/s3.ts';
 
 let ns: string;
 let controller: ControllerProcess;
@@ -26,7 +27,8 @@ let record: MetadataBackupRecord;
 let image: string;
 const volumes = new Set<string>();
 const password = `restore-pw-${crypto.randomUUID()}`;
-const secretKey = `restore-sk-${crypto.randomUUID()}`;
+/** S3 keys of a user of this run's own: the server checks them, and finding them in output proves a leak. */
+const s3Keys = newS3Keys('restore');
 const START_TIMEOUT_S = 8;
 
 const restore = (name: string) => getJson<MetadataRestore>(['mr', name, '-n', ns]);
@@ -83,7 +85,8 @@ beforeAll(async () => {
   image = kubedrImage();
   ns = createNamespace('restore');
   work = mkdtempSync(join(tmpdir(), 'restore-e2e-'));
-  apply(locationSecretYaml(ns, { name: 's3-creds', password, secretKey }));
+  createS3User(s3Keys);
+  apply(locationSecretYaml(ns, { name: 's3-creds', password, ...s3Keys }));
   apply(etcdSecretYaml(ns, 'etcd-creds'));
   apply(locationYaml(ns, 'loc', { bucketName: uniqueBucket('restore'), credentials: 's3-creds' }));
   apply(policyYaml(ns, 'pol'));
@@ -161,7 +164,7 @@ describe('a restore into a claim bound to a hostPath volume, on a node tainted a
     expect(byName.RESTIC_PASSWORD.valueFrom.secretKeyRef).toEqual({ name: 's3-creds', key: 'restic_repo_password' });
     expect(byName.AWS_SECRET_ACCESS_KEY.valueFrom.secretKeyRef).toEqual({ name: 's3-creds', key: 'secret_key' });
     const podJson = JSON.stringify(states);
-    expect(podJson.includes(password) || podJson.includes(secretKey)).toBe(false);
+    expect(podJson.includes(password) || podJson.includes(s3Keys.secretKey)).toBe(false);
   });
 
   test('the volume holds the backup byte for byte: a verified etcd snapshot with the recorded hash and the certificates', async () => {
@@ -301,7 +304,7 @@ spec: { snapshotId: ${record.spec.snapshotId}, policy: pol, backuploc: loc }
 });
 
 test('no credential appears in logs, events, status or pods', () => {
-  const leaks = (text: string) => [password, secretKey, pem('etcd/healthcheck-client.key').split('\n')[1]!].filter((s) => text.includes(s));
+  const leaks = (text: string) => [password, s3Keys.secretKey, pem('etcd/healthcheck-client.key').split('\n')[1]!].filter((s) => text.includes(s));
   expect(leaks(controller.logs)).toEqual([]);
   expect(leaks(kubectl(['get', 'events,mr,mbr,bl,pods', '-n', ns, '-o', 'json']).stdout)).toEqual([]);
 });

@@ -326,11 +326,12 @@ export function fillEtcd(endpoint: string, mb: number, prefix = '/fill/'): void 
   }
 }
 
-/** restic against a bucket of the test S3 endpoint. */
-export function resticAt(bucket: string, password: string, args: string[], secretKey = S3_SECRET_KEY): Run {
+/** restic against a bucket of the test S3 endpoint, with the node's S3 keys or the given ones (test/support/s3.ts). */
+export function resticAt(bucket: string, password: string, args: string[],
+  keys: { accessKey: string; secretKey: string } = { accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY }): Run {
   const env = cluster();
   const r = spawnSync('restic', ['--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/${bucket}`, ...args], {
-    encoding: 'utf8', env: { ...process.env, AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: secretKey, RESTIC_PASSWORD: password },
+    encoding: 'utf8', env: { ...process.env, AWS_ACCESS_KEY_ID: keys.accessKey, AWS_SECRET_ACCESS_KEY: keys.secretKey, RESTIC_PASSWORD: password },
     maxBuffer: 64 * 1024 * 1024,
   });
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
