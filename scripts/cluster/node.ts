@@ -224,7 +224,6 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
   return env;
 }
 
-
 export async function stop(dir = defaultDir()): Promise<void> {
   if (existsSync(join(dir, 'state.json'))) {
     const env = loadEnv(dir);
@@ -249,7 +248,7 @@ export async function stop(dir = defaultDir()): Promise<void> {
     for (const x of Object.values(env.extra ?? {})) await killProc(x);
     await killProc(p.apiserver);
     await killProc(p.s3);
-    // Killed, not stopped: on the way down memstore writes all it holds to disk, into a directory about to go.
+    // Killed, not stopped: its data goes with the node's directory, a clean shutdown would only cost time.
     await killProc(p['ceph-osd'], 0);
     await killProc(p['ceph-mon']);
     await killProc(p.etcd);

@@ -23,17 +23,30 @@ export function startProc(dir: string, name: string, cmd: string[]): ProcState {
   return { pid: child.pid, cmd, log };
 }
 
-/** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process is gone. */
+/**
+ * True once `pid` has exited: gone, or a zombie not reaped yet. The node's daemons outlive the process that started
+ * them, so init is their parent, and it reaps only every 2 s or so: waiting for the pid to vanish cost 2 s a process.
+ */
+export function exited(pid: number): boolean {
+  if (!isAlive(pid)) return true;
+  try {
+    return /^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process has exited. */
 export async function killProc(p: ProcState | undefined, graceMs = 5000): Promise<void> {
-  if (!p || !isAlive(p.pid)) return;
+  if (!p || exited(p.pid)) return;
   const signal = (s: NodeJS.Signals) => {
     try { process.kill(-p.pid, s); } catch { try { process.kill(p.pid, s); } catch { /* gone */ } }
   };
   signal('SIGTERM');
-  for (let i = 0; i < graceMs / 100 && isAlive(p.pid); i++) await Bun.sleep(100);
-  if (!isAlive(p.pid)) return;
+  for (let i = 0; i < graceMs / 100 && !exited(p.pid); i++) await Bun.sleep(100);
+  if (exited(p.pid)) return;
   signal('SIGKILL');
-  for (let i = 0; i < 50 && isAlive(p.pid); i++) await Bun.sleep(100);
+  for (let i = 0; i < 50 && !exited(p.pid); i++) await Bun.sleep(100);
 }
 
 export function tail(file: string, lines = 15): string {
@@ -48,7 +61,7 @@ export function tail(file: string, lines = 15): string {
 export async function waitFor(what: string, p: ProcState, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (!isAlive(p.pid)) throw new Error(`${what} exited during start-up; last log lines:\n${tail(p.log)}`);
+    if (exited(p.pid)) throw new Error(`${what} exited during start-up; last log lines:\n${tail(p.log)}`);
     if (await Promise.resolve().then(check).catch(() => false)) return;
     await Bun.sleep(250);
   }
