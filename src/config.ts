@@ -35,7 +35,7 @@ export const controllerFlags = {
   'cluster-name': { type: 'string', env: 'KUBEDR_CLUSTER_NAME', help: 'readable name of this cluster, recorded with every backup and shown by kubedr snapshots (default: cluster-<first 8 characters of the cluster id>)' },
   'adopt-unmarked-snapshots': {
     type: 'boolean', default: false,
-    help: 'also adopt snapshots without a cluster identity (taken by versions before 0.2, by KubeDR or by hand) whose policy name is one of this namespace\'s; only when no other cluster or install writes such snapshots to the bucket',
+    help: 'also adopt snapshots without a cluster identity (taken before kubedr recorded one, by KubeDR or by hand) whose policy name is one of this namespace\'s; only when no other cluster or install writes such snapshots to the bucket',
   },
   'lock-wait': { type: 'duration', default: '2m', help: 'how long a repository write waits for another writer\'s lock (another cluster sharing the bucket) before it fails; locks are never removed unless restic calls them stale' },
   'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },

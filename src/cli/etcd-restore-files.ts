@@ -35,7 +35,7 @@ export function readMemberManifests(list: string): MemberManifest[] {
   return list.split(',').map((file) => ({ file, manifest: readEtcdManifest(file.trim()) }));
 }
 
-/** The members the backup was taken from: etcd-members.json beside the snapshot (backups since 0.2 hold it). */
+/** The members the backup was taken from: etcd-members.json beside the snapshot (backups taken before it was recorded have none). */
 export function readBackupMembers(snapshot: string): Member[] | undefined {
   const file = join(dirname(snapshot), MEMBERS_FILE);
   if (!existsSync(file)) return undefined;

@@ -53,7 +53,9 @@ export async function applyRetention(deps: RetentionDeps, policy: MetadataBackup
   const repo = locationRepository(location, deps.secrets);
   if (expired.length === 0) {
     // Nothing to forget, so no write would meet (and clear) a stale lock of an earlier, killed backup: clear it now.
-    await deps.restic.exclusive(repo, () => removeStaleLocks(deps.restic, repo));
+    // Not in the repository's queue of this process' writes: only dead writers' locks go, never ours, and a run that
+    // hangs on an endpoint going away must not hold up the next backup's upload.
+    await removeStaleLocks(deps.restic, repo);
     return;
   }
   try {

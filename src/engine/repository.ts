@@ -107,8 +107,13 @@ export async function withLockWait<T>(restic: Restic, repo: Repository, fn: () =
  * writer is never touched. Best effort: a failure here changes nothing that the next write would not meet anyway.
  */
 export async function removeStaleLocks(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<void> {
-  await restic.run(repo, ['unlock'], run).catch(() => undefined);
+  // Bounded: restic ≥ 0.17 retries an endpoint that dies during a run for up to 15 minutes, and this housekeeping must
+  // never hold up what comes after it.
+  await restic.run(repo, ['unlock'], { timeoutMs: STALE_LOCKS_TIMEOUT_MS, ...run }).catch(() => undefined);
 }
+
+/** How long removing stale locks may take: one listing and a few deletes. */
+const STALE_LOCKS_TIMEOUT_MS = 30_000;
 
 /** One lock file in the repository, as restic wrote it. */
 export interface LockInfo {
@@ -124,11 +129,11 @@ export interface LockInfo {
  * in a listing), so this is for rare decisions, not for every backup.
  */
 export async function listLocks(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<LockInfo[]> {
-  const { stdout } = await restic.run(repo, ['list', 'locks', '--no-lock'], run);
+  const { stdout } = await restic.run(repo, ['list', 'locks', '--no-lock'], { timeoutMs: STALE_LOCKS_TIMEOUT_MS, ...run });
   const locks: LockInfo[] = [];
   for (const id of stdout.split('\n').map((l) => l.trim()).filter((l) => /^[0-9a-f]{64}$/.test(l))) {
     try {
-      const raw = JSON.parse((await restic.run(repo, ['cat', 'lock', id, '--no-lock'], run)).stdout) as Record<string, unknown>;
+      const raw = JSON.parse((await restic.run(repo, ['cat', 'lock', id, '--no-lock'], { timeoutMs: STALE_LOCKS_TIMEOUT_MS, ...run })).stdout) as Record<string, unknown>;
       locks.push({ id, time: String(raw.time ?? ''), exclusive: raw.exclusive === true, hostname: String(raw.hostname ?? ''), pid: Number(raw.pid ?? 0) });
     } catch (err) {
       // Removed between the listing and the read: its writer finished.
