@@ -14,6 +14,7 @@ import type { BackupOrigin } from '../engine/origin.ts';
 import { Restic } from '../engine/restic.ts';
 import { KubeClient } from '../kube/client.ts';
 import { readClusterId } from '../kube/cluster-identity.ts';
+import { stopPluginRuns } from '../kube/exec-plugin.ts';
 import { policyGauges } from '../metrics/policy-gauges.ts';
 import { createMetrics } from '../metrics/registry.ts';
 import { HttpServer } from '../metrics/server.ts';
@@ -198,5 +199,8 @@ export async function runController(argv: string[]): Promise<number> {
   } catch (err) {
     log.error('controller failed', { err });
     return 1;
+  } finally {
+    // A credential plugin still running (hung) must not outlive the controller.
+    await stopPluginRuns();
   }
 }

@@ -1,8 +1,10 @@
 /**
- * @module The words `kubedr etcd-restore` prints: each other member's command, and the steps left to a person after a
- * restore (by hand, or after --kubeadm did this node's part). Text only: no files, no processes.
+ * @module The words `kubedr etcd-restore` prints: each other member's command, the steps left to a person after a
+ * restore (by hand, or after --kubeadm did this node's part), what --stop-apiserver and --start-apiserver did, and the
+ * advice when the revision cannot move ahead. Text only: no files, no processes.
  */
 import type { MemberLayout } from '../engine/etcd-restore.ts';
+import type { MoveResult } from '../engine/kubeadm-manifests.ts';
 
 /** The command that restores `member` from the same snapshot, to run on that member's node. */
 export function memberCommand(o: { snapshot: string; sha256: string; initialCluster: string; token: string; member: string; dataDir?: string; kubeadm: boolean; noBump: boolean }): string {
@@ -71,4 +73,25 @@ export function kubeadmNextSteps(o: { dataDir: string; member: MemberLayout; oth
     '',
   );
   return lines.join('\n');
+}
+
+/** What --stop-apiserver says it did: the manifest moved to `to`, or found there already. */
+export function apiserverStopped(r: { result: MoveResult; to: string }): string {
+  return r.result === 'moved'
+    ? `kube-apiserver manifest moved to ${r.to}; the kubelet stops the API server within about 20 s (check: crictl ps --name kube-apiserver)\n`
+    : `kube-apiserver manifest was already moved aside (${r.to})\n`;
+}
+
+/** What --start-apiserver says it did: the manifest back in `manifestsDir`, or found there already. */
+export function apiserverStarted(result: MoveResult, manifestsDir: string): string {
+  return result === 'moved'
+    ? `kube-apiserver manifest back in ${manifestsDir}; the kubelet starts the API server\n`
+    : `kube-apiserver manifest is already in ${manifestsDir}\n`;
+}
+
+/** The warning when etcd's tool cannot move the revision ahead (3.4's etcdctl): what to do instead. */
+export function noBumpWarning(tool: string): string {
+  return `warning: ${tool} cannot move the revision ahead (only etcdutl, etcd >= 3.5, can; it restores ` +
+    '3.4 snapshots too). Restored as is: restart every client of the API server (kubelets, controller-manager, scheduler, operators) ' +
+    'after the restore, so none waits for resource versions from after the snapshot.';
 }

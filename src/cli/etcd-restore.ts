@@ -5,11 +5,7 @@
  * the restored certificates have expired or soon will, and when the node's API server needs an encryption-at-rest
  * config that the restored backup does not hold.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { CERTS_DIR, EXTRA_DIR, extraPathIn } from '../engine/backup.ts';
-import { readCertificateExpiries } from '../engine/certificates.ts';
-import { readEncryptionConfigPath } from '../engine/encryption-config.ts';
+import { basename, dirname, resolve } from 'node:path';
 import { checkMemberPlan, clusterTokenFor, formatInitialCluster, parseInitialCluster } from '../engine/etcd-members.ts';
 import {
   BUMP_REVISION, canBumpRevision, findRestoreTool, type MemberLayout, readEtcdManifest, restoreEtcdDataDir, snapshotStatus,
@@ -17,11 +13,13 @@ import {
 import { verifySnapshotFile } from '../engine/etcd-snapshot.ts';
 import { EngineError } from '../engine/errors.ts';
 import { etcdDataHostPath, repointEtcdManifest, stamp, startApiserver, stopApiserver } from '../engine/kubeadm-manifests.ts';
-import { manifestDataHostPath, planMembers, readBackupMembers } from './etcd-restore-plan.ts';
-import { kubeadmNextSteps, memberCommand, nextSteps } from './etcd-restore-steps.ts';
+import {
+  manifestDataHostPath, readBackupMembers, readManifestText, readMemberManifests, restoredParts, restoredWarnings, thisHost,
+} from './etcd-restore-files.ts';
+import { planMembers } from './etcd-restore-plan.ts';
+import { apiserverStarted, apiserverStopped, kubeadmNextSteps, memberCommand, nextSteps, noBumpWarning } from './etcd-restore-steps.ts';
 import { type FlagSpec, helpText, parseFlags, UsageError } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
-import { certificateWarning, encryptionConfigWarning } from './restored-warnings.ts';
 import { forProgram } from './program.ts';
 
 const KUBEADM_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
@@ -79,7 +77,9 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   if (!f.snapshot) throw new UsageError('--snapshot is required (the etcd-snapshot.db from \'kubedr restore\')');
   if (f.kubeadm && f.force) throw new UsageError('--kubeadm restores into a new directory and never moves one aside: leave out --force');
   const manifest = readEtcdManifest(f['etcd-manifest']);
-  const { members, name } = planMembers(f, manifest);
+  const { members, name } = planMembers({
+    flags: f, manifest, host: thisHost(), memberManifests: f['member-manifests'] ? readMemberManifests(f['member-manifests']) : undefined,
+  });
   const tool = findRestoreTool(f.etcdutl);
   const snapshot = resolve(f.snapshot);
 
@@ -103,9 +103,7 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   const initialCluster = formatInitialCluster(members);
   const bump = canBumpRevision(tool) && !f['no-bump-revision'] ? BUMP_REVISION : undefined;
   if (!canBumpRevision(tool) && !f['no-bump-revision']) {
-    process.stderr.write(`kubedr etcd-restore: warning: ${basename(tool)} cannot move the revision ahead (only etcdutl, etcd >= 3.5, can; it restores ` +
-      '3.4 snapshots too). Restored as is: restart every client of the API server (kubelets, controller-manager, scheduler, operators) ' +
-      'after the restore, so none waits for resource versions from after the snapshot.\n');
+    process.stderr.write(`kubedr etcd-restore: ${noBumpWarning(basename(tool))}\n`);
   }
   const command = (member: string, dataDir?: string) => memberCommand({
     snapshot, sha256, initialCluster, token, member, dataDir, kubeadm: f.kubeadm, noBump: f['no-bump-revision'],
@@ -123,8 +121,7 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   process.stderr.write(`kubedr etcd-restore: building ${dataDir} for member ${name} (${member.peerUrls}) of ${members.length}\n`);
   const result = await restoreEtcdDataDir({ snapshotFile: snapshot, sha256, dataDir, member, force: f.force, tool, bumpRevision: bump, requireNew: f.kubeadm });
   const data = dirname(snapshot);
-  const certs = existsSync(join(data, CERTS_DIR)) ? join(data, CERTS_DIR) : undefined;
-  const extra = existsSync(join(data, EXTRA_DIR)) ? join(data, EXTRA_DIR) : undefined;
+  const { certificates: certs, extra } = restoredParts(data);
   for (const warning of await restoredWarnings(data, f['apiserver-manifest'])) process.stderr.write(`kubedr etcd-restore: ${warning}\n`);
   const others = members.filter((m) => m.name !== name).map((m) => command(m.name, f.kubeadm ? undefined : dataDir));
 
@@ -140,38 +137,9 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   return 0;
 }
 
-function readManifestText(path: string): string {
-  if (!existsSync(path)) throw new EngineError('NotFound', `${path} not found: --kubeadm needs kubeadm's etcd manifest (see --etcd-manifest)`);
-  return readFileSync(path, 'utf8');
-}
-
 function moveApiserver(manifestsDir: string, how: 'stop' | 'start', snapshotGiven: boolean): number {
   if (snapshotGiven) throw new UsageError(`--${how}-apiserver only moves the kube-apiserver manifest: leave out --snapshot`);
-  if (how === 'stop') {
-    const r = stopApiserver(manifestsDir);
-    process.stdout.write(r.result === 'moved'
-      ? `kube-apiserver manifest moved to ${r.to}; the kubelet stops the API server within about 20 s (check: crictl ps --name kube-apiserver)\n`
-      : `kube-apiserver manifest was already moved aside (${r.to})\n`);
-  } else {
-    const r = startApiserver(manifestsDir);
-    process.stdout.write(r.result === 'moved'
-      ? `kube-apiserver manifest back in ${manifestsDir}; the kubelet starts the API server\n`
-      : `kube-apiserver manifest is already in ${manifestsDir}\n`);
-  }
+  if (how === 'stop') process.stdout.write(apiserverStopped(stopApiserver(manifestsDir)));
+  else process.stdout.write(apiserverStarted(startApiserver(manifestsDir).result, manifestsDir));
   return 0;
-}
-
-/** What a restored backup (its `data/` directory) lacks or holds that will stop the control plane; warnings only. */
-export async function restoredWarnings(data: string, apiserverManifest: string, now = new Date()): Promise<string[]> {
-  const certs = join(data, CERTS_DIR);
-  const expiries = existsSync(certs) ? await readCertificateExpiries(certs).catch(() => []) : [];
-  const configPath = readEncryptionConfigPath(apiserverManifest);
-  const expectedAt = configPath && join(data, extraPathIn(configPath));
-  return [
-    certificateWarning(expiries, certs, now),
-    encryptionConfigWarning({
-      manifest: apiserverManifest, configPath, expectedAt,
-      held: !!expectedAt && existsSync(expectedAt), onNode: !!configPath && existsSync(configPath),
-    }),
-  ].filter((w): w is string => w !== undefined);
 }

@@ -2,7 +2,8 @@
  * @module Kubernetes access that works under Bun: requests through Bun's own `fetch` with the TLS options, headers and
  * proxy of kubeconfig.ts (token, client certificate, exec plugins, impersonation, in-cluster ServiceAccount). Getting a
  * credential counts against a request's time limit like the request itself; a 401 to an exec plugin's credential asks
- * the plugin again and sends the request once more.
+ * the plugin again and sends the request once more. Ours because client-node's own client does not work under Bun,
+ * which drops its TLS options (README, "Architecture in one paragraph"; test/e2e/client-node-under-bun.test.ts).
  */
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';

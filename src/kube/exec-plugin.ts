@@ -136,6 +136,8 @@ async function runPlugin(exec: ExecConfig, opts: ExecOptions): Promise<ExecStatu
     const hint = exec.installHint ? `\n${exec.installHint.trim()}` : '';
     throw new CredentialError(`cannot run ${plugin}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
   }
+  inFlight.add(proc);
+  void proc.exited.then(() => inFlight.delete(proc));
   const done = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   // Once the plugin is killed, a child of it may still hold its output open: the run ends without waiting for that.
   done.catch(() => undefined);
@@ -167,3 +169,20 @@ async function runPlugin(exec: ExecConfig, opts: ExecOptions): Promise<ExecStatu
   if (!status) throw new CredentialError(`${plugin} printed an ExecCredential without status`);
   return status;
 }
+
+/** Plugin runs in flight: a run that outlives the request waiting for it goes on, but never outlives this process. */
+const inFlight = new Set<{ kill(signal?: NodeJS.Signals): void; readonly exited: Promise<number> }>();
+
+/**
+ * Kills the plugin runs still in flight and waits (at most `waitMs`) until they are gone: called as the controller
+ * exits, so a hung plugin does not run on orphaned. Its 'exit' hook below is the last resort, without the wait.
+ */
+export async function stopPluginRuns(waitMs = 2_000): Promise<void> {
+  const runs = [...inFlight];
+  for (const p of runs) p.kill('SIGKILL');
+  await Promise.race([Promise.allSettled(runs.map((p) => p.exited)), Bun.sleep(waitMs)]);
+}
+
+process.once('exit', () => {
+  for (const p of inFlight) p.kill('SIGKILL');
+});

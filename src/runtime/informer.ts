@@ -1,9 +1,10 @@
 /**
  * @module An informer: list, then watch from the list's resourceVersion, keeping a cache and telling handlers about
  * changes. An expired resourceVersion (410 Gone) relists and delivers the difference; any other failure, the API
- * server being down included, retries with backoff (up to 30 s). After a failure that says the server is down or
- * struggling (unreachable, 5xx, 429) the informer also listens to the client's cheap probe, which wakes it once the
- * server, seen down, answers ready again: after an outage it resumes within about a second, not at its next backoff.
+ * server being down included, retries with backoff (up to 30 s; at most 3 s after a 5xx or 429 answer). After a
+ * failure that says the server is down or struggling (unreachable, 5xx, 429) the informer also listens to the client's
+ * cheap probe, which wakes it once the server, seen down, answers ready again: after an outage it resumes within about
+ * a second, not at its next backoff.
  * A periodic resync re-delivers every cached object.
  */
 import type { ResourceRef } from '../api/group.ts';
@@ -14,6 +15,9 @@ import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import type { Runnable } from './runnable.ts';
 
+
+/** Longest wait after a 5xx or 429 answer (see Informer.backoff). */
+const SERVER_ERROR_BACKOFF_MS = 3_000;
 export interface Handlers<T> {
   onAdd?(obj: T): void;
   /** `old === obj` on a resync. */
@@ -134,9 +138,14 @@ export class Informer<T extends KubeObject> implements Runnable {
   private async backoff(delayMs: number, err: unknown, signal: AbortSignal): Promise<void> {
     const answered = this.opts.source.answered;
     if (!isTransient(err) || !answered) return sleep(delayMs, signal);
+    const unreachable = err instanceof ConnectionError;
+    // An answer of 5xx or 429 from a server whose probe already says ready (a server still warming up, its readiness
+    // ahead of its lists) would never be seen down, so it waits at most SERVER_ERROR_BACKOFF_MS: one list of a few
+    // kinds every few seconds costs a struggling server little, and recovery no longer waits the full backoff.
+    const waitMs = unreachable ? delayMs : Math.min(delayMs, SERVER_ERROR_BACKOFF_MS);
     const done = new AbortController();
     const either = AbortSignal.any([signal, done.signal]);
-    await Promise.race([sleep(delayMs, either), answered.call(this.opts.source, either, err instanceof ConnectionError)]);
+    await Promise.race([sleep(waitMs, either), answered.call(this.opts.source, either, unreachable)]);
     done.abort();
   }
 

@@ -152,7 +152,7 @@ export class LeaderElector {
           apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: leaseName, namespace },
           spec: { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now),
             renewTime: microTime(now), leaseTransitions: 0 },
-        } as Lease, signal);
+        }, signal);
         return true;
       } catch (e) {
         return isAlreadyExists(e) ? false : this.failed('create', e);

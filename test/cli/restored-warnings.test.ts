@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { restoredWarnings } from '../../src/cli/etcd-restore.ts';
+import { restoredWarnings } from '../../src/cli/etcd-restore-files.ts';
 import { certificateWarning, encryptionConfigWarning } from '../../src/cli/restored-warnings.ts';
 import { encryptionConfigOf } from '../../src/engine/encryption-config.ts';
 import { issueCertificate } from '../fixtures/certificates.ts';

@@ -3,7 +3,6 @@ import { expect, test } from 'bun:test';
 import { BACKUP_FAILED, BACKUP_SUCCEEDED } from '../../src/api/events.ts';
 import type { MetadataBackupPolicy } from '../../src/api/types.ts';
 import { BackupOutcomes } from '../../src/controllers/backup-outcome.ts';
-import { interruptedMessage, newerRecord } from '../../src/controllers/unfinished-backups.ts';
 import { newRecord } from '../../src/controllers/records.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
@@ -56,14 +55,4 @@ test('an adopted backup is Completed from its record, without restic\'s figures 
     lastSuccessfulBackupTime: '2026-12-04T11:00:00.000Z' });
   expect(events).toEqual([['Normal', BACKUP_SUCCEEDED, 'Backup completed, snapshot ID: bbbbbbbb']]);
   expect(await count('kubedr_num_successful_backups')).toBe(1);
-});
-
-test('an unfinished backup: the newest record after the last success decides; the message says whether it could be checked', () => {
-  const at = (id: string, time: string) => newRecord({ namespace: 'ns', policy: 'pol', location: 'loc', snapshotId: id, status: { backupTime: time } });
-  const records = [at('11111111', '2026-12-04T09:00:00Z'), at('22222222', '2026-12-04T11:00:00Z'), at('33333333', '2026-12-04T10:30:00Z')];
-  expect(newerRecord(records, 'pol', Date.parse('2026-12-04T10:00:00Z'))?.spec.snapshotId).toBe('22222222');
-  expect(newerRecord(records, 'pol', Date.parse('2026-12-04T11:00:00Z'))).toBeUndefined();
-  expect(newerRecord(records, 'other', 0)).toBeUndefined();
-  expect(interruptedMessage('')).toBe('interrupted: the controller stopped during the backup, before it stored a snapshot');
-  expect(interruptedMessage('S3 endpoint unreachable')).toContain('could not be checked (S3 endpoint unreachable)');
 });

@@ -1,4 +1,4 @@
-/** The runner's bookkeeping of work in flight: resolutions are not backups, and shutdown waits, then cancels. */
+/** The runner's bookkeeping of work in flight: resolutions are not backups, a gone policy's work is cancelled, each end enqueues (unless stopping), and shutdown waits, then cancels. */
 import { expect, test } from 'bun:test';
 import type { MetadataBackupPolicy } from '../../src/api/types.ts';
 import { BackupOutcomes } from '../../src/controllers/backup-outcome.ts';
@@ -53,4 +53,32 @@ test('work that ends in time is not cancelled', async () => {
   const abort = new AbortController();
   await r.drain(1_000, [{ abort, done: Bun.sleep(20) }]);
   expect(abort.signal.aborted).toBe(false);
+});
+
+test('a policy gone: cancel aborts its work in flight, which then leaves the policy free', async () => {
+  const { r } = runner();
+  let signal!: AbortSignal;
+  r.resolve('ns/p', (s) => new Promise<void>((ok) => { signal = s; s.addEventListener('abort', () => ok()); }));
+  r.cancel('ns/other');
+  expect(signal.aborted).toBe(false);
+  r.cancel('ns/p');
+  expect(signal.aborted).toBe(true);
+  await r.drain(1_000);
+  expect(r.has('ns/p')).toBe(false);
+});
+
+test('a backup holds its policy while it runs and enqueues it at its end, unless the controller is stopping', async () => {
+  const { r, enqueued } = runner();
+  // The policy left the cache before the run began: the run ends at once, as a run that failed would.
+  r.start('ns/p', 'Scheduled', new AbortController().signal, Date.now());
+  expect(r.has('ns/p')).toBe(true);
+  expect(r.isRunning('ns/p')).toBe(true);
+  await r.drain(1_000);
+  expect(r.has('ns/p')).toBe(false);
+  expect(enqueued).toEqual(['ns/p']);
+  const stopping = new AbortController();
+  stopping.abort();
+  r.start('ns/q', 'OnDemand', stopping.signal, Date.now());
+  await r.drain(1_000);
+  expect(enqueued).toEqual(['ns/p']);
 });

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
-import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import type { KubeEvent, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, importImage, loadEnv } from '../../scripts/cluster/node.ts';
 import { cluster, eventually, kubedrImage, repoRoot, type Run } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
@@ -187,7 +187,7 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     }, 180_000, 1000);
     expect(p.status?.snapshotId).toBe(restoredSnapshot);
     expect(recordNames()).toEqual([...before, `mbr-${restoredSnapshot}`].sort());
-    const events = kcJson<{ items: { reason: string; message: string; involvedObject: { name: string } }[] }>(['events', '-n', NS]).items
+    const events = kcJson<{ items: KubeEvent[] }>(['events', '-n', NS]).items
       .filter((e) => e.involvedObject.name === 'node');
     expect(events.map((e) => e.reason)).toContain('BackupAdopted');
     await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>(['bl', 's3', '-n', NS]).status?.initStatus).toBe('Completed'), 60_000);

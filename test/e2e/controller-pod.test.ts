@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import { BACKUP_FAILED, BACKUP_SUCCEEDED } from '../../src/api/events.ts';
-import type { MetadataBackupPolicy, MetadataBackupRecord, Pod } from '../../src/api/types.ts';
+import type { Lease, MetadataBackupPolicy, MetadataBackupRecord, Pod } from '../../src/api/types.ts';
 import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
   apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, events, eventually, fillEtcd,
@@ -32,8 +32,7 @@ const controllerPods = () => getJson<PodList>(['pods', '-n', ns, '-l', 'app.kube
 const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
 const records = (policyName: string) => getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items
   .filter((r) => r.spec.policy === policyName);
-const isReady = (p: Pod) => (p.status as { conditions?: { type: string; status: string }[] } | undefined)
-  ?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+const isReady = (p: Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 
 /** The one Ready controller pod that is not being deleted. */
 function readyPod(): Pod {
@@ -84,7 +83,7 @@ describe('helm install', () => {
     expect(spec.hostNetwork).toBe(true);
     expect(spec.serviceAccountName).toBe('kubedr');
     expect(spec.containers[0].image).toBe(kubedrImage());
-    await eventually(() => expect(getJson<{ spec: { holderIdentity?: string } }>(['lease', 'kubedr-controller', '-n', ns]).spec.holderIdentity)
+    await eventually(() => expect(getJson<Lease>(['lease', 'kubedr-controller', '-n', ns]).spec?.holderIdentity)
       .toBe(pod.metadata.name));
   });
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import { CONTROL_PLANE_TOLERATIONS } from '../../src/api/placement.ts';
-import type { Toleration } from '../../src/api/types.ts';
+import type { Pod, Toleration } from '../../src/api/types.ts';
 import { loadConfig } from '../../src/config.ts';
 import { apply, cluster, createNamespace, deleteInstall, ensureCrds, eventually, getJson, kubectl, kubedrImage } from '../support/e2e.ts';
 import { type Obj, type Rendered, chartDir, render, repoRoot } from '../support/helm.ts';
@@ -421,9 +421,9 @@ describe('installed with default values, without and then with prometheus-operat
     expect(r.rendered.all('PrometheusRule')).toEqual([]);
     const rollout = kubectl(['rollout', 'status', 'deployment/kubedr', '-n', ns, '--timeout=180s']);
     expect(rollout.code).toBe(0);
-    const pod = getJson<{ items: { status: { podIP: string } }[] }>(['pods', '-n', ns, '-l', 'app.kubernetes.io/component=controller']).items[0]!;
+    const pod = getJson<{ items: Pod[] }>(['pods', '-n', ns, '-l', 'app.kubernetes.io/component=controller']).items[0]!;
     // Host network: the pod IP is the node's. The endpoint answers there, and not on the node's loopback.
-    const health = await fetch(`http://${pod.status.podIP}:9473/healthz`, { signal: AbortSignal.timeout(5000) });
+    const health = await fetch(`http://${pod.status?.podIP}:9473/healthz`, { signal: AbortSignal.timeout(5000) });
     expect(health.status).toBe(200);
     expect(await fetch('http://127.0.0.1:9473/healthz', { signal: AbortSignal.timeout(5000) }).then(() => 'answered', () => 'refused')).toBe('refused');
   }, 240_000);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN_TOKEN, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
-import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import type { BackupLocation, Lease, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
   getJson, kubeconfigWithUser, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
 
@@ -32,7 +32,7 @@ async function start(identity: string): Promise<ControllerProcess> {
   return c;
 }
 
-const holder = () => getJson<KubeObject & { spec: { holderIdentity?: string } }>(['lease', 'kubedr-controller', '-n', ns]).spec.holderIdentity;
+const holder = () => getJson<Lease>(['lease', 'kubedr-controller', '-n', ns]).spec?.holderIdentity;
 const leads = (c: ControllerProcess) => c.logs.includes('"msg":"became leader"');
 /** Time (ms) of the first log line of `c` whose message starts with `msg`. */
 const tsOf = (c: ControllerProcess, msg: string) => Date.parse(String(c.logLines().find((l) => String(l.msg).startsWith(msg))?.ts));

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
-import type { MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore } from '../../src/api/types.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
 import {
   apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
   kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
@@ -147,7 +147,7 @@ describe('scraping as prometheus-operator would', () => {
   });
 
   test('Prometheus finds the controller pod through the metrics Service\'s endpoints and scrapes it, with the operator\'s target labels', async () => {
-    const pod = getJson<{ items: { metadata: { name: string }; status: { podIP: string } }[] }>(
+    const pod = getJson<{ items: Pod[] }>(
       ['pods', '-n', ns, '-l', 'app.kubernetes.io/component=controller']).items[0]!;
     const target = await eventually(async () => {
       const targets = await prom!.targets();
@@ -157,7 +157,7 @@ describe('scraping as prometheus-operator would', () => {
     expect(target.labels).toMatchObject({
       job, namespace: ns, service: job, pod: pod.metadata.name, container: 'controller', endpoint: 'metrics',
     });
-    expect(target.scrapeUrl).toBe(`http://${pod.status.podIP}:${rendered.one('Service').spec.ports[0].port}/metrics`);
+    expect(target.scrapeUrl).toBe(`http://${pod.status?.podIP}:${rendered.one('Service').spec.ports[0].port}/metrics`);
     const up = await prom!.query(`up{job="${job}",namespace="${ns}"}`);
     expect(up.map((s) => s.value![1])).toEqual(['1']);
     // The series the alerts need arrive with the target's namespace label (the controller's own metrics carry none).

@@ -10,7 +10,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../../src/api/events.ts';
-import type { MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
+import type { V1Node } from '@kubernetes/client-node';
+import type { Builtin, MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
 import { restorePodName } from '../../src/controllers/restore-pod.ts';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import {
@@ -121,7 +122,7 @@ function watchPods(): { seen: (name: string) => Pod[]; stop: () => void } {
   };
 }
 
-const taints = () => getJson<{ spec: { taints?: { key: string; effect: string }[] } }>(['node', cluster().node]).spec.taints ?? [];
+const taints = () => getJson<Builtin<V1Node>>(['node', cluster().node]).spec?.taints ?? [];
 
 describe('a restore into a claim bound to a hostPath volume, on a node tainted as a control plane', () => {
   let dir: string;

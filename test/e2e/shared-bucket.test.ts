@@ -17,12 +17,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import type { KubeEvent, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { originOf } from '../../src/engine/origin.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
 import { startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, type EventView, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
+  ControllerProcess, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
   kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, repoRoot, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 
@@ -50,7 +50,7 @@ const applyTo = (who: 'alpha' | 'beta', yaml: string) => {
 };
 const records = (who: 'alpha' | 'beta') => kcJson<{ items: MetadataBackupRecord[] }>(who, ['mbr', '-n', ns]).items;
 const policy = (who: 'alpha' | 'beta') => kcJson<MetadataBackupPolicy>(who, ['mbp', 'etcd', '-n', ns]);
-const events = (who: 'alpha' | 'beta') => kcJson<{ items: EventView[] }>(who, ['events', '-n', ns]).items;
+const events = (who: 'alpha' | 'beta') => kcJson<{ items: KubeEvent[] }>(who, ['events', '-n', ns]).items;
 const snapshots = () => {
   const r = resticAt(bucket, password, ['snapshots', '--json', '--no-lock']);
   if (r.code !== 0) throw new Error(`restic snapshots: ${r.stderr}`);

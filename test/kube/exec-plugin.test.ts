@@ -9,7 +9,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CredentialError } from '../../src/kube/errors.ts';
-import { type ExecConfig, execCredentials } from '../../src/kube/exec-plugin.ts';
+import { type ExecConfig, execCredentials, stopPluginRuns } from '../../src/kube/exec-plugin.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -61,6 +61,18 @@ describe('time limits', () => {
     expect(runs(exec)).toBe(1);
     await creds.get(AbortSignal.timeout(100)).catch(() => undefined);
     expect(runs(exec)).toBe(2);
+  });
+
+  test('a run still in flight when the controller stops is killed and reaped, not left running orphaned', async () => {
+    const exec = plugin('orphan.sh', `echo $$ > ${join(dir, 'orphan.pid')}\nexec sleep 60`);
+    const creds = execCredentials(exec, { timeoutMs: 30_000, now: Date.now });
+    await creds.get(AbortSignal.timeout(300)).catch(() => undefined);
+    const pid = Number(readFileSync(join(dir, 'orphan.pid'), 'utf8'));
+    expect(alive(pid)).toBe(true);
+    const t0 = performance.now();
+    await stopPluginRuns();
+    expect(alive(pid)).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(1_000);
   });
 
   test('a plugin slower than one request\'s limit is not started over: its credential serves the next request', async () => {

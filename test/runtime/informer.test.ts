@@ -217,3 +217,30 @@ test('a watch that lasted until the server closed it clears the backoff: the nex
   expect(starts).toHaveLength(6);
   expect(starts[5]! - starts[4]!).toBeLessThan(700);
 });
+
+test('a server that answers 503 while its probe never sees it down (ready ahead of its lists) is asked again within 3 s, not at the 30 s backoff', async () => {
+  let failing = 8;
+  const lists: number[] = [];
+  const started = performance.now();
+  const source: ListWatch<KubeObject> = {
+    async list() {
+      lists.push(performance.now() - started);
+      if (failing-- > 0) throw new ApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request', 'GET', '/x');
+      return { items: [obj('a', '1')], resourceVersion: '9' };
+    },
+    async *watch(_rv, signal) {
+      await aborted(signal);
+    },
+    // The probe never answers "back" (it never saw the server down): only the capped backoff wakes the informer.
+    answered: (signal) => aborted(signal).then(() => undefined),
+  };
+  const informer = new Informer({ name: 't', source, log, maxBackoffMs: 30_000 });
+  const ac = new AbortController();
+  const run = informer.start(ac.signal);
+  await informer.waitForSync();
+  ac.abort();
+  await run;
+  const gaps = lists.slice(1).map((t, i) => t - lists[i]!);
+  expect(Math.max(...gaps)).toBeLessThan(3_500);
+  expect(gaps.filter((g) => g > 2_500).length).toBeGreaterThan(0);
+}, 30_000);

@@ -4,13 +4,11 @@
  * abort its work with LeadershipLost. The e2e test (leader-election.test.ts) runs two real controllers.
  */
 import { describe, expect, test } from 'bun:test';
-import type { KubeObject } from '../../src/api/types.ts';
+import type { Lease } from '../../src/api/types.ts';
 import type { KubeClient, WriteFence } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
 import { LeaderElector, LeadershipLost } from '../../src/runtime/leader.ts';
 import { createLogger } from '../../src/util/log.ts';
-
-type Lease = KubeObject & { spec?: { holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number } };
 
 /** One Lease in memory, optimistic concurrency by resourceVersion; `hang` makes every request wait for its signal. */
 function fakeApi() {

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
 import { BACKUP_NOW_ANNOTATION, COMPONENT } from '../../src/api/group.ts';
-import type { BackupLocation, KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
+import type { BackupLocation, KubeEvent, KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, importImage, loadEnv } from '../../scripts/cluster/node.ts';
 
@@ -200,17 +200,8 @@ export async function locationInit(ns: string, name: string, want: 'Completed' |
   await eventually(() => expect(getJson<BackupLocation>(['bl', name, '-n', ns]).status?.initStatus).toBe(want));
 }
 
-export interface EventView {
-  type: string;
-  reason: string;
-  message: string;
-  count: number;
-  involvedObject: { kind: string; name: string };
-  source?: { component?: string };
-}
-
-export function events(ns: string, objectName?: string): EventView[] {
-  const list = getJson<{ items: EventView[] }>(['events', '-n', ns]);
+export function events(ns: string, objectName?: string): KubeEvent[] {
+  const list = getJson<{ items: KubeEvent[] }>(['events', '-n', ns]);
   return list.items.filter((e) => e.source?.component === COMPONENT && (!objectName || e.involvedObject.name === objectName));
 }
 
