@@ -77,6 +77,10 @@ describe('locks', () => {
   /** A restic prune started with `hostName` as its host, killed while it holds the repository's exclusive lock. */
   async function killedPrune(hostName: string): Promise<void> {
     const repo = `s3:${cluster().s3Url}/${bucket}`;
+    // First no lock at all (an earlier backup's, or the verification that follows it, goes away within seconds): the
+    // lock watched for below is then the prune's. A verification's lock taken for the prune's once made the prune die
+    // before it locked anything, and the backup found no lock of other-node to wait for.
+    await eventually(async () => expect(await listKeys(bucket, 'locks/')).toEqual([]), 60_000, 100);
     const cmd = `hostname ${hostName} && exec restic --no-cache --cacert ${join(cluster().pki, 'ca.crt')} -r ${repo} prune`;
     // Its own UTS namespace: the host name restic writes into its lock is the one given, not this machine's.
     const other = spawn('unshare', ['--uts', 'sh', '-c', cmd], { env: resticEnv(), stdio: 'ignore', detached: true });
