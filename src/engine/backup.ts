@@ -146,6 +146,9 @@ async function copyExtraPaths(paths: readonly string[], data: string): Promise<v
   }
 }
 
+/** restic ≥ 0.17's error for a file it stores again because the index lost parts of it (after a repair). */
+const RESTORED_AGAIN = /not found in the repository index; storing the file again/;
+
 /** restic's own lines that follow our SIGINT: what we did to it, not what went wrong. */
 const OUR_INTERRUPT = /signal interrupt received|context canceled|cleaning up/i;
 
@@ -173,10 +176,11 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]),
     ...(parent ? ['--parent', parent] : []), DATA_DIR];
   try {
-    await restic.run(req.repo, args, {
+    const { code, stderr } = await restic.run(req.repo, args, {
       cwd,
       signal,
       timeoutMs: 6 * 60 * 60_000,
+      answerCodes: [3],
       onStderrLine: (line) => {
         // Once we have stopped restic, what it says is about being stopped.
         const text = plainText(line).trim();
@@ -193,6 +197,16 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
         req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
       },
     });
+    // Exit 3 is "a source file could not be read". After a repair removed damaged packs, restic 0.18 also says so for a
+    // file it stored again because parts of it were no longer in the index: that backup is whole. Anything else is not.
+    if (code === 3) {
+      const errors = stderr.split('\n').filter((l) => l.includes('"message_type":"error"'));
+      const problems = errors.filter((l) => !RESTORED_AGAIN.test(l));
+      if (errors.length === 0 || problems.length > 0 || !summary) {
+        const c = classifyResticError(problems.join('\n') || stderr);
+        throw new EngineError(c.kind, c.message);
+      }
+    }
   } catch (err) {
     if (stalled.signal.aborted && !req.signal?.aborted) {
       const kind = lastError ? classifyResticError(lastError).kind : 'Failed';

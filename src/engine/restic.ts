@@ -40,11 +40,15 @@ export interface RunOptions {
   cwd?: string;
   /** Called with each stderr line as it arrives (restic reports retries there). */
   onStderrLine?: (line: string) => void;
+  /** Exit codes besides 0 that are an answer, not a failure (`restic check` exits 1 when it finds damage). */
+  answerCodes?: number[];
 }
 
 export interface RunResult {
   stdout: string;
   stderr: string;
+  /** restic's exit code: 0, or one of RunOptions.answerCodes. */
+  code?: number;
 }
 
 const KILL_GRACE_MS = 5_000;
@@ -171,11 +175,11 @@ export class Restic {
       if (stopped === 'refused') throw new EngineError('AccessDenied', refusal);
       if (stopped === 'timeout') throw new EngineError('Timeout', `restic ${command} did not finish within ${Math.round(timeoutMs / 1000)} s`);
       if (stopped === 'cancel') throw new EngineError('Cancelled', `restic ${command} was cancelled`);
-      if (code !== 0) {
+      if (code !== 0 && !run.answerCodes?.includes(code)) {
         const c = classifyResticError(stderr);
         throw new EngineError(c.kind, c.message);
       }
-      return { stdout, stderr };
+      return { stdout, stderr, code };
     } finally {
       clearTimeout(timer);
       run.signal?.removeEventListener('abort', onAbort);
