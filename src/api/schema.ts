@@ -198,6 +198,14 @@ export const backupRecordSchema = {
             message: str('What was checked, or why it failed.'),
           },
         },
+        damage: {
+          type: 'object',
+          description: 'Set when a check of the repository found that this backup references data that was damaged and could not be salvaged: it does not restore.',
+          properties: {
+            time: str('When the damage was found (RFC 3339).'),
+            message: str('What was damaged, and what was done.'),
+          },
+        },
         conditions,
       },
     },

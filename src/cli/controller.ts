@@ -8,6 +8,7 @@ import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
+import { RepositoryRepair } from '../controllers/repository-repair.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
 import { Verifier } from '../controllers/verification.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
@@ -102,8 +103,12 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   // Each backup proven by restoring it. Verifications run one at a time, apart from backups: one stuck on an
   // unreachable S3 endpoint must never keep a due backup waiting (it reads only S3, not the cluster's etcd).
   const verifications = new Semaphore(1);
+  // A failed verification has the repository read whole, and repaired if damaged (then new backups at once).
+  const repair = new RepositoryRepair({
+    client, records, policies, secrets, restic, recorder, log, requestBackup: (key) => policyReconciler.requestBackup(key),
+  });
   policyReconciler.verifier = new Verifier({
-    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000,
+    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000, repair,
   });
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);
@@ -156,9 +161,8 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     ? new LeaderElector({ client, namespace: ns, identity: config.identity, log, ...config.leaderElection })
     : undefined;
   return new Manager({
-    always: [...informers, http],
-    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner,
-      new NamespaceDeletion({ client, namespace: ns, log })],
+    always: [...informers, http, new NamespaceDeletion({ client: client.unfenced(), namespace: ns, log })],
+    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -25,6 +25,8 @@ const MAX_REQUEUE_MS = 60 * 60_000;
 export class BackupPolicyReconciler implements Reconciler {
   /** What this process has served, ahead of the (possibly stale) cache: the slot and the backup-now value. */
   private readonly served = new Map<string, { slot?: number; backupNow?: string }>();
+  /** Policies asked for a backup at once by a repository repair (requestBackup). */
+  private readonly repairs = new Set<string>();
   private readonly now: () => Date;
   private readonly outcomes: BackupOutcomes;
   private readonly runner: BackupRunner;
@@ -48,6 +50,15 @@ export class BackupPolicyReconciler implements Reconciler {
     this.runner.hooks.sync = sync;
   }
   /** Proves backups restore (after each backup, or on the policy's verification schedule). */
+  /**
+   * Asks for a backup of the policy at once (after a repository repair: fresh copies of the data now, not at the next
+   * slot). It runs as an on-demand backup; if one runs already, the request waits for it to end.
+   */
+  requestBackup(key: string): void {
+    this.repairs.add(key);
+    this.runner.hooks.enqueue(key);
+  }
+
   set verifier(verifier: Verifier | undefined) {
     this.runner.hooks.verifier = verifier;
   }
@@ -121,7 +132,9 @@ export class BackupPolicyReconciler implements Reconciler {
       Date.parse(policy.metadata.creationTimestamp ?? '') || 0);
     const slot = dueSlot({ schedule, now, suspended: policy.spec.suspend === true, lastServed: new Date(lastServedMs) });
     const nowValue = policy.metadata.annotations?.[BACKUP_NOW_ANNOTATION];
-    const onDemand = nowValue !== undefined && nowValue !== '' && nowValue !== st.backupNowServed && nowValue !== mem.backupNow;
+    const repair = this.repairs.has(key);
+    const asked = nowValue !== undefined && nowValue !== '' && nowValue !== st.backupNowServed && nowValue !== mem.backupNow;
+    const onDemand = repair || asked;
     const next = policy.spec.suspend ? undefined : schedule.next(now);
 
     const update: MetadataBackupPolicyStatus = {
@@ -134,13 +147,15 @@ export class BackupPolicyReconciler implements Reconciler {
       }, now)),
     };
     if (slot) update.lastScheduleTime = slot.toISOString();
-    if (onDemand) update.backupNowServed = nowValue;
+    if (asked) update.backupNowServed = nowValue;
 
     // 5. Start the backup, or count it as skipped if this policy's previous one still runs.
     let start: Trigger | undefined;
     if (slot || onDemand) {
       const trigger: Trigger = onDemand ? 'OnDemand' : 'Scheduled';
-      if (this.runner.has(key)) {
+      if (this.runner.has(key) && !slot && !asked) {
+        // Only the repair's request, which waits for the running backup to end (it enqueues the policy then).
+      } else if (this.runner.has(key)) {
         this.deps.metrics.skipped.inc({ policyName: policy.metadata.name });
         const queued = this.runner.waitingFor(key);
         await this.deps.recorder.event(policy, 'Normal', BACKUP_SKIPPED, queued
@@ -160,6 +175,7 @@ export class BackupPolicyReconciler implements Reconciler {
     if (this.statusChanged(st, update)) await this.outcomes.patchStatus(policy, update);
     this.served.set(key, { slot: slot?.getTime() ?? mem.slot, backupNow: onDemand ? nowValue : mem.backupNow });
     if (start) {
+      this.repairs.delete(key);
       this.runner.start(key, start, signal, reconciledAt);
       log.info('backup started', { trigger: start, slot: slot?.toISOString() });
     }

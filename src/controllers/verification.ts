@@ -17,6 +17,7 @@ import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
 import { retryUntilDone } from '../util/retry.ts';
 import { locationRepository } from './inputs.ts';
+import { RepositoryRepair } from './repository-repair.ts';
 import { isPermanent } from './records.ts';
 
 export interface VerifierDeps {
@@ -28,6 +29,8 @@ export interface VerifierDeps {
   log: Logger;
   /** Takes a verification slot (they run one at a time, apart from backups); returns its release. */
   acquire: (signal: AbortSignal) => Promise<() => void>;
+  /** After a failure that may be damaged data: check and repair the repository (in the same verification slot). */
+  repair?: RepositoryRepair;
   timeoutMs?: number;
   now?: () => Date;
 }
@@ -74,6 +77,7 @@ export class Verifier {
       } }), signal).catch(() => undefined);
       await recorder.event(policy, 'Warning', BACKUP_VERIFICATION_FAILED, message).catch(() => undefined);
       log.warn('backup verification failed', { error: message });
+      if (this.deps.repair && RepositoryRepair.concernsData(err)) await this.deps.repair.afterFailedVerification(location, signal);
       return false;
     } finally {
       release?.();

@@ -21,6 +21,8 @@ export interface PolicyGauges {
   previousRun?: number;
   /** Successful backups kept (records). */
   retained: number;
+  /** Kept backups a repository check found damaged (records with status.damage): they do not restore. */
+  damaged: number;
   /** Size of the newest backup's etcd snapshot, bytes. */
   etcdSnapshotSize?: number;
   /** Bytes the newest successful backup read (KubeDR's kubedr_backup_size_bytes). */
@@ -71,7 +73,7 @@ export function policyGauges(policies: readonly MetadataBackupPolicy[], records:
       }
     }
     return {
-      policyName: name, lastSuccess, lastStatus, nextRun, previousRun, retained: mine.length, suspended: p.spec.suspend === true,
+      policyName: name, lastSuccess, lastStatus, nextRun, previousRun, retained: mine.length, damaged: mine.filter((r) => r.status?.damage).length, suspended: p.spec.suspend === true,
       etcdSnapshotSize: newest?.status?.etcdSnapshotSize, backupSize: newest?.status?.totalBytesProcessed,
       lastVerified: seconds(st.lastVerifiedTime),
       verificationDue: verificationDue(p, now, previousRun),

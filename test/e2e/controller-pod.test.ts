@@ -203,7 +203,12 @@ describe('kubectl delete namespace of the install', () => {
     const log = Bun.spawn(['kubectl', 'logs', '-f', pod, '-n', ns], { env: { ...process.env, KUBECONFIG: cluster().kubeconfig }, stdout: 'pipe', stderr: 'ignore' });
     const started = performance.now();
     expect(kubectl(['delete', 'namespace', ns, '--wait=false']).code).toBe(0);
-    await eventually(() => expect(kubectl(['get', 'namespace', ns]).stderr).toContain('NotFound'), 120_000, 1000);
+    await eventually(() => expect(kubectl(['get', 'namespace', ns]).stderr).toContain('NotFound'), 120_000, 1000).catch((err) => {
+      // What holds it: the namespace's own conditions, and what is left in it.
+      const conditions = kubectl(['get', 'namespace', ns, '-o', 'jsonpath={.status.conditions}']).stdout;
+      const left = kubectl(['get', 'mbr,mbp,bl,pods,leases', '-n', ns, '-o', 'custom-columns=KIND:.kind,NAME:.metadata.name,FINALIZERS:.metadata.finalizers,DELETING:.metadata.deletionTimestamp']).stdout;
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\nnamespace conditions: ${conditions}\nleft:\n${left}`);
+    });
     const tookS = (performance.now() - started) / 1000;
     console.log(`namespace ${ns} with ${held.length} records deleted in ${tookS.toFixed(1)} s`);
     expect(tookS).toBeLessThan(120);

@@ -96,7 +96,35 @@ describe('a backup damaged in S3 after it was taken', () => {
     expect(metricValue(await controller.metrics(), 'kubedr_backup_verification_failures_total', { policyName: 'damaged' })).toBeGreaterThanOrEqual(1);
     // A failed verification is not a failed backup.
     expect(policy('damaged').status?.backupStatus).toBe('Completed');
-  }, 150_000);
+
+    // What follows: the repository is read whole and repaired (damaged packs removed, intact data salvaged), the records
+    // that lost data say so, the policy is told in plain words, and a new backup is taken at once, which restores.
+    const damage = await eventually(() => {
+      const e = events(ns, 'damaged').find((x) => x.reason === 'RepositoryDamaged');
+      if (!e) throw new Error('no RepositoryDamaged event yet');
+      return e;
+    }, 120_000, 1000);
+    console.log(`damage drill: ${damage.message}`);
+    expect(damage.type).toBe('Warning');
+    expect(damage.message).toMatch(/damaged pack file\(s\) removed after salvaging their intact data/);
+    expect(damage.message).toContain(snapshotId);
+    expect(record(p.status!.mbrName!).status?.damage?.message).toMatch(new RegExp(`^snapshot ${snapshotId} references data that was damaged.*does not restore`));
+    expect(metricValue(await controller.metrics(), 'kubedr_backups_damaged', { policyName: 'damaged' })).toBeGreaterThanOrEqual(1);
+    const fresh = await eventually(() => {
+      const x = policy('damaged');
+      if (x.status?.backupStatus !== 'Completed' || x.status.snapshotId === snapshotId) throw new Error(JSON.stringify(x.status));
+      return x;
+    }, 120_000, 1000);
+    expect(fresh.status?.backupTrigger).toBe('OnDemand');
+    // Its scheduled verification (every minute here) proves the new backup restores: it did not point at lost data.
+    const proof = await eventually(() => {
+      const v = record(fresh.status!.mbrName!).status?.verification;
+      if (!v) throw new Error('not verified yet');
+      return v;
+    }, 150_000, 1000);
+    expect(proof.result).toBe('Succeeded');
+    expect(record(fresh.status!.mbrName!).status?.damage).toBeUndefined();
+  }, 480_000);
 
   test('kubedr verify finds it too, and proves a sound backup', () => {
     const creds = join(cluster().dir, `verify-creds-${ns}.yaml`);

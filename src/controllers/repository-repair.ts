@@ -1,0 +1,102 @@
+/**
+ * @module What follows a failed verification: one damaged blob in a restic repository poisons every later backup that
+ * deduplicates against it (each says Completed, none restores). So when a verification fails for any reason but an
+ * unreachable or refusing S3, the repository is read whole (`restic check --read-data`) and, if damaged, repaired with
+ * restic's own commands (engine/repository-damage.ts): the damaged packs are removed after salvaging their intact
+ * blobs, so the next backup stores fresh copies instead of pointing at broken ones. The records of backups that still
+ * reference lost data are marked (`status.damage`, the `kubedr_backups_damaged` gauge), each policy concerned is told
+ * in a Warning event, and takes a new backup at once.
+ */
+import { REPOSITORY_DAMAGED } from '../api/events.ts';
+import { BACKUP_RECORD } from '../api/group.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { EngineError, type EngineErrorKind } from '../engine/errors.ts';
+import { type DamageReport, findAndRepairDamage } from '../engine/repository-damage.ts';
+import type { Restic } from '../engine/restic.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { EventRecorder } from '../runtime/recorder.ts';
+import type { Logger } from '../util/log.ts';
+import { locationRepository } from './inputs.ts';
+
+/** Failures that say nothing about the data: the repository was not read, so there is nothing to check for. */
+const NOT_ABOUT_DATA: ReadonlySet<EngineErrorKind> = new Set(['Unreachable', 'Timeout', 'AccessDenied', 'Locked', 'Cancelled', 'TlsError',
+  'InvalidInput', 'WrongPassword', 'NoRepository']);
+
+export interface RepositoryRepairDeps {
+  client: KubeClient;
+  records: Informer<MetadataBackupRecord>;
+  policies: Informer<MetadataBackupPolicy>;
+  secrets: Informer<Secret>;
+  restic: Restic;
+  recorder: EventRecorder;
+  log: Logger;
+  /** Asks for a backup of the policy (namespace/name) at once. */
+  requestBackup: (key: string) => void;
+  now?: () => Date;
+}
+
+export class RepositoryRepair {
+  constructor(private readonly deps: RepositoryRepairDeps) {}
+
+  /** Whether a verification failure calls for a check of the repository's data. */
+  static concernsData(err: unknown): boolean {
+    return !(err instanceof EngineError && NOT_ABOUT_DATA.has(err.kind));
+  }
+
+  /**
+   * Checks the location's repository after a failed verification and, if damaged, repairs it, marks the records that
+   * lost data, tells their policies and asks each for a new backup. Returns the report (undefined if the check failed).
+   */
+  async afterFailedVerification(location: BackupLocation, signal: AbortSignal): Promise<DamageReport | undefined> {
+    const ns = location.metadata.namespace ?? '';
+    const log = this.deps.log.child({ backupLocation: `${ns}/${location.metadata.name}` });
+    let report: DamageReport;
+    try {
+      log.info('verification failed: reading the whole repository (restic check --read-data)');
+      report = await findAndRepairDamage(this.deps.restic, locationRepository(location, this.deps.secrets), { signal });
+    } catch (err) {
+      log.warn('the repository check after a failed verification did not finish', { err });
+      return undefined;
+    }
+    if (report.check.errors === 0) {
+      log.info('repository check found no damage: the verification failed for another reason');
+      return report;
+    }
+    const time = (this.deps.now ?? (() => new Date()))().toISOString();
+    const inLocation = this.deps.records.list().filter((r) => r.metadata.namespace === ns && r.spec.backuploc === location.metadata.name);
+    const damaged = inLocation.filter((r) => report.damagedSnapshots.some((id) => id.startsWith(r.spec.snapshotId) || r.spec.snapshotId.startsWith(id)));
+    const cause = report.check.messages[0] ?? `${report.check.errors} error(s)`;
+    for (const r of damaged) {
+      const message = `snapshot ${r.spec.snapshotId} references data that was damaged in the repository and could not be salvaged: ` +
+        `it does not restore (restic check: ${cause})`;
+      await this.deps.client.patchStatus(BACKUP_RECORD, ns, r.metadata.name, { damage: { time, message } })
+        .catch((err) => log.warn('could not mark a damaged record', { record: r.metadata.name, err }));
+    }
+    // Every policy with backups in this repository: its next backup must store fresh copies now, not at its schedule.
+    const policies = [...new Set(inLocation.map((r) => r.spec.policy))];
+    for (const name of policies) {
+      const policy = this.deps.policies.get(`${ns}/${name}`);
+      if (!policy) continue;
+      const lost = damaged.filter((r) => r.spec.policy === name).map((r) => r.spec.snapshotId);
+      await this.deps.recorder.event(policy, 'Warning', REPOSITORY_DAMAGED, damageMessage(location, report, cause, lost));
+      this.deps.requestBackup(`${ns}/${name}`);
+    }
+    log.warn('repository damaged: repaired, records marked, new backups requested', {
+      brokenPacks: report.check.brokenPacks.length, damagedSnapshots: report.damagedSnapshots, policies,
+    });
+    return report;
+  }
+}
+
+/** The event's words: what was found, what was done, what is lost, what happens next. */
+export function damageMessage(location: BackupLocation, report: DamageReport, cause: string, lost: string[]): string {
+  const repaired = report.removedPacks.length > 0
+    ? `${report.removedPacks.length} damaged pack file(s) removed after salvaging their intact data`
+    : report.indexRebuilt ? 'the index rebuilt' : 'nothing restic could repair';
+  const loss = lost.length > 0
+    ? `${lost.length} backup(s) of this policy lost data and do not restore: ${lost.join(', ')} (status.damage on their records)`
+    : 'no backup of this policy lost data';
+  return `BackupLocation ${location.metadata.name}'s repository held damaged data (restic check: ${cause}). Repaired: ${repaired}. ` +
+    `${loss}. A new backup is being taken now, storing fresh copies.`;
+}
