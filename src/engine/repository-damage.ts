@@ -59,7 +59,8 @@ export function parseCheck(stdout: string, stderr: string): CheckResult {
   const summary = lines(stdout).find((l) => l.message_type === 'summary');
   if (!summary) throw new EngineError('Failed', 'restic check printed no summary');
   const messages = lines(stderr).filter((l) => l.message_type === 'error' && l.message?.trim())
-    .map((l) => (l.message ?? '').trim().split('\n')[0]!).slice(0, 3);
+    // One line each ("error for tree 6a5b674d:" alone says nothing: its cause is on the next line), kept short.
+    .map((l) => (l.message ?? '').trim().split('\n').map((x) => x.trim()).filter(Boolean).join(' ').slice(0, 300)).slice(0, 3);
   return { errors: summary.num_errors ?? 0, brokenPacks: summary.broken_packs ?? [], repairIndex: summary.suggest_repair_index === true, messages };
 }
 
