@@ -78,7 +78,7 @@ export function newestSnapshot(records: readonly MetadataBackupRecord[], ns: str
   let newest: MetadataBackupRecord | undefined;
   for (const r of records) {
     if (r.metadata.namespace !== ns || r.spec.policy !== policy || r.spec.backuploc !== location || r.metadata.deletionTimestamp ||
-      r.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' ||
+      r.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' || r.status?.damage ||
       r.status?.conditions?.some((c) => c.type === SNAPSHOT_AVAILABLE && c.status === 'False')) continue;
     if (!newest || Date.parse(r.status?.backupTime ?? '') > Date.parse(newest.status?.backupTime ?? '')) newest = r;
   }

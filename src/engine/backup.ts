@@ -146,6 +146,9 @@ async function copyExtraPaths(paths: readonly string[], data: string): Promise<v
   }
 }
 
+/** restic's error for a parent snapshot whose trees a repair removed. */
+const PARENT_DAMAGED = /tree [0-9a-f]+ is not known; the repository could be damaged/;
+
 /** restic ≥ 0.17's error for a file it stores again because the index lost parts of it (after a repair). */
 const RESTORED_AGAIN = /not found in the repository index; storing the file again/;
 
@@ -229,8 +232,9 @@ async function upload(restic: Restic, req: BackupRequest, cwd: string, total: nu
   try {
     return await attempt(req.parent);
   } catch (err) {
-    // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself.
-    if (err instanceof EngineError && err.kind === 'NotFound') return attempt();
+    // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself. Or damaged:
+    // a repair removed data of its trees ("tree … is not known"); the next backup must store fresh copies, without it.
+    if (err instanceof EngineError && (err.kind === 'NotFound' || PARENT_DAMAGED.test(err.message))) return attempt();
     throw err;
   }
 }

@@ -14,12 +14,14 @@ describe('newestSnapshot (the parent of the next backup)', () => {
     expect(newestSnapshot(records, 'other-ns', 'daily', 'loc')).toBeUndefined();
   });
 
-  test('skips records whose snapshot is going or gone: being deleted, forgotten by retention, flagged missing', () => {
+  test('skips records whose snapshot is going, gone or damaged: being deleted, forgotten by retention, flagged missing, damaged', () => {
     const deleting = { ...record('cccccccc', '2026-11-03T00:00:00Z'), metadata: { ...record('cccccccc', '').metadata, deletionTimestamp: '2026-11-04T00:00:00Z' } };
     const forgotten = record('dddddddd', '2026-11-04T00:00:00Z');
     forgotten.metadata.annotations = { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' };
     const missing = record('eeeeeeee', '2026-11-05T00:00:00Z');
     missing.status!.conditions = [{ type: 'SnapshotAvailable', status: 'False', reason: 'SnapshotMissing', message: '', lastTransitionTime: '2026-11-06T00:00:00Z' }];
-    expect(newestSnapshot([record('aaaaaaaa', '2026-11-01T00:00:00Z'), deleting, forgotten, missing], 'ns', 'daily', 'loc')).toBe('aaaaaaaa');
+    const damaged = record('ffffffff', '2026-11-06T00:00:00Z');
+    damaged.status!.damage = { time: '2026-11-07T00:00:00Z', message: 'snapshot ffffffff references data that was damaged' };
+    expect(newestSnapshot([record('aaaaaaaa', '2026-11-01T00:00:00Z'), deleting, forgotten, missing, damaged], 'ns', 'daily', 'loc')).toBe('aaaaaaaa');
   });
 });
