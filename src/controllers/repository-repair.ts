@@ -66,7 +66,9 @@ export class RepositoryRepair {
     const time = (this.deps.now ?? (() => new Date()))().toISOString();
     const inLocation = this.deps.records.list().filter((r) => r.metadata.namespace === ns && r.spec.backuploc === location.metadata.name);
     const damaged = inLocation.filter((r) => report.damagedSnapshots.some((id) => id.startsWith(r.spec.snapshotId) || r.spec.snapshotId.startsWith(id)));
-    const cause = report.check.messages[0] ?? `${report.check.errors} error(s)`;
+    // "error for tree 6a5b674d:" has its cause in restic's next message.
+    const [first, second] = report.check.messages;
+    const cause = first === undefined ? `${report.check.errors} error(s)` : first.endsWith(':') && second ? `${first} ${second}` : first;
     for (const r of damaged) {
       const message = `snapshot ${r.spec.snapshotId} references data that was damaged in the repository and could not be salvaged: ` +
         `it does not restore (restic check: ${cause})`;
