@@ -117,6 +117,9 @@ export function createMetrics() {
       (g) => g.verificationDue),
     lastVerified: derived('kubedr_backup_last_verified_timestamp_seconds',
       'Unix time a backup of the policy was last proven to restore (read back, restored into a throwaway etcd, checked).', (g) => g.lastVerified),
+    lastVerificationStatus: derived('kubedr_backup_last_verification_status',
+      'Outcome of the most recent verification of a backup of the policy: 1 it restored, 0 it did not; absent before the first and when verification is off.',
+      (g) => g.lastVerificationStatus),
     verificationFailures,
     // One series per certificate file of the policy's newest backup: its earliest expiry.
     certificateExpiry: new Gauge({

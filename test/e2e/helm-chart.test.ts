@@ -134,7 +134,8 @@ describe('rendered with default values', () => {
   test('every alert has a summary, a description and a runbook section that exists in docs/runbooks.md', () => {
     const rules = r.one('PrometheusRule').spec.groups[0].rules as { alert: string; expr: string; annotations: Record<string, string> }[];
     expect(rules.map((x) => x.alert)).toEqual(['KubeDRBackupFailed', 'KubeDRBackupMissed', 'KubeDRBackupLocationNotReady',
-      'KubeDRRestoreFailed', 'KubeDRControlPlaneCertificateExpiring', 'KubeDRBackupUnverified', 'KubeDRControllerDown']);
+      'KubeDRRestoreFailed', 'KubeDRControlPlaneCertificateExpiring', 'KubeDRBackupUnverified', 'KubeDRBackupVerificationFailed',
+      'KubeDRControllerDown']);
     const anchors = new Set([...readFileSync(join(repoRoot, 'docs/runbooks.md'), 'utf8').matchAll(/^#{2,3} (.+)$/gm)]
       .map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
     for (const x of rules) {

@@ -5,7 +5,7 @@
  * claims bound to hostPath volumes by the controller-manager.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
@@ -155,6 +155,32 @@ export function deleteNamespace(name: string): void {
 export function deleteInstall(ns: string, release = 'kubedr'): void {
   deleteNamespace(ns);
   kubectl(['delete', 'clusterrole,clusterrolebinding', `${release}-${ns}`, '--ignore-not-found']);
+}
+
+/**
+ * Flips 64 bytes in the middle of every pack file of the bucket's restic repository, as a bad disk or a bug in the
+ * store would: the backups in it no longer restore, though restic still lists them. Returns how many packs it damaged.
+ */
+export function damagePacks(bucket: string): number {
+  const packs = join(cluster().dir, 's3-data', bucket, 'data');
+  let damaged = 0;
+  for (const dir of readdirSync(packs)) {
+    for (const f of readdirSync(join(packs, dir)).filter((x) => x.endsWith('._S3rver_object'))) {
+      const file = join(packs, dir, f);
+      const fd = openSync(file, 'r+');
+      try {
+        const at = Math.floor(statSync(file).size / 2);
+        const b = Buffer.alloc(64);
+        readSync(fd, b, 0, 64, at);
+        for (let i = 0; i < b.length; i++) b[i] = b[i]! ^ 0xff;
+        writeSync(fd, b, 0, 64, at);
+      } finally {
+        closeSync(fd);
+      }
+      damaged++;
+    }
+  }
+  return damaged;
 }
 
 /** A bucket name no other test uses. */
@@ -370,6 +396,7 @@ export interface PolicySpec {
   schedule?: string;
   retainNumBackups?: number;
   suspend?: boolean;
+  verification?: MetadataBackupPolicy['spec']['verification'];
 }
 
 /** A policy backing up the test cluster's etcd and PKI to location `loc` with etcdCreds `etcd-creds`, once a year unless asked. */
