@@ -31,6 +31,8 @@ export interface VerifierDeps {
   acquire: (signal: AbortSignal) => Promise<() => void>;
   /** After a failure that may be damaged data: check and repair the repository (in the same verification slot). */
   repair?: RepositoryRepair;
+  /** The engine's verification (a stand-in in unit tests). */
+  verifyBackup?: typeof verifyBackup;
   timeoutMs?: number;
   now?: () => Date;
 }
@@ -52,7 +54,7 @@ export class Verifier {
     const started = performance.now();
     try {
       release = await this.deps.acquire(signal);
-      const r = await verifyBackup(this.deps.restic, {
+      const r = await (this.deps.verifyBackup ?? verifyBackup)(this.deps.restic, {
         repo: locationRepository(location, this.deps.secrets), snapshot: record.spec.snapshotId,
         expectSha256: record.status?.etcdSnapshotSha256, signal, timeoutMs: this.deps.timeoutMs,
         // The pruner may run meanwhile: a repack under the reading restore gave false failures.
@@ -73,7 +75,8 @@ export class Verifier {
       const message = `verifying backup ${record.spec.snapshotId} failed: ${err instanceof Error ? err.message : String(err)}`;
       metrics.verificationFailures.inc({ policyName: name });
       await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
-        time: now(), result: 'Failed', durationSecs: ((performance.now() - started) / 1000).toFixed(3), message,
+        // A success's figures from an earlier verification of this record no longer hold.
+        time: now(), result: 'Failed', durationSecs: ((performance.now() - started) / 1000).toFixed(3), message, revision: null, keyCount: null,
       } }), signal).catch(() => undefined);
       await recorder.event(policy, 'Warning', BACKUP_VERIFICATION_FAILED, message).catch(() => undefined);
       log.warn('backup verification failed', { error: message });
