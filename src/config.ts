@@ -42,6 +42,8 @@ export const controllerFlags = {
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
   'prune-interval': { type: 'duration', help: 'longest time between two prunes of a location whose snapshots were forgotten (prune removes their data; it runs apart from backups)', default: '24h' },
+  'check-interval': { type: 'duration', help: 'time between scheduled checks of each location\'s data (restic check --read-data-subset; damage found is repaired, off the backup path); 0 turns them off', default: '24h' },
+  'check-read-data-subset': { type: 'string', help: 'part of the repository\'s data each scheduled check reads, as restic\'s --read-data-subset takes it (5%, 1/10, 500M)', default: '5%' },
   'prune-after-forgets': { type: 'int', help: 'prune a location sooner once this many of its snapshots were forgotten', default: 50 },
   'sync-period': { type: 'duration', help: 'interval between repository syncs: snapshots without a record get one (adopted), records without a snapshot are flagged', default: '10m' },
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
@@ -92,6 +94,9 @@ export interface Config {
   forgetRetryMs: number;
   syncPeriodMs: number;
   pruneIntervalMs: number;
+  /** 0: no scheduled checks. */
+  checkIntervalMs: number;
+  checkReadDataSubset: string;
   pruneAfterForgets: number;
   restoreImage?: string;
   restoreStartTimeoutMs: number;
@@ -145,6 +150,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     forgetRetryMs: f['forget-retry'],
     syncPeriodMs: f['sync-period'],
     pruneIntervalMs: f['prune-interval'],
+    checkIntervalMs: f['check-interval'],
+    checkReadDataSubset: f['check-read-data-subset'],
     pruneAfterForgets: f['prune-after-forgets'],
     restoreImage: f['restore-image'],
     restoreStartTimeoutMs: f['restore-start-timeout'],

@@ -37,6 +37,8 @@ export const BACKUP_VERIFICATION_FAILED = 'BackupVerificationFailed';
  * could, the records of backups that lost data are marked (status.damage), and a new backup is taken at once.
  */
 export const REPOSITORY_DAMAGED = 'RepositoryDamaged';
+/** BackupLocation: a scheduled check of the repository's data did not run to its end; it is tried at the next interval. */
+export const REPOSITORY_CHECK_FAILED = 'RepositoryCheckFailed';
 /** BackupLocation: pruning the repository failed; it is tried again at the next prune check. */
 export const PRUNE_FAILED = 'PruneFailed';
 /**

@@ -8,6 +8,7 @@ import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
+import { RepositoryChecker } from '../controllers/repository-checker.ts';
 import { RepositoryRepair } from '../controllers/repository-repair.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
 import { Verifier } from '../controllers/verification.ts';
@@ -115,6 +116,10 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   policyReconciler.enqueue = (key) => policyController.enqueue(key);
   enqueueOnChange(policies, policyController);
 
+  const checker = new RepositoryChecker({
+    client, locations, secrets, restic, recorder, log, repair, acquire: (s) => verifications.acquire(s),
+    intervalMs: config.checkIntervalMs, subset: config.checkReadDataSubset,
+  });
   const pruner = new Pruner({
     client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
   });
@@ -162,7 +167,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     : undefined;
   return new Manager({
     always: [...informers, http, new NamespaceDeletion({ client: client.unfenced(), namespace: ns, log })],
-    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner],
+    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner, checker],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

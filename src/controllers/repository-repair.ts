@@ -45,22 +45,23 @@ export class RepositoryRepair {
   }
 
   /**
-   * Checks the location's repository after a failed verification and, if damaged, repairs it, marks the records that
-   * lost data, tells their policies and asks each for a new backup. Returns the report (undefined if the check failed).
+   * Reads the location's whole repository (after a failed verification, or a scheduled check that found damage) and,
+   * if damaged, repairs it, marks the records that lost data, tells their policies and asks each for a new backup.
+   * Returns the report (undefined if the check failed).
    */
-  async afterFailedVerification(location: BackupLocation, signal: AbortSignal): Promise<DamageReport | undefined> {
+  async checkAndRepair(location: BackupLocation, signal: AbortSignal): Promise<DamageReport | undefined> {
     const ns = location.metadata.namespace ?? '';
     const log = this.deps.log.child({ backupLocation: `${ns}/${location.metadata.name}` });
     let report: DamageReport;
     try {
-      log.info('verification failed: reading the whole repository (restic check --read-data)');
+      log.info('reading the whole repository (restic check --read-data)');
       report = await findAndRepairDamage(this.deps.restic, locationRepository(location, this.deps.secrets), { signal });
     } catch (err) {
-      log.warn('the repository check after a failed verification did not finish', { err });
+      log.warn('the check of the whole repository did not finish', { err });
       return undefined;
     }
     if (report.check.errors === 0) {
-      log.info('repository check found no damage: the verification failed for another reason');
+      log.info('the whole repository was read: no damage');
       return report;
     }
     const time = (this.deps.now ?? (() => new Date()))().toISOString();

@@ -80,7 +80,7 @@ export class Verifier {
       } }), signal).catch(() => undefined);
       await recorder.event(policy, 'Warning', BACKUP_VERIFICATION_FAILED, message).catch(() => undefined);
       log.warn('backup verification failed', { error: message });
-      if (this.deps.repair && RepositoryRepair.concernsData(err)) await this.deps.repair.afterFailedVerification(location, signal);
+      if (this.deps.repair && RepositoryRepair.concernsData(err)) await this.deps.repair.checkAndRepair(location, signal);
       return false;
     } finally {
       release?.();

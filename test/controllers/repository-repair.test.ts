@@ -76,7 +76,7 @@ describe('which failed verifications call for reading the whole repository', () 
 describe('after the check', () => {
   test('damage: packs repaired, the records that lost data marked (only in this location), each policy there told and backed up at once', async () => {
     const t = setup({ broken: true, lost: ['aaaa1111', 'bbbb1111'] });
-    const report = await t.repair.afterFailedVerification(location, new AbortController().signal);
+    const report = await t.repair.checkAndRepair(location, new AbortController().signal);
     expect(report?.removedPacks).toEqual([BROKEN]);
     expect(t.calls.map((c) => c.slice(0, 2).join(' '))).toEqual(['check --read-data', 'repair packs', 'repair snapshots']);
     expect(t.patches.map(([n]) => n).sort()).toEqual(['mbr-a1', 'mbr-b1']);
@@ -90,14 +90,14 @@ describe('after the check', () => {
 
   test('no damage found: nothing repaired, marked, told or backed up (the verification failed for another reason)', async () => {
     const t = setup({ broken: false, lost: [] });
-    expect((await t.repair.afterFailedVerification(location, new AbortController().signal))?.check.errors).toBe(0);
+    expect((await t.repair.checkAndRepair(location, new AbortController().signal))?.check.errors).toBe(0);
     expect(t.calls.map((c) => c[0])).toEqual(['check']);
     expect([t.patches, t.events, t.requested]).toEqual([[], [], []]);
   });
 
   test('the check itself fails (S3 went away): nothing is decided, nothing marked', async () => {
     const t = setup({ broken: true, lost: ['aaaa1111'], checkFails: true });
-    expect(await t.repair.afterFailedVerification(location, new AbortController().signal)).toBeUndefined();
+    expect(await t.repair.checkAndRepair(location, new AbortController().signal)).toBeUndefined();
     expect([t.patches, t.events, t.requested]).toEqual([[], [], []]);
   });
 });

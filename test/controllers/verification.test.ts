@@ -30,7 +30,7 @@ function setup(outcome: VerifyResult | Error) {
   const events: [string, string][] = [];
   const recorder: EventRecorder = { event: async (_o, type, reason) => void events.push([type, reason]) };
   const checked: string[] = [];
-  const repair = { afterFailedVerification: async (l: BackupLocation) => void checked.push(l.metadata.name) } as unknown as RepositoryRepair;
+  const repair = { checkAndRepair: async (l: BackupLocation) => void checked.push(l.metadata.name) } as unknown as RepositoryRepair;
   const metrics = createMetrics();
   const verifier = new Verifier({
     client, secrets: fakeInformer([creds]), restic: {} as Restic, recorder, metrics, log: createLogger({ level: 'error' }),
