@@ -82,11 +82,20 @@ export class RepositoryChecker implements Runnable {
       if (found.errors === 0) {
         status = { lastCheckResult: 'Passed', lastCheckMessage: `read ${this.deps.subset} of the data in ${took}: no errors` };
         log.info('repository check passed', { subset: this.deps.subset, took });
-      } else {
+      } else if (found.brokenPacks.length > 0 || found.repairIndex) {
         status = { lastCheckResult: 'Damaged', lastCheckMessage: `read ${this.deps.subset} of the data in ${took}: ${found.errors} error(s) ` +
-          `(${found.messages[0] ?? 'see restic check'}); the whole repository is being read and repaired` };
-        log.warn('repository check found damage: reading the whole repository and repairing it', { errors: found.errors });
+          `(${found.messages[0] ?? 'see restic check'}); the whole repository was read and repaired (see the RepositoryDamaged events)` };
+        log.warn('repository check found damaged data: reading the whole repository and repairing it', { errors: found.errors });
         await this.deps.repair.checkAndRepair(loc, signal);
+      } else {
+        // No damaged pack in what was read, but snapshots reference data that is gone (lost in an earlier repair, or by
+        // hand): name them, and mark those not marked yet; no full read.
+        const outcome = await this.deps.repair.checkAndRepair(loc, signal, found);
+        const known = outcome ? [...outcome.knownDamaged, ...outcome.newlyDamaged] : [];
+        status = { lastCheckResult: 'Damaged', lastCheckMessage: `read ${this.deps.subset} of the data in ${took}: no damaged pack, but ` +
+          (known.length > 0 ? `${known.length} backup(s) reference lost data and do not restore (${known.join(', ')}; status.damage on their ` +
+            'records): delete those records to remove them from the repository' : `${found.errors} error(s) (${found.messages[0] ?? 'see restic check'})`) };
+        log.warn('repository check: backups reference lost data', { errors: found.errors, known });
       }
     } catch (err) {
       if (signal.aborted) return undefined;

@@ -11,7 +11,7 @@ import { REPOSITORY_DAMAGED } from '../api/events.ts';
 import { BACKUP_RECORD } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { EngineError, type EngineErrorKind } from '../engine/errors.ts';
-import { type DamageReport, findAndRepairDamage } from '../engine/repository-damage.ts';
+import { type CheckResult, type DamageReport, findAndRepairDamage } from '../engine/repository-damage.ts';
 import type { Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -36,6 +36,14 @@ export interface RepositoryRepairDeps {
   now?: () => Date;
 }
 
+export interface RepairOutcome {
+  report: DamageReport;
+  /** Backups (snapshot ids) found to have lost data now, and marked. */
+  newlyDamaged: string[];
+  /** Backups marked damaged before, still referencing lost data. */
+  knownDamaged: string[];
+}
+
 export class RepositoryRepair {
   constructor(private readonly deps: RepositoryRepairDeps) {}
 
@@ -49,24 +57,31 @@ export class RepositoryRepair {
    * if damaged, repairs it, marks the records that lost data, tells their policies and asks each for a new backup.
    * Returns the report (undefined if the check failed).
    */
-  async checkAndRepair(location: BackupLocation, signal: AbortSignal): Promise<DamageReport | undefined> {
+  async checkAndRepair(location: BackupLocation, signal: AbortSignal, known?: CheckResult): Promise<RepairOutcome | undefined> {
     const ns = location.metadata.namespace ?? '';
     const log = this.deps.log.child({ backupLocation: `${ns}/${location.metadata.name}` });
     let report: DamageReport;
     try {
-      log.info('reading the whole repository (restic check --read-data)');
-      report = await findAndRepairDamage(this.deps.restic, locationRepository(location, this.deps.secrets), { signal });
+      if (!known) log.info('reading the whole repository (restic check --read-data)');
+      report = await findAndRepairDamage(this.deps.restic, locationRepository(location, this.deps.secrets), { signal }, known);
     } catch (err) {
       log.warn('the check of the whole repository did not finish', { err });
       return undefined;
     }
     if (report.check.errors === 0) {
       log.info('the whole repository was read: no damage');
-      return report;
+      return { report, newlyDamaged: [], knownDamaged: [] };
     }
     const time = (this.deps.now ?? (() => new Date()))().toISOString();
     const inLocation = this.deps.records.list().filter((r) => r.metadata.namespace === ns && r.spec.backuploc === location.metadata.name);
-    const damaged = inLocation.filter((r) => report.damagedSnapshots.some((id) => id.startsWith(r.spec.snapshotId) || r.spec.snapshotId.startsWith(id)));
+    const all = inLocation.filter((r) => report.damagedSnapshots.some((id) => id.startsWith(r.spec.snapshotId) || r.spec.snapshotId.startsWith(id)));
+    // Records marked before: their lost data keeps `restic check` failing until they are deleted; that is no news.
+    const damaged = all.filter((r) => !r.status?.damage);
+    const knownDamaged = all.filter((r) => r.status?.damage).map((r) => r.spec.snapshotId);
+    if (report.removedPacks.length === 0 && !report.indexRebuilt && damaged.length === 0) {
+      log.info('only backups already marked damaged reference lost data: nothing new', { knownDamaged });
+      return { report, newlyDamaged: [], knownDamaged };
+    }
     // "error for tree 6a5b674d:" has its cause in restic's next message.
     const [first, second] = report.check.messages;
     const cause = first === undefined ? `${report.check.errors} error(s)` : first.endsWith(':') && second ? `${first} ${second}` : first;
@@ -88,7 +103,7 @@ export class RepositoryRepair {
     log.warn('repository damaged: repaired, records marked, new backups requested', {
       brokenPacks: report.check.brokenPacks.length, damagedSnapshots: report.damagedSnapshots, policies,
     });
-    return report;
+    return { report, newlyDamaged: damaged.map((r) => r.spec.snapshotId), knownDamaged };
   }
 }
 

@@ -98,13 +98,14 @@ export async function checkRepository(restic: Restic, repo: Repository, opts: { 
 }
 
 /**
- * Checks the repository and, when it finds damage, repairs what restic can (salvage intact blobs, remove damaged packs,
+ * Checks the repository (unless `known` is a check just made) and, when it finds damage, repairs what restic can (salvage intact blobs, remove damaged packs,
  * rebuild the index) and names the snapshots that remain unrestorable. Serialised with this process's other writers
  * of the repository (a prune must not repack meanwhile).
  */
-export async function findAndRepairDamage(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<DamageReport> {
+export async function findAndRepairDamage(restic: Restic, repo: Repository, run: RunOptions = {}, known?: CheckResult): Promise<DamageReport> {
   return restic.exclusive(repo, async () => {
-    const check = await checkRepository(restic, repo, { run });
+    // A check just made (a scheduled one that found no damaged pack in what it read) need not be made again.
+    const check = known ?? await checkRepository(restic, repo, { run });
     const report: DamageReport = { check, removedPacks: [], indexRebuilt: false, damagedSnapshots: [] };
     if (check.errors === 0) return report;
     const locked = <T>(fn: () => Promise<T>) => withLockWait(restic, repo, fn, { signal: run.signal });

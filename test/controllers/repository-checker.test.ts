@@ -27,14 +27,14 @@ describe('checkDue', () => {
   });
 });
 
-function setup(check: { errors: number } | Error) {
+function setup(check: { errors: number; broken?: boolean } | Error) {
   const args: string[][] = [];
   const restic = {
     lockWaitMs: 0,
     run: async (_repo: unknown, a: string[]) => {
       args.push(a);
       if (check instanceof Error) throw check;
-      return { stdout: `{"message_type":"summary","num_errors":${check.errors},"broken_packs":null}\n`,
+      return { stdout: `{"message_type":"summary","num_errors":${check.errors},"broken_packs":${check.broken ? '["1234"]' : 'null'}}\n`,
         stderr: check.errors ? '{"message_type":"error","message":"pack 1234 contains 1 errors"}\n' : '', code: check.errors ? 1 : 0 };
     },
   } as unknown as Restic;
@@ -42,11 +42,14 @@ function setup(check: { errors: number } | Error) {
   const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, body: unknown) => void patches.push(body) } as unknown as KubeClient;
   const events: [string, string][] = [];
   const recorder: EventRecorder = { event: async (_o, type, reason) => void events.push([type, reason]) };
-  const repaired: string[] = [];
+  const repaired: [string, boolean][] = [];
   let held = 0;
   const checker = new RepositoryChecker({
     client, locations: fakeInformer([location]), secrets: fakeInformer([creds]), restic, recorder, log: createLogger({ level: 'error' }),
-    repair: { checkAndRepair: async (l) => { repaired.push(l.metadata.name); return undefined; } },
+    repair: { checkAndRepair: async (l, _s, known) => {
+      repaired.push([l.metadata.name, known === undefined]);
+      return known ? { report: { check: known, removedPacks: [], indexRebuilt: false, damagedSnapshots: ['aaaa1111'] }, newlyDamaged: [], knownDamaged: ['aaaa1111'] } : undefined;
+    } },
     acquire: async () => { held++; return () => { held--; }; }, intervalMs: 60_000, subset: '5%', now: () => new Date('2026-12-04T23:00:00Z'),
   });
   return { check: () => checker.check(location, new AbortController().signal), args, patches, events, repaired, held: () => held };
@@ -61,12 +64,19 @@ describe('a scheduled check', () => {
     expect([t.events, t.repaired, t.held()]).toEqual([[], [], 0]);
   });
 
-  test('damage: the whole repository read and repaired (RepositoryRepair), Damaged in the status', async () => {
+  test('a damaged pack: the whole repository read and repaired (RepositoryRepair), Damaged in the status', async () => {
+    const t = setup({ errors: 1, broken: true });
+    expect(await t.check()).toBe('Damaged');
+    expect(t.repaired).toEqual([['loc', true]]);
+    expect(t.patches[0]).toMatchObject({ lastCheckResult: 'Damaged', lastCheckMessage: expect.stringContaining('1 error(s) (pack 1234 contains 1 errors); the whole repository was read and repaired') });
+    expect(t.held()).toBe(0);
+  });
+
+  test('no damaged pack, but backups referencing lost data: no full read; Damaged, naming them and what to do', async () => {
     const t = setup({ errors: 1 });
     expect(await t.check()).toBe('Damaged');
-    expect(t.repaired).toEqual(['loc']);
-    expect(t.patches[0]).toMatchObject({ lastCheckResult: 'Damaged', lastCheckMessage: expect.stringContaining('1 error(s) (pack 1234 contains 1 errors); the whole repository is being read and repaired') });
-    expect(t.held()).toBe(0);
+    expect(t.repaired).toEqual([['loc', false]]);
+    expect(t.patches[0]).toMatchObject({ lastCheckResult: 'Damaged', lastCheckMessage: expect.stringContaining('no damaged pack, but 1 backup(s) reference lost data and do not restore (aaaa1111; status.damage on their records): delete those records') });
   });
 
   test('a check that cannot run (S3 away): Failed in the status and a Warning event; the slot is given back', async () => {

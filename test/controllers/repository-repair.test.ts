@@ -26,7 +26,7 @@ const record = (name: string, policyName: string, snapshotId: string, backuploc 
 const BROKEN = 'f681fe07fce3623fc6d1adc5786a873d8c8d7c4dbe20c1b783e8ade2588d687c';
 
 /** restic scripted: `check` says what `broken` says, `repair snapshots --dry-run` names `lost`. */
-function setup(opts: { broken: boolean; lost: string[]; checkFails?: boolean }) {
+function setup(opts: { broken: boolean; lost: string[]; checkFails?: boolean; marked?: string[] }) {
   const calls: string[][] = [];
   const restic = {
     lockWaitMs: 0,
@@ -54,7 +54,8 @@ function setup(opts: { broken: boolean; lost: string[]; checkFails?: boolean }) 
   const repair = new RepositoryRepair({
     client, restic, recorder, log: createLogger({ level: 'error' }), secrets: fakeInformer([creds]),
     records: fakeInformer([record('mbr-a1', 'a', 'aaaa1111'), record('mbr-a2', 'a', 'aaaa2222'), record('mbr-b1', 'b', 'bbbb1111'),
-      record('mbr-x', 'a', 'cccc1111', 'elsewhere')]),
+      record('mbr-x', 'a', 'cccc1111', 'elsewhere')].map((r) => (opts.marked?.includes(r.spec.snapshotId)
+      ? { ...r, status: { damage: { time: '2026-12-04T22:00:00Z', message: 'earlier' } } } : r))),
     policies: fakeInformer([policy('a'), policy('b')]), requestBackup: (k) => void requested.push(k), now: () => new Date('2026-12-04T23:00:00Z'),
   });
   return { repair, calls, patches, events, requested };
@@ -77,7 +78,8 @@ describe('after the check', () => {
   test('damage: packs repaired, the records that lost data marked (only in this location), each policy there told and backed up at once', async () => {
     const t = setup({ broken: true, lost: ['aaaa1111', 'bbbb1111'] });
     const report = await t.repair.checkAndRepair(location, new AbortController().signal);
-    expect(report?.removedPacks).toEqual([BROKEN]);
+    expect(report?.report.removedPacks).toEqual([BROKEN]);
+    expect(report?.newlyDamaged.sort()).toEqual(['aaaa1111', 'bbbb1111']);
     expect(t.calls.map((c) => c.slice(0, 2).join(' '))).toEqual(['check --read-data', 'repair packs', 'repair snapshots']);
     expect(t.patches.map(([n]) => n).sort()).toEqual(['mbr-a1', 'mbr-b1']);
     expect(t.patches[0]?.[1]).toEqual({ damage: { time: '2026-12-04T23:00:00.000Z', message: expect.stringMatching(/^snapshot \w+ references data that was damaged .* does not restore \(restic check: pack f681fe07/) } });
@@ -88,9 +90,20 @@ describe('after the check', () => {
     expect(t.requested.sort()).toEqual(['ns/a', 'ns/b']);
   });
 
+  test('only backups marked before still reference lost data (no damaged pack): nothing new, no event, no backup', async () => {
+    const t = setup({ broken: false, lost: ['aaaa1111'], marked: ['aaaa1111'] });
+    const known = { errors: 2, brokenPacks: [], repairIndex: false, messages: ['tree 6a5b: blob 87d5 not found in index'] };
+    const outcome = await t.repair.checkAndRepair(location, new AbortController().signal, known);
+    expect(outcome?.knownDamaged).toEqual(['aaaa1111']);
+    expect(outcome?.newlyDamaged).toEqual([]);
+    // The check given is used, not made again: only the snapshots are looked at.
+    expect(t.calls.map((c) => c.slice(0, 2).join(' '))).toEqual(['repair snapshots']);
+    expect([t.patches, t.events, t.requested]).toEqual([[], [], []]);
+  });
+
   test('no damage found: nothing repaired, marked, told or backed up (the verification failed for another reason)', async () => {
     const t = setup({ broken: false, lost: [] });
-    expect((await t.repair.checkAndRepair(location, new AbortController().signal))?.check.errors).toBe(0);
+    expect((await t.repair.checkAndRepair(location, new AbortController().signal))?.report.check.errors).toBe(0);
     expect(t.calls.map((c) => c[0])).toEqual(['check']);
     expect([t.patches, t.events, t.requested]).toEqual([[], [], []]);
   });

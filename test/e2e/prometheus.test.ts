@@ -254,7 +254,9 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     expect(alert.annotations.runbook_url).toBe('docs/runbooks.md#kubedrbackupverificationfailed');
     expect(alert.annotations.summary).toBe(`The latest backup of KubeDR policy ${ns}/verify-damaged that was verified does not restore`);
     // The backup itself stays Completed: only the verification alert says it cannot be restored from.
-    expect(policy('verify-damaged').status?.backupStatus).toBe('Completed');
+    const st = policy('verify-damaged').status;
+    if (st?.backupStatus !== 'Completed') console.log(`DEBUG verify-damaged status: ${JSON.stringify(st)}`);
+    expect(st?.backupStatus).toBe('Completed');
     expect((await prom!.alerts()).filter((a) => a.labels.alertname === 'KubeDRBackupFailed' && a.labels.policyName === 'verify-damaged')).toEqual([]);
   }, 150_000);
 

@@ -44,7 +44,7 @@ test('a damaged backup that nothing verifies is found by the scheduled check, re
   expect(damagePacks(bucket)).toBeGreaterThan(0);
 
   await eventually(() => expect(location().status?.lastCheckResult).toBe('Damaged'), 90_000, 1000);
-  expect(location().status?.lastCheckMessage).toMatch(/error\(s\) .*the whole repository is being read and repaired$/);
+  expect(location().status?.lastCheckMessage).toMatch(/error\(s\) .*the whole repository was read and repaired/);
   const damage = await eventually(() => {
     const e = events(ns, 'unverified').find((x) => x.reason === 'RepositoryDamaged');
     if (!e) throw new Error('no RepositoryDamaged event yet');
@@ -57,10 +57,21 @@ test('a damaged backup that nothing verifies is found by the scheduled check, re
     if (x.status?.backupStatus !== 'Completed' || x.status.snapshotId === snapshotId) throw new Error(JSON.stringify(x.status));
     return x;
   }, 120_000, 1000);
-  // The repaired repository reads clean again at the next check.
+  // The next check: no damaged pack any more, but the marked backup still references lost data; it says so, and tells
+  // nobody again (one RepositoryDamaged event), nor backs up again.
   await eventually(() => {
     const st = location().status;
     expect(Date.parse(st?.lastCheckTime ?? '')).toBeGreaterThan(Date.parse(fresh.status?.backupTime ?? ''));
+    expect(st?.lastCheckMessage).toContain(`no damaged pack, but 1 backup(s) reference lost data and do not restore (${snapshotId}`);
+  }, 90_000, 1000);
+  expect(events(ns, 'unverified').filter((x) => x.reason === 'RepositoryDamaged').map((e) => e.count ?? 1)).toEqual([1]);
+  expect(getJson<MetadataBackupPolicy>(['mbp', 'unverified', '-n', ns]).status?.snapshotId).toBe(fresh.status?.snapshotId);
+  // Deleting that record forgets its snapshot: the repository reads clean again.
+  expect(kubectl(['delete', 'mbr', p.status!.mbrName!, '-n', ns]).code).toBe(0);
+  const deletedAt = Date.now();
+  await eventually(() => {
+    const st = location().status;
+    expect(Date.parse(st?.lastCheckTime ?? '')).toBeGreaterThan(deletedAt);
     expect(st?.lastCheckResult).toBe('Passed');
   }, 90_000, 1000);
-}, 400_000);
+}, 480_000);
