@@ -44,6 +44,7 @@ export const controllerFlags = {
   'prune-interval': { type: 'duration', help: 'longest time between two prunes of a location whose snapshots were forgotten (prune removes their data; it runs apart from backups)', default: '24h' },
   'check-interval': { type: 'duration', help: 'time between scheduled checks of each location\'s data (restic check --read-data-subset; damage found is repaired, off the backup path); 0 turns them off', default: '24h' },
   'check-read-data-subset': { type: 'string', help: 'part of the repository\'s data each scheduled check reads, as restic\'s --read-data-subset takes it (5%, 1/10, 500M)', default: '5%' },
+  'repair-damage': { type: 'boolean', help: 'repair a repository found damaged (restic repair packs: damaged packs removed after salvaging their intact data), mark the backups that lost data and back up again; false: only report it (forensics, or a bucket whose objects may not be deleted)', default: true },
   'prune-after-forgets': { type: 'int', help: 'prune a location sooner once this many of its snapshots were forgotten', default: 50 },
   'sync-period': { type: 'duration', help: 'interval between repository syncs: snapshots without a record get one (adopted), records without a snapshot are flagged', default: '10m' },
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
@@ -97,6 +98,7 @@ export interface Config {
   /** 0: no scheduled checks. */
   checkIntervalMs: number;
   checkReadDataSubset: string;
+  repairDamage: boolean;
   pruneAfterForgets: number;
   restoreImage?: string;
   restoreStartTimeoutMs: number;
@@ -152,6 +154,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     pruneIntervalMs: f['prune-interval'],
     checkIntervalMs: f['check-interval'],
     checkReadDataSubset: f['check-read-data-subset'],
+    repairDamage: f['repair-damage'],
     pruneAfterForgets: f['prune-after-forgets'],
     restoreImage: f['restore-image'],
     restoreStartTimeoutMs: f['restore-start-timeout'],

@@ -107,6 +107,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   // A failed verification has the repository read whole, and repaired if damaged (then new backups at once).
   const repair = new RepositoryRepair({
     client, records, policies, secrets, restic, recorder, log, requestBackup: (key) => policyReconciler.requestBackup(key),
+    repairEnabled: config.repairDamage,
   });
   policyReconciler.verifier = new Verifier({
     client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000, repair,

@@ -11,7 +11,8 @@ import { REPOSITORY_DAMAGED } from '../api/events.ts';
 import { BACKUP_RECORD } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { EngineError, type EngineErrorKind } from '../engine/errors.ts';
-import { type CheckResult, type DamageReport, findAndRepairDamage } from '../engine/repository-damage.ts';
+import { type CheckResult, type DamageReport, checkRepository, findAndRepairDamage } from '../engine/repository-damage.ts';
+import { repositoryAddress } from '../engine/repository.ts';
 import type { Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -31,6 +32,8 @@ export interface RepositoryRepairDeps {
   restic: Restic;
   recorder: EventRecorder;
   log: Logger;
+  /** False: damage is found and reported, not repaired (`--repair-damage=false`). Default true. */
+  repairEnabled?: boolean;
   /** Asks for a backup of the policy (namespace/name) at once. */
   requestBackup: (key: string) => void;
   now?: () => Date;
@@ -46,6 +49,24 @@ export interface RepairOutcome {
 
 export class RepositoryRepair {
   constructor(private readonly deps: RepositoryRepairDeps) {}
+
+  /** Repair turned off: every policy with backups there is told what was found and what a person can run. */
+  private async reportOnly(location: BackupLocation, check: CheckResult): Promise<RepairOutcome> {
+    const report: DamageReport = { check, removedPacks: [], indexRebuilt: false, damagedSnapshots: [] };
+    if (check.errors === 0 || (check.brokenPacks.length === 0 && !check.repairIndex)) return { report, newlyDamaged: [], knownDamaged: [] };
+    const ns = location.metadata.namespace ?? '';
+    const policies = new Set(this.deps.records.list().filter((r) => r.metadata.namespace === ns && r.spec.backuploc === location.metadata.name)
+      .map((r) => r.spec.policy));
+    const message = `BackupLocation ${location.metadata.name}'s repository holds damaged data (restic check: ${check.messages[0] ?? `${check.errors} error(s)`}). ` +
+      `Not repaired (--repair-damage=false): backups may deduplicate against the damaged data until it is. To repair: ${repairCommands(location, check)}, ` +
+      'then take a backup.';
+    for (const name of policies) {
+      const policy = this.deps.policies.get(`${ns}/${name}`);
+      if (policy) await this.deps.recorder.event(policy, 'Warning', REPOSITORY_DAMAGED, message);
+    }
+    this.deps.log.warn('repository damaged; repair is turned off', { backupLocation: `${ns}/${location.metadata.name}`, brokenPacks: check.brokenPacks.length });
+    return { report, newlyDamaged: [], knownDamaged: [] };
+  }
 
   /** Whether a verification failure calls for a check of the repository's data. */
   static concernsData(err: unknown): boolean {
@@ -63,7 +84,9 @@ export class RepositoryRepair {
     let report: DamageReport;
     try {
       if (!known) log.info('reading the whole repository (restic check --read-data)');
-      report = await findAndRepairDamage(this.deps.restic, locationRepository(location, this.deps.secrets), { signal }, known);
+      const repo = locationRepository(location, this.deps.secrets);
+      if (this.deps.repairEnabled === false) return await this.reportOnly(location, await checkRepository(this.deps.restic, repo, { run: { signal } }));
+      report = await findAndRepairDamage(this.deps.restic, repo, { signal }, known);
     } catch (err) {
       log.warn('the check of the whole repository did not finish', { err });
       return undefined;
@@ -105,6 +128,12 @@ export class RepositoryRepair {
     });
     return { report, newlyDamaged: damaged.map((r) => r.spec.snapshotId), knownDamaged };
   }
+}
+
+/** What to run by hand to repair what a check found. */
+export function repairCommands(location: BackupLocation, check: CheckResult): string {
+  const repo = `restic -r ${repositoryAddress(location.spec.url, location.spec.bucketName)}`;
+  return check.brokenPacks.length > 0 ? `${repo} repair packs ${check.brokenPacks.join(' ')}` : `${repo} repair index`;
 }
 
 /** The event's words: what was found, what was done, what is lost, what happens next. */

@@ -163,6 +163,8 @@ export function stallMessage(stallMs: number, address: string, lastError: string
 }
 
 async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number, parent: string | undefined): Promise<BackupSummary> {
+  // 'none': no parent, not even the one restic would pick (it reads every file again).
+  const parentArgs = parent === 'none' ? ['--force'] : parent ? ['--parent', parent] : [];
   let summary: BackupSummary | undefined;
   let lastError = '';
   let bytesDone = -1;
@@ -177,7 +179,7 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
   // mtime (kept by the copy) tell a changed file.
   const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]),
-    ...(parent ? ['--parent', parent] : []), DATA_DIR];
+    ...parentArgs, DATA_DIR];
   try {
     const { code, stderr } = await restic.run(req.repo, args, {
       cwd,
@@ -223,18 +225,27 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   return summary;
 }
 
-/** restic backup with the request's parent, or without one when the repository no longer holds that snapshot. */
+/**
+ * restic backup with the request's parent, or without one when the repository no longer holds that snapshot; and with no
+ * parent at all (`--force`: restic would pick the latest snapshot itself) when a parent's trees were lost to a repair.
+ */
 async function upload(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
-  const attempt = (parent?: string) => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), {
+  const attempt = (parent?: string | 'none') => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), {
     signal: req.signal, onWait: (holder) => req.onProgress?.({ phase: 'Upload', bytesDone: 0, totalBytes: total, waitingFor: holder }),
   });
-  if (!req.parent) return attempt();
+  const parentDamaged = (err: unknown) => err instanceof EngineError && PARENT_DAMAGED.test(err.message);
   try {
-    return await attempt(req.parent);
+    if (!req.parent) return await attempt();
+    try {
+      return await attempt(req.parent);
+    } catch (err) {
+      // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself.
+      if (err instanceof EngineError && err.kind === 'NotFound') return await attempt();
+      throw err;
+    }
   } catch (err) {
-    // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself. Or damaged:
-    // a repair removed data of its trees ("tree … is not known"); the next backup must store fresh copies, without it.
-    if (err instanceof EngineError && (err.kind === 'NotFound' || PARENT_DAMAGED.test(err.message))) return attempt();
+    // Damaged: a repair removed data of its trees ("tree … is not known"); this backup must store fresh copies.
+    if (parentDamaged(err)) return attempt('none');
     throw err;
   }
 }

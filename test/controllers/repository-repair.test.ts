@@ -26,7 +26,7 @@ const record = (name: string, policyName: string, snapshotId: string, backuploc 
 const BROKEN = 'f681fe07fce3623fc6d1adc5786a873d8c8d7c4dbe20c1b783e8ade2588d687c';
 
 /** restic scripted: `check` says what `broken` says, `repair snapshots --dry-run` names `lost`. */
-function setup(opts: { broken: boolean; lost: string[]; checkFails?: boolean; marked?: string[] }) {
+function setup(opts: { broken: boolean; lost: string[]; checkFails?: boolean; marked?: string[]; repairEnabled?: boolean }) {
   const calls: string[][] = [];
   const restic = {
     lockWaitMs: 0,
@@ -56,7 +56,7 @@ function setup(opts: { broken: boolean; lost: string[]; checkFails?: boolean; ma
     records: fakeInformer([record('mbr-a1', 'a', 'aaaa1111'), record('mbr-a2', 'a', 'aaaa2222'), record('mbr-b1', 'b', 'bbbb1111'),
       record('mbr-x', 'a', 'cccc1111', 'elsewhere')].map((r) => (opts.marked?.includes(r.spec.snapshotId)
       ? { ...r, status: { damage: { time: '2026-12-04T22:00:00Z', message: 'earlier' } } } : r))),
-    policies: fakeInformer([policy('a'), policy('b')]), requestBackup: (k) => void requested.push(k), now: () => new Date('2026-12-04T23:00:00Z'),
+    repairEnabled: opts.repairEnabled, policies: fakeInformer([policy('a'), policy('b')]), requestBackup: (k) => void requested.push(k), now: () => new Date('2026-12-04T23:00:00Z'),
   });
   return { repair, calls, patches, events, requested };
 }
@@ -99,6 +99,15 @@ describe('after the check', () => {
     // The check given is used, not made again: only the snapshots are looked at.
     expect(t.calls.map((c) => c.slice(0, 2).join(' '))).toEqual(['repair snapshots']);
     expect([t.patches, t.events, t.requested]).toEqual([[], [], []]);
+  });
+
+  test('repair turned off (--repair-damage=false): the damage is reported with the command that repairs it; nothing changed, marked or backed up', async () => {
+    const t = setup({ broken: true, lost: ['aaaa1111'], repairEnabled: false });
+    await t.repair.checkAndRepair(location, new AbortController().signal);
+    expect(t.calls.map((c) => c[0])).toEqual(['check']);
+    expect(t.events.map((e) => e[0]).sort()).toEqual(['a', 'b']);
+    expect(t.events[0]?.[3]).toContain(`Not repaired (--repair-damage=false): backups may deduplicate against the damaged data until it is. To repair: restic -r s3:https://s3.example.com/backups repair packs ${BROKEN}, then take a backup.`);
+    expect([t.patches, t.requested]).toEqual([[], []]);
   });
 
   test('no damage found: nothing repaired, marked, told or backed up (the verification failed for another reason)', async () => {

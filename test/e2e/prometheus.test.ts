@@ -21,7 +21,7 @@ import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import type { MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
 import {
-  apply, backupNow, cluster, createNamespace, damagePacks, deleteInstall, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
+  apply, backupNow, events, cluster, createNamespace, damagePacks, deleteInstall, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
   kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
 } from '../support/e2e.ts';
 import { type Rendered, chartDir, render } from '../support/helm.ts';
@@ -89,6 +89,10 @@ beforeAll(async () => {
     certsHostPaths: [cluster().pki],
     metrics: { port: metricsPort },
     shutdownTimeoutSeconds: 5,
+    // The damaged backup below must stay unrestorable for the alerts to fire through the rollout test: repaired (the
+    // default), a new backup would be taken and proven at once. Report-only is what a forensic look or a bucket whose
+    // objects may not be deleted wants; its event is checked below.
+    extraArgs: ['--repair-damage=false'],
     monitoring: {
       serviceMonitor: { interval: `${SCRAPE}s`, scrapeTimeout: `${SCRAPE}s` },
       // Seconds instead of minutes, so every alert can fire and resolve within the test; the rule text is the chart's.
@@ -254,9 +258,14 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     expect(alert.annotations.runbook_url).toBe('docs/runbooks.md#kubedrbackupverificationfailed');
     expect(alert.annotations.summary).toBe(`The latest backup of KubeDR policy ${ns}/verify-damaged that was verified does not restore`);
     // The backup itself stays Completed: only the verification alert says it cannot be restored from.
-    const st = policy('verify-damaged').status;
-    if (st?.backupStatus !== 'Completed') console.log(`DEBUG verify-damaged status: ${JSON.stringify(st)}`);
-    expect(st?.backupStatus).toBe('Completed');
+    expect(policy('verify-damaged').status?.backupStatus).toBe('Completed');
+    // The whole repository was read: the damage is named with the command that repairs it, and nothing was changed.
+    const damage = await eventually(() => {
+      const e = events(ns, 'verify-damaged').find((x) => x.reason === 'RepositoryDamaged');
+      if (!e) throw new Error('no RepositoryDamaged event yet');
+      return e;
+    }, 60_000, 1000);
+    expect(damage.message).toMatch(/Not repaired \(--repair-damage=false\).*To repair: restic -r s3:\S+ repair packs [0-9a-f]{64}/);
     expect((await prom!.alerts()).filter((a) => a.labels.alertname === 'KubeDRBackupFailed' && a.labels.policyName === 'verify-damaged')).toEqual([]);
   }, 150_000);
 
