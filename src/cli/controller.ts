@@ -99,6 +99,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, locations, policies, records, secrets, restic, recorder, log, periodMs: config.syncPeriodMs,
     ownership: { origin, adoptUnmarked: config.adoptUnmarkedSnapshots },
     busy: (key) => policyReconciler.isRunning(key),
+    onAdopted: (adopted) => policyReconciler.verifyAdopted(adopted),
   });
   policyReconciler.sync = sync;
   // Each backup proven by restoring it. Verifications run one at a time, apart from backups: one stuck on an

@@ -7,7 +7,7 @@
 import { READY, setCondition } from '../api/conditions.ts';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../api/group.ts';
 import { BACKUP_SKIPPED } from '../api/events.ts';
-import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus } from '../api/types.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord } from '../api/types.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import { ScheduleError, dueSlot, parseSchedule } from '../schedule/schedule.ts';
@@ -215,6 +215,27 @@ export class BackupPolicyReconciler implements Reconciler {
       this.verifying.set(key, { abort, done });
     }
     return schedule.next(now) ?? undefined;
+  }
+
+  /**
+   * Records adopted from the repository are verified like the others (unless the policy's verification is off), in the
+   * background and newest first; the verification also reads their facts from the snapshot (SHA-256, size, revision,
+   * certificates and their expiry), which an adopted record otherwise lacks.
+   */
+  verifyAdopted(adopted: readonly MetadataBackupRecord[]): void {
+    const verifier = this.runner.hooks.verifier;
+    if (!verifier) return;
+    const newestFirst = [...adopted].sort((a, b) => Date.parse(b.status?.backupTime ?? '') - Date.parse(a.status?.backupTime ?? ''));
+    for (const record of newestFirst) {
+      const ns = record.metadata.namespace ?? '';
+      const policy = this.deps.policies.get(`${ns}/${record.spec.policy}`);
+      const location = this.deps.locations.get(`${ns}/${record.spec.backuploc}`);
+      const key = `${ns}/${record.spec.policy}@${record.metadata.name}`;
+      if (!policy || !location || verifyMode(policy) === 'Never' || this.verifying.has(key)) continue;
+      const abort = new AbortController();
+      const done = verifier.verify(policy, location, record, abort.signal).then(() => undefined).finally(() => this.verifying.delete(key));
+      this.verifying.set(key, { abort, done });
+    }
   }
 
   private statusChanged(st: MetadataBackupPolicyStatus, update: MetadataBackupPolicyStatus): boolean {

@@ -7,6 +7,7 @@
 import { BACKUP_VERIFICATION_FAILED, BACKUP_VERIFIED } from '../api/events.ts';
 import { BACKUP_POLICY, BACKUP_RECORD } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { earliestExpiry } from '../engine/certificates.ts';
 import type { Restic } from '../engine/restic.ts';
 import { verifyBackup } from '../engine/verify.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -61,7 +62,12 @@ export class Verifier {
         sharedLock: true,
       });
       const message = `restored into a throwaway etcd: revision ${r.revision}, ${r.keyCount} keys, SHA-256 ${r.sha256.slice(0, 12)}…`;
-      await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
+      // A record adopted from the repository has no facts of its own backup: they are read from the snapshot here.
+      const facts = record.status?.etcdSnapshotSha256 ? {} : {
+        etcdSnapshotSha256: r.sha256, etcdSnapshotSize: r.etcdSnapshotSize, etcdRevision: r.revision,
+        ...(r.certificates ? { certificates: r.certificates, earliestCertificateExpiry: earliestExpiry(r.certificates) } : {}),
+      };
+      await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { ...facts, verification: {
         time: now(), result: 'Succeeded', revision: r.revision, keyCount: r.keyCount, durationSecs: r.durationSecs.toFixed(3), message,
       } }), signal);
       await this.write(() => client.patchStatus(BACKUP_POLICY, ns, name, {

@@ -24,7 +24,7 @@ const creds: Secret = { metadata: { name: 'creds', namespace: 'ns' }, data: Obje
 const policy = { metadata: { name: 'p', namespace: 'ns' }, spec: { destination: 'loc', schedule: '@daily' } } as MetadataBackupPolicy;
 const record: MetadataBackupRecord = { metadata: { name: 'mbr-1', namespace: 'ns' }, spec: { snapshotId: 'abcdef12', policy: 'p', backuploc: 'loc' } };
 
-function setup(outcome: VerifyResult | Error) {
+function setup(outcome: VerifyResult | Error, rec: MetadataBackupRecord = record) {
   const patches: [string, string, unknown][] = [];
   const client = { patchStatus: async (r: { plural: string }, _ns: string, name: string, body: unknown) => void patches.push([r.plural, name, body]) } as unknown as KubeClient;
   const events: [string, string][] = [];
@@ -40,12 +40,12 @@ function setup(outcome: VerifyResult | Error) {
       return outcome;
     },
   });
-  return { verify: () => verifier.verify(policy, location, record, new AbortController().signal), patches, events, checked };
+  return { verify: () => verifier.verify(policy, location, rec, new AbortController().signal), patches, events, checked };
 }
 
 describe('a verification', () => {
   test('that restores: the record and the policy say so, a Normal event; no check of the repository', async () => {
-    const t = setup({ snapshotId: 'abcdef12', sha256: 'f'.repeat(64), revision: 42, keyCount: 300, durationSecs: 1.5 });
+    const t = setup({ snapshotId: 'abcdef12', sha256: 'f'.repeat(64), etcdSnapshotSize: 4096, revision: 42, keyCount: 300, durationSecs: 1.5 });
     expect(await t.verify()).toBe(true);
     expect(t.patches.map(([r, n]) => `${r}/${n}`)).toEqual(['metadatabackuprecords/mbr-1', 'metadatabackuppolicies/p']);
     expect(t.patches[0]?.[2]).toMatchObject({ verification: { result: 'Succeeded', revision: 42, keyCount: 300 } });
@@ -70,5 +70,21 @@ describe('a verification', () => {
     expect(await t.verify()).toBe(false);
     expect(t.events).toEqual([['Warning', BACKUP_VERIFICATION_FAILED]]);
     expect(t.checked).toEqual([]);
+  });
+
+  test('of a record adopted from the repository (no facts of its own): the facts are read from the snapshot, certificates included', async () => {
+    const certificates = [{ file: 'ca.crt', notAfter: '2036-01-01T00:00:00Z' }, { file: 'etcd/server.crt', notAfter: '2027-06-01T00:00:00Z' }];
+    const t = setup({ snapshotId: 'abcdef12', sha256: 'f'.repeat(64), etcdSnapshotSize: 4096, certificates, revision: 42, keyCount: 300, durationSecs: 1.5 },
+      { ...record, status: { backupTime: '2026-12-04T22:00:00Z' } });
+    await t.verify();
+    expect(t.patches[0]?.[2]).toMatchObject({ etcdSnapshotSha256: 'f'.repeat(64), etcdSnapshotSize: 4096, etcdRevision: 42, certificates,
+      earliestCertificateExpiry: '2027-06-01T00:00:00Z', verification: { result: 'Succeeded' } });
+  });
+
+  test('of a record with its backup\'s own facts: they are kept, not overwritten', async () => {
+    const t = setup({ snapshotId: 'abcdef12', sha256: 'f'.repeat(64), etcdSnapshotSize: 4096, revision: 42, keyCount: 300, durationSecs: 1.5 },
+      { ...record, status: { etcdSnapshotSha256: 'a'.repeat(64), etcdSnapshotSize: 1 } });
+    await t.verify();
+    expect(Object.keys(t.patches[0]?.[2] as object)).toEqual(['verification']);
   });
 });
