@@ -28,11 +28,36 @@ const rules: Rule[] = [
  * and without the terminal escapes restic writes even when its stderr is a pipe (`\u001b[2K` clears a progress line).
  */
 export function errorDetail(stderr: string): string {
-  const lines = plainText(stderr).split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = plainText(stderr).split('\n').map((l) => withoutScratch(jsonMessage(l.trim()))).filter(Boolean)
     .filter((l) => !/^Is there a repository at the following location\?$/.test(l) && !/^s3:\S+$/.test(l));
   const fatal = lines.filter((l) => l.startsWith('Fatal:')).map((l) => l.replace(/^Fatal:\s*/, ''));
   const picked = fatal.length > 0 ? fatal : lines.slice(-3);
   return picked.map(withoutRequest).join('; ').slice(0, 800);
+}
+
+/**
+ * restic --json's error lines, as their words: `{"message_type":"error","error":{"message":"…"},"item":"…"}` and
+ * `{"message_type":"exit_error","code":3,"message":"…"}`; any other line as it is.
+ */
+function jsonMessage(line: string): string {
+  if (!line.startsWith('{')) return line;
+  try {
+    const m = JSON.parse(line) as { message_type?: string; message?: string; error?: { message?: string } };
+    if (m.message_type === 'error') return m.error?.message ?? m.message ?? line;
+    if (m.message_type === 'exit_error') return m.message ?? line;
+  } catch {
+    // not JSON after all
+  }
+  return line;
+}
+
+/**
+ * Paths in this process's scratch space (`/tmp/kubedr-stage-<policy>-<hash>/data/certificates`) as the backup's own
+ * (`data/certificates`): the temporary part says nothing to a person, and differs from run to run (events would not
+ * aggregate).
+ */
+function withoutScratch(line: string): string {
+  return line.replace(/(?:\/[^\s/"]+)*\/kubedr-[^\s/"]+\//g, '');
 }
 
 /**
