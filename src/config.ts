@@ -50,6 +50,7 @@ export const controllerFlags = {
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
   'restore-image': { type: 'string', help: 'image of MetadataRestore pods: this controller\'s own (the Helm chart sets it); without it restores fail', env: 'KUBEDR_RESTORE_IMAGE' },
+  'verify-in-pod': { type: 'boolean', help: 'run each verification in a pod of its own, sized from the backup (needs --restore-image; without one, verifications run in this process and need its memory: about the etcd snapshot\'s size)', default: true },
   'restore-start-timeout': { type: 'duration', help: 'fail a restore whose pod has not started after this long (unschedulable, image pull failure)', default: '5m' },
   'restore-timeout': { type: 'duration', help: 'time limit of a running restore pod (its activeDeadlineSeconds)', default: '2h' },
   'restore-node-selector': { type: 'string', help: 'node labels a restore pod\'s node must have: comma-separated key=value pairs, e.g. kubernetes.io/os=linux (default: any node)' },
@@ -99,6 +100,7 @@ export interface Config {
   checkIntervalMs: number;
   checkReadDataSubset: string;
   repairDamage: boolean;
+  verifyInPod: boolean;
   pruneAfterForgets: number;
   restoreImage?: string;
   restoreStartTimeoutMs: number;
@@ -155,6 +157,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     checkIntervalMs: f['check-interval'],
     checkReadDataSubset: f['check-read-data-subset'],
     repairDamage: f['repair-damage'],
+    verifyInPod: f['verify-in-pod'],
     pruneAfterForgets: f['prune-after-forgets'],
     restoreImage: f['restore-image'],
     restoreStartTimeoutMs: f['restore-start-timeout'],

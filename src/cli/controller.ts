@@ -11,6 +11,7 @@ import { RepositorySync } from '../controllers/repository-sync.ts';
 import { RepositoryChecker } from '../controllers/repository-checker.ts';
 import { RepositoryRepair } from '../controllers/repository-repair.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
+import { VerificationPods } from '../controllers/verification-pod.ts';
 import { Verifier } from '../controllers/verification.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import { Restic } from '../engine/restic.ts';
@@ -110,8 +111,14 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, records, policies, secrets, restic, recorder, log, requestBackup: (key) => policyReconciler.requestBackup(key),
     repairEnabled: config.repairDamage,
   });
+  // In a pod of its own when there is an image for it (the chart's install): the throwaway etcd maps the whole
+  // database, which the controller's own memory limit is not sized for.
+  const inPod = config.verifyInPod && config.restoreImage ? new VerificationPods({
+    client, log, image: config.restoreImage, deadlineSeconds: 30 * 60, startTimeoutMs: config.restoreStartTimeoutMs,
+    nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser,
+  }) : undefined;
   policyReconciler.verifier = new Verifier({
-    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000, repair,
+    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000, repair, inPod,
   });
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);

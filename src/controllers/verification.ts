@@ -19,6 +19,7 @@ import type { Logger } from '../util/log.ts';
 import { retryUntilDone } from '../util/retry.ts';
 import { locationRepository } from './inputs.ts';
 import { RepositoryRepair } from './repository-repair.ts';
+import type { VerificationPods } from './verification-pod.ts';
 import { isPermanent } from './records.ts';
 
 export interface VerifierDeps {
@@ -34,6 +35,8 @@ export interface VerifierDeps {
   repair?: RepositoryRepair;
   /** The engine's verification (a stand-in in unit tests). */
   verifyBackup?: typeof verifyBackup;
+  /** Verifications run in pods of their own (verification-pod.ts) rather than in this process. */
+  inPod?: Pick<VerificationPods, 'verify'>;
   timeoutMs?: number;
   now?: () => Date;
 }
@@ -55,7 +58,7 @@ export class Verifier {
     const started = performance.now();
     try {
       release = await this.deps.acquire(signal);
-      const r = await (this.deps.verifyBackup ?? verifyBackup)(this.deps.restic, {
+      const r = this.deps.inPod ? await this.deps.inPod.verify(location, record, signal) : await (this.deps.verifyBackup ?? verifyBackup)(this.deps.restic, {
         repo: locationRepository(location, this.deps.secrets), snapshot: record.spec.snapshotId,
         expectSha256: record.status?.etcdSnapshotSha256, signal, timeoutMs: this.deps.timeoutMs,
         // The pruner may run meanwhile: a repack under the reading restore gave false failures.

@@ -11,7 +11,7 @@ import { freePort } from '../util/net.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
 import { type CertificateExpiry, readCertificateExpiries } from './certificates.ts';
-import { EngineError } from './errors.ts';
+import { EngineError, type EngineErrorKind } from './errors.ts';
 import { findRestoreTool, restoreEtcdDataDir } from './etcd-restore.ts';
 import { restoreBackup, type SnapshotFilter } from './restore.ts';
 import type { Repository, Restic } from './restic.ts';
@@ -50,6 +50,23 @@ export interface VerifyResult {
   revision: number;
   keyCount: number;
   durationSecs: number;
+}
+
+/**
+ * What one verification run reports to whoever started it (the controller reads it from the verification pod's
+ * termination message): kept under the kubelet's 4096-byte limit. `kind` names the failure as EngineError does.
+ */
+export type VerifyOutcome = ({ ok: true } & VerifyResult) | { ok: false; error: string; kind: EngineErrorKind };
+
+/** The outcome in a termination message, or undefined when the message is something else (a crash's log tail). */
+export function parseVerifyOutcome(message: string | undefined): VerifyOutcome | undefined {
+  if (!message?.startsWith('{')) return undefined;
+  try {
+    const o = JSON.parse(message) as VerifyOutcome;
+    return typeof o.ok === 'boolean' ? o : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function etcdctl(endpoint: string, args: string[], signal?: AbortSignal): Promise<string> {

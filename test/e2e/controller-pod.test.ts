@@ -125,7 +125,16 @@ describe('backups through the pod', () => {
     expect(metricValue(m, 'kubedr_backup_last_status', { policyName: 'node-etcd' })).toBe(1);
     expect(metricValue(m, 'kubedr_backup_location_ready', { location: 'loc' })).toBe(1);
     expect(metricValue(m, 'kubedr_num_backups', { policyName: 'node-etcd' })).toBe(1);
-  });
+    // Proven restorable in a pod of its own (the chart gives the controller its image), which is gone once it answered.
+    const v = await eventually(() => {
+      const r = getJson<MetadataBackupRecord>(['mbr', p.status!.mbrName!, '-n', ns]);
+      if (!r.status?.verification) throw new Error('not verified yet');
+      return r.status.verification;
+    }, 120_000, 1000);
+    expect(v.result).toBe('Succeeded');
+    expect(kubectl(['logs', readyPod().metadata.name, '-n', ns]).stdout).toContain('"msg":"verification pod started"');
+    await eventually(() => expect(kubectl(['get', 'pods', '-n', ns, '-l', 'app.kubernetes.io/component=verification', '-o', 'name']).stdout.trim()).toBe(''));
+  }, 180_000);
 
   test('a scheduled backup runs at its time, and retention keeps the newest one', async () => {
     const first = policy('node-etcd').status!.snapshotId!;
