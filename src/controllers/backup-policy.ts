@@ -13,6 +13,7 @@ import type { Reconciler, Result } from '../runtime/controller.ts';
 import { ScheduleError, dueSlot, parseSchedule } from '../schedule/schedule.ts';
 import { BackupOutcomes } from './backup-outcome.ts';
 import { type BackupDeps, BackupRunner, type Running, type Trigger } from './backup-runner.ts';
+import { newestRecord, recordTime } from './records.ts';
 import type { RepositorySync } from './repository-sync.ts';
 import { resolveUnfinished } from './unfinished-backups.ts';
 import { type Verifier, verifyMode } from './verification.ts';
@@ -203,9 +204,7 @@ export class BackupPolicyReconciler implements Reconciler {
       this.verifiedSlot.get(key) ?? 0);
     const slot = dueSlot({ schedule, now, suspended: false, lastServed: new Date(last) });
     const ns = policy.metadata.namespace ?? '';
-    const newest = this.deps.records.list()
-      .filter((r) => r.metadata.namespace === ns && r.spec.policy === policy.metadata.name && !r.metadata.deletionTimestamp)
-      .sort((a, b) => Date.parse(b.status?.backupTime ?? '') - Date.parse(a.status?.backupTime ?? ''))[0];
+    const newest = newestRecord(this.deps.records.list(), ns, policy.metadata.name);
     const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
     if (slot && newest && location && !this.verifying.has(key)) {
       this.verifiedSlot.set(key, slot.getTime());
@@ -225,7 +224,7 @@ export class BackupPolicyReconciler implements Reconciler {
   verifyAdopted(adopted: readonly MetadataBackupRecord[]): void {
     const verifier = this.runner.hooks.verifier;
     if (!verifier) return;
-    const newestFirst = [...adopted].sort((a, b) => Date.parse(b.status?.backupTime ?? '') - Date.parse(a.status?.backupTime ?? ''));
+    const newestFirst = [...adopted].sort((a, b) => recordTime(b) - recordTime(a));
     for (const record of newestFirst) {
       const ns = record.metadata.namespace ?? '';
       const policy = this.deps.policies.get(`${ns}/${record.spec.policy}`);
