@@ -7,15 +7,16 @@
  * repository credentials only as secretKeyRef variables, and the outcome read from its termination message. The pod
  * belongs to the record (deleted with it) and is deleted when it has answered, or when the verification is cancelled.
  */
-import { API_VERSION, COMPONENT, LOCATION_SECRET_KEYS as K, POD, RESTORE_UID } from '../api/group.ts';
-import { CONTROL_PLANE_TOLERATIONS } from '../api/placement.ts';
-import type { BackupLocation, MetadataBackupRecord, Pod, Toleration } from '../api/types.ts';
+import { API_VERSION, COMPONENT, POD } from '../api/group.ts';
+import type { BackupLocation, MetadataBackupRecord, Pod } from '../api/types.ts';
 import { EngineError } from '../engine/errors.ts';
 import { type VerifyResult, parseVerifyOutcome } from '../engine/verify.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
+import { restoreTimeoutSeconds } from './restore-pod.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, repositoryEnv, toolPodSpec } from './tool-pod.ts';
 
 const TERMINATION_LOG = '/dev/termination-log';
 const MI = 1024 * 1024;
@@ -33,24 +34,8 @@ export function verificationResources(bytes: number | undefined): { memoryMi: nu
   return { memoryMi: Math.max(512, Math.ceil(mi * 1.25) + 256), scratchMi: Math.max(256, mi * 2 + 256) };
 }
 
-export interface VerificationPodInput {
-  record: MetadataBackupRecord;
-  location: BackupLocation;
-  image: string;
-  deadlineSeconds: number;
-  nodeSelector?: Record<string, string>;
-  tolerations?: readonly Toleration[];
-  runAsUser?: number;
-}
-
-const secretEnv = (name: string, secret: string, key: string, optional = false) =>
-  ({ name, valueFrom: { secretKeyRef: { name: secret, key, ...(optional ? { optional: true } : {}) } } });
-
-export function verificationPod(input: VerificationPodInput): Pod {
+export function verificationPod(input: ToolPodInput): Pod {
   const { record, location, image, deadlineSeconds } = input;
-  const nodeSelector = input.nodeSelector ?? {};
-  const tolerations = input.tolerations ?? CONTROL_PLANE_TOLERATIONS;
-  const uid = input.runAsUser ?? RESTORE_UID;
   const sha = record.status?.etcdSnapshotSha256;
   const { memoryMi, scratchMi } = verificationResources(record.status?.etcdSnapshotSize);
   const creds = location.spec.credentials;
@@ -64,29 +49,16 @@ export function verificationPod(input: VerificationPodInput): Pod {
       ownerReferences: [{ apiVersion: API_VERSION, kind: 'MetadataBackupRecord', name: record.metadata.name, uid: record.metadata.uid ?? '' }],
     },
     spec: {
-      restartPolicy: 'Never',
-      activeDeadlineSeconds: deadlineSeconds,
-      // It talks to S3 and to its own etcd on loopback, never to the Kubernetes API.
-      automountServiceAccountToken: false,
-      ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector: { ...nodeSelector } } : {}),
-      ...(tolerations.length > 0 ? { tolerations: tolerations.map((t) => ({ ...t })) } : {}),
-      securityContext: uid === 0 ? { runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } }
-        : { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, seccompProfile: { type: 'RuntimeDefault' } },
+      ...toolPodSpec(input),
       containers: [{
         name: 'verify',
         image,
         args: ['verify', record.spec.snapshotId, '--url', location.spec.url, '--bucket', location.spec.bucketName,
-          '--lock', '--termination-log', TERMINATION_LOG, '--timeout', `${Math.max(1, deadlineSeconds - Math.min(60, Math.ceil(deadlineSeconds / 10)))}s`,
+          '--lock', '--termination-log', TERMINATION_LOG, '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`,
           ...(sha ? ['--expect-sha256', sha] : [])],
-        env: [
-          secretEnv('AWS_ACCESS_KEY_ID', creds, K.accessKey),
-          secretEnv('AWS_SECRET_ACCESS_KEY', creds, K.secretKey),
-          secretEnv('RESTIC_PASSWORD', creds, K.repoPassword),
-          secretEnv('KUBEDR_S3_CA_CERT', creds, K.caCert, true),
-          { name: 'TMPDIR', value: '/tmp' },
-        ],
+        env: repositoryEnv(creds),
         resources: { requests: { cpu: '100m', memory: `${memoryMi}Mi` }, limits: { memory: `${memoryMi}Mi` } },
-        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+        securityContext: CONTAINER_SECURITY,
         terminationMessagePath: TERMINATION_LOG,
         terminationMessagePolicy: 'FallbackToLogsOnError',
         volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
@@ -113,15 +85,11 @@ export function verificationOutcome(pod: Pod): VerifyResult {
   throw new EngineError(/OOMKilled/.test(detail) ? 'InvalidInput' : 'Timeout', `verification pod failed: ${detail}`);
 }
 
-export interface VerificationPodsDeps {
+/** The pods' image and placement, as for restore pods, and how long one may take to start. */
+export interface VerificationPodsDeps extends Omit<ToolPodInput, 'record' | 'location'> {
   client: KubeClient;
   log: Logger;
-  image: string;
-  deadlineSeconds: number;
   startTimeoutMs: number;
-  nodeSelector?: Record<string, string>;
-  tolerations?: readonly Toleration[];
-  runAsUser?: number;
   pollMs?: number;
 }
 

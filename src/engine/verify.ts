@@ -13,7 +13,7 @@ import { plainText } from '../util/text.ts';
 import { type CertificateExpiry, readCertificateExpiries } from './certificates.ts';
 import { EngineError, type EngineErrorKind } from './errors.ts';
 import { findRestoreTool, restoreEtcdDataDir } from './etcd-restore.ts';
-import { restoreBackup, type SnapshotFilter } from './restore.ts';
+import { parseOutcome, restoreBackup, type SnapshotFilter } from './restore.ts';
 import type { Repository, Restic } from './restic.ts';
 
 /** A key every Kubernetes etcd holds: a snapshot without it is not a cluster's. */
@@ -60,13 +60,7 @@ export type VerifyOutcome = ({ ok: true } & VerifyResult) | { ok: false; error: 
 
 /** The outcome in a termination message, or undefined when the message is something else (a crash's log tail). */
 export function parseVerifyOutcome(message: string | undefined): VerifyOutcome | undefined {
-  if (!message?.startsWith('{')) return undefined;
-  try {
-    const o = JSON.parse(message) as VerifyOutcome;
-    return typeof o.ok === 'boolean' ? o : undefined;
-  } catch {
-    return undefined;
-  }
+  return parseOutcome<VerifyOutcome>(message);
 }
 
 async function etcdctl(endpoint: string, args: string[], signal?: AbortSignal): Promise<string> {
