@@ -113,7 +113,10 @@ describe('rendered with default values', () => {
 
   // The rules themselves are checked against the API calls in src/ by test/chart/rbac.test.ts.
   test('the Role is namespaced and bound to the chart\'s ServiceAccount only; cluster-wide it may read two named namespaces', () => {
-    expect(r.one('ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system', 'kubedr-system'], verbs: ['get'] }]);
+    expect(r.one('ClusterRole').rules).toEqual([
+      { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kubedr-system'], verbs: ['get', 'list', 'watch'] },
+    ]);
     expect(r.one('ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
     const rb = r.one('RoleBinding');
     expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kubedr' });
@@ -383,6 +386,9 @@ describe('on the local cluster', () => {
     expect(canAll('get', `namespaces/${ns}`)).toBe('yes');
     expect(canAll('get', 'namespaces/default')).toBe('no');
     expect(canAll('list', 'namespaces')).toBe('no');
+    // Its own namespace is watched by name (its deletion releases the records); kube-system only read.
+    expect(canAll('watch', `namespaces/${ns}`)).toBe('yes');
+    expect(canAll('watch', 'namespaces/kube-system')).toBe('no');
     expect(canAll('delete', 'namespaces/kube-system')).toBe('no');
   });
 });
