@@ -70,7 +70,8 @@ export class RepositoryRepair {
 
   /** Whether a verification failure calls for a check of the repository's data. */
   static concernsData(err: unknown): boolean {
-    return !(err instanceof EngineError && NOT_ABOUT_DATA.has(err.kind));
+    // Not an engine error (the Kubernetes API refused the verification pod, say): the data was not read at all.
+    return err instanceof EngineError && !NOT_ABOUT_DATA.has(err.kind);
   }
 
   /**

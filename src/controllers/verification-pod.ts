@@ -7,7 +7,7 @@
  * repository credentials only as secretKeyRef variables, and the outcome read from its termination message. The pod
  * belongs to the record (deleted with it) and is deleted when it has answered, or when the verification is cancelled.
  */
-import { API_VERSION, COMPONENT, POD } from '../api/group.ts';
+import { API_VERSION, BACKUP_RECORD, COMPONENT, POD } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupRecord, Pod } from '../api/types.ts';
 import { EngineError } from '../engine/errors.ts';
 import { type VerifyResult, parseVerifyOutcome } from '../engine/verify.ts';
@@ -100,7 +100,9 @@ export class VerificationPods {
   async verify(location: BackupLocation, record: MetadataBackupRecord, signal: AbortSignal): Promise<VerifyResult> {
     const { client, log } = this.deps;
     const ns = record.metadata.namespace ?? '';
-    const pod = verificationPod({ record, location, ...this.deps });
+    // The pod belongs to the record; one just made by this process is known here by name only, its uid by the API.
+    const owner = record.metadata.uid ? record : await client.get<MetadataBackupRecord>(BACKUP_RECORD, ns, record.metadata.name, signal);
+    const pod = verificationPod({ record: owner, location, ...this.deps });
     const name = pod.metadata.name;
     // A pod left by an earlier run (a restarted controller) answers for another attempt: start afresh.
     await client.delete(POD, ns, name, { gracePeriodSeconds: 0 }).catch((err) => { if (!isNotFound(err)) throw err; });

@@ -67,10 +67,12 @@ describe('which failed verifications call for reading the whole repository', () 
       expect(RepositoryRepair.concernsData(new EngineError(kind, 'x'))).toBe(false);
     }
   });
-  test('those that may be damage: restic failing to read, a checksum that does not match, anything else', () => {
+  test('those that may be damage: restic failing to read, a checksum that does not match, an etcd that does not start', () => {
     expect(RepositoryRepair.concernsData(new EngineError('Failed', 'ciphertext verification failed'))).toBe(true);
     expect(RepositoryRepair.concernsData(new EngineError('IntegrityError', 'SHA-256 mismatch'))).toBe(true);
-    expect(RepositoryRepair.concernsData(new Error('the restored etcd did not start'))).toBe(true);
+    expect(RepositoryRepair.concernsData(new EngineError('Failed', 'the restored etcd did not start'))).toBe(true);
+    // The Kubernetes API refusing the verification pod: the data was never read.
+    expect(RepositoryRepair.concernsData(new Error('POST /api/v1/namespaces/x/pods: 422 Invalid'))).toBe(false);
   });
 });
 

@@ -1,8 +1,11 @@
 /** The verification pod, a pure function of its inputs, and how its answer is read back (fake pods). */
 import { describe, expect, test } from 'bun:test';
 import type { BackupLocation, MetadataBackupRecord, Pod } from '../../src/api/types.ts';
-import { verificationOutcome, verificationPod, verificationPodName, verificationResources } from '../../src/controllers/verification-pod.ts';
+import { VerificationPods, verificationOutcome, verificationPod, verificationPodName, verificationResources } from '../../src/controllers/verification-pod.ts';
 import { EngineError } from '../../src/engine/errors.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { ApiError } from '../../src/kube/errors.ts';
+import { createLogger } from '../../src/util/log.ts';
 
 const location: BackupLocation = {
   metadata: { name: 'loc', namespace: 'kubedr-system' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 's3-creds' },
@@ -66,5 +69,46 @@ describe('its answer', () => {
     expect(err).toBeInstanceOf(EngineError);
     expect((err as EngineError).message).toBe('verification pod failed: exit code 137 (OOMKilled)');
     expect((err as EngineError).kind).not.toBe('Failed');
+  });
+});
+
+describe('VerificationPods.verify (fake API)', () => {
+  const result = { snapshotId: 'abcdef12', sha256: 'f'.repeat(64), etcdSnapshotSize: 4096, revision: 7, keyCount: 300, durationSecs: 2 };
+  function api(podStates: (Pod | 'gone')[]) {
+    const calls: string[] = [];
+    let created: Pod | undefined;
+    const client = {
+      get: async (ref: { plural: string }, _ns: string, name: string) => {
+        calls.push(`get ${ref.plural}/${name}`);
+        if (ref.plural === 'metadatabackuprecords') return { ...record, metadata: { ...record.metadata, uid: 'from-the-api' } };
+        const next = podStates.shift() ?? podStates.at(-1);
+        if (next === 'gone' || next === undefined) throw new ApiError(404, 'NotFound', 'pods not found', 'GET', '/x');
+        return next;
+      },
+      create: async (_ref: unknown, _ns: string, pod: Pod) => {
+        calls.push(`create ${pod.metadata.name}`);
+        created = pod;
+        return pod;
+      },
+      delete: async (ref: { plural: string }, _ns: string, name: string) => void calls.push(`delete ${ref.plural}/${name}`),
+    } as unknown as KubeClient;
+    const pods = new VerificationPods({ client, log: createLogger({ level: 'error' }), image: 'i', deadlineSeconds: 600, startTimeoutMs: 60_000, pollMs: 1 });
+    return { pods, calls, created: () => created };
+  }
+  const fresh = { ...record, metadata: { name: 'mbr-abcdef12', namespace: 'kubedr-system' } };
+
+  test('a record just made (no uid here): its uid is read from the API for the pod\'s owner; the answer read, the pod deleted', async () => {
+    const t = api([pod({ exitCode: 0, message: JSON.stringify({ ok: true, ...result }) }, 'Succeeded')]);
+    expect(await t.pods.verify(location, fresh, new AbortController().signal)).toEqual(result);
+    expect(t.created()?.metadata.ownerReferences?.[0]?.uid).toBe('from-the-api');
+    expect(t.calls).toEqual(['get metadatabackuprecords/mbr-abcdef12', 'delete pods/kubedr-verify-mbr-abcdef12', 'create kubedr-verify-mbr-abcdef12',
+      'get pods/kubedr-verify-mbr-abcdef12', 'delete pods/kubedr-verify-mbr-abcdef12']);
+  });
+
+  test('the pod deleted before it answered (with its record): cancelled, not taken for damaged data', async () => {
+    const t = api(['gone']);
+    const err = await t.pods.verify(location, record, new AbortController().signal).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect((err as EngineError).kind).toBe('Cancelled');
   });
 });
