@@ -90,16 +90,17 @@ async function checkTarget(target: string): Promise<void> {
 }
 
 /**
- * SIGTERM (the kubelet stopping a restore pod) and SIGINT (Ctrl-C) cancel the restore: restic is stopped, the staged
- * files are removed and the outcome is written before the process exits. A second signal exits at once.
+ * SIGTERM (the kubelet stopping a restore or verification pod: as its PID 1, a process without a handler would ignore
+ * it) and SIGINT (Ctrl-C) cancel the command: restic is stopped, what it staged is removed and the outcome is written
+ * before the process exits. A second signal exits at once.
  */
-function cancelOnSignals(): { signal: AbortSignal; received: () => string | undefined; dispose: () => void } {
+export function cancelOnSignals(command = 'restore'): { signal: AbortSignal; received: () => string | undefined; dispose: () => void } {
   const abort = new AbortController();
   let received: string | undefined;
   const handlers = (['SIGTERM', 'SIGINT'] as const).map((sig) => [sig, () => {
     if (received) process.exit(130);
     received = sig;
-    process.stderr.write(`kubedr restore: ${sig}: stopping and removing the staged files (again to exit at once)\n`);
+    process.stderr.write(`kubedr ${command}: ${sig}: stopping and removing the staged files (again to exit at once)\n`);
     abort.abort();
   }] as const);
   for (const [sig, handler] of handlers) process.on(sig, handler);

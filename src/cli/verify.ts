@@ -10,6 +10,7 @@ import { type VerifyOutcome, type VerifyResult, verifyBackup } from '../engine/v
 import { redact } from '../util/redact.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
+import { cancelOnSignals } from './restore.ts';
 import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { forProgram } from './program.ts';
 
@@ -44,14 +45,18 @@ export async function runVerify(argv: string[]): Promise<number> {
     if (f['termination-log']) writeFileSync(f['termination-log'], JSON.stringify(o).slice(0, 4000));
   };
   let r: VerifyResult;
+  const stop = cancelOnSignals('verify');
   try {
     r = await verifyBackup(new Restic(), {
       repo: repositoryFromFlags(f), snapshot, filter: { policy: f.policy, cluster: f.cluster }, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout, sharedLock: f.lock,
-      onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
+      signal: stop.signal, onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
     });
-  } catch (err) {
+  } catch (caught) {
+    const err = stop.received() ? new EngineError('Cancelled', `verification stopped by ${stop.received()}; everything it started was stopped and removed`) : caught;
     writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), kind: err instanceof EngineError ? err.kind : 'Failed' });
     throw err;
+  } finally {
+    stop.dispose();
   }
   writeOutcome({ ok: true, ...r });
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`

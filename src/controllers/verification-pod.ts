@@ -50,6 +50,8 @@ export function verificationPod(input: ToolPodInput): Pod {
     },
     spec: {
       ...toolPodSpec(input),
+      // kubedr verify stops its etcd and restic on SIGTERM within seconds; nothing of it is worth waiting 30 s for.
+      terminationGracePeriodSeconds: 10,
       containers: [{
         name: 'verify',
         image,
