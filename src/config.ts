@@ -42,11 +42,15 @@ export const controllerFlags = {
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
   'prune-interval': { type: 'duration', help: 'longest time between two prunes of a location whose snapshots were forgotten (prune removes their data; it runs apart from backups)', default: '24h' },
+  'check-interval': { type: 'duration', help: 'time between scheduled checks of each location\'s data (restic check --read-data-subset; damage found is repaired, off the backup path); 0 turns them off', default: '24h' },
+  'check-read-data-subset': { type: 'string', help: 'part of the repository\'s data each scheduled check reads, as restic\'s --read-data-subset takes it (5%, 1/10, 500M)', default: '5%' },
+  'repair-damage': { type: 'boolean', help: 'repair a repository found damaged (restic repair packs: damaged packs removed after salvaging their intact data), mark the backups that lost data and back up again; false: only report it (forensics, or a bucket whose objects may not be deleted)', default: true },
   'prune-after-forgets': { type: 'int', help: 'prune a location sooner once this many of its snapshots were forgotten', default: 50 },
   'sync-period': { type: 'duration', help: 'interval between repository syncs: snapshots without a record get one (adopted), records without a snapshot are flagged', default: '10m' },
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
   'restore-image': { type: 'string', help: 'image of MetadataRestore pods: this controller\'s own (the Helm chart sets it); without it restores fail', env: 'KUBEDR_RESTORE_IMAGE' },
+  'verify-in-pod': { type: 'boolean', help: 'run each verification in a pod of its own, sized from the backup (needs --restore-image; without one, verifications run in this process and need its memory: about the etcd snapshot\'s size)', default: true },
   'restore-start-timeout': { type: 'duration', help: 'fail a restore whose pod has not started after this long (unschedulable, image pull failure)', default: '5m' },
   'restore-timeout': { type: 'duration', help: 'time limit of a running restore pod (its activeDeadlineSeconds)', default: '2h' },
   'restore-node-selector': { type: 'string', help: 'node labels a restore pod\'s node must have: comma-separated key=value pairs, e.g. kubernetes.io/os=linux (default: any node)' },
@@ -92,6 +96,11 @@ export interface Config {
   forgetRetryMs: number;
   syncPeriodMs: number;
   pruneIntervalMs: number;
+  /** 0: no scheduled checks. */
+  checkIntervalMs: number;
+  checkReadDataSubset: string;
+  repairDamage: boolean;
+  verifyInPod: boolean;
   pruneAfterForgets: number;
   restoreImage?: string;
   restoreStartTimeoutMs: number;
@@ -145,6 +154,10 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     forgetRetryMs: f['forget-retry'],
     syncPeriodMs: f['sync-period'],
     pruneIntervalMs: f['prune-interval'],
+    checkIntervalMs: f['check-interval'],
+    checkReadDataSubset: f['check-read-data-subset'],
+    repairDamage: f['repair-damage'],
+    verifyInPod: f['verify-in-pod'],
     pruneAfterForgets: f['prune-after-forgets'],
     restoreImage: f['restore-image'],
     restoreStartTimeoutMs: f['restore-start-timeout'],

@@ -32,6 +32,13 @@ export const BACKUP_ADOPTED = 'BackupAdopted';
 export const BACKUP_VERIFIED = 'BackupVerified';
 /** MetadataBackupPolicy: verifying a backup by restoring it failed; the message says what. */
 export const BACKUP_VERIFICATION_FAILED = 'BackupVerificationFailed';
+/**
+ * MetadataBackupPolicy: a verification failed and a check of the repository found damaged data; restic repaired what it
+ * could, the records of backups that lost data are marked (status.damage), and a new backup is taken at once.
+ */
+export const REPOSITORY_DAMAGED = 'RepositoryDamaged';
+/** BackupLocation: a scheduled check of the repository's data did not run to its end; it is tried at the next interval. */
+export const REPOSITORY_CHECK_FAILED = 'RepositoryCheckFailed';
 /** BackupLocation: pruning the repository failed; it is tried again at the next prune check. */
 export const PRUNE_FAILED = 'PruneFailed';
 /**
@@ -62,6 +69,9 @@ export const messages = {
   snapshotKept: (snapshotId: string, location: string, repository?: string) =>
     `BackupLocation "${location}" is gone, so snapshot ${snapshotId} could not be forgotten: it stays in that location's ` +
     `repository. If it is no longer needed, remove it with: restic -r ${repository ?? '<repository>'} forget ${snapshotId} --prune`,
+  snapshotKeptNamespaceDeleted: (snapshotId: string, namespace: string) =>
+    `Namespace "${namespace}" is being deleted, so snapshot ${snapshotId} was not forgotten: it stays in S3 for a new ` +
+    'install (or `kubedr snapshots`) to find',
   foreignSnapshotKept: (snapshotId: string, cluster: string) =>
     `Snapshot ${snapshotId} belongs to cluster ${cluster}, which shares this bucket: it was not forgotten (only its own ` +
     'cluster expires it); the record that pointed at it is released',

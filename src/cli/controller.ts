@@ -8,7 +8,10 @@ import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
+import { RepositoryChecker } from '../controllers/repository-checker.ts';
+import { RepositoryRepair } from '../controllers/repository-repair.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
+import { VerificationPods } from '../controllers/verification-pod.ts';
 import { Verifier } from '../controllers/verification.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import { Restic } from '../engine/restic.ts';
@@ -97,19 +100,35 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, locations, policies, records, secrets, restic, recorder, log, periodMs: config.syncPeriodMs,
     ownership: { origin, adoptUnmarked: config.adoptUnmarkedSnapshots },
     busy: (key) => policyReconciler.isRunning(key),
+    onAdopted: (adopted) => policyReconciler.verifyAdopted(adopted),
   });
   policyReconciler.sync = sync;
   // Each backup proven by restoring it. Verifications run one at a time, apart from backups: one stuck on an
   // unreachable S3 endpoint must never keep a due backup waiting (it reads only S3, not the cluster's etcd).
   const verifications = new Semaphore(1);
+  // A failed verification has the repository read whole, and repaired if damaged (then new backups at once).
+  const repair = new RepositoryRepair({
+    client, records, policies, secrets, restic, recorder, log, requestBackup: (key) => policyReconciler.requestBackup(key),
+    repairEnabled: config.repairDamage,
+  });
+  // In a pod of its own when there is an image for it (the chart's install): the throwaway etcd maps the whole
+  // database, which the controller's own memory limit is not sized for.
+  const inPod = config.verifyInPod && config.restoreImage ? new VerificationPods({
+    client, log, image: config.restoreImage, deadlineSeconds: 30 * 60, startTimeoutMs: config.restoreStartTimeoutMs,
+    nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser,
+  }) : undefined;
   policyReconciler.verifier = new Verifier({
-    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000,
+    client, secrets, restic, recorder, metrics, log, acquire: (s) => verifications.acquire(s), timeoutMs: 30 * 60_000, repair, inPod,
   });
   // Policies are few and each reconcile is short (backups run in the background), so workers stay at one per kind.
   const policyController = controller('metadatabackuppolicy', policyReconciler);
   policyReconciler.enqueue = (key) => policyController.enqueue(key);
   enqueueOnChange(policies, policyController);
 
+  const checker = new RepositoryChecker({
+    client, locations, secrets, restic, recorder, log, repair, acquire: (s) => verifications.acquire(s),
+    intervalMs: config.checkIntervalMs, subset: config.checkReadDataSubset,
+  });
   const pruner = new Pruner({
     client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
   });
@@ -156,9 +175,8 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     ? new LeaderElector({ client, namespace: ns, identity: config.identity, log, ...config.leaderElection })
     : undefined;
   return new Manager({
-    always: [...informers, http],
-    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner,
-      new NamespaceDeletion({ client, namespace: ns, log })],
+    always: [...informers, http, new NamespaceDeletion({ client: client.unfenced(), namespace: ns, log })],
+    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner, checker],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -4,9 +4,13 @@
  * for what a Kubernetes etcd holds. Nothing is left behind.
  */
 import { Restic } from '../engine/restic.ts';
-import { verifyBackup } from '../engine/verify.ts';
+import { writeFileSync } from 'node:fs';
+import { EngineError } from '../engine/errors.ts';
+import { type VerifyOutcome, type VerifyResult, verifyBackup } from '../engine/verify.ts';
+import { redact } from '../util/redact.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
+import { cancelOnSignals } from './restore.ts';
 import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { forProgram } from './program.ts';
 
@@ -18,6 +22,8 @@ const flags = {
   'not-kubernetes': { type: 'boolean', help: 'the etcd is not a Kubernetes cluster\'s: do not require /registry/namespaces/kube-system', default: false },
   timeout: { type: 'duration', help: 'time limit of the whole verification', default: '1h' },
   json: { type: 'boolean', help: 'print the result as JSON', default: false },
+  lock: { type: 'boolean', help: 'read under restic\'s shared lock, so that a prune cannot repack the data meanwhile (the controller\'s verification pods)', default: false },
+  'termination-log': { type: 'string', help: 'also write the outcome as JSON to this file (a verification pod\'s /dev/termination-log)' },
 } satisfies Record<string, FlagSpec>;
 
 export const verifyHelp = helpText('kubedr verify <snapshot-id|latest> --url URL --bucket BUCKET [--credentials FILE] [flags]',
@@ -35,10 +41,24 @@ export async function runVerify(argv: string[]): Promise<number> {
   const [snapshot, extra] = parsed.args;
   if (!snapshot) throw new UsageError('name the snapshot to verify: a snapshot id (see \'kubedr snapshots\') or "latest"');
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
-  const r = await verifyBackup(new Restic(), {
-    repo: repositoryFromFlags(f), snapshot, filter: { policy: f.policy, cluster: f.cluster }, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout,
-    onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
-  });
+  const writeOutcome = (o: VerifyOutcome) => {
+    if (f['termination-log']) writeFileSync(f['termination-log'], JSON.stringify(o).slice(0, 4000));
+  };
+  let r: VerifyResult;
+  const stop = cancelOnSignals('verify');
+  try {
+    r = await verifyBackup(new Restic(), {
+      repo: repositoryFromFlags(f), snapshot, filter: { policy: f.policy, cluster: f.cluster }, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout, sharedLock: f.lock,
+      signal: stop.signal, onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
+    });
+  } catch (caught) {
+    const err = stop.received() ? new EngineError('Cancelled', `verification stopped by ${stop.received()}; everything it started was stopped and removed`) : caught;
+    writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), kind: err instanceof EngineError ? err.kind : 'Failed' });
+    throw err;
+  } finally {
+    stop.dispose();
+  }
+  writeOutcome({ ok: true, ...r });
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
     : `Verified snapshot ${r.snapshotId.slice(0, 8)}: restores to an etcd at revision ${r.revision} with ${r.keyCount} keys ` +
       `(SHA-256 ${r.sha256}), in ${r.durationSecs.toFixed(1)} s\n`);

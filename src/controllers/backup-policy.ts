@@ -7,12 +7,13 @@
 import { READY, setCondition } from '../api/conditions.ts';
 import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../api/group.ts';
 import { BACKUP_SKIPPED } from '../api/events.ts';
-import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus } from '../api/types.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord } from '../api/types.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import { ScheduleError, dueSlot, parseSchedule } from '../schedule/schedule.ts';
 import { BackupOutcomes } from './backup-outcome.ts';
 import { type BackupDeps, BackupRunner, type Running, type Trigger } from './backup-runner.ts';
+import { newestRecord, recordTime } from './records.ts';
 import type { RepositorySync } from './repository-sync.ts';
 import { resolveUnfinished } from './unfinished-backups.ts';
 import { type Verifier, verifyMode } from './verification.ts';
@@ -25,6 +26,8 @@ const MAX_REQUEUE_MS = 60 * 60_000;
 export class BackupPolicyReconciler implements Reconciler {
   /** What this process has served, ahead of the (possibly stale) cache: the slot and the backup-now value. */
   private readonly served = new Map<string, { slot?: number; backupNow?: string }>();
+  /** Policies asked for a backup at once by a repository repair (requestBackup). */
+  private readonly repairs = new Set<string>();
   private readonly now: () => Date;
   private readonly outcomes: BackupOutcomes;
   private readonly runner: BackupRunner;
@@ -48,6 +51,15 @@ export class BackupPolicyReconciler implements Reconciler {
     this.runner.hooks.sync = sync;
   }
   /** Proves backups restore (after each backup, or on the policy's verification schedule). */
+  /**
+   * Asks for a backup of the policy at once (after a repository repair: fresh copies of the data now, not at the next
+   * slot). It runs as an on-demand backup; if one runs already, the request waits for it to end.
+   */
+  requestBackup(key: string): void {
+    this.repairs.add(key);
+    this.runner.hooks.enqueue(key);
+  }
+
   set verifier(verifier: Verifier | undefined) {
     this.runner.hooks.verifier = verifier;
   }
@@ -121,7 +133,9 @@ export class BackupPolicyReconciler implements Reconciler {
       Date.parse(policy.metadata.creationTimestamp ?? '') || 0);
     const slot = dueSlot({ schedule, now, suspended: policy.spec.suspend === true, lastServed: new Date(lastServedMs) });
     const nowValue = policy.metadata.annotations?.[BACKUP_NOW_ANNOTATION];
-    const onDemand = nowValue !== undefined && nowValue !== '' && nowValue !== st.backupNowServed && nowValue !== mem.backupNow;
+    const repair = this.repairs.has(key);
+    const asked = nowValue !== undefined && nowValue !== '' && nowValue !== st.backupNowServed && nowValue !== mem.backupNow;
+    const onDemand = repair || asked;
     const next = policy.spec.suspend ? undefined : schedule.next(now);
 
     const update: MetadataBackupPolicyStatus = {
@@ -134,13 +148,15 @@ export class BackupPolicyReconciler implements Reconciler {
       }, now)),
     };
     if (slot) update.lastScheduleTime = slot.toISOString();
-    if (onDemand) update.backupNowServed = nowValue;
+    if (asked) update.backupNowServed = nowValue;
 
     // 5. Start the backup, or count it as skipped if this policy's previous one still runs.
     let start: Trigger | undefined;
     if (slot || onDemand) {
       const trigger: Trigger = onDemand ? 'OnDemand' : 'Scheduled';
-      if (this.runner.has(key)) {
+      if (this.runner.has(key) && !slot && !asked) {
+        // Only the repair's request, which waits for the running backup to end (it enqueues the policy then).
+      } else if (this.runner.has(key)) {
         this.deps.metrics.skipped.inc({ policyName: policy.metadata.name });
         const queued = this.runner.waitingFor(key);
         await this.deps.recorder.event(policy, 'Normal', BACKUP_SKIPPED, queued
@@ -160,6 +176,7 @@ export class BackupPolicyReconciler implements Reconciler {
     if (this.statusChanged(st, update)) await this.outcomes.patchStatus(policy, update);
     this.served.set(key, { slot: slot?.getTime() ?? mem.slot, backupNow: onDemand ? nowValue : mem.backupNow });
     if (start) {
+      this.repairs.delete(key);
       this.runner.start(key, start, signal, reconciledAt);
       log.info('backup started', { trigger: start, slot: slot?.toISOString() });
     }
@@ -187,9 +204,7 @@ export class BackupPolicyReconciler implements Reconciler {
       this.verifiedSlot.get(key) ?? 0);
     const slot = dueSlot({ schedule, now, suspended: false, lastServed: new Date(last) });
     const ns = policy.metadata.namespace ?? '';
-    const newest = this.deps.records.list()
-      .filter((r) => r.metadata.namespace === ns && r.spec.policy === policy.metadata.name && !r.metadata.deletionTimestamp)
-      .sort((a, b) => Date.parse(b.status?.backupTime ?? '') - Date.parse(a.status?.backupTime ?? ''))[0];
+    const newest = newestRecord(this.deps.records.list(), ns, policy.metadata.name);
     const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
     if (slot && newest && location && !this.verifying.has(key)) {
       this.verifiedSlot.set(key, slot.getTime());
@@ -199,6 +214,27 @@ export class BackupPolicyReconciler implements Reconciler {
       this.verifying.set(key, { abort, done });
     }
     return schedule.next(now) ?? undefined;
+  }
+
+  /**
+   * Records adopted from the repository are verified like the others (unless the policy's verification is off), in the
+   * background and newest first; the verification also reads their facts from the snapshot (SHA-256, size, revision,
+   * certificates and their expiry), which an adopted record otherwise lacks.
+   */
+  verifyAdopted(adopted: readonly MetadataBackupRecord[]): void {
+    const verifier = this.runner.hooks.verifier;
+    if (!verifier) return;
+    const newestFirst = [...adopted].sort((a, b) => recordTime(b) - recordTime(a));
+    for (const record of newestFirst) {
+      const ns = record.metadata.namespace ?? '';
+      const policy = this.deps.policies.get(`${ns}/${record.spec.policy}`);
+      const location = this.deps.locations.get(`${ns}/${record.spec.backuploc}`);
+      const key = `${ns}/${record.spec.policy}@${record.metadata.name}`;
+      if (!policy || !location || verifyMode(policy) === 'Never' || this.verifying.has(key)) continue;
+      const abort = new AbortController();
+      const done = verifier.verify(policy, location, record, abort.signal).then(() => undefined).finally(() => this.verifying.delete(key));
+      this.verifying.set(key, { abort, done });
+    }
   }
 
   private statusChanged(st: MetadataBackupPolicyStatus, update: MetadataBackupPolicyStatus): boolean {

@@ -3,9 +3,9 @@
  * first forgets its restic snapshot. A snapshot that is already gone, or that retention already forgot, releases the
  * record at once; an unreachable repository keeps the record, with the reason in its status, until it can be done.
  */
-import { BACKUP_RECORD, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
+import { BACKUP_RECORD, NAMESPACE, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { FOREIGN_SNAPSHOT_KEPT, FORGET_FAILED, SNAPSHOT_KEPT, messages } from '../api/events.ts';
-import type { BackupLocation, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { BackupLocation, KubeObject, MetadataBackupRecord, Secret } from '../api/types.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import { repositoryAddress } from '../engine/repository.ts';
@@ -60,10 +60,14 @@ export class BackupRecordReconciler implements Reconciler {
     const location = this.deps.locations.get(`${ns}/${record.spec.backuploc}`);
     const forgotten = record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' ||
       this.forgottenHere.has(record.metadata.uid ?? '');
-    if (!forgotten && (!location || location.metadata.deletionTimestamp)) {
+    const locationGone = !location || location.metadata.deletionTimestamp;
+    if (!forgotten && (locationGone || await this.namespaceDeleted(ns, signal))) {
       const repository = location ? repositoryAddressOrUndefined(location) : undefined;
-      await this.deps.recorder.event(record, 'Warning', SNAPSHOT_KEPT, messages.snapshotKept(record.spec.snapshotId, record.spec.backuploc, repository));
-      log.warn('location gone: record released, snapshot kept', { backupLocation: record.spec.backuploc });
+      await this.deps.recorder.event(record, 'Warning', SNAPSHOT_KEPT, locationGone
+        ? messages.snapshotKept(record.spec.snapshotId, record.spec.backuploc, repository)
+        : messages.snapshotKeptNamespaceDeleted(record.spec.snapshotId, ns));
+      log.warn(locationGone ? 'location gone: record released, snapshot kept' : 'namespace is being deleted: record released, snapshot kept',
+        { backupLocation: record.spec.backuploc });
       return this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
     }
     if (!forgotten) {
@@ -90,6 +94,19 @@ export class BackupRecordReconciler implements Reconciler {
       }
     }
     return this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
+  }
+
+  /**
+   * Whether the record's namespace is being deleted (`kubectl delete namespace`): its records go with it, and the
+   * snapshots stay in S3 for a new install to find. Forgetting them one by one would destroy every backup of the cluster.
+   */
+  private async namespaceDeleted(ns: string, signal: AbortSignal): Promise<boolean> {
+    try {
+      return Boolean((await this.deps.client.get<KubeObject>(NAMESPACE, '', ns, signal)).metadata.deletionTimestamp);
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      throw err;
+    }
   }
 
   /**

@@ -235,8 +235,12 @@ export class BackupRunner {
     this.deps.metrics.numBackups.inc({ policyName: name });
     try {
       const location = await this.waitForLocation(ns, policy.spec.destination, signal);
-      await acquireSlot();
       const repo = locationRepository(location, this.deps.secrets);
+      // A prune of this location may take an hour: wait for it before taking a slot, not in one (backups elsewhere go on).
+      await this.deps.restic.maintenanceDone(repo, signal, (what) => void outcomes.patchStatus(policy, {
+        progress: { phase: 'Queued', waitingFor: what, updateTime: new Date().toISOString() },
+      }).catch((err) => log.debug('progress write failed', { err })));
+      await acquireSlot();
       const etcd = etcdConnection(ns, policy.spec.etcdEndpoint ?? 'https://127.0.0.1:2379', policy.spec.etcdCreds ?? 'etcd-creds', this.deps.secrets);
       const progress = this.progressWriter(policy);
       marks.engine = performance.now();

@@ -1,15 +1,22 @@
 /**
- * @module When the controller's own namespace is deleted (`kubectl delete namespace`), the controller goes with it, and
- * nothing would serve the finalizer of its MetadataBackupRecords: the namespace would stay Terminating for ever. So a
- * leader that is told to stop checks, before it exits, whether its namespace is being deleted, and if so releases every
- * record without forgetting its snapshot: the backups stay in S3 (a new install, or `kubedr snapshots`, finds them).
+ * @module When the controller's own namespace is deleted (`kubectl delete namespace`), nothing would serve the finalizer
+ * of its MetadataBackupRecords once the controller is gone: the namespace would stay Terminating for ever. Worse, the
+ * namespace controller deletes the namespace's content in no set order (Go map order), and the moment it deletes the
+ * controller's ServiceAccount or its token Secret, the controller's credentials stop working (kube-apiserver rejects a
+ * token whose account or Secret is being deleted). So the release cannot wait for the pod's SIGTERM: every replica
+ * watches its own namespace and, the moment it sees it being deleted, releases every record at once (in parallel)
+ * without forgetting its snapshot: the backups stay in S3 (a new install, or `kubedr snapshots`, finds them). It checks
+ * once more when told to stop, and the record reconciler releases what it sees deleted in a namespace being deleted.
+ *
+ * It runs whoever leads, and its writes are not fenced by the lease: the Lease may go first (then no replica can take
+ * one in a namespace being deleted), and releasing a record whose snapshot stays is safe from any replica at any time.
  * Events cannot be written in a namespace being deleted; the log says what was released.
  */
 import { BACKUP_RECORD, NAMESPACE, RECORD_FINALIZER } from '../api/group.ts';
 import type { KubeObject, MetadataBackupRecord } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isConflict, isNotFound } from '../kube/errors.ts';
-import { LeadershipLost } from '../runtime/leader.ts';
+import { Informer, listWatch } from '../runtime/informer.ts';
 import type { Runnable } from '../runtime/runnable.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -17,6 +24,7 @@ import type { Logger } from '../util/log.ts';
 const CHECK_TIMEOUT_MS = 5_000;
 
 export interface NamespaceDeletionDeps {
+  /** Not fenced by the leader lease: see the module comment. */
   client: KubeClient;
   namespace: string;
   log: Logger;
@@ -29,38 +37,61 @@ export function heldRecords(records: MetadataBackupRecord[]): MetadataBackupReco
 
 export class NamespaceDeletion implements Runnable {
   readonly name = 'namespace-deletion';
+  private releasing: Promise<number> | undefined;
 
   constructor(private readonly deps: NamespaceDeletionDeps) {}
 
   async start(signal: AbortSignal): Promise<void> {
-    await new Promise<void>((ok) => (signal.aborted ? ok() : signal.addEventListener('abort', () => ok(), { once: true })));
-    // A leader that lost its lease may not write (and another leads now): nothing to do, and no reason to wait.
-    if (signal.reason instanceof LeadershipLost) return;
+    const { client, namespace, log } = this.deps;
+    // This namespace only (RBAC grants get/list/watch of it by name, with this field selector).
+    const watched = new Informer<KubeObject>({
+      name: 'namespace', log, source: listWatch(client, NAMESPACE, undefined, undefined, `metadata.name=${namespace}`),
+    });
+    const seen = (ns: KubeObject) => {
+      if (ns.metadata.deletionTimestamp) void this.releaseOnce(ns);
+    };
+    watched.addHandlers({ onAdd: seen, onUpdate: (_old, ns) => seen(ns) });
+    await watched.start(signal).catch((err) => log.warn('cannot watch the namespace for its deletion', { err }));
+    // Told to stop: the last chance, whatever was seen (the watch may have lost the race or never run).
     await this.releaseIfNamespaceDeleted(AbortSignal.timeout(CHECK_TIMEOUT_MS)).catch((err) =>
-      this.deps.log.warn('could not check whether the namespace is being deleted', { err }));
+      log.warn('could not check whether the namespace is being deleted', { err }));
+  }
+
+  /** Releases the records for a namespace seen being deleted, once at a time (a failure lets the next event retry). */
+  private releaseOnce(ns: KubeObject): Promise<number> {
+    this.releasing ??= this.release(ns).catch((err) => {
+      this.deps.log.warn('releasing the records of the namespace being deleted failed', { err });
+      return 0;
+    }).finally(() => {
+      this.releasing = undefined;
+    });
+    return this.releasing;
   }
 
   /** Releases every record when the namespace is being deleted; returns how many were released. */
   async releaseIfNamespaceDeleted(signal?: AbortSignal): Promise<number> {
-    const { client, namespace, log } = this.deps;
-    const ns = await client.get<KubeObject>(NAMESPACE, '', namespace, signal);
+    const ns = await this.deps.client.get<KubeObject>(NAMESPACE, '', this.deps.namespace, signal);
     if (!ns.metadata.deletionTimestamp) return 0;
+    return this.release(ns);
+  }
+
+  /** Every record's finalizer removed at once: the credentials may stop working any moment now. */
+  private async release(ns: KubeObject): Promise<number> {
+    const { client, namespace, log } = this.deps;
     const { items } = await client.list<MetadataBackupRecord>(BACKUP_RECORD, namespace);
-    let released = 0;
-    for (const r of heldRecords(items)) {
-      try {
-        await client.patch(BACKUP_RECORD, namespace, r.metadata.name, {
-          metadata: { finalizers: (r.metadata.finalizers ?? []).filter((f) => f !== RECORD_FINALIZER), resourceVersion: r.metadata.resourceVersion },
-        });
-        released++;
-      } catch (err) {
-        // Gone already, or changed meanwhile (the next list would show it): the namespace deletion goes on either way.
-        if (!isNotFound(err) && !isConflict(err)) throw err;
-      }
+    const held = heldRecords(items);
+    const results = await Promise.allSettled(held.map((r) => client.patch(BACKUP_RECORD, namespace, r.metadata.name, {
+      metadata: { finalizers: (r.metadata.finalizers ?? []).filter((f) => f !== RECORD_FINALIZER), resourceVersion: r.metadata.resourceVersion },
+    })));
+    // Gone already, or changed meanwhile (the next list would show it): the namespace deletion goes on either way.
+    const failed = results.flatMap((x) => (x.status === 'rejected' && !isNotFound(x.reason) && !isConflict(x.reason) ? [x.reason] : []));
+    const released = results.filter((x) => x.status === 'fulfilled').length;
+    if (held.length > 0 || failed.length === 0) {
+      log.warn('namespace is being deleted: records released without forgetting their snapshots, which stay in S3', {
+        namespace: ns.metadata.name, released, records: held.map((r) => `${r.metadata.name} (${r.spec.backuploc}, snapshot ${r.spec.snapshotId})`),
+      });
     }
-    log.warn('namespace is being deleted: records released without forgetting their snapshots, which stay in S3', {
-      namespace, released, records: items.map((r) => `${r.metadata.name} (${r.spec.backuploc}, snapshot ${r.spec.snapshotId})`),
-    });
+    if (failed.length > 0) throw failed[0];
     return released;
   }
 }

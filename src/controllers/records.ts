@@ -70,6 +70,20 @@ export async function writeRecord(client: KubeClient, record: MetadataBackupReco
   }, { signal, onRetry, permanent: isPermanent });
 }
 
+/** When a record's backup finished; a record whose status is not written yet is as new as the record itself. */
+export const recordTime = (r: MetadataBackupRecord): number =>
+  Date.parse(r.status?.backupTime ?? '') || Date.parse(r.metadata.creationTimestamp ?? '') || Number.MAX_SAFE_INTEGER;
+
+/**
+ * The policy's newest record (not being deleted): what a scheduled verification proves. A record without a backupTime
+ * yet (created, its status not written) counts by its creation: sorted as NaN it once lost to an older record, which
+ * was verified instead, and lastVerifiedTime went past an unproven backup.
+ */
+export function newestRecord(records: readonly MetadataBackupRecord[], ns: string, policy: string): MetadataBackupRecord | undefined {
+  return records.filter((r) => r.metadata.namespace === ns && r.spec.policy === policy && !r.metadata.deletionTimestamp)
+    .reduce<MetadataBackupRecord | undefined>((a, r) => (!a || recordTime(r) > recordTime(a) ? r : a), undefined);
+}
+
 /**
  * The snapshot of the policy's newest record at the location whose snapshot is believed to be there (not being
  * deleted, not forgotten by retention, not flagged missing): the parent of its next backup.
@@ -78,7 +92,7 @@ export function newestSnapshot(records: readonly MetadataBackupRecord[], ns: str
   let newest: MetadataBackupRecord | undefined;
   for (const r of records) {
     if (r.metadata.namespace !== ns || r.spec.policy !== policy || r.spec.backuploc !== location || r.metadata.deletionTimestamp ||
-      r.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' ||
+      r.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' || r.status?.damage ||
       r.status?.conditions?.some((c) => c.type === SNAPSHOT_AVAILABLE && c.status === 'False')) continue;
     if (!newest || Date.parse(r.status?.backupTime ?? '') > Date.parse(newest.status?.backupTime ?? '')) newest = r;
   }

@@ -88,6 +88,8 @@ export interface SyncDeps {
   ownership: OwnershipRule;
   /** Whether a backup of the policy (namespace/name) runs in this process right now. */
   busy?: (policyKey: string) => boolean;
+  /** Told about the records just adopted (they are verified like others, which also reads their facts). */
+  onAdopted?: (records: MetadataBackupRecord[]) => void;
   now?: () => Date;
 }
 
@@ -192,6 +194,7 @@ export class RepositorySync implements Runnable {
       await client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { conditions: available(record.status.conditions, true, now) })
         .catch(ignoreNotFound);
     }
+    if (adopted.length > 0) this.deps.onAdopted?.(adopted);
     log.debug('repository synced', { location: `${ns}/${name}`, snapshots: snapshots.length, adopted: adopted.length,
       missing: missing.length, present: plan.present.length, durationMs: Math.round(performance.now() - started) });
     return { adopted };

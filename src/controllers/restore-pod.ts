@@ -3,12 +3,10 @@
  * the pod's state back. The pod runs `kubedr restore` from the controller's own image with the claim mounted; the
  * credentials reach it only as secretKeyRef environment variables, so the pod spec holds no secret value.
  */
-import {
-  API_VERSION, COMPONENT, LOCATION_SECRET_KEYS as K, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL, RESTORE_UID,
-} from '../api/group.ts';
-import { CONTROL_PLANE_TOLERATIONS } from '../api/placement.ts';
-import type { BackupLocation, MetadataBackupRecord, MetadataRestore, Pod, Toleration } from '../api/types.ts';
+import { API_VERSION, COMPONENT, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL } from '../api/group.ts';
+import type { MetadataRestore, Pod } from '../api/types.ts';
 import { parseRestoreOutcome } from '../engine/restore.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, repositoryEnv, toolPodSpec } from './tool-pod.ts';
 
 /** Where the claim is mounted in the pod. */
 export const RESTORE_MOUNT = '/restore';
@@ -25,41 +23,13 @@ export function restoreTimeoutSeconds(deadlineSeconds: number): number {
   return Math.max(1, deadlineSeconds - Math.min(60, Math.ceil(deadlineSeconds / 10)));
 }
 
-export interface RestorePodInput {
+export interface RestorePodInput extends ToolPodInput {
   restore: MetadataRestore;
-  record: MetadataBackupRecord;
-  location: BackupLocation;
-  image: string;
-  /** The kubelet fails the pod after this long (spec.activeDeadlineSeconds). */
-  deadlineSeconds: number;
-  /** Node labels the pod's node must have; default any node. */
-  nodeSelector?: Record<string, string>;
-  /** Default: the control-plane taints (CONTROL_PLANE_TOLERATIONS). */
-  tolerations?: readonly Toleration[];
-  /** uid and gid of the pod; default the image's non-root user, 0 for root. */
-  runAsUser?: number;
 }
 
-const secretEnv = (name: string, secret: string, key: string, optional = false) =>
-  ({ name, valueFrom: { secretKeyRef: { name: secret, key, ...(optional ? { optional: true } : {}) } } });
-
-/**
- * The pod's user. By default the image's non-root user, with fsGroup so that the kubelet makes the claim writable for
- * it. But the kubelet applies fsGroup only to volumes that support ownership management: hostPath and local volumes
- * keep their owner and mode, and a root-owned 0755 directory there is writable only by uid 0 (every capability is
- * dropped either way, so root writes through owner permission, not CAP_DAC_OVERRIDE). Root needs no fsGroup, and
- * without one the kubelet leaves the ownership of the claim's files alone.
- */
-function podSecurityContext(uid: number) {
-  const seccompProfile = { type: 'RuntimeDefault' };
-  if (uid === 0) return { runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile };
-  return { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, fsGroup: uid, seccompProfile };
-}
 
 export function restorePod(input: RestorePodInput): Pod {
   const { restore, record, location, image, deadlineSeconds } = input;
-  const nodeSelector = input.nodeSelector ?? {};
-  const tolerations = input.tolerations ?? CONTROL_PLANE_TOLERATIONS;
   const creds = location.spec.credentials;
   const sha = record.status?.etcdSnapshotSha256;
   return {
@@ -81,15 +51,7 @@ export function restorePod(input: RestorePodInput): Pod {
       }],
     },
     spec: {
-      restartPolicy: 'Never',
-      activeDeadlineSeconds: deadlineSeconds,
-      // The pod talks to S3 only, never to the Kubernetes API.
-      automountServiceAccountToken: false,
-      ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector: { ...nodeSelector } } : {}),
-      // The claim's volume may be reachable only from a control-plane node (a local volume there, a one-node cluster),
-      // which kubeadm taints; without tolerations the pod would stay Unschedulable until the start timeout.
-      ...(tolerations.length > 0 ? { tolerations: tolerations.map((t) => ({ ...t })) } : {}),
-      securityContext: podSecurityContext(input.runAsUser ?? RESTORE_UID),
+      ...toolPodSpec(input),
       containers: [{
         name: 'restore',
         image,
@@ -97,15 +59,9 @@ export function restorePod(input: RestorePodInput): Pod {
           '--url', location.spec.url, '--bucket', location.spec.bucketName, '--termination-log', TERMINATION_LOG,
           '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`,
           ...(sha ? ['--expect-sha256', sha] : [])],
-        env: [
-          secretEnv('AWS_ACCESS_KEY_ID', creds, K.accessKey),
-          secretEnv('AWS_SECRET_ACCESS_KEY', creds, K.secretKey),
-          secretEnv('RESTIC_PASSWORD', creds, K.repoPassword),
-          secretEnv('KUBEDR_S3_CA_CERT', creds, K.caCert, true),
-          { name: 'TMPDIR', value: '/tmp' },
-        ],
+        env: repositoryEnv(creds),
         resources: { requests: { cpu: '100m', memory: '256Mi' } },
-        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+        securityContext: CONTAINER_SECURITY,
         terminationMessagePath: TERMINATION_LOG,
         // A crash before the outcome is written still tells the controller something: the end of the log.
         terminationMessagePolicy: 'FallbackToLogsOnError',

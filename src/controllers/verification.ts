@@ -7,6 +7,7 @@
 import { BACKUP_VERIFICATION_FAILED, BACKUP_VERIFIED } from '../api/events.ts';
 import { BACKUP_POLICY, BACKUP_RECORD } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { earliestExpiry } from '../engine/certificates.ts';
 import type { Restic } from '../engine/restic.ts';
 import { verifyBackup } from '../engine/verify.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -17,6 +18,8 @@ import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
 import { retryUntilDone } from '../util/retry.ts';
 import { locationRepository } from './inputs.ts';
+import { RepositoryRepair } from './repository-repair.ts';
+import type { VerificationPods } from './verification-pod.ts';
 import { isPermanent } from './records.ts';
 
 export interface VerifierDeps {
@@ -28,6 +31,12 @@ export interface VerifierDeps {
   log: Logger;
   /** Takes a verification slot (they run one at a time, apart from backups); returns its release. */
   acquire: (signal: AbortSignal) => Promise<() => void>;
+  /** After a failure that may be damaged data: check and repair the repository (in the same verification slot). */
+  repair?: RepositoryRepair;
+  /** The engine's verification (a stand-in in unit tests). */
+  verifyBackup?: typeof verifyBackup;
+  /** Verifications run in pods of their own (verification-pod.ts) rather than in this process. */
+  inPod?: Pick<VerificationPods, 'verify'>;
   timeoutMs?: number;
   now?: () => Date;
 }
@@ -49,14 +58,19 @@ export class Verifier {
     const started = performance.now();
     try {
       release = await this.deps.acquire(signal);
-      const r = await verifyBackup(this.deps.restic, {
+      const r = this.deps.inPod ? await this.deps.inPod.verify(location, record, signal) : await (this.deps.verifyBackup ?? verifyBackup)(this.deps.restic, {
         repo: locationRepository(location, this.deps.secrets), snapshot: record.spec.snapshotId,
         expectSha256: record.status?.etcdSnapshotSha256, signal, timeoutMs: this.deps.timeoutMs,
         // The pruner may run meanwhile: a repack under the reading restore gave false failures.
         sharedLock: true,
       });
       const message = `restored into a throwaway etcd: revision ${r.revision}, ${r.keyCount} keys, SHA-256 ${r.sha256.slice(0, 12)}…`;
-      await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
+      // A record adopted from the repository has no facts of its own backup: they are read from the snapshot here.
+      const facts = record.status?.etcdSnapshotSha256 ? {} : {
+        etcdSnapshotSha256: r.sha256, etcdSnapshotSize: r.etcdSnapshotSize, etcdRevision: r.revision,
+        ...(r.certificates ? { certificates: r.certificates, earliestCertificateExpiry: earliestExpiry(r.certificates) } : {}),
+      };
+      await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { ...facts, verification: {
         time: now(), result: 'Succeeded', revision: r.revision, keyCount: r.keyCount, durationSecs: r.durationSecs.toFixed(3), message,
       } }), signal);
       await this.write(() => client.patchStatus(BACKUP_POLICY, ns, name, {
@@ -70,10 +84,12 @@ export class Verifier {
       const message = `verifying backup ${record.spec.snapshotId} failed: ${err instanceof Error ? err.message : String(err)}`;
       metrics.verificationFailures.inc({ policyName: name });
       await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
-        time: now(), result: 'Failed', durationSecs: ((performance.now() - started) / 1000).toFixed(3), message,
+        // A success's figures from an earlier verification of this record no longer hold.
+        time: now(), result: 'Failed', durationSecs: ((performance.now() - started) / 1000).toFixed(3), message, revision: null, keyCount: null,
       } }), signal).catch(() => undefined);
       await recorder.event(policy, 'Warning', BACKUP_VERIFICATION_FAILED, message).catch(() => undefined);
       log.warn('backup verification failed', { error: message });
+      if (this.deps.repair && RepositoryRepair.concernsData(err)) await this.deps.repair.checkAndRepair(location, signal);
       return false;
     } finally {
       release?.();

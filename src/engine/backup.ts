@@ -146,6 +146,12 @@ async function copyExtraPaths(paths: readonly string[], data: string): Promise<v
   }
 }
 
+/** restic's error for a parent snapshot whose trees a repair removed. */
+const PARENT_DAMAGED = /tree [0-9a-f]+ is not known; the repository could be damaged/;
+
+/** restic ≥ 0.17's error for a file it stores again because the index lost parts of it (after a repair). */
+const RESTORED_AGAIN = /not found in the repository index; storing the file again/;
+
 /** restic's own lines that follow our SIGINT: what we did to it, not what went wrong. */
 const OUR_INTERRUPT = /signal interrupt received|context canceled|cleaning up/i;
 
@@ -157,6 +163,8 @@ export function stallMessage(stallMs: number, address: string, lastError: string
 }
 
 async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number, parent: string | undefined): Promise<BackupSummary> {
+  // 'none': no parent, not even the one restic would pick (it reads every file again).
+  const parentArgs = parent === 'none' ? ['--force'] : parent ? ['--parent', parent] : [];
   let summary: BackupSummary | undefined;
   let lastError = '';
   let bytesDone = -1;
@@ -171,12 +179,13 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
   // mtime (kept by the copy) tell a changed file.
   const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]),
-    ...(parent ? ['--parent', parent] : []), DATA_DIR];
+    ...parentArgs, DATA_DIR];
   try {
-    await restic.run(req.repo, args, {
+    const { code, stderr } = await restic.run(req.repo, args, {
       cwd,
       signal,
       timeoutMs: 6 * 60 * 60_000,
+      answerCodes: [3],
       onStderrLine: (line) => {
         // Once we have stopped restic, what it says is about being stopped.
         const text = plainText(line).trim();
@@ -193,6 +202,16 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
         req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
       },
     });
+    // Exit 3 is "a source file could not be read". After a repair removed damaged packs, restic 0.18 also says so for a
+    // file it stored again because parts of it were no longer in the index: that backup is whole. Anything else is not.
+    if (code === 3) {
+      const errors = stderr.split('\n').filter((l) => l.includes('"message_type":"error"'));
+      const problems = errors.filter((l) => !RESTORED_AGAIN.test(l));
+      if (errors.length === 0 || problems.length > 0 || !summary) {
+        const c = classifyResticError(problems.join('\n') || stderr);
+        throw new EngineError(c.kind, c.message);
+      }
+    }
   } catch (err) {
     if (stalled.signal.aborted && !req.signal?.aborted) {
       const kind = lastError ? classifyResticError(lastError).kind : 'Failed';
@@ -206,17 +225,27 @@ async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, tot
   return summary;
 }
 
-/** restic backup with the request's parent, or without one when the repository no longer holds that snapshot. */
+/**
+ * restic backup with the request's parent, or without one when the repository no longer holds that snapshot; and with no
+ * parent at all (`--force`: restic would pick the latest snapshot itself) when a parent's trees were lost to a repair.
+ */
 async function upload(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
-  const attempt = (parent?: string) => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), {
+  const attempt = (parent?: string | 'none') => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), {
     signal: req.signal, onWait: (holder) => req.onProgress?.({ phase: 'Upload', bytesDone: 0, totalBytes: total, waitingFor: holder }),
   });
-  if (!req.parent) return attempt();
+  const parentDamaged = (err: unknown) => err instanceof EngineError && PARENT_DAMAGED.test(err.message);
   try {
-    return await attempt(req.parent);
+    if (!req.parent) return await attempt();
+    try {
+      return await attempt(req.parent);
+    } catch (err) {
+      // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself.
+      if (err instanceof EngineError && err.kind === 'NotFound') return await attempt();
+      throw err;
+    }
   } catch (err) {
-    // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself.
-    if (err instanceof EngineError && err.kind === 'NotFound') return attempt();
+    // Damaged: a repair removed data of its trees ("tree … is not known"); this backup must store fresh copies.
+    if (parentDamaged(err)) return attempt('none');
     throw err;
   }
 }

@@ -18,6 +18,9 @@ const rules: Rule[] = [
   { kind: 'WrongPassword', test: /wrong password or no key found/i, explain: 'wrong repository password (restic_repo_password)' },
   { kind: 'Locked', test: /repository is already locked/i, explain: 'repository is locked by another restic process' },
   { kind: 'NotFound', test: /no matching ID found/i, explain: 'no such snapshot' },
+  // What restic says when the data it reads is damaged (a bad disk or a bug in the store; see engine/repository-damage.ts).
+  { kind: 'IntegrityError', test: /ciphertext verification failed|not found in index|unexpected pack id|hash does not match|is not known; the repository could be damaged/i,
+    explain: 'the repository\'s data is damaged' },
   { kind: 'InvalidInput', test: /Bucket name (contains invalid|cannot be|must)|invalid bucket name/i, explain: 'invalid bucket name' },
   { kind: 'NoRepository', test: /unable to open config file[^\n]*(does not exist|NoSuchKey|NoSuchBucket|not found)/i,
     explain: 'no restic repository at this location' },
@@ -28,11 +31,38 @@ const rules: Rule[] = [
  * and without the terminal escapes restic writes even when its stderr is a pipe (`\u001b[2K` clears a progress line).
  */
 export function errorDetail(stderr: string): string {
-  const lines = plainText(stderr).split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = plainText(stderr).split('\n').map((l) => withoutScratch(jsonMessage(l.trim()))).filter(Boolean)
     .filter((l) => !/^Is there a repository at the following location\?$/.test(l) && !/^s3:\S+$/.test(l));
   const fatal = lines.filter((l) => l.startsWith('Fatal:')).map((l) => l.replace(/^Fatal:\s*/, ''));
-  const picked = fatal.length > 0 ? fatal : lines.slice(-3);
+  // "There were 3 errors" names no cause: the first errors before it do ("… ciphertext verification failed").
+  const vague = fatal.length > 0 && fatal.every((l) => /^There were \d+ errors?$|^repository contains errors$/i.test(l));
+  const picked = vague ? [...lines.filter((l) => !l.startsWith('Fatal:') && /error|fail/i.test(l)).slice(0, 2), ...fatal] : fatal.length > 0 ? fatal : lines.slice(-3);
   return picked.map(withoutRequest).join('; ').slice(0, 800);
+}
+
+/**
+ * restic --json's error lines, as their words: `{"message_type":"error","error":{"message":"…"},"item":"…"}` and
+ * `{"message_type":"exit_error","code":3,"message":"…"}`; any other line as it is.
+ */
+function jsonMessage(line: string): string {
+  if (!line.startsWith('{')) return line;
+  try {
+    const m = JSON.parse(line) as { message_type?: string; message?: string; error?: { message?: string } };
+    if (m.message_type === 'error') return m.error?.message ?? m.message ?? line;
+    if (m.message_type === 'exit_error') return m.message ?? line;
+  } catch {
+    // not JSON after all
+  }
+  return line;
+}
+
+/**
+ * Paths in this process's scratch space (`/tmp/kubedr-stage-<policy>-<hash>/data/certificates`) as the backup's own
+ * (`data/certificates`): the temporary part says nothing to a person, and differs from run to run (events would not
+ * aggregate).
+ */
+function withoutScratch(line: string): string {
+  return line.replace(/(?:\/[^\s/"]+)*\/kubedr-[^\s/"]+\//g, '');
 }
 
 /**

@@ -40,11 +40,15 @@ export interface RunOptions {
   cwd?: string;
   /** Called with each stderr line as it arrives (restic reports retries there). */
   onStderrLine?: (line: string) => void;
+  /** Exit codes besides 0 that are an answer, not a failure (`restic check` exits 1 when it finds damage). */
+  answerCodes?: number[];
 }
 
 export interface RunResult {
   stdout: string;
   stderr: string;
+  /** restic's exit code: 0, or one of RunOptions.answerCodes. */
+  code?: number;
 }
 
 const KILL_GRACE_MS = 5_000;
@@ -104,6 +108,8 @@ export class Restic {
   private readonly binary: string;
   private readonly tails = new Map<string, Promise<unknown>>();
   private readonly children = new Set<number>();
+  /** Maintenance queued or running per repository address, oldest first (see maintenanceDone). */
+  private readonly maintenance = new Map<string, { what: string; done: Promise<unknown> }[]>();
 
   /** How long a write waits for another writer's lock before it fails. */
   readonly lockWaitMs: number;
@@ -169,11 +175,11 @@ export class Restic {
       if (stopped === 'refused') throw new EngineError('AccessDenied', refusal);
       if (stopped === 'timeout') throw new EngineError('Timeout', `restic ${command} did not finish within ${Math.round(timeoutMs / 1000)} s`);
       if (stopped === 'cancel') throw new EngineError('Cancelled', `restic ${command} was cancelled`);
-      if (code !== 0) {
+      if (code !== 0 && !run.answerCodes?.includes(code)) {
         const c = classifyResticError(stderr);
         throw new EngineError(c.kind, c.message);
       }
-      return { stdout, stderr };
+      return { stdout, stderr, code };
     } finally {
       clearTimeout(timer);
       run.signal?.removeEventListener('abort', onAbort);
@@ -184,15 +190,35 @@ export class Restic {
    * Runs `fn` when no other serialised operation on the same repository is running in this process, so our own runs
    * never meet on restic's repository lock (KubeDR's parallel forget pods did).
    */
-  async exclusive<T>(repo: Repository, fn: () => Promise<T>): Promise<T> {
+  async exclusive<T>(repo: Repository, fn: () => Promise<T>, maintenance?: string): Promise<T> {
     const before = this.tails.get(repo.address) ?? Promise.resolve();
     const mine = before.catch(() => undefined).then(fn);
     const tail = mine.catch(() => undefined);
     this.tails.set(repo.address, tail);
+    const entry = maintenance ? { what: maintenance, done: tail } : undefined;
+    if (entry) this.maintenance.set(repo.address, [...(this.maintenance.get(repo.address) ?? []), entry]);
     try {
       return await mine;
     } finally {
       if (this.tails.get(repo.address) === tail) this.tails.delete(repo.address);
+      if (entry) {
+        const left = (this.maintenance.get(repo.address) ?? []).filter((m) => m !== entry);
+        if (left.length) this.maintenance.set(repo.address, left);
+        else this.maintenance.delete(repo.address);
+      }
+    }
+  }
+
+  /**
+   * Resolves once no maintenance (a prune, a forget: `exclusive` with a `maintenance` label) is queued or running on the
+   * repository in this process; `onWait` is told what it waits for. A backup waits here before it takes a backup slot,
+   * so a long prune of one location never holds up backups to the others.
+   */
+  async maintenanceDone(repo: Repository, signal: AbortSignal, onWait?: (what: string) => void): Promise<void> {
+    for (let m = this.maintenance.get(repo.address); m?.length; m = this.maintenance.get(repo.address)) {
+      onWait?.(m[0]!.what);
+      await Promise.race([Promise.allSettled(m.map((x) => x.done)), new Promise((ok) => signal.addEventListener('abort', ok, { once: true }))]);
+      if (signal.aborted) throw new EngineError('Cancelled', 'cancelled while waiting for the repository\'s maintenance');
     }
   }
 

@@ -84,9 +84,14 @@ export type RestoreOutcome =
 
 /** The outcome in a termination message, or undefined when the message is something else (a crash's log tail). */
 export function parseRestoreOutcome(message: string | undefined): RestoreOutcome | undefined {
+  return parseOutcome<RestoreOutcome>(message);
+}
+
+/** A `{ok: …}` outcome in a pod's termination message, or undefined when it is something else (a crash's log tail). */
+export function parseOutcome<T extends { ok: boolean }>(message: string | undefined): T | undefined {
   if (!message?.startsWith('{')) return undefined;
   try {
-    const o = JSON.parse(message) as RestoreOutcome;
+    const o = JSON.parse(message) as T;
     return typeof o.ok === 'boolean' ? o : undefined;
   } catch {
     return undefined;

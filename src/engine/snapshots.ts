@@ -46,7 +46,8 @@ export async function forgetSnapshots(restic: Restic, repo: Repository, ids: str
   }
   const forgotten = ids.filter((i) => !foreign.some((f) => f.id === i));
   if (forgotten.length > 0) {
-    await restic.exclusive(repo, () => withLockWait(restic, repo, () => restic.run(repo, ['forget', ...forgotten], run), { signal: run.signal }));
+    await restic.exclusive(repo, () => withLockWait(restic, repo, () => restic.run(repo, ['forget', ...forgotten], run), { signal: run.signal }),
+      `a forget of ${forgotten.length} snapshot(s) in ${repo.address}`);
   }
   return { forgotten, foreign };
 }
@@ -54,7 +55,7 @@ export async function forgetSnapshots(restic: Restic, repo: Repository, ids: str
 /** Removes the data no snapshot references any more (after forgets). Slow on a big repository: minutes to an hour. */
 export async function pruneRepository(restic: Restic, repo: Repository, run: RunOptions = {}): Promise<void> {
   await restic.exclusive(repo, () => withLockWait(restic, repo,
-    () => restic.run(repo, ['prune'], { ...run, timeoutMs: run.timeoutMs ?? 60 * 60_000 }), { signal: run.signal }));
+    () => restic.run(repo, ['prune'], { ...run, timeoutMs: run.timeoutMs ?? 60 * 60_000 }), { signal: run.signal }), `a prune of ${repo.address}`);
 }
 
 /** Bytes a restore of the snapshot writes (restic 0.14's `snapshots` does not report sizes). */

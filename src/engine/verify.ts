@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { freePort } from '../util/net.ts';
 import { scratchDir } from '../util/scratch.ts';
 import { plainText } from '../util/text.ts';
-import { EngineError } from './errors.ts';
+import { type CertificateExpiry, readCertificateExpiries } from './certificates.ts';
+import { EngineError, type EngineErrorKind } from './errors.ts';
 import { findRestoreTool, restoreEtcdDataDir } from './etcd-restore.ts';
-import { restoreBackup, type SnapshotFilter } from './restore.ts';
+import { parseOutcome, restoreBackup, type SnapshotFilter } from './restore.ts';
 import type { Repository, Restic } from './restic.ts';
 
 /** A key every Kubernetes etcd holds: a snapshot without it is not a cluster's. */
@@ -42,9 +43,24 @@ export interface VerifyRequest {
 export interface VerifyResult {
   snapshotId: string;
   sha256: string;
+  /** Size of the etcd snapshot file read back, bytes. */
+  etcdSnapshotSize: number;
+  /** The certificates the backup holds and their expiry (read from the restored copy), when it has them. */
+  certificates?: CertificateExpiry[];
   revision: number;
   keyCount: number;
   durationSecs: number;
+}
+
+/**
+ * What one verification run reports to whoever started it (the controller reads it from the verification pod's
+ * termination message): kept under the kubelet's 4096-byte limit. `kind` names the failure as EngineError does.
+ */
+export type VerifyOutcome = ({ ok: true } & VerifyResult) | { ok: false; error: string; kind: EngineErrorKind };
+
+/** The outcome in a termination message, or undefined when the message is something else (a crash's log tail). */
+export function parseVerifyOutcome(message: string | undefined): VerifyOutcome | undefined {
+  return parseOutcome<VerifyOutcome>(message);
 }
 
 async function etcdctl(endpoint: string, args: string[], signal?: AbortSignal): Promise<string> {
@@ -95,6 +111,8 @@ export async function verifyBackup(restic: Restic, req: VerifyRequest): Promise<
       repo: req.repo, snapshot: req.snapshot, filter: req.filter, target: join(work, 'restore'), expectSha256: req.expectSha256, sharedLock: req.sharedLock,
       signal: req.signal, timeoutMs: req.timeoutMs, onStep: step,
     });
+    // Read before the copy goes: a record adopted from the repository gets its facts from here.
+    const certificates = restored.certificates ? await readCertificateExpiries(restored.certificates) : undefined;
     step('building an etcd data directory from the snapshot');
     const peerUrl = `http://127.0.0.1:${await freePort()}`;
     const dataDir = join(work, 'etcd');
@@ -120,7 +138,8 @@ export async function verifyBackup(restic: Restic, req: VerifyRequest): Promise<
           throw new EngineError('Failed', `the restored etcd (revision ${revision}, ${keyCount} keys) has no ${KUBERNETES_KEY}: not a Kubernetes cluster's etcd`);
         }
       }
-      return { snapshotId: restored.snapshot.id, sha256: restored.sha256, revision, keyCount, durationSecs: (performance.now() - started) / 1000 };
+      return { snapshotId: restored.snapshot.id, sha256: restored.sha256, etcdSnapshotSize: restored.etcdSnapshotSize, certificates,
+        revision, keyCount, durationSecs: (performance.now() - started) / 1000 };
     } finally {
       await etcd.stop();
     }

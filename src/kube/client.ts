@@ -94,6 +94,14 @@ export class KubeClient {
     this.fence = fence;
   }
 
+  /**
+   * The same access without the leader's write fence, for the one write that is safe from any replica whoever leads:
+   * releasing the records of a namespace being deleted, snapshots kept (see controllers/namespace-deletion.ts).
+   */
+  unfenced(): KubeClient {
+    return new KubeClient(this.access, this.fieldManager, this.timeoutMs);
+  }
+
   /** Loads credentials: the given kubeconfig file, else $KUBECONFIG / ~/.kube/config, else the in-cluster ServiceAccount. */
   static load(opts: ClientOptions): KubeClient {
     const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;

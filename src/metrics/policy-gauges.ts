@@ -21,6 +21,8 @@ export interface PolicyGauges {
   previousRun?: number;
   /** Successful backups kept (records). */
   retained: number;
+  /** Kept backups a repository check found damaged (records with status.damage): they do not restore. */
+  damaged: number;
   /** Size of the newest backup's etcd snapshot, bytes. */
   etcdSnapshotSize?: number;
   /** Bytes the newest successful backup read (KubeDR's kubedr_backup_size_bytes). */
@@ -34,6 +36,13 @@ export interface PolicyGauges {
    * With lastVerified, it tells an alert that no verified backup came in time, for any schedule.
    */
   verificationDue?: number;
+  /**
+   * 1 when the most recent verification of a backup of the policy succeeded, 0 when it failed; absent before the first
+   * and when verification is off (mode Never: a failure from before it was turned off is no longer news). Derived
+   * from the records' status.verification and the policy's lastVerifiedTime, so it is right after a restart and stays
+   * 0 until a later verification succeeds.
+   */
+  lastVerificationStatus?: number;
   /**
    * Per certificate file in the newest backup (path relative to certsDir), Unix seconds of its earliest expiry. One
    * entry per file, so the series stay as few as the files in certsDir.
@@ -71,16 +80,37 @@ export function policyGauges(policies: readonly MetadataBackupPolicy[], records:
       }
     }
     return {
-      policyName: name, lastSuccess, lastStatus, nextRun, previousRun, retained: mine.length, suspended: p.spec.suspend === true,
+      policyName: name, lastSuccess, lastStatus, nextRun, previousRun, retained: mine.length, damaged: mine.filter((r) => r.status?.damage).length, suspended: p.spec.suspend === true,
       etcdSnapshotSize: newest?.status?.etcdSnapshotSize, backupSize: newest?.status?.totalBytesProcessed,
       lastVerified: seconds(st.lastVerifiedTime),
       verificationDue: verificationDue(p, now, previousRun),
+      lastVerificationStatus: lastVerificationStatus(p, mine),
       certificates: (newest?.status?.certificates ?? []).flatMap((c) => {
         const notAfter = seconds(c.notAfter);
         return notAfter === undefined ? [] : [{ file: c.file, notAfter }];
       }),
     };
   });
+}
+
+/**
+ * See PolicyGauges.lastVerificationStatus. The newest failure among the records against the newest success (a record's,
+ * or the policy's lastVerifiedTime, which outlives a record that retention removed). A failed record that was deleted
+ * (by retention or by hand) no longer counts: its backup is no longer one to restore from.
+ */
+function lastVerificationStatus(p: MetadataBackupPolicy, records: readonly MetadataBackupRecord[]): number | undefined {
+  if ((p.spec.verification?.mode ?? 'AfterBackup') === 'Never') return undefined;
+  let failed: number | undefined;
+  let succeeded = seconds(p.status?.lastVerifiedTime);
+  for (const r of records) {
+    const v = r.status?.verification;
+    const t = seconds(v?.time);
+    if (t === undefined) continue;
+    if (v?.result === 'Failed') failed = Math.max(failed ?? t, t);
+    else if (v?.result === 'Succeeded') succeeded = Math.max(succeeded ?? t, t);
+  }
+  if (failed === undefined) return succeeded === undefined ? undefined : 1;
+  return succeeded !== undefined && succeeded >= failed ? 1 : 0;
 }
 
 /** See PolicyGauges.verificationDue. */

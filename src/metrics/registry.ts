@@ -110,12 +110,16 @@ export function createMetrics() {
     previousRun: derived('kubedr_backup_previous_run_timestamp_seconds',
       'Unix time of the most recent scheduled run time at or before now (absent while suspended or before the first).', (g) => g.previousRun),
     retained: derived('kubedr_backups_retained', 'Successful backups kept (MetadataBackupRecords).', (g) => g.retained),
+    damaged: derived('kubedr_backups_damaged', 'Kept backups that a repository check found damaged beyond repair: they do not restore.', (g) => g.damaged),
     etcdSnapshotSize: derived('kubedr_etcd_snapshot_size_bytes', 'Size of the newest backup\'s etcd snapshot in bytes.', (g) => g.etcdSnapshotSize),
     verificationDue: derived('kubedr_backup_verification_due_timestamp_seconds',
       'Unix time by which the newest verification was due (the latest backup run, or the latest verification slot); absent when verification is off.',
       (g) => g.verificationDue),
     lastVerified: derived('kubedr_backup_last_verified_timestamp_seconds',
       'Unix time a backup of the policy was last proven to restore (read back, restored into a throwaway etcd, checked).', (g) => g.lastVerified),
+    lastVerificationStatus: derived('kubedr_backup_last_verification_status',
+      'Outcome of the most recent verification of a backup of the policy: 1 it restored, 0 it did not; absent before the first and when verification is off.',
+      (g) => g.lastVerificationStatus),
     verificationFailures,
     // One series per certificate file of the policy's newest backup: its earliest expiry.
     certificateExpiry: new Gauge({

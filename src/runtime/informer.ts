@@ -33,8 +33,9 @@ export interface ListWatch<T> {
   answered?(signal: AbortSignal, down: boolean): Promise<void>;
 }
 
-export function listWatch<T extends KubeObject>(client: KubeClient, ref: ResourceRef, namespace?: string, labelSelector?: string): ListWatch<T> {
-  const query: Record<string, string> = labelSelector ? { labelSelector } : {};
+export function listWatch<T extends KubeObject>(client: KubeClient, ref: ResourceRef, namespace?: string, labelSelector?: string,
+  fieldSelector?: string): ListWatch<T> {
+  const query: Record<string, string> = { ...(labelSelector ? { labelSelector } : {}), ...(fieldSelector ? { fieldSelector } : {}) };
   return {
     list: () => client.list<T>(ref, namespace, query),
     watch: (rv, signal) => client.watch<T>(ref, namespace, rv, signal, undefined, query),

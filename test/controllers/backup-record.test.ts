@@ -31,7 +31,8 @@ const here: BackupOrigin = { clusterId: '4f1c0a9e-1111-4222-8333-944455556666', 
 const listing = (origin: BackupOrigin) => JSON.stringify([{ id: `abcdef12${'0'.repeat(56)}`, short_id: 'abcdef12',
   time: '2026-11-30T10:00:00Z', hostname: 'h', tags: ['p', ...originTags(origin)], paths: ['data'] }]);
 
-async function finalize(locations: BackupLocation[], resticFails?: Error, patchFails?: Error, snapshotsJson = listing(here)) {
+async function finalize(locations: BackupLocation[], resticFails?: Error, patchFails?: Error, snapshotsJson = listing(here),
+  namespace: { deletionTimestamp?: string } = {}) {
   const patches: unknown[] = [];
   const events: [string, string, string][] = [];
   const resticCalls: string[][] = [];
@@ -41,6 +42,10 @@ async function finalize(locations: BackupLocation[], resticFails?: Error, patchF
       patches.push(p);
     },
     patchStatus: async () => ({}),
+    get: async (r: { plural: string }, _ns: string, name: string) => {
+      expect([r.plural, name]).toEqual(['namespaces', 'ns']);
+      return { metadata: { name, ...namespace } };
+    },
   } as unknown as KubeClient;
   const restic = {
     exclusive: <T>(_repo: unknown, fn: () => Promise<T>) => fn(),
@@ -107,5 +112,13 @@ describe('a record being deleted', () => {
   test('its location being deleted: released too, and the message names the repository', async () => {
     const { events } = await finalize([location({ deletionTimestamp: '2026-11-30T12:00:00Z' })]);
     expect(events[0]?.[2]).toContain('restic -r s3:https://s3.example.com:9000/backups forget abcdef12 --prune');
+  });
+
+  test('its namespace being deleted (the location still there): released, the snapshot kept, not forgotten one by one', async () => {
+    const { patches, events, resticCalls } = await finalize([location()], undefined, undefined, listing(here), { deletionTimestamp: '2026-11-30T12:00:00Z' });
+    expect(resticCalls).toEqual([]);
+    expect(patches).toEqual([{ metadata: { finalizers: [], resourceVersion: '7' } }]);
+    expect(events).toEqual([['Warning', SNAPSHOT_KEPT, 'Namespace "ns" is being deleted, so snapshot abcdef12 was not forgotten: it stays in S3 ' +
+      'for a new install (or `kubedr snapshots`) to find']]);
   });
 });

@@ -1,4 +1,4 @@
-/** A leader told to stop releases the records' finalizers only when its own namespace is being deleted. */
+/** Records' finalizers are released, snapshots kept, only when the controller's own namespace is being deleted: the moment it is seen, and when told to stop. */
 import { expect, test } from 'bun:test';
 import { RECORD_FINALIZER } from '../../src/api/group.ts';
 import type { KubeObject, MetadataBackupRecord } from '../../src/api/types.ts';
@@ -16,7 +16,12 @@ function setup(namespace: KubeObject, records: MetadataBackupRecord[], patchErro
   const patches: [string, unknown][] = [];
   const client = {
     get: async () => namespace,
-    list: async () => ({ items: records, resourceVersion: '9' }),
+    list: async (ref: { plural: string }) => ({ items: ref.plural === 'namespaces' ? [namespace] : records, resourceVersion: '9' }),
+    watch: (_r: unknown, _ns: unknown, _rv: string, signal: AbortSignal) => ({
+      async *[Symbol.asyncIterator]() {
+        await new Promise((ok) => signal.addEventListener('abort', ok, { once: true }));
+      },
+    }),
     patch: async (_r: unknown, _ns: string, name: string, p: unknown) => {
       if (patchError) throw patchError;
       patches.push([name, p]);
@@ -47,23 +52,32 @@ test('a record gone or changed meanwhile does not stop the others', async () => 
   expect(await t.deletion.releaseIfNamespaceDeleted()).toBe(0);
 });
 
-test('it acts only when told to stop', async () => {
+test('a namespace seen being deleted: released at once, without waiting to be told to stop (the credentials may go any moment)', async () => {
   const t = setup({ metadata: { name: 'kubedr-system', deletionTimestamp: '2026-12-04T19:00:00Z' } }, [record('mbr-1', [RECORD_FINALIZER])]);
   const stop = new AbortController();
   const running = t.deletion.start(stop.signal);
-  await Bun.sleep(20);
-  expect(t.patches).toEqual([]);
+  const until = Date.now() + 2_000;
+  while (t.patches.length === 0 && Date.now() < until) await Bun.sleep(5);
+  expect(t.patches.map((p) => p[0])).toEqual(['mbr-1']);
   stop.abort();
   await running;
-  expect(t.patches.map((p) => p[0])).toEqual(['mbr-1']);
 });
 
-test('a leader that lost its lease does nothing at all: it may not write, and must not wait on the API', async () => {
-  let asked = false;
-  const client = { get: async () => { asked = true; return { metadata: { name: 'kubedr-system', deletionTimestamp: 'x' } }; } } as unknown as KubeClient;
+test('a namespace not being deleted: the watch does nothing, and neither does stopping', async () => {
+  const t = setup({ metadata: { name: 'kubedr-system' } }, [record('mbr-1', [RECORD_FINALIZER])]);
   const stop = new AbortController();
-  const running = new NamespaceDeletion({ client, namespace: 'kubedr-system', log: createLogger({ level: 'error' }) }).start(stop.signal);
+  const running = t.deletion.start(stop.signal);
+  await Bun.sleep(50);
+  stop.abort();
+  await running;
+  expect(t.patches).toEqual([]);
+});
+
+test('a replica stopped for any reason releases the records, a lost lease included (the Lease may be deleted first)', async () => {
+  const t = setup({ metadata: { name: 'kubedr-system', deletionTimestamp: '2026-12-04T19:00:00Z' } }, [record('mbr-1', [RECORD_FINALIZER])]);
+  const stop = new AbortController();
+  const running = t.deletion.start(stop.signal);
   stop.abort(new LeadershipLost());
   await running;
-  expect(asked).toBe(false);
+  expect(t.patches.map((p) => p[0])).toContain('mbr-1');
 });

@@ -150,7 +150,7 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     const r = kubedr(['restore', 'latest', '--policy', 'node', '--target', restored(), ...at]);
     expect(r.stderr).not.toContain('failed');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('integrity verified');
+    expect(r.stdout).toContain("matches the snapshot's own trailer; restic checked every piece it read");
   });
 
   test('kubedr etcd-restore builds a new data directory for the node\'s member', () => {
@@ -190,6 +190,19 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     const events = kcJson<{ items: KubeEvent[] }>(['events', '-n', NS]).items
       .filter((e) => e.involvedObject.name === 'node');
     expect(events.map((e) => e.reason)).toContain('BackupAdopted');
+    // Adopted, it is verified like the others, and that verification reads its facts from the snapshot (an adopted
+    // record has none of its own backup): SHA-256, size, revision, the certificates and their expiry.
+    const adopted = await eventually(() => {
+      const r = kcJson<MetadataBackupRecord>(['mbr', `mbr-${restoredSnapshot}`, '-n', NS]);
+      if (!r.status?.verification) throw new Error(JSON.stringify(r.status));
+      return r;
+    }, 180_000, 2000);
+    expect(adopted.status?.verification).toMatchObject({ result: 'Succeeded' });
+    expect(adopted.status?.etcdSnapshotSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(adopted.status?.etcdSnapshotSize).toBeGreaterThan(0);
+    expect(adopted.status?.etcdRevision).toBe(adopted.status?.verification?.revision);
+    expect(adopted.status?.certificates?.length).toBeGreaterThan(0);
+    expect(Date.parse(adopted.status?.earliestCertificateExpiry ?? '')).toBeGreaterThan(Date.now());
     await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>(['bl', 's3', '-n', NS]).status?.initStatus).toBe('Completed'), 60_000);
     const next = await backupNow('after-restore');
     expect(next.status?.backupStatus).toBe('Completed');

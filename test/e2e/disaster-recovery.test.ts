@@ -151,7 +151,7 @@ describe('kubedr restore', () => {
     expect(r.stderr).toContain('verifying data/etcd-snapshot.db');
     expect(r.code).toBe(0);
     const sha = await verifySnapshotFile(join(target, 'data/etcd-snapshot.db'));
-    expect(r.stdout).toContain(`SHA-256 ${sha}, integrity verified`);
+    expect(r.stdout).toContain(`SHA-256 ${sha}: matches the snapshot's own trailer`);
     expect(existsSync(join(target, 'data/certificates/etcd/ca.crt'))).toBe(true);
 
     const again = kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, ...at()]);

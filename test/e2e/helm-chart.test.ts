@@ -113,7 +113,10 @@ describe('rendered with default values', () => {
 
   // The rules themselves are checked against the API calls in src/ by test/chart/rbac.test.ts.
   test('the Role is namespaced and bound to the chart\'s ServiceAccount only; cluster-wide it may read two named namespaces', () => {
-    expect(r.one('ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system', 'kubedr-system'], verbs: ['get'] }]);
+    expect(r.one('ClusterRole').rules).toEqual([
+      { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kubedr-system'], verbs: ['get', 'list', 'watch'] },
+    ]);
     expect(r.one('ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'kubedr', namespace: 'kubedr-system' }]);
     const rb = r.one('RoleBinding');
     expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'kubedr' });
@@ -134,7 +137,8 @@ describe('rendered with default values', () => {
   test('every alert has a summary, a description and a runbook section that exists in docs/runbooks.md', () => {
     const rules = r.one('PrometheusRule').spec.groups[0].rules as { alert: string; expr: string; annotations: Record<string, string> }[];
     expect(rules.map((x) => x.alert)).toEqual(['KubeDRBackupFailed', 'KubeDRBackupMissed', 'KubeDRBackupLocationNotReady',
-      'KubeDRRestoreFailed', 'KubeDRControlPlaneCertificateExpiring', 'KubeDRBackupUnverified', 'KubeDRControllerDown']);
+      'KubeDRRestoreFailed', 'KubeDRControlPlaneCertificateExpiring', 'KubeDRBackupUnverified', 'KubeDRBackupVerificationFailed',
+      'KubeDRControllerDown']);
     const anchors = new Set([...readFileSync(join(repoRoot, 'docs/runbooks.md'), 'utf8').matchAll(/^#{2,3} (.+)$/gm)]
       .map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
     for (const x of rules) {
@@ -382,6 +386,9 @@ describe('on the local cluster', () => {
     expect(canAll('get', `namespaces/${ns}`)).toBe('yes');
     expect(canAll('get', 'namespaces/default')).toBe('no');
     expect(canAll('list', 'namespaces')).toBe('no');
+    // Its own namespace is watched by name (its deletion releases the records); kube-system only read.
+    expect(canAll('watch', `namespaces/${ns}`)).toBe('yes');
+    expect(canAll('watch', 'namespaces/kube-system')).toBe('no');
     expect(canAll('delete', 'namespaces/kube-system')).toBe('no');
   });
 });

@@ -128,8 +128,12 @@ describe('the API server frozen (SIGSTOP) during a backup while a standby waits'
     await eventually(() => expect(leads(e)).toBe(true), 30_000, 200);
     expect(tsOf(e, 'became leader')).toBeGreaterThan(lostAt);
 
-    // The old leader's backup stopped with it: cancelled at once, not left running beside the new leader.
-    expect(tsOf(d, 'cancelling running backups')).toBeGreaterThanOrEqual(lostAt);
+    // The old leader's backup stopped with it: cancelled at once, not left running beside the new leader; unless it had
+    // ended already (on a loaded machine the backup may finish before the renew deadline is up).
+    const endedBefore = d.logLines().some((l) => /^backup (completed|failed|stored)/.test(String(l.msg)) && Date.parse(String(l.ts)) <= lostAt);
+    const cancelledAt = tsOf(d, 'cancelling running backups');
+    console.log(`frozen API drill: the old leader's backup ${endedBefore ? 'had ended before the lease was lost' : `was cancelled ${cancelledAt - lostAt} ms after the loss`}`);
+    expect(endedBefore || cancelledAt >= lostAt).toBe(true);
     // The new leader resolves that backup from the repository: recorded if its snapshot was stored, interrupted if not;
     // either way one outcome, and never a snapshot without a record or two records for it.
     const p = await eventually(() => {

@@ -4,9 +4,10 @@
  * Prometheus scrapes it through the metrics Service's endpoints exactly as prometheus-operator would configure it from
  * the rendered ServiceMonitor (Kubernetes discovery, which Debian's build lacks, comes from test/support/kubernetes-sd.ts
  * with the same meta labels; the operator's relabelling runs in Prometheus), and evaluates the rendered PrometheusRule's groups (windows shortened through the chart's
- * values, nothing rewritten). Real faults (a backup that fails, a schedule that is missed and so unverified, a location
- * with refused credentials, a restore that fails, a stopped controller, the test PKI's short-lived certificates) must fire their alerts and
- * their fixes resolve them, and every query of the
+ * values, nothing rewritten). Real faults (a backup that fails, a schedule that is missed and so unverified, a backup
+ * damaged in S3 whose verification fails, a location with refused credentials, a restore that fails, a stopped
+ * controller, the test PKI's short-lived certificates) must fire their alerts and their fixes resolve them, a rollout of
+ * the controller (a real scrape gap) must neither resolve nor restart the alerts that fire, and every query of the
  * Grafana dashboard must answer with data. Unlike the promtool tests, a metric that goes missing, is renamed or
  * changes labels, or a job label that prometheus-operator would not give, fails here.
  *
@@ -20,9 +21,10 @@ import { dump } from 'js-yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import type { MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore, Pod } from '../../src/api/types.ts';
 import {
-  apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
+  apply, backupNow, events, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, eventually, freePort, getJson, kubectl,
   kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
 } from '../support/e2e.ts';
+import { damagePacks } from '../support/s3.ts';
 import { type Rendered, chartDir, render } from '../support/helm.ts';
 import { EndpointsDiscovery } from '../support/kubernetes-sd.ts';
 import {
@@ -39,6 +41,8 @@ let prom: Prometheus | undefined;
 let discovery: EndpointsDiscovery | undefined;
 let installedCrds = false;
 let job: string;
+/** The damaged policy's backup, taken and damaged in the background from beforeAll on: its record's name. */
+let damagedBackup: Promise<string>;
 
 const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
 const patchPolicy = (name: string, spec: Record<string, unknown>) => {
@@ -86,6 +90,10 @@ beforeAll(async () => {
     certsHostPaths: [cluster().pki],
     metrics: { port: metricsPort },
     shutdownTimeoutSeconds: 5,
+    // The damaged backup below must stay unrestorable for the alerts to fire through the rollout test: repaired (the
+    // default), a new backup would be taken and proven at once. Report-only is what a forensic look or a bucket whose
+    // objects may not be deleted wants; its event is checked below.
+    extraArgs: ['--repair-damage=false'],
     monitoring: {
       serviceMonitor: { interval: `${SCRAPE}s`, scrapeTimeout: `${SCRAPE}s` },
       // Seconds instead of minutes, so every alert can fire and resolve within the test; the rule text is the chart's.
@@ -124,6 +132,21 @@ beforeAll(async () => {
   apply(policyYaml(ns, 'backup-missed', { etcdEndpoint: closed, schedule: '* * * * *' }));
   apply(locationSecretYaml(ns, { name: 'broken-creds', password, accessKey: 'NOBODY' }));
   apply(locationYaml(ns, 'broken', { bucketName: uniqueBucket('prom-broken'), credentials: 'broken-creds' }));
+  // A backup that does not restore: taken with verification off (so no verification races the damage), its packs
+  // damaged in a bucket of its own (the other policies' backups must restore), then verified every minute. In the
+  // background, while the other faults' clocks run.
+  const damagedBucket = uniqueBucket('prom-damaged');
+  apply(locationYaml(ns, 'damaged', { bucketName: damagedBucket, credentials: 's3-creds' }));
+  apply(policyYaml(ns, 'verify-damaged', { destination: 'damaged', verification: { mode: 'Never' } }));
+  damagedBackup = (async () => {
+    await locationInit(ns, 'damaged', 'Completed');
+    const p = await backupNow(ns, 'verify-damaged', 90_000);
+    if (p.status?.backupStatus !== 'Completed') throw new Error(`the backup to damage failed: ${JSON.stringify(p.status)}`);
+    if (await damagePacks(damagedBucket) === 0) throw new Error('no pack to damage');
+    patchPolicy('verify-damaged', { verification: { mode: 'Schedule', schedule: '* * * * *' } });
+    return p.status.mbrName!;
+  })();
+  damagedBackup.catch(() => undefined); // awaited (and its error reported) by the test
 }, 300_000);
 
 afterAll(async () => {
@@ -227,6 +250,60 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     // No more backups every minute for the rest of the file.
     patchPolicy('backup-missed', { schedule: '0 0 1 1 *' });
   }, 180_000);
+
+  test('a backup that does not restore fires KubeDRBackupVerificationFailed from a really failed verification', async () => {
+    const mbr = await damagedBackup;
+    await eventually(() => expect(getJson<MetadataBackupRecord>(['mbr', mbr, '-n', ns]).status?.verification?.result).toBe('Failed'), 120_000, 1000);
+    const alert = await firing('KubeDRBackupVerificationFailed', { policyName: 'verify-damaged', namespace: ns }, 30_000);
+    expect(alert.labels.severity).toBe('warning');
+    expect(alert.annotations.runbook_url).toBe('docs/runbooks.md#kubedrbackupverificationfailed');
+    expect(alert.annotations.summary).toBe(`The latest backup of KubeDR policy ${ns}/verify-damaged that was verified does not restore`);
+    // The backup itself stays Completed: only the verification alert says it cannot be restored from.
+    expect(policy('verify-damaged').status?.backupStatus).toBe('Completed');
+    // The whole repository was read: the damage is named with the command that repairs it, and nothing was changed.
+    const damage = await eventually(() => {
+      const e = events(ns, 'verify-damaged').find((x) => x.reason === 'RepositoryDamaged');
+      if (!e) throw new Error('no RepositoryDamaged event yet');
+      return e;
+    }, 60_000, 1000);
+    expect(damage.message).toMatch(/Not repaired \(--repair-damage=false\).*To repair: restic -r s3:\S+ repair packs [0-9a-f]{64}/);
+    expect((await prom!.alerts()).filter((a) => a.labels.alertname === 'KubeDRBackupFailed' && a.labels.policyName === 'verify-damaged')).toEqual([]);
+  }, 150_000);
+
+  test('a rollout of the controller (a real scrape gap) neither resolves nor restarts the alerts that fire', async () => {
+    // Firing now: the location with refused credentials (a for: alert), and the damaged policy's two verification alerts.
+    const watched = [
+      ['KubeDRBackupLocationNotReady', { location: 'broken', namespace: ns }],
+      ['KubeDRBackupVerificationFailed', { policyName: 'verify-damaged', namespace: ns }],
+      ['KubeDRBackupUnverified', { policyName: 'verify-damaged', namespace: ns }],
+    ] as const;
+    const before = await Promise.all(watched.map(([name, labels]) => firing(name, labels, 60_000)));
+    const podName = () => getJson<{ items: Pod[] }>(['pods', '-n', ns, '-l', 'app.kubernetes.io/component=controller']).items
+      .map((p) => p.metadata.name);
+    const [oldPod] = podName();
+    const started = Date.now();
+    expect(kubectl(['rollout', 'restart', 'deployment/kubedr', '-n', ns]).code).toBe(0);
+    expect(kubectl(['rollout', 'status', 'deployment/kubedr', '-n', ns, '--timeout=180s']).code).toBe(0);
+    const [newPod] = podName();
+    expect(newPod).not.toBe(oldPod);
+    // Until the new pod's gauges are scraped.
+    await eventually(async () => expect(await prom!.query(`kubedr_backup_location_ready{namespace="${ns}",location="broken",pod="${newPod}"}`))
+      .toHaveLength(1), 60_000, 1000);
+    // There was a gap: evaluations at which no pod reported the location at all. The unheld expression (the rule
+    // before scrapeGapTolerance) was empty then, which would have resolved the alert and restarted its for:.
+    const seconds = Math.ceil((Date.now() - started) / 1000) + 10;
+    const [series] = await prom!.queryRange(`max by (location) (kubedr_backup_location_ready{namespace="${ns}",location="broken"}) == 0`, seconds, 1);
+    const times = series!.values!.map(([t]) => t);
+    const gap = Math.max(...times.slice(1).map((t, i) => t - times[i]!));
+    console.log(`rollout: ${((Date.now() - started) / 1000).toFixed(1)} s; longest stretch with no sample: ${gap} s`);
+    expect(gap).toBeGreaterThan(2 * SCRAPE);
+
+    // Each alert fires as it did, since the same moment: it never resolved, so its for: never started over.
+    const after = await Promise.all(watched.map(([name, labels]) => firing(name, labels, 10_000)));
+    expect(after.map((a) => a.activeAt)).toEqual(before.map((a) => a.activeAt));
+    // The damaged policy need not be verified every minute for the rest of the file.
+    patchPolicy('verify-damaged', { verification: { mode: 'Never' } });
+  }, 300_000);
 
   test('a location whose credentials are refused fires KubeDRBackupLocationNotReady; fixing the Secret resolves it', async () => {
     const alert = await firing('KubeDRBackupLocationNotReady', { location: 'broken', namespace: ns }, 60_000);

@@ -53,6 +53,26 @@ describe('classifyResticError', () => {
 });
 
 describe('errorDetail', () => {
+  test('restic\'s vague "There were N errors" comes with the errors it counted, and damaged data is an integrity error', () => {
+    const stderr = 'restoring snapshot 1a2b3c4d of [/tmp/x/data] at 2026-12-04 to /tmp/r\n' +
+      'ignoring error for /data/etcd-snapshot.db: decrypting blob 87d5985a from f681fe07 failed: ciphertext verification failed\n' +
+      'Fatal: There were 1 errors\n';
+    expect(errorDetail(stderr)).toBe('ignoring error for /data/etcd-snapshot.db: ' +
+      'decrypting blob 87d5985a from f681fe07 failed: ciphertext verification failed; There were 1 errors');
+    expect(classifyResticError(stderr).kind).toBe('IntegrityError');
+    expect(classifyResticError(stderr).message).toStartWith('the repository\'s data is damaged: ');
+  });
+
+  test('restic --json error lines become their words, without the scratch directory\'s path', () => {
+    const stderr = [
+      '{"message_type":"error","error":{"message":"/tmp/kubedr-stage-unverified-kubedr-cluster-id-32f0ba17-f414d418/data/certificates: tree 8e44ad07 is not known; ' +
+        'the repository could be damaged, run `repair index` to try to repair it"},"during":"archival","item":"/tmp/kubedr-stage-unverified-32f0ba17-f414d418/data/certificates"}',
+      '{"message_type":"exit_error","code":3,"message":"Warning: at least one source file could not be read"}',
+    ].join('\n');
+    expect(errorDetail(stderr)).toBe('data/certificates: tree 8e44ad07 is not known; the repository could be damaged, run `repair index` to try to repair it; ' +
+      'Warning: at least one source file could not be read');
+  });
+
   test('keeps the endpoint of a failed request, not its method, path and query', () => {
     expect(errorDetail(samples.x509)).toBe('unable to open config file: Stat: https://127.0.0.1:44595: x509: certificate signed by unknown authority');
     expect(errorDetail(samples.refused)).toBe('unable to open config file: Stat: https://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused');

@@ -119,3 +119,48 @@ describe('Restic.run', () => {
     expect(err.message).toContain('cannot start restic');
   });
 });
+
+describe('maintenance of a repository, waited for before a backup takes its slot', () => {
+  const repoA: Repository = { ...repo, address: 's3:https://s3.example.com/a' };
+  const repoB: Repository = { ...repo, address: 's3:https://s3.example.com/b' };
+
+  test('a prune queued or running on a repository holds a backup of that repository, not of another; the wait says what it is', async () => {
+    const restic = new Restic();
+    let endPrune!: () => void;
+    const prune = restic.exclusive(repoA, () => new Promise<void>((ok) => { endPrune = ok; }), 'a prune of s3:https://s3.example.com/a');
+    const told: string[] = [];
+    let doneA = false;
+    const waitA = restic.maintenanceDone(repoA, new AbortController().signal, (w) => told.push(w)).then(() => { doneA = true; });
+    await restic.maintenanceDone(repoB, new AbortController().signal, (w) => told.push(`B: ${w}`));
+    await Bun.sleep(10);
+    expect(doneA).toBe(false);
+    expect(told).toEqual(['a prune of s3:https://s3.example.com/a']);
+    endPrune();
+    await prune;
+    await waitA;
+    expect(doneA).toBe(true);
+  });
+
+  test('another backup\'s upload (exclusive without a label) is not maintenance: no wait', async () => {
+    const restic = new Restic();
+    let endUpload!: () => void;
+    const upload = restic.exclusive(repoA, () => new Promise<void>((ok) => { endUpload = ok; }));
+    await restic.maintenanceDone(repoA, new AbortController().signal);
+    while (!endUpload) await Bun.sleep(1);
+    endUpload();
+    await upload;
+  });
+
+  test('a cancelled backup stops waiting at once', async () => {
+    const restic = new Restic();
+    let endPrune!: () => void;
+    const prune = restic.exclusive(repoA, () => new Promise<void>((ok) => { endPrune = ok; }), 'a prune');
+    const abort = new AbortController();
+    const waiting = restic.maintenanceDone(repoA, abort.signal);
+    abort.abort();
+    await expect(waiting).rejects.toThrow('cancelled while waiting');
+    while (!endPrune) await Bun.sleep(1);
+    endPrune();
+    await prune;
+  });
+});

@@ -3,7 +3,7 @@ import { expect, test } from 'bun:test';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import type { PolicyGauges } from '../../src/metrics/policy-gauges.ts';
 
-const gauges = (...names: string[]): PolicyGauges[] => names.map((policyName) => ({ policyName, retained: 0, suspended: false }));
+const gauges = (...names: string[]): PolicyGauges[] => names.map((policyName) => ({ policyName, retained: 0, damaged: 0, suspended: false }));
 const lines = async (m: ReturnType<typeof createMetrics>, prefix: string) =>
   (await m.registry.metrics()).split('\n').filter((l) => l.startsWith(prefix));
 

@@ -1,6 +1,7 @@
 /**
- * Gauges derived at scrape time: the most recent scheduled run time at or before now (the missed-backup alert), and
- * the certificate expiries of each policy's newest backup.
+ * Gauges derived at scrape time: the most recent scheduled run time at or before now (the missed-backup alert),
+ * the certificate expiries of each policy's newest backup, and the outcome of the latest verification (the
+ * failed-verification alert).
  */
 import { expect, test } from 'bun:test';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
@@ -76,4 +77,48 @@ test('kubedr_certificate_expiry_timestamp_seconds has a series per policy and ce
   expect(await series()).toEqual([`kubedr_certificate_expiry_timestamp_seconds{policyName="daily",certificate="ca.crt"} ${at('2034-03-01T00:00:00Z')}`]);
   records = [];
   expect(await series()).toEqual([]);
+});
+
+const verified = (name: string, policyName: string, time: string, result: 'Succeeded' | 'Failed') => {
+  const r = record(name, policyName, time);
+  r.status!.verification = { time, result };
+  return r;
+};
+
+test('lastVerificationStatus: the newest verification among the records and the policy\'s lastVerifiedTime decides', () => {
+  const now = new Date('2024-03-05T10:20:00Z');
+  const withVerified = (p: MetadataBackupPolicy, lastVerifiedTime: string) => ({ ...p, status: { lastVerifiedTime } });
+  const g = policyGauges([
+    policy('good', '0 3 * * *'),
+    policy('broken', '0 3 * * *'),
+    policy('fixed', '0 3 * * *'),
+    // The verified record was pruned; the policy remembers the success, newer than the failed record's verification.
+    withVerified(policy('pruned', '0 3 * * *'), '2024-03-05T04:00:00Z'),
+    policy('never-verified', '0 3 * * *'),
+    // Verification turned off after a failure (a non-Kubernetes etcd, as the runbook advises): no longer reported.
+    policy('off', '0 3 * * *', { verification: { mode: 'Never' } }),
+  ], [
+    verified('g1', 'good', '2024-03-05T03:01:00Z', 'Succeeded'),
+    verified('b1', 'broken', '2024-03-04T03:01:00Z', 'Succeeded'),
+    verified('b2', 'broken', '2024-03-05T03:01:00Z', 'Failed'),
+    verified('f1', 'fixed', '2024-03-04T03:01:00Z', 'Failed'),
+    verified('f2', 'fixed', '2024-03-05T03:01:00Z', 'Succeeded'),
+    verified('p1', 'pruned', '2024-03-04T03:01:00Z', 'Failed'),
+    record('n1', 'never-verified', '2024-03-05T03:00:00Z'),
+    verified('o1', 'off', '2024-03-05T03:01:00Z', 'Failed'),
+  ], now);
+  expect(Object.fromEntries(g.map((x) => [x.policyName, x.lastVerificationStatus]))).toEqual({
+    good: 1, broken: 0, fixed: 1, pruned: 1, 'never-verified': undefined, off: undefined,
+  });
+});
+
+test('kubedr_backup_last_verification_status is served from the records at scrape time: a new controller reports a failure at once', async () => {
+  // A fresh registry stands for a restarted controller: nothing was counted, the records in its cache say it all.
+  const m = createMetrics();
+  const records = [verified('a', 'daily', '2024-03-05T03:01:00Z', 'Failed')];
+  m.setPolicySource(() => policyGauges([policy('daily', '0 3 * * *')], records, new Date('2024-03-05T10:20:00Z')));
+  const series = async () => (await m.registry.metrics()).split('\n').filter((l) => l.startsWith('kubedr_backup_last_verification_status{'));
+  expect(await series()).toEqual(['kubedr_backup_last_verification_status{policyName="daily"} 0']);
+  records.push(verified('b', 'daily', '2024-03-05T04:01:00Z', 'Succeeded'));
+  expect(await series()).toEqual(['kubedr_backup_last_verification_status{policyName="daily"} 1']);
 });

@@ -5,7 +5,7 @@
  * claims bound to hostPath volumes by the controller-manager.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
@@ -384,6 +384,7 @@ export interface PolicySpec {
   schedule?: string;
   retainNumBackups?: number;
   suspend?: boolean;
+  verification?: MetadataBackupPolicy['spec']['verification'];
 }
 
 /** A policy backing up the test cluster's etcd and PKI to location `loc` with etcdCreds `etcd-creds`, once a year unless asked. */

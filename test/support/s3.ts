@@ -64,3 +64,19 @@ export async function getObject(bucket: string, key: string): Promise<Uint8Array
 export async function putObject(bucket: string, key: string, body: Uint8Array): Promise<void> {
   await ok(await s3Request('PUT', `/${bucket}/${key}`, { body }), `put ${bucket}/${key}`);
 }
+
+/**
+ * Flips 64 bytes in the middle of every pack file of the bucket's restic repository (through S3, as any writer of the
+ * bucket could), as a bad disk or a bug in the store would: the backups in it no longer restore, though restic still
+ * lists them. Returns how many packs it damaged.
+ */
+export async function damagePacks(bucket: string): Promise<number> {
+  const keys = await listKeys(bucket, 'data/');
+  for (const key of keys) {
+    const pack = await getObject(bucket, key);
+    const at = Math.floor(pack.length / 2);
+    for (let k = at; k < Math.min(at + 64, pack.length); k++) pack[k] = pack[k]! ^ 0xff;
+    await putObject(bucket, key, pack);
+  }
+  return keys.length;
+}

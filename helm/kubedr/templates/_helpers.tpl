@@ -89,3 +89,18 @@ releasing the Lease and exiting, so the kubelet never kills a controller that is
 {{- end -}}
 {{- $t -}}
 {{- end -}}
+
+{{/*
+A per-policy or per-location gauge as the alert rules read it: `agg by (by)` of its current samples, or, for a
+(namespace, policy or location) that has none right now, of its last samples within scrapeGapTolerance. When the pod is
+replaced (host network, so no surge) or a scrape fails, Prometheus marks the old series stale at once and the new pod's
+series come only once it is up: without the fallback every alert would resolve for that gap and a `for:` start again
+after it. Current samples, where there are any, decide alone, so a dead pod's last value never outvotes the new pod's.
+Called with (dict "agg" "max" "metric" NAME "by" "namespace, policyName" "ns" NS "gap" DURATION ["offset" DURATION]).
+*/}}
+{{- define "kubedr.heldGauge" -}}
+{{- $sel := printf "%s{namespace=%q}" .metric .ns -}}
+{{- $off := "" -}}
+{{- if .offset }}{{ $off = printf " offset %s" .offset }}{{ end -}}
+({{ .agg }} by ({{ .by }}) ({{ $sel }}{{ $off }}) or {{ .agg }} by ({{ .by }}) (last_over_time({{ $sel }}[{{ .gap }}]{{ $off }})))
+{{- end -}}
