@@ -148,6 +148,10 @@ export class RepositorySync implements Runnable {
     const { client, recorder, log } = this.deps;
     const started = performance.now();
     const location = readyLocation(ns, name, this.deps.locations);
+    // Only records that existed before the listing can be missing from it: a backup that completes while restic lists
+    // writes its snapshot and then its record, and that record, read afterwards, is not missing (the next sync sees both).
+    const recordKey = (r: MetadataBackupRecord) => `${r.metadata.namespace}/${r.metadata.name}`;
+    const listedBefore = new Set(this.deps.records.list().map(recordKey));
     const snapshots = await listSnapshots(this.deps.restic, locationRepository(location, this.deps.secrets), { signal }, { readOnly: true });
     const busy = (policy: string) => this.deps.busy?.(`${ns}/${policy}`) ?? false;
     const plan = planSync(location, snapshots, this.deps.policies.list(), this.deps.records.list(), this.deps.ownership, busy);
@@ -174,7 +178,8 @@ export class RepositorySync implements Runnable {
       await recorder.event(location, 'Warning', UNMARKED_SNAPSHOTS, messages.unmarkedSnapshots(plan.unmarked.length, policies));
       log.warn('snapshots without a cluster identity left alone', { location: name, count: plan.unmarked.length, policies });
     }
-    for (const record of plan.missing) {
+    const missing = plan.missing.filter((r) => listedBefore.has(recordKey(r)));
+    for (const record of missing) {
       if (record.status?.conditions?.some((c) => c.type === SNAPSHOT_AVAILABLE && c.status === 'False')) continue;
       const message = messages.snapshotMissing(record.spec.snapshotId, name);
       await client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, {
@@ -191,7 +196,7 @@ export class RepositorySync implements Runnable {
     }
     if (adopted.length > 0) this.deps.onAdopted?.(adopted);
     log.debug('repository synced', { location: `${ns}/${name}`, snapshots: snapshots.length, adopted: adopted.length,
-      missing: plan.missing.length, present: plan.present.length, durationMs: Math.round(performance.now() - started) });
+      missing: missing.length, present: plan.present.length, durationMs: Math.round(performance.now() - started) });
     return { adopted };
   }
 }

@@ -151,10 +151,12 @@ describe('retryUntilDone', () => {
   });
 });
 
+/** A location ready for syncs, and its credentials. */
+const loc = { ...location, spec: { ...location.spec, bucketName: 'backups' }, status: { initStatus: 'Completed' } } as BackupLocation;
+const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
+  ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
+
 describe('RepositorySync against a repository that retention changes meanwhile', () => {
-  const loc = { ...location, spec: { ...location.spec, bucketName: 'backups' }, status: { initStatus: 'Completed' } } as BackupLocation;
-  const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
-    ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
   const snapshotJson = JSON.stringify([{ id: `aaaaaaaa${'0'.repeat(56)}`, short_id: 'aaaaaaaa', time: '2026-11-30T10:00:00Z', hostname: 'h',
     tags: ['p', ...originTags(here)], paths: ['data'] }]);
 
@@ -186,5 +188,27 @@ describe('RepositorySync against a repository that retention changes meanwhile',
 
   test('a snapshot retention forgot after the listing (its record just deleted) is not brought back as a record', async () => {
     expect(await syncWith(false)).toEqual({ created: [], adopted: [] });
+  });
+});
+
+describe('RepositorySync while a backup completes during its listing', () => {
+  test('the record written meanwhile (after its snapshot) is not reported missing; one there before the listing is', async () => {
+    const records = [record('aaaaaaaa', 'p')];
+    const restic = {
+      // The listing shows neither snapshot; while it runs, a backup writes snapshot bbbbbbbb and then its record.
+      run: async () => {
+        records.push(record('bbbbbbbb', 'p'));
+        return { stdout: '[]', stderr: '' };
+      },
+    } as unknown as Restic;
+    const flagged: string[] = [];
+    const client = { patchStatus: async (_r: unknown, _ns: string, name: string) => void flagged.push(name) } as unknown as KubeClient;
+    const sync = new RepositorySync({
+      client, locations: fakeInformer([loc]), policies: fakeInformer([policy('p')]), records: fakeInformer(records),
+      secrets: fakeInformer([creds]), restic, recorder: { event: async () => undefined }, log: createLogger({ level: 'error' }),
+      periodMs: 60_000, ownership: rule,
+    });
+    await sync.syncLocation('ns', 'loc');
+    expect(flagged).toEqual(['mbr-aaaaaaaa']);
   });
 });
