@@ -15,7 +15,7 @@ import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import { startExtraEtcd, startProcAgain, stopExtra, stopProc } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
-  events, eventually, fillEtcd, getJson, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
+  events, eventually, fillEtcd, getJson, refillEtcd, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -376,6 +376,9 @@ describe('a big etcd: interruption and a stalled upload', () => {
   });
 
   test('S3 stopped mid-upload fails the backup; the next run succeeds despite the stale lock', async () => {
+    // New data, so there is an upload to interrupt: a second backup of the same data sends restic's ~2 MB of changes,
+    // which RGW took in about a second, done before S3 was stopped (the backup completed).
+    refillEtcd(big, 120);
     const before = await failedCount('big');
     const r = kubectl(['annotate', 'mbp', 'big', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=stall`]);
     expect(r.code).toBe(0);
@@ -400,6 +403,7 @@ describe('a big etcd: interruption and a stalled upload', () => {
     await controller.stop();
     // The container runtime kills every process of a container at once; setsid + a group kill plays that part here.
     controller = await ControllerProcess.start(ns, flags, { prefix: ['setsid'] });
+    refillEtcd(big, 120); // an upload long enough to kill it in (see above)
     const r = kubectl(['annotate', 'mbp', 'big', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=killed`]);
     expect(r.code).toBe(0);
     await waitForPhase('big', ['Upload']);

@@ -343,6 +343,19 @@ export function fillEtcd(endpoint: string, mb: number, prefix = '/fill/'): void 
   }
 }
 
+/**
+ * Gives the keys fillEtcd wrote new random values and drops the old ones (compaction, then defragmentation), so the
+ * next backup has all `mb` MB to upload again, not just the few MB restic finds changed, and the snapshot keeps its size.
+ */
+export function refillEtcd(endpoint: string, mb: number, prefix = '/fill/'): void {
+  fillEtcd(endpoint, mb, prefix);
+  const status = JSON.parse(etcdctl(['endpoint', 'status', '-w', 'json'], endpoint).stdout) as { Status: { header: { revision: number } } }[];
+  for (const args of [['compact', String(status[0]!.Status.header.revision)], ['defrag']]) {
+    const r = etcdctl(args, endpoint);
+    if (r.code !== 0) throw new Error(`etcdctl ${args[0]} failed: ${r.stderr}`);
+  }
+}
+
 /** restic against a bucket of the test S3 endpoint. */
 export function resticAt(bucket: string, password: string, args: string[], secretKey = S3_SECRET_KEY): Run {
   const env = cluster();
