@@ -47,9 +47,13 @@ export class BackupRecordReconciler implements Reconciler {
     const finalizers = record.metadata.finalizers ?? [];
     const ns = record.metadata.namespace ?? '';
 
-    // 2. Not being deleted: make sure the finalizer is there (records made by KubeDR or by hand lack it).
+    // 2. Not being deleted: make sure the finalizer is there (records made by KubeDR or by hand lack it). Not in a
+    // namespace being deleted: its records were just released on purpose (namespace-deletion.ts), and a finalizer put
+    // back before the namespace controller deletes them would keep the namespace Terminating (seen in the e2e).
     if (!record.metadata.deletionTimestamp) {
-      if (!finalizers.includes(RECORD_FINALIZER)) return this.setFinalizers(record, [...finalizers, RECORD_FINALIZER]);
+      if (!finalizers.includes(RECORD_FINALIZER) && !await this.namespaceDeleted(ns, signal)) {
+        return this.setFinalizers(record, [...finalizers, RECORD_FINALIZER]);
+      }
       return;
     }
     if (!finalizers.includes(RECORD_FINALIZER)) return;

@@ -122,3 +122,28 @@ describe('a record being deleted', () => {
       'for a new install (or `kubedr snapshots`) to find']]);
   });
 });
+
+describe('a record not being deleted', () => {
+  const bare: MetadataBackupRecord = { metadata: { name: 'mbr-abcdef12', namespace: 'ns', resourceVersion: '7' }, spec: { snapshotId: 'abcdef12', policy: 'p', backuploc: 'loc' } };
+  async function reconcile(namespace: { deletionTimestamp?: string }) {
+    const patches: unknown[] = [];
+    const client = {
+      patch: async (_r: unknown, _ns: string, _n: string, p: unknown) => void patches.push(p),
+      get: async () => ({ metadata: { name: 'ns', ...namespace } }),
+    } as unknown as KubeClient;
+    const r = new BackupRecordReconciler({
+      client, records: fakeInformer([bare]), locations: fakeInformer([location()]), secrets: fakeInformer([creds]),
+      recorder: { event: async () => undefined }, restic: {} as Restic, log: createLogger({ level: 'error' }), origin: here,
+    });
+    await r.reconcile('ns/mbr-abcdef12', new AbortController().signal);
+    return patches;
+  }
+
+  test('gets the finalizer it lacks (made by KubeDR or by hand)', async () => {
+    expect(await reconcile({})).toEqual([{ metadata: { finalizers: [RECORD_FINALIZER], resourceVersion: '7' } }]);
+  });
+
+  test('in a namespace being deleted, it does not: its release was on purpose, and the finalizer would keep the namespace Terminating', async () => {
+    expect(await reconcile({ deletionTimestamp: '2026-12-05T00:44:01Z' })).toEqual([]);
+  });
+});
