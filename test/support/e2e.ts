@@ -324,7 +324,8 @@ export function fillEtcd(endpoint: string, mb: number, prefix = '/fill/'): void 
 export function refillEtcd(endpoint: string, mb: number, prefix = '/fill/'): void {
   fillEtcd(endpoint, mb, prefix);
   const status = JSON.parse(etcdctl(['endpoint', 'status', '-w', 'json'], endpoint).stdout) as { Status: { header: { revision: number } } }[];
-  for (const args of [['compact', String(status[0]!.Status.header.revision)], ['defrag']]) {
+  // Defragmenting a few hundred MB under load takes longer than etcdctl's default 5 s (it failed so in a full run).
+  for (const args of [['compact', String(status[0]!.Status.header.revision)], ['defrag', '--command-timeout=120s']]) {
     const r = etcdctl(args, endpoint);
     if (r.code !== 0) throw new Error(`etcdctl ${args[0]} failed: ${r.stderr}`);
   }
