@@ -6,7 +6,7 @@
 import { API_VERSION, COMPONENT, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL } from '../api/group.ts';
 import type { MetadataRestore, Pod } from '../api/types.ts';
 import { parseRestoreOutcome } from '../engine/restore.ts';
-import { CONTAINER_SECURITY, type ToolPodInput, repositoryEnv, toolPodSpec } from './tool-pod.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, oneLine, podEndDetail, repositoryEnv, toolPodSpec } from './tool-pod.ts';
 
 /** Where the claim is mounted in the pod. */
 export const RESTORE_MOUNT = '/restore';
@@ -82,8 +82,6 @@ export type PodProgress =
   | { state: 'starting'; problem?: string; sinceMs: number }
   | { state: 'running' };
 
-const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 500);
-
 /** What the pod's status says about the restore. */
 export function podProgress(pod: Pod, now: Date): PodProgress {
   const status = pod.status ?? {};
@@ -93,10 +91,7 @@ export function podProgress(pod: Pod, now: Date): PodProgress {
   if (status.phase === 'Failed') {
     const outcome = parseRestoreOutcome(terminated?.message);
     if (outcome && !outcome.ok) return { state: 'failed', message: outcome.error };
-    const detail = terminated
-      ? `exit code ${terminated.exitCode}${terminated.reason ? ` (${terminated.reason})` : ''}${terminated.message ? `: ${oneLine(terminated.message)}` : ''}`
-      : [status.reason, status.message].filter(Boolean).join(': ') || 'no reason given';
-    return { state: 'failed', message: `restore pod failed: ${detail}` };
+    return { state: 'failed', message: `restore pod failed: ${podEndDetail(pod, 'restore')}` };
   }
   if (container?.state?.running || terminated) return { state: 'running' };
   const sinceMs = now.getTime() - Date.parse(pod.metadata.creationTimestamp ?? now.toISOString());

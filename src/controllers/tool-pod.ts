@@ -5,7 +5,7 @@
  */
 import { LOCATION_SECRET_KEYS as K, RESTORE_UID } from '../api/group.ts';
 import { CONTROL_PLANE_TOLERATIONS } from '../api/placement.ts';
-import type { BackupLocation, MetadataBackupRecord, Toleration } from '../api/types.ts';
+import type { BackupLocation, MetadataBackupRecord, Pod, Toleration } from '../api/types.ts';
 
 /** What such a pod is made from: the backup, its location, and where and how the pod runs. */
 export interface ToolPodInput {
@@ -69,4 +69,16 @@ export function toolPodSpec(input: ToolPodInput) {
     ...(tolerations.length > 0 ? { tolerations: tolerations.map((t) => ({ ...t })) } : {}),
     securityContext: podSecurityContext(input.runAsUser ?? RESTORE_UID),
   };
+}
+
+/** A pod's words, on one line and short enough for a status message. */
+export const oneLine = (s: string): string => s.replace(/\s+/g, ' ').trim().slice(0, 500);
+
+/** Why a pod ended as it did, in one line: its container's exit (code, reason, message), else the pod's own reason. */
+export function podEndDetail(pod: Pod, container: string): string {
+  const status = pod.status ?? {};
+  const terminated = status.containerStatuses?.find((c) => c.name === container)?.state?.terminated;
+  return terminated
+    ? `exit code ${terminated.exitCode}${terminated.reason ? ` (${terminated.reason})` : ''}${terminated.message ? `: ${oneLine(terminated.message)}` : ''}`
+    : [status.reason, status.message].filter(Boolean).join(': ') || 'no reason given';
 }

@@ -16,7 +16,7 @@ import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { restoreTimeoutSeconds } from './restore-pod.ts';
-import { CONTAINER_SECURITY, type ToolPodInput, repositoryEnv, toolPodSpec } from './tool-pod.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, podEndDetail, repositoryEnv, toolPodSpec } from './tool-pod.ts';
 
 const TERMINATION_LOG = '/dev/termination-log';
 const MI = 1024 * 1024;
@@ -72,17 +72,14 @@ export function verificationPod(input: ToolPodInput): Pod {
 
 /** The verification's result from the finished pod, or an EngineError saying why it has none. */
 export function verificationOutcome(pod: Pod): VerifyResult {
-  const status = pod.status ?? {};
-  const terminated = status.containerStatuses?.find((c) => c.name === 'verify')?.state?.terminated;
+  const terminated = pod.status?.containerStatuses?.find((c) => c.name === 'verify')?.state?.terminated;
   const outcome = parseVerifyOutcome(terminated?.message);
   if (outcome?.ok) {
     const { ok: _ok, ...result } = outcome;
     return result;
   }
   if (outcome) throw new EngineError(outcome.kind, outcome.error);
-  const detail = terminated
-    ? `exit code ${terminated.exitCode}${terminated.reason ? ` (${terminated.reason})` : ''}${terminated.message ? `: ${terminated.message.replace(/\s+/g, ' ').trim().slice(0, 400)}` : ''}`
-    : [status.reason, status.message].filter(Boolean).join(': ') || 'no reason given';
+  const detail = podEndDetail(pod, 'verify');
   // OOMKilled, DeadlineExceeded, evicted: not the data's fault; kinds that do not have the repository checked.
   throw new EngineError(/OOMKilled/.test(detail) ? 'InvalidInput' : 'Timeout', `verification pod failed: ${detail}`);
 }
