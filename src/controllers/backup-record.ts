@@ -3,9 +3,9 @@
  * first forgets its restic snapshot. A snapshot that is already gone, or that retention already forgot, releases the
  * record at once; an unreachable repository keeps the record, with the reason in its status, until it can be done.
  */
-import { BACKUP_RECORD, NAMESPACE, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
+import { BACKUP_RECORD, RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { FOREIGN_SNAPSHOT_KEPT, FORGET_FAILED, SNAPSHOT_KEPT, messages } from '../api/events.ts';
-import type { BackupLocation, KubeObject, MetadataBackupRecord, Secret } from '../api/types.ts';
+import type { BackupLocation, MetadataBackupRecord, Secret } from '../api/types.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import { repositoryAddress } from '../engine/repository.ts';
@@ -17,6 +17,7 @@ import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
 import { locationRepository, readyLocation } from './inputs.ts';
+import { namespaceBeingDeleted } from './namespace-deletion.ts';
 
 export interface BackupRecordDeps {
   client: KubeClient;
@@ -51,7 +52,7 @@ export class BackupRecordReconciler implements Reconciler {
     // namespace being deleted: its records were just released on purpose (namespace-deletion.ts), and a finalizer put
     // back before the namespace controller deletes them would keep the namespace Terminating (seen in the e2e).
     if (!record.metadata.deletionTimestamp) {
-      if (!finalizers.includes(RECORD_FINALIZER) && !await this.namespaceDeleted(ns, signal)) {
+      if (!finalizers.includes(RECORD_FINALIZER) && !await namespaceBeingDeleted(this.deps.client, ns, signal)) {
         return this.setFinalizers(record, [...finalizers, RECORD_FINALIZER]);
       }
       return;
@@ -65,7 +66,7 @@ export class BackupRecordReconciler implements Reconciler {
     const forgotten = record.metadata.annotations?.[SNAPSHOT_FORGOTTEN_ANNOTATION] === 'true' ||
       this.forgottenHere.has(record.metadata.uid ?? '');
     const locationGone = !location || location.metadata.deletionTimestamp;
-    if (!forgotten && (locationGone || await this.namespaceDeleted(ns, signal))) {
+    if (!forgotten && (locationGone || await namespaceBeingDeleted(this.deps.client, ns, signal))) {
       const repository = location ? repositoryAddressOrUndefined(location) : undefined;
       await this.deps.recorder.event(record, 'Warning', SNAPSHOT_KEPT, locationGone
         ? messages.snapshotKept(record.spec.snapshotId, record.spec.backuploc, repository)
@@ -98,19 +99,6 @@ export class BackupRecordReconciler implements Reconciler {
       }
     }
     return this.setFinalizers(record, finalizers.filter((f) => f !== RECORD_FINALIZER));
-  }
-
-  /**
-   * Whether the record's namespace is being deleted (`kubectl delete namespace`): its records go with it, and the
-   * snapshots stay in S3 for a new install to find. Forgetting them one by one would destroy every backup of the cluster.
-   */
-  private async namespaceDeleted(ns: string, signal: AbortSignal): Promise<boolean> {
-    try {
-      return Boolean((await this.deps.client.get<KubeObject>(NAMESPACE, '', ns, signal)).metadata.deletionTimestamp);
-    } catch (err) {
-      if (isNotFound(err)) return true;
-      throw err;
-    }
   }
 
   /**

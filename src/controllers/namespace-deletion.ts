@@ -30,6 +30,16 @@ export interface NamespaceDeletionDeps {
   log: Logger;
 }
 
+/** Whether the namespace is being deleted (or gone): its records go with it, their snapshots stay in S3. */
+export async function namespaceBeingDeleted(client: KubeClient, namespace: string, signal?: AbortSignal): Promise<boolean> {
+  try {
+    return Boolean((await client.get<KubeObject>(NAMESPACE, '', namespace, signal)).metadata.deletionTimestamp);
+  } catch (err) {
+    if (isNotFound(err)) return true;
+    throw err;
+  }
+}
+
 /** The records whose finalizer must go for the namespace to finish deleting. */
 export function heldRecords(records: MetadataBackupRecord[]): MetadataBackupRecord[] {
   return records.filter((r) => r.metadata.finalizers?.includes(RECORD_FINALIZER));
@@ -48,7 +58,7 @@ export class NamespaceDeletion implements Runnable {
       name: 'namespace', log, source: listWatch(client, NAMESPACE, undefined, undefined, `metadata.name=${namespace}`),
     });
     const seen = (ns: KubeObject) => {
-      if (ns.metadata.deletionTimestamp) void this.releaseOnce(ns);
+      if (ns.metadata.deletionTimestamp) void this.releaseOnce(ns.metadata.name);
     };
     watched.addHandlers({ onAdd: seen, onUpdate: (_old, ns) => seen(ns) });
     await watched.start(signal).catch((err) => log.warn('cannot watch the namespace for its deletion', { err }));
@@ -58,7 +68,7 @@ export class NamespaceDeletion implements Runnable {
   }
 
   /** Releases the records for a namespace seen being deleted, once at a time (a failure lets the next event retry). */
-  private releaseOnce(ns: KubeObject): Promise<number> {
+  private releaseOnce(ns: string): Promise<number> {
     this.releasing ??= this.release(ns).catch((err) => {
       this.deps.log.warn('releasing the records of the namespace being deleted failed', { err });
       return 0;
@@ -70,13 +80,12 @@ export class NamespaceDeletion implements Runnable {
 
   /** Releases every record when the namespace is being deleted; returns how many were released. */
   async releaseIfNamespaceDeleted(signal?: AbortSignal): Promise<number> {
-    const ns = await this.deps.client.get<KubeObject>(NAMESPACE, '', this.deps.namespace, signal);
-    if (!ns.metadata.deletionTimestamp) return 0;
-    return this.release(ns);
+    if (!await namespaceBeingDeleted(this.deps.client, this.deps.namespace, signal)) return 0;
+    return this.release(this.deps.namespace);
   }
 
   /** Every record's finalizer removed at once: the credentials may stop working any moment now. */
-  private async release(ns: KubeObject): Promise<number> {
+  private async release(ns: string): Promise<number> {
     const { client, namespace, log } = this.deps;
     const { items } = await client.list<MetadataBackupRecord>(BACKUP_RECORD, namespace);
     const held = heldRecords(items);
@@ -88,7 +97,7 @@ export class NamespaceDeletion implements Runnable {
     const released = results.filter((x) => x.status === 'fulfilled').length;
     if (held.length > 0 || failed.length === 0) {
       log.warn('namespace is being deleted: records released without forgetting their snapshots, which stay in S3', {
-        namespace: ns.metadata.name, released, records: held.map((r) => `${r.metadata.name} (${r.spec.backuploc}, snapshot ${r.spec.snapshotId})`),
+        namespace: ns, released, records: held.map((r) => `${r.metadata.name} (${r.spec.backuploc}, snapshot ${r.spec.snapshotId})`),
       });
     }
     if (failed.length > 0) throw failed[0];
