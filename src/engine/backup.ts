@@ -16,6 +16,7 @@ import { EngineError } from './errors.ts';
 import { type EtcdConnection, type SnapshotResult, type SnapshotTimings, saveSnapshot } from './etcd-snapshot.ts';
 import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
 import { endpointOf, type Repository, type Restic } from './restic.ts';
+import { REVISION_TAG } from './origin.ts';
 import { withLockWait } from './repository.ts';
 
 export const SNAPSHOT_FILE = 'etcd-snapshot.db';
@@ -291,7 +292,9 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
     const summary = await restic.exclusive(req.repo, () => {
       uploadStarted = performance.now();
       cpu = process.cpuUsage();
-      return upload(restic, req, stage, etcd.size);
+      // The revision travels as a tag, so a point-in-time restore finds where a chain of change sets starts from the
+      // repository's listing alone (engine/continuous).
+      return upload(restic, { ...req, tags: [...req.tags, `${REVISION_TAG}${etcd.revision}`] }, stage, etcd.size);
     });
     const uploaded = performance.now();
     const ownCpu = process.cpuUsage(cpu);

@@ -6,20 +6,13 @@
 import type * as GrpcJs from '@grpc/grpc-js';
 import { type Hash, createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { checkServerIdentity } from 'node:tls';
 import { EngineError } from './errors.ts';
+import { credentials, type EtcdConnection, grpcError, loadGrpc, target } from './etcd-connection.ts';
 import { decodeMemberList, type EtcdMember } from './etcd-members.ts';
 import { Reader } from './protobuf-wire.ts';
 
-export interface EtcdConnection {
-  /** Client URL, e.g. https://127.0.0.1:2379. */
-  endpoint: string;
-  /** PEM: CA, client certificate and key (mutual TLS, as kubeadm runs etcd). */
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
+
+export type { EtcdConnection } from './etcd-connection.ts';
 
 export interface SnapshotResult {
   /** Bytes written, trailer included. */
@@ -69,11 +62,6 @@ const TRAILER = 32;
  */
 const FLOW_CONTROL_WINDOW = 4 << 20;
 const SNAPSHOT = '/etcdserverpb.Maintenance/Snapshot';
-/**
- * grpc-js, loaded with the first snapshot rather than at start: a controller waits for its schedule most of its life,
- * and the library's code and state are a good part of an idle process' memory.
- */
-let grpc: typeof GrpcJs;
 const STATUS = '/etcdserverpb.Maintenance/Status';
 const MEMBER_LIST = '/etcdserverpb.Cluster/MemberList';
 
@@ -118,7 +106,7 @@ function decodeStatusRevision(buf: Buffer): number {
   return 0;
 }
 
-function currentRevision(client: GrpcJs.Client, deadline: number): Promise<number> {
+function currentRevision(grpc: typeof GrpcJs, client: GrpcJs.Client, deadline: number): Promise<number> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(STATUS, () => Buffer.alloc(0), decodeStatusRevision, {}, new grpc.Metadata(), { deadline },
       (err, rev) => (err ? reject(err) : resolve(rev ?? 0)));
@@ -126,88 +114,16 @@ function currentRevision(client: GrpcJs.Client, deadline: number): Promise<numbe
 }
 
 /** MemberListRequest { linearizable = 1 }: empty asks the member's own view, as `etcdctl member list` does by default. */
-function memberList(client: GrpcJs.Client, deadline: number): Promise<EtcdMember[]> {
+function memberList(grpc: typeof GrpcJs, client: GrpcJs.Client, deadline: number): Promise<EtcdMember[]> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(MEMBER_LIST, () => Buffer.alloc(0), decodeMemberList, {}, new grpc.Metadata(), { deadline },
       (err, members) => (err ? reject(err) : resolve(members ?? [])));
   });
 }
 
-function target(endpoint: string): { address: string; host: string; secure: boolean } {
-  let u: URL;
-  try {
-    u = new URL(endpoint);
-  } catch {
-    throw new EngineError('InvalidInput', `invalid etcd endpoint "${endpoint}": expected e.g. https://127.0.0.1:2379`);
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') {
-    throw new EngineError('InvalidInput', `invalid etcd endpoint "${endpoint}": scheme must be https or http`);
-  }
-  const host = u.hostname.replace(/^\[|\]$/g, '');
-  return { address: `${u.hostname}:${u.port || '2379'}`, host, secure: u.protocol === 'https:' };
-}
-
-/**
- * grpc-js's TLS setup fails with OpenSSL's codes (`error:0b000074:…:KEY_VALUES_MISMATCH`); say what they mean. The
- * front ends check the Secret first and name it (controllers/inputs.ts); this is the engine's own guard.
- */
-function tlsSetupError(err: unknown): EngineError {
-  const raw = err instanceof Error ? err.message : String(err);
-  if (/KEY_VALUES_MISMATCH|key values mismatch/i.test(raw)) {
-    return new EngineError('InvalidInput', 'the etcd client key (client.key) does not belong to the client certificate (client.crt)');
-  }
-  if (/NO_START_LINE|no start line|bad base64|ASN1|PEM/i.test(raw)) {
-    return new EngineError('InvalidInput', 'the etcd TLS credentials are not PEM (ca.crt, client.crt, client.key)');
-  }
-  return new EngineError('InvalidInput', `the etcd TLS credentials cannot be used: ${raw}`, { cause: err });
-}
-
-function credentials(conn: EtcdConnection, host: string, secure: boolean): { creds: GrpcJs.ChannelCredentials; options: GrpcJs.ChannelOptions } {
-  if (!secure) return { creds: grpc.credentials.createInsecure(), options: {} };
-  const buf = (s?: string) => (s ? Buffer.from(s) : null);
-  try {
-    if (!isIP(host)) {
-      return { creds: grpc.credentials.createSsl(buf(conn.ca), buf(conn.key), buf(conn.cert)), options: {} };
-    }
-    // Bun refuses an IP address as TLS server name, and grpc-js always sends the target host. Send a placeholder name
-    // and check the certificate against the IP ourselves, so a certificate for another address is still rejected.
-    return {
-      creds: grpc.credentials.createSsl(buf(conn.ca), buf(conn.key), buf(conn.cert), {
-        checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert),
-      }),
-      options: { 'grpc.ssl_target_name_override': 'etcd-by-ip', 'grpc.default_authority': host },
-    };
-  } catch (err) {
-    throw tlsSetupError(err);
-  }
-}
-
-/**
- * grpc-js's details made plain: it ends "No connection established. Last error: Error: … . Resolution note: " with an
- * empty note when name resolution had nothing to say.
- */
-export function grpcDetail(detail: string): string {
-  return detail.replace(/\.?\s*Resolution note:\s*$/, '').replace(/Last error: Error: /, 'Last error: ').trim();
-}
-
-function grpcError(err: GrpcJs.ServiceError, endpoint: string): EngineError {
-  const detail = grpcDetail(err.details || err.message);
-  if (/certificate|ssl|tls|handshake|altname|self.signed/i.test(detail)) {
-    return new EngineError('TlsError', `TLS with etcd at ${endpoint} failed (check etcdCreds ca.crt, client.crt, client.key): ${detail}`);
-  }
-  if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) {
-    return new EngineError('Unreachable', `etcd at ${endpoint} unreachable: ${detail}`);
-  }
-  if (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED) {
-    return new EngineError('AccessDenied', `etcd at ${endpoint} refused the client certificate: ${detail}`);
-  }
-  if (err.code === grpc.status.CANCELLED) return new EngineError('Cancelled', 'etcd snapshot was cancelled');
-  return new EngineError('Failed', `etcd snapshot from ${endpoint} failed: ${detail}`);
-}
-
 /** Streams a snapshot of etcd into `file`; verifies its SHA-256 trailer before resolving. */
 export async function saveSnapshot(conn: EtcdConnection, file: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
-  grpc ??= await import('@grpc/grpc-js');
+  const grpc = await loadGrpc();
   const { address, host, secure } = target(conn.endpoint);
   const { creds, options } = credentials(conn, host, secure);
   const client = new grpc.Client(address, creds, { ...options, 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW });
@@ -225,10 +141,10 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   const timings: SnapshotTimings = { connectMs: 0, streamMs: 0, hashMs: 0, writeMs: 0 };
   try {
     fd = openSync(file, 'w', 0o600);
-    revision = await currentRevision(client, Math.min(deadline, Date.now() + 30_000));
+    revision = await currentRevision(grpc, client, Math.min(deadline, Date.now() + 30_000));
     // Membership is what a restore needs to refuse splitting a cluster; an etcd that will not tell it (an unusual
     // permission setup) still gets its backup, which then only lacks that check.
-    members = await memberList(client, Math.min(deadline, Date.now() + 30_000)).catch(() => undefined);
+    members = await memberList(grpc, client, Math.min(deadline, Date.now() + 30_000)).catch(() => undefined);
     const t1 = performance.now();
     timings.connectMs = t1 - t0;
     call = client.makeServerStreamRequest<Record<string, never>, SnapshotResponse>(
@@ -251,7 +167,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
     if (opts.signal?.aborted) throw new EngineError('Cancelled', 'etcd snapshot was cancelled');
     if (err instanceof EngineError) throw err;
     // gRPC errors carry a numeric status code; file errors (ENOSPC, EACCES) a string one.
-    if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as GrpcJs.ServiceError, conn.endpoint);
+    if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as GrpcJs.ServiceError, conn.endpoint, 'etcd snapshot');
     throw new EngineError('Failed', `writing the etcd snapshot failed: ${(err as Error).message}`, { cause: err });
   } finally {
     if (fd !== undefined) closeSync(fd);

@@ -20,6 +20,16 @@ export interface BackupOrigin {
 export const CLUSTER_ID_TAG = 'kubedr-cluster-id=';
 export const CLUSTER_NAME_TAG = 'kubedr-cluster=';
 export const NAMESPACE_TAG = 'kubedr-namespace=';
+/**
+ * First tag of a change set of continuous backup (engine/continuous), followed by its policy's name. A Kubernetes name
+ * holds no "=", so no policy's full backups (whose first tag is the policy's name) can be taken for one.
+ */
+export const CHANGES_TAG = 'kubedr-changes=';
+/** The etcd revision a full backup's snapshot was taken at (at least: the revision etcd reported just before it). */
+export const REVISION_TAG = 'kubedr-etcd-revision=';
+
+/** Whether a restic snapshot is a change set of continuous backup rather than a full backup. */
+export const isChangeSet = (tags: readonly string[]): boolean => tags[0]?.startsWith(CHANGES_TAG) ?? false;
 
 /** The tags that carry `origin`, after the policy's name (which stays the first tag, as KubeDR wrote it). */
 export function originTags(origin: BackupOrigin): string[] {

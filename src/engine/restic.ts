@@ -42,6 +42,8 @@ export interface RunOptions {
   onStderrLine?: (line: string) => void;
   /** Exit codes besides 0 that are an answer, not a failure (`restic check` exits 1 when it finds damage). */
   answerCodes?: number[];
+  /** A file restic reads as its standard input (`backup --stdin`). */
+  stdinFile?: string;
 }
 
 export interface RunResult {
@@ -140,9 +142,9 @@ export class Restic {
 
   private async spawn(argv: string[], env: Record<string, string>, run: RunOptions, command: string): Promise<RunResult> {
     const timeoutMs = run.timeoutMs ?? this.opts.timeoutMs ?? 10 * 60_000;
-    let proc: ReturnType<typeof Bun.spawn<'ignore', 'pipe', 'pipe'>>;
+    let proc: ReturnType<typeof Bun.spawn<'ignore' | Bun.BunFile, 'pipe', 'pipe'>>;
     try {
-      proc = Bun.spawn(argv, { env, cwd: run.cwd, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+      proc = Bun.spawn(argv, { env, cwd: run.cwd, stdin: run.stdinFile ? Bun.file(run.stdinFile) : 'ignore', stdout: 'pipe', stderr: 'pipe' });
     } catch (err) {
       throw new EngineError('Failed', `cannot start restic (${this.binary}): ${(err as Error).message}`, { cause: err });
     }

@@ -169,7 +169,7 @@ export async function recoverInterruptedReplace(target: string): Promise<string 
 }
 
 /** Moves the verified `staged` directory to `dest`, keeping the old data under PREVIOUS_DATA_DIR until the new is in. */
-async function replaceData(staged: string, target: string): Promise<void> {
+export async function replaceData(staged: string, target: string): Promise<void> {
   const dest = join(target, DATA_DIR);
   const previous = join(target, PREVIOUS_DATA_DIR);
   const hadData = existsSync(dest);

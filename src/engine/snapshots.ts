@@ -1,17 +1,21 @@
 /** @module Listing and expiring restic snapshots. */
-import { type BackupOrigin, clusterLabel, ownership } from './origin.ts';
+import { type BackupOrigin, clusterLabel, isChangeSet, ownership } from './origin.ts';
 import { parseSnapshots, parseStats, type SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
 import { withLockWait } from './repository.ts';
 
 /**
- * Snapshots in the repository, newest first; only those carrying `tag` when given. `readOnly` takes no lock: a listing
- * must neither wait for a backup's lock nor, if killed, leave a stale lock that blocks the next backup.
+ * Full backups in the repository, newest first; only those carrying `tag` when given. `readOnly` takes no lock: a
+ * listing must neither wait for a backup's lock nor, if killed, leave a stale lock that blocks the next backup.
+ * `changeSets` lists the change sets of continuous backup instead (never mixed with full backups: nothing that
+ * adopts, forgets or restores full backups may take one for a backup).
  */
-export async function listSnapshots(restic: Restic, repo: Repository, run: RunOptions = {}, opts: { tag?: string; readOnly?: boolean } = {}): Promise<SnapshotInfo[]> {
+export async function listSnapshots(restic: Restic, repo: Repository, run: RunOptions = {},
+  opts: { tag?: string; readOnly?: boolean; changeSets?: boolean } = {}): Promise<SnapshotInfo[]> {
   const args = ['snapshots', '--json', ...(opts.readOnly ? ['--no-lock'] : []), ...(opts.tag ? ['--tag', opts.tag] : [])];
   const { stdout } = await restic.run(repo, args, run);
-  return parseSnapshots(stdout).sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
+  return parseSnapshots(stdout).filter((s) => isChangeSet(s.tags) === (opts.changeSets ?? false))
+    .sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
 }
 
 export interface ForgetResult {

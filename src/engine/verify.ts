@@ -7,14 +7,12 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort } from '../util/net.ts';
 import { scratchDir } from '../util/scratch.ts';
-import { plainText } from '../util/text.ts';
 import { type CertificateExpiry, readCertificateExpiries } from './certificates.ts';
 import { EngineError, type EngineErrorKind } from './errors.ts';
-import { findRestoreTool, restoreEtcdDataDir } from './etcd-restore.ts';
 import { parseOutcome, restoreBackup, type SnapshotFilter } from './restore.ts';
 import type { Repository, Restic } from './restic.ts';
+import { etcdctl, startThrowawayEtcd } from './throwaway-etcd.ts';
 
 /** A key every Kubernetes etcd holds: a snapshot without it is not a cluster's. */
 export const KUBERNETES_KEY = '/registry/namespaces/kube-system';
@@ -63,43 +61,6 @@ export function parseVerifyOutcome(message: string | undefined): VerifyOutcome |
   return parseOutcome<VerifyOutcome>(message);
 }
 
-async function etcdctl(endpoint: string, args: string[], signal?: AbortSignal): Promise<string> {
-  const proc = Bun.spawn(['etcdctl', '--endpoints', endpoint, '--command-timeout=10s', ...args],
-    { env: { ...process.env, ETCDCTL_API: '3' }, stdout: 'pipe', stderr: 'pipe', signal });
-  const [out, err, code] = [await new Response(proc.stdout).text(), await new Response(proc.stderr).text(), await proc.exited];
-  if (code !== 0) throw new EngineError('Failed', `etcdctl ${args[0]} failed: ${plainText(err).trim().split('\n').pop() || `exit code ${code}`}`);
-  return out;
-}
-
-/** Starts etcd on `dataDir`, waits until it answers, and returns its endpoint and a stop function. */
-async function startEtcd(binary: string, dataDir: string, peerUrl: string, logFile: string, signal?: AbortSignal) {
-  const endpoint = `http://127.0.0.1:${await freePort()}`;
-  const proc = Bun.spawn([binary, '--name', 'verify', '--data-dir', dataDir, '--listen-client-urls', endpoint,
-    '--advertise-client-urls', endpoint, '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `verify=${peerUrl}`], { stdout: Bun.file(logFile), stderr: Bun.file(logFile) });
-  const stop = async () => {
-    proc.kill('SIGTERM');
-    const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
-    if (!exited) {
-      proc.kill('SIGKILL');
-      await proc.exited;
-    }
-  };
-  const deadline = performance.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) {
-      const log = plainText(await Bun.file(logFile).text()).trim().split('\n').slice(-2).join('; ');
-      throw new EngineError('Failed', `the restored etcd did not start (exit code ${proc.exitCode}): ${log}`);
-    }
-    if (await etcdctl(endpoint, ['endpoint', 'health'], signal).then(() => true, () => false)) return { endpoint, stop };
-    if (performance.now() > deadline || signal?.aborted) {
-      await stop();
-      throw new EngineError(signal?.aborted ? 'Cancelled' : 'Failed', 'the restored etcd did not become healthy within 30 s');
-    }
-    await Bun.sleep(200);
-  }
-}
-
 /** Verifies one backup; throws EngineError naming what failed. */
 export async function verifyBackup(restic: Restic, req: VerifyRequest): Promise<VerifyResult> {
   const started = performance.now();
@@ -113,17 +74,13 @@ export async function verifyBackup(restic: Restic, req: VerifyRequest): Promise<
     });
     // Read before the copy goes: a record adopted from the repository gets its facts from here.
     const certificates = restored.certificates ? await readCertificateExpiries(restored.certificates) : undefined;
-    step('building an etcd data directory from the snapshot');
-    const peerUrl = `http://127.0.0.1:${await freePort()}`;
-    const dataDir = join(work, 'etcd');
-    await restoreEtcdDataDir({
-      snapshotFile: restored.etcdSnapshot, dataDir, tool: findRestoreTool(req.restoreTool),
-      member: { name: 'verify', peerUrls: peerUrl, initialCluster: `verify=${peerUrl}`, initialClusterToken: 'kubedr-verify' },
-    });
-    // The downloaded copy is no longer needed; a big snapshot should not sit on the scratch volume twice.
+    step('building an etcd data directory from the snapshot, and starting a throwaway etcd on it');
+    const etcdStarted = startThrowawayEtcd({ snapshotFile: restored.etcdSnapshot, work, name: 'verify', etcd: req.etcd,
+      restoreTool: req.restoreTool, sha256: restored.sha256, signal: req.signal });
+    // The downloaded copy is no longer needed once the data directory is built; a big snapshot should not sit on the
+    // scratch volume twice.
+    const etcd = await etcdStarted;
     await rm(join(work, 'restore'), { recursive: true, force: true });
-    step('starting a throwaway etcd on the restored data');
-    const etcd = await startEtcd(req.etcd ?? 'etcd', dataDir, peerUrl, join(work, 'etcd.log'), req.signal);
     try {
       const status = JSON.parse(await etcdctl(etcd.endpoint, ['endpoint', 'status', '-w', 'json'], req.signal)) as
         { Status?: { header?: { revision?: number } } }[];

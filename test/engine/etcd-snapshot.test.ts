@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
-import { grpcDetail, saveSnapshot } from '../../src/engine/etcd-snapshot.ts';
+import { grpcDetail } from '../../src/engine/etcd-connection.ts';
+import { saveSnapshot } from '../../src/engine/etcd-snapshot.ts';
 
 let work: string;
 beforeAll(() => {

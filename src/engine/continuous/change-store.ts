@@ -1,0 +1,113 @@
+/**
+ * @module Change sets in the restic repository: each is one restic snapshot (`backup --stdin`) of one file, tagged so
+ * that the repository alone tells whose it is and what it covers: `kubedr-changes=<policy>` first (never a policy
+ * name, so nothing that handles full backups takes it for one), the origin tags of its cluster and install, its
+ * revision range and the times its first and last revision were received. Listing needs no data read; `restic dump`
+ * reads one back.
+ */
+import { EngineError } from '../errors.ts';
+import { type BackupOrigin, CHANGES_TAG, isChangeSet, originOf, originTags, ownership, REVISION_TAG } from '../origin.ts';
+import { parseSnapshots, type SnapshotInfo } from '../restic-output.ts';
+import type { Repository, Restic, RunOptions } from '../restic.ts';
+import { type RevisionChanges, readRevisions } from './change-set.ts';
+
+const REVISIONS_TAG = 'kubedr-revisions=';
+const FROM_TIME_TAG = 'kubedr-changes-from=';
+const TO_TIME_TAG = 'kubedr-changes-to=';
+
+/** A stored change set, as its tags describe it. */
+export interface ChangeSet {
+  /** restic snapshot id. */
+  id: string;
+  policy: string;
+  origin?: BackupOrigin;
+  fromRevision: number;
+  toRevision: number;
+  /** When its first and last revision were received (ms since the epoch). */
+  fromTime: number;
+  toTime: number;
+}
+
+/** A full backup as a point-in-time restore sees it: where a chain of change sets starts. */
+export interface FullBackup {
+  id: string;
+  /** The etcd revision it was taken at (at least; see REVISION_TAG). */
+  revision: number;
+  /** When it was taken (ms since the epoch). */
+  time: number;
+}
+
+export interface StoreChangeSetRequest {
+  repo: Repository;
+  file: string;
+  policy: string;
+  origin: BackupOrigin;
+  host: string;
+  fromRevision: number;
+  toRevision: number;
+  fromTime: number;
+  toTime: number;
+  run?: RunOptions;
+}
+
+/** Stores one change set file; returns its snapshot id. */
+export async function storeChangeSet(restic: Restic, req: StoreChangeSetRequest): Promise<string> {
+  const tags = [`${CHANGES_TAG}${req.policy}`, ...originTags(req.origin), `${REVISIONS_TAG}${req.fromRevision}-${req.toRevision}`,
+    `${FROM_TIME_TAG}${req.fromTime}`, `${TO_TIME_TAG}${req.toTime}`];
+  const { stdout } = await restic.run(req.repo, ['backup', '--json', '--stdin', '--stdin-filename', changeSetFileName(req.fromRevision, req.toRevision),
+    '--host', req.host, ...tags.flatMap((t) => ['--tag', t])], { ...req.run, stdinFile: req.file });
+  const summary = stdout.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => JSON.parse(l) as { message_type?: string; snapshot_id?: string })
+    .find((m) => m.message_type === 'summary');
+  if (!summary?.snapshot_id) throw new EngineError('Failed', 'restic stored the change set but reported no snapshot id');
+  return summary.snapshot_id;
+}
+
+/** The file name a change set has inside its snapshot (`restic dump <id> /<name>`). */
+export const changeSetFileName = (from: number, to: number): string => `changes-${from}-${to}.jsonl`;
+
+const tagValue = (tags: readonly string[], prefix: string): string | undefined => tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);
+
+/** A change set's description from its snapshot's tags, or undefined when they are not a change set's. */
+export function changeSetOf(s: SnapshotInfo): ChangeSet | undefined {
+  const policy = tagValue(s.tags, CHANGES_TAG);
+  const range = tagValue(s.tags, REVISIONS_TAG)?.match(/^(\d+)-(\d+)$/);
+  const fromTime = Number(tagValue(s.tags, FROM_TIME_TAG));
+  const toTime = Number(tagValue(s.tags, TO_TIME_TAG));
+  if (!policy || !range || !Number.isFinite(fromTime) || !Number.isFinite(toTime)) return undefined;
+  const origin = originOf(s.tags);
+  return { id: s.id, policy, ...(origin ? { origin } : {}), fromRevision: Number(range[1]), toRevision: Number(range[2]), fromTime, toTime };
+}
+
+/** A full backup's place in a chain, or undefined for one taken before backups recorded their revision. */
+export function fullBackupOf(s: SnapshotInfo): FullBackup | undefined {
+  const revision = Number(tagValue(s.tags, REVISION_TAG));
+  if (!Number.isSafeInteger(revision) || revision <= 0) return undefined;
+  return { id: s.id, revision, time: Date.parse(s.time) };
+}
+
+/** Whether a snapshot belongs to `policy` of `origin` (its full backups: first tag; change sets: CHANGES_TAG). */
+const ofPolicy = (s: SnapshotInfo, policy: string, origin?: BackupOrigin): boolean =>
+  (s.tags[0] === policy || s.tags[0] === `${CHANGES_TAG}${policy}`) && (!origin || ownership(s.tags, origin) === 'own');
+
+/** The full backups (with a revision) and change sets of one policy, oldest first. */
+export async function listChain(restic: Restic, repo: Repository, policy: string, origin: BackupOrigin | undefined,
+  run: RunOptions = {}): Promise<{ fulls: FullBackup[]; sets: ChangeSet[] }> {
+  // One listing for both (no lock: see listSnapshots).
+  const { stdout } = await restic.run(repo, ['snapshots', '--json', '--no-lock'], run);
+  const all = parseSnapshots(stdout);
+  const fulls = all.filter((s) => !isChangeSet(s.tags)).filter((s) => ofPolicy(s, policy, origin)).map(fullBackupOf).filter((f): f is FullBackup => !!f)
+    .sort((a, b) => a.revision - b.revision);
+  const sets = all.filter((s) => isChangeSet(s.tags)).filter((s) => ofPolicy(s, policy, origin)).map(changeSetOf).filter((c): c is ChangeSet => !!c)
+    .sort((a, b) => a.fromRevision - b.fromRevision || a.toRevision - b.toRevision);
+  return { fulls, sets };
+}
+
+/** Reads a stored change set's revisions, in order. */
+export async function* readChangeSet(restic: Restic, repo: Repository, set: ChangeSet, run: RunOptions = {}): AsyncGenerator<RevisionChanges> {
+  const { stdout } = await restic.run(repo, ['dump', '--no-lock', set.id, `/${changeSetFileName(set.fromRevision, set.toRevision)}`], run);
+  yield* readRevisions(oneChunk(stdout));
+}
+
+async function* oneChunk(text: string): AsyncGenerator<Uint8Array> {
+  yield Buffer.from(text);
+}
