@@ -9,7 +9,7 @@
  * output is in the layout of an ordinary restore (`data/etcd-snapshot.db`, `data/certificates/` of the full backup),
  * plus `data/point-in-time.json` saying what it is.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { holdsData } from '../../util/fs.ts';
 import { DATA_DIR, SNAPSHOT_FILE } from '../backup.ts';
@@ -71,6 +71,7 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
   step('listing full backups and change sets');
   const { fulls, sets } = await listChain(restic, req.repo, req.policy, req.origin, { signal: req.signal });
   const plan = planReplay(fulls, sets, req.target);
+  await mkdir(req.dir, { recursive: true });
   const work = await mkdtemp(join(req.dir, '.kubedr-point-in-time-'));
   try {
     step(`restoring the full backup ${plan.base.id.slice(0, 8)} (revision ${plan.base.revision})`);
