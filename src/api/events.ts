@@ -46,6 +46,13 @@ export const PRUNE_FAILED = 'PruneFailed';
  * could not be forgotten; the record is released and the snapshot stays in S3.
  */
 export const SNAPSHOT_KEPT = 'SnapshotKept';
+/**
+ * MetadataBackupPolicy: continuous backup lost changes (etcd compacted revisions before they were stored: the controller
+ * was down or behind); no restore can reach the gap, and a full backup is taken at once so a new chain starts.
+ */
+export const CONTINUOUS_BACKUP_GAP = 'ContinuousBackupGap';
+/** MetadataBackupPolicy: continuous backup's watch of etcd or a store to S3 failed; it is retried, nothing is dropped yet. */
+export const CONTINUOUS_BACKUP_FAILED = 'ContinuousBackupFailed';
 /** MetadataBackupRecord: the record's snapshot is no longer in the repository (forgotten or pruned by hand). */
 export const SNAPSHOT_MISSING = 'SnapshotMissing';
 /**

@@ -109,6 +109,14 @@ export const backupPolicySchema = {
             schedule: str('Cron schedule of verification in Schedule mode (5 fields, or @daily, ...).'),
           },
         },
+        continuous: {
+          type: 'object',
+          description: 'Continuous backup: every change to etcd between full backups is stored in the same location, so a restore can go to any second (kubedr restore --at). Optional; off by default.',
+          properties: {
+            enabled: { type: 'boolean', description: 'Store every change of etcd from the newest full backup on.', default: false },
+            flushInterval: str('Longest time a received change waits before it is stored (Go duration: 30s, 1m).', { default: '30s' }),
+          },
+        },
       },
     },
     status: {
@@ -142,6 +150,21 @@ export const backupPolicySchema = {
             percent: { type: 'integer', description: 'Upload progress, 0 to 100.' },
             waitingFor: str('What the backup waits for, when it waits: another writer\'s repository lock, with its holder.'),
             updateTime: str('When this progress was written.'),
+          },
+        },
+        continuous: {
+          type: 'object',
+          description: 'Continuous backup of the policy, when enabled.',
+          properties: {
+            state: { type: 'string', enum: ['Recording', 'Retrying', 'Stopped'], description: 'Recording (the watch runs and changes are stored), Retrying (etcd or S3 failed: see message), Stopped.' },
+            message: str('What happens now, or why it failed.'),
+            fromRevision: int('The revision the watch started from.'),
+            lastStoredRevision: int('The newest etcd revision stored.'),
+            lastStoredTime: str('When the newest stored change was received (RFC 3339): the newest time a restore can reach.'),
+            lastChangeSet: str('restic snapshot id of the newest change set.'),
+            gaps: int('Gaps recorded by this controller: stretches no restore can reach (etcd compacted what was not yet stored).'),
+            lastGap: str('The newest gap, in words.'),
+            updateTime: str('When this was written.'),
           },
         },
         observedGeneration: int('The .metadata.generation this status describes.'),

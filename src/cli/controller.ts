@@ -8,6 +8,7 @@ import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
+import { ContinuousBackup } from '../controllers/continuous-backup.ts';
 import { RepositoryChecker } from '../controllers/repository-checker.ts';
 import { RepositoryRepair } from '../controllers/repository-repair.ts';
 import { RestoreReconciler } from '../controllers/restore.ts';
@@ -129,6 +130,14 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, locations, secrets, restic, recorder, log, repair, acquire: (s) => verifications.acquire(s),
     intervalMs: config.checkIntervalMs, subset: config.checkReadDataSubset,
   });
+  // Continuous backup: a recorder per policy that asks for one, converged with the policies on every change.
+  const continuous = new ContinuousBackup({
+    client, policies, locations, secrets, restic, recorder, metrics, log, origin, host: config.backupHost,
+    requestBackup: (key) => policyReconciler.requestBackup(key),
+  });
+  for (const inf of [policies, locations, secrets] as Informer<KubeObject>[]) {
+    inf.addHandlers({ onAdd: () => continuous.poke(), onUpdate: () => continuous.poke(), onDelete: () => continuous.poke() });
+  }
   const pruner = new Pruner({
     client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
   });
@@ -176,7 +185,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     : undefined;
   return new Manager({
     always: [...informers, http, new NamespaceDeletion({ client: client.unfenced(), namespace: ns, log })],
-    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner, checker],
+    leaderOnly: [locationController, policyController, recordController, restoreController, sync, pruner, checker, continuous],
     cachesSynced: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     elector,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

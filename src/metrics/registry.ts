@@ -135,6 +135,19 @@ export function createMetrics() {
     }),
     suspended: derived('kubedr_backup_policy_suspended', 'Whether the policy is suspended (1) or not (0).', (g) => (g.suspended ? 1 : 0)),
     skipped,
+    // Ours: continuous backup (set by the recorder as it works; absent for policies without it)
+    continuousLastStored: new Gauge({ name: 'kubedr_continuous_last_stored_timestamp_seconds',
+      help: 'Unix time the newest stored change was received: the newest time a restore can reach.', labelNames: policy, registers: [registry] }),
+    continuousLastStoredRevision: new Gauge({ name: 'kubedr_continuous_last_stored_revision',
+      help: 'The newest etcd revision stored by continuous backup.', labelNames: policy, registers: [registry] }),
+    continuousLastReceived: new Gauge({ name: 'kubedr_continuous_last_received_timestamp_seconds',
+      help: 'Unix time the newest change was received from etcd\'s watch.', labelNames: policy, registers: [registry] }),
+    continuousFlushInterval: new Gauge({ name: 'kubedr_continuous_flush_interval_seconds',
+      help: 'The policy\'s flushInterval: a received change is stored within it.', labelNames: policy, registers: [registry] }),
+    continuousGaps: new Counter({ name: 'kubedr_continuous_gaps_total',
+      help: 'Gaps in continuous backup: changes etcd compacted before they were stored.', labelNames: policy, registers: [registry] }),
+    continuousFailures: new Counter({ name: 'kubedr_continuous_failures_total',
+      help: 'Failed watches of etcd and failed stores of change sets (each retried).', labelNames: [...policy, 'what'], registers: [registry] }),
     // Ours: backup locations
     // From the locations' status at scrape time: every location has its series after a restart, on every replica.
     locationReady: new Gauge({

@@ -386,6 +386,7 @@ export interface PolicySpec {
   retainNumBackups?: number;
   suspend?: boolean;
   verification?: MetadataBackupPolicy['spec']['verification'];
+  continuous?: MetadataBackupPolicy['spec']['continuous'];
 }
 
 /** A policy backing up the test cluster's etcd and PKI to location `loc` with etcdCreds `etcd-creds`, once a year unless asked. */
