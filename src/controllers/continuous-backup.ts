@@ -170,6 +170,7 @@ export class ContinuousBackup implements Runnable {
     while (!signal.aborted) {
       try {
         const start = await this.startRevision(key, inputs, log);
+        log.info('continuous backup recording', { fromRevision: start.revision, flushIntervalMs: inputs.flushIntervalMs });
         await this.report(p, { state: 'Recording', message: `watching etcd from revision ${start.revision}`, fromRevision: start.revision });
         await recordChanges(this.deps.restic, {
           etcd: inputs.etcd, repo: inputs.repo, policy: name, origin: this.deps.origin, host: this.deps.host,

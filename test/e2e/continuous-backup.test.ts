@@ -17,8 +17,8 @@ import { restorableWindows } from '../../src/engine/continuous/window.ts';
 import { Restic } from '../../src/engine/restic.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
-  getJson, kubectl, locationInit, locationSecretYaml, locationYaml, pem, policyYaml, uniqueBucket,
+  ControllerProcess, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, events,
+  eventually, getJson, kubectl, locationInit, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -45,6 +45,11 @@ afterAll(async () => {
 });
 
 const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'continuous', '-n', ns]);
+const repo = () => ({ address: `s3:${cluster().s3Url}/${bucket}`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, password, caCert: pem('ca.crt') });
+/** A ConfigMap's value in a restored etcd (Kubernetes stores protobuf; the data is in it as plain text). */
+function restoredValue(endpoint: string, name: string): string {
+  return spawnSync('etcdctl', ['--endpoints', endpoint, 'get', `/registry/configmaps/${ns}/${name}`, '--print-value-only'], { encoding: 'utf8' }).stdout;
+}
 const second = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 test('a restore to a chosen second brings back the cluster as it was then: clock at T, nothing deleted before or created after', async () => {
@@ -75,9 +80,8 @@ test('a restore to a chosen second brings back the cluster as it was then: clock
   await eventually(() => expect(Date.parse(policy().status?.continuous?.lastStoredTime ?? '')).toBeGreaterThanOrEqual(lastWrite), 30_000, 500);
   expect(policy().status?.continuous?.gaps ?? 0).toBe(0);
 
-  const repo = { address: `s3:${cluster().s3Url}/${bucket}`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, password, caCert: pem('ca.crt') };
   const restic = new Restic();
-  const { fulls, sets } = await listChain(restic, repo, 'continuous', undefined);
+  const { fulls, sets } = await listChain(restic, repo(), 'continuous', undefined);
   expect(fulls).toHaveLength(1);
   expect(sets.length).toBeGreaterThan(1);
   const { windows, gaps } = restorableWindows(fulls, sets);
@@ -85,7 +89,7 @@ test('a restore to a chosen second brings back the cluster as it was then: clock
   expect(windows[0]!.fromTime).toBeLessThan(t);
   expect(windows[0]!.toTime).toBeGreaterThanOrEqual(lastWrite);
 
-  const r = await restorePointInTime(restic, { repo, policy: 'continuous', target: { time: t }, dir: join(dir, 'at-t') });
+  const r = await restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: { time: t }, dir: join(dir, 'at-t') });
   expect(r.revisionsApplied).toBeGreaterThan(0);
   expect(r.time).toBeLessThanOrEqual(t);
   const etcd = await bootSnapshot(join(dir, 'at-t', 'data', 'etcd-snapshot.db'), join(dir, 'boot'));
@@ -106,4 +110,94 @@ test('a restore to a chosen second brings back the cluster as it was then: clock
   }
   // The live cluster has moved on.
   expect(kubectl(['get', 'configmap', 'created-after', '-n', ns]).code).toBe(0);
+}, 300_000);
+
+test('the controller killed mid-stream and started again resumes where the store left off: no gap, and "latest" is the cluster now', async () => {
+  const counter = (i: number) => kubectl(['create', 'configmap', 'counter', '-n', ns, '--from-literal', `n=${i}`, '--dry-run=client', '-o', 'yaml']).stdout;
+  let n = 0;
+  let writing = true;
+  const writer = (async () => {
+    while (writing) {
+      expect(kubectl(['apply', '-f', '-'], counter(++n)).code).toBe(0);
+      await Bun.sleep(300);
+    }
+  })();
+  await Bun.sleep(4000);
+  const storedBefore = Date.parse(policy().status?.continuous?.lastStoredTime ?? '');
+  const killedAt = Date.now();
+  await controller.stop('SIGKILL');
+  await Bun.sleep(8000);
+  controller = await ControllerProcess.start(ns);
+  await Bun.sleep(4000);
+  writing = false;
+  await writer;
+  const last = n;
+  const lastAt = Date.now();
+  // What the killed controller had stored is what a restore could reach had the cluster been lost at the kill (RPO).
+  console.log(`continuous: killed at ${second(killedAt)}; newest stored change then ${((killedAt - storedBefore) / 1000).toFixed(1)} s before the kill`);
+  await eventually(() => expect(Date.parse(policy().status?.continuous?.lastStoredTime ?? '')).toBeGreaterThanOrEqual(lastAt - 1000), 30_000, 500);
+  expect(controller.logs).toMatch(/"msg":"continuous backup recording".*"fromRevision":\d+/);
+  expect(policy().status?.continuous?.gaps ?? 0).toBe(0);
+  const restic = new Restic();
+  const { fulls, sets } = await listChain(restic, repo(), 'continuous', undefined);
+  expect(restorableWindows(fulls, sets).gaps).toEqual([]);
+  expect(fulls).toHaveLength(1);
+
+  const r = await restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: 'latest', dir: join(dir, 'latest') });
+  const etcd = await bootSnapshot(join(dir, 'latest', 'data', 'etcd-snapshot.db'), join(dir, 'boot-latest'));
+  try {
+    expect(restoredValue(etcd.endpoint, 'counter')).toMatch(new RegExp(`\\b${last}\\b`));
+    expect(restoredValue(etcd.endpoint, 'created-after')).not.toBe('');
+  } finally {
+    await etcd.stop();
+  }
+  expect(r.revision).toBe(Math.max(...sets.map((s) => s.toRevision)));
+}, 300_000);
+
+test('etcd compacted what was not stored while the controller was away: a gap, said so, a full backup at once, restores after it whole', async () => {
+  const before = policy();
+  const lastStored = Date.parse(before.status?.continuous?.lastStoredTime ?? '');
+  await controller.stop();
+  for (let i = 0; i < 5; i++) expect(kubectl(['create', 'configmap', `while-away-${i}`, '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
+  const inGap = Date.now();
+  // What kube-apiserver's compactor does every 5 minutes, now: etcd forgets the history the controller would resume from.
+  const status = JSON.parse(etcdctl(['endpoint', 'status', '-w', 'json']).stdout) as { Status: { header: { revision: number } } }[];
+  expect(etcdctl(['compaction', String(status[0]!.Status.header.revision)]).code).toBe(0);
+  controller = await ControllerProcess.start(ns);
+  const gap = await eventually(() => {
+    const e = events(ns, 'continuous').find((x) => x.reason === 'ContinuousBackupGap');
+    if (!e) throw new Error('no ContinuousBackupGap event yet');
+    return e;
+  }, 60_000, 1000);
+  expect(gap.type).toBe('Warning');
+  expect(gap.message).toMatch(/etcd compacted revisions \d+–\d+ before they were stored: no restore can reach/);
+  await eventually(() => {
+    const st = policy().status;
+    expect(st?.continuous?.gaps).toBe(1);
+    expect(st?.lastSuccessfulSnapshotId).not.toBe(before.status?.lastSuccessfulSnapshotId);
+  }, 90_000, 1000);
+  expect(metricValue(await controller.metrics(), 'kubedr_continuous_gaps_total', { policyName: 'continuous' })).toBe(1);
+  expect(kubectl(['create', 'configmap', 'after-gap', '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
+  const afterGap = Date.now();
+  await eventually(() => expect(Date.parse(policy().status?.continuous?.lastStoredTime ?? '')).toBeGreaterThanOrEqual(afterGap), 30_000, 500);
+
+  const restic = new Restic();
+  const { fulls, sets } = await listChain(restic, repo(), 'continuous', undefined);
+  const { gaps } = restorableWindows(fulls, sets);
+  expect(gaps).toHaveLength(1);
+  // From the last change stored (the stopped controller stored what it had received) to the full backup after it.
+  expect(gaps[0]!.fromTime).toBeGreaterThanOrEqual(lastStored);
+  expect(gaps[0]!.fromTime).toBeLessThan(inGap);
+  expect(gaps[0]!.toTime).toBeGreaterThan(inGap);
+  await expect(restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: { time: inGap }, dir: join(dir, 'gap') }))
+    .rejects.toThrow(/cannot be restored to: no full backup with continuous changes reaches it\. Restorable: /);
+  const r = await restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: 'latest', dir: join(dir, 'after-gap') });
+  const etcd = await bootSnapshot(join(dir, 'after-gap', 'data', 'etcd-snapshot.db'), join(dir, 'boot-after-gap'));
+  try {
+    expect(restoredValue(etcd.endpoint, 'after-gap')).not.toBe('');
+    expect(restoredValue(etcd.endpoint, 'while-away-4')).not.toBe('');
+  } finally {
+    await etcd.stop();
+  }
+  expect(r.baseRevision).toBeGreaterThan(0);
 }, 300_000);
