@@ -102,10 +102,15 @@ export async function listChain(restic: Restic, repo: Repository, policy: string
   return { fulls, sets };
 }
 
-/** Reads a stored change set's revisions, in order. */
-export async function* readChangeSet(restic: Restic, repo: Repository, set: ChangeSet, run: RunOptions = {}): AsyncGenerator<RevisionChanges> {
+/** A stored change set's text, as `restic dump` reads it (one change set: seconds of changes, megabytes at most). */
+export async function loadChangeSet(restic: Restic, repo: Repository, set: ChangeSet, run: RunOptions = {}): Promise<string> {
   const { stdout } = await restic.run(repo, ['dump', '--no-lock', set.id, `/${changeSetFileName(set.fromRevision, set.toRevision)}`], run);
-  yield* readRevisions(oneChunk(stdout));
+  return stdout;
+}
+
+/** The revisions of a change set's text (loadChangeSet). */
+export function changeSetRevisions(text: string): AsyncGenerator<RevisionChanges> {
+  return readRevisions(oneChunk(text));
 }
 
 async function* oneChunk(text: string): AsyncGenerator<Uint8Array> {
