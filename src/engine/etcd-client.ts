@@ -38,9 +38,19 @@ export type WatchMessage =
 
 interface KeyValueMsg {
   key: Buffer;
+  create_revision: string;
   mod_revision: string;
+  version: string;
   value: Buffer;
   lease: string;
+}
+
+/** A key's place in etcd's history, without its value. */
+export interface KeyHistory {
+  key: Buffer;
+  createRevision: number;
+  modRevision: number;
+  version: number;
 }
 interface WatchResponseMsg {
   header?: { revision: string };
@@ -188,6 +198,24 @@ export class EtcdClient {
       // Every page reads the same revision as the first, so the pages make one consistent picture.
       if (at === 0) at = num(res.header?.revision);
       if (res.kvs.length > 0) yield res.kvs.map((kv) => ({ key: kv.key, value: kv.value }));
+      const last = res.kvs.at(-1);
+      if (!res.more || !last) return;
+      from = Buffer.concat([last.key, ALL_KEYS]);
+    }
+  }
+
+  /**
+   * Every key at `revision` with its create and modify revisions and version, not its value, in key order, 10,000 keys
+   * per request: what two stores must agree on to have the same history, at a small part of the cost of the values.
+   */
+  async *rangeKeys(revision: number, pageSize = 10_000): AsyncGenerator<KeyHistory[]> {
+    let from = ALL_KEYS;
+    for (;;) {
+      const res = await this.unary(this.kv.Range, this.kv,
+        { key: from, range_end: ALL_KEYS, revision: String(revision), limit: String(pageSize), keys_only: true }, 'etcd range', 120_000);
+      if (res.kvs.length > 0) {
+        yield res.kvs.map((kv) => ({ key: kv.key, createRevision: num(kv.create_revision), modRevision: num(kv.mod_revision), version: num(kv.version) }));
+      }
       const last = res.kvs.at(-1);
       if (!res.more || !last) return;
       from = Buffer.concat([last.key, ALL_KEYS]);

@@ -13,6 +13,7 @@ import { runBackup } from '../../../src/engine/backup.ts';
 import { listChain } from '../../../src/engine/continuous/change-store.ts';
 import { type StoredChangeSet, recordChanges } from '../../../src/engine/continuous/recorder.ts';
 import { POINT_IN_TIME_FILE, restorePointInTime } from '../../../src/engine/continuous/replay.ts';
+import { keysDigest, verifyChain } from '../../../src/engine/continuous/verify-chain.ts';
 import { planReplay, restorableWindows } from '../../../src/engine/continuous/window.ts';
 import { EtcdClient } from '../../../src/engine/etcd-client.ts';
 import { type Repository, Restic } from '../../../src/engine/restic.ts';
@@ -153,6 +154,18 @@ describe('continuous backup, engine', () => {
     expect(r.revision).toBe(now);
     const got = await snapshotContents(join(target, 'data', 'etcd-snapshot.db'));
     expect([...got.map.entries()].sort()).toEqual([...(await contents(live)).entries()].sort());
+  }, 60_000);
+
+  test('the chain proves itself: rebuilt at the last stored revision, its keys\' history digest equals live etcd\'s at that revision', async () => {
+    const rev = stored.at(-1)!.toRevision;
+    const proof = await verifyChain(restic, { repo, policy: 'policy-a', origin, revision: rev, kubernetes: false });
+    const liveDigest = await keysDigest(live, rev);
+    expect(proof.revision).toBe(rev);
+    expect(proof.keyCount).toBe(liveDigest.keyCount);
+    expect(proof.digest).toBe(liveDigest.digest);
+    // One revision less is another history: the digests differ (the check can fail).
+    expect((await keysDigest(live, rev - 1)).digest).not.toBe(proof.digest);
+    await expect(verifyChain(restic, { repo, policy: 'policy-a', origin, revision: rev + 1000, kubernetes: false })).rejects.toThrow(/cannot be restored to/);
   }, 60_000);
 
   test('a watch behind a compaction reports the gap; a restore to a time in it is refused, naming what can be restored', async () => {
