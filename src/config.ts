@@ -42,6 +42,7 @@ export const controllerFlags = {
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
   'prune-interval': { type: 'duration', help: 'longest time between two prunes of a location whose snapshots were forgotten (prune removes their data; it runs apart from backups)', default: '24h' },
+  'continuous-verify-interval': { type: 'duration', help: 'time between proofs of each continuous policy\'s chain (the newest stored revision rebuilt from S3 and compared with etcd); 0 turns them off', default: '6h' },
   'check-interval': { type: 'duration', help: 'time between scheduled checks of each location\'s data (restic check --read-data-subset; damage found is repaired, off the backup path); 0 turns them off', default: '24h' },
   'check-read-data-subset': { type: 'string', help: 'part of the repository\'s data each scheduled check reads, as restic\'s --read-data-subset takes it (5%, 1/10, 500M)', default: '5%' },
   'repair-damage': { type: 'boolean', help: 'repair a repository found damaged (restic repair packs: damaged packs removed after salvaging their intact data), mark the backups that lost data and back up again; false: only report it (forensics, or a bucket whose objects may not be deleted)', default: true },
@@ -98,6 +99,7 @@ export interface Config {
   pruneIntervalMs: number;
   /** 0: no scheduled checks. */
   checkIntervalMs: number;
+  continuousVerifyIntervalMs: number;
   checkReadDataSubset: string;
   repairDamage: boolean;
   verifyInPod: boolean;
@@ -155,6 +157,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     syncPeriodMs: f['sync-period'],
     pruneIntervalMs: f['prune-interval'],
     checkIntervalMs: f['check-interval'],
+    continuousVerifyIntervalMs: f['continuous-verify-interval'],
     checkReadDataSubset: f['check-read-data-subset'],
     repairDamage: f['repair-damage'],
     verifyInPod: f['verify-in-pod'],

@@ -51,6 +51,10 @@ export const SNAPSHOT_KEPT = 'SnapshotKept';
  * was down or behind); no restore can reach the gap, and a full backup is taken at once so a new chain starts.
  */
 export const CONTINUOUS_BACKUP_GAP = 'ContinuousBackupGap';
+/** MetadataBackupPolicy: the chain was proven: a revision rebuilt from S3 has exactly the history etcd had. */
+export const CONTINUOUS_BACKUP_VERIFIED = 'ContinuousBackupVerified';
+/** MetadataBackupPolicy: the chain did not rebuild, or rebuilt to another history than etcd's: restores to a time are not to be trusted. */
+export const CONTINUOUS_BACKUP_VERIFICATION_FAILED = 'ContinuousBackupVerificationFailed';
 /** MetadataBackupPolicy: continuous backup's watch of etcd or a store to S3 failed; it is retried, nothing is dropped yet. */
 export const CONTINUOUS_BACKUP_FAILED = 'ContinuousBackupFailed';
 /** MetadataBackupRecord: the record's snapshot is no longer in the repository (forgotten or pruned by hand). */

@@ -133,7 +133,8 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   // Continuous backup: a recorder per policy that asks for one, converged with the policies on every change.
   const continuous = new ContinuousBackup({
     client, policies, locations, secrets, restic, recorder, metrics, log, origin, host: config.backupHost,
-    requestBackup: (key) => policyReconciler.requestBackup(key),
+    requestBackup: (key) => policyReconciler.requestBackup(key), verifyIntervalMs: config.continuousVerifyIntervalMs, records, pods: inPod,
+    acquire: (s) => verifications.acquire(s),
   });
   for (const inf of [policies, locations, secrets] as Informer<KubeObject>[]) {
     inf.addHandlers({ onAdd: () => continuous.poke(), onUpdate: () => continuous.poke(), onDelete: () => continuous.poke() });

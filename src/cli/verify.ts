@@ -5,10 +5,11 @@
  */
 import { Restic } from '../engine/restic.ts';
 import { writeFileSync } from 'node:fs';
+import { type ChainVerifyOutcome, type ChainVerifyResult, verifyChain } from '../engine/continuous/verify-chain.ts';
 import { EngineError } from '../engine/errors.ts';
 import { type VerifyOutcome, type VerifyResult, verifyBackup } from '../engine/verify.ts';
 import { redact } from '../util/redact.ts';
-import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
+import { type FlagSpec, type Parsed, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { cancelOnSignals } from './restore.ts';
 import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
@@ -24,9 +25,12 @@ const flags = {
   json: { type: 'boolean', help: 'print the result as JSON', default: false },
   lock: { type: 'boolean', help: 'read under restic\'s shared lock, so that a prune cannot repack the data meanwhile (the controller\'s verification pods)', default: false },
   'termination-log': { type: 'string', help: 'also write the outcome as JSON to this file (a verification pod\'s /dev/termination-log)' },
+  continuous: { type: 'boolean', help: 'verify the policy\'s continuous backup instead: rebuild a revision from the full backup before it and the stored changes, and digest every key\'s history (needs --policy)', default: false },
+  revision: { type: 'int', help: 'with --continuous: the revision to rebuild (default: the newest stored)' },
 } satisfies Record<string, FlagSpec>;
 
-export const verifyHelp = helpText('kubedr verify <snapshot-id|latest> --url URL --bucket BUCKET [--credentials FILE] [flags]',
+export const verifyHelp = helpText('kubedr verify <snapshot-id|latest> --url URL --bucket BUCKET [--credentials FILE] [flags]\n' +
+  '       kubedr verify --continuous --policy NAME [--revision N] --url URL --bucket BUCKET [flags]',
   'Proves that a backup restores: reads it back from the repository, checks the etcd snapshot\'s SHA-256, restores it into a\n' +
   'throwaway etcd on a free loopback port (etcd and etcdutl or etcdctl must be on PATH; the image has them), and checks\n' +
   'its revision, key count and that it holds a Kubernetes cluster. Everything it starts or writes is removed.', flags) + `\n${exitCodesHelp}`;
@@ -38,6 +42,7 @@ export async function runVerify(argv: string[]): Promise<number> {
     return 0;
   }
   const f = parsed.flags;
+  if (f.continuous) return verifyContinuous(f, parsed.args);
   const [snapshot, extra] = parsed.args;
   if (!snapshot) throw new UsageError('name the snapshot to verify: a snapshot id (see \'kubedr snapshots\') or "latest"');
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
@@ -62,5 +67,33 @@ export async function runVerify(argv: string[]): Promise<number> {
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
     : `Verified snapshot ${r.snapshotId.slice(0, 8)}: restores to an etcd at revision ${r.revision} with ${r.keyCount} keys ` +
       `(SHA-256 ${r.sha256}), in ${r.durationSecs.toFixed(1)} s\n`);
+  return 0;
+}
+
+/** `--continuous`: the policy's chain proven (engine/continuous/verify-chain.ts); the digest is compared by whoever asked. */
+async function verifyContinuous(f: Parsed<typeof flags>, args: string[]): Promise<number> {
+  if (!f.policy) throw new UsageError('--continuous needs --policy: a chain of changes belongs to one policy');
+  if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}": with --continuous, choose the point with --revision`);
+  const writeOutcome = (o: ChainVerifyOutcome) => {
+    if (f['termination-log']) writeFileSync(f['termination-log'], JSON.stringify(o).slice(0, 4000));
+  };
+  const stop = cancelOnSignals('verify');
+  let r: ChainVerifyResult;
+  try {
+    r = await verifyChain(new Restic(), {
+      repo: repositoryFromFlags(f), policy: f.policy, revision: f.revision, kubernetes: !f['not-kubernetes'], signal: stop.signal,
+      onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
+    });
+  } catch (caught) {
+    const err = stop.received() ? new EngineError('Cancelled', `verification stopped by ${stop.received()}; everything it started was stopped and removed`) : caught;
+    writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), kind: err instanceof EngineError ? err.kind : 'Failed' });
+    throw err;
+  } finally {
+    stop.dispose();
+  }
+  writeOutcome({ ok: true, ...r });
+  process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
+    : `Verified the continuous backup of policy ${f.policy}: full backup ${r.baseSnapshot.slice(0, 8)} and ${r.changesApplied} changes rebuild ` +
+      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}), in ${r.durationSecs.toFixed(1)} s\n`);
   return 0;
 }

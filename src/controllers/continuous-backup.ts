@@ -12,7 +12,7 @@
  */
 import { CONTINUOUS_BACKUP_FAILED, CONTINUOUS_BACKUP_GAP } from '../api/events.ts';
 import { BACKUP_POLICY } from '../api/group.ts';
-import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, Secret } from '../api/types.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { listChain } from '../engine/continuous/change-store.ts';
 import { recordChanges, type StoredChangeSet } from '../engine/continuous/recorder.ts';
 import { EtcdClient } from '../engine/etcd-client.ts';
@@ -30,6 +30,8 @@ import { parseDuration } from '../util/flags.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { etcdConnection, locationRepository, readyLocation } from './inputs.ts';
+import { proveChain } from './continuous-proof.ts';
+import type { VerificationPods } from './verification-pod.ts';
 
 type ContinuousStatus = NonNullable<MetadataBackupPolicyStatus['continuous']>;
 
@@ -50,6 +52,14 @@ export interface ContinuousBackupDeps {
   resyncMs?: number;
   /** How often change sets older than the oldest full backup are forgotten. */
   retentionMs?: number;
+  /** How often each policy's chain is proven (0: never). */
+  verifyIntervalMs?: number;
+  /** The policy's records, for the size of its backups (the verification pod's memory). */
+  records?: Informer<MetadataBackupRecord>;
+  /** Runs the proof in a pod of its own (as verifications of full backups); without it, in this process. */
+  pods?: Pick<VerificationPods, 'verifyChain'>;
+  /** Takes the verification slot; returns its release. */
+  acquire?: (signal: AbortSignal) => Promise<() => void>;
 }
 
 /** What a recorder was started with; a change of any of it restarts the recorder. */
@@ -166,6 +176,9 @@ export class ContinuousBackup implements Runnable {
     m.continuousFlushInterval.set(policyName, inputs.flushIntervalMs / 1000);
     let gaps = p.status?.continuous?.gaps ?? 0;
     let lastRetention = 0;
+    let lastProof = Date.parse(p.status?.continuous?.lastVerifiedTime ?? '') || 0;
+    let proving = false;
+    const verifyEvery = this.deps.verifyIntervalMs ?? 0;
     let failing: string | undefined;
     while (!signal.aborted) {
       try {
@@ -184,6 +197,14 @@ export class ContinuousBackup implements Runnable {
             if (Date.now() - lastRetention > (this.deps.retentionMs ?? 10 * 60_000)) {
               lastRetention = Date.now();
               void this.expire(name, inputs.repo, log);
+            }
+            // Right after a store: etcd still holds the history of the revision just stored, to compare with.
+            if (verifyEvery > 0 && !proving && Date.now() - lastProof >= verifyEvery) {
+              proving = true;
+              void proveChain({ ...this.deps, report: (st) => this.report(p, st) }, p, inputs, s.toRevision, signal, log).finally(() => {
+                proving = false;
+                lastProof = Date.now();
+              });
             }
           },
           onGap: (from, compactRevision) => {
@@ -261,6 +282,7 @@ export class ContinuousBackup implements Runnable {
     }
   }
 
+  /** Writes part of `status.continuous` (a merge: the rest stays); never throws. */
   private async report(p: MetadataBackupPolicy, status: Partial<ContinuousStatus>): Promise<void> {
     await this.deps.client.patchStatus(BACKUP_POLICY, p.metadata.namespace ?? '', p.metadata.name,
       { continuous: { ...status, updateTime: new Date().toISOString() } })

@@ -58,7 +58,7 @@ export function podSecurityContext(uid: number) {
  * control-plane node (a local volume there, a one-node cluster), which kubeadm taints; without tolerations the pod
  * would stay Unschedulable until the start timeout.
  */
-export function toolPodSpec(input: ToolPodInput) {
+export function toolPodSpec(input: Pick<ToolPodInput, 'deadlineSeconds' | 'nodeSelector' | 'tolerations' | 'runAsUser'>) {
   const nodeSelector = input.nodeSelector ?? {};
   const tolerations = input.tolerations ?? CONTROL_PLANE_TOLERATIONS;
   return {

@@ -7,9 +7,11 @@
  * repository credentials only as secretKeyRef variables, and the outcome read from its termination message. The pod
  * belongs to the record (deleted with it) and is deleted when it has answered, or when the verification is cancelled.
  */
-import { API_VERSION, BACKUP_RECORD, COMPONENT, POD } from '../api/group.ts';
-import type { BackupLocation, MetadataBackupRecord, Pod } from '../api/types.ts';
+import { API_VERSION, BACKUP_POLICY, BACKUP_RECORD, COMPONENT, POD } from '../api/group.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Pod } from '../api/types.ts';
+import type { ChainVerifyOutcome, ChainVerifyResult } from '../engine/continuous/verify-chain.ts';
 import { EngineError } from '../engine/errors.ts';
+import { parseOutcome } from '../engine/restore.ts';
 import { type VerifyResult, parseVerifyOutcome } from '../engine/verify.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
@@ -70,6 +72,47 @@ export function verificationPod(input: ToolPodInput): Pod {
   };
 }
 
+/** `kubedr-verify-chain-<policy>`, within the 63 characters of a pod name. */
+export const chainVerificationPodName = (policy: string): string => `kubedr-verify-chain-${policy}`.slice(0, 63).replace(/[^a-z0-9]+$/, '');
+
+/**
+ * A pod proving a policy's continuous backup (`kubedr verify --continuous`): it rebuilds `revision` from the full
+ * backup before it and the stored changes, in a throwaway etcd, then starts the saved result in another. Sized like a
+ * verification of the newest full backup, with room for the changes: the replay's etcd grows with them.
+ */
+export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { policy: MetadataBackupPolicy; revision: number; sizeBytes?: number }): Pod {
+  const { policy, location, image, revision } = input;
+  const { memoryMi, scratchMi } = verificationResources(input.sizeBytes);
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: chainVerificationPodName(policy.metadata.name),
+      namespace: policy.metadata.namespace,
+      labels: { 'app.kubernetes.io/name': COMPONENT, 'app.kubernetes.io/component': 'verification', 'app.kubernetes.io/managed-by': COMPONENT },
+      ownerReferences: [{ apiVersion: API_VERSION, kind: 'MetadataBackupPolicy', name: policy.metadata.name, uid: policy.metadata.uid ?? '' }],
+    },
+    spec: {
+      ...toolPodSpec(input),
+      terminationGracePeriodSeconds: 10,
+      containers: [{
+        name: 'verify',
+        image,
+        args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision), '--url', location.spec.url,
+          '--bucket', location.spec.bucketName, '--termination-log', TERMINATION_LOG],
+        env: repositoryEnv(location.spec.credentials),
+        resources: { requests: { cpu: '100m', memory: `${memoryMi + 256}Mi` }, limits: { memory: `${memoryMi + 256}Mi` } },
+        securityContext: CONTAINER_SECURITY,
+        terminationMessagePath: TERMINATION_LOG,
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+      }],
+      // The downloaded full backup, the replay's data directory, the saved result and the data directory built from it.
+      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi * 2}Mi` } }],
+    },
+  };
+}
+
 /** The verification's result from the finished pod, or an EngineError saying why it has none. */
 export function verificationOutcome(pod: Pod): VerifyResult {
   const terminated = pod.status?.containerStatuses?.find((c) => c.name === 'verify')?.state?.terminated;
@@ -97,11 +140,37 @@ export class VerificationPods {
   constructor(private readonly deps: VerificationPodsDeps) {}
 
   async verify(location: BackupLocation, record: MetadataBackupRecord, signal: AbortSignal): Promise<VerifyResult> {
-    const { client, log } = this.deps;
     const ns = record.metadata.namespace ?? '';
     // The pod belongs to the record; one just made by this process is known here by name only, its uid by the API.
-    const owner = record.metadata.uid ? record : await client.get<MetadataBackupRecord>(BACKUP_RECORD, ns, record.metadata.name, signal);
+    const owner = record.metadata.uid ? record : await this.deps.client.get<MetadataBackupRecord>(BACKUP_RECORD, ns, record.metadata.name, signal);
     const pod = verificationPod({ record: owner, location, ...this.deps });
+    this.deps.log.info('verification pod started', { pod: pod.metadata.name, record: record.metadata.name });
+    return verificationOutcome(await this.run(pod, signal));
+  }
+
+  /** Proves a policy's continuous backup at `revision` (see chainVerificationPod). */
+  async verifyChain(location: BackupLocation, policy: MetadataBackupPolicy, revision: number, sizeBytes: number | undefined,
+    signal: AbortSignal): Promise<ChainVerifyResult> {
+    const ns = policy.metadata.namespace ?? '';
+    const owner = policy.metadata.uid ? policy : await this.deps.client.get<MetadataBackupPolicy>(BACKUP_POLICY, ns, policy.metadata.name, signal);
+    const pod = chainVerificationPod({ policy: owner, location, revision, sizeBytes, ...this.deps });
+    this.deps.log.info('chain verification pod started', { pod: pod.metadata.name, policy: policy.metadata.name, revision });
+    const done = await this.run(pod, signal);
+    const terminated = done.status?.containerStatuses?.find((c) => c.name === 'verify')?.state?.terminated;
+    const outcome = parseOutcome<ChainVerifyOutcome>(terminated?.message);
+    if (outcome?.ok) {
+      const { ok: _ok, ...result } = outcome;
+      return result;
+    }
+    if (outcome) throw new EngineError(outcome.kind, outcome.error);
+    const detail = podEndDetail(done, 'verify');
+    throw new EngineError(/OOMKilled/.test(detail) ? 'InvalidInput' : 'Timeout', `chain verification pod failed: ${detail}`);
+  }
+
+  /** Creates the pod afresh, waits until it has ended, returns it as it ended, and deletes it on every path. */
+  private async run(pod: Pod, signal: AbortSignal): Promise<Pod> {
+    const { client, log } = this.deps;
+    const ns = pod.metadata.namespace ?? '';
     const name = pod.metadata.name;
     // A pod left by an earlier run (a restarted controller) answers for another attempt: start afresh.
     await client.delete(POD, ns, name, { gracePeriodSeconds: 0 }).catch((err) => { if (!isNotFound(err)) throw err; });
@@ -114,19 +183,18 @@ export class VerificationPods {
         await sleep(1000, signal); // the old one is still going
       }
     }
-    log.info('verification pod started', { pod: name, record: record.metadata.name });
     const created = Date.now();
     try {
       for (;;) {
         await sleep(this.deps.pollMs ?? 1000, signal);
         if (signal.aborted) throw new EngineError('Cancelled', 'verification cancelled');
         const now = await client.get<Pod>(POD, ns, name, signal).catch((err) => {
-          // Deleted under it: with its record (retention, by hand: the owner reference), or by a person.
-          if (isNotFound(err)) throw new EngineError('Cancelled', `verification pod ${name} was deleted before it answered (its record deleted?)`);
+          // Deleted under it: with its owner (retention, by hand: the owner reference), or by a person.
+          if (isNotFound(err)) throw new EngineError('Cancelled', `verification pod ${name} was deleted before it answered (its owner deleted?)`);
           throw err;
         });
         const phase = now.status?.phase;
-        if (phase === 'Succeeded' || phase === 'Failed') return verificationOutcome(now);
+        if (phase === 'Succeeded' || phase === 'Failed') return now;
         const started = now.status?.containerStatuses?.some((c) => c.state?.running || c.state?.terminated);
         if (!started && Date.now() - created > this.deps.startTimeoutMs) {
           const waiting = now.status?.containerStatuses?.[0]?.state?.waiting;

@@ -146,6 +146,8 @@ export function createMetrics() {
       help: 'The policy\'s flushInterval: a received change is stored within it.', labelNames: policy, registers: [registry] }),
     continuousGaps: new Counter({ name: 'kubedr_continuous_gaps_total',
       help: 'Gaps in continuous backup: changes etcd compacted before they were stored.', labelNames: policy, registers: [registry] }),
+    continuousLastVerification: new Gauge({ name: 'kubedr_continuous_last_verification_status',
+      help: 'Outcome of the newest proof of the policy\'s continuous backup: 1 the rebuilt revision had etcd\'s history, 0 it did not.', labelNames: policy, registers: [registry] }),
     continuousFailures: new Counter({ name: 'kubedr_continuous_failures_total',
       help: 'Failed watches of etcd and failed stores of change sets (each retried).', labelNames: [...policy, 'what'], registers: [registry] }),
     // Ours: backup locations

@@ -1,7 +1,7 @@
 /** The verification pod, a pure function of its inputs, and how its answer is read back (fake pods). */
 import { describe, expect, test } from 'bun:test';
 import type { BackupLocation, MetadataBackupRecord, Pod } from '../../src/api/types.ts';
-import { VerificationPods, verificationOutcome, verificationPod, verificationPodName, verificationResources } from '../../src/controllers/verification-pod.ts';
+import { VerificationPods, chainVerificationPod, verificationOutcome, verificationPod, verificationPodName, verificationResources } from '../../src/controllers/verification-pod.ts';
 import { EngineError } from '../../src/engine/errors.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/errors.ts';
@@ -110,5 +110,28 @@ describe('VerificationPods.verify (fake API)', () => {
     const err = await t.pods.verify(location, record, new AbortController().signal).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineError);
     expect((err as EngineError).kind).toBe('Cancelled');
+  });
+});
+
+describe('the chain verification pod', () => {
+  const policy = { metadata: { name: 'etcd', namespace: 'kubedr-system', uid: 'p-1' }, spec: { destination: 'loc', schedule: '@hourly' } };
+  const p = chainVerificationPod({ policy, location, revision: 4242, sizeBytes: 1209 * 1024 * 1024, image: 'localhost/kubedr:0.1.0', deadlineSeconds: 1800 });
+  const c = p.spec!.containers[0]!;
+
+  test('runs kubedr verify --continuous of the policy at the revision, belongs to the policy, and carries no secret value', () => {
+    expect(p.metadata.name).toBe('kubedr-verify-chain-etcd');
+    expect(c.args).toEqual(['verify', '--continuous', '--policy', 'etcd', '--revision', '4242', '--url', 'https://s3.example.com', '--bucket', 'backups',
+      '--termination-log', '/dev/termination-log']);
+    expect(p.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MetadataBackupPolicy', name: 'etcd', uid: 'p-1' });
+    expect(c.env?.filter((e) => e.value !== undefined).map((e) => e.name)).toEqual(['TMPDIR']);
+    expect(p.spec?.activeDeadlineSeconds).toBe(1800);
+  });
+
+  test('has room for the replay: more memory and scratch space than a verification of the full backup alone', () => {
+    const full = verificationPod({ record, location, image: 'i', deadlineSeconds: 1800 });
+    const mem = (x: Pod) => Number.parseInt(String(x.spec!.containers[0]!.resources?.limits?.memory), 10);
+    const scratch = (x: Pod) => Number.parseInt(String(x.spec!.volumes![0]!.emptyDir?.sizeLimit), 10);
+    expect(mem(p)).toBeGreaterThan(mem(full));
+    expect(scratch(p)).toBeGreaterThan(scratch(full));
   });
 });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { scratchDir } from '../../util/scratch.ts';
 import { DATA_DIR, SNAPSHOT_FILE } from '../backup.ts';
 import { EtcdClient } from '../etcd-client.ts';
-import { EngineError } from '../errors.ts';
+import { EngineError, type EngineErrorKind } from '../errors.ts';
 import type { BackupOrigin } from '../origin.ts';
 import type { Repository, Restic } from '../restic.ts';
 import { startThrowawayEtcd } from '../throwaway-etcd.ts';
@@ -54,8 +54,8 @@ export interface ChainVerifyRequest {
   repo: Repository;
   policy: string;
   origin?: BackupOrigin;
-  /** The revision to rebuild (the newest stored, typically). */
-  revision: number;
+  /** The revision to rebuild; undefined: the newest stored. */
+  revision?: number;
   kubernetes?: boolean;
   signal?: AbortSignal;
   onStep?: (step: string) => void;
@@ -67,13 +67,16 @@ export interface ChainVerifyResult extends KeysDigest {
   durationSecs: number;
 }
 
+/** What a chain verification pod reports in its termination message (as VerifyOutcome for a full backup). */
+export type ChainVerifyOutcome = ({ ok: true } & ChainVerifyResult) | { ok: false; error: string; kind: EngineErrorKind };
+
 export async function verifyChain(restic: Restic, req: ChainVerifyRequest): Promise<ChainVerifyResult> {
   const started = performance.now();
   const work = await scratchDir('verify-chain');
   try {
-    const pit = await restorePointInTime(restic, { repo: req.repo, policy: req.policy, origin: req.origin, target: { revision: req.revision },
+    const pit = await restorePointInTime(restic, { repo: req.repo, policy: req.policy, origin: req.origin, target: req.revision === undefined ? 'latest' : { revision: req.revision },
       dir: join(work, 'pit'), signal: req.signal, onStep: req.onStep });
-    if (pit.revision !== req.revision) {
+    if (req.revision !== undefined && pit.revision !== req.revision) {
       throw new EngineError('IntegrityError', `the chain rebuilds to revision ${pit.revision}, not ${req.revision}: changes are missing from it`);
     }
     req.onStep?.('starting a throwaway etcd on the rebuilt snapshot');
