@@ -73,8 +73,9 @@ export async function recordChanges(restic: Restic, opts: RecorderOptions): Prom
         const id = await storeChangeSet(restic, {
           repo: opts.repo, file: file.path, policy: opts.policy, origin: opts.origin, host: opts.host,
           fromRevision: file.first!, toRevision: file.last!, fromTime: file.firstAt!, toTime: file.lastAt!,
-          // Not cancelled by `signal`: what was received is stored before the recorder returns (bounded by the timeout).
-          run: { timeoutMs: Math.max(60_000, 4 * opts.flushIntervalMs) },
+          // Not cancelled by `signal`: what was received is stored before the recorder returns, within a shorter time
+          // limit once stopping (a controller being replaced must not hang on a stalled S3).
+          run: { timeoutMs: opts.signal.aborted ? 15_000 : Math.max(60_000, 4 * opts.flushIntervalMs) },
         });
         storeFailures = 0;
         waiting.shift();
@@ -86,11 +87,11 @@ export async function recordChanges(restic: Restic, opts: RecorderOptions): Prom
         opts.onError?.(asEngineError(err), 'store');
         // Stopping: a few tries, then what could not be stored is lost with this process (the next leader resumes the
         // watch from the last stored revision, so etcd's history still covers it unless compacted: then a gap is reported).
-        if (opts.signal.aborted && storeFailures >= 3) {
+        if (opts.signal.aborted && storeFailures >= 2) {
           waiting.length = 0;
           return;
         }
-        await sleep(Math.min(1000 * 2 ** storeFailures, 30_000));
+        await sleep(opts.signal.aborted ? 1000 : Math.min(1000 * 2 ** storeFailures, 30_000));
       }
     }
   };
