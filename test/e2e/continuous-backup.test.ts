@@ -209,3 +209,46 @@ test('etcd compacted what was not stored while the controller was away: a gap, s
   }
   expect(r.baseRevision).toBeGreaterThan(0);
 }, 300_000);
+
+test('the leader lost, the standby takes over the recorder from the last stored change set: no new gap', async () => {
+  const standby = await ControllerProcess.start(ns, [...VERIFY_OFTEN, '--identity', 'standby']);
+  try {
+    await eventually(() => expect(standby.logs).toContain('waiting for leadership'), 30_000, 500);
+    const gapsBefore = policy().status?.continuous?.gaps ?? 0;
+    let n = 0;
+    let writing = true;
+    const writer = (async () => {
+      while (writing) {
+        expect(kubectl(['create', 'configmap', `failover-${++n}`, '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
+        await Bun.sleep(500);
+      }
+    })();
+    await Bun.sleep(3000);
+    await controller.stop('SIGKILL');
+    await eventually(() => expect(standby.logs).toMatch(/"msg":"continuous backup recording".*"fromRevision":\d+/), 60_000, 500);
+    const resumedFrom = Number(/"msg":"continuous backup recording".*?"fromRevision":(\d+)/.exec(standby.logs)![1]);
+    await Bun.sleep(3000);
+    writing = false;
+    await writer;
+    const lastAt = Date.now();
+    await eventually(() => expect(Date.parse(policy().status?.continuous?.lastStoredTime ?? '')).toBeGreaterThanOrEqual(lastAt - 1000), 60_000, 500);
+    expect(policy().status?.continuous?.gaps ?? 0).toBe(gapsBefore);
+    const restic = new Restic();
+    const { fulls, sets } = await listChain(restic, repo(), 'continuous', undefined);
+    // The standby started right after the last change set the old leader stored.
+    const storedBefore = sets.filter((s) => s.toRevision < resumedFrom);
+    expect(Math.max(...storedBefore.map((s) => s.toRevision))).toBe(resumedFrom - 1);
+    expect(restorableWindows(fulls, sets).gaps).toHaveLength(gapsBefore);
+    const r = await restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: 'latest', dir: join(dir, 'failover') });
+    const etcd = await bootSnapshot(join(dir, 'failover', 'data', 'etcd-snapshot.db'), join(dir, 'boot-failover'));
+    try {
+      expect(restoredValue(etcd.endpoint, `failover-${n}`)).not.toBe('');
+      expect(restoredValue(etcd.endpoint, 'failover-1')).not.toBe('');
+    } finally {
+      await etcd.stop();
+    }
+    expect(r.revisionsApplied).toBeGreaterThan(0);
+  } finally {
+    controller = standby;
+  }
+}, 300_000);
