@@ -4,7 +4,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DATA_DIR, EXTRA_DIR } from '../engine/backup.ts';
+import { DATA_DIR, EXTRA_DIR, SNAPSHOT_FILE } from '../engine/backup.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { EngineError } from '../engine/errors.ts';
 import { clusterLabel } from '../engine/origin.ts';
@@ -17,6 +17,7 @@ import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
 import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { certificateWarning } from './restored-warnings.ts';
 import { forProgram } from './program.ts';
+import { pointInTimeFrom, pointInTimeSummary, restoreToPoint } from './restore-point-in-time.ts';
 
 const flags = {
   ...repositoryFlags,
@@ -33,14 +34,20 @@ const flags = {
     help: 'time limit of the whole restore; past it restic is stopped, the staged files removed and DIR/data left as it was',
   },
   'expect-sha256': { type: 'string', help: 'fail unless the etcd snapshot has this SHA-256 (a record\'s status.etcdSnapshotSha256)' },
+  at: { type: 'string', help: 'restore a continuous policy (needs --policy) to this time, RFC 3339 (2026-12-04T14:03:27Z), or "latest": its last stored change; no snapshot argument' },
+  revision: { type: 'int', help: 'restore a continuous policy (needs --policy) to this etcd revision; no snapshot argument' },
   json: { type: 'boolean', help: 'print the result as JSON', default: false },
   'termination-log': { type: 'string', help: 'also write the outcome as JSON to this file (a pod\'s /dev/termination-log)' },
 } satisfies Record<string, FlagSpec>;
 
-export const restoreHelp = helpText('kubedr restore <snapshot-id|latest> --target DIR --url URL --bucket BUCKET [--credentials FILE] [flags]',
+export const restoreHelp = helpText('kubedr restore <snapshot-id|latest> --target DIR --url URL --bucket BUCKET [--credentials FILE] [flags]\n' +
+  '       kubedr restore --at TIME|latest --policy NAME --target DIR --url URL --bucket BUCKET [flags]   (a continuous policy)',
   'Restores a backup (the etcd snapshot and the certificates) from a BackupLocation\'s repository and verifies the etcd\n' +
   'snapshot\'s SHA-256 trailer. Warns about restored certificates that have expired or expire within 7 days, and restores\n' +
-  'them all the same. Then build an etcd data directory from it with \'kubedr etcd-restore\'.', flags) + `\n${exitCodesHelp}`;
+  'them all the same. Then build an etcd data directory from it with \'kubedr etcd-restore\'.\n' +
+  'With --at or --revision, a continuous policy is restored to that point: its newest full backup before it with every\n' +
+  'stored change up to it replayed in a throwaway etcd (etcd and etcdutl or etcdctl on PATH), saved as an ordinary etcd\n' +
+  'snapshot. A time no chain reaches (a gap, or past the last stored change) is refused with the times that can be restored.', flags) + `\n${exitCodesHelp}`;
 
 function summary(r: RestoreResult, extra: string | undefined): string {
   const lines = [
@@ -137,6 +144,19 @@ export async function runRestore(argv: string[]): Promise<number> {
   let target: string | undefined;
   try {
     const [snapshot, extra] = parsed.args;
+    const point = pointInTimeFrom(f.at, f.revision);
+    if (point) {
+      if (snapshot) throw new UsageError(`unexpected argument "${snapshot}": --at and --revision choose the point; the chain picks its full backup`);
+      if (!f.target) throw new UsageError('--target is required');
+      target = resolve(f.target);
+      await checkTarget(target);
+      const r = await restoreToPoint(new Restic(), point, { repo: repositoryFromFlags(f), policy: f.policy, cluster: f.cluster, target,
+        overwrite: f.force, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(f.timeout)]), onStep: (s) => process.stderr.write(`kubedr restore: ${s}\n`) });
+      writeOutcome({ ok: true, snapshotId: r.baseSnapshot, sha256: r.sha256, etcdSnapshotSize: r.size, files: r.files, bytes: r.bytes });
+      const file = join(target, DATA_DIR, SNAPSHOT_FILE);
+      process.stdout.write(f.json ? `${JSON.stringify({ ...r, time: new Date(r.time).toISOString(), etcdSnapshot: file }, null, 2)}\n` : pointInTimeSummary(r, file));
+      return 0;
+    }
     if (!snapshot) throw new UsageError('name the snapshot to restore: a snapshot id (see \'kubedr snapshots\') or "latest"');
     if (extra) throw new UsageError(`unexpected argument "${extra}"`);
     if (!f.target) throw new UsageError('--target is required');

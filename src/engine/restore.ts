@@ -140,7 +140,7 @@ export interface RestoreResult {
   bytes: number;
 }
 
-async function countFiles(dir: string): Promise<{ files: number; bytes: number }> {
+export async function countFiles(dir: string): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {

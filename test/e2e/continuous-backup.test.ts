@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MetadataBackupPolicy } from '../../src/api/types.ts';
@@ -18,7 +18,7 @@ import { Restic } from '../../src/engine/restic.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, events,
-  eventually, getJson, kubectl, locationInit, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, uniqueBucket,
+  eventually, getJson, kubectl, locationInit, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, repoRoot, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -91,9 +91,27 @@ test('a restore to a chosen second brings back the cluster as it was then: clock
   expect(windows[0]!.fromTime).toBeLessThan(t);
   expect(windows[0]!.toTime).toBeGreaterThanOrEqual(lastWrite);
 
-  const r = await restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: { time: t }, dir: join(dir, 'at-t') });
+  // As an operator with the cluster gone: the command line, the location's Secret as saved, S3.
+  const credentials = join(dir, 's3-creds.yaml');
+  writeFileSync(credentials, kubectl(['get', 'secret', 's3-creds', '-n', ns, '-o', 'yaml']).stdout, { mode: 0o600 });
+  const cli = (args: string[]) => {
+    const p = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), ...args, '--url', cluster().s3Url, '--bucket', bucket, '--credentials', credentials],
+      { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+    return { code: p.status ?? -1, stdout: p.stdout ?? '', stderr: p.stderr ?? '' };
+  };
+  const out = cli(['restore', '--at', new Date(t).toISOString(), '--policy', 'continuous', '--target', join(dir, 'at-t'), '--json']);
+  expect(out.stderr).toContain('replaying changes after revision');
+  expect(out.code).toBe(0);
+  const r = JSON.parse(out.stdout) as { revisionsApplied: number; time: string; revision: number };
   expect(r.revisionsApplied).toBeGreaterThan(0);
-  expect(r.time).toBeLessThanOrEqual(t);
+  expect(Date.parse(r.time)).toBeLessThanOrEqual(t);
+  // Without --policy, or at a time no chain reaches: refused, plainly, with the documented exit codes.
+  const noPolicy = cli(['restore', '--at', new Date(t).toISOString(), '--target', join(dir, 'x')]);
+  expect(noPolicy.code).toBe(2);
+  expect(noPolicy.stderr).toContain('needs --policy');
+  const tooLate = cli(['restore', '--at', new Date(Date.now() + 3_600_000).toISOString(), '--policy', 'continuous', '--target', join(dir, 'y')]);
+  expect(tooLate.code).toBe(4);
+  expect(tooLate.stderr).toMatch(/cannot be restored to: .*Restorable: \d{4}-/);
   const etcd = await bootSnapshot(join(dir, 'at-t', 'data', 'etcd-snapshot.db'), join(dir, 'boot'));
   try {
     const get = (key: string) => spawnSync('etcdctl', ['--endpoints', etcd.endpoint, 'get', key, '--print-value-only'], { encoding: 'utf8' }).stdout;

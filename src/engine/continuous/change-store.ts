@@ -85,19 +85,25 @@ export function fullBackupOf(s: SnapshotInfo): FullBackup | undefined {
   return { id: s.id, revision, time: Date.parse(s.time) };
 }
 
-/** Whether a snapshot belongs to `policy` of `origin` (its full backups: first tag; change sets: CHANGES_TAG). */
-const ofPolicy = (s: SnapshotInfo, policy: string, origin?: BackupOrigin): boolean =>
-  (s.tags[0] === policy || s.tags[0] === `${CHANGES_TAG}${policy}`) && (!origin || ownership(s.tags, origin) === 'own');
+/** Whether a snapshot is a full backup or change set of `policy` (full backups: first tag; change sets: CHANGES_TAG). */
+export const ofPolicy = (s: SnapshotInfo, policy: string): boolean => s.tags[0] === policy || s.tags[0] === `${CHANGES_TAG}${policy}`;
 
-/** The full backups (with a revision) and change sets of one policy, oldest first. */
+/**
+ * The full backups (with a revision) and change sets of one policy, oldest first: only those of `origin` (this cluster
+ * and install) when given, else all of the policy's (the caller made sure they are one cluster's: see chainOrigins).
+ */
 export async function listChain(restic: Restic, repo: Repository, policy: string, origin: BackupOrigin | undefined,
   run: RunOptions = {}): Promise<{ fulls: FullBackup[]; sets: ChangeSet[] }> {
   // One listing for both (no lock: see listSnapshots).
   const { stdout } = await restic.run(repo, ['snapshots', '--json', '--no-lock'], run);
-  const all = parseSnapshots(stdout);
-  const fulls = all.filter((s) => !isChangeSet(s.tags)).filter((s) => ofPolicy(s, policy, origin)).map(fullBackupOf).filter((f): f is FullBackup => !!f)
+  return chainOf(parseSnapshots(stdout).filter((s) => ofPolicy(s, policy) && (!origin || ownership(s.tags, origin) === 'own')));
+}
+
+/** The full backups (with a revision) and change sets among `all`, oldest first. */
+export function chainOf(all: readonly SnapshotInfo[]): { fulls: FullBackup[]; sets: ChangeSet[] } {
+  const fulls = all.filter((s) => !isChangeSet(s.tags)).map(fullBackupOf).filter((f): f is FullBackup => !!f)
     .sort((a, b) => a.revision - b.revision);
-  const sets = all.filter((s) => isChangeSet(s.tags)).filter((s) => ofPolicy(s, policy, origin)).map(changeSetOf).filter((c): c is ChangeSet => !!c)
+  const sets = all.filter((s) => isChangeSet(s.tags)).map(changeSetOf).filter((c): c is ChangeSet => !!c)
     .sort((a, b) => a.fromRevision - b.fromRevision || a.toRevision - b.toRevision);
   return { fulls, sets };
 }

@@ -17,10 +17,11 @@ import { EtcdClient } from '../etcd-client.ts';
 import { saveSnapshot } from '../etcd-snapshot.ts';
 import { EngineError } from '../errors.ts';
 import type { BackupOrigin } from '../origin.ts';
-import { replaceData, restoreBackup } from '../restore.ts';
+import { countFiles, replaceData, restoreBackup } from '../restore.ts';
+import type { SnapshotInfo } from '../restic-output.ts';
 import type { Repository, Restic } from '../restic.ts';
 import { startThrowawayEtcd } from '../throwaway-etcd.ts';
-import { changeSetRevisions, listChain, loadChangeSet } from './change-store.ts';
+import { chainOf, changeSetRevisions, listChain, loadChangeSet } from './change-store.ts';
 import { type PointInTime, planReplay } from './window.ts';
 
 /** TTL given to a lease first seen in the changes (etcd's watch does not say it): Kubernetes' event TTL, one hour. */
@@ -32,6 +33,8 @@ export interface PointInTimeRequest {
   /** Only this cluster's and install's backups (undefined: whatever the policy's tags match; the caller checked). */
   origin?: BackupOrigin;
   target: PointInTime;
+  /** The policy's snapshots, already listed and narrowed to one cluster (the command line's --cluster); else listed here. */
+  snapshots?: readonly SnapshotInfo[];
   /** Directory that receives `data/` as a restore writes it. */
   dir: string;
   overwrite?: boolean;
@@ -56,6 +59,9 @@ export interface PointInTimeResult {
   /** Of the resulting etcd snapshot. */
   sha256: string;
   size: number;
+  /** Files and bytes of the restored `data/` (the snapshot, the certificates, extra paths). */
+  files: number;
+  bytes: number;
   replaySecs: number;
   durationSecs: number;
 }
@@ -69,7 +75,7 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
     throw new EngineError('Exists', `${join(req.dir, DATA_DIR)} holds data; pass --overwrite to replace it`);
   }
   step('listing full backups and change sets');
-  const { fulls, sets } = await listChain(restic, req.repo, req.policy, req.origin, { signal: req.signal });
+  const { fulls, sets } = req.snapshots ? chainOf(req.snapshots) : await listChain(restic, req.repo, req.policy, req.origin, { signal: req.signal });
   const plan = planReplay(fulls, sets, req.target);
   await mkdir(req.dir, { recursive: true });
   const work = await mkdtemp(join(req.dir, '.kubedr-point-in-time-'));
@@ -146,12 +152,13 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
       const saved = await saveSnapshot({ endpoint: etcd.endpoint }, snapshotFile, { signal: req.signal });
       const result: PointInTimeResult = {
         baseSnapshot: plan.base.id, baseRevision, revision, time, revisionsApplied, changesApplied, changeSetsRead: setsRead,
-        sha256: saved.sha256, size: saved.size, replaySecs, durationSecs: 0,
+        sha256: saved.sha256, size: saved.size, replaySecs, durationSecs: 0, files: 0, bytes: 0,
       };
       await etcd.stop();
       await writeFile(join(work, 'base', DATA_DIR, POINT_IN_TIME_FILE), `${JSON.stringify({ ...result, time: new Date(time).toISOString() }, null, 2)}\n`);
+      const counted = await countFiles(join(work, 'base', DATA_DIR));
       await replaceData(join(work, 'base', DATA_DIR), req.dir);
-      return { ...result, durationSecs: (performance.now() - started) / 1000 };
+      return { ...result, ...counted, durationSecs: (performance.now() - started) / 1000 };
     } finally {
       stopKeepAlive();
       client.close();
