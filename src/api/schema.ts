@@ -253,6 +253,7 @@ export const restoreSchema = {
       properties: {
         mbrName: required('MetadataBackupRecord to restore.'),
         pvcName: required('PersistentVolumeClaim in the same namespace to restore into.'),
+        at: str('Restore the record\'s policy to this point instead of the record\'s backup: a time (RFC 3339 with a zone, e.g. 2026-12-04T14:03:27Z) or "latest" (its last stored change). Continuous policies only (spec.continuous). Optional.'),
       },
     },
     status: {

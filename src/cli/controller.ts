@@ -163,7 +163,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   const restoreController = controller('metadatarestore', new RestoreReconciler({
     client, restores, records, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
     startTimeoutMs: config.restoreStartTimeoutMs, runTimeoutMs: config.restoreTimeoutMs,
-    nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser,
+    nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser, origin,
   }));
   enqueueOnChange(restores, restoreController);
   // Every change of a restore pod (scheduled, started, finished, deleted) may decide its restore.

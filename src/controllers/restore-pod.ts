@@ -25,13 +25,27 @@ export function restoreTimeoutSeconds(deadlineSeconds: number): number {
 
 export interface RestorePodInput extends ToolPodInput {
   restore: MetadataRestore;
+  /** `--cluster` for a point-in-time restore: this cluster and install ("<cluster id>/<namespace>"), when known. */
+  cluster?: string;
+}
+
+/**
+ * `kubedr restore`'s arguments: the record's backup, checked against its SHA-256; or, with `spec.at`, the record's policy
+ * to that point (its chain of full backups and stored changes: no single snapshot's SHA-256 to check against).
+ */
+function restoreArgs(input: RestorePodInput): string[] {
+  const { restore, record } = input;
+  const sha = record.status?.etcdSnapshotSha256;
+  if (restore.spec.at) {
+    return ['restore', '--at', restore.spec.at, '--policy', record.spec.policy, ...(input.cluster ? ['--cluster', input.cluster] : [])];
+  }
+  return ['restore', record.spec.snapshotId, ...(sha ? ['--expect-sha256', sha] : [])];
 }
 
 
 export function restorePod(input: RestorePodInput): Pod {
-  const { restore, record, location, image, deadlineSeconds } = input;
+  const { restore, location, image, deadlineSeconds } = input;
   const creds = location.spec.credentials;
-  const sha = record.status?.etcdSnapshotSha256;
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -55,10 +69,9 @@ export function restorePod(input: RestorePodInput): Pod {
       containers: [{
         name: 'restore',
         image,
-        args: ['restore', record.spec.snapshotId, '--target', RESTORE_MOUNT, '--force',
+        args: [...restoreArgs(input), '--target', RESTORE_MOUNT, '--force',
           '--url', location.spec.url, '--bucket', location.spec.bucketName, '--termination-log', TERMINATION_LOG,
-          '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`,
-          ...(sha ? ['--expect-sha256', sha] : [])],
+          '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`],
         env: repositoryEnv(creds),
         resources: { requests: { cpu: '100m', memory: '256Mi' } },
         securityContext: CONTAINER_SECURITY,

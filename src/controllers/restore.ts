@@ -8,6 +8,7 @@ import { COMPLETE, FAILED, setCondition } from '../api/conditions.ts';
 import { BACKUP_LOCATION, BACKUP_RECORD, POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret, Toleration } from '../api/types.ts';
+import type { BackupOrigin } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import { EngineError } from '../engine/errors.ts';
 import { snapshotExists } from '../engine/snapshots.ts';
@@ -44,6 +45,8 @@ export interface RestoreDeps {
   tolerations?: readonly Toleration[];
   /** uid and gid of restore pods; 0 for root (see restorePod). */
   runAsUser?: number;
+  /** This cluster and install: a point-in-time restore reads only their chain. */
+  origin?: BackupOrigin;
   now?: () => Date;
 }
 
@@ -171,6 +174,7 @@ export class RestoreReconciler implements Reconciler {
     const { nodeSelector, tolerations, runAsUser } = this.deps;
     return restorePod({
       restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000), nodeSelector, tolerations, runAsUser,
+      ...(this.deps.origin ? { cluster: `${this.deps.origin.clusterId}/${this.deps.origin.namespace}` } : {}),
     });
   }
 

@@ -22,8 +22,8 @@ describe('restorePod', () => {
   const c = spec.containers[0];
 
   test('runs kubedr restore of the record\'s snapshot into the claim, checked against the record\'s hash', () => {
-    expect(c.args).toEqual(['restore', '0123abcd', '--target', '/restore', '--force', '--url', 'https://s3.example.com',
-      '--bucket', 'backups', '--termination-log', '/dev/termination-log', '--timeout', '7140s', '--expect-sha256', 'ab'.repeat(32)]);
+    expect(c.args).toEqual(['restore', '0123abcd', '--expect-sha256', 'ab'.repeat(32), '--target', '/restore', '--force', '--url', 'https://s3.example.com',
+      '--bucket', 'backups', '--termination-log', '/dev/termination-log', '--timeout', '7140s']);
     expect(spec.volumes[0]).toEqual({ name: 'target', persistentVolumeClaim: { claimName: 'claim' } });
     expect(spec.activeDeadlineSeconds).toBe(7200);
   });
@@ -36,6 +36,12 @@ describe('restorePod', () => {
     const refs = c.env.filter((e: any) => e.valueFrom).map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
     expect(refs).toEqual([['AWS_ACCESS_KEY_ID', 's3-creds', 'access_key'], ['AWS_SECRET_ACCESS_KEY', 's3-creds', 'secret_key'],
       ['RESTIC_PASSWORD', 's3-creds', 'restic_repo_password'], ['KUBEDR_S3_CA_CERT', 's3-creds', 'ca.crt']]);
+  });
+  test('with spec.at: the record\'s policy to that point, of this cluster and install, with no single snapshot\'s hash to demand', () => {
+    const p = restorePod({ restore: { ...restore, spec: { ...restore.spec, at: '2026-12-04T14:03:27Z' } }, record, location, image: 'i',
+      deadlineSeconds: 7200, cluster: 'uid-c/kubedr-system' });
+    expect((p.spec as any).containers[0].args).toEqual(['restore', '--at', '2026-12-04T14:03:27Z', '--policy', 'daily', '--cluster', 'uid-c/kubedr-system',
+      '--target', '/restore', '--force', '--url', 'https://s3.example.com', '--bucket', 'backups', '--termination-log', '/dev/termination-log', '--timeout', '7140s']);
   });
   test('without a recorded hash, no hash is demanded', () => {
     const p = restorePod({ restore, record: { ...record, status: {} }, location, image: 'i', deadlineSeconds: 60 });
