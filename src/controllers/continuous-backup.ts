@@ -29,7 +29,7 @@ import type { Runnable } from '../runtime/runnable.ts';
 import { parseDuration } from '../util/flags.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
-import { etcdConnection, locationRepository, readyLocation } from './inputs.ts';
+import { etcdConnection, locationRepository } from './inputs.ts';
 import { proveChain } from './continuous-proof.ts';
 import type { VerificationPods } from './verification-pod.ts';
 
@@ -76,7 +76,11 @@ export function recorderInputs(p: MetadataBackupPolicy, locations: Informer<Back
   if (!c?.enabled || p.metadata.deletionTimestamp) return undefined;
   try {
     const ns = p.metadata.namespace ?? '';
-    const loc = readyLocation(ns, p.spec.destination, locations);
+    // Not required to be ready: a location that cannot take change sets now (S3 down, keys refused) is what the
+    // recorder retries, with the changes waiting on disk and KubeDRContinuousBackupLagging telling; stopping it would
+    // lose the changes and silence the alert.
+    const loc = locations.get(`${ns}/${p.spec.destination}`);
+    if (!loc) return { problem: `BackupLocation "${p.spec.destination}" not found` };
     const flushIntervalMs = parseDuration(c.flushInterval ?? '30s');
     if (flushIntervalMs < 1000) return { problem: `continuous.flushInterval "${c.flushInterval}" is shorter than 1s` };
     return {
@@ -160,6 +164,9 @@ export class ContinuousBackup implements Runnable {
       this.deps.metrics.continuousLastStoredRevision.remove({ policyName: name });
       this.deps.metrics.continuousLastReceived.remove({ policyName: name });
       this.deps.metrics.continuousFlushInterval.remove({ policyName: name });
+      this.deps.metrics.continuousGaps.remove({ policyName: name });
+      for (const what of ['watch', 'store', 'start']) this.deps.metrics.continuousFailures.remove({ policyName: name, what });
+      this.deps.metrics.continuousLastVerification.remove({ policyName: name });
       const p = this.deps.policies.get(key);
       if (p) await this.report(p, { state: 'Stopped', message: 'continuous backup is not enabled' });
       else this.deps.log.info('continuous backup stopped: policy deleted', { policy: key, namespace: ns });
@@ -174,6 +181,13 @@ export class ContinuousBackup implements Runnable {
     const log = this.deps.log.child({ policy: key, component: 'continuous' });
     const m = this.deps.metrics;
     m.continuousFlushInterval.set(policyName, inputs.flushIntervalMs / 1000);
+    // Counters from 0, so that increase() sees the first gap or failure.
+    m.continuousGaps.inc(policyName, 0);
+    for (const what of ['watch', 'store', 'start']) m.continuousFailures.inc({ ...policyName, what }, 0);
+    // Carried over a restart: an alert on changes not being stored must see the last store before this process's first.
+    const storedBefore = Date.parse(p.status?.continuous?.lastStoredTime ?? '');
+    if (storedBefore) m.continuousLastStored.set(policyName, storedBefore / 1000);
+    if (p.status?.continuous?.lastStoredRevision) m.continuousLastStoredRevision.set(policyName, p.status.continuous.lastStoredRevision);
     let gaps = p.status?.continuous?.gaps ?? 0;
     let lastRetention = 0;
     let lastProof = Date.parse(p.status?.continuous?.lastVerifiedTime ?? '') || 0;

@@ -93,12 +93,14 @@ beforeAll(async () => {
     // The damaged backup below must stay unrestorable for the alerts to fire through the rollout test: repaired (the
     // default), a new backup would be taken and proven at once. Report-only is what a forensic look or a bucket whose
     // objects may not be deleted wants; its event is checked below.
-    extraArgs: ['--repair-damage=false'],
+    // No proofs of the continuous policy's chain (a pod each): not what this test is about.
+    extraArgs: ['--repair-damage=false', '--continuous-verify-interval=0'],
     monitoring: {
       serviceMonitor: { interval: `${SCRAPE}s`, scrapeTimeout: `${SCRAPE}s` },
       // Seconds instead of minutes, so every alert can fire and resolve within the test; the rule text is the chart's.
       prometheusRule: {
         missedBackupGrace: '10s', failureWindow: '20s', locationNotReadyFor: '6s', unverifiedGrace: '10s', controllerDownFor: '6s',
+        continuousLaggingFor: '4s', continuousLaggingWindow: '30s',
       },
     },
   }));
@@ -147,6 +149,11 @@ beforeAll(async () => {
     return p.status.mbrName!;
   })();
   damagedBackup.catch(() => undefined); // awaited (and its error reported) by the test
+  // Continuous backup of the node's etcd (written every few seconds by the API server's leases), every 5 s, to a
+  // location whose keys the test will make the S3 server refuse.
+  apply(locationSecretYaml(ns, { name: 'lag-creds', password }));
+  apply(locationYaml(ns, 'lagloc', { bucketName: uniqueBucket('prom-lag'), credentials: 'lag-creds' }));
+  apply(policyYaml(ns, 'continuous-lag', { destination: 'lagloc', verification: { mode: 'Never' }, continuous: { enabled: true, flushInterval: '5s' } }));
 }, 300_000);
 
 afterAll(async () => {
@@ -305,6 +312,19 @@ describe('alerts fire on real faults and resolve when fixed', () => {
     patchPolicy('verify-damaged', { verification: { mode: 'Never' } });
   }, 300_000);
 
+  test('changes received but not stored (S3 refuses the keys) fire KubeDRContinuousBackupLagging; keys that work again resolve it', async () => {
+    await eventually(() => expect(policy('continuous-lag').status?.continuous?.lastStoredTime).toBeString(), 90_000, 1000);
+    apply(locationSecretYaml(ns, { name: 'lag-creds', password, secretKey: 'not-the-secret-key' }));
+    const alert = await firing('KubeDRContinuousBackupLagging', { namespace: ns, policyName: 'continuous-lag' }, 120_000);
+    expect(alert.annotations.summary).toBe(`KubeDR continuous backup of policy ${ns}/continuous-lag is not storing changes`);
+    expect(alert.annotations.runbook_url).toEndWith('#kubedrcontinuousbackuplagging');
+    expect(events(ns, 'continuous-lag').some((e) => e.reason === 'ContinuousBackupFailed' && e.type === 'Warning')).toBe(true);
+    const brokenAt = Date.now();
+    apply(locationSecretYaml(ns, { name: 'lag-creds', password }));
+    await eventually(() => expect(Date.parse(policy('continuous-lag').status?.continuous?.lastStoredTime ?? '')).toBeGreaterThan(brokenAt), 90_000, 1000);
+    await resolved('KubeDRContinuousBackupLagging', { namespace: ns, policyName: 'continuous-lag' }, 60_000);
+  }, 300_000);
+
   test('a location whose credentials are refused fires KubeDRBackupLocationNotReady; fixing the Secret resolves it', async () => {
     const alert = await firing('KubeDRBackupLocationNotReady', { location: 'broken', namespace: ns }, 60_000);
     expect(alert.annotations.runbook_url).toBe('docs/runbooks.md#kubedrbackuplocationnotready');
@@ -356,6 +376,8 @@ describe('the Grafana dashboard', () => {
     const substitute = (expr: string) => expr.replace(VARIABLE, (_m, a?: string, b?: string, c?: string) => {
       const name = (a ?? b ?? c)!;
       if (!(name in vars)) throw new Error(`dashboard variable $${name} has no test value (in ${expr})`);
+      // The continuous-backup panel reads the policy that has continuous backup.
+      if (name === 'policy' && expr.includes('kubedr_continuous_')) return 'continuous-lag';
       return vars[name]!;
     });
 
