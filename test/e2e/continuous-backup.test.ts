@@ -48,6 +48,14 @@ afterAll(async () => {
 const VERIFY_OFTEN = ['--continuous-verify-interval', '20s'];
 const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'continuous', '-n', ns]);
 const repo = () => ({ address: `s3:${cluster().s3Url}/${bucket}`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, password, caCert: pem('ca.crt') });
+/** The kubedr command line as an operator runs it with the cluster gone: the location's Secret as saved, S3. */
+function cli(args: string[]) {
+  const credentials = join(dir, 's3-creds.yaml');
+  writeFileSync(credentials, kubectl(['get', 'secret', 's3-creds', '-n', ns, '-o', 'yaml']).stdout, { mode: 0o600 });
+  const p = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), ...args, '--url', cluster().s3Url, '--bucket', bucket, '--credentials', credentials],
+    { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  return { code: p.status ?? -1, stdout: p.stdout ?? '', stderr: p.stderr ?? '' };
+}
 /** A ConfigMap's value in a restored etcd (Kubernetes stores protobuf; the data is in it as plain text). */
 function restoredValue(endpoint: string, name: string): string {
   return spawnSync('etcdctl', ['--endpoints', endpoint, 'get', `/registry/configmaps/${ns}/${name}`, '--print-value-only'], { encoding: 'utf8' }).stdout;
@@ -92,13 +100,6 @@ test('a restore to a chosen second brings back the cluster as it was then: clock
   expect(windows[0]!.toTime).toBeGreaterThanOrEqual(lastWrite);
 
   // As an operator with the cluster gone: the command line, the location's Secret as saved, S3.
-  const credentials = join(dir, 's3-creds.yaml');
-  writeFileSync(credentials, kubectl(['get', 'secret', 's3-creds', '-n', ns, '-o', 'yaml']).stdout, { mode: 0o600 });
-  const cli = (args: string[]) => {
-    const p = spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), ...args, '--url', cluster().s3Url, '--bucket', bucket, '--credentials', credentials],
-      { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
-    return { code: p.status ?? -1, stdout: p.stdout ?? '', stderr: p.stderr ?? '' };
-  };
   const out = cli(['restore', '--at', new Date(t).toISOString(), '--policy', 'continuous', '--target', join(dir, 'at-t'), '--json']);
   expect(out.stderr).toContain('replaying changes after revision');
   expect(out.code).toBe(0);
@@ -211,6 +212,13 @@ test('etcd compacted what was not stored while the controller was away: a gap, s
   const { fulls, sets } = await listChain(restic, repo(), 'continuous', undefined);
   const { gaps } = restorableWindows(fulls, sets);
   expect(gaps).toHaveLength(1);
+  // What an operator sees: the windows and the gap, from S3 alone.
+  const listed = cli(['snapshots', '--continuous', '--json']);
+  expect(listed.code).toBe(0);
+  const windows = JSON.parse(listed.stdout) as { policy: string; gaps: { from: string; to: string }[]; windows: unknown[] }[];
+  expect(windows.map((w) => [w.policy, w.windows.length, w.gaps.length])).toEqual([['continuous', 2, 1]]);
+  expect(Date.parse(windows[0]!.gaps[0]!.from)).toBeLessThan(inGap);
+  expect(cli(['snapshots']).stdout).toMatch(/Continuous backup of policy continuous .*\n  restorable .*\n  restorable .*\n  gap {8}.*no restore reaches it/);
   // From the last change stored (the stopped controller stored what it had received) to the full backup after it.
   expect(gaps[0]!.fromTime).toBeGreaterThanOrEqual(lastStored);
   expect(gaps[0]!.fromTime).toBeLessThan(inGap);
