@@ -15,6 +15,7 @@ import { BACKUP_POLICY } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { listChain } from '../engine/continuous/change-store.ts';
 import { recordChanges, type StoredChangeSet } from '../engine/continuous/recorder.ts';
+import { expiredChangeSets } from '../engine/continuous/window.ts';
 import { EtcdClient } from '../engine/etcd-client.ts';
 import type { EtcdConnection } from '../engine/etcd-connection.ts';
 import { forgetSnapshots } from '../engine/snapshots.ts';
@@ -285,12 +286,10 @@ export class ContinuousBackup implements Runnable {
   private async expire(policy: string, repo: Repository, log: Logger): Promise<void> {
     try {
       const { fulls, sets } = await listChain(this.deps.restic, repo, policy, this.deps.origin);
-      const oldest = fulls[0];
-      if (!oldest) return;
-      const old = sets.filter((s) => s.toRevision <= oldest.revision).map((s) => s.id);
+      const old = expiredChangeSets(fulls, sets).map((s) => s.id);
       if (old.length === 0) return;
       await forgetSnapshots(this.deps.restic, repo, old, { origin: this.deps.origin });
-      log.info('change sets older than the oldest full backup forgotten', { count: old.length, oldestFullRevision: oldest.revision });
+      log.info('change sets older than the oldest full backup forgotten', { count: old.length, oldestFullRevision: fulls[0]?.revision });
     } catch (err) {
       log.warn('forgetting old change sets failed; tried again later', { error: err instanceof Error ? err.message : String(err) });
     }

@@ -94,3 +94,13 @@ export function planReplay(fulls: readonly FullBackup[], sets: readonly ChangeSe
   const setsNeeded = pick.sets.filter((s) => s.fromRevision <= untilRevision && s.fromTime <= untilTime);
   return { base: pick.base, sets: setsNeeded, untilRevision, untilTime };
 }
+
+/**
+ * The change sets no chain can use any more: those that end at or before the oldest full backup's revision (retention
+ * of full backups decides how far back a restore reaches; their changes go with them).
+ */
+export function expiredChangeSets(fulls: readonly FullBackup[], sets: readonly ChangeSet[]): ChangeSet[] {
+  const oldest = fulls.reduce<FullBackup | undefined>((a, f) => (!a || f.revision < a.revision ? f : a), undefined);
+  if (!oldest) return [];
+  return sets.filter((s) => s.toRevision <= oldest.revision);
+}

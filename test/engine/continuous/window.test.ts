@@ -1,7 +1,7 @@
 /** Chains, windows and replay plans from full backups and change sets: every decision path, with plain inputs. */
 import { describe, expect, test } from 'bun:test';
 import type { ChangeSet, FullBackup } from '../../../src/engine/continuous/change-store.ts';
-import { chains, planReplay, restorableWindows } from '../../../src/engine/continuous/window.ts';
+import { chains, expiredChangeSets, planReplay, restorableWindows } from '../../../src/engine/continuous/window.ts';
 
 const full = (id: string, revision: number, time: number): FullBackup => ({ id, revision, time });
 const set = (id: string, fromRevision: number, toRevision: number, fromTime: number, toTime: number): ChangeSet =>
@@ -77,5 +77,16 @@ describe('planReplay', () => {
 
   test('no full backup with a recorded revision: says why', () => {
     expect(() => planReplay([], sets, 'latest')).toThrow(/no full backup with a recorded etcd revision/);
+  });
+});
+
+describe('expiredChangeSets', () => {
+  test('the sets that end at or before the oldest kept full backup go; one that reaches past it stays (it continues that backup)', () => {
+    const sets = [set('a', 101, 150, 1100, 2000), set('b', 151, 210, 2100, 3500), set('c', 211, 250, 3600, 4000)];
+    expect(expiredChangeSets([full('f2', 200, 3000)], sets).map((s) => s.id)).toEqual(['a']);
+    expect(expiredChangeSets([full('f2', 210, 3000), full('f3', 240, 3800)], sets).map((s) => s.id)).toEqual(['a', 'b']);
+  });
+  test('no full backup kept: nothing is forgotten (a chain may still be started from one being taken)', () => {
+    expect(expiredChangeSets([], [set('a', 101, 150, 1100, 2000)])).toEqual([]);
   });
 });
