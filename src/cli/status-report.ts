@@ -38,6 +38,8 @@ export interface PolicyRow {
   runningPercent: number | null;
   /** MetadataBackupRecords of the policy, that is the backups retained. */
   records: number;
+  /** Continuous backup, when the policy has it: its state and the newest time a restore can reach. */
+  continuous: { state: string; lastStoredTime: string | null; gaps: number; message: string } | null;
 }
 
 export interface Failure {
@@ -96,6 +98,8 @@ function policyRow(p: MetadataBackupPolicy, records: MetadataBackupRecord[]): Po
     lastVerifiedTime: st.lastVerifiedTime || null, lastVerifiedSnapshotId: st.lastVerifiedSnapshotId || null,
     runningPercent: st.backupStatus === 'Running' && typeof st.progress?.percent === 'number' ? st.progress.percent : null,
     records: records.filter((r) => ns(r) === ns(p) && r.spec.policy === p.metadata.name && !r.metadata.deletionTimestamp).length,
+    continuous: p.spec.continuous?.enabled ? { state: st.continuous?.state ?? 'Pending', lastStoredTime: st.continuous?.lastStoredTime || null,
+      gaps: st.continuous?.gaps ?? 0, message: st.continuous?.message ?? '' } : null,
   };
 }
 
@@ -210,6 +214,16 @@ export function formatReport(r: StatusReport, now: Date): string {
       relative(p.lastBackupTime, now), result(p), p.lastSnapshotId ?? '-', relative(p.lastSuccessfulBackupTime, now),
       relative(p.lastVerifiedTime, now), String(p.records)]),
   ]));
+
+  const continuous = r.policies.filter((p) => p.continuous);
+  if (continuous.length > 0) {
+    out.push('', 'CONTINUOUS BACKUP (restorable up to the last stored change: kubedr snapshots lists the windows)');
+    out.push(table([
+      [...nsHead, 'POLICY', 'STATE', 'LAST STORED CHANGE', 'GAPS', 'MESSAGE'],
+      ...continuous.map((p) => [...nsCol(p), p.name, p.continuous!.state, relative(p.continuous!.lastStoredTime, now), String(p.continuous!.gaps),
+        clip(p.continuous!.message)]),
+    ]));
+  }
 
   out.push('', 'FAILURES (as the objects show them now, and Warning events of the last 24 h)');
   if (r.failures.length === 0) out.push(`  none ${where}`);

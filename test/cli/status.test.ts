@@ -99,3 +99,16 @@ test('formatReport with -A has a namespace column; an empty namespace says so', 
   expect(formatReport(all, now)).toContain('NAMESPACE  NAME  READY');
   expect(formatReport(all, now)).toContain('BACKUP POLICIES\n  none in any namespace');
 });
+
+test('formatReport: a continuous policy has a line of its own: its state, the last stored change, its gaps', () => {
+  const withContinuous = input();
+  withContinuous.policies = [...withContinuous.policies, policy('pitr', {
+    continuous: { state: 'Recording', lastStoredTime: ago(0.5), gaps: 1, message: 'stored revisions 10–20 (11 changes, 4000 bytes) in 300 ms' },
+  }, { continuous: { enabled: true } })];
+  const text = formatReport(buildReport(withContinuous), now);
+  expect(text).toContain('CONTINUOUS BACKUP (restorable up to the last stored change: kubedr snapshots lists the windows)\n' +
+    'POLICY  STATE      LAST STORED CHANGE  GAPS  MESSAGE\n' +
+    'pitr    Recording  30s ago             1     stored revisions 10–20 (11 changes, 4000 bytes) in 300 ms\n');
+  // Policies without it: no such section.
+  expect(formatReport(buildReport(input()), now)).not.toContain('CONTINUOUS BACKUP');
+});
