@@ -5,9 +5,9 @@
  */
 import { Restic } from '../engine/restic.ts';
 import { writeFileSync } from 'node:fs';
-import { type ChainVerifyOutcome, type ChainVerifyResult, verifyChain } from '../engine/continuous/verify-chain.ts';
+import { type ChainVerifyResult, verifyChain } from '../engine/continuous/verify-chain.ts';
 import { EngineError } from '../engine/errors.ts';
-import { type VerifyOutcome, type VerifyResult, verifyBackup } from '../engine/verify.ts';
+import { type VerifyResult, verifyBackup } from '../engine/verify.ts';
 import { redact } from '../util/redact.ts';
 import { type FlagSpec, type Parsed, UsageError, helpText, parseFlags } from '../util/flags.ts';
 import { exitCodesHelp } from './exit-codes.ts';
@@ -46,24 +46,10 @@ export async function runVerify(argv: string[]): Promise<number> {
   const [snapshot, extra] = parsed.args;
   if (!snapshot) throw new UsageError('name the snapshot to verify: a snapshot id (see \'kubedr snapshots\') or "latest"');
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
-  const writeOutcome = (o: VerifyOutcome) => {
-    if (f['termination-log']) writeFileSync(f['termination-log'], JSON.stringify(o).slice(0, 4000));
-  };
-  let r: VerifyResult;
-  const stop = cancelOnSignals('verify');
-  try {
-    r = await verifyBackup(new Restic(), {
-      repo: repositoryFromFlags(f), snapshot, filter: { policy: f.policy, cluster: f.cluster }, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout, sharedLock: f.lock,
-      signal: stop.signal, onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
-    });
-  } catch (caught) {
-    const err = stop.received() ? new EngineError('Cancelled', `verification stopped by ${stop.received()}; everything it started was stopped and removed`) : caught;
-    writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), kind: err instanceof EngineError ? err.kind : 'Failed' });
-    throw err;
-  } finally {
-    stop.dispose();
-  }
-  writeOutcome({ ok: true, ...r });
+  const r = await withOutcome<VerifyResult>(f['termination-log'], (signal) => verifyBackup(new Restic(), {
+    repo: repositoryFromFlags(f), snapshot, filter: { policy: f.policy, cluster: f.cluster }, expectSha256: f['expect-sha256'], kubernetes: !f['not-kubernetes'], timeoutMs: f.timeout, sharedLock: f.lock,
+    signal, onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
+  }));
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
     : `Verified snapshot ${r.snapshotId.slice(0, 8)}: restores to an etcd at revision ${r.revision} with ${r.keyCount} keys ` +
       `(SHA-256 ${r.sha256}), in ${r.durationSecs.toFixed(1)} s\n`);
@@ -72,18 +58,32 @@ export async function runVerify(argv: string[]): Promise<number> {
 
 /** `--continuous`: the policy's chain proven (engine/continuous/verify-chain.ts); the digest is compared by whoever asked. */
 async function verifyContinuous(f: Parsed<typeof flags>, args: string[]): Promise<number> {
-  if (!f.policy) throw new UsageError('--continuous needs --policy: a chain of changes belongs to one policy');
+  const policy = f.policy;
+  if (!policy) throw new UsageError('--continuous needs --policy: a chain of changes belongs to one policy');
   if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}": with --continuous, choose the point with --revision`);
-  const writeOutcome = (o: ChainVerifyOutcome) => {
-    if (f['termination-log']) writeFileSync(f['termination-log'], JSON.stringify(o).slice(0, 4000));
+  const r = await withOutcome<ChainVerifyResult>(f['termination-log'], (signal) => verifyChain(new Restic(), {
+    repo: repositoryFromFlags(f), policy, revision: f.revision, kubernetes: !f['not-kubernetes'], signal,
+    onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
+  }));
+  process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
+    : `Verified the continuous backup of policy ${policy}: full backup ${r.baseSnapshot.slice(0, 8)} and ${r.changesApplied} changes rebuild ` +
+      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}), in ${r.durationSecs.toFixed(1)} s\n`);
+  return 0;
+}
+
+/**
+ * Runs a verification that SIGTERM/SIGINT cancel, and writes its outcome (VerifyOutcome, ChainVerifyOutcome) to the
+ * termination log when given: a verification pod's answer to the controller.
+ */
+async function withOutcome<R extends object>(terminationLog: string | undefined, run: (signal: AbortSignal) => Promise<R>): Promise<R> {
+  const writeOutcome = (o: object) => {
+    if (terminationLog) writeFileSync(terminationLog, JSON.stringify(o).slice(0, 4000));
   };
   const stop = cancelOnSignals('verify');
-  let r: ChainVerifyResult;
   try {
-    r = await verifyChain(new Restic(), {
-      repo: repositoryFromFlags(f), policy: f.policy, revision: f.revision, kubernetes: !f['not-kubernetes'], signal: stop.signal,
-      onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
-    });
+    const r = await run(stop.signal);
+    writeOutcome({ ok: true, ...r });
+    return r;
   } catch (caught) {
     const err = stop.received() ? new EngineError('Cancelled', `verification stopped by ${stop.received()}; everything it started was stopped and removed`) : caught;
     writeOutcome({ ok: false, error: redact(err instanceof Error ? err.message : String(err)), kind: err instanceof EngineError ? err.kind : 'Failed' });
@@ -91,9 +91,4 @@ async function verifyContinuous(f: Parsed<typeof flags>, args: string[]): Promis
   } finally {
     stop.dispose();
   }
-  writeOutcome({ ok: true, ...r });
-  process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
-    : `Verified the continuous backup of policy ${f.policy}: full backup ${r.baseSnapshot.slice(0, 8)} and ${r.changesApplied} changes rebuild ` +
-      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}), in ${r.durationSecs.toFixed(1)} s\n`);
-  return 0;
 }

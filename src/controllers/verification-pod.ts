@@ -36,19 +36,25 @@ export function verificationResources(bytes: number | undefined): { memoryMi: nu
   return { memoryMi: Math.max(512, Math.ceil(mi * 1.25) + 256), scratchMi: Math.max(256, mi * 2 + 256) };
 }
 
-export function verificationPod(input: ToolPodInput): Pod {
-  const { record, location, image, deadlineSeconds } = input;
-  const sha = record.status?.etcdSnapshotSha256;
-  const { memoryMi, scratchMi } = verificationResources(record.status?.etcdSnapshotSize);
-  const creds = location.spec.credentials;
+/** What tells one verification pod from another: its name, owner, `kubedr verify` arguments and room. */
+interface VerifyPodShape {
+  name: string;
+  namespace?: string;
+  owner: { kind: 'MetadataBackupRecord' | 'MetadataBackupPolicy'; name: string; uid?: string };
+  args: string[];
+  memoryMi: number;
+  scratchMi: number;
+}
+
+function verifyPod(input: Omit<ToolPodInput, 'record'>, shape: VerifyPodShape): Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: verificationPodName(record.metadata.name),
-      namespace: record.metadata.namespace,
+      name: shape.name,
+      namespace: shape.namespace,
       labels: { 'app.kubernetes.io/name': COMPONENT, 'app.kubernetes.io/component': 'verification', 'app.kubernetes.io/managed-by': COMPONENT },
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'MetadataBackupRecord', name: record.metadata.name, uid: record.metadata.uid ?? '' }],
+      ownerReferences: [{ apiVersion: API_VERSION, kind: shape.owner.kind, name: shape.owner.name, uid: shape.owner.uid ?? '' }],
     },
     spec: {
       ...toolPodSpec(input),
@@ -56,20 +62,30 @@ export function verificationPod(input: ToolPodInput): Pod {
       terminationGracePeriodSeconds: 10,
       containers: [{
         name: 'verify',
-        image,
-        args: ['verify', record.spec.snapshotId, '--url', location.spec.url, '--bucket', location.spec.bucketName,
-          '--lock', '--termination-log', TERMINATION_LOG, '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`,
-          ...(sha ? ['--expect-sha256', sha] : [])],
-        env: repositoryEnv(creds),
-        resources: { requests: { cpu: '100m', memory: `${memoryMi}Mi` }, limits: { memory: `${memoryMi}Mi` } },
+        image: input.image,
+        args: [...shape.args, '--url', input.location.spec.url, '--bucket', input.location.spec.bucketName, '--termination-log', TERMINATION_LOG],
+        env: repositoryEnv(input.location.spec.credentials),
+        resources: { requests: { cpu: '100m', memory: `${shape.memoryMi}Mi` }, limits: { memory: `${shape.memoryMi}Mi` } },
         securityContext: CONTAINER_SECURITY,
         terminationMessagePath: TERMINATION_LOG,
         terminationMessagePolicy: 'FallbackToLogsOnError',
         volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
       }],
-      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi}Mi` } }],
+      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${shape.scratchMi}Mi` } }],
     },
   };
+}
+
+export function verificationPod(input: ToolPodInput): Pod {
+  const { record } = input;
+  const sha = record.status?.etcdSnapshotSha256;
+  const { memoryMi, scratchMi } = verificationResources(record.status?.etcdSnapshotSize);
+  return verifyPod(input, {
+    name: verificationPodName(record.metadata.name), namespace: record.metadata.namespace,
+    owner: { kind: 'MetadataBackupRecord', name: record.metadata.name, uid: record.metadata.uid },
+    args: ['verify', record.spec.snapshotId, '--lock', '--timeout', `${restoreTimeoutSeconds(input.deadlineSeconds)}s`, ...(sha ? ['--expect-sha256', sha] : [])],
+    memoryMi, scratchMi,
+  });
 }
 
 /** `kubedr-verify-chain-<policy>`, within the 63 characters of a pod name. */
@@ -78,39 +94,18 @@ export const chainVerificationPodName = (policy: string): string => `kubedr-veri
 /**
  * A pod proving a policy's continuous backup (`kubedr verify --continuous`): it rebuilds `revision` from the full
  * backup before it and the stored changes, in a throwaway etcd, then starts the saved result in another. Sized like a
- * verification of the newest full backup, with room for the changes: the replay's etcd grows with them.
+ * verification of the newest full backup, with room for the changes (the replay's etcd grows with them) and, on disk,
+ * for the downloaded full backup, the replay's data directory, the saved result and the data directory built from it.
  */
 export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { policy: MetadataBackupPolicy; revision: number; sizeBytes?: number }): Pod {
-  const { policy, location, image, revision } = input;
+  const { policy, revision } = input;
   const { memoryMi, scratchMi } = verificationResources(input.sizeBytes);
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: {
-      name: chainVerificationPodName(policy.metadata.name),
-      namespace: policy.metadata.namespace,
-      labels: { 'app.kubernetes.io/name': COMPONENT, 'app.kubernetes.io/component': 'verification', 'app.kubernetes.io/managed-by': COMPONENT },
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'MetadataBackupPolicy', name: policy.metadata.name, uid: policy.metadata.uid ?? '' }],
-    },
-    spec: {
-      ...toolPodSpec(input),
-      terminationGracePeriodSeconds: 10,
-      containers: [{
-        name: 'verify',
-        image,
-        args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision), '--url', location.spec.url,
-          '--bucket', location.spec.bucketName, '--termination-log', TERMINATION_LOG],
-        env: repositoryEnv(location.spec.credentials),
-        resources: { requests: { cpu: '100m', memory: `${memoryMi + 256}Mi` }, limits: { memory: `${memoryMi + 256}Mi` } },
-        securityContext: CONTAINER_SECURITY,
-        terminationMessagePath: TERMINATION_LOG,
-        terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
-      }],
-      // The downloaded full backup, the replay's data directory, the saved result and the data directory built from it.
-      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi * 2}Mi` } }],
-    },
-  };
+  return verifyPod(input, {
+    name: chainVerificationPodName(policy.metadata.name), namespace: policy.metadata.namespace,
+    owner: { kind: 'MetadataBackupPolicy', name: policy.metadata.name, uid: policy.metadata.uid },
+    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision)],
+    memoryMi: memoryMi + 256, scratchMi: scratchMi * 2,
+  });
 }
 
 /** The verification's result from the finished pod, or an EngineError saying why it has none. */

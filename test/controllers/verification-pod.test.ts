@@ -23,8 +23,8 @@ describe('the verification pod', () => {
 
   test('runs kubedr verify of the record\'s snapshot, under restic\'s shared lock, against the record\'s SHA-256, with its outcome in the termination log', () => {
     expect(p.metadata.name).toBe('kubedr-verify-mbr-abcdef12');
-    expect(c.args).toEqual(['verify', 'abcdef12', '--url', 'https://s3.example.com', '--bucket', 'backups', '--lock', '--termination-log',
-      '/dev/termination-log', '--timeout', '1740s', '--expect-sha256', 'f'.repeat(64)]);
+    expect(c.args).toEqual(['verify', 'abcdef12', '--lock', '--timeout', '1740s', '--expect-sha256', 'f'.repeat(64), '--url', 'https://s3.example.com',
+      '--bucket', 'backups', '--termination-log', '/dev/termination-log']);
     expect(p.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MetadataBackupRecord', name: 'mbr-abcdef12', uid: 'u-1' });
     expect(p.spec?.automountServiceAccountToken).toBe(false);
     expect(p.spec?.tolerations?.length).toBeGreaterThan(0);
