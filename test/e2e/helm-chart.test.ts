@@ -138,7 +138,7 @@ describe('rendered with default values', () => {
     const rules = r.one('PrometheusRule').spec.groups[0].rules as { alert: string; expr: string; annotations: Record<string, string> }[];
     expect(rules.map((x) => x.alert)).toEqual(['KubeDRBackupFailed', 'KubeDRBackupMissed', 'KubeDRBackupLocationNotReady',
       'KubeDRRestoreFailed', 'KubeDRControlPlaneCertificateExpiring', 'KubeDRBackupUnverified', 'KubeDRBackupVerificationFailed',
-      'KubeDRControllerDown']);
+      'KubeDRContinuousBackupLagging', 'KubeDRContinuousBackupGap', 'KubeDRContinuousBackupVerificationFailed', 'KubeDRControllerDown']);
     const anchors = new Set([...readFileSync(join(repoRoot, 'docs/runbooks.md'), 'utf8').matchAll(/^#{2,3} (.+)$/gm)]
       .map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
     for (const x of rules) {

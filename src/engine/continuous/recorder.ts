@@ -115,11 +115,11 @@ export async function recordChanges(restic: Restic, opts: RecorderOptions): Prom
   let failures = 0;
   try {
     while (!opts.signal.aborted) {
-      let client: EtcdClient | undefined;
+      let etcd: EtcdClient | undefined;
       try {
-        client = await EtcdClient.connect(opts.etcd);
+        etcd = await EtcdClient.connect(opts.etcd);
         opts.onWatching?.(next);
-        for await (const msg of client.watch(next, opts.signal)) {
+        for await (const msg of etcd.watch(next, opts.signal)) {
           failures = 0;
           if (msg.kind === 'compacted') {
             opts.onGap?.(next, msg.compactRevision);
@@ -141,7 +141,7 @@ export async function recordChanges(restic: Restic, opts: RecorderOptions): Prom
         opts.onError?.(asEngineError(err), 'watch');
         await sleep(Math.min(500 * 2 ** failures, 15_000), opts.signal);
       } finally {
-        client?.close();
+        etcd?.close();
       }
     }
   } finally {
