@@ -1,5 +1,8 @@
 /** `kubedr restore --at/--revision`: what the flags mean, and what is refused before anything is read. */
 import { describe, expect, test } from 'bun:test';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { EXIT, exitCodeFor } from '../../src/cli/exit-codes.ts';
 import { type PointInTimeFlags, pointInTimeFrom, pointInTimeSummary, restoreToPoint } from '../../src/cli/restore-point-in-time.ts';
 import type { Repository, Restic } from '../../src/engine/restic.ts';
@@ -99,5 +102,39 @@ describe('restoreToPoint refuses before reading any change set', () => {
     ]);
     const err = await failure(restoreToPoint(restic, 'latest', flags({ cluster: 'prod' })));
     expect(err.message).toContain('not a continuous policy');
+  });
+
+  test('a time in a gap: not found (exit 4), naming the windows that can be restored to, before anything is downloaded', async () => {
+    const t0 = Date.parse('2026-12-04T10:00:00Z');
+    const min = 60_000;
+    const changes = (id: string, from: number, to: number, fromTime: number, toTime: number) => snapshot(id, ['kubedr-changes=etcd', ...clusterA,
+      `kubedr-revisions=${from}-${to}`, `kubedr-changes-from=${fromTime}`, `kubedr-changes-to=${toTime}`]);
+    const full = (id: string, revision: number, time: number) =>
+      ({ ...snapshot(id, ['etcd', ...clusterA, `kubedr-etcd-revision=${revision}`]), time: new Date(time).toISOString() });
+    // Revisions 201..299 were never stored (etcd compacted them): the chain of the first full backup ends at 200, at t0 + 10 min.
+    const { restic, calls } = resticListing([full('f1'.repeat(8), 100, t0), changes('c1'.repeat(8), 101, 200, t0 + min, t0 + 10 * min),
+      full('f2'.repeat(8), 300, t0 + 30 * min), changes('c2'.repeat(8), 301, 400, t0 + 31 * min, t0 + 40 * min)]);
+    const err = await failure(restoreToPoint(restic, { time: t0 + 20 * min }, flags()));
+    expect(exitCodeFor(err)).toBe(EXIT.notFound);
+    expect(err.message).toContain('cannot be restored to');
+    expect(err.message).toContain('2026-12-04T10:10:00');
+    expect(err.message).toContain('2026-12-04T10:30:00');
+    expect(calls.every((c) => c[0] === 'snapshots')).toBe(true);
+  });
+
+  test('a target that holds data: refused with the flag this command has for replacing it (--force), nothing downloaded', async () => {
+    const target = mkdtempSync(join(tmpdir(), 'kubedr-pit-'));
+    try {
+      mkdirSync(join(target, 'data'));
+      writeFileSync(join(target, 'data', 'etcd-snapshot.db'), 'an earlier restore');
+      const { restic, calls } = resticListing([snapshot('f1'.repeat(8), ['etcd', ...clusterA, 'kubedr-etcd-revision=100']),
+        snapshot('c1'.repeat(8), ['kubedr-changes=etcd', ...clusterA, 'kubedr-revisions=101-200', 'kubedr-changes-from=1', 'kubedr-changes-to=2'])]);
+      const err = await failure(restoreToPoint(restic, 'latest', flags({ target })));
+      expect(err.message).toContain('kubedr restore --force');
+      expect(exitCodeFor(err)).toBe(EXIT.exists);
+      expect(calls.every((c) => c[0] === 'snapshots')).toBe(true);
+    } finally {
+      rmSync(target, { recursive: true, force: true });
+    }
   });
 });
