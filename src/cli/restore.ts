@@ -147,6 +147,9 @@ export async function runRestore(argv: string[]): Promise<number> {
     const point = pointInTimeFrom(f.at, f.revision);
     if (point) {
       if (snapshot) throw new UsageError(`unexpected argument "${snapshot}": --at and --revision choose the point; the chain picks its full backup`);
+      // Silently ignoring it would let a user believe a checksum was verified: a point in time is a new snapshot, whose
+      // SHA-256 no record holds (the restore prints it, and checks it against etcd's own trailer).
+      if (f['expect-sha256']) throw new UsageError('--expect-sha256 checks a stored full backup; --at and --revision build a new snapshot, whose SHA-256 is printed at the end');
       if (!f.target) throw new UsageError('--target is required');
       target = resolve(f.target);
       await checkTarget(target);

@@ -191,3 +191,19 @@ exec sleep 30
     expect(r.left).toEqual(['data']);
   }, 20_000);
 });
+
+describe('kubedr restore --at: refused before S3', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'src/main.ts'), 'restore', ...args],
+    { encoding: 'utf8', env: { ...process.env, KUBEDR_S3_URL: '', KUBEDR_S3_BUCKET: '' } });
+
+  test.each([
+    [['--at', '2026-12-04T14:03:27', '--policy', 'etcd', '--target', '/nonexistent'], 'RFC 3339 with a zone'],
+    [['--at', 'latest', '--revision', '5', '--policy', 'etcd', '--target', '/nonexistent'], 'give one'],
+    [['abcd1234', '--at', 'latest', '--policy', 'etcd', '--target', '/nonexistent'], 'the chain picks its full backup'],
+    [['--at', 'latest', '--policy', 'etcd', '--expect-sha256', 'ab', '--target', '/nonexistent'], 'whose SHA-256 is printed at the end'],
+  ])('%j: exit 2 (usage), saying why', (args, why) => {
+    const r = run(args);
+    expect(r.stderr).toContain(why);
+    expect(r.status).toBe(EXIT.usage);
+  });
+});

@@ -72,7 +72,7 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
   const started = performance.now();
   const step = req.onStep ?? (() => {});
   if (!req.overwrite && await holdsData(join(req.dir, DATA_DIR))) {
-    throw new EngineError('Exists', `${join(req.dir, DATA_DIR)} holds data; pass --overwrite to replace it`);
+    throw new EngineError('Exists', `${join(req.dir, DATA_DIR)} already exists and is not empty; choose another target, or allow replacing it (kubedr restore --force)`);
   }
   step('listing full backups and change sets');
   const { fulls, sets } = req.snapshots ? chainOf(req.snapshots) : await listChain(restic, req.repo, req.policy, req.origin, { signal: req.signal });
