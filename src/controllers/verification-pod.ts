@@ -18,7 +18,7 @@ import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { restoreTimeoutSeconds } from './restore-pod.ts';
-import { CONTAINER_SECURITY, type ToolPodInput, podEndDetail, repositoryEnv, toolPodSpec } from './tool-pod.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, podEndDetail, repositoryEnv, repositoryVolume, repositoryVolumeMount, toolPodSpec } from './tool-pod.ts';
 
 const TERMINATION_LOG = '/dev/termination-log';
 const MI = 1024 * 1024;
@@ -65,9 +65,9 @@ export function verificationPod(input: ToolPodInput): Pod {
         securityContext: CONTAINER_SECURITY,
         terminationMessagePath: TERMINATION_LOG,
         terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, repositoryVolumeMount],
       }],
-      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi}Mi` } }],
+      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi}Mi` } }, repositoryVolume(creds)],
     },
   };
 }
@@ -105,10 +105,10 @@ export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { pol
         securityContext: CONTAINER_SECURITY,
         terminationMessagePath: TERMINATION_LOG,
         terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, repositoryVolumeMount],
       }],
       // The downloaded full backup, the replay's data directory, the saved result and the data directory built from it.
-      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi * 2}Mi` } }],
+      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${scratchMi * 2}Mi` } }, repositoryVolume(location.spec.credentials)],
     },
   };
 }
