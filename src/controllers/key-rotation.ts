@@ -15,8 +15,7 @@
  */
 import { LOCATION_SECRET_KEYS as K } from '../api/group.ts';
 import type { BackupLocationStatus } from '../api/types.ts';
-import { EngineError } from '../engine/errors.ts';
-import { withLockWait } from '../engine/repository.ts';
+import { type RepoKey, addKey, keyOf, listKeys, removeKey } from '../engine/keys.ts';
 import { type Repository, type Restic, type RunOptions, passwordFitsFile } from '../engine/restic.ts';
 import { InputError, type LocationPasswords } from './inputs.ts';
 
@@ -44,12 +43,6 @@ export function newPasswordProblem(newPassword: string): string | undefined {
       'restic trims passwords it reads from a file, so put the password without it';
   }
   return undefined;
-}
-
-/** One repository key as `restic key list --json` shows it. */
-export interface RepoKey {
-  id: string;
-  current: boolean;
 }
 
 /** The next step of a rotation, decided from the inputs and from what the repository says. */
@@ -91,24 +84,6 @@ export function decideRotation(inputs: RotationInputs, keys: RepoKey[], newKeyId
   };
 }
 
-/** The keys `repo.password` sees, and which one it opens. */
-export async function listKeys(restic: Restic, repo: Repository, run: RunOptions): Promise<RepoKey[]> {
-  const { stdout } = await restic.run(repo, ['key', 'list', '--json', '--no-lock'], run);
-  const parsed: unknown = JSON.parse(stdout);
-  if (!Array.isArray(parsed)) throw new EngineError('Failed', 'restic key list --json printed no list');
-  return parsed.map((k: { id?: unknown; current?: unknown }) => ({ id: String(k.id ?? ''), current: k.current === true }));
-}
-
-/** The key `password` opens, or undefined when it opens none. */
-async function keyOf(restic: Restic, repo: Repository, password: string, run: RunOptions): Promise<string | undefined> {
-  try {
-    return (await listKeys(restic, { ...repo, password }, run)).find((k) => k.current)?.id;
-  } catch (err) {
-    if (err instanceof EngineError && err.kind === 'WrongPassword') return undefined;
-    throw err;
-  }
-}
-
 /** What one rotation step did: the status to record and the event to report. */
 export interface RotationOutcome {
   rotation: KeyRotation;
@@ -140,11 +115,7 @@ export async function rotateKey(restic: Restic, repo: Repository, inputs: Rotati
   let newKeyId = requested ? await keyOf(restic, repo, inputs.newPassword!, run) : undefined;
   let step = decideRotation(inputs, keys, newKeyId);
   if (step.kind === 'add') {
-    // An append lock, as a backup takes: they share the repository, so a rotation never waits for a backup to end.
-    await withLockWait(restic, base, () => restic.run(base, ['key', 'add', '--host', 'kubedr', '--user', 'rotation'],
-      { ...run, newPassword: inputs.newPassword }), { signal: run.signal });
-    newKeyId = await keyOf(restic, repo, inputs.newPassword!, run);
-    if (!newKeyId) throw new EngineError('Failed', 'restic key add succeeded, but the new password does not open the repository');
+    newKeyId = await addKey(restic, base, inputs.newPassword!, { host: 'kubedr', user: 'rotation' }, run);
     events.push({ type: 'Normal', reason: reasons.added, message: `Added the new repository password (${K.newRepoPassword}) as key ${short(newKeyId)}` });
     step = decideRotation(inputs, keys, newKeyId);
   }
@@ -162,7 +133,7 @@ export async function rotateKey(restic: Restic, repo: Repository, inputs: Rotati
     case 'removeOld':
     case 'cancel': {
       // `key remove` takes an exclusive lock: it waits for running backups (withLockWait), like a prune.
-      if (step.present) await withLockWait(restic, base, () => restic.run(base, ['key', 'remove', step.keyId], run), { signal: run.signal });
+      if (step.present) await removeKey(restic, base, step.keyId, run);
       const r = inputs.rotation!;
       const message = step.kind === 'removeOld'
         ? `Removed the old key ${short(step.keyId)}: its password no longer opens the repository`
