@@ -158,7 +158,7 @@ export class BackupLocationReconciler implements Reconciler {
     const { recorder, restic } = this.deps;
     try {
       const out = await rotateKey(restic, repo, p,
-        { added: KEY_ADDED, switched: KEY_SWITCHED, removed: KEY_REMOVED, failed: KEY_ROTATION_FAILED }, { signal }, this.now());
+        { added: KEY_ADDED, switched: KEY_SWITCHED, removed: KEY_REMOVED }, { signal }, this.now());
       if (!out) return undefined;
       for (const e of out.event) {
         await recorder.event(loc, e.type, e.reason, e.message);

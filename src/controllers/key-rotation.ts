@@ -90,11 +90,11 @@ export interface RotationOutcome {
   event: { type: 'Normal' | 'Warning'; reason: string; message: string }[];
 }
 
+/** The event reasons of the steps (api/events.ts); a failure is reported by the caller, which knows whether it retries. */
 export interface RotationEvents {
   added: string;
   switched: string;
   removed: string;
-  failed: string;
 }
 
 /**
