@@ -6,6 +6,7 @@ import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { forProgram, programName } from './cli/program.ts';
 import { runRestore } from './cli/restore.ts';
+import { runRotateKey } from './cli/rotate-key.ts';
 import { runSnapshots } from './cli/snapshots.ts';
 import { runStatus } from './cli/status.ts';
 import { runVerify } from './cli/verify.ts';
@@ -31,6 +32,7 @@ Disaster recovery (no cluster needed):
   restore        restore a backup from S3 and verify its etcd snapshot
   etcd-restore   build a new etcd data directory from a restored etcd snapshot
   verify         prove a backup restores: read back, restored into a throwaway etcd, checked
+  rotate-key     add a new repository password as a key; --remove-old removes the old one
 
 Run 'kubedr <command> --help' for a command's flags.
 `;
@@ -44,6 +46,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   restore: runRestore,
   'etcd-restore': runEtcdRestore,
   verify: runVerify,
+  'rotate-key': runRotateKey,
 };
 
 async function main(argv: string[]): Promise<number> {

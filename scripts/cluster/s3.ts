@@ -85,15 +85,16 @@ export function newS3Keys(prefix: string): S3Keys {
 }
 
 /**
- * Creates (or replaces) an RGW user `uid` whose only S3 keys are `keys`. The user's record goes through stdin
+ * Creates (or replaces) an RGW user `uid` whose only S3 keys are `keys` (several: a key rotation's old and new). The user's record goes through stdin
  * (`radosgw-admin metadata put`), because `user create --secret-key` would put the secret on a command line.
  * Runs inside the node's network namespace, where the monitor is.
  */
-export function addS3User(dir: string, uid: string, keys: S3Keys): void {
+export function addS3User(dir: string, uid: string, keys: S3Keys | S3Keys[]): void {
+  const all = Array.isArray(keys) ? keys : [keys];
   const quota = { enabled: false, check_on_raw: false, max_size: -1, max_size_kb: 0, max_objects: -1 };
   const user = {
     user_id: uid, display_name: uid, email: '', suspended: 0, max_buckets: 1000, subusers: [],
-    keys: [{ user: uid, access_key: keys.accessKey, secret_key: keys.secretKey }], swift_keys: [], caps: [],
+    keys: all.map((k) => ({ user: uid, access_key: k.accessKey, secret_key: k.secretKey })), swift_keys: [], caps: [],
     op_mask: 'read, write, delete', default_placement: '', default_storage_class: '', placement_tags: [],
     bucket_quota: quota, user_quota: quota, temp_url_keys: [], type: 'rgw', mfa_ids: [], attrs: [],
   };

@@ -71,6 +71,15 @@ export const FOREIGN_SNAPSHOT_KEPT = 'ForeignSnapshotKept';
  */
 export const UNMARKED_SNAPSHOTS = 'UnmarkedSnapshotsIgnored';
 
+/** BackupLocation: a new repository password was added to the repository as a key (restic key add). */
+export const KEY_ADDED = 'RepositoryKeyAdded';
+/** BackupLocation: the new key opens the repository, and the controller now uses it; the old one still opens it too. */
+export const KEY_SWITCHED = 'RepositoryKeySwitched';
+/** BackupLocation: the old repository key was removed: its password no longer opens the repository. */
+export const KEY_REMOVED = 'RepositoryKeyRemoved';
+/** BackupLocation: a key rotation could not take its next step; the message says why and what to do. */
+export const KEY_ROTATION_FAILED = 'RepositoryKeyRotationFailed';
+
 export const messages = {
   initSucceeded: (repo: string) => `Repo at ${repo} is successfully initialized`,
   backupSucceeded: (snapshotId: string) => `Backup completed, snapshot ID: ${snapshotId}`,

@@ -37,6 +37,11 @@ export const LOCATION_SECRET_KEYS = {
   accessKey: 'access_key',
   secretKey: 'secret_key',
   repoPassword: 'restic_repo_password',
+  /**
+   * Optional: a new repository password. Its presence starts a key rotation (docs/key-rotation.md): the controller adds
+   * it as a key and uses it; replacing restic_repo_password with it and removing this key ends the rotation.
+   */
+  newRepoPassword: 'restic_repo_new_password',
   /** Optional: CA bundle for an endpoint with a private CA. */
   caCert: 'ca.crt',
 } as const;

@@ -71,6 +71,17 @@ export const backupLocationSchema = {
         lastCheckMessage: str('What the last check read or found.'),
         observedGeneration: int('The .metadata.generation this status describes.'),
         observedCredentialsVersion: str('resourceVersion of the credentials Secret this status describes.'),
+        keyRotation: {
+          type: 'object',
+          description: 'The last rotation of the repository password (restic_repo_new_password in the credentials Secret; docs/key-rotation.md).',
+          properties: {
+            phase: { type: 'string', enum: ['Switched', 'Completed', 'Cancelled', 'Failed'], description: 'Switched: the new key is in the repository and in use, the old one still opens it; Completed: the old key is removed; Cancelled: restic_repo_new_password was removed before restic_repo_password changed, and the new key is removed; Failed: the next step failed (message).' },
+            message: str('What happened, or what the user does next.'),
+            oldKeyId: str('restic key id of the password being replaced.'),
+            newKeyId: str('restic key id of the new password.'),
+            time: str('When the phase was set (RFC 3339).'),
+          },
+        },
         conditions,
       },
     },

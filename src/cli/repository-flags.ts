@@ -18,6 +18,7 @@ export const repositoryFlags = {
     type: 'string', env: 'KUBEDR_CREDENTIALS',
     help: 'the BackupLocation\'s Secret: a saved `kubectl get secret -o yaml|json`, a directory of files (a mounted Secret), or KEY=VALUE lines ' +
       '(keys access_key, secret_key, restic_repo_password, optional ca.crt; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, RESTIC_PASSWORD also work). ' +
+      'Without a password there, RESTIC_PASSWORD_FILE names a file holding it. ' +
       'The environment variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, RESTIC_PASSWORD and KUBEDR_S3_CA_CERT (PEM) take precedence',
   },
   'ca-cert': { type: 'string', help: 'PEM file of the CA that signed the S3 endpoint\'s certificate' },
@@ -93,6 +94,19 @@ function readCredentials(path: string): Values {
   return out;
 }
 
+/**
+ * The password in RESTIC_PASSWORD_FILE (restic's own variable; restore and verification pods mount the Secret's key
+ * there), as it is: restic is given it in a file of its own (engine/restic.ts), which keeps surrounding white space.
+ */
+function passwordFromFile(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8') || undefined;
+  } catch (err) {
+    throw new UsageError(`cannot read the repository password from RESTIC_PASSWORD_FILE ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
 /** The repository named by the flags, with credentials from the environment, else the credentials file. */
 export function repositoryFromFlags(flags: RepositoryFlagValues, env: Record<string, string | undefined> = process.env): Repository {
   if (!flags.url) throw new UsageError('--url is required (the S3 endpoint, e.g. https://s3.example.com:9000)');
@@ -101,7 +115,7 @@ export function repositoryFromFlags(flags: RepositoryFlagValues, env: Record<str
   const pick = (key: string, envName: string) => env[envName] || file[key] || undefined;
   const accessKey = pick(K.accessKey, 'AWS_ACCESS_KEY_ID');
   const secretKey = pick(K.secretKey, 'AWS_SECRET_ACCESS_KEY');
-  const password = pick(K.repoPassword, 'RESTIC_PASSWORD');
+  const password = pick(K.repoPassword, 'RESTIC_PASSWORD') ?? passwordFromFile(env.RESTIC_PASSWORD_FILE);
   const caCert = flags['ca-cert'] ? readFileSync(flags['ca-cert'], 'utf8') : pick(K.caCert, 'KUBEDR_S3_CA_CERT');
   for (const v of [accessKey, secretKey, password]) registerSecret(v);
   const missing = [[accessKey, `${K.accessKey} (or AWS_ACCESS_KEY_ID)`], [secretKey, `${K.secretKey} (or AWS_SECRET_ACCESS_KEY)`],

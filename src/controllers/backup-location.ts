@@ -5,7 +5,7 @@
  */
 import { READY, reasons, setCondition } from '../api/conditions.ts';
 import { BACKUP_LOCATION } from '../api/group.ts';
-import { INIT_FAILED, INIT_SUCCEEDED, messages } from '../api/events.ts';
+import { INIT_FAILED, INIT_SUCCEEDED, KEY_ADDED, KEY_REMOVED, KEY_ROTATION_FAILED, KEY_SWITCHED, messages } from '../api/events.ts';
 import type { BackupLocation, BackupLocationStatus, Condition, Secret } from '../api/types.ts';
 import { EngineError, isTransientKind } from '../engine/errors.ts';
 import { openOrInit } from '../engine/repository.ts';
@@ -16,7 +16,8 @@ import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
-import { InputError, locationRepository } from './inputs.ts';
+import { InputError, type LocationPasswords, locationInputs, passwordInUse } from './inputs.ts';
+import { type KeyRotation, rotateKey, rotationPending } from './key-rotation.ts';
 
 export interface BackupLocationDeps {
   client: KubeClient;
@@ -91,7 +92,14 @@ export class BackupLocationReconciler implements Reconciler {
     const sameInputs = st?.observedGeneration === inputs.generation && (st.observedCredentialsVersion ?? '') === inputs.credentialsVersion;
     const ready = st?.conditions?.find((c) => c.type === READY);
     const recheck = this.rechecks.delete(key);
-    if (sameInputs && st?.initStatus === 'Completed' && !recheck) return;
+    let passwords: LocationPasswords | undefined;
+    try {
+      passwords = locationInputs(loc, secrets).passwords;
+    } catch {
+      // Reported below, where the same read fails again with its reason.
+    }
+    const rotate = passwords !== undefined && rotationPending(passwords);
+    if (sameInputs && st?.initStatus === 'Completed' && !recheck && !rotate) return;
     const retrying = sameInputs && st?.initStatus === 'Failed';
     // A terminal failure waits for the user to change the spec or the Secret; that change enqueues us again. Its
     // failure series is kept in /metrics (at 0 after a restart): an alert on it must not resolve because we restarted.
@@ -100,22 +108,32 @@ export class BackupLocationReconciler implements Reconciler {
       return;
     }
 
-    // 3. Mark the attempt, unless this is a retry of a failure the user is already looking at.
+    // 3. Mark the attempt, unless this is a retry of a failure the user is already looking at, or the location is ready
+    // (a changed Secret, a key rotation): backups keep using it while it is checked again, and a backup that started
+    // in an "Initializing" window would fail as "not ready" although both old and new credentials still work.
     let conditions = st?.conditions;
-    if (!retrying) {
+    if (!retrying && st?.initStatus !== 'Completed') {
       conditions = await this.writeStatus(loc, conditions, inputs, { initStatus: 'Initializing', initErrorMessage: '' },
         { status: 'Unknown', reason: reasons.initializing, message: 'Opening or creating the restic repository' });
     }
 
     // 4. Open or create the repository.
     try {
-      const repo = locationRepository(loc, secrets);
+      const { repo: base, passwords: p } = locationInputs(loc, secrets);
+      const repo = { ...base, password: passwordInUse(p) };
       const { created } = await openOrInit(restic, repo, { signal });
       this.attempts.delete(key);
-      await this.writeStatus(loc, conditions, inputs, { initStatus: 'Completed', initErrorMessage: '' },
+      // 5. A key rotation's next step (key-rotation.ts). Its failure leaves the location usable: both keys open it.
+      const rotation = rotationPending(p) ? await this.rotate(loc, base, p, signal, log) : undefined;
+      await this.writeStatus(loc, conditions, inputs, { initStatus: 'Completed', initErrorMessage: '', ...(rotation ? { keyRotation: rotation.status } : {}) },
         { status: 'True', reason: reasons.repositoryReady, message: created ? 'Created a new restic repository' : 'Opened the existing restic repository' });
-      await this.deps.recorder.event(loc, 'Normal', INIT_SUCCEEDED, messages.initSucceeded(repo.address));
+      if (!rotation || st?.initStatus !== 'Completed') await this.deps.recorder.event(loc, 'Normal', INIT_SUCCEEDED, messages.initSucceeded(repo.address));
       log.info(created ? 'repository created' : 'existing repository opened', { repository: repo.address });
+      if (rotation?.failed && rotation.transient) {
+        const delay = this.nextRetry(key);
+        log.warn('key rotation step failed; will retry', { error: rotation.status.message, retryInMs: delay });
+        return { requeueAfter: delay };
+      }
       return;
     } catch (err) {
       if (signal.aborted) throw err;
@@ -134,6 +152,32 @@ export class BackupLocationReconciler implements Reconciler {
     }
   }
 
+  /** One key rotation step, reported as events; a failure becomes phase Failed with the ids it was working on. */
+  private async rotate(loc: BackupLocation, repo: Parameters<typeof rotateKey>[1], p: LocationPasswords, signal: AbortSignal,
+    log: Logger): Promise<{ status: KeyRotation; failed: boolean; transient: boolean } | undefined> {
+    const { recorder, restic } = this.deps;
+    try {
+      const out = await rotateKey(restic, repo, p,
+        { added: KEY_ADDED, switched: KEY_SWITCHED, removed: KEY_REMOVED }, { signal }, this.now());
+      if (!out) return undefined;
+      for (const e of out.event) {
+        await recorder.event(loc, e.type, e.reason, e.message);
+        log.info('key rotation', { step: e.reason, detail: e.message });
+      }
+      return { status: out.rotation, failed: false, transient: false };
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const f = toFailure(err);
+      const message = `key rotation: ${f.message}`;
+      await recorder.event(loc, 'Warning', KEY_ROTATION_FAILED, message);
+      log.warn('key rotation step failed', { reason: f.reason, error: f.message });
+      // The ids stay only while they name keys of this rotation (a removal to retry), not a finished one's.
+      const r = p.rotation?.phase === 'Switched' || p.rotation?.phase === 'Failed' ? p.rotation : undefined;
+      // '' rather than absent: status is merge-patched, and an absent field would keep the previous rotation's id.
+      return { status: { phase: 'Failed', message, oldKeyId: r?.oldKeyId ?? '', newKeyId: r?.newKeyId ?? '', time: this.now().toISOString() }, failed: true, transient: f.transient };
+    }
+  }
+
   private nextRetry(key: string): number {
     const n = this.attempts.get(key) ?? 0;
     this.attempts.set(key, n + 1);
@@ -142,7 +186,7 @@ export class BackupLocationReconciler implements Reconciler {
 
   /** Patches status through /status and returns the conditions written, for the next write of this reconcile. */
   private async writeStatus(loc: BackupLocation, conditions: Condition[] | undefined, inputs: Inputs,
-    fields: Pick<BackupLocationStatus, 'initStatus' | 'initErrorMessage'>,
+    fields: Pick<BackupLocationStatus, 'initStatus' | 'initErrorMessage' | 'keyRotation'>,
     ready: { status: 'True' | 'False' | 'Unknown'; reason: string; message: string }): Promise<Condition[]> {
     const now = this.now();
     const status: BackupLocationStatus = {

@@ -28,13 +28,44 @@ function values<R extends string, O extends string>(secret: Secret, what: string
   }
 }
 
-/** The location's repository with its credentials. Throws EngineError (bad URL/bucket) or InputError (Secret). */
+/** A location's repository passwords and its key rotation, as the Secret and the status say. */
+export interface LocationPasswords {
+  /** `restic_repo_password`. */
+  password: string;
+  /** `restic_repo_new_password`, when the user asks for a key rotation. */
+  newPassword?: string;
+  rotation?: NonNullable<BackupLocation['status']>['keyRotation'];
+}
+
+/**
+ * The password the controller's own restic runs use: the new one once a key rotation has proved it and switched to it
+ * (key-rotation.ts). Both open the repository until the old key is removed, which waits until restic_repo_password holds
+ * the new value; so whichever a run reads, it opens.
+ */
+export function passwordInUse(p: LocationPasswords): string {
+  const requested = p.newPassword !== undefined && p.newPassword !== p.password;
+  return requested && p.rotation?.phase === 'Switched' ? p.newPassword! : p.password;
+}
+
+/**
+ * The location's repository with its credentials, read from the Secret at each call: S3 keys or a password changed
+ * there are used by the next operation, without a restart. Throws EngineError (bad URL/bucket) or InputError (Secret).
+ */
 export function locationRepository(loc: BackupLocation, secrets: Informer<Secret>): Repository {
+  const { repo, passwords } = locationInputs(loc, secrets);
+  return { ...repo, password: passwordInUse(passwords) };
+}
+
+/** locationRepository, and the passwords behind its choice of password. */
+export function locationInputs(loc: BackupLocation, secrets: Informer<Secret>): { repo: Repository; passwords: LocationPasswords } {
   const address = repositoryAddress(loc.spec.url, loc.spec.bucketName);
   const secret = secrets.get(`${loc.metadata.namespace}/${loc.spec.credentials}`);
   if (!secret) throw new InputError('CredentialsNotFound', `credentials Secret "${loc.spec.credentials}" not found`);
-  const v = values(secret, 'credentials', [K.accessKey, K.secretKey, K.repoPassword], [K.caCert], [K.caCert]);
-  return { address, accessKey: v[K.accessKey], secretKey: v[K.secretKey], password: v[K.repoPassword], caCert: v[K.caCert] };
+  const v = values(secret, 'credentials', [K.accessKey, K.secretKey, K.repoPassword], [K.caCert, K.newRepoPassword], [K.caCert]);
+  // An empty new password is no request (a key left in place with its value cleared).
+  const newPassword = v[K.newRepoPassword] ? v[K.newRepoPassword] : undefined;
+  const passwords = { password: v[K.repoPassword], newPassword, rotation: loc.status?.keyRotation };
+  return { repo: { address, accessKey: v[K.accessKey], secretKey: v[K.secretKey], password: v[K.repoPassword], caCert: v[K.caCert] }, passwords };
 }
 
 /** A usable location: exists and its repository initialised. */

@@ -6,7 +6,7 @@
 import { API_VERSION, COMPONENT, RESTORE_GENERATION_ANNOTATION, RESTORE_LABEL } from '../api/group.ts';
 import type { MetadataRestore, Pod } from '../api/types.ts';
 import { parseRestoreOutcome } from '../engine/restore.ts';
-import { CONTAINER_SECURITY, type ToolPodInput, oneLine, podEndDetail, repositoryEnv, toolPodSpec } from './tool-pod.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, oneLine, podEndDetail, repositoryEnv, repositoryVolume, repositoryVolumeMount, toolPodSpec } from './tool-pod.ts';
 
 /** Where the claim is mounted in the pod. */
 export const RESTORE_MOUNT = '/restore';
@@ -78,11 +78,12 @@ export function restorePod(input: RestorePodInput): Pod {
         terminationMessagePath: TERMINATION_LOG,
         // A crash before the outcome is written still tells the controller something: the end of the log.
         terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [{ name: 'target', mountPath: RESTORE_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
+        volumeMounts: [{ name: 'target', mountPath: RESTORE_MOUNT }, { name: 'tmp', mountPath: '/tmp' }, repositoryVolumeMount],
       }],
       volumes: [
         { name: 'target', persistentVolumeClaim: { claimName: restore.spec.pvcName } },
         { name: 'tmp', emptyDir: {} },
+        repositoryVolume(creds),
       ],
     },
   };

@@ -25,16 +25,33 @@ export interface ToolPodInput {
 const secretEnv = (name: string, secret: string, key: string, optional = false) =>
   ({ name, valueFrom: { secretKeyRef: { name: secret, key, ...(optional ? { optional: true } : {}) } } });
 
-/** The environment of `kubedr restore|verify`: the S3 keys, the repository password and CA from the Secret `creds`. */
+/** Where such a pod finds the repository password: a file of the Secret, mounted read-only (repositoryVolume). */
+export const PASSWORD_DIR = '/var/run/kubedr/repository';
+
+/**
+ * The environment of `kubedr restore|verify`: the S3 keys and CA from the Secret `creds`, and where the password file
+ * is. The password itself is not in the environment, where every process of the container could read it in
+ * /proc/<pid>/environ and would inherit it; `kubedr` reads the file and hands it to restic in a file of its own.
+ */
 export function repositoryEnv(creds: string) {
   return [
     secretEnv('AWS_ACCESS_KEY_ID', creds, K.accessKey),
     secretEnv('AWS_SECRET_ACCESS_KEY', creds, K.secretKey),
-    secretEnv('RESTIC_PASSWORD', creds, K.repoPassword),
+    { name: 'RESTIC_PASSWORD_FILE', value: `${PASSWORD_DIR}/${K.repoPassword}` },
     secretEnv('KUBEDR_S3_CA_CERT', creds, K.caCert, true),
     { name: 'TMPDIR', value: '/tmp' },
   ];
 }
+
+/**
+ * The Secret's password key alone, as a file readable by the pod's user only: 0400 (the kubelet adds group read for
+ * the fsGroup of a non-root pod, which is the pod's own group).
+ */
+export function repositoryVolume(creds: string) {
+  return { name: 'repository-password', secret: { secretName: creds, items: [{ key: K.repoPassword, path: K.repoPassword }], defaultMode: 0o400 } };
+}
+
+export const repositoryVolumeMount = { name: 'repository-password', mountPath: PASSWORD_DIR, readOnly: true };
 
 /** No privilege, a read-only root filesystem (scratch space is an emptyDir at /tmp), no capability. */
 export const CONTAINER_SECURITY = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } };

@@ -18,7 +18,7 @@ import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { restoreTimeoutSeconds } from './restore-pod.ts';
-import { CONTAINER_SECURITY, type ToolPodInput, podEndDetail, repositoryEnv, toolPodSpec } from './tool-pod.ts';
+import { CONTAINER_SECURITY, type ToolPodInput, podEndDetail, repositoryEnv, repositoryVolume, repositoryVolumeMount, toolPodSpec } from './tool-pod.ts';
 
 const TERMINATION_LOG = '/dev/termination-log';
 const MI = 1024 * 1024;
@@ -69,9 +69,9 @@ function verifyPod(input: Omit<ToolPodInput, 'record'>, shape: VerifyPodShape): 
         securityContext: CONTAINER_SECURITY,
         terminationMessagePath: TERMINATION_LOG,
         terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+        volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, repositoryVolumeMount],
       }],
-      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${shape.scratchMi}Mi` } }],
+      volumes: [{ name: 'tmp', emptyDir: { sizeLimit: `${shape.scratchMi}Mi` } }, repositoryVolume(input.location.spec.credentials)],
     },
   };
 }

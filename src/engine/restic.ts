@@ -1,6 +1,9 @@
 /**
- * @module Runs restic against an S3 repository. Credentials travel in the child's environment, never in argv; a CA
- * bundle goes to a private temporary file that is removed on every path. Cancellation sends SIGINT (restic then
+ * @module Runs restic against an S3 repository. The repository password (and a new one for `key add`) goes to restic
+ * in a file only this user can read, in a private temporary directory removed on every path: an environment variable
+ * would be readable in /proc/<pid>/environ for as long as restic runs and inherited by whatever it starts. The S3 keys
+ * travel in the child's environment (restic reads them nowhere else), never in argv; a CA bundle goes to the same
+ * private directory. Cancellation sends SIGINT (restic then
  * removes its lock) and SIGKILL after a grace period.
  */
 import { rm, writeFile } from 'node:fs/promises';
@@ -44,6 +47,8 @@ export interface RunOptions {
   answerCodes?: number[];
   /** A file restic reads as its standard input (`backup --stdin`). */
   stdinFile?: string;
+  /** The password `key add` / `key passwd` sets: passed as `--new-password-file`, in a private file removed afterwards. */
+  newPassword?: string;
 }
 
 export interface RunResult {
@@ -55,12 +60,25 @@ export interface RunResult {
 
 const KILL_GRACE_MS = 5_000;
 
-/** The environment restic sees: only what it needs, so stray AWS_* or RESTIC_* settings of the controller do not leak in. */
-function childEnv(repo: Repository): Record<string, string> {
+/**
+ * Whether restic can read this password from a file: restic trims white space from what it reads there (0.18, measured:
+ * a repository made with " pw " does not open with a file holding " pw "), so a password that begins or ends with
+ * white space (a newline left by `kubectl create secret --from-file`) must still travel in RESTIC_PASSWORD, or an
+ * existing repository would stop opening.
+ */
+export function passwordFitsFile(password: string): boolean {
+  return password === password.trim();
+}
+
+/**
+ * The environment restic sees: only what it needs, so stray AWS_* or RESTIC_* settings of the controller do not leak
+ * in. The password is not among them unless it cannot go in a file (passwordFitsFile): restic reads `passwordFile`.
+ */
+function childEnv(repo: Repository, passwordFile: string | undefined): Record<string, string> {
   const env: Record<string, string> = {
     AWS_ACCESS_KEY_ID: repo.accessKey,
     AWS_SECRET_ACCESS_KEY: repo.secretKey,
-    RESTIC_PASSWORD: repo.password,
+    ...(passwordFile ? { RESTIC_PASSWORD_FILE: passwordFile } : { RESTIC_PASSWORD: repo.password }),
   };
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
     const v = process.env[k];
@@ -133,8 +151,18 @@ export class Restic {
         await writeFile(caFile, repo.caCert, { mode: 0o600 });
         argv.push('--cacert', caFile);
       }
+      const passwordFile = passwordFitsFile(repo.password) ? join(tmp, 'password') : undefined;
+      if (passwordFile) await writeFile(passwordFile, repo.password, { mode: 0o600 });
       argv.push(...args);
-      return await this.spawn(argv, childEnv(repo), run, args[0] ?? '');
+      if (run.newPassword !== undefined) {
+        // The caller refuses a new password that a file would change (keyRotationProblem): restic would set the
+        // trimmed one, and the Secret's value would never open the repository.
+        if (!passwordFitsFile(run.newPassword)) throw new EngineError('InvalidInput', 'the new repository password begins or ends with white space');
+        const newFile = join(tmp, 'new-password');
+        await writeFile(newFile, run.newPassword, { mode: 0o600 });
+        argv.push('--new-password-file', newFile);
+      }
+      return await this.spawn(argv, childEnv(repo, passwordFile), run, args[0] ?? '');
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

@@ -47,6 +47,17 @@ describe('repositoryFromFlags', () => {
     expect(redact(`error with ${want.secret_key}`)).toBe('error with [REDACTED]');
   });
 
+  test('RESTIC_PASSWORD_FILE (a restore or verification pod\'s mounted Secret key): its content, exactly; unreadable is named', () => {
+    const d = mkdtempSync(join(tmpdir(), 'pwfile-'));
+    writeFileSync(join(d, 'restic_repo_password'), 'from-a-file');
+    const env = { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 's', RESTIC_PASSWORD_FILE: join(d, 'restic_repo_password') };
+    expect(repositoryFromFlags({ url: 'https://s3.example.com', bucket: 'backups' }, env).password).toBe('from-a-file');
+    expect(redact('said from-a-file')).toBe('said [REDACTED]');
+    expect(() => repositoryFromFlags({ url: 'https://s3.example.com', bucket: 'backups' }, { ...env, RESTIC_PASSWORD_FILE: join(d, 'gone') }))
+      .toThrow(`cannot read the repository password from RESTIC_PASSWORD_FILE ${join(d, 'gone')}: ENOENT`);
+    rmSync(d, { recursive: true, force: true });
+  });
+
   test('missing pieces are named', () => {
     expect(() => repositoryFromFlags({ bucket: 'b' }, {})).toThrow('--url is required');
     expect(() => repositoryFromFlags({ url: 'https://s3.example.com', bucket: 'backups' }, { AWS_ACCESS_KEY_ID: 'x' }))

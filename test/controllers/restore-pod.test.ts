@@ -35,7 +35,14 @@ describe('restorePod', () => {
   test('takes credentials only by reference to the location\'s Secret', () => {
     const refs = c.env.filter((e: any) => e.valueFrom).map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
     expect(refs).toEqual([['AWS_ACCESS_KEY_ID', 's3-creds', 'access_key'], ['AWS_SECRET_ACCESS_KEY', 's3-creds', 'secret_key'],
-      ['RESTIC_PASSWORD', 's3-creds', 'restic_repo_password'], ['KUBEDR_S3_CA_CERT', 's3-creds', 'ca.crt']]);
+      ['KUBEDR_S3_CA_CERT', 's3-creds', 'ca.crt']]);
+  });
+  test('the repository password is a read-only file of the Secret\'s key, never in the environment', () => {
+    expect(c.env.find((e: any) => e.name === 'RESTIC_PASSWORD')).toBeUndefined();
+    expect(c.env.find((e: any) => e.name === 'RESTIC_PASSWORD_FILE')?.value).toBe('/var/run/kubedr/repository/restic_repo_password');
+    expect(c.volumeMounts).toContainEqual({ name: 'repository-password', mountPath: '/var/run/kubedr/repository', readOnly: true });
+    expect((pod.spec as any).volumes).toContainEqual({ name: 'repository-password',
+      secret: { secretName: 's3-creds', items: [{ key: 'restic_repo_password', path: 'restic_repo_password' }], defaultMode: 0o400 } });
   });
   test('with spec.at: the record\'s policy to that point, of this cluster and install, with no single snapshot\'s hash to demand', () => {
     const p = restorePod({ restore: { ...restore, spec: { ...restore.spec, at: '2026-12-04T14:03:27Z' } }, record, location, image: 'i',

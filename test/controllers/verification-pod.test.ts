@@ -32,8 +32,10 @@ describe('the verification pod', () => {
 
   test('holds no secret value: the credentials come from the location\'s Secret by reference', () => {
     expect(c.env?.filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.secretKeyRef?.name])).toEqual([
-      ['AWS_ACCESS_KEY_ID', 's3-creds'], ['AWS_SECRET_ACCESS_KEY', 's3-creds'], ['RESTIC_PASSWORD', 's3-creds'], ['KUBEDR_S3_CA_CERT', 's3-creds']]);
-    expect(c.env?.filter((e) => e.value !== undefined).map((e) => e.name)).toEqual(['TMPDIR']);
+      ['AWS_ACCESS_KEY_ID', 's3-creds'], ['AWS_SECRET_ACCESS_KEY', 's3-creds'], ['KUBEDR_S3_CA_CERT', 's3-creds']]);
+    // The password: a file of the Secret's key, mounted read-only; the environment says only where.
+    expect(c.env?.filter((e) => e.value !== undefined).map((e) => e.name)).toEqual(['RESTIC_PASSWORD_FILE', 'TMPDIR']);
+    expect(p.spec?.volumes?.find((v) => v.name === 'repository-password')?.secret?.secretName).toBe('s3-creds');
   });
 
   test('memory and scratch space follow the snapshot\'s size (the throwaway etcd maps it whole)', () => {
@@ -123,7 +125,7 @@ describe('the chain verification pod', () => {
     expect(c.args).toEqual(['verify', '--continuous', '--policy', 'etcd', '--revision', '4242', '--url', 'https://s3.example.com', '--bucket', 'backups',
       '--termination-log', '/dev/termination-log']);
     expect(p.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MetadataBackupPolicy', name: 'etcd', uid: 'p-1' });
-    expect(c.env?.filter((e) => e.value !== undefined).map((e) => e.name)).toEqual(['TMPDIR']);
+    expect(c.env?.filter((e) => e.value !== undefined).map((e) => e.name)).toEqual(['RESTIC_PASSWORD_FILE', 'TMPDIR']);
     expect(p.spec?.activeDeadlineSeconds).toBe(1800);
   });
 

@@ -149,7 +149,7 @@ describe('a restore into a claim bound to a hostPath volume, on a node tainted a
     expect(events(ns, 'r1').map((e) => [e.type, e.reason, e.message])).toContainEqual(['Normal', RESTORE_SUCCEEDED, messages.restoreSucceeded(record.spec.snapshotId)]);
   });
 
-  test('the pod ran on the node from the controller image, non-root, with credentials only as Secret references', () => {
+  test('the pod ran on the node from the controller image, non-root, with credentials only as Secret references (the password as a file)', () => {
     const pod = states[0]!;
     const spec = pod.spec as Record<string, any>;
     expect(states.at(-1)!.spec?.nodeName).toBe(cluster().node);
@@ -162,7 +162,11 @@ describe('a restore into a claim bound to a hostPath volume, on a node tainted a
     expect(spec.volumes).toContainEqual({ name: 'target', persistentVolumeClaim: { claimName: 'claim' } });
     expect(c.args.slice(0, 2)).toEqual(['restore', record.spec.snapshotId]);
     const byName = Object.fromEntries(c.env.map((e: { name: string }) => [e.name, e]));
-    expect(byName.RESTIC_PASSWORD.valueFrom.secretKeyRef).toEqual({ name: 's3-creds', key: 'restic_repo_password' });
+    // The password: a file of the Secret's key (read by uid 65532 through fsGroup), never an environment variable.
+    expect(byName.RESTIC_PASSWORD).toBeUndefined();
+    expect(byName.RESTIC_PASSWORD_FILE.value).toBe('/var/run/kubedr/repository/restic_repo_password');
+    expect(spec.volumes).toContainEqual({ name: 'repository-password',
+      secret: { secretName: 's3-creds', items: [{ key: 'restic_repo_password', path: 'restic_repo_password' }], defaultMode: 0o400 } });
     expect(byName.AWS_SECRET_ACCESS_KEY.valueFrom.secretKeyRef).toEqual({ name: 's3-creds', key: 'secret_key' });
     const podJson = JSON.stringify(states);
     expect(podJson.includes(password) || podJson.includes(s3Keys.secretKey)).toBe(false);

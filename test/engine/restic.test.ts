@@ -30,7 +30,9 @@ beforeAll(async () => {
 out="${dir}/call"
 printf '%s\\n' "$@" > "$out.argv"
 env > "$out.env"
-for a in "$@"; do case "$prev" in --cacert) cp "$a" "$out.ca"; echo "$a" > "$out.capath";; esac; prev="$a"; done
+for a in "$@"; do case "$prev" in --cacert) cp "$a" "$out.ca"; echo "$a" > "$out.capath";; --new-password-file) cp "$a" "$out.newpw"; stat -c %a "$a" > "$out.newpwmode";; esac; prev="$a"; done
+rm -f "$out.pw" "$out.pwmode"
+if [ -n "$RESTIC_PASSWORD_FILE" ]; then cp "$RESTIC_PASSWORD_FILE" "$out.pw"; stat -c %a "$RESTIC_PASSWORD_FILE" > "$out.pwmode"; echo "$RESTIC_PASSWORD_FILE" > "$out.pwpath"; fi
 case "$*" in
   *fail-password*) echo "Fatal: wrong password or no key found" >&2; exit 1;;
   *sleep*) exec sleep 30;;
@@ -50,12 +52,37 @@ afterAll(() => {
 const read = (f: string) => readFileSync(join(dir, f), 'utf8');
 
 describe('Restic.run', () => {
-  test('credentials go through the environment, never argv', async () => {
+  test('the password is in a private file that is gone afterwards, never in argv or the environment', async () => {
+    await new Restic({ binary: fake }).run(repo, ['cat', 'config']);
+    expect(read('call.pw')).toBe(repo.password);
+    expect(read('call.pwmode').trim()).toBe('600');
+    expect(existsSync(read('call.pwpath').trim())).toBe(false);
+    expect(read('call.env')).not.toContain(repo.password);
+    expect(read('call.argv')).not.toContain(repo.password);
+  });
+
+  test('a password restic would trim from a file still opens: it travels in RESTIC_PASSWORD', async () => {
+    await new Restic({ binary: fake }).run({ ...repo, password: 'pw-with-newline\n' }, ['cat', 'config']);
+    expect(existsSync(join(dir, 'call.pw'))).toBe(false);
+    expect(read('call.env')).toContain('RESTIC_PASSWORD=pw-with-newline\n');
+  });
+
+  test('key add: the new password goes in a private --new-password-file, not in argv', async () => {
+    await new Restic({ binary: fake }).run(repo, ['key', 'add'], { newPassword: 'the-new-one' });
+    expect(read('call.newpw')).toBe('the-new-one');
+    expect(read('call.newpwmode').trim()).toBe('600');
+    expect(read('call.argv')).not.toContain('the-new-one');
+    expect(read('call.env')).not.toContain('the-new-one');
+    const err = await new Restic({ binary: fake }).run(repo, ['key', 'add'], { newPassword: ' padded ' }).catch((e) => e);
+    expect(err.kind).toBe('InvalidInput');
+    expect(err.message).not.toContain('padded');
+  });
+
+  test('S3 keys go through the environment, never argv', async () => {
     await new Restic({ binary: fake }).run(repo, ['cat', 'config']);
     const argv = read('call.argv');
     for (const secret of [repo.password, repo.accessKey, repo.secretKey]) expect(argv).not.toContain(secret);
     const env = read('call.env');
-    expect(env).toContain(`RESTIC_PASSWORD=${repo.password}`);
     expect(env).toContain(`AWS_ACCESS_KEY_ID=${repo.accessKey}`);
     expect(env).toContain(`AWS_SECRET_ACCESS_KEY=${repo.secretKey}`);
     expect(argv.split('\n').slice(0, 3)).toEqual(['-r', repo.address, '--no-cache']);

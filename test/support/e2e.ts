@@ -252,6 +252,11 @@ export class ControllerProcess {
     return this.output;
   }
 
+  /** The controller's process id (its restic runs are its children). */
+  get pid(): number {
+    return this.proc.pid;
+  }
+
   logLines(): Record<string, unknown>[] {
     return this.output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
   }

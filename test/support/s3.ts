@@ -19,6 +19,11 @@ export function createS3User(keys: S3Keys): void {
   addS3User(cluster().dir, keys.accessKey.toLowerCase(), keys);
 }
 
+/** Gives the user made by createS3User(`first`) exactly the keys `keys` (S3 key rotation: add the new, then drop the old). */
+export function setS3UserKeys(first: S3Keys, keys: S3Keys[]): void {
+  addS3User(cluster().dir, first.accessKey.toLowerCase(), keys);
+}
+
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
 /** RFC 3986 encoding, as Signature Version 4 wants it. */
