@@ -2,7 +2,7 @@
  * @module What the test node does to the host machine and how `stop` undoes it: the network namespace, the kernel
  * settings the kubelet changes, cgroups, mounts, and the files the kubelet and CNI write outside the node's directory.
  */
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, tryRun } from './procs.ts';
 
@@ -71,22 +71,35 @@ function removeEmptyTree(dir: string): void {
   try { rmdirSync(dir); } catch { /* not empty: someone else's */ }
 }
 
-/** What the kubelet and CNI wrote outside the state directory, for this node's pods only. */
-export function removeHostLeftovers(dir: string, node: string): void {
-  const podsDir = join(dir, 'kubelet/pods');
-  const uids = existsSync(podsDir) ? readdirSync(podsDir) : [];
-  if (existsSync('/var/log/pods')) {
-    for (const d of readdirSync('/var/log/pods')) if (uids.some((u) => d.endsWith(`_${u}`))) rmSync(join('/var/log/pods', d), { recursive: true, force: true });
-  }
-  if (existsSync('/var/log/containers')) {
-    for (const l of readdirSync('/var/log/containers')) {
-      const link = join('/var/log/containers', l);
-      try { statSync(link); } catch { try { readlinkSync(link); unlinkSync(link); } catch { /* not a link */ } }
-    }
-  }
+/**
+ * kubelet 1.20 keeps pod logs under /var/log/pods (and links under /var/log/containers), paths it does not let one
+ * change, and its container garbage collection removes, every minute, each directory there whose pod it does not know
+ * (kuberuntime_gc.go, evictPodLogsDirectories): on a machine running several test nodes, the other nodes' pods. So each
+ * node's containerd (which writes the logs) and kubelet (which reads them for `kubectl logs` and collects them) run in
+ * a mount namespace of their own, in which /var/log is a bind mount of `<dir>/var-log`. /var/log itself, not
+ * /var/log/pods: when one mount namespace removes a directory another has a mount on, the kernel detaches that mount,
+ * and a node stopping removes an empty /var/log/pods. Returns the command prefix that runs a command in it.
+ */
+export function logMountNamespace(dir: string): string[] {
+  const pin = join(dir, 'mntns');
+  const file = join(pin, 'mnt');
+  const varLog = join(dir, 'var-log');
+  for (const d of [pin, join(varLog, 'pods'), join(varLog, 'containers')]) mkdirSync(d, { recursive: true });
+  // A mount namespace is kept alive by a bind mount of its file, which must sit on a mount that does not propagate
+  // (or the namespace would contain itself): the directory becomes a private bind mount of itself (unshare(1)).
+  run('mount', ['--bind', pin, pin]);
+  run('mount', ['--make-private', pin]);
+  writeFileSync(file, '');
+  // slave: mounts made on the host later still appear inside; the kubelet's (volumes, root file systems) stay inside.
+  run('unshare', [`--mount=${file}`, '--propagation', 'slave', 'mount', '--bind', varLog, '/var/log']);
+  return ['nsenter', `--mount=${file}`, '--'];
+}
+
+/** What CNI wrote outside the state directory, for this node's pods only (their logs stayed in the node's directory). */
+export function removeHostLeftovers(node: string): void {
   const cniCache = '/var/lib/cni/results';
   if (existsSync(cniCache)) for (const f of readdirSync(cniCache)) if (f.startsWith(`kdr-${node}-`)) rmSync(join(cniCache, f), { force: true });
-  for (const d of ['/var/log/pods', '/var/log/containers', '/var/lib/cni', '/run/containerd']) removeEmptyTree(d);
+  for (const d of ['/var/lib/cni', '/run/containerd']) removeEmptyTree(d);
 }
 
 /** The node's cgroups (`root` under every hierarchy), deepest first; the kubelet made them and left them empty. */

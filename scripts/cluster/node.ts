@@ -20,8 +20,8 @@ import { join, resolve } from 'node:path';
 import { freePort } from '../../src/util/net.ts';
 import { isAlive } from '../../src/util/process.ts';
 import { NODE_IP, PAUSE_IMAGE, SERVICE_CIDR, SERVICE_IP, apiserverCmd, cniConfig, containerdConfig, etcdCmd } from './components.ts';
-import { cgroupHierarchies, createNetns, insideNetns, removeCgroups, removeHostLeftovers, removeNetnsDir, restoreSysctls, saveSysctls,
-  unmountUnder } from './host.ts';
+import { cgroupHierarchies, createNetns, insideNetns, logMountNamespace, removeCgroups, removeHostLeftovers, removeNetnsDir, restoreSysctls,
+  saveSysctls, unmountUnder } from './host.ts';
 import { ADMIN_TOKEN, kubeconfigYaml, makePki, writeComponentKubeconfigs } from './pki.ts';
 import { type ProcState, killProc, run, startProc, tryRun, waitFor } from './procs.ts';
 import { S3_ACCESS_KEY, S3_PORT, S3_SECRET_KEY, type S3Server, prepareS3, provisionS3, s3ServerFromEnv } from './s3.ts';
@@ -169,7 +169,9 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
   writeFileSync(join(n, 'containerd.toml'), containerdConfig(n));
   // CNI config first, so the runtime reports NetworkReady as soon as it starts.
   writeFileSync(join(n, 'cni/net.d/10-kdr-bridge.conflist'), cniConfig(n, node));
-  const containerd = go('containerd', ['containerd', '--config', join(n, 'containerd.toml')]);
+  // containerd and the kubelet share a mount namespace with a /var/log of this node's own (logMountNamespace).
+  const inLogNs = logMountNamespace(n);
+  const containerd = go('containerd', [...inLogNs, 'containerd', '--config', join(n, 'containerd.toml')]);
   // The S3 server's daemons; preparing them (keys, maps, file systems: about a second) overlaps etcd's start.
   const s3 = prepareS3(env.s3Server, n, pki).map(([name, cmd]) => go(name, cmd)).at(-1)!;
   await waitFor('etcd', etcd, () => etcdReady(env.etcdEndpoint, pki), 60_000);
@@ -199,7 +201,7 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
   // The kubelet wants its cgroup root in every v1 controller; it makes the unified one itself.
   for (const c of cgroupHierarchies().filter((h) => !h.endsWith('/unified'))) mkdirSync(join(c, cgroupRoot), { recursive: true });
   writeFileSync(join(n, 'resolv.conf'), 'nameserver 127.0.0.1\n');
-  const kubelet = go('kubelet', [join(env.bin, 'kubelet'), `--kubeconfig=${kc('kubelet')}`, `--root-dir=${join(n, 'kubelet')}`,
+  const kubelet = go('kubelet', [...inLogNs, join(env.bin, 'kubelet'), `--kubeconfig=${kc('kubelet')}`, `--root-dir=${join(n, 'kubelet')}`,
     `--cert-dir=${join(n, 'kubelet/pki')}`, `--tls-cert-file=${join(pki, 'kubelet-server.crt')}`,
     `--tls-private-key-file=${join(pki, 'kubelet-server.key')}`,
     '--container-runtime=remote', `--container-runtime-endpoint=unix://${env.containerdSocket}`, '--runtime-request-timeout=5m',
@@ -254,7 +256,7 @@ export async function stop(dir = defaultDir()): Promise<void> {
     await killProc(p.etcd);
     unmountUnder(dir);
     removeCgroups(`kdr-${env.node}`);
-    removeHostLeftovers(dir, env.node);
+    removeHostLeftovers(env.node);
     tryRun('ip', ['netns', 'del', env.netns]);
     restoreSysctls();
   }

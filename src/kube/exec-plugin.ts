@@ -14,6 +14,7 @@
  * request instead of being killed and started again forever.
  */
 import { X509Certificate } from 'node:crypto';
+import { plainText } from '../util/text.ts';
 import { CredentialError } from './errors.ts';
 
 export interface ExecConfig {
@@ -159,7 +160,8 @@ async function runPlugin(exec: ExecConfig, opts: ExecOptions): Promise<ExecStatu
   }
   if (killed || !result) throw new CredentialError(`${plugin} gave no credential within ${opts.timeoutMs / 1000} s and was stopped`);
   const [out, errText, code] = result;
-  if (code !== 0) throw new CredentialError(`${plugin} exited with ${code}: ${errText.trim()}`);
+  // A plugin is often a Go program: a crash of it is told by its cause, not its stack (plainText).
+  if (code !== 0) throw new CredentialError(`${plugin} exited with ${code}: ${plainText(errText).trim()}`);
   let status: ExecStatus | undefined;
   try {
     status = (JSON.parse(out) as { status?: ExecStatus }).status;

@@ -83,6 +83,16 @@ describe('errorDetail', () => {
   test('without Fatal: lines, keeps the last three lines', () => {
     expect(errorDetail('a\nb\nc\nd\n')).toBe('b; c; d');
   });
+  test('a restic that crashed is told by its panic, without the stack under it', () => {
+    const stderr = 'repository 2f5a4c1e opened (version 2, compression level auto)\n' +
+      'panic: runtime error: index out of range [3] with length 3\n\n' +
+      'goroutine 1 gp=0xc000002380 m=0 mp=0x18134c0 [running]:\n' +
+      'github.com/restic/restic/internal/restic.(*Snapshot).HasTags(...)\n\tgithub.com/restic/restic/internal/restic/snapshot.go:230\n' +
+      'main.runSnapshots({0x1275e88, 0xc00012c0a0}, 0xc00013e1a0, {0xc000180000, 0x0, 0x0})\n' +
+      '\tgithub.com/restic/restic/cmd/restic/cmd_snapshots.go:92 +0x6a5\nmain.main()\n\tgithub.com/restic/restic/cmd/restic/main.go:179 +0x45\n';
+    expect(classifyResticError(stderr)).toEqual({ kind: 'Failed',
+      message: 'repository 2f5a4c1e opened (version 2, compression level auto); panic: runtime error: index out of range [3] with length 3' });
+  });
 });
 
 test('isAlreadyInitialized recognises restic init on an existing repository', () => {
