@@ -1,11 +1,14 @@
 #!/usr/bin/env bun
 /** @module The `kubedr` binary: dispatches subcommands. */
 import { runBackup } from './cli/backup.ts';
+import { runBrowse } from './cli/browse.ts';
 import { runController } from './cli/controller.ts';
+import { runDiff } from './cli/diff.ts';
 import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { forProgram, programName } from './cli/program.ts';
 import { runRestore } from './cli/restore.ts';
+import { runRestoreObjects } from './cli/restore-objects.ts';
 import { runRotateKey } from './cli/rotate-key.ts';
 import { runSnapshots } from './cli/snapshots.ts';
 import { runStatus } from './cli/status.ts';
@@ -34,6 +37,11 @@ Disaster recovery (no cluster needed):
   verify         prove a backup restores: read back, restored into a throwaway etcd, checked
   rotate-key     add a new repository password as a key; --remove-old removes the old one
 
+Bring back one thing (a backup served read-only for kubectl, compared, and chosen objects re-created):
+  browse         serve a backup as a read-only Kubernetes API on 127.0.0.1 and print a kubeconfig for it
+  diff           objects deleted, added and changed between a backup and the live cluster
+  restore-objects  re-create a backup's namespace, named objects or CRD with its objects in the live cluster
+
 Run 'kubedr <command> --help' for a command's flags.
 `;
 
@@ -47,6 +55,9 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   'etcd-restore': runEtcdRestore,
   verify: runVerify,
   'rotate-key': runRotateKey,
+  browse: runBrowse,
+  diff: runDiff,
+  'restore-objects': runRestoreObjects,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,108 @@
+/**
+ * @module `kubedr browse`: a backup served as a read-only Kubernetes API on loopback, for kubectl and any tool that reads
+ * a kubeconfig (engine/browse/). Runs until Ctrl-C, SIGTERM, `kubedr browse --stop` or its time limit, then stops its
+ * kube-apiserver and etcd and removes everything it restored: the backup holds every Secret of the cluster.
+ * `--detach` leaves it running in the background and returns once it answers.
+ */
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EngineError } from '../engine/errors.ts';
+import { stopSession } from '../engine/browse/session.ts';
+import { type FlagSpec, helpText, parseFlags } from '../util/flags.ts';
+import { namesSource, runningKubeconfig, sessionDir, sourceFlags, startFromFlags } from './browse-source.ts';
+import { exitCodesHelp } from './exit-codes.ts';
+import { forProgram, programName } from './program.ts';
+import { cancelOnSignals } from './restore.ts';
+
+const flags = {
+  ...sourceFlags,
+  'time-limit': { type: 'duration', default: '1h', help: 'stop serving after this long' },
+  detach: { type: 'boolean', default: false, help: 'run in the background; return once the API answers (stop it with --stop)' },
+  stop: { type: 'boolean', default: false, help: 'stop the running browse of this --name and remove its files' },
+  kubeconfig: { type: 'boolean', default: false, help: 'print the kubeconfig path of the running browse of this --name, and nothing else' },
+} satisfies Record<string, FlagSpec>;
+
+export const browseHelp = helpText(
+  'kubedr browse --from ID|latest --url URL --bucket BUCKET [--credentials FILE] [flags]\n' +
+  '       kubedr browse --at TIME|latest --policy NAME --url URL --bucket BUCKET [flags]   (a continuous policy)\n' +
+  '       kubedr browse --snapshot FILE [flags]\n' +
+  '       kubedr browse --stop [--name NAME]',
+  'Serves a backup as a read-only Kubernetes API: the backup\'s etcd in a throwaway etcd, and a kube-apiserver (of the\n' +
+  'cluster\'s version, --kube-apiserver) on it, on 127.0.0.1. Prints a kubeconfig for it: kubectl get, describe and -o yaml\n' +
+  'show the objects as the cluster\'s API server showed them at backup time, custom resources and Secrets included (Secrets\n' +
+  'encrypted at rest need the backup\'s EncryptionConfiguration; KMS providers cannot be read). Nothing can be changed\n' +
+  'through it, and no controller or webhook runs against it. The kubeconfig reads every Secret of the backup: keep it to\n' +
+  'yourself; it stops working when the browse stops. kubedr diff and kubedr restore-objects use a running browse.', flags) + `\n${exitCodesHelp}`;
+
+export async function runBrowse(argv: string[]): Promise<number> {
+  const parsed = parseFlags(flags, argv);
+  const f = parsed.flags;
+  if (parsed.help) {
+    process.stdout.write(forProgram(browseHelp));
+    return 0;
+  }
+  const dir = sessionDir(f);
+  if (f.stop) {
+    const stopped = await stopSession(dir);
+    process.stderr.write(stopped ? `kubedr browse: stopped "${f.name}"; its files are removed\n` : `kubedr browse: no browse named "${f.name}" was running\n`);
+    return 0;
+  }
+  if (f.kubeconfig) {
+    process.stdout.write(`${runningKubeconfig(f)}\n`);
+    return 0;
+  }
+  if (!namesSource(f)) throw new EngineError('InvalidInput', 'name what to serve: --from ID|latest, --at TIME, or --snapshot FILE');
+  if (f.detach) return detach(argv.filter((a) => a !== '--detach'), dir, f.name);
+
+  const stop = cancelOnSignals('browse');
+  const started = performance.now();
+  const session = await startFromFlags(f, stop.signal, (s) => process.stderr.write(`kubedr browse: ${s}\n`)).catch((err) => {
+    stop.dispose();
+    throw err;
+  });
+  try {
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    process.stderr.write(`kubedr browse: serving at ${session.url} (ready in ${secs} s); until ${new Date(Date.now() + f['time-limit']).toISOString()} ` +
+      `or ${programName()} browse --stop${f.name === 'default' ? '' : ` --name ${f.name}`}\n`);
+    process.stdout.write(`${session.kubeconfig}\n`);
+    process.stderr.write(`  kubectl --kubeconfig ${session.kubeconfig} get namespaces\n`);
+    await Promise.race([
+      new Promise((ok) => stop.signal.addEventListener('abort', ok, { once: true })),
+      Bun.sleep(f['time-limit']),
+    ]);
+    return 0;
+  } finally {
+    await session.stop();
+    stop.dispose();
+    process.stderr.write('kubedr browse: stopped; its files are removed\n');
+  }
+}
+
+/** This command again, in the background, its output in a log beside the session; returns once it serves. */
+async function detach(argv: string[], dir: string, name: string): Promise<number> {
+  const log = `${dir}.log`;
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  rmSync(log, { force: true });
+  // A compiled binary is its own script; under `bun src/main.ts` the script comes first.
+  const script = process.argv[1];
+  const self = script && !script.startsWith('/$bunfs') && existsSync(script) ? [process.execPath, script] : [process.execPath];
+  const fd = openSync(log, 'w', 0o600);
+  const child = Bun.spawn([...self, 'browse', ...argv], { stdin: 'ignore', stdout: fd, stderr: fd, detached: true });
+  child.unref();
+  for (;;) {
+    if (child.exitCode !== null) {
+      const text = readFileSync(log, 'utf8').trim();
+      rmSync(log, { force: true });
+      process.stderr.write(`${text}\n`);
+      return child.exitCode;
+    }
+    try {
+      const kubeconfig = runningKubeconfig({ name, dir });
+      process.stderr.write(`${readFileSync(log, 'utf8')}`);
+      process.stdout.write(`${kubeconfig}\n`);
+      return 0;
+    } catch {
+      await Bun.sleep(200);
+    }
+  }
+}
