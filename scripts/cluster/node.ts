@@ -348,13 +348,13 @@ export const extraEtcdDataDir = (env: TestEnv, name: string): string => join(env
 
 /**
  * Starts another kube-apiserver (same PKI and admin token) on the etcd at `etcdEndpoint`, e.g. an extra etcd; returns
- * a kubeconfig for it. Stopped with the cluster, or by stopExtra.
+ * a kubeconfig for it. Stopped with the cluster, or by stopExtra. `flags` are added (e.g. an encryption config).
  */
-export async function startExtraApiserver(env: TestEnv, name: string, etcdEndpoint: string): Promise<string> {
+export async function startExtraApiserver(env: TestEnv, name: string, etcdEndpoint: string, flags: string[] = []): Promise<string> {
   env.extra ??= {};
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
-  const p = startProc(env.dir, name, apiserverCmd(env, etcdEndpoint, port, join(env.dir, `${name}-certs`)));
+  const p = startProc(env.dir, name, [...apiserverCmd(env, etcdEndpoint, port, join(env.dir, `${name}-certs`)), ...flags]);
   env.extra[name] = { ...p, endpoint: url };
   saveState(env);
   await waitFor(name, p, () => apiserverReady(url, env.pki), 90_000);
