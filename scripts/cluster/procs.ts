@@ -24,16 +24,12 @@ export function startProc(dir: string, name: string, cmd: string[]): ProcState {
 }
 
 /**
- * True once `pid` has exited: gone, or a zombie not reaped yet. The node's daemons outlive the process that started
- * them, so init is their parent, and it reaps only every 2 s or so: waiting for the pid to vanish cost 2 s a process.
+ * True once `pid` has exited: gone, or a zombie not reaped yet (isAlive counts those as dead). The node's daemons
+ * outlive the process that started them, so init is their parent, and it reaps only every 2 s or so: waiting for the
+ * pid to vanish cost 2 s a process.
  */
 export function exited(pid: number): boolean {
-  if (!isAlive(pid)) return true;
-  try {
-    return /^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
+  return !isAlive(pid);
 }
 
 /** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process has exited. */

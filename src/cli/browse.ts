@@ -75,6 +75,8 @@ export async function runBrowse(argv: string[]): Promise<number> {
     await session.stop();
     stop.dispose();
     process.stderr.write('kubedr browse: stopped; its files are removed\n');
+    // A detached browse's output; the file goes, the open descriptor stays writable until this process ends.
+    rmSync(`${dir}.log`, { force: true });
   }
 }
 

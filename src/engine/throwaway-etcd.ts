@@ -12,6 +12,7 @@ import { findRestoreTool, restoreEtcdDataDir } from './etcd-restore.ts';
 
 export interface ThrowawayEtcd {
   endpoint: string;
+  pid: number;
   stop: () => Promise<void>;
 }
 
@@ -71,7 +72,7 @@ async function startEtcd(binary: string, name: string, dataDir: string, peerUrl:
       const log = plainText(await Bun.file(logFile).text()).trim().split('\n').slice(-2).join('; ');
       throw new EngineError('Failed', `the restored etcd did not start (exit code ${proc.exitCode}): ${log}`);
     }
-    if (await etcdctl(endpoint, ['endpoint', 'health'], signal).then(() => true, () => false)) return { endpoint, stop };
+    if (await etcdctl(endpoint, ['endpoint', 'health'], signal).then(() => true, () => false)) return { endpoint, pid: proc.pid, stop };
     if (performance.now() > deadline || signal?.aborted) {
       await stop();
       throw new EngineError(signal?.aborted ? 'Cancelled' : 'Failed', 'the restored etcd did not become healthy within 30 s');

@@ -5,7 +5,7 @@
  * restore-objects`, compared field by field with the objects as they were.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { tmpdir } from 'node:os';
@@ -250,6 +250,7 @@ describe('after damage: a namespace and a CRD deleted, a Secret overwritten', ()
     const stopped = await kubedr(['browse', '--stop', ...session]);
     expect(stopped.stderr).toContain('stopped');
     expect(existsSync(browseKubeconfig)).toBe(false);
+    expect(readdirSync(join(browseKubeconfig, '../..')).filter((f) => f.includes(`e2e-${suffix}`))).toEqual([]);
     const gone = await kubedr(['diff', ...session]);
     expect(gone.code).toBe(EXIT.notFound);
     expect(gone.stderr).toContain(`no browse named "e2e-${suffix}" is running`);
@@ -299,6 +300,12 @@ describe('Secrets encrypted at rest (aescbc)', () => {
     expect(r.stderr).toContain(`Secrets decrypted with ${config}`);
     const got = kubectl(['--kubeconfig', r.stdout.trim(), 'get', 'secret', 'db', '-n', 'default', '-o', 'jsonpath={.data.password}']);
     expect(got.stdout).toBe(btoa('kept-secret'));
-    await kubedr(['browse', '--stop', ...name]);
+    // The owner killed outright (kill -9): the next --stop still ends its etcd and API server and removes its files.
+    const dir = join(r.stdout.trim(), '..');
+    const children = readFileSync(join(dir, 'children.pid'), 'utf8').trim().split('\n').map(Number);
+    process.kill(Number(readFileSync(join(dir, 'owner.pid'), 'utf8')), 'SIGKILL');
+    expect((await kubedr(['browse', '--stop', ...name])).stderr).toContain('was running');
+    await eventually(() => expect(children.filter((p) => existsSync(`/proc/${p}`) && !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z '))).toEqual([]), 15_000);
+    expect(existsSync(dir)).toBe(false);
   }, 120_000);
 });

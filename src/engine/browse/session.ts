@@ -38,6 +38,8 @@ export interface BrowseSession {
 
 export const KUBECONFIG_FILE = 'kubeconfig';
 const PID_FILE = 'owner.pid';
+/** The etcd and kube-apiserver the owner started: killed by the next --stop if the owner itself was killed. */
+const CHILDREN_FILE = 'children.pid';
 
 export async function startSession(req: BrowseRequest): Promise<BrowseSession> {
   if (existsSync(join(req.dir, PID_FILE)) && isAlive(Number(readFileSync(join(req.dir, PID_FILE), 'utf8')))) {
@@ -55,12 +57,14 @@ export async function startSession(req: BrowseRequest): Promise<BrowseSession> {
     const etcd = await startThrowawayEtcd({ snapshotFile: req.snapshotFile, work: join(req.dir, 'etcd'), name: 'kubedr-browse', etcd: req.etcd,
       sha256: req.sha256, signal: req.signal });
     stops.push(etcd.stop);
+    writeFileSync(join(req.dir, CHILDREN_FILE), `${etcd.pid}\n`);
     const storage = await secretStorage(etcd.endpoint, req.etcdPrefix, req.signal);
     const encryptionConfig = chooseEncryptionConfig(storage, req.encryptionConfig, req.restoredDir);
     req.onStep?.(`starting kube-apiserver on it${encryptionConfig ? `, Secrets decrypted with ${encryptionConfig}` : ''}`);
     const api = await startBrowseApiserver({ binary: req.kubeApiserver, etcdEndpoint: etcd.endpoint, work: req.dir, encryptionConfig,
       etcdPrefix: req.etcdPrefix, signal: req.signal });
     stops.push(api.stop);
+    writeFileSync(join(req.dir, CHILDREN_FILE), `${etcd.pid}\n${api.pid}\n`);
     const kubeconfig = join(req.dir, KUBECONFIG_FILE);
     writeFileSync(kubeconfig, browseKubeconfig(api, `kubedr-browse-${req.name}`), { mode: 0o600 });
     writeFileSync(join(req.dir, PID_FILE), String(process.pid));
@@ -81,20 +85,41 @@ export function sessionKubeconfig(dir: string, name: string): string {
   return kubeconfig;
 }
 
-/** Asks the owner of a browse to stop (SIGTERM) and waits until it has; false when none was running. */
+/**
+ * Asks the owner of a browse to stop (SIGTERM) and waits until it has; false when none was running. Whatever a killed
+ * owner left (its etcd and API server, its files: the backup's Secrets among them) goes too.
+ */
 export async function stopSession(dir: string, timeoutMs = 30_000): Promise<boolean> {
   const pid = readPid(dir);
-  if (!pid || !isAlive(pid)) {
-    rmSync(dir, { recursive: true, force: true });
-    return false;
+  const running = pid !== undefined && isAlive(pid);
+  if (running) {
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + timeoutMs;
+    while (isAlive(pid)) {
+      if (Date.now() > deadline) throw new EngineError('Timeout', `the browse's process ${pid} did not stop within ${timeoutMs / 1000} s`);
+      await Bun.sleep(100);
+    }
   }
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + timeoutMs;
-  while (isAlive(pid)) {
-    if (Date.now() > deadline) throw new EngineError('Timeout', `the browse's process ${pid} did not stop within ${timeoutMs / 1000} s`);
-    await Bun.sleep(100);
+  killOrphans(dir);
+  for (const p of [dir, `${dir}.log`, `${dir}.backup`]) rmSync(p, { recursive: true, force: true });
+  return running;
+}
+
+/** Kills the processes a killed owner left, those whose command line still names the browse's directory (not a reused pid). */
+function killOrphans(dir: string): void {
+  let pids: number[];
+  try {
+    pids = readFileSync(join(dir, CHILDREN_FILE), 'utf8').split('\n').map(Number).filter((p) => Number.isSafeInteger(p) && p > 0);
+  } catch {
+    return;
   }
-  return true;
+  for (const p of pids) {
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir)) process.kill(p, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
 }
 
 function readPid(dir: string): number | undefined {
