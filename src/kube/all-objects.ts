@@ -7,7 +7,7 @@
 import type { ResourceRef } from '../api/group.ts';
 import type { KubeObject } from '../api/types.ts';
 import type { KubeClient } from './client.ts';
-import { isNotFound } from './errors.ts';
+import { isNotFound, isNotServed } from './errors.ts';
 
 export interface ApiResource {
   ref: ResourceRef;
@@ -34,7 +34,7 @@ export async function discover(client: KubeClient): Promise<ApiResource[]> {
   for (const g of groups.groups) versions.push({ group: g.name, version: g.preferredVersion.version, path: `/apis/${g.name}/${g.preferredVersion.version}` });
   const lists = await Promise.all(versions.map(async (v) => ({ v, list: await client.request<DiscoveryList>('GET', v.path).catch((err) => {
     // A group whose backing service is gone (an aggregated API) is skipped, as kubectl does.
-    if (isNotFound(err) || (err as { status?: number }).status === 503) return { resources: [] };
+    if (isNotFound(err) || isNotServed(err) || (err as { status?: number }).status === 503) return { resources: [] };
     throw err;
   }) })));
   const found: ApiResource[] = [];
@@ -61,7 +61,8 @@ export function resolveKind(resources: ApiResource[], typed: string): ApiResourc
 export async function listObjects(client: KubeClient, resources: ApiResource[], namespace?: string): Promise<KubeObject[]> {
   const lists = await Promise.all(resources.filter((r) => !namespace || r.namespaced)
     .map((r) => client.list<KubeObject>(r.ref, namespace).then((l) => l.items, (err) => {
-      if (isNotFound(err)) return [];
+      // A kind gone since discovery (its CRD deleted): none of it.
+      if (isNotFound(err) || isNotServed(err)) return [];
       throw err;
     })));
   return lists.flat();

@@ -260,12 +260,15 @@ export class KubeClient {
 function apiError(status: number, raw: string, method: string, path: string): ApiError {
   let reason = 'Error';
   let message = raw.slice(0, 500);
+  let objectNamed = false;
   try {
-    const st = JSON.parse(raw) as { reason?: string; message?: string };
+    const st = JSON.parse(raw) as { reason?: string; message?: string; details?: { name?: string } };
     reason = st.reason ?? reason;
     message = st.message ?? message;
+    objectNamed = Boolean(st.details?.name);
   } catch {
     // Not a Status object; keep the raw text.
   }
-  return new ApiError(status, reason, message, method, path);
+  // An object not found is named in the Status's details; a resource not served is not (details: {}).
+  return new ApiError(status, reason, message, method, path, status === 404 && !objectNamed);
 }

@@ -8,6 +8,12 @@ export class ApiError extends Error {
     readonly detail: string,
     readonly method: string,
     readonly path: string,
+    /**
+     * A 404 for the kind, not the object: the API server does not serve this resource (yet). A kube-apiserver that
+     * has just started answers so for every custom resource until it has loaded the CRDs; that says nothing of
+     * whether the object exists, so it is not isNotFound but worth asking again.
+     */
+    readonly notServed = false,
   ) {
     super(`${method} ${path}: ${status} ${reason}: ${detail}`);
     this.name = 'ApiError';
@@ -35,7 +41,10 @@ export class CredentialError extends Error {
 
 const hasStatus = (err: unknown, status: number): boolean => err instanceof ApiError && err.status === status;
 
-export const isNotFound = (err: unknown): boolean => hasStatus(err, 404);
+/** 404 for the object itself: it does not exist (not a resource the server does not serve at the moment). */
+export const isNotFound = (err: unknown): boolean => hasStatus(err, 404) && !(err as ApiError).notServed;
+/** 404 for the kind: this API server does not serve the resource (a CRD not installed, or not loaded yet). */
+export const isNotServed = (err: unknown): boolean => err instanceof ApiError && err.notServed;
 export const isConflict = (err: unknown): boolean => hasStatus(err, 409);
 /** 410 Gone: a watch's resourceVersion is too old; relist. */
 export const isGone = (err: unknown): boolean => hasStatus(err, 410);
@@ -47,7 +56,7 @@ export const isGone = (err: unknown): boolean => hasStatus(err, 410);
 export const isRefused = (err: unknown): err is ApiError => err instanceof ApiError && [400, 403, 422].includes(err.status);
 /** Worth asking again after a while: the API server was unreachable, overloaded (429) or failed (5xx). */
 export const isTransient = (err: unknown): boolean =>
-  err instanceof ConnectionError || (err instanceof ApiError && (err.status >= 500 || err.status === 429));
+  err instanceof ConnectionError || (err instanceof ApiError && (err.status >= 500 || err.status === 429 || err.notServed));
 /** For `.catch()`: an object that is not there is `undefined`; any other error is thrown on (controller-runtime's IgnoreNotFound). */
 export function ignoreNotFound(err: unknown): undefined {
   if (isNotFound(err)) return undefined;

@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeClient } from '../../src/kube/client.ts';
-import { ConnectionError, CredentialError } from '../../src/kube/errors.ts';
+import { ConnectionError, CredentialError, ignoreNotFound, isNotFound, isNotServed, isTransient } from '../../src/kube/errors.ts';
 
 const NAMESPACE = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces' };
 let dir: string;
@@ -41,4 +41,26 @@ test('a hung credential plugin is reported as the plugin\'s fault within the tim
   expect(performance.now() - t0).toBeLessThan(2_000);
   expect(err).toBeInstanceOf(CredentialError);
   expect(err.message).toStartWith(`the kubeconfig's credential plugin ${plugin} gave no credential within`);
+});
+
+test('a 404 naming the object means it is gone; a 404 for the kind (a just-started API server without its CRDs yet) is asked again', async () => {
+  // An http server answering as kube-apiserver does in each case.
+  const server = Bun.serve({
+    port: 0, hostname: '127.0.0.1',
+    fetch: (req) => Response.json(new URL(req.url).pathname.endsWith('/gone')
+      ? { kind: 'Status', status: 'Failure', reason: 'NotFound', message: 'namespaces "gone" not found', details: { name: 'gone', kind: 'namespaces' }, code: 404 }
+      : { kind: 'Status', status: 'Failure', reason: 'NotFound', message: 'the server could not find the requested resource', details: {}, code: 404 },
+    { status: 404 }),
+  });
+  try {
+    const client = KubeClient.load({ kubeconfig: kubeconfig('plain', `{ server: "http://127.0.0.1:${server.port}" }`, '{ token: t }'), fieldManager: 't' });
+    const gone = await client.get(NAMESPACE, '', 'gone').catch((e) => e);
+    expect([isNotFound(gone), isNotServed(gone), isTransient(gone)]).toEqual([true, false, false]);
+    const notServed = await client.get({ group: 'kubedr.catalogicsoftware.com', version: 'v1alpha1', kind: 'X', plural: 'xs' }, 'ns', 'a').catch((e) => e);
+    expect([isNotFound(notServed), isNotServed(notServed), isTransient(notServed)]).toEqual([false, true, true]);
+    expect(ignoreNotFound(gone)).toBeUndefined();
+    expect(() => ignoreNotFound(notServed)).toThrow('the server could not find the requested resource');
+  } finally {
+    server.stop(true);
+  }
 });
