@@ -121,7 +121,7 @@ export class BackupPolicyReconciler implements Reconciler {
         const { client, locations, secrets, restic, metrics } = this.deps;
         this.runner.resolve(key, (s) => resolveUnfinished({
           client, locations, secrets, restic, metrics, log: this.deps.log, outcomes: this.outcomes, sync: this.runner.hooks.sync,
-          maxWaitMs: this.deps.stallTimeoutMs ?? 5 * 60_000,
+          maxWaitMs: this.deps.stallTimeoutMs ?? 5 * 60_000, counted: this.runner.takeUnreported(key),
         }, live, s));
         return;
       }

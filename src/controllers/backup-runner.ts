@@ -122,6 +122,17 @@ export class BackupRunner {
     this.slots = new Semaphore(deps.maxConcurrent);
   }
 
+  /**
+   * Policies whose backup in this process ended without its outcome written (the record or the failure refused by the
+   * API): their `Running` is resolved like another process's, but the attempt is counted already.
+   */
+  private readonly unreported = new Set<string>();
+
+  /** Whether the policy's unresolved `Running` is this process's own, counted attempt; asking forgets it. */
+  takeUnreported(key: string): boolean {
+    return this.unreported.delete(key);
+  }
+
   /** Whether the policy has a backup or a resolution in flight (another must not start). */
   has(key: string): boolean {
     return this.running.has(key);
@@ -268,6 +279,7 @@ export class BackupRunner {
       if (err instanceof RecordNotWritten) {
         // The snapshot is stored: a sync makes its record once the API takes it. Never report such a backup failed.
         log.warn('backup stored, record not written; a repository sync will make it', { snapshotId: err.snapshotId, err: err.cause });
+        this.unreported.add(key);
         this.hooks.sync?.request();
         return;
       }
@@ -277,7 +289,10 @@ export class BackupRunner {
       this.deps.metrics.backupDuration.observe({ policyName: name }, durationSecs);
       if (this.deps.policies.get(key)) {
         await outcomes.reportFailure(policy, message, 'BackupFailed', { totalDurationSecs: seconds(durationSecs) }, signal)
-          .catch((e) => log.warn('could not report the failure; the next controller reports it interrupted', { err: e }));
+          .catch((e) => {
+            this.unreported.add(key);
+            log.warn('could not report the failure; the next controller reports it interrupted', { err: e });
+          });
       }
       log.warn('backup failed', { error: message });
       // Keys revoked or changed on the S3 side leave the location looking Ready: have it checked again now, so it

@@ -49,7 +49,7 @@ export function newRecord(r: RecordInput): MetadataBackupRecord {
 
 /** A request no retry can fix: the object is invalid, forbidden, its namespace is gone, or this replica lost the lease. */
 export const isPermanent = (err: unknown): boolean => err instanceof FencedError ||
-  err instanceof ApiError && err.status >= 400 && err.status < 500 && ![408, 409, 429].includes(err.status);
+  err instanceof ApiError && err.status >= 400 && err.status < 500 && ![408, 409, 429].includes(err.status) && !err.notServed;
 
 /**
  * Creates the record (an existing one, from a retried write or a sync that got there first, is fine) and writes its

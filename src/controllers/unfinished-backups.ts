@@ -3,7 +3,8 @@
  * that came back with a restored etcd): its policy reads `Running` while nothing runs. Once that backup can no longer
  * store a snapshot (other-writers.ts), its location is synced, and the backup is reported Completed if the repository
  * holds a snapshot of the policy newer than its last success (its record was just adopted), or interrupted if it holds
- * none. Counted once either way, so kubedr_num_backups stays successes + failures.
+ * none. Counted once either way, so kubedr_num_backups stays successes + failures (a backup of this process whose outcome
+ * could not be written, its record refused for a while, is resolved the same way and was counted when it started).
  */
 import { BACKUP_RECORD, POLICY_LABEL } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
@@ -29,6 +30,8 @@ export interface UnfinishedDeps {
   sync?: Pick<RepositorySync, 'syncLocation'>;
   /** Longest wait for the unfinished backup's restic to stop (its upload's stall timeout). */
   maxWaitMs: number;
+  /** The backup was this process's own and counted when it started (its outcome could not be written then). */
+  counted?: boolean;
 }
 
 /** The newest record of `policy` made after `sinceMs`, if any. */
@@ -48,7 +51,7 @@ export function interruptedMessage(unknown: string): string {
 export async function resolveUnfinished(deps: UnfinishedDeps, policy: MetadataBackupPolicy, signal: AbortSignal): Promise<void> {
   const name = policy.metadata.name;
   const ns = policy.metadata.namespace ?? '';
-  deps.metrics.numBackups.inc({ policyName: name });
+  if (!deps.counted) deps.metrics.numBackups.inc({ policyName: name });
   const since = Date.parse(policy.status?.lastSuccessfulBackupTime ?? '') || 0;
   let found: MetadataBackupRecord | undefined;
   let unknown = '';

@@ -5,19 +5,20 @@ import { BackupOutcomes } from '../../src/controllers/backup-outcome.ts';
 import { BackupRunner, type RunnerDeps } from '../../src/controllers/backup-runner.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
+import { ApiError } from '../../src/kube/errors.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { fakeInformer } from '../support/fakes.ts';
 
-function runner() {
+function runner(opts: { client?: KubeClient; policies?: MetadataBackupPolicy[] } = {}) {
   const log = createLogger({ level: 'error' });
   const metrics = createMetrics();
-  const client = {} as KubeClient;
+  const client = opts.client ?? ({} as KubeClient);
   const recorder = { event: async () => undefined };
   const deps: RunnerDeps = {
-    client, policies: fakeInformer<MetadataBackupPolicy>([]), secrets: fakeInformer([]), locations: fakeInformer([]), records: fakeInformer([]),
+    client, policies: fakeInformer<MetadataBackupPolicy>(opts.policies ?? []), secrets: fakeInformer([]), locations: fakeInformer([]), records: fakeInformer([]),
     recorder, metrics, restic: {} as Restic, log, outcomes: new BackupOutcomes({ client, recorder, metrics, log }),
-    host: 'h', origin: { clusterId: 'c', clusterName: 'c', namespace: 'ns' }, maxConcurrent: 1,
+    host: 'h', origin: { clusterId: 'c', clusterName: 'c', namespace: 'ns' }, maxConcurrent: 1, locationWaitMs: 0,
   };
   const enqueued: string[] = [];
   return { enqueued, r: new BackupRunner(deps, { enqueue: (k) => enqueued.push(k) }) };
@@ -81,4 +82,14 @@ test('a backup holds its policy while it runs and enqueues it at its end, unless
   r.start('ns/q', 'OnDemand', stopping.signal, Date.now());
   await r.drain(1_000);
   expect(enqueued).toEqual(['ns/p']);
+});
+
+test('a backup whose failure the API refused to record is this process\'s to resolve, counted already (asked once)', async () => {
+  const policy: MetadataBackupPolicy = { metadata: { name: 'p', namespace: 'ns' }, spec: { destination: 'gone', schedule: '0 0 1 1 *' } };
+  const client = { patchStatus: async () => { throw new ApiError(403, 'Forbidden', 'refused', 'PATCH', '/x'); } } as unknown as KubeClient;
+  const { r } = runner({ client, policies: [policy] });
+  r.start('ns/p', 'OnDemand', new AbortController().signal, Date.now());
+  await r.drain(5_000);
+  expect(r.takeUnreported('ns/p')).toBe(true);
+  expect(r.takeUnreported('ns/p')).toBe(false);
 });

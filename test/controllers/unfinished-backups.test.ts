@@ -33,7 +33,7 @@ const policy: MetadataBackupPolicy = {
   status: { backupStatus: 'Running', lastSuccessfulBackupTime: '2026-12-04T10:00:00Z' },
 };
 
-function resolution(apiRecords: MetadataBackupRecord[], withSync: boolean) {
+function resolution(apiRecords: MetadataBackupRecord[], withSync: boolean, counted = false) {
   const patches: Record<string, unknown>[] = [];
   const events: string[] = [];
   const asked: { synced: string[]; listed: string[] } = { synced: [], listed: [] };
@@ -48,7 +48,7 @@ function resolution(apiRecords: MetadataBackupRecord[], withSync: boolean) {
   const metrics = createMetrics();
   const log = createLogger({ level: 'error' });
   const deps: UnfinishedDeps = {
-    client, locations: fakeInformer([]), secrets: fakeInformer([]), restic: {} as Restic, metrics, log, maxWaitMs: 0,
+    client, locations: fakeInformer([]), secrets: fakeInformer([]), restic: {} as Restic, metrics, log, maxWaitMs: 0, counted,
     outcomes: new BackupOutcomes({ client, recorder, metrics, log }),
     sync: withSync ? { syncLocation: async (ns, name) => { asked.synced.push(`${ns}/${name}`); return { adopted: [] }; } } : undefined,
   };
@@ -71,4 +71,12 @@ test('without a repository sync it cannot tell: interrupted, saying so, and coun
   expect(r.patches.at(-1)?.backupErrorMessage).toBe(interruptedMessage('no repository sync'));
   expect(r.events).toEqual([`Warning ${BACKUP_FAILED}`]);
   expect([await r.count('kubedr_num_backups'), await r.count('kubedr_num_failed_backups')]).toEqual([1, 1]);
+});
+
+test('this process\'s own backup whose record the API refused for a while: adopted, and not counted a second time', async () => {
+  const r = resolution([at('44444444', '2026-12-04T10:59:00Z')], true, true);
+  await r.run();
+  expect(r.patches.at(-1)).toMatchObject({ backupStatus: 'Completed', snapshotId: '44444444' });
+  // Its start was counted by the run that stored it: kubedr_num_backups stays successes + failures.
+  expect([await r.count('kubedr_num_backups'), await r.count('kubedr_num_successful_backups')]).toEqual([0, 1]);
 });
