@@ -8,11 +8,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
-import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, extraEtcdDataDir, loadEnv, startExtraApiserver, startExtraEtcd, stopExtra } from './cluster/node.ts';
-import { memoryMb, prepareNamespace, sh } from './measure.ts';
+import { backedUpOnce, fillEtcdMb, memoryMb, prepareNamespace, sh } from './measure.ts';
 
 const root = resolve(import.meta.dir, '..');
 const SIZES = (process.env.BROWSE_SIZES ?? '120,1200').split(',').map(Number);
@@ -21,8 +19,6 @@ const env = loadEnv();
 const work = mkdtempSync(join(tmpdir(), 'kubedr-measure-browse-'));
 const password = 'browse-password';
 const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], {}, input);
-const etcdFlags = (endpoint: string) => ['--endpoints', endpoint, '--cacert', join(env.pki, 'etcd/ca.crt'),
-  '--cert', join(env.pki, 'etcd/healthcheck-client.crt'), '--key', join(env.pki, 'etcd/healthcheck-client.key')];
 const extras: string[] = [];
 
 let controller: ReturnType<typeof Bun.spawn> | undefined;
@@ -50,22 +46,8 @@ spec: { url: "${env.s3Url}", bucketName: browse-measure, credentials: s3-creds }
     const cms = Array.from({ length: 1000 }, (_, i) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-${i}, namespace: default}\ndata: {k: "v${i}"}`);
     sh(['kubectl', '--kubeconfig', kc, 'apply', '-f', '-'], {}, cms.join('\n---\n'));
     process.stderr.write(`${name}: filling etcd with ${mb} MB…\n`);
-    for (let i = 0; i < mb; i++) {
-      sh(['etcdctl', ...etcdFlags(etcd), 'put', `/fill/${i}`], {}, Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64'));
-    }
-    kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
-kind: MetadataBackupPolicy
-metadata: { name: ${name}, namespace: browse-measure }
-spec: { destination: loc, etcdEndpoint: "${etcd}", etcdCreds: etcd-creds, schedule: "0 0 1 1 *", verification: { mode: Never } }
-`);
-    await Bun.sleep(1000);
-    await client.patch(BACKUP_POLICY, 'browse-measure', name, { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: 'measure' } } });
-    for (;;) {
-      const st = (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, 'browse-measure', name)).status ?? {};
-      if (st.backupNowServed === 'measure' && st.backupStatus === 'Completed') break;
-      if (st.backupNowServed === 'measure' && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
-      await Bun.sleep(200);
-    }
+    fillEtcdMb(env, etcd, mb);
+    await backedUpOnce(env, client, 'browse-measure', name, etcd);
     for (const x of [`${name}-apiserver`, `${name}-etcd`]) await stopExtra(env, x);
 
     const t0 = performance.now();

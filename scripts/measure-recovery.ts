@@ -9,12 +9,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
-import type { MetadataBackupPolicy } from '../src/api/types.ts';
 import { KubeClient } from '../src/kube/client.ts';
 import { freePort } from '../src/util/net.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, extraEtcdDataDir, loadEnv, startExtraApiserver, startExtraEtcd, stopExtra } from './cluster/node.ts';
-import { prepareNamespace, sh } from './measure.ts';
+import { backedUpOnce, fillEtcdMb, prepareNamespace, sh } from './measure.ts';
 
 const root = resolve(import.meta.dir, '..');
 const SIZES = (process.env.RECOVERY_SIZES ?? '5,1000').split(',').map(Number);
@@ -23,8 +21,6 @@ const env = loadEnv();
 const work = mkdtempSync(join(tmpdir(), 'kubedr-recovery-'));
 const password = 'recovery-password';
 const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], {}, input);
-const etcdFlags = (endpoint: string) => ['--endpoints', endpoint, '--cacert', join(env.pki, 'etcd/ca.crt'),
-  '--cert', join(env.pki, 'etcd/healthcheck-client.crt'), '--key', join(env.pki, 'etcd/healthcheck-client.key')];
 const extras: string[] = [];
 
 /** Seconds `fn` takes. */
@@ -58,22 +54,8 @@ spec: { url: "${env.s3Url}", bucketName: recovery, credentials: s3-creds }
     await startExtraApiserver(env, `${name}-apiserver`, etcd);
     extras.push(`${name}-apiserver`);
     process.stderr.write(`${name}: filling etcd with ${mb} MB…\n`);
-    for (let i = 0; i < mb; i++) {
-      sh(['etcdctl', ...etcdFlags(etcd), 'put', `/fill/${i}`], {}, Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64'));
-    }
-    kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
-kind: MetadataBackupPolicy
-metadata: { name: ${name}, namespace: recovery }
-spec: { destination: loc, etcdEndpoint: "${etcd}", etcdCreds: etcd-creds, schedule: "0 0 1 1 *", verification: { mode: Never } }
-`);
-    await Bun.sleep(1000);
-    await client.patch(BACKUP_POLICY, 'recovery', name, { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: 'measure' } } });
-    for (;;) {
-      const st = (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, 'recovery', name)).status ?? {};
-      if (st.backupNowServed === 'measure' && st.backupStatus === 'Completed') break;
-      if (st.backupNowServed === 'measure' && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
-      await Bun.sleep(200);
-    }
+    fillEtcdMb(env, etcd, mb);
+    await backedUpOnce(env, client, 'recovery', name, etcd);
     // Lost.
     await stopExtra(env, `${name}-apiserver`);
     await stopExtra(env, `${name}-etcd`);

@@ -1,10 +1,13 @@
 /**
- * @module What the benchmark scripts (bench.ts, bench-scale.ts, measure-startup.ts, measure-recovery.ts) share: running
- * a command, reading a process's memory, reading the controller's log.
+ * @module What the benchmark scripts (bench.ts, bench-scale.ts, measure-startup.ts, measure-recovery.ts, measure-browse.ts)
+ * share: running a command, reading a process's memory, reading the controller's log, filling an etcd, one backup.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { BACKUP_NOW_ANNOTATION, BACKUP_POLICY } from '../src/api/group.ts';
+import type { MetadataBackupPolicy } from '../src/api/types.ts';
+import type { KubeClient } from '../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv } from './cluster/node.ts';
 
 /** Runs a command to completion and returns its stdout; throws with its stderr when it fails. */
@@ -72,4 +75,35 @@ export function prepareNamespace(env: TestEnv, ns: string, password: string): vo
     `--from-literal=secret_key=${S3_SECRET_KEY}`, `--from-literal=restic_repo_password=${password}`, `--from-file=ca.crt=${join(env.pki, 'ca.crt')}`]);
   kubectl(['-n', ns, 'create', 'secret', 'generic', 'etcd-creds', `--from-file=ca.crt=${join(env.pki, 'etcd/ca.crt')}`,
     `--from-file=client.crt=${join(env.pki, 'etcd/healthcheck-client.crt')}`, `--from-file=client.key=${join(env.pki, 'etcd/healthcheck-client.key')}`]);
+}
+
+/** etcdctl's flags for an etcd of the node (mTLS with the node's health-check client certificate). */
+export const etcdctlFlags = (env: TestEnv, endpoint: string): string[] => ['--endpoints', endpoint, '--cacert', join(env.pki, 'etcd/ca.crt'),
+  '--cert', join(env.pki, 'etcd/healthcheck-client.crt'), '--key', join(env.pki, 'etcd/healthcheck-client.key')];
+
+/** Fills an etcd with `mb` MB of incompressible values under /fill/ (outside the API server's /registry). */
+export function fillEtcdMb(env: TestEnv, endpoint: string, mb: number): void {
+  for (let i = 0; i < mb; i++) {
+    sh(['etcdctl', ...etcdctlFlags(env, endpoint), 'put', `/fill/${i}`], {}, Buffer.from(crypto.getRandomValues(new Uint8Array(768 * 1024))).toString('base64'));
+  }
+}
+
+/**
+ * A policy named `name` in `ns` backing up the etcd at `endpoint` to the location `loc` (never scheduled, never
+ * verified), backed up once on demand; resolves when that backup completed.
+ */
+export async function backedUpOnce(env: TestEnv, client: KubeClient, ns: string, name: string, endpoint: string): Promise<void> {
+  sh(['kubectl', '--kubeconfig', env.kubeconfig, 'apply', '-f', '-'], {}, `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: ${name}, namespace: ${ns} }
+spec: { destination: loc, etcdEndpoint: "${endpoint}", etcdCreds: etcd-creds, schedule: "0 0 1 1 *", verification: { mode: Never } }
+`);
+  await Bun.sleep(1000);
+  await client.patch(BACKUP_POLICY, ns, name, { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: 'measure' } } });
+  for (;;) {
+    const st = (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, ns, name)).status ?? {};
+    if (st.backupNowServed === 'measure' && st.backupStatus === 'Completed') return;
+    if (st.backupNowServed === 'measure' && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
+    await Bun.sleep(200);
+  }
 }
