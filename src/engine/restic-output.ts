@@ -70,7 +70,10 @@ function withoutScratch(line: string): string {
  * a person needs, the method, path and query are noise that differ from call to call (and keep events from aggregating).
  */
 function withoutRequest(line: string): string {
-  return line.replace(/\b(?:Get|Head|Put|Post|Delete) "(https?:\/\/[^/"]+)[^"]*": /g, '$1: ');
+  return line.replace(/\b(?:Get|Head|Put|Post|Delete) "(https?:\/\/[^/"]+)[^"]*": /g, '$1: ')
+    // minio-go names the request unquoted when the server hangs up (plain http to an HTTPS port): "Connection closed
+    // by foreign host http://s3:9000/bucket/?location=. Retry again."
+    .replace(/(https?:\/\/[^/\s"]+)\/[^\s"]*\?location=(?=[.\s]|$)/g, '$1');
 }
 
 export interface ClassifiedError {

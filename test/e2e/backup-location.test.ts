@@ -119,9 +119,19 @@ describe('bad input gives Failed, a Warning event and a failure count, and nothi
     });
     expect(ev.type).toBe('Warning');
     expect(ev.message).toContain(text);
+    // restic's raw request (`Get "https://…/?location="`) is not for the reader.
+    for (const said of [l.status?.initErrorMessage ?? '', ev.message ?? '']) expect(said).not.toContain('?location=');
     const m = await controller.metrics();
     expect(metricValue(m, 'kubedr_backup_location_init_failures_total', { location: name, reason })).toBeGreaterThanOrEqual(1);
     expect(metricValue(m, 'kubedr_backup_location_ready', { location: name })).toBe(0);
+  });
+
+  test('an http:// URL for an HTTPS endpoint fails with a message that carries no raw request', async () => {
+    apply(locationYaml(ns, 'plain-http', { url: cluster().s3Url.replace(/^https:/, 'http:'), bucketName: uniqueBucket(), credentials: 's3-creds' }));
+    const l = await waitFor('plain-http', 'Failed');
+    expect(l.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('False');
+    expect(l.status?.initErrorMessage).not.toContain('?location=');
+    expect(l.status?.initErrorMessage).not.toContain('Get "');
   });
 
   test('a wrong secret key with the right access key: the S3 server\'s words, and no key in status or events', async () => {

@@ -131,6 +131,22 @@ describe('kubedr snapshots', () => {
   });
 });
 
+describe('kubedr verify', () => {
+  test('"latest" of a policy is restored into a throwaway etcd and proven', () => {
+    const r = kubedr(['verify', 'latest', '--policy', 'drill', ...at()]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Verified snapshot \w{8}: restores to an etcd at revision \d+ with \d+ keys/);
+  }, 120_000);
+
+  test('a wrong password exits 3 with words, not restic\'s JSON', () => {
+    const r = kubedr(['verify', 'latest', '--policy', 'drill', ...at()], { RESTIC_PASSWORD: 'not-the-repository-password' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('wrong repository password');
+    expect(r.stderr + r.stdout).not.toContain('message_type');
+    expect(r.stderr + r.stdout).not.toContain('{"');
+  });
+});
+
 describe('kubedr restore', () => {
   test('"latest" with several policies at the location asks for --policy', () => {
     const r = kubedr(['restore', 'latest', '--target', join(work, 'ambiguous'), ...at()]);

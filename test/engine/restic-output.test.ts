@@ -75,6 +75,8 @@ describe('errorDetail', () => {
 
   test('keeps the endpoint of a failed request, not its method, path and query', () => {
     expect(errorDetail(samples.x509)).toBe('unable to open config file: Stat: https://127.0.0.1:44595: x509: certificate signed by unknown authority');
+    expect(errorDetail('Fatal: unable to open repository at s3:http://10.200.0.2:9000/b1: client.BucketExists: http://10.200.0.2:9000: ' +
+      'Connection closed by foreign host http://10.200.0.2:9000/b1/?location=. Retry again.\n')).not.toContain('?location=');
     expect(errorDetail(samples.refused)).toBe('unable to open config file: Stat: https://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused');
   });
   test('drops restic\'s "Is there a repository" boilerplate and the Fatal: prefix', () => {
