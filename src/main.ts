@@ -5,6 +5,7 @@ import { runController } from './cli/controller.ts';
 import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { forProgram, programName } from './cli/program.ts';
+import { runRepository } from './cli/repository-recover.ts';
 import { runRestore } from './cli/restore.ts';
 import { runRotateKey } from './cli/rotate-key.ts';
 import { runSnapshots } from './cli/snapshots.ts';
@@ -33,6 +34,7 @@ Disaster recovery (no cluster needed):
   etcd-restore   build a new etcd data directory from a restored etcd snapshot
   verify         prove a backup restores: read back, restored into a throwaway etcd, checked
   rotate-key     add a new repository password as a key; --remove-old removes the old one
+  repository     recover: rebuild a repository from its bucket's object versions as of a time (after an attack)
 
 Run 'kubedr <command> --help' for a command's flags.
 `;
@@ -47,6 +49,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   'etcd-restore': runEtcdRestore,
   verify: runVerify,
   'rotate-key': runRotateKey,
+  repository: runRepository,
 };
 
 async function main(argv: string[]): Promise<number> {
