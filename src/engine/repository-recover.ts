@@ -128,9 +128,10 @@ export interface RecoverResult extends RecoveryPlan {
 
 /**
  * Brings the repository in `bucket` back as of `asOf`. Each chosen version is read (GET with versionId) and written
- * again, one at a time (restic's objects are some MiB). Not CopyObject: RGW 16.2 refused CopyObject of a version in an
- * object-locked bucket with AccessDenied even for the bucket owner (measured in the attack drill; the cause was not
- * isolated). A write to the same key in the same bucket adds a new current version and removes nothing.
+ * again, one at a time (restic's objects are some MiB). CopyObject would spare the transfer; in the first attack drill
+ * it was refused (AccessDenied), most likely because the objects belong to the controller's user, which also refused
+ * the plain GET until the bucket policy granted the recovering user reads; not tried again since. A write to the same
+ * key in the same bucket adds a new current version and removes nothing.
  */
 export async function recoverRepository(opts: RecoverOptions): Promise<RecoverResult> {
   if (Number.isNaN(opts.asOf.getTime())) throw new EngineError('InvalidInput', 'the time to recover to is not a valid time');

@@ -58,6 +58,12 @@ beforeAll(async () => {
       Effect: 'Allow', Principal: { AWS: [`arn:aws:iam:::user/${writer.accessKey.toLowerCase()}`] },
       Action: ['s3:GetObject', 's3:PutObject', 's3:ListBucket', 's3:DeleteObject', 's3:GetBucketLocation'],
       Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`],
+    }, {
+      // Objects belong to the user who wrote them (the controller's): without this, the owner may list their
+      // versions but not read them, and recovery is refused (measured on RGW 16.2).
+      Effect: 'Allow', Principal: { AWS: [`arn:aws:iam:::user/${owner.accessKey.toLowerCase()}`] },
+      Action: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject', 's3:ListBucket', 's3:ListBucketVersions', 's3:GetBucketVersioning'],
+      Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`],
     }],
   };
   await ok(await s3Request('PUT', `/${bucket}`, { keys: owner, query: { policy: '' }, body: new TextEncoder().encode(JSON.stringify(policy)) }), 'bucket policy');
