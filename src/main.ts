@@ -7,6 +7,7 @@ import { runDiff } from './cli/diff.ts';
 import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { forProgram, programName } from './cli/program.ts';
+import { runRepository } from './cli/repository-recover.ts';
 import { runRestore } from './cli/restore.ts';
 import { runRestoreObjects } from './cli/restore-objects.ts';
 import { runRotateKey } from './cli/rotate-key.ts';
@@ -36,6 +37,7 @@ Disaster recovery (no cluster needed):
   etcd-restore   build a new etcd data directory from a restored etcd snapshot
   verify         prove a backup restores: read back, restored into a throwaway etcd, checked
   rotate-key     add a new repository password as a key; --remove-old removes the old one
+  repository     recover: rebuild a repository from its bucket's object versions as of a time (after an attack)
 
 Bring back one thing (a backup served read-only for kubectl, compared, and chosen objects re-created):
   browse         serve a backup as a read-only Kubernetes API on 127.0.0.1 and print a kubeconfig for it
@@ -55,6 +57,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   'etcd-restore': runEtcdRestore,
   verify: runVerify,
   'rotate-key': runRotateKey,
+  repository: runRepository,
   browse: runBrowse,
   diff: runDiff,
   'restore-objects': runRestoreObjects,

@@ -2,11 +2,11 @@
  * @module The test node's S3 server as tests reach it without restic: users with keys of their own (RGW), and plain
  * S3 requests signed with AWS Signature Version 4 over the node's CA, to look at or change what a repository holds.
  */
-import { createHash, createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
 import { type S3Keys, addS3User, newS3Keys } from '../../scripts/cluster/s3.ts';
+import { s3Request as signedRequest } from '../../src/engine/s3-request.ts';
 import { cluster } from './e2e.ts';
 
 export { type S3Keys, newS3Keys };
@@ -24,31 +24,10 @@ export function setS3UserKeys(first: S3Keys, keys: S3Keys[]): void {
   addS3User(cluster().dir, first.accessKey.toLowerCase(), keys);
 }
 
-const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
-const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
-/** RFC 3986 encoding, as Signature Version 4 wants it. */
-const uriEncode = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-
 /** One signed request to the node's S3 endpoint; `path` is `/bucket/key`. */
-export async function s3Request(method: string, path: string, opts: { query?: Record<string, string>; body?: Uint8Array; keys?: S3Keys } = {}): Promise<Response> {
+export async function s3Request(method: string, path: string, opts: { query?: Record<string, string>; body?: Uint8Array; keys?: S3Keys; headers?: Record<string, string> } = {}): Promise<Response> {
   const env = cluster();
-  const keys = opts.keys ?? NODE_S3_KEYS;
-  const url = new URL(env.s3Url);
-  const canonicalPath = path.split('/').map(uriEncode).join('/');
-  const query = Object.entries(opts.query ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${uriEncode(k)}=${uriEncode(v)}`).join('&');
-  const amzDate = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
-  const scope = `${amzDate.slice(0, 8)}/us-east-1/s3/aws4_request`;
-  const payloadHash = sha256(opts.body ?? '');
-  const headers: Record<string, string> = { host: url.host, 'x-amz-content-sha256': payloadHash, 'x-amz-date': amzDate };
-  const signed = Object.keys(headers).sort();
-  const canonicalRequest = [method, canonicalPath, query, ...signed.map((h) => `${h}:${headers[h]}`), '', signed.join(';'), payloadHash].join('\n');
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonicalRequest)].join('\n');
-  const signingKey = scope.split('/').reduce<string | Buffer>((key, part) => hmac(key, part), `AWS4${keys.secretKey}`);
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${keys.accessKey}/${scope}, SignedHeaders=${signed.join(';')}, ` +
-    `Signature=${hmac(signingKey, stringToSign).toString('hex')}`;
-  return fetch(`${url.origin}${canonicalPath}${query ? `?${query}` : ''}`, {
-    method, headers, body: opts.body, tls: { ca: readFileSync(join(env.pki, 'ca.crt'), 'utf8') },
-  });
+  return signedRequest({ url: env.s3Url, keys: opts.keys ?? NODE_S3_KEYS, caCert: readFileSync(join(env.pki, 'ca.crt'), 'utf8') }, method, path, opts);
 }
 
 async function ok(res: Response, what: string): Promise<Response> {
