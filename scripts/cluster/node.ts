@@ -138,7 +138,7 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
   const netns = `kdr-${node}`;
   if (!insideNetns(netns)) throw new Error(`start() must run inside network namespace ${netns}: use 'bun scripts/cluster/node.ts start'`);
   const n = dir;
-  for (const d of ['logs', 'run', 'cni/net.d', 'cni/ipam', 'kubelet', 'pki']) mkdirSync(join(n, d), { recursive: true });
+  for (const d of ['logs', 'run', 'cni/net.d', 'cni/ipam', 'kubelet', 'pki', 'manifests']) mkdirSync(join(n, d), { recursive: true });
   const pki = join(n, 'pki');
   makePki(pki, node, NODE_IP, SERVICE_IP);
   writeFileSync(join(n, 'tokens.csv'), `${ADMIN_TOKEN},admin,admin,system:masters\n`);
@@ -209,6 +209,9 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
     `--hostname-override=${node}`, `--node-ip=${NODE_IP}`, `--pod-infra-container-image=${PAUSE_IMAGE}`,
     `--client-ca-file=${ca}`, '--anonymous-auth=false', '--authorization-mode=Webhook',
     `--resolv-conf=${join(n, 'resolv.conf')}`, `--volume-plugin-dir=${join(n, 'kubelet/volume-plugins')}`,
+    // Static pods, as on kubeadm (/etc/kubernetes/manifests). Empty for now: etcd and kube-apiserver are still processes
+    // (scripts/cluster/static-pods.ts has their manifests; issue 18).
+    `--pod-manifest-path=${join(n, 'manifests')}`,
     // As kubeadm taints a control-plane node (1.20); tests keep it, so a pod that does not tolerate it is seen.
     '--register-with-taints=node-role.kubernetes.io/master=:NoSchedule',
     // A test machine's disk may be fuller than a real node's: never evict or collect images for that.
