@@ -5,7 +5,7 @@
  * --overwrite; --dry-run asks the API server to check every create without making it.
  */
 import type { KubeObject } from '../api/types.ts';
-import { type ApiResource, discover, userFields } from '../kube/all-objects.ts';
+import { type ApiResource, discover, groupOf, userFields } from '../kube/all-objects.ts';
 import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
 import { planRestore, remapOwners } from '../kube/restore-plan.ts';
 import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
@@ -112,7 +112,7 @@ async function dependencies(chosen: KubeObject[], backup: Side, live: Side): Pro
 }
 
 const resourceFor = (s: Side, o: Pick<KubeObject, 'apiVersion' | 'kind'>): ApiResource | undefined => {
-  const group = o.apiVersion?.includes('/') ? o.apiVersion.split('/')[0] : '';
+  const group = groupOf(o.apiVersion);
   return s.resources.find((r) => r.ref.group === group && r.ref.kind === o.kind);
 };
 
@@ -122,7 +122,7 @@ async function apply(plan: ReturnType<typeof planRestore>, backup: Side, live: S
   // A dry run creates nothing, so the server cannot check an object whose namespace or CRD this run would create first.
   const dryMade = new Set<string>();
   const dryReason = (o: KubeObject) => {
-    const group = o.apiVersion?.includes('/') ? o.apiVersion.split('/')[0] : '';
+    const group = groupOf(o.apiVersion);
     if (dryMade.has(`kind:${group}/${o.kind}`)) return 'its CRD is created first';
     if (o.metadata.namespace && dryMade.has(`ns:${o.metadata.namespace}`)) return 'its namespace is created first';
     return undefined;

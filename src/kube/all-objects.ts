@@ -72,8 +72,11 @@ export async function listObjects(api: KubeClient, resources: ApiResource[], nam
 }
 
 /** Identity of an object across clusters: its kind (group-qualified), namespace and name. */
+/** The API group of an object's apiVersion (`apps/v1` → apps; `v1` → the core group, ''). */
+export const groupOf = (apiVersion: string | undefined): string => (apiVersion?.includes('/') ? apiVersion.split('/')[0]! : '');
+
 export const objectKey = (o: KubeObject): string => {
-  const group = o.apiVersion?.includes('/') ? o.apiVersion.split('/')[0] : '';
+  const group = groupOf(o.apiVersion);
   return `${o.kind ?? ''}${group ? `.${group}` : ''}/${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`;
 };
 
