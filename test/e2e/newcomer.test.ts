@@ -18,14 +18,15 @@ function clusterExec(cmd: string[]) {
   const r = spawnSync('npm', ['run', '--silent', 'cluster', '--', 'exec', ...cmd], {
     cwd: repoRoot, encoding: 'utf8', env: { PATH: SYSTEM_PATH, HOME: process.env.HOME ?? '/root', KUBEDR_TESTENV_DIR: cluster().dir },
   });
-  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+  // stderr also carries the install step's lines (npm run cluster installs what is missing first).
+  return { code: r.status ?? -1, out: r.stdout ?? '', err: r.stderr ?? '' };
 }
 
 describe('a newcomer\'s shell', () => {
   test('npm run cluster runs the project\'s Bun and Debian 13\'s etcd 3.5 and restic 0.18, whatever the machine has', () => {
     const etcd = clusterExec(['etcd', '--version']);
     expect(etcd.code).toBe(0);
-    expect(etcd.out).toMatch(/etcd Version: 3\.5\./);
+    expect(etcd.out + etcd.err).toMatch(/etcd Version: 3\.5\./);
     const restic = clusterExec(['restic', 'version']);
     expect(restic.code).toBe(0);
     expect(restic.out).toMatch(/restic 0\.18\./);
