@@ -10,7 +10,7 @@ export const repoRoot = resolve(import.meta.dir, '../..');
 export const chartDir = join(repoRoot, 'helm/kubedr');
 
 /** A rendered Kubernetes object, loosely typed: tests index into it. */
-export type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: any };
+export type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
 
 let binary: string | undefined;
 function renderer(): string {
