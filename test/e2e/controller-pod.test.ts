@@ -63,7 +63,7 @@ beforeAll(async () => {
     logLevel: 'debug',
   }));
   const rendered = render(['--name', 'kubedr', '--namespace', ns, '--include-crds', '-f', values]);
-  const r = kubectl(['apply', '-f', '-'], rendered.text);
+  const r = kubectl(['apply', '-f', '-'], rendered.manifest);
   if (r.code !== 0) throw new Error(`kubectl apply of the chart failed: ${r.stderr}`);
 }, 300_000);
 
