@@ -123,14 +123,20 @@ spec: { accessModes: [ReadWriteOnce], storageClassName: manual, resources: { req
   return pv;
 }
 
+/** The CustomResourceDefinitions of crds/, by name. */
+export const KUBEDR_CRDS = ['backuplocations', 'metadatabackuppolicies', 'metadatabackuprecords', 'metadatarestores']
+  .map((plural) => `${plural}.kubedr.catalogicsoftware.com`);
+
 let crdsInstalled = false;
-/** Applies crds/ (idempotent) and waits until the API serves every kind. */
-export function ensureCrds(): void {
-  if (crdsInstalled) return;
+/**
+ * Applies crds/ (idempotent) and waits until the API serves every kind. `reapply`: apply them even if this process did
+ * already (a test that deleted the CRDs puts them back for the files after it).
+ */
+export function ensureCrds(opts: { reapply?: boolean } = {}): void {
+  if (crdsInstalled && !opts.reapply) return;
   const r = kubectl(['apply', '-f', join(repoRoot, 'crds')]);
   if (r.code !== 0) throw new Error(`installing CRDs failed: ${r.stderr}`);
-  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...['backuplocations',
-    'metadatabackuppolicies', 'metadatabackuprecords', 'metadatarestores'].map((p) => `crd/${p}.kubedr.catalogicsoftware.com`)]);
+  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...KUBEDR_CRDS.map((c) => `crd/${c}`)]);
   if (w.code !== 0) throw new Error(`CRDs not established: ${w.stderr}`);
   crdsInstalled = true;
 }
