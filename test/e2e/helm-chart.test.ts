@@ -379,6 +379,10 @@ describe('on the local cluster', () => {
     expect(can('update', 'metadatabackuppolicies.kubedr.catalogicsoftware.com')).toBe('no');
     expect(can('delete', 'secrets')).toBe('no');
     expect(can('create', 'deployments.apps')).toBe('no');
+    // The uninstall hook scales the chart's own Deployment to 0, and may touch no other.
+    expect(can('patch', 'deployments.apps/kubedr')).toBe('yes');
+    expect(can('patch', 'deployments.apps/someone-elses')).toBe('no');
+    expect(can('delete', 'deployments.apps/kubedr')).toBe('no');
     expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
     // Cluster-wide: the two namespaces it reads, nothing else.
     const canAll = (verb: string, resource: string) => kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim();

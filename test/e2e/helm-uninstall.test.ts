@@ -12,12 +12,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
-import pkg from '../../package.json' with { type: 'json' };
 import { ADOPTED_ANNOTATION, RECORD_FINALIZER } from '../../src/api/group.ts';
 import type { KubeObject, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
-  KUBEDR_CRDS, apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, eventually, getJson,
-  kubectl, kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket,
+  KUBEDR_CRDS, apply, backupNow, chartTestValues, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, eventually, getJson,
+  kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 import { type Rendered, render } from '../support/helm.ts';
 
@@ -71,18 +70,11 @@ function helmUninstall(): { output: string; hookSeconds: number } {
 
 beforeAll(() => {
   ensureCrds();
-  const image = kubedrImage();
   ns = createNamespace('uninstall');
   work = mkdtempSync(join(tmpdir(), 'helm-uninstall-'));
   const values = join(work, 'values.yaml');
-  writeFileSync(values, dump({
-    image: { repository: image.split(':')[0], tag: pkg.version, pullPolicy: 'Never' },
-    certsHostPaths: [cluster().pki],
-    // Host network: a port of the node's own, apart from controller-pod.test.ts's.
-    metrics: { port: 18081 },
-    monitoring: { serviceMonitor: { enabled: false }, prometheusRule: { enabled: false }, dashboard: { enabled: false } },
-    logLevel: 'debug',
-  }));
+  // Its own metrics port: controller-pod.test.ts's install may still be going with its namespace.
+  writeFileSync(values, dump(chartTestValues(18081)));
   rendered = render(['--name', 'kubedr', '--namespace', ns, '-f', values]);
   helmInstall();
 }, 300_000);

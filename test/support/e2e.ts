@@ -95,6 +95,21 @@ export function kubedrImage(): string {
 }
 
 /**
+ * Values that install the chart on the test node: this tree's image (never pulled), the node's PKI directory, a
+ * metrics port of the node's own (host network: one per install that may overlap another), and no prometheus-operator
+ * objects (the node has none; test/e2e/helm-chart.test.ts checks them).
+ */
+export function chartTestValues(metricsPort: number): Record<string, unknown> {
+  return {
+    image: { repository: kubedrImage().split(':')[0], tag: pkg.version, pullPolicy: 'Never' },
+    certsHostPaths: [cluster().pki],
+    metrics: { port: metricsPort },
+    monitoring: { serviceMonitor: { enabled: false }, prometheusRule: { enabled: false }, dashboard: { enabled: false } },
+    logLevel: 'debug',
+  };
+}
+
+/**
  * A claim that the controller-manager's PV binder binds to a hostPath volume at `dir` (created with `mode`; local-path
  * provisioners make theirs 0777). The volume is pre-bound to the claim (claimRef), as an administrator would. Returns
  * the PersistentVolume's name: it is cluster-scoped, so delete it after the test.
