@@ -64,6 +64,37 @@ describe('after each backup (the default)', () => {
   }, 120_000);
 });
 
+describe('after a restart', () => {
+  test('a scheduled verification proves the newest backup, not an older one, and lastVerifiedTime names it', async () => {
+    apply(policyYaml(ns, 'restarted'));
+    // Scheduled verification that does not fire yet: the backups are taken, then the controller restarts.
+    expect(kubectl(['patch', 'mbp', 'restarted', '-n', ns, '--type', 'merge', '-p',
+      JSON.stringify({ spec: { verification: { mode: 'Schedule', schedule: '0 0 1 1 *' } } })]).code).toBe(0);
+    const taken: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = await backupNow(ns, 'restarted');
+      expect(p.status?.backupStatus).toBe('Completed');
+      taken.push(p.status!.mbrName!);
+    }
+    await controller.stop();
+    controller = await ControllerProcess.start(ns);
+    expect(kubectl(['patch', 'mbp', 'restarted', '-n', ns, '--type', 'merge', '-p',
+      JSON.stringify({ spec: { verification: { schedule: '* * * * *' } } })]).code).toBe(0);
+    const newest = taken.at(-1)!;
+    const v = await eventually(() => {
+      const r = record(newest);
+      if (!r.status?.verification) throw new Error(`not verified yet; verified: ${taken.filter((n) => record(n).status?.verification).join(', ') || 'none'}`);
+      return r.status.verification;
+    }, 150_000, 1000);
+    expect(v.result).toBe('Succeeded');
+    const st = policy('restarted').status!;
+    expect(st.lastVerifiedSnapshotId).toBe(record(newest).spec.snapshotId);
+    expect(Date.parse(st.lastVerifiedTime!)).toBeGreaterThanOrEqual(Date.parse(record(newest).status!.backupTime!));
+    // The older backups were not proven in its place.
+    expect(taken.slice(0, -1).map((n) => record(n).status?.verification?.result ?? 'none')).toEqual(['none', 'none']);
+  }, 300_000);
+});
+
 describe('a backup damaged in S3 after it was taken', () => {
   let snapshotId: string;
 
