@@ -1,4 +1,5 @@
 /** @module `kubedr controller`: the composition root of the operator. Builds every collaborator and runs them. */
+import { PROTECTED } from '../api/conditions.ts';
 import { BACKUP_LOCATION, BACKUP_POLICY, BACKUP_RECORD, COMPONENT, POD, RESTORE, RESTORE_LABEL, type ResourceRef, SECRET } from '../api/group.ts';
 import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore, Pod, Secret } from '../api/types.ts';
 import { type Config, controllerFlags, loadConfig } from '../config.ts';
@@ -77,7 +78,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   // Location and record reconciles run restic (init, forget): several workers, so one slow endpoint does not hold up
   // every other object. The queue never gives one key to two workers.
   const locationReconciler = new BackupLocationReconciler({
-    client, locations, secrets, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
+    client, locations, secrets, policies, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
   });
   const locationController = controller('backuplocation', locationReconciler, 4);
   enqueueOnChange(locations, locationController);
@@ -174,7 +175,10 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   pods.addHandlers({ onAdd: podChanged, onUpdate: (_old, p) => podChanged(p), onDelete: podChanged });
 
   metrics.setPolicySource(() => policyGauges(policies.list(), records.list(), new Date()));
-  metrics.setLocationSource(() => locations.list().map((l) => ({ name: l.metadata.name, ready: l.status?.initStatus === 'Completed' })));
+  metrics.setLocationSource(() => locations.list().map((l) => {
+    const prot = l.spec.protection ? l.status?.conditions?.find((c) => c.type === PROTECTED)?.status : undefined;
+    return { name: l.metadata.name, ready: l.status?.initStatus === 'Completed', ...(prot === 'True' || prot === 'False' ? { protected: prot === 'True' } : {}) };
+  }));
 
   const informers = [locations, policies, records, secrets, restores, pods];
   const http = new HttpServer({
