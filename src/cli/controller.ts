@@ -1,5 +1,4 @@
 /** @module `kubedr controller`: the composition root of the operator. Builds every collaborator and runs them. */
-import { PROTECTED } from '../api/conditions.ts';
 import { BACKUP_LOCATION, BACKUP_POLICY, BACKUP_RECORD, COMPONENT, POD, RESTORE, RESTORE_LABEL, type ResourceRef, SECRET } from '../api/group.ts';
 import type { BackupLocation, KubeObject, MetadataBackupPolicy, MetadataBackupRecord, MetadataRestore, Pod, Secret } from '../api/types.ts';
 import { type Config, controllerFlags, loadConfig } from '../config.ts';
@@ -7,6 +6,7 @@ import { BackupLocationReconciler } from '../controllers/backup-location.ts';
 import { BackupPolicyReconciler } from '../controllers/backup-policy.ts';
 import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
+import { protectedForMetric } from '../controllers/protection.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
 import { ContinuousBackup } from '../controllers/continuous-backup.ts';
@@ -175,10 +175,9 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   pods.addHandlers({ onAdd: podChanged, onUpdate: (_old, p) => podChanged(p), onDelete: podChanged });
 
   metrics.setPolicySource(() => policyGauges(policies.list(), records.list(), new Date()));
-  metrics.setLocationSource(() => locations.list().map((l) => {
-    const prot = l.spec.protection ? l.status?.conditions?.find((c) => c.type === PROTECTED)?.status : undefined;
-    return { name: l.metadata.name, ready: l.status?.initStatus === 'Completed', ...(prot === 'True' || prot === 'False' ? { protected: prot === 'True' } : {}) };
-  }));
+  metrics.setLocationSource(() => locations.list().map((l) => ({
+    name: l.metadata.name, ready: l.status?.initStatus === 'Completed', protected: protectedForMetric(l),
+  })));
 
   const informers = [locations, policies, records, secrets, restores, pods];
   const http = new HttpServer({

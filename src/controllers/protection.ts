@@ -3,7 +3,7 @@
  * mean for the Protected condition and status, how long its retention should be, whether a failed prune is what the
  * bucket is meant to refuse, and the command a person holding the maintenance keys runs in its place.
  */
-import { protectionReasons as R } from '../api/conditions.ts';
+import { PROTECTED, protectionReasons as R } from '../api/conditions.ts';
 import { BUCKET_NOT_PROTECTED, BUCKET_PROTECTED, BUCKET_PROTECTION_UNKNOWN, RETENTION_TOO_SHORT } from '../api/events.ts';
 import type { BackupLocation, BackupLocationStatus, MetadataBackupPolicySpec } from '../api/types.ts';
 import type { BucketProtection } from '../engine/bucket-protection.ts';
@@ -109,6 +109,15 @@ export function protectionReport(spec: ProtectionSpec, found: BucketProtection, 
       `Raise the default retention to at least ${neededDays} days, as the bucket's owner`);
   }
   return verdict('True', R.objectLocked, `Object versions are locked: ${seen}${unread}`);
+}
+
+/**
+ * What kubedr_backup_location_protected shows for a location: its Protected condition as true or false; undefined (no
+ * series) without spec.protection or while the condition is Unknown or not yet set.
+ */
+export function protectedForMetric(loc: Pick<BackupLocation, 'spec' | 'status'>): boolean | undefined {
+  const status = loc.spec.protection ? loc.status?.conditions?.find((c) => c.type === PROTECTED)?.status : undefined;
+  return status === 'True' ? true : status === 'False' ? false : undefined;
 }
 
 /**

@@ -4,7 +4,7 @@ import { protectionReasons as R } from '../../src/api/conditions.ts';
 import { BUCKET_NOT_PROTECTED, BUCKET_PROTECTED, BUCKET_PROTECTION_UNKNOWN, RETENTION_TOO_SHORT } from '../../src/api/events.ts';
 import type { BackupLocation } from '../../src/api/types.ts';
 import {
-  maintenanceCommand, neededRetentionDays, policyKeepsMs, protectionReport, refusedByProtection,
+  maintenanceCommand, neededRetentionDays, policyKeepsMs, protectedForMetric, protectionReport, refusedByProtection,
 } from '../../src/controllers/protection.ts';
 import type { BucketProtection } from '../../src/engine/bucket-protection.ts';
 import { EngineError } from '../../src/engine/errors.ts';
@@ -100,4 +100,17 @@ test('the maintenance command: a lifecycle rule for noncurrent versions after th
   expect(kept).toContain('"NoncurrentVersionExpiration":{"NoncurrentDays":30}');
   expect(kept).not.toContain('restic');
   expect(maintenanceCommand(loc, true)).toStartWith('restic -r s3:https://s3.example.com/kubedr-prod prune with the maintenance keys');
+});
+
+test('the metric follows the Protected condition, only on locations declaring protection, and not while Unknown', () => {
+  const loc = (protection: boolean, status?: 'True' | 'False' | 'Unknown') => ({
+    spec: { url: 'https://s3.example.com', bucketName: 'b', credentials: 'c', ...(protection ? { protection: { expected: 'Versioning' as const } } : {}) },
+    status: status ? { conditions: [{ type: 'Protected', status, reason: 'r', message: 'm', lastTransitionTime: '2026-12-05T12:00:00Z' }] } : {},
+  });
+  expect(protectedForMetric(loc(true, 'True'))).toBe(true);
+  expect(protectedForMetric(loc(true, 'False'))).toBe(false);
+  expect(protectedForMetric(loc(true, 'Unknown'))).toBeUndefined();
+  expect(protectedForMetric(loc(true))).toBeUndefined();
+  // A condition left from an earlier spec.protection counts for nothing once the field is gone.
+  expect(protectedForMetric(loc(false, 'True'))).toBeUndefined();
 });
