@@ -34,36 +34,12 @@ test('a recorded prune is repeated each interval even without forgets seen by th
   expect(pruneDue({ ...base, lastPrune: 0, forgets: 0, now: 24 * H })).toBe(true);
 });
 
-test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
-  const loc = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 'c' },
-    status: { initStatus: 'Completed', lastPruneTime: new Date(Date.now() - 2 * 24 * H).toISOString() } } as BackupLocation;
-  const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
-    ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
-  const prunes: string[] = [];
-  const events: string[] = [];
-  const restic = {
-    exclusive: <T>(_r: unknown, fn: () => Promise<T>) => fn(),
-    lockWaitMs: 1000,
-    run: async (_r: unknown, args: string[]) => {
-      prunes.push(args[0]!);
-      return { stdout: '', stderr: '' };
-    },
-  } as unknown as Restic;
-  const client = { patchStatus: async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); } } as unknown as KubeClient;
-  const recorder: EventRecorder = { event: async (_o, _t, reason) => void events.push(reason) };
-  const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder,
-    log: createLogger({ level: 'error' }), intervalMs: 24 * H, afterForgets: 50 });
-  const stop = new AbortController();
-  const run = pruner.start(stop.signal);
-  await Bun.sleep(300);
-  stop.abort();
-  await run;
-  expect(prunes).toEqual(['prune']);
-  expect(events).toEqual([]);
-});
-
-/** Runs one prune of a location whose last prune was two days ago; restic's prune does `prune`. */
-async function pruneOnce(spec: Partial<BackupLocation['spec']>, prune: () => Promise<void>) {
+/**
+ * Runs the pruner over one location whose last prune was two days ago, for 300 ms; restic's run does `run`, the API's
+ * status writes do `patchStatus` (default: recorded).
+ */
+async function pruneOnce(spec: Partial<BackupLocation['spec']>, run: () => Promise<void>,
+  patchStatus?: (body: Record<string, unknown>) => Promise<void>) {
   const loc = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 'c', ...spec },
     status: { initStatus: 'Completed', lastPruneTime: new Date(Date.now() - 2 * 24 * H).toISOString(),
       protection: { versioning: 'Enabled', objectLock: 'Enabled', retentionMode: 'COMPLIANCE', retentionDays: 30 } } } as BackupLocation;
@@ -71,25 +47,34 @@ async function pruneOnce(spec: Partial<BackupLocation['spec']>, prune: () => Pro
     ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
   const events: { type: string; reason: string; message: string }[] = [];
   const patches: Record<string, unknown>[] = [];
+  const runs: string[] = [];
   const restic = {
     exclusive: <T>(_r: unknown, fn: () => Promise<T>) => fn(),
     lockWaitMs: 1000,
-    run: async () => {
-      await prune();
+    run: async (_r: unknown, args: string[]) => {
+      runs.push(args[0]!);
+      await run();
       return { stdout: '', stderr: '' };
     },
   } as unknown as Restic;
-  const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, body: Record<string, unknown>) => void patches.push(body) } as unknown as KubeClient;
+  const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, body: Record<string, unknown>) =>
+    patchStatus ? patchStatus(body) : void patches.push(body) } as unknown as KubeClient;
   const recorder: EventRecorder = { event: async (_o, type, reason, message) => void events.push({ type, reason, message }) };
   const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder,
     log: createLogger({ level: 'error' }), intervalMs: 24 * H, afterForgets: 50 });
   const stop = new AbortController();
-  const run = pruner.start(stop.signal);
+  const started = pruner.start(stop.signal);
   await Bun.sleep(300);
   stop.abort();
-  await run;
-  return { events, patches };
+  await started;
+  return { events, patches, runs };
 }
+
+test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
+  const { events, runs } = await pruneOnce({}, async () => undefined, async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); });
+  expect(runs).toEqual(['prune']);
+  expect(events).toEqual([]);
+});
 
 test('a protected location\'s prune is reported as left to maintenance (Normal, with the lifecycle command, in status too)', async () => {
   const { events, patches } = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => undefined);
