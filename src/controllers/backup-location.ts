@@ -137,7 +137,10 @@ export class BackupLocationReconciler implements Reconciler {
       }, { status: 'True', reason: reasons.repositoryReady, message: created ? 'Created a new restic repository' : 'Opened the existing restic repository' },
       protection?.condition);
       if (!rotation || st?.initStatus !== 'Completed') await this.deps.recorder.event(loc, 'Normal', INIT_SUCCEEDED, messages.initSucceeded(repo.address));
-      if (protection) {
+      // A key rotation's later steps check again without an event, unless what they found changed.
+      const before = st?.conditions?.find((c) => c.type === PROTECTED);
+      const changed = before?.status !== protection?.condition.status || before?.reason !== protection?.condition.reason;
+      if (protection && (!rotation || st?.initStatus !== 'Completed' || changed)) {
         await this.deps.recorder.event(loc, protection.event.type, protection.event.reason, protection.event.message);
         log[protection.event.type === 'Warning' ? 'warn' : 'info']('bucket protection checked', { reason: protection.condition.reason, detail: protection.condition.message });
       }
