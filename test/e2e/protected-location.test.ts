@@ -4,11 +4,11 @@
  * docs/immutable-backups.md): the location reports versioning and lock with their days (Protected=True); backups,
  * records, retention and verification work; the prune after retention is reported as left to maintenance, with the
  * lifecycle command, and no PruneFailed; the bucket kept the versions. A location declaring protection on a plain
- * bucket shows Protected=False with a Warning.
+ * bucket shows Protected=False with a Warning; one whose keys may not read the settings shows Protected=Unknown, no Warning.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { PROTECTED, protectionReasons } from '../../src/api/conditions.ts';
-import { BUCKET_NOT_PROTECTED, BUCKET_PROTECTED, PRUNE_FAILED, PRUNE_LEFT_TO_MAINTENANCE } from '../../src/api/events.ts';
+import { BUCKET_NOT_PROTECTED, BUCKET_PROTECTED, BUCKET_PROTECTION_UNKNOWN, PRUNE_FAILED, PRUNE_LEFT_TO_MAINTENANCE } from '../../src/api/events.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
   ControllerProcess, apply, backupNow, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, events, getJson,
@@ -18,6 +18,8 @@ import { createS3User, newS3Keys, s3Request } from '../support/s3.ts';
 
 const owner = newS3Keys('protown');
 const writer = newS3Keys('protctl');
+/** Controller keys as the recipe gave them before the two setting reads were in it. */
+const noReads = newS3Keys('protnr');
 const bucket = uniqueBucket('protected');
 const plainBucket = uniqueBucket('unprotected');
 const password = `prot-pw-${crypto.randomUUID()}`;
@@ -46,6 +48,7 @@ beforeAll(async () => {
   ensureCrds();
   createS3User(owner);
   createS3User(writer);
+  createS3User(noReads);
   // The owner's side of the recipe: object lock (versioning with it), a default retention, and a policy letting the
   // controller's user write, delete current objects and read the bucket's versioning and lock settings.
   await ok(await s3Request('PUT', `/${bucket}`, { keys: owner, headers: { 'x-amz-bucket-object-lock-enabled': 'true' } }), 'create bucket');
@@ -58,6 +61,7 @@ beforeAll(async () => {
   const policy = { Version: '2012-10-17', Statement: [
     grant(writer.accessKey, ['s3:GetObject', 's3:PutObject', 's3:ListBucket', 's3:DeleteObject', 's3:GetBucketLocation',
       's3:GetBucketVersioning', 's3:GetBucketObjectLockConfiguration']),
+    grant(noReads.accessKey, ['s3:GetObject', 's3:PutObject', 's3:ListBucket', 's3:DeleteObject', 's3:GetBucketLocation']),
     grant(owner.accessKey, ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject', 's3:ListBucket', 's3:ListBucketVersions', 's3:GetBucketVersioning']),
   ] };
   await ok(await s3Request('PUT', `/${bucket}`, { keys: owner, query: { policy: '' }, body: enc(JSON.stringify(policy)) }), 'bucket policy');
@@ -65,6 +69,7 @@ beforeAll(async () => {
   ns = createNamespace('protected');
   apply(locationSecretYaml(ns, { name: 's3-creds', password, ...writer }));
   apply(locationSecretYaml(ns, { name: 'node-creds', password }));
+  apply(locationSecretYaml(ns, { name: 'no-reads', password, ...noReads }));
   apply(etcdSecretYaml(ns, 'etcd-creds'));
   apply(`${locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' })}  protection: { expected: ObjectLock, minRetentionDays: 1 }\n`);
   apply(`${locationYaml(ns, 'plain', { bucketName: plainBucket, credentials: 'node-creds' })}  protection: { expected: Versioning }\n`);
@@ -140,5 +145,19 @@ test('a location declaring protection on a bucket without versioning shows Prote
     const warning = events(ns, 'plain').find((e) => e.reason === BUCKET_NOT_PROTECTED);
     expect(warning?.type).toBe('Warning');
     expect(warning?.message).toContain('versioning Off');
+  });
+});
+
+test('keys that may not read the bucket\'s settings: Protected=Unknown naming the missing permissions, a Normal event, the location ready', async () => {
+  // The same repository, opened with the other keys once it exists (the first location made it).
+  apply(`${locationYaml(ns, 'noread', { bucketName: bucket, credentials: 'no-reads' })}  protection: { expected: ObjectLock }\n`);
+  await locationInit(ns, 'noread');
+  await eventually(() => expect(condition('noread')?.status).toBe('Unknown'));
+  explain(() => {
+    expect(condition('noread')?.reason).toBe(protectionReasons.unknown);
+    expect(condition('noread')?.message).toContain('AccessDenied (the keys lack s3:GetBucketVersioning)');
+    expect(location('noread').status?.protection).toMatchObject({ versioning: 'Unknown', objectLock: 'Unknown' });
+    expect(events(ns, 'noread').map((e) => `${e.type} ${e.reason}`)).toContain(`Normal ${BUCKET_PROTECTION_UNKNOWN}`);
+    expect(events(ns, 'noread').filter((e) => e.type === 'Warning')).toEqual([]);
   });
 });
