@@ -6,7 +6,7 @@
  * controller pod reaches through the host network, gets a kube-apiserver's objects (so it is a cluster's etcd, as
  * verification demands) and is filled up to the size; a policy backs it up once on demand and verifies after the
  * backup, in a verification pod. Every 250 ms the cgroups of the controller container and of the verification pod are
- * read (scripts/pod-memory.ts), and the verification pod's scratch space on the node's disk. Prints a table. Not a
+ * read (scripts/pod-memory.ts), and the verification pod's scratch space on the node's disk (du). Prints a table. Not a
  * test: record the figures in docs/performance.md. Sizes in MB: VERIFY_SIZES (default "120,1200").
  */
 import { rmSync, writeFileSync } from 'node:fs';
@@ -36,23 +36,27 @@ interface Observed {
   lastVerifyPod?: Pod;
   verifyPodSeenAt?: number;
   scratchPeakMb: number;
+  /** What the scratch space held at that peak (MB by path, ≥ 1 MB). */
+  scratchAtPeak?: string;
   controllerRestarts: number;
   controllerLastEnd?: string;
 }
 
-/** MB used by a directory on the node's disk (du), 0 once it is gone. */
-function duMb(dir: string): number {
+/** MB used by a directory on the node's disk and by what is in it, two levels down (du); 0 once it is gone. */
+function du(dir: string): { mb: number; parts: string } {
   try {
-    return Number(sh(['du', '-sk', dir]).split('\t')[0]) / 1024;
+    const lines = sh(['du', '-k', '--max-depth=2', dir]).trim().split('\n').map((l) => l.split('\t') as [string, string]);
+    const parts = lines.slice(0, -1).filter(([kb]) => Number(kb) >= 1024).map(([kb, p]) => `${p.slice(dir.length + 1)} ${(Number(kb) / 1024).toFixed(0)}`);
+    return { mb: Number(lines.at(-1)![0]) / 1024, parts: parts.join(', ') };
   } catch {
-    return 0;
+    return { mb: 0, parts: '' };
   }
 }
 
 /** Samples the install's pods until `done()` says stop; see Observed. */
 async function sample(client: KubeClient, done: () => boolean): Promise<Observed> {
   const o: Observed = { controllerBackup: new MemoryPeaks(), controllerVerify: new MemoryPeaks(), verifyPod: new MemoryPeaks(), scratchPeakMb: 0, controllerRestarts: 0 };
-  for (let i = 0; !done(); i++) {
+  while (!done()) {
     const pods = (await client.list<Pod>(POD, ns)).items;
     const component = (p: Pod) => p.metadata?.labels?.['app.kubernetes.io/component'];
     const controller = pods.find((p) => component(p) === 'controller' && !p.metadata?.deletionTimestamp);
@@ -74,8 +78,9 @@ async function sample(client: KubeClient, done: () => boolean): Promise<Observed
       }
       if (verifyDir) o.verifyPod.add(readCgroupMemory(verifyDir));
       o.lastVerifyPod = verify;
-      if (i % 4 === 0 && verify.metadata?.uid) {
-        o.scratchPeakMb = Math.max(o.scratchPeakMb, duMb(join(env.dir, 'kubelet/pods', verify.metadata.uid, 'volumes/kubernetes.io~empty-dir/tmp')));
+      if (verify.metadata?.uid) {
+        const used = du(join(env.dir, 'kubelet/pods', verify.metadata.uid, 'volumes/kubernetes.io~empty-dir/tmp'));
+        if (used.mb > o.scratchPeakMb) Object.assign(o, { scratchPeakMb: used.mb, scratchAtPeak: used.parts });
       }
     }
     if (controllerDir) (o.verifyPodSeenAt === undefined ? o.controllerBackup : o.controllerVerify).add(readCgroupMemory(controllerDir));
@@ -167,7 +172,7 @@ spec: { url: "${env.s3Url}", bucketName: measure-verify, credentials: s3-creds }
       `${Number(v.durationSecs).toFixed(1)} s (pod seen → record written ${podS.toFixed(1)} s)`,
       end ? `${end.reason}, exit ${end.exitCode}` : 'not seen',
       `limit ${verifyLimit}; ${memRow(o.verifyPod.max)}; failcnt ${o.verifyPod.max.failcnt}, oom_kill ${o.verifyPod.max.oomKills} (${o.verifyPod.samples} samples)`,
-      `${mb(o.scratchPeakMb)} of sizeLimit ${scratchLimit}`,
+      `${mb(o.scratchPeakMb)} of sizeLimit ${scratchLimit} (at the peak, MB: ${o.scratchAtPeak ?? '?'})`,
       `limit ${mb(o.controllerVerify.max.limit)}; ${memRow(o.controllerVerify.max)}; oom_kill ${o.controllerVerify.max.oomKills}`,
       `${memRow(o.controllerBackup.max)}`,
       `${o.controllerRestarts}${o.controllerLastEnd ? ` (last: ${o.controllerLastEnd})` : ''}`,
@@ -179,7 +184,7 @@ spec: { url: "${env.s3Url}", bucketName: measure-verify, credentials: s3-creds }
     rmSync(extraEtcdDataDir(env, `${name}-etcd`), { recursive: true, force: true });
   }
   const rows = ['etcd snapshot', 'backup (on demand → Completed)', 'verification', 'verification duration (kubedr verify)',
-    'verification pod ended', 'verification pod memory', 'verification pod scratch (/tmp emptyDir, peak du)',
+    'verification pod\'s end, as last seen', 'verification pod memory', 'verification pod scratch (/tmp emptyDir, peak du)',
     'controller container during verification', 'controller container during the backup', 'controller restarts', 'OOM or eviction events'];
   console.log(`| | ${columns.map((c) => c.label).join(' | ')} |`);
   console.log(`|---|${columns.map(() => '---').join('|')}|`);
