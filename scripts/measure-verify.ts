@@ -42,11 +42,15 @@ interface Observed {
   controllerLastEnd?: string;
 }
 
-/** MB used by a directory on the node's disk and by what is in it, two levels down (du); 0 once it is gone. */
+/**
+ * MB used by a directory on the node's disk, and by each file and directory in it of 10 MB or more down to the files
+ * of a verification's work directory (`kubedr-…/verify-…/restore/data/etcd-snapshot.db`); 0 once it is gone.
+ */
 function du(dir: string): { mb: number; parts: string } {
   try {
-    const lines = sh(['du', '-k', '--max-depth=2', dir]).trim().split('\n').map((l) => l.split('\t') as [string, string]);
-    const parts = lines.slice(0, -1).filter(([kb]) => Number(kb) >= 1024).map(([kb, p]) => `${p.slice(dir.length + 1)} ${(Number(kb) / 1024).toFixed(0)}`);
+    const lines = sh(['du', '-ak', '--max-depth=6', dir]).trim().split('\n').map((l) => l.split('\t') as [string, string]);
+    const parts = lines.slice(0, -1).filter(([kb]) => Number(kb) >= 10 * 1024)
+      .map(([kb, p]) => `${p.slice(dir.length + 1).replace(/^kubedr-[^/]+\/verify-[^/]+/, '…')} ${(Number(kb) / 1024).toFixed(0)}`);
     return { mb: Number(lines.at(-1)![0]) / 1024, parts: parts.join(', ') };
   } catch {
     return { mb: 0, parts: '' };
