@@ -6,8 +6,9 @@
  * controller pod reaches through the host network, gets a kube-apiserver's objects (so it is a cluster's etcd, as
  * verification demands) and is filled up to the size; a policy backs it up once on demand and verifies after the
  * backup, in a verification pod. Every 250 ms the cgroups of the controller container and of the verification pod are
- * read (scripts/pod-memory.ts), and the verification pod's scratch space on the node's disk (du). Prints a table. Not a
- * test: record the figures in docs/performance.md. Sizes in MB: VERIFY_SIZES (default "120,1200").
+ * read (scripts/pod-memory.ts), and the verification pod's scratch space on the node's disk (du). Prints a table, memory
+ * and disk in MiB (as the pods' limits are given). Not a test: record the figures in docs/performance.md. Sizes in MB:
+ * VERIFY_SIZES (default "120,1200").
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -35,31 +36,31 @@ interface Observed {
   /** The verification pod as last seen (its spec's limits, its container's end). */
   lastVerifyPod?: Pod;
   verifyPodSeenAt?: number;
-  scratchPeakMb: number;
-  /** What the scratch space held at that peak (MB by path, ≥ 1 MB). */
+  scratchPeakMib: number;
+  /** What the scratch space held at that peak (MiB by path, ≥ 10 MiB). */
   scratchAtPeak?: string;
   controllerRestarts: number;
   controllerLastEnd?: string;
 }
 
 /**
- * MB used by a directory on the node's disk, and by each file and directory in it of 10 MB or more down to the files
+ * MiB used by a directory on the node's disk, and by each file and directory in it of 10 MiB or more down to the files
  * of a verification's work directory (`kubedr-…/verify-…/restore/data/etcd-snapshot.db`); 0 once it is gone.
  */
-function du(dir: string): { mb: number; parts: string } {
+function du(dir: string): { mib: number; parts: string } {
   try {
     const lines = sh(['du', '-ak', '--max-depth=6', dir]).trim().split('\n').map((l) => l.split('\t') as [string, string]);
     const parts = lines.slice(0, -1).filter(([kb]) => Number(kb) >= 10 * 1024)
       .map(([kb, p]) => `${p.slice(dir.length + 1).replace(/^kubedr-[^/]+\/verify-[^/]+/, '…')} ${(Number(kb) / 1024).toFixed(0)}`);
-    return { mb: Number(lines.at(-1)![0]) / 1024, parts: parts.join(', ') };
+    return { mib: Number(lines.at(-1)![0]) / 1024, parts: parts.join(', ') };
   } catch {
-    return { mb: 0, parts: '' };
+    return { mib: 0, parts: '' };
   }
 }
 
 /** Samples the install's pods until `done()` says stop; see Observed. */
 async function sample(client: KubeClient, done: () => boolean): Promise<Observed> {
-  const o: Observed = { controllerBackup: new MemoryPeaks(), controllerVerify: new MemoryPeaks(), verifyPod: new MemoryPeaks(), scratchPeakMb: 0, controllerRestarts: 0 };
+  const o: Observed = { controllerBackup: new MemoryPeaks(), controllerVerify: new MemoryPeaks(), verifyPod: new MemoryPeaks(), scratchPeakMib: 0, controllerRestarts: 0 };
   while (!done()) {
     const pods = (await client.list<Pod>(POD, ns)).items;
     const component = (p: Pod) => p.metadata?.labels?.['app.kubernetes.io/component'];
@@ -84,7 +85,7 @@ async function sample(client: KubeClient, done: () => boolean): Promise<Observed
       o.lastVerifyPod = verify;
       if (verify.metadata?.uid) {
         const used = du(join(env.dir, 'kubelet/pods', verify.metadata.uid, 'volumes/kubernetes.io~empty-dir/tmp'));
-        if (used.mb > o.scratchPeakMb) Object.assign(o, { scratchPeakMb: used.mb, scratchAtPeak: used.parts });
+        if (used.mib > o.scratchPeakMib) Object.assign(o, { scratchPeakMib: used.mib, scratchAtPeak: used.parts });
       }
     }
     if (controllerDir) (o.verifyPodSeenAt === undefined ? o.controllerBackup : o.controllerVerify).add(readCgroupMemory(controllerDir));
@@ -112,8 +113,8 @@ function oomEvents(): string[] {
     .map((e) => `${e.involvedObject?.kind}/${e.involvedObject?.name} ${e.reason}: ${e.message}`);
 }
 
-const mb = (x: number) => `${x.toFixed(0)} MB`;
-const memRow = (m: CgroupMemory) => `kernel peak ${mb(m.peak)}, working set ${mb(m.workingSet)}, resident ${mb(m.resident)}, largest process ${mb(m.processPeak)}`;
+const mib = (x: number) => `${x.toFixed(0)} MiB`;
+const memRow = (m: CgroupMemory) => `kernel peak ${mib(m.peak)}, working set ${mib(m.workingSet)}, resident ${mib(m.resident)}, largest process ${mib(m.processPeak)}`;
 
 try {
   sh([join(root, 'scripts/build-image.sh')]);
@@ -176,8 +177,8 @@ spec: { url: "${env.s3Url}", bucketName: measure-verify, credentials: s3-creds }
       `${Number(v.durationSecs).toFixed(1)} s (pod seen → record written ${podS.toFixed(1)} s)`,
       end ? `${end.reason}, exit ${end.exitCode}` : 'not seen',
       `limit ${verifyLimit}; ${memRow(o.verifyPod.max)}; failcnt ${o.verifyPod.max.failcnt}, oom_kill ${o.verifyPod.max.oomKills} (${o.verifyPod.samples} samples)`,
-      `${mb(o.scratchPeakMb)} of sizeLimit ${scratchLimit} (at the peak, MB: ${o.scratchAtPeak ?? '?'})`,
-      `limit ${mb(o.controllerVerify.max.limit)}; ${memRow(o.controllerVerify.max)}; oom_kill ${o.controllerVerify.max.oomKills}`,
+      `${mib(o.scratchPeakMib)} of sizeLimit ${scratchLimit} (at the peak, MiB: ${o.scratchAtPeak ?? '?'})`,
+      `limit ${mib(o.controllerVerify.max.limit)}; ${memRow(o.controllerVerify.max)}; oom_kill ${o.controllerVerify.max.oomKills}`,
       `${memRow(o.controllerBackup.max)}`,
       `${o.controllerRestarts}${o.controllerLastEnd ? ` (last: ${o.controllerLastEnd})` : ''}`,
       events.length ? events.join('; ') : 'none',

@@ -10,9 +10,10 @@ import type { TestEnv } from './cluster/node.ts';
 import { cgroupHierarchies } from './cluster/host.ts';
 import { memoryMb } from './measure.ts';
 
-const MB = 1e6;
+// MiB, as the pods' limits (`1778Mi`) and /proc's VmHWM (memoryMb) count.
+const MIB = 1024 * 1024;
 
-/** One reading of a container's memory cgroup, in MB (oomKills and failcnt are counts). */
+/** One reading of a container's memory cgroup, in MiB (oomKills and failcnt are counts). */
 export interface CgroupMemory {
   /** memory.usage_in_bytes: everything charged to the container, page cache included. */
   usage: number;
@@ -51,9 +52,9 @@ export function readCgroupMemory(dir: string): CgroupMemory | undefined {
     const pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim().split('\n').filter(Boolean).map(Number);
     const usage = num('memory.usage_in_bytes');
     return {
-      usage: usage / MB, peak: num('memory.max_usage_in_bytes') / MB, workingSet: Math.max(0, usage - field('total_inactive_file')) / MB,
-      resident: (field('total_rss') + field('total_mapped_file')) / MB, processPeak: Math.max(0, ...pids.map((p) => memoryMb(p).hwm)),
-      limit: num('memory.limit_in_bytes') / MB, failcnt: num('memory.failcnt'), oomKills: Number(oom ?? 0),
+      usage: usage / MIB, peak: num('memory.max_usage_in_bytes') / MIB, workingSet: Math.max(0, usage - field('total_inactive_file')) / MIB,
+      resident: (field('total_rss') + field('total_mapped_file')) / MIB, processPeak: Math.max(0, ...pids.map((p) => memoryMb(p).hwm)),
+      limit: num('memory.limit_in_bytes') / MIB, failcnt: num('memory.failcnt'), oomKills: Number(oom ?? 0),
     };
   } catch {
     return undefined;
