@@ -8,19 +8,19 @@
  *
  * Written here rather than with `bun test`'s own options: it has no sharding across processes and no way to give each
  * process a cluster of its own.
- *   KUBEDR_TEST_NODES  how many nodes (default: 3 with 2 or more cores, else 1)
+ *   KUBEDR_TEST_NODES  how many nodes (default 1: a full run on three side by side has not been measured yet; 3 is the aim)
  *   KUBEDR_TEST_MATCH  only the test files whose path matches this regular expression
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, homedir } from 'node:os';
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dir, '..');
 const cacheDir = process.env.KUBEDR_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'kubedr-testenv');
 const timesFile = join(cacheDir, 'test-durations.json');
 const base = resolve(process.env.KUBEDR_TESTENV_DIR ?? join(root, '.testenv'));
-const nodeCount = Math.max(1, Number(process.env.KUBEDR_TEST_NODES ?? (availableParallelism() >= 2 ? 3 : 1)));
+const nodeCount = Math.max(1, Number(process.env.KUBEDR_TEST_NODES ?? 1));
 const bun = process.execPath;
 
 interface Item {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: installs what is missing, type-checks, starts the test cluster (a real single-node Kubernetes in a network
 # namespace of its own: scripts/cluster/), runs every test inside that namespace, stops the cluster. With no arguments,
-# every test file runs, spread over several such nodes side by side (scripts/run-tests.ts).
+# every test file runs, each file in a bun test of its own (scripts/run-tests.ts; several nodes with KUBEDR_TEST_NODES).
 # Extra arguments go to `bun test` (e.g. `npm test -- test/e2e/backup-location.test.ts`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ bun scripts/gen-crds.ts --check
 echo "== test cluster, then tests (end-to-end tests wait on real processes: two minutes each at most)" >&2
 status=0
 if [ $# -eq 0 ]; then
-  # Every file, on several nodes side by side (scripts/run-tests.ts; KUBEDR_TEST_NODES=1 for one).
+  # Every file, each in a bun test of its own (scripts/run-tests.ts; KUBEDR_TEST_NODES=3 spreads them over three nodes).
   PATH="$(scripts/cluster/fetch-trixie.sh)/bin:$PATH" bun scripts/run-tests.ts || status=$?
 else
   scripts/cluster/with-node.sh "${KUBEDR_TESTENV_DIR:-$PWD/.testenv}" bun test --timeout 120000 "$@" || status=$?
