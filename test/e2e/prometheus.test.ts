@@ -106,7 +106,7 @@ beforeAll(async () => {
   }));
   // As `helm install` renders it: with the API versions the cluster serves, so `enabled: auto` decides for real.
   rendered = render(['--name', 'kubedr', '--namespace', ns, '-f', join(work, 'values.yaml'), ...servedApiVersions()]);
-  const r = kubectl(['apply', '-f', '-'], rendered.text);
+  const r = kubectl(['apply', '-f', '-'], rendered.manifest);
   if (r.code !== 0) throw new Error(`kubectl apply of the chart failed: ${r.stderr}`);
 
   apply(locationSecretYaml(ns, { name: 's3-creds', password }));
@@ -125,7 +125,10 @@ beforeAll(async () => {
 
   const rollout = kubectl(['rollout', 'status', 'deployment/kubedr', '-n', ns, '--timeout=180s']);
   if (rollout.code !== 0) throw new Error(`rollout: ${rollout.stderr}`);
-  await locationInit(ns, 'loc', 'Completed');
+  await locationInit(ns, 'loc', 'Completed').catch((err) => {
+    const logs = kubectl(['logs', 'deployment/kubedr', '-n', ns, '--tail=40']);
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\ncontroller's last lines:\n${logs.stdout}${logs.stderr}`);
+  });
 
   // The faults, all at once so their clocks run together: backups of an etcd that refuses connections (on demand, and
   // every minute), and a location whose Secret holds an access key the S3 server refuses.

@@ -218,7 +218,14 @@ spec:
 
 /** Waits until the BackupLocation's initialisation reached `want` (Completed by default, or Failed). */
 export async function locationInit(ns: string, name: string, want: 'Completed' | 'Failed' = 'Completed'): Promise<void> {
-  await eventually(() => expect(getJson<BackupLocation>(['bl', name, '-n', ns]).status?.initStatus).toBe(want));
+  try {
+    await eventually(() => expect(getJson<BackupLocation>(['bl', name, '-n', ns]).status?.initStatus).toBe(want));
+  } catch (err) {
+    // What the location says and what was reported about it: the first thing anyone reads when this fails.
+    const status = JSON.stringify(getJson<BackupLocation>(['bl', name, '-n', ns]).status ?? {});
+    const said = events(ns, name).map((e) => `${e.reason}: ${e.message}`).join('; ');
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; status ${status}; events: ${said || 'none'}`);
+  }
 }
 
 export function events(ns: string, objectName?: string): KubeEvent[] {
