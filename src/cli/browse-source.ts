@@ -13,6 +13,7 @@ import { apiserverVersion, matchVersions } from '../engine/browse/version.ts';
 import { EngineError } from '../engine/errors.ts';
 import { kubernetesVersionOf } from '../engine/origin.ts';
 import { restoreBackup } from '../engine/restore.ts';
+import type { SnapshotInfo } from '../engine/restic-output.ts';
 import { Restic } from '../engine/restic.ts';
 import { type FlagSpec, type Parsed, UsageError } from '../util/flags.ts';
 import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
@@ -55,25 +56,26 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
   let snapshotFile: string;
   let restoredDir: string | undefined;
   let sha256: string | undefined;
-  /** The backup's restic tags (its cluster's Kubernetes version among them); none for a snapshot file. */
-  let tags: readonly string[] | undefined;
+  // Checked before anything is downloaded: a backup the kube-apiserver given cannot serve is refused at once.
+  const server = await apiserverVersion(f['kube-apiserver'], signal);
+  const onChosen = (chosen: SnapshotInfo) => checkVersions(chosen.tags, server, f['allow-version-skew'], onStep);
   if (f.snapshot) {
     snapshotFile = resolve(f.snapshot);
     if (!existsSync(snapshotFile)) throw new EngineError('InvalidInput', `${snapshotFile} does not exist`);
     // A file from `kubedr restore` sits in DIR/data beside the certificates and extraPaths (an EncryptionConfiguration).
     restoredDir = resolve(snapshotFile, '..');
+    onStep(`an etcd snapshot file does not say its cluster's Kubernetes version: serving it with kube-apiserver ${server}`);
   } else try {
     const repo = repositoryFromFlags(f);
     if (f.at) {
       const point = pointInTimeFrom(f.at, undefined)!;
-      const r = await restoreToPoint(new Restic(), point, { repo, policy: f.policy, cluster: f.cluster, target: staging, overwrite: true, signal, onStep });
+      const r = await restoreToPoint(new Restic(), point, { repo, policy: f.policy, cluster: f.cluster, target: staging, overwrite: true, signal, onStep,
+        onChosen });
       sha256 = r.sha256;
-      tags = r.baseTags;
     } else {
       const r = await restoreBackup(new Restic(), { repo, snapshot: f.from!, filter: { policy: f.policy, cluster: f.cluster }, target: staging,
-        overwrite: true, signal, onStep });
+        overwrite: true, signal, onStep, onChosen });
       sha256 = r.sha256;
-      tags = r.snapshot.tags;
     }
     snapshotFile = join(staging, DATA_DIR, SNAPSHOT_FILE);
     restoredDir = join(staging, DATA_DIR);
@@ -84,7 +86,6 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
   // The restored backup holds every Secret of the cluster: it lives only as long as the browse.
   const removeStaging = () => f.snapshot || rmSync(staging, { recursive: true, force: true });
   try {
-    await checkApiserverVersion(f, tags, signal, onStep);
     const session = await startSession({ snapshotFile, sha256, restoredDir, encryptionConfig: f['encryption-config'], kubeApiserver: f['kube-apiserver'],
       etcd: f.etcd, etcdPrefix: f['etcd-prefix'], dir, name: f.name, onStep, signal });
     return { ...session, stop: async () => {
@@ -98,14 +99,8 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
 }
 
 /** Refuses a kube-apiserver of another minor version than the backup's cluster, unless the skew is accepted. */
-async function checkApiserverVersion(f: Parsed<typeof sourceFlags>, tags: readonly string[] | undefined, signal: AbortSignal,
-  onStep: (s: string) => void): Promise<void> {
-  const server = await apiserverVersion(f['kube-apiserver'], signal);
-  if (!tags) {
-    onStep(`an etcd snapshot file does not say its cluster's Kubernetes version: serving it with kube-apiserver ${server}`);
-    return;
-  }
-  const match = matchVersions(kubernetesVersionOf(tags), server, f['allow-version-skew']);
+function checkVersions(tags: readonly string[], server: string, allowSkew: boolean, onStep: (s: string) => void): void {
+  const match = matchVersions(kubernetesVersionOf(tags), server, allowSkew);
   if (!match.ok) throw new EngineError('InvalidInput', match.message);
   if (match.note) onStep(`warning: ${match.note}`);
 }

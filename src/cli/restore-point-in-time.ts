@@ -9,7 +9,7 @@ import { type PointInTimeResult, restorePointInTime } from '../engine/continuous
 import type { PointInTime } from '../engine/continuous/window.ts';
 import { EngineError } from '../engine/errors.ts';
 import { clusterLabel, matchesCluster, originOf } from '../engine/origin.ts';
-import { parseSnapshots } from '../engine/restic-output.ts';
+import { type SnapshotInfo, parseSnapshots } from '../engine/restic-output.ts';
 import type { Repository, Restic } from '../engine/restic.ts';
 import { withBucketCheck } from '../engine/repository.ts';
 import { UsageError } from '../util/flags.ts';
@@ -57,19 +57,19 @@ export interface PointInTimeFlags {
   overwrite: boolean;
   signal: AbortSignal;
   onStep: (step: string) => void;
+  /** Told the full backup the point is reached from, before anything is downloaded; throwing stops the restore. */
+  onChosen?: (base: SnapshotInfo) => void | Promise<void>;
 }
 
-export async function restoreToPoint(restic: Restic, point: PointInTime, f: PointInTimeFlags): Promise<PointInTimeResult & { baseTags: string[] }> {
+export async function restoreToPoint(restic: Restic, point: PointInTime, f: PointInTimeFlags): Promise<PointInTimeResult> {
   if (!f.policy) throw new UsageError('a restore to a point in time needs --policy: a chain of changes belongs to one policy');
   const snapshots = await chainSnapshots(restic, f.repo, f.policy, f.cluster, f.signal);
   if (!snapshots.some((s) => s.tags[0]?.startsWith('kubedr-changes='))) {
     throw new EngineError('NotFound', `policy "${f.policy}" has no stored changes: it is not a continuous policy (spec.continuous.enabled), ` +
       'so it restores only to its full backups (kubedr restore <snapshot-id|latest>)');
   }
-  const r = await restorePointInTime(restic, { repo: f.repo, policy: f.policy, snapshots, target: point, dir: f.target, overwrite: f.overwrite,
-    signal: f.signal, onStep: f.onStep, onProgress: (n) => f.onStep(`${n} revisions replayed`) });
-  // The base full backup's tags say whose cluster, and which Kubernetes version, the point belongs to.
-  return { ...r, baseTags: snapshots.find((s) => s.id === r.baseSnapshot)?.tags ?? [] };
+  return restorePointInTime(restic, { repo: f.repo, policy: f.policy, snapshots, target: point, dir: f.target, overwrite: f.overwrite,
+    signal: f.signal, onStep: f.onStep, onProgress: (n) => f.onStep(`${n} revisions replayed`), onChosen: f.onChosen });
 }
 
 export function pointInTimeSummary(r: PointInTimeResult, snapshotFile: string): string {

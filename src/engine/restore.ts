@@ -125,6 +125,11 @@ export interface RestoreRequest {
   /** Time limit of the whole restore (default DEFAULT_RESTORE_TIMEOUT_MS); past it, the restore is cancelled as above. */
   timeoutMs?: number;
   run?: RunOptions;
+  /**
+   * Told the chosen snapshot before anything is downloaded; throwing stops the restore there (e.g. a browse that cannot
+   * serve the backup's Kubernetes version should not first fetch a backup of gigabytes).
+   */
+  onChosen?: (snapshot: SnapshotInfo) => void | Promise<void>;
 }
 
 export interface RestoreResult {
@@ -206,6 +211,7 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
   step('listing snapshots');
   const listed = await resticTimeLimit(withBucketCheck(req.repo, (signal) => listSnapshots(restic, req.repo, { ...run(), signal }, { readOnly: true }), run().signal), timedOut);
   const snapshot = pickSnapshot(listed, req.snapshot, req.filter);
+  await req.onChosen?.(snapshot);
 
   await mkdir(req.target, { recursive: true });
   // Staged inside the target, so the final move is a rename on the same filesystem.

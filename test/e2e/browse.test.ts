@@ -334,6 +334,8 @@ describe('a kube-apiserver of another minor version than the backed-up cluster',
     expect(r.stderr).toContain(`the backup is of a cluster at Kubernetes ${newer}, the kube-apiserver given is ${live}`);
     expect(r.stderr).toContain(`Give a kube-apiserver of v${major}.${minor + 1}.x with --kube-apiserver`);
     expect(r.stderr).not.toContain(password);
+    // Refused from the snapshot's tags, before its files were fetched from S3.
+    expect(r.stderr).not.toContain('restoring snapshot');
     // Nothing is left: no browse to find, no restored copy of the backup on disk.
     expect((await kubedr(['browse', '--kubeconfig', ...name])).code).toBe(EXIT.notFound);
     expect(readdirSync(join(tmpdir(), `kubedr-browse-${process.getuid!()}`)).filter((f) => f.startsWith(`skew-${suffix}`))).toEqual([]);
@@ -341,6 +343,7 @@ describe('a kube-apiserver of another minor version than the backed-up cluster',
     const skewed = await kubedr(['browse', '--from', other.short_id, ...at, ...name, '--detach', '--allow-version-skew']);
     expect(skewed.code).toBe(0);
     expect(skewed.stderr).toContain('will be missing or fail to decode (--allow-version-skew)');
+    expect(skewed.stderr).toContain(`restoring snapshot ${other.short_id}`);
     expect((await kubedr(['browse', '--stop', ...name])).code).toBe(0);
   }, 180_000);
 });

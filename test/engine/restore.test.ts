@@ -136,6 +136,21 @@ describe('restoreBackup into a target', () => {
     expect(entries()).toEqual(['data']);
   });
 
+  test('the chosen snapshot is told before anything is downloaded; a refusal there downloads nothing and leaves the target as it was', async () => {
+    oldData();
+    const restic = new PlayedRestic();
+    const told: string[] = [];
+    const refused = await restoreBackup(restic, { repo, snapshot: 'latest', target, overwrite: true, onChosen: (s) => {
+      told.push(s.id);
+      throw new EngineError('InvalidInput', 'not this one');
+    } }).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(EngineError);
+    expect(told).toEqual([SNAPSHOT_ID]);
+    expect(restic.restores).toEqual([]);
+    expect(entries()).toEqual(['data']);
+    expect(readFileSync(join(target, 'data/etcd-snapshot.db'), 'utf8')).toBe('old');
+  });
+
   test('by default no lock (read-only S3 keys can restore); with sharedLock restic\'s shared lock, waiting out a prune', async () => {
     const plain = new PlayedRestic();
     await restoreBackup(plain, { repo, snapshot: 'latest', target: join(target, 'a') });

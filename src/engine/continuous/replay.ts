@@ -44,6 +44,8 @@ export interface PointInTimeRequest {
   signal?: AbortSignal;
   etcd?: string;
   restoreTool?: string;
+  /** Told the full backup the point is reached from, before anything is downloaded (see RestoreRequest.onChosen). */
+  onChosen?: (base: SnapshotInfo) => void | Promise<void>;
 }
 
 export interface PointInTimeResult {
@@ -81,7 +83,8 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
   const work = await mkdtemp(join(req.dir, '.kubedr-point-in-time-'));
   try {
     step(`restoring the full backup ${plan.base.id.slice(0, 8)} (revision ${plan.base.revision})`);
-    const base = await restoreBackup(restic, { repo: req.repo, snapshot: plan.base.id, target: join(work, 'base'), onStep: step, signal: req.signal });
+    const base = await restoreBackup(restic, { repo: req.repo, snapshot: plan.base.id, target: join(work, 'base'), onStep: step, signal: req.signal,
+      onChosen: req.onChosen });
     step('starting a throwaway etcd on it');
     const etcd = await startThrowawayEtcd({
       snapshotFile: base.etcdSnapshot, work: join(work, 'etcd'), name: 'replay', etcd: req.etcd, restoreTool: req.restoreTool,
