@@ -15,7 +15,9 @@ mkdir -p dist
 # top-level await, hence --format=esm. --minify changes little and would only blur stack traces.
 # A compiled binary would by default read .env and bunfig.toml from whatever directory it is started in; the shipped
 # binary takes its configuration from flags and the environment only.
+# Written beside, then renamed: test files running side by side (scripts/run-tests.ts) build it while others run it.
 node_modules/.bin/bun build src/main.ts --compile --bytecode --format=esm --target=bun-linux-x64 \
   --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
-  --define "KUBEDR_COMMIT=\"$commit\"" --outfile dist/kubedr
+  --define "KUBEDR_COMMIT=\"$commit\"" --outfile "dist/.kubedr.$$"
+mv -f "dist/.kubedr.$$" dist/kubedr
 echo "built dist/kubedr (commit $commit)" >&2

@@ -16,6 +16,6 @@ cp "$here/helm-render/main.go" "$work/src/helm-render/"
 (cd "$work/src/helm-render" && GO111MODULE=off GOPATH="$work:/usr/share/gocode" GOCACHE="$work/cache" GOFLAGS= \
   /usr/lib/go-1.19/bin/go build -o "$out.tmp" .)
 mv "$out.tmp" "$out"
-# Builds of older sources are superseded.
-find "$cache" -maxdepth 1 -name 'helm-render-*' ! -name "$(basename "$out")" -delete
+# Builds of other sources stay: worktrees and test runs side by side share this cache, and a running suite keeps the
+# path of the build it started with (removing it failed their later renders).
 echo "$out"

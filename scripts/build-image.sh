@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v buildah >/dev/null || scripts/install-deps.sh
+# One build at a time in this tree (test files on several nodes side by side each ask for the image).
+mkdir -p dist
+exec 8>dist/.build-image.lock
+flock 8
 # Always rebuilt (about a second), so the image holds the binary of the tree it is labelled with.
 scripts/build-binary.sh
 
@@ -70,11 +74,12 @@ bh config --entrypoint '["/usr/local/bin/kubedr"]' --cmd controller --user 65532
   --env PATH=/usr/local/bin:/usr/bin --env HOME=/home/kubedr --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   --os linux --arch amd64 --created-by scripts/build-image.sh "${labels[@]}" "$ctr"
 
-mkdir -p dist
-rm -f dist/kubedr-image.tar
+rm -f dist/.kubedr-image.tar
 # Straight into an OCI archive: a copy in local storage would only double the disk used (vfs stores full copies).
 # buildah commit leaves layers uncompressed unless told; --timestamp (the commit's time) makes rebuilds of one commit identical.
+# Written beside, then renamed: a test on another node may be importing the previous one.
 bh commit --rm -q --disable-compression=false --timestamp "$(git log -1 --format=%ct 2>/dev/null || date +%s)" \
-  "$ctr" "oci-archive:dist/kubedr-image.tar:$image" >/dev/null
+  "$ctr" "oci-archive:dist/.kubedr-image.tar:$image" >/dev/null
+mv -f dist/.kubedr-image.tar dist/kubedr-image.tar
 trap - EXIT
 echo "built dist/kubedr-image.tar ($image, $(du -m dist/kubedr-image.tar | cut -f1) MB)" >&2

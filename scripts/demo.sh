@@ -49,7 +49,8 @@ certsHostPaths: [$pki]
 monitoring: {serviceMonitor: {enabled: false}, prometheusRule: {enabled: false}}
 V
 k create namespace $ns
-"$(scripts/build-helm-render.sh)" --name kubedr --namespace $ns --include-crds -f "$values" helm/kubedr | k apply -f -
+# --no-hooks: what helm install applies (the chart's only hook runs at helm uninstall).
+"$(scripts/build-helm-render.sh)" --name kubedr --namespace $ns --include-crds --no-hooks -f "$values" helm/kubedr | k apply -f -
 k -n $ns rollout status deployment/kubedr --timeout=180s
 k -n $ns get pods -o wide
 echo "Lease holder: $(k -n $ns get lease kubedr-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || echo '(not yet)')"

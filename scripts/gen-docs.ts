@@ -39,7 +39,7 @@ export function withFlagsTable(doc: string, specs: Record<string, FlagSpec> = co
 }
 
 /** The commands, in the order `kubedr --help` lists them. */
-export const COMMANDS = ['controller', 'version', 'backup', 'status', 'snapshots', 'restore', 'etcd-restore', 'verify', 'rotate-key', 'repository',
+export const COMMANDS = ['controller', 'version', 'backup', 'status', 'release-records', 'snapshots', 'restore', 'etcd-restore', 'verify', 'rotate-key', 'repository',
   'browse', 'diff', 'restore-objects'];
 
 /** What the binary prints for `kubedr ARGS` (run from source, with no environment that could change defaults). */

@@ -1,6 +1,6 @@
 /**
- * @module What the benchmark scripts (bench.ts, bench-scale.ts, measure-startup.ts, measure-recovery.ts, measure-browse.ts)
- * share: running a command, reading a process's memory, reading the controller's log, filling an etcd, one backup.
+ * @module What the benchmark scripts (bench.ts, bench-scale.ts and the measure-*.ts) share: running a command, reading a
+ * process's memory, reading the controller's log, filling an etcd, one backup.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -89,14 +89,17 @@ export function fillEtcdMb(env: TestEnv, endpoint: string, mb: number): void {
 }
 
 /**
- * A policy named `name` in `ns` backing up the etcd at `endpoint` to the location `loc` (never scheduled, never
- * verified), backed up once on demand; resolves when that backup completed.
+ * A policy named `name` in `ns` backing up the etcd at `endpoint` to the location `loc` (never scheduled; never
+ * verified unless `spec` says otherwise: its fields replace the defaults), backed up once on demand; resolves when
+ * that backup completed.
  */
-export async function backedUpOnce(env: TestEnv, client: KubeClient, ns: string, name: string, endpoint: string): Promise<void> {
+export async function backedUpOnce(env: TestEnv, client: KubeClient, ns: string, name: string, endpoint: string,
+  spec: Partial<MetadataBackupPolicy['spec']> = {}): Promise<void> {
+  const full = { destination: 'loc', etcdEndpoint: endpoint, etcdCreds: 'etcd-creds', schedule: '0 0 1 1 *', verification: { mode: 'Never' }, ...spec };
   sh(['kubectl', '--kubeconfig', env.kubeconfig, 'apply', '-f', '-'], {}, `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupPolicy
 metadata: { name: ${name}, namespace: ${ns} }
-spec: { destination: loc, etcdEndpoint: "${endpoint}", etcdCreds: etcd-creds, schedule: "0 0 1 1 *", verification: { mode: Never } }
+spec: ${JSON.stringify(full)}
 `);
   await Bun.sleep(1000);
   await client.patch(BACKUP_POLICY, ns, name, { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: 'measure' } } });

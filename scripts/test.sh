@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: installs what is missing, type-checks, starts the test cluster (a real single-node Kubernetes in a network
-# namespace of its own: scripts/cluster/), runs every test inside that namespace, stops the cluster.
+# namespace of its own: scripts/cluster/), runs every test inside that namespace, stops the cluster. With no arguments,
+# every test file runs, each file in a bun test of its own (scripts/run-tests.ts; several nodes with KUBEDR_TEST_NODES).
 # Extra arguments go to `bun test` (e.g. `npm test -- test/e2e/backup-location.test.ts`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,11 @@ bun scripts/gen-crds.ts --check
 
 echo "== test cluster, then tests (end-to-end tests wait on real processes: two minutes each at most)" >&2
 status=0
-scripts/cluster/with-node.sh "${KUBEDR_TESTENV_DIR:-$PWD/.testenv}" bun test --timeout 120000 "$@" || status=$?
+if [ $# -eq 0 ]; then
+  # Every file, each in a bun test of its own (scripts/run-tests.ts; KUBEDR_TEST_NODES=3 spreads them over three nodes).
+  PATH="$(scripts/cluster/fetch-trixie.sh)/bin:$PATH" bun scripts/run-tests.ts || status=$?
+else
+  scripts/cluster/with-node.sh "${KUBEDR_TESTENV_DIR:-$PWD/.testenv}" bun test --timeout 120000 "$@" || status=$?
+fi
 echo "npm test took $(( $(date +%s) - t0 )) s" >&2
 exit $status

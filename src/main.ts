@@ -7,6 +7,7 @@ import { runDiff } from './cli/diff.ts';
 import { runEtcdRestore } from './cli/etcd-restore.ts';
 import { exitCodeFor } from './cli/exit-codes.ts';
 import { forProgram, programName } from './cli/program.ts';
+import { runReleaseRecords } from './cli/release-records.ts';
 import { runRepository } from './cli/repository-recover.ts';
 import { runRestore } from './cli/restore.ts';
 import { runRestoreObjects } from './cli/restore-objects.ts';
@@ -30,6 +31,7 @@ Commands:
 Day 2 (on the cluster's KubeDR objects; also as a kubectl plugin, 'kubectl kubedr', when on PATH as kubectl-kubedr):
   backup         start a policy's backup now; --wait follows it and prints the new snapshot ID
   status         locations, policies (last backup, next run, verification) and recent failures on one screen
+  release-records  uninstalling: take the forget finalizer off a namespace's records, keeping the snapshots in S3
 
 Disaster recovery (no cluster needed):
   snapshots      list the backups at a location
@@ -52,6 +54,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   version: runVersion,
   backup: runBackup,
   status: runStatus,
+  'release-records': runReleaseRecords,
   snapshots: runSnapshots,
   restore: runRestore,
   'etcd-restore': runEtcdRestore,

@@ -45,8 +45,13 @@ if [ ! -d "$tree/vendor" ]; then
 fi
 what="cmd/kube-apiserver cmd/kubelet cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy"
 step "make WHAT=\"$what\" (about 5 minutes on 2 cores; log: $work/build.log)"
+# make is silent for minutes: say every 30 s that it is alive and what it does (its log's last line).
+( while sleep 30; do step "still building: $(tail -1 "$work/build.log" 2>/dev/null | cut -c1-120)"; done ) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null || true' EXIT
 (cd "$tree" && PATH=/usr/lib/go-1.19/bin:$PATH make WHAT="$what" >"$work/build.log" 2>&1) \
   || { tail -30 "$work/build.log" >&2; exit 1; }
+kill $ticker 2>/dev/null || true
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 for b in $what; do cp "$tree/_output/bin/${b#cmd/}" "$out.tmp/"; done
 

@@ -4,7 +4,10 @@
 // with -f files and --set), .Release, .Chart, .Capabilities, .Files.Get, .Template; partials in files named _*;
 // output as `---` separated documents with `# Source:` comments, in Helm's install order.
 //
-//	helm-render [--name NAME] [--namespace NS] [-f values.yaml]... [--set a.b=c]... [--include-crds] CHART_DIR
+// --no-hooks leaves out the hooks (documents annotated helm.sh/hook), as `helm template --no-hooks`: what `helm install`
+// applies, since Helm runs a hook only at its event (this chart's only one is pre-delete).
+//
+//	helm-render [--name NAME] [--namespace NS] [-f values.yaml]... [--set a.b=c]... [--include-crds] [--no-hooks] CHART_DIR
 package main
 
 import (
@@ -33,6 +36,7 @@ func main() {
 	name := flag.String("name", "release-name", "release name")
 	namespace := flag.String("namespace", "default", "release namespace")
 	includeCrds := flag.Bool("include-crds", false, "also print the chart's crds/ files")
+	noHooks := flag.Bool("no-hooks", false, "leave out the hooks (documents annotated helm.sh/hook)")
 	kubeVersion := flag.String("kube-version", "v1.20.0", "Kubernetes version for .Capabilities.KubeVersion")
 	var valueFiles, sets, apiVersions multi
 	flag.Var(&valueFiles, "f", "values file (repeatable; later wins)")
@@ -44,7 +48,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: helm-render [flags] CHART_DIR")
 		os.Exit(2)
 	}
-	out, err := render(flag.Arg(0), *name, *namespace, valueFiles, sets, apiVersions, *kubeVersion, *includeCrds)
+	out, err := render(flag.Arg(0), *name, *namespace, valueFiles, sets, apiVersions, *kubeVersion, *includeCrds, *noHooks)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
@@ -70,7 +74,7 @@ func (v versionSet) Has(s string) bool {
 	return false
 }
 
-func render(chartDir, name, namespace string, valueFiles, sets, apiVersions []string, kubeVersion string, includeCrds bool) (string, error) {
+func render(chartDir, name, namespace string, valueFiles, sets, apiVersions []string, kubeVersion string, includeCrds, noHooks bool) (string, error) {
 	chartMeta := map[string]interface{}{}
 	if err := readYaml(filepath.Join(chartDir, "Chart.yaml"), &chartMeta); err != nil {
 		return "", err
@@ -166,9 +170,15 @@ func render(chartDir, name, namespace string, valueFiles, sets, apiVersions []st
 		}
 		text := strings.ReplaceAll(buf.String(), "<no value>", "")
 		for _, part := range splitDocs(text) {
-			var head struct{ Kind string }
+			var head struct {
+				Kind     string
+				Metadata struct{ Annotations map[string]string }
+			}
 			if err := yaml.Unmarshal([]byte(part), &head); err != nil {
 				return "", fmt.Errorf("%s: rendered YAML does not parse: %v\n%s", tname, err, part)
+			}
+			if _, hook := head.Metadata.Annotations["helm.sh/hook"]; hook && noHooks {
+				continue
 			}
 			docs = append(docs, doc{source: tname, body: part, kind: head.Kind, order: installOrder(head.Kind)})
 		}

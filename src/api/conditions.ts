@@ -20,6 +20,28 @@ export const FAILED = 'Failed';
 /** On a MetadataBackupRecord: whether its snapshot is still in the repository (checked by each repository sync). */
 export const SNAPSHOT_AVAILABLE = 'SnapshotAvailable';
 
+/**
+ * On a BackupLocation whose spec.protection declares its bucket protected: whether the bucket provides what it declares
+ * (True), does not (False), or the controller's keys may not read its settings (Unknown). Absent without spec.protection.
+ */
+export const PROTECTED = 'Protected';
+
+/** Reasons (CamelCase) for the Protected condition. */
+export const protectionReasons = {
+  /** Versioning is on (spec.protection.expected Versioning). */
+  versioned: 'Versioned',
+  /** Object lock with a default retention at least as long as needed. */
+  objectLocked: 'ObjectLocked',
+  /** Object lock with a default retention shorter than the policies keep backups: protected, but not for long enough. */
+  retentionTooShort: 'RetentionTooShort',
+  /** Versioning is off or suspended: a delete destroys data. */
+  notVersioned: 'NotVersioned',
+  /** Object lock is off, or on without a default retention: versions can be deleted. */
+  notLocked: 'NotLocked',
+  /** The controller's keys may not read the settings (AccessDenied), or the request failed: nothing is known. */
+  unknown: 'SettingsUnreadable',
+} as const;
+
 /** Reasons (CamelCase) for the Ready condition. */
 export const reasons = {
   initializing: 'Initializing',

@@ -42,6 +42,23 @@ export const REPOSITORY_CHECK_FAILED = 'RepositoryCheckFailed';
 /** BackupLocation: pruning the repository failed; it is tried again at the next prune check. */
 export const PRUNE_FAILED = 'PruneFailed';
 /**
+ * BackupLocation (spec.protection): the bucket does not provide the protection its spec declares (versioning or object
+ * lock off, no default retention). Backups go on; the controller's keys can destroy them.
+ */
+export const BUCKET_NOT_PROTECTED = 'BucketNotProtected';
+/** BackupLocation (spec.protection): the bucket's default retention ends before the policies' oldest backups. */
+export const RETENTION_TOO_SHORT = 'RetentionTooShort';
+/** BackupLocation (spec.protection): the bucket provides the protection declared; the message says what was found. */
+export const BUCKET_PROTECTED = 'BucketProtected';
+/** BackupLocation (spec.protection): the controller's keys may not read the bucket's versioning or object lock settings. */
+export const BUCKET_PROTECTION_UNKNOWN = 'BucketProtectionUnknown';
+/**
+ * BackupLocation (spec.protection), Normal: a prune did what the controller's keys may do and the bucket kept the rest
+ * (old object versions), or the bucket refused it: expected on a protected bucket. The message has the command a person
+ * holding the maintenance keys runs to free the space.
+ */
+export const PRUNE_LEFT_TO_MAINTENANCE = 'PruneLeftToMaintenance';
+/**
  * MetadataBackupRecord: the record was deleted after its BackupLocation (e.g. with the namespace), so its snapshot
  * could not be forgotten; the record is released and the snapshot stays in S3.
  */

@@ -30,6 +30,8 @@ export const POD: ResourceRef = { group: '', version: 'v1', kind: 'Pod', plural:
 export const PVC: ResourceRef = { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims' };
 /** Cluster-scoped: read once, for the cluster's identity (kube/cluster-identity.ts). */
 export const NAMESPACE: ResourceRef = { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces' };
+/** The chart's controller Deployment, stopped by the uninstall hook (`kubedr release-records --stop-deployment`). */
+export const DEPLOYMENT: ResourceRef = { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments' };
 export const LEASE: ResourceRef = { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases' };
 
 /** Keys of the BackupLocation credentials Secret. */

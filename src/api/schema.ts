@@ -57,6 +57,16 @@ export const backupLocationSchema = {
         bucketName: required('Bucket for the restic repository; created if missing.'),
         credentials: required(
           'Secret in the same namespace with access_key, secret_key, restic_repo_password and optionally ca.crt.'),
+        protection: {
+          type: 'object',
+          description: 'Declares that the bucket keeps old object versions, so the controller\'s keys cannot destroy backups (docs/immutable-backups.md). The controller checks it at init and reports status.protection and the Protected condition; pruning then leaves the space of old versions to the bucket\'s owner. Optional.',
+          required: ['expected'],
+          properties: {
+            expected: { type: 'string', enum: ['Versioning', 'ObjectLock'],
+              description: 'What the bucket provides: Versioning (versioning enabled: a delete only adds a delete marker), or ObjectLock (object lock with a default retention: versions cannot be deleted before it ends).' },
+            minRetentionDays: int('With ObjectLock: warn when the bucket\'s default retention is shorter than this many days. Default: the longest time a policy of this location keeps a backup (retainNumBackups × its schedule\'s interval).', { minimum: 1 }),
+          },
+        },
       },
     },
     status: {
@@ -66,11 +76,25 @@ export const backupLocationSchema = {
         initErrorMessage: str('Why initialisation failed; empty on success.'),
         initTime: str('When initialisation last finished (RFC 3339).'),
         lastPruneTime: str('When the repository was last pruned (data of forgotten snapshots removed), RFC 3339.'),
+        lastPruneMessage: str('With spec.protection: what the last prune left to a person holding the maintenance keys (the bucket keeps old versions, or refused the prune), and the command they run.'),
         lastCheckTime: str('When a scheduled check last read the repository\'s data (restic check --read-data-subset), RFC 3339.'),
         lastCheckResult: { type: 'string', enum: ['Passed', 'Damaged', 'Failed'], description: 'Outcome of that check: Passed, Damaged (found damage; repaired as far as restic can, see the RepositoryDamaged events), or Failed (the check did not run to its end).' },
         lastCheckMessage: str('What the last check read or found.'),
         observedGeneration: int('The .metadata.generation this status describes.'),
         observedCredentialsVersion: str('resourceVersion of the credentials Secret this status describes.'),
+        protection: {
+          type: 'object',
+          description: 'What the bucket was found to provide, when spec.protection declares it protected (read at init with the controller\'s keys).',
+          properties: {
+            versioning: { type: 'string', enum: ['Enabled', 'Suspended', 'Off', 'Unknown'], description: 'The bucket\'s versioning (GetBucketVersioning); Unknown: the keys may not read it (see message).' },
+            objectLock: { type: 'string', enum: ['Enabled', 'Off', 'Unknown'], description: 'The bucket\'s object lock (GetObjectLockConfiguration); Unknown: the keys may not read it (see message).' },
+            retentionMode: { type: 'string', enum: ['GOVERNANCE', 'COMPLIANCE', 'None'], description: 'Mode of the default retention of new object versions; None: no default retention (or no object lock).' },
+            retentionDays: int('Days of the default retention (years count 365 days); 0 without one.'),
+            neededRetentionDays: int('Days the retention should last: spec.protection.minRetentionDays, else the longest retainNumBackups × schedule interval of the location\'s policies; 0 when unknown.'),
+            message: str('What was found and what to do about it.'),
+            checkTime: str('When the bucket was checked (RFC 3339).'),
+          },
+        },
         keyRotation: {
           type: 'object',
           description: 'The last rotation of the repository password (restic_repo_new_password in the credentials Secret; docs/key-rotation.md).',

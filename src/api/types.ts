@@ -1,6 +1,6 @@
 /** @module TypeScript types of the four custom resources, derived from the schemas in `schema.ts` (never written twice). */
 import type {
-  CoreV1Event, V1ContainerStatus, V1Lease, V1PersistentVolumeClaim, V1Pod, V1Secret, V1Toleration,
+  CoreV1Event, V1ContainerStatus, V1Deployment, V1Lease, V1PersistentVolumeClaim, V1Pod, V1Secret, V1Toleration,
 } from '@kubernetes/client-node';
 import type { backupLocationSchema, backupPolicySchema, backupRecordSchema, restoreSchema } from './schema.ts';
 
@@ -92,5 +92,6 @@ export type ContainerStatus = Wire<V1ContainerStatus>;
 export type Toleration = Wire<V1Toleration>;
 export type PersistentVolumeClaim = Builtin<V1PersistentVolumeClaim>;
 export type Lease = Builtin<V1Lease>;
+export type Deployment = Builtin<V1Deployment>;
 /** A core/v1 Event, as `kubedr status` reads them and the recorder writes them. */
 export type KubeEvent = Builtin<CoreV1Event>;

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DATA_DIR, SNAPSHOT_FILE } from '../engine/backup.ts';
 import { type BrowseSession, sessionKubeconfig, startSession } from '../engine/browse/session.ts';
+import { apiserverVersion, matchVersions } from '../engine/browse/version.ts';
 import { EngineError } from '../engine/errors.ts';
+import { kubernetesVersionOf } from '../engine/origin.ts';
 import { restoreBackup } from '../engine/restore.ts';
 import { Restic } from '../engine/restic.ts';
 import { type FlagSpec, type Parsed, UsageError } from '../util/flags.ts';
@@ -30,6 +32,7 @@ export const sourceFlags = {
   snapshot: { type: 'string', help: 'serve this etcd snapshot file (e.g. DIR/data/etcd-snapshot.db from kubedr restore) instead of one from S3' },
   'encryption-config': { type: 'string', help: 'the API server\'s EncryptionConfiguration for Secrets encrypted at rest (default: the one the backup holds in its extraPaths, if any)' },
   'kube-apiserver': { type: 'string', default: 'kube-apiserver', help: 'kube-apiserver binary of the backed-up cluster\'s version (on a kubeadm node: the one in its image)' },
+  'allow-version-skew': { type: 'boolean', default: false, help: 'serve a backup with a kube-apiserver of another minor version than the backed-up cluster\'s (objects it does not serve will be missing)' },
   etcd: { type: 'string', default: 'etcd', help: 'etcd binary for the throwaway etcd (etcdutl or etcdctl must also be on PATH)' },
   'etcd-prefix': { type: 'string', help: 'the cluster\'s kube-apiserver --etcd-prefix, if not /registry' },
   ...sessionFlags,
@@ -52,6 +55,8 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
   let snapshotFile: string;
   let restoredDir: string | undefined;
   let sha256: string | undefined;
+  /** The backup's restic tags (its cluster's Kubernetes version among them); none for a snapshot file. */
+  let tags: readonly string[] | undefined;
   if (f.snapshot) {
     snapshotFile = resolve(f.snapshot);
     if (!existsSync(snapshotFile)) throw new EngineError('InvalidInput', `${snapshotFile} does not exist`);
@@ -63,10 +68,12 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
       const point = pointInTimeFrom(f.at, undefined)!;
       const r = await restoreToPoint(new Restic(), point, { repo, policy: f.policy, cluster: f.cluster, target: staging, overwrite: true, signal, onStep });
       sha256 = r.sha256;
+      tags = r.baseTags;
     } else {
       const r = await restoreBackup(new Restic(), { repo, snapshot: f.from!, filter: { policy: f.policy, cluster: f.cluster }, target: staging,
         overwrite: true, signal, onStep });
       sha256 = r.sha256;
+      tags = r.snapshot.tags;
     }
     snapshotFile = join(staging, DATA_DIR, SNAPSHOT_FILE);
     restoredDir = join(staging, DATA_DIR);
@@ -77,6 +84,7 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
   // The restored backup holds every Secret of the cluster: it lives only as long as the browse.
   const removeStaging = () => f.snapshot || rmSync(staging, { recursive: true, force: true });
   try {
+    await checkApiserverVersion(f, tags, signal, onStep);
     const session = await startSession({ snapshotFile, sha256, restoredDir, encryptionConfig: f['encryption-config'], kubeApiserver: f['kube-apiserver'],
       etcd: f.etcd, etcdPrefix: f['etcd-prefix'], dir, name: f.name, onStep, signal });
     return { ...session, stop: async () => {
@@ -87,6 +95,19 @@ export async function startFromFlags(f: Parsed<typeof sourceFlags>, signal: Abor
     removeStaging();
     throw err;
   }
+}
+
+/** Refuses a kube-apiserver of another minor version than the backup's cluster, unless the skew is accepted. */
+async function checkApiserverVersion(f: Parsed<typeof sourceFlags>, tags: readonly string[] | undefined, signal: AbortSignal,
+  onStep: (s: string) => void): Promise<void> {
+  const server = await apiserverVersion(f['kube-apiserver'], signal);
+  if (!tags) {
+    onStep(`an etcd snapshot file does not say its cluster's Kubernetes version: serving it with kube-apiserver ${server}`);
+    return;
+  }
+  const match = matchVersions(kubernetesVersionOf(tags), server, f['allow-version-skew']);
+  if (!match.ok) throw new EngineError('InvalidInput', match.message);
+  if (match.note) onStep(`warning: ${match.note}`);
 }
 
 /** A running browse's kubeconfig, by --name/--dir. */

@@ -6,6 +6,7 @@ import { BackupLocationReconciler } from '../controllers/backup-location.ts';
 import { BackupPolicyReconciler } from '../controllers/backup-policy.ts';
 import { BackupRecordReconciler } from '../controllers/backup-record.ts';
 import { NamespaceDeletion } from '../controllers/namespace-deletion.ts';
+import { protectedForMetric } from '../controllers/protection.ts';
 import { Pruner } from '../controllers/pruner.ts';
 import { RepositorySync } from '../controllers/repository-sync.ts';
 import { ContinuousBackup } from '../controllers/continuous-backup.ts';
@@ -77,7 +78,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   // Location and record reconciles run restic (init, forget): several workers, so one slow endpoint does not hold up
   // every other object. The queue never gives one key to two workers.
   const locationReconciler = new BackupLocationReconciler({
-    client, locations, secrets, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
+    client, locations, secrets, policies, recorder, metrics, restic, log, retryBaseMs: config.locationRetryBaseMs,
   });
   const locationController = controller('backuplocation', locationReconciler, 4);
   enqueueOnChange(locations, locationController);
@@ -174,7 +175,9 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
   pods.addHandlers({ onAdd: podChanged, onUpdate: (_old, p) => podChanged(p), onDelete: podChanged });
 
   metrics.setPolicySource(() => policyGauges(policies.list(), records.list(), new Date()));
-  metrics.setLocationSource(() => locations.list().map((l) => ({ name: l.metadata.name, ready: l.status?.initStatus === 'Completed' })));
+  metrics.setLocationSource(() => locations.list().map((l) => ({
+    name: l.metadata.name, ready: l.status?.initStatus === 'Completed', protected: protectedForMetric(l),
+  })));
 
   const informers = [locations, policies, records, secrets, restores, pods];
   const http = new HttpServer({

@@ -66,3 +66,9 @@ export const backupExitCodesHelp = `Exit codes:
   4 policy not found   5 API server unreachable or not answering   8 the backup failed or cannot run
   9 --timeout passed before the backup ended (it goes on in the cluster)
 `;
+
+/** The exit codes of `kubedr release-records`, which stops the controller and releases the records of a namespace. */
+export const releaseExitCodesHelp = `Exit codes:
+  0 success   1 other failure   2 usage or invalid input   3 the API server refused the credentials (401, 403)
+  5 API server unreachable   9 --timeout passed (the controller still running, or the API server not answering)
+`;

@@ -59,15 +59,17 @@ export interface PointInTimeFlags {
   onStep: (step: string) => void;
 }
 
-export async function restoreToPoint(restic: Restic, point: PointInTime, f: PointInTimeFlags): Promise<PointInTimeResult> {
+export async function restoreToPoint(restic: Restic, point: PointInTime, f: PointInTimeFlags): Promise<PointInTimeResult & { baseTags: string[] }> {
   if (!f.policy) throw new UsageError('a restore to a point in time needs --policy: a chain of changes belongs to one policy');
   const snapshots = await chainSnapshots(restic, f.repo, f.policy, f.cluster, f.signal);
   if (!snapshots.some((s) => s.tags[0]?.startsWith('kubedr-changes='))) {
     throw new EngineError('NotFound', `policy "${f.policy}" has no stored changes: it is not a continuous policy (spec.continuous.enabled), ` +
       'so it restores only to its full backups (kubedr restore <snapshot-id|latest>)');
   }
-  return restorePointInTime(restic, { repo: f.repo, policy: f.policy, snapshots, target: point, dir: f.target, overwrite: f.overwrite,
+  const r = await restorePointInTime(restic, { repo: f.repo, policy: f.policy, snapshots, target: point, dir: f.target, overwrite: f.overwrite,
     signal: f.signal, onStep: f.onStep, onProgress: (n) => f.onStep(`${n} revisions replayed`) });
+  // The base full backup's tags say whose cluster, and which Kubernetes version, the point belongs to.
+  return { ...r, baseTags: snapshots.find((s) => s.id === r.baseSnapshot)?.tags ?? [] };
 }
 
 export function pointInTimeSummary(r: PointInTimeResult, snapshotFile: string): string {

@@ -3,13 +3,14 @@
  * credentials Secret, and report the outcome in status, events and metrics. Runs again when the spec or the Secret
  * changes; transient failures (endpoint down, TLS, access) are retried with backoff, bad input waits for a change.
  */
-import { READY, reasons, setCondition } from '../api/conditions.ts';
+import { PROTECTED, READY, reasons, setCondition } from '../api/conditions.ts';
 import { BACKUP_LOCATION } from '../api/group.ts';
 import { INIT_FAILED, INIT_SUCCEEDED, KEY_ADDED, KEY_REMOVED, KEY_ROTATION_FAILED, KEY_SWITCHED, messages } from '../api/events.ts';
-import type { BackupLocation, BackupLocationStatus, Condition, Secret } from '../api/types.ts';
+import type { BackupLocation, BackupLocationStatus, Condition, MetadataBackupPolicy, Secret } from '../api/types.ts';
+import { readBucketProtection } from '../engine/bucket-protection.ts';
 import { EngineError, isTransientKind } from '../engine/errors.ts';
 import { openOrInit } from '../engine/repository.ts';
-import type { Restic } from '../engine/restic.ts';
+import type { Repository, Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
@@ -18,11 +19,14 @@ import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
 import { InputError, type LocationPasswords, locationInputs, passwordInUse } from './inputs.ts';
 import { type KeyRotation, rotateKey, rotationPending } from './key-rotation.ts';
+import { type ProtectionReport, neededRetentionDays, protectionReport } from './protection.ts';
 
 export interface BackupLocationDeps {
   client: KubeClient;
   locations: Informer<BackupLocation>;
   secrets: Informer<Secret>;
+  /** The policies, for how long the location's backups are kept (spec.protection's retention check). */
+  policies?: Informer<MetadataBackupPolicy>;
   recorder: EventRecorder;
   metrics: Metrics;
   restic: Restic;
@@ -125,9 +129,21 @@ export class BackupLocationReconciler implements Reconciler {
       this.attempts.delete(key);
       // 5. A key rotation's next step (key-rotation.ts). Its failure leaves the location usable: both keys open it.
       const rotation = rotationPending(p) ? await this.rotate(loc, base, p, signal, log) : undefined;
-      await this.writeStatus(loc, conditions, inputs, { initStatus: 'Completed', initErrorMessage: '', ...(rotation ? { keyRotation: rotation.status } : {}) },
-        { status: 'True', reason: reasons.repositoryReady, message: created ? 'Created a new restic repository' : 'Opened the existing restic repository' });
+      // 6. What the bucket provides, when the spec declares it protected. Never a failure: the repository opens.
+      const protection = loc.spec.protection ? await this.checkProtection(loc, base, signal) : undefined;
+      await this.writeStatus(loc, conditions, inputs, {
+        initStatus: 'Completed', initErrorMessage: '', ...(rotation ? { keyRotation: rotation.status } : {}),
+        ...(protection ? { protection: { ...protection.status, checkTime: this.now().toISOString() } } : {}),
+      }, { status: 'True', reason: reasons.repositoryReady, message: created ? 'Created a new restic repository' : 'Opened the existing restic repository' },
+      protection?.condition);
       if (!rotation || st?.initStatus !== 'Completed') await this.deps.recorder.event(loc, 'Normal', INIT_SUCCEEDED, messages.initSucceeded(repo.address));
+      // A key rotation's later steps check again without an event, unless what they found changed.
+      const before = st?.conditions?.find((c) => c.type === PROTECTED);
+      const changed = before?.status !== protection?.condition.status || before?.reason !== protection?.condition.reason;
+      if (protection && (!rotation || st?.initStatus !== 'Completed' || changed)) {
+        await this.deps.recorder.event(loc, protection.event.type, protection.event.reason, protection.event.message);
+        log[protection.event.type === 'Warning' ? 'warn' : 'info']('bucket protection checked', { reason: protection.condition.reason, detail: protection.condition.message });
+      }
       log.info(created ? 'repository created' : 'existing repository opened', { repository: repo.address });
       if (rotation?.failed && rotation.transient) {
         const delay = this.nextRetry(key);
@@ -150,6 +166,18 @@ export class BackupLocationReconciler implements Reconciler {
       log.warn('initialisation failed; will retry', { reason: f.reason, error: f.message, retryInMs: delay });
       return { requeueAfter: delay };
     }
+  }
+
+  /**
+   * Reads the bucket's versioning and object lock with the location's own keys, and how long its policies keep backups
+   * (from the policy cache: a policy changed later is weighed at the location's next init).
+   */
+  private async checkProtection(loc: BackupLocation, repo: Repository, signal: AbortSignal): Promise<ProtectionReport> {
+    const found = await readBucketProtection({ url: loc.spec.url, keys: { accessKey: repo.accessKey, secretKey: repo.secretKey }, caCert: repo.caCert },
+      loc.spec.bucketName, signal);
+    const policies = (this.deps.policies?.list() ?? []).filter((p) => p.metadata.namespace === loc.metadata.namespace &&
+      p.spec.destination === loc.metadata.name);
+    return protectionReport(loc.spec.protection!, found, neededRetentionDays(loc.spec.protection!, policies.map((p) => p.spec), this.now()));
   }
 
   /** One key rotation step, reported as events; a failure becomes phase Failed with the ids it was working on. */
@@ -186,9 +214,13 @@ export class BackupLocationReconciler implements Reconciler {
 
   /** Patches status through /status and returns the conditions written, for the next write of this reconcile. */
   private async writeStatus(loc: BackupLocation, conditions: Condition[] | undefined, inputs: Inputs,
-    fields: Pick<BackupLocationStatus, 'initStatus' | 'initErrorMessage' | 'keyRotation'>,
-    ready: { status: 'True' | 'False' | 'Unknown'; reason: string; message: string }): Promise<Condition[]> {
+    fields: Pick<BackupLocationStatus, 'initStatus' | 'initErrorMessage' | 'keyRotation' | 'protection'>,
+    ready: { status: 'True' | 'False' | 'Unknown'; reason: string; message: string },
+    protection?: { status: 'True' | 'False' | 'Unknown'; reason: string; message: string }): Promise<Condition[]> {
     const now = this.now();
+    // Protected is set by a check, kept by writes that do not check (Initializing, a failure), gone without spec.protection.
+    if (protection) conditions = setCondition(conditions, { type: PROTECTED, observedGeneration: inputs.generation, ...protection }, now);
+    else if (!loc.spec.protection) conditions = conditions?.filter((c) => c.type !== PROTECTED);
     const status: BackupLocationStatus = {
       ...fields,
       initTime: now.toISOString(),

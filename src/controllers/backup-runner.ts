@@ -7,9 +7,10 @@
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { type BackupProgress, type BackupResult, runBackup } from '../engine/backup.ts';
 import { EngineError } from '../engine/errors.ts';
-import { type BackupOrigin, originTags } from '../engine/origin.ts';
+import { type BackupOrigin, backupTags } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
+import { readServerVersion } from '../kube/cluster-identity.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
@@ -255,8 +256,9 @@ export class BackupRunner {
       const etcd = etcdConnection(ns, policy.spec.etcdEndpoint ?? 'https://127.0.0.1:2379', policy.spec.etcdCreds ?? 'etcd-creds', this.deps.secrets);
       const progress = this.progressWriter(policy);
       marks.engine = performance.now();
+      const tags = backupTags(name, this.deps.origin, await readServerVersion(this.deps.client, signal));
       const result = await runBackup(this.deps.restic, {
-        etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags: [name, ...originTags(this.deps.origin)],
+        etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags,
         parent: newestSnapshot(this.deps.records.list(), ns, name, location.metadata.name),
         signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
       }).finally(() => {

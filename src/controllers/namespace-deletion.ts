@@ -12,13 +12,14 @@
  * one in a namespace being deleted), and releasing a record whose snapshot stays is safe from any replica at any time.
  * Events cannot be written in a namespace being deleted; the log says what was released.
  */
-import { BACKUP_RECORD, NAMESPACE, RECORD_FINALIZER } from '../api/group.ts';
-import type { KubeObject, MetadataBackupRecord } from '../api/types.ts';
+import { NAMESPACE } from '../api/group.ts';
+import type { KubeObject } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { isConflict, isNotFound } from '../kube/errors.ts';
+import { isNotFound } from '../kube/errors.ts';
 import { Informer, listWatch } from '../runtime/informer.ts';
 import type { Runnable } from '../runtime/runnable.ts';
 import type { Logger } from '../util/log.ts';
+import { describeRecord, releaseRecords } from './release-records.ts';
 
 /** How long the check may hold up a shutdown (the pod's grace period is short, and the API server may be away). */
 const CHECK_TIMEOUT_MS = 5_000;
@@ -38,11 +39,6 @@ export async function namespaceBeingDeleted(client: KubeClient, namespace: strin
     if (isNotFound(err)) return true;
     throw err;
   }
-}
-
-/** The records whose finalizer must go for the namespace to finish deleting. */
-export function heldRecords(records: MetadataBackupRecord[]): MetadataBackupRecord[] {
-  return records.filter((r) => r.metadata.finalizers?.includes(RECORD_FINALIZER));
 }
 
 export class NamespaceDeletion implements Runnable {
@@ -87,20 +83,14 @@ export class NamespaceDeletion implements Runnable {
   /** Every record's finalizer removed at once: the credentials may stop working any moment now. */
   private async release(ns: string): Promise<number> {
     const { client, namespace, log } = this.deps;
-    const { items } = await client.list<MetadataBackupRecord>(BACKUP_RECORD, namespace);
-    const held = heldRecords(items);
-    const results = await Promise.allSettled(held.map((r) => client.patch(BACKUP_RECORD, namespace, r.metadata.name, {
-      metadata: { finalizers: (r.metadata.finalizers ?? []).filter((f) => f !== RECORD_FINALIZER), resourceVersion: r.metadata.resourceVersion },
-    })));
     // Gone already, or changed meanwhile (the next list would show it): the namespace deletion goes on either way.
-    const failed = results.flatMap((x) => (x.status === 'rejected' && !isNotFound(x.reason) && !isConflict(x.reason) ? [x.reason] : []));
-    const released = results.filter((x) => x.status === 'fulfilled').length;
+    const { held, released, failed } = await releaseRecords(client, namespace);
     if (held.length > 0 || failed.length === 0) {
       log.warn('namespace is being deleted: records released without forgetting their snapshots, which stay in S3', {
-        namespace: ns, released, records: held.map((r) => `${r.metadata.name} (${r.spec.backuploc}, snapshot ${r.spec.snapshotId})`),
+        namespace: ns, released: released.length, records: held.map(describeRecord),
       });
     }
     if (failed.length > 0) throw failed[0];
-    return released;
+    return released.length;
   }
 }

@@ -4,7 +4,7 @@
  * location once `intervalMs` has passed since its last prune, or sooner once `afterForgets` snapshots were forgotten
  * there, one location at a time, in its own loop: no reconcile worker waits for it. Leader only (it writes).
  */
-import { PRUNE_FAILED } from '../api/events.ts';
+import { PRUNE_FAILED, PRUNE_LEFT_TO_MAINTENANCE } from '../api/events.ts';
 import { BACKUP_LOCATION } from '../api/group.ts';
 import type { BackupLocation, Secret } from '../api/types.ts';
 import type { Restic } from '../engine/restic.ts';
@@ -17,6 +17,7 @@ import type { Runnable } from '../runtime/runnable.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { locationRepository } from './inputs.ts';
+import { describeProtectionStatus, maintenanceCommand, refusedByProtection } from './protection.ts';
 
 export interface PrunerDeps {
   client: KubeClient;
@@ -91,6 +92,14 @@ export class Pruner implements Runnable {
       await pruneRepository(this.deps.restic, locationRepository(loc, this.deps.secrets), { signal });
     } catch (err) {
       if (signal.aborted) return;
+      if (refusedByProtection(loc.spec.protection, err)) {
+        // What spec.protection asks of the bucket: the controller's keys may not delete. Not a failure, and not retried
+        // before the next interval: the bucket will refuse again until a person prunes with the maintenance keys.
+        this.retryAt.set(key, this.now().getTime() + this.deps.intervalMs);
+        await this.leftToMaintenance(loc, `The bucket refused the prune, as spec.protection expects (${err instanceof Error ? err.message : String(err)}); ` +
+          `forgotten snapshots keep their space. To prune, run ${maintenanceCommand(loc, true)}`, log);
+        return;
+      }
       const message = `pruning the repository failed; forgotten snapshots keep their space until the next prune: ${err instanceof Error ? err.message : String(err)}`;
       this.retryAt.set(key, this.now().getTime() + Math.min(this.deps.intervalMs, 15 * 60_000));
       log.warn('prune failed', { error: message });
@@ -107,5 +116,19 @@ export class Pruner implements Runnable {
     await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name,
       { lastPruneTime: prunedAt.toISOString() }).catch(ignoreNotFound)
       .catch((err) => log.warn('repository pruned, but its lastPruneTime could not be written', { err }));
+    if (loc.spec.protection) {
+      // The prune's deletes only added delete markers: the bucket keeps every version, which is what protection is for.
+      const bucket = describeProtectionStatus(loc.status?.protection);
+      await this.leftToMaintenance(loc, `Pruned with the controller's keys: in this bucket (${bucket}) that only hides the data of forgotten ` +
+        `snapshots behind delete markers, and its old versions keep their space, as spec.protection intends. To free it, run ${maintenanceCommand(loc, false)}`, log);
+    }
+  }
+
+  /** A prune of a protected location that leaves work to the bucket's owner: a Normal event and a status note, no failure. */
+  private async leftToMaintenance(loc: BackupLocation, message: string, log: Logger): Promise<void> {
+    log.info('prune left to maintenance', { detail: message });
+    await this.deps.recorder.event(loc, 'Normal', PRUNE_LEFT_TO_MAINTENANCE, message).catch(() => undefined);
+    await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name, { lastPruneMessage: message })
+      .catch(ignoreNotFound).catch((err) => log.warn('the prune\'s note could not be written to status', { err }));
   }
 }

@@ -28,6 +28,12 @@ export const CHANGES_TAG = 'kubedr-changes=';
 /** The etcd revision a full backup's snapshot was taken at (at least: the revision etcd reported just before it). */
 export const REVISION_TAG = 'kubedr-etcd-revision=';
 
+/**
+ * The Kubernetes version of the cluster's API server when the backup was taken (`v1.20.2`): which kube-apiserver may
+ * serve the backup's objects (engine/browse/version.ts). Absent on backups taken before it was recorded.
+ */
+export const KUBERNETES_VERSION_TAG = 'kubedr-kubernetes=';
+
 /** Whether a restic snapshot is a change set of continuous backup rather than a full backup. */
 export const isChangeSet = (tags: readonly string[]): boolean => tags[0]?.startsWith(CHANGES_TAG) ?? false;
 
@@ -38,6 +44,14 @@ export function originTags(origin: BackupOrigin): string[] {
 
 const tagValue = (tags: readonly string[], prefix: string): string | undefined =>
   tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);
+
+/** A full backup's tags: the policy's name first (as KubeDR wrote it), its origin, and the cluster's version when known. */
+export function backupTags(policy: string, origin: BackupOrigin, kubernetesVersion: string | undefined): string[] {
+  return [policy, ...originTags(origin), ...(kubernetesVersion ? [`${KUBERNETES_VERSION_TAG}${kubernetesVersion}`] : [])];
+}
+
+/** The cluster's Kubernetes version a snapshot's tags record, if any. */
+export const kubernetesVersionOf = (tags: readonly string[]): string | undefined => tagValue(tags, KUBERNETES_VERSION_TAG);
 
 /**
  * The origin a snapshot's tags carry, or undefined for a snapshot without one: taken by kubedr before origins were

@@ -31,3 +31,16 @@ export async function readClusterId(client: KubeClient, opts: { signal?: AbortSi
     throw err;
   }
 }
+
+/**
+ * The API server's version (`v1.20.2`, its /version gitVersion), recorded with each backup: which kube-apiserver may
+ * serve the backup later (kubedr browse). Undefined when it cannot be read: the backup goes on without it.
+ */
+export async function readServerVersion(client: KubeClient, signal?: AbortSignal): Promise<string | undefined> {
+  try {
+    const v = await client.request<{ gitVersion?: string }>('GET', '/version', undefined, 'application/json', signal);
+    return typeof v.gitVersion === 'string' && v.gitVersion ? v.gitVersion : undefined;
+  } catch {
+    return undefined;
+  }
+}

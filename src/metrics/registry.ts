@@ -15,7 +15,7 @@ export const BACKUP_DURATION_BUCKETS = [1, 2.5, 5, 10, 15, 30, MINUTE, 5 * MINUT
 /** Where the per-policy gauges come from at scrape time (the controller's caches); none until it is set. */
 export type PolicyStateSource = () => PolicyGauges[];
 /** The locations and whether each is ready, at scrape time (the controller's cache). */
-export type LocationStateSource = () => { name: string; ready: boolean }[];
+export type LocationStateSource = () => { name: string; ready: boolean; protected?: boolean }[];
 
 export function createMetrics() {
   const registry = new Registry();
@@ -158,6 +158,16 @@ export function createMetrics() {
       collect() {
         this.reset();
         for (const l of locations()) this.set({ location: l.name }, l.ready ? 1 : 0);
+      },
+    }),
+    // No series for a location without spec.protection, or whose bucket settings the controller may not read.
+    locationProtected: new Gauge({
+      name: 'kubedr_backup_location_protected',
+      help: 'Whether the bucket of a BackupLocation declaring spec.protection provides it (1: Protected condition True) or not (0: False).',
+      labelNames: location, registers: [registry],
+      collect() {
+        this.reset();
+        for (const l of locations()) if (l.protected !== undefined) this.set({ location: l.name }, l.protected ? 1 : 0);
       },
     }),
     locationInitFailures: new Counter({

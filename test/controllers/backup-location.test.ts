@@ -65,3 +65,18 @@ test('after a restart, a location that failed for good keeps its failure series 
   const text = await metrics.registry.metrics();
   expect(text).toContain('kubedr_backup_location_init_failures_total{location="loc",reason="WrongPassword"} 0');
 });
+
+test('a location whose spec.protection was removed loses its Protected condition at the next init, whatever the outcome', async () => {
+  const was: BackupLocation = { ...ready, metadata: { ...ready.metadata, generation: 2 }, status: { ...ready.status,
+    conditions: [...ready.status!.conditions!, { type: 'Protected', status: 'True', reason: 'ObjectLocked', message: 'locked', lastTransitionTime: '2026-12-04T10:00:00Z' }] } };
+  const statuses: { conditions?: { type: string }[] }[] = [];
+  const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, s: { conditions?: { type: string }[] }) => void statuses.push(s) } as unknown as KubeClient;
+  const restic = { run: async () => { throw new EngineError('Unreachable', 'connection refused'); } } as unknown as Restic;
+  const r = new BackupLocationReconciler({
+    client, locations: fakeInformer([was]), secrets: fakeInformer([creds]), recorder: { event: async () => undefined }, metrics: createMetrics(),
+    restic, log: createLogger({ level: 'error' }), retryBaseMs: 1000,
+  });
+  await r.reconcile('ns/loc', new AbortController().signal);
+  expect(statuses.length).toBeGreaterThan(0);
+  for (const s of statuses) expect(s.conditions?.map((c) => c.type)).toEqual(['Ready']);
+});

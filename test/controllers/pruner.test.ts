@@ -1,7 +1,9 @@
 /** When a location's repository is pruned: on its own cadence, sooner after many forgets, never all at once on a restart. */
 import { expect, test } from 'bun:test';
+import { PRUNE_FAILED, PRUNE_LEFT_TO_MAINTENANCE } from '../../src/api/events.ts';
 import type { BackupLocation, Secret } from '../../src/api/types.ts';
 import { Pruner, pruneDue } from '../../src/controllers/pruner.ts';
+import { EngineError } from '../../src/engine/errors.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { ConnectionError } from '../../src/kube/errors.ts';
@@ -32,30 +34,71 @@ test('a recorded prune is repeated each interval even without forgets seen by th
   expect(pruneDue({ ...base, lastPrune: 0, forgets: 0, now: 24 * H })).toBe(true);
 });
 
-test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
-  const loc = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 'c' },
-    status: { initStatus: 'Completed', lastPruneTime: new Date(Date.now() - 2 * 24 * H).toISOString() } } as BackupLocation;
+/**
+ * Runs the pruner over one location whose last prune was two days ago, for 300 ms; restic's run does `run`, the API's
+ * status writes do `patchStatus` (default: recorded).
+ */
+async function pruneOnce(spec: Partial<BackupLocation['spec']>, run: () => Promise<void>,
+  patchStatus?: (body: Record<string, unknown>) => Promise<void>) {
+  const loc = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 'c', ...spec },
+    status: { initStatus: 'Completed', lastPruneTime: new Date(Date.now() - 2 * 24 * H).toISOString(),
+      protection: { versioning: 'Enabled', objectLock: 'Enabled', retentionMode: 'COMPLIANCE', retentionDays: 30 } } } as BackupLocation;
   const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
     ['access_key', 'secret_key', 'restic_repo_password'].map((k) => [k, Buffer.from('x').toString('base64')])) } as Secret;
-  const prunes: string[] = [];
-  const events: string[] = [];
+  const events: { type: string; reason: string; message: string }[] = [];
+  const patches: Record<string, unknown>[] = [];
+  const runs: string[] = [];
   const restic = {
     exclusive: <T>(_r: unknown, fn: () => Promise<T>) => fn(),
     lockWaitMs: 1000,
     run: async (_r: unknown, args: string[]) => {
-      prunes.push(args[0]!);
+      runs.push(args[0]!);
+      await run();
       return { stdout: '', stderr: '' };
     },
   } as unknown as Restic;
-  const client = { patchStatus: async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); } } as unknown as KubeClient;
-  const recorder: EventRecorder = { event: async (_o, _t, reason) => void events.push(reason) };
+  const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, body: Record<string, unknown>) =>
+    patchStatus ? patchStatus(body) : void patches.push(body) } as unknown as KubeClient;
+  const recorder: EventRecorder = { event: async (_o, type, reason, message) => void events.push({ type, reason, message }) };
   const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder,
     log: createLogger({ level: 'error' }), intervalMs: 24 * H, afterForgets: 50 });
   const stop = new AbortController();
-  const run = pruner.start(stop.signal);
+  const started = pruner.start(stop.signal);
   await Bun.sleep(300);
   stop.abort();
-  await run;
-  expect(prunes).toEqual(['prune']);
+  await started;
+  return { events, patches, runs };
+}
+
+test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
+  const { events, runs } = await pruneOnce({}, async () => undefined, async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); });
+  expect(runs).toEqual(['prune']);
+  expect(events).toEqual([]);
+});
+
+test('a protected location\'s prune is reported as left to maintenance (Normal, with the lifecycle command, in status too)', async () => {
+  const { events, patches } = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => undefined);
+  expect(events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Normal ${PRUNE_LEFT_TO_MAINTENANCE}`]);
+  expect(events[0]!.message).toContain('versioning Enabled, object lock Enabled, default retention COMPLIANCE 30 days');
+  expect(events[0]!.message).toContain('put-bucket-lifecycle-configuration');
+  expect(patches.some((p) => typeof p.lastPruneTime === 'string')).toBe(true);
+  expect(patches.find((p) => 'lastPruneMessage' in p)?.lastPruneMessage).toBe(events[0]!.message);
+});
+
+test('a prune the bucket refuses (AccessDenied) is expected on a protected location: no PruneFailed, the prune command to run', async () => {
+  const refuse = async () => { throw new EngineError('AccessDenied', 'Remove(<data/12ab>) failed: client.RemoveObject: Access Denied.'); };
+  const kept = await pruneOnce({ protection: { expected: 'ObjectLock' } }, refuse);
+  expect(kept.events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Normal ${PRUNE_LEFT_TO_MAINTENANCE}`]);
+  expect(kept.events[0]!.message).toContain('restic -r s3:https://s3.example.com/backups prune with the maintenance keys');
+  expect(kept.patches.some((p) => 'lastPruneTime' in p)).toBe(false);
+  // Without spec.protection the same refusal is a failure, as before; and a protected location's other failures too.
+  const plain = await pruneOnce({}, refuse);
+  expect(plain.events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Warning ${PRUNE_FAILED}`]);
+  const away = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => { throw new EngineError('Unreachable', 'connection refused'); });
+  expect(away.events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Warning ${PRUNE_FAILED}`]);
+});
+
+test('an unprotected location\'s good prune records no event, as before', async () => {
+  const { events } = await pruneOnce({}, async () => undefined);
   expect(events).toEqual([]);
 });

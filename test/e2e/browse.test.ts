@@ -15,7 +15,7 @@ import { EXIT } from '../../src/cli/exit-codes.ts';
 import { userFields } from '../../src/kube/all-objects.ts';
 import {
   ControllerProcess, type Run, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
-  etcdctl, getJson, kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket,
+  etcdctl, getJson, kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, repoRoot, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -29,6 +29,7 @@ const vault = `vault-${suffix}`;
 const group = `browse${suffix}.example.com`;
 const crd = `widgets.${group}`;
 const session = ['--name', `e2e-${suffix}`];
+const password = `pw-${crypto.randomUUID()}`;
 type List = { items: (KubeObject & Record<string, unknown>)[] };
 
 async function kubedr(args: string[]): Promise<Run> {
@@ -88,7 +89,7 @@ beforeAll(async () => {
   ns = createNamespace('browse');
   work = mkdtempSync(join(tmpdir(), 'browse-e2e-'));
   bucket = uniqueBucket('browse');
-  apply(locationSecretYaml(ns, { name: 's3-creds', password: `pw-${crypto.randomUUID()}` }));
+  apply(locationSecretYaml(ns, { name: 's3-creds', password }));
   apply(etcdSecretYaml(ns, 'etcd-creds', null));
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   apply(policyYaml(ns, 'p'));
@@ -308,4 +309,38 @@ describe('Secrets encrypted at rest (aescbc)', () => {
     await eventually(() => expect(children.filter((p) => existsSync(`/proc/${p}`) && !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z '))).toEqual([]), 15_000);
     expect(existsSync(dir)).toBe(false);
   }, 120_000);
+});
+
+describe('a kube-apiserver of another minor version than the backed-up cluster', () => {
+  type Snap = { id: string; short_id: string; tags: string[] };
+  const snapshots = () => JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--no-lock']).stdout) as Snap[];
+
+  test('each backup records the cluster\'s version; a backup of another minor is refused before anything is served', async () => {
+    const live = JSON.parse(kubectl(['version', '-o', 'json']).stdout).serverVersion.gitVersion as string;
+    const taken = snapshots().find((x) => x.tags[0] === 'p')!;
+    expect(taken.tags).toContain(`kubedr-kubernetes=${live}`);
+    // Only this release's binaries exist here, so the other cluster's backup is this one with its recorded version
+    // changed (restic rewrites the snapshot under a new ID): a backup of a v1.<minor+1> cluster as the repository says.
+    const [major, minor] = live.replace(/^v/, '').split('.').map(Number) as [number, number];
+    const newer = `v${major}.${minor + 1}.0`;
+    const retag = resticAt(bucket, password, ['tag', '--remove', `kubedr-kubernetes=${live}`, '--add', `kubedr-kubernetes=${newer}`, taken.id]);
+    expect(retag.code).toBe(0);
+    const other = snapshots().find((x) => x.tags.includes(`kubedr-kubernetes=${newer}`))!;
+    const at = ['--url', cluster().s3Url, '--bucket', bucket, '--credentials', credentialsFile, '--kube-apiserver', join(cluster().bin, 'kube-apiserver')];
+    const name = ['--name', `skew-${suffix}`];
+
+    const r = await kubedr(['browse', '--from', other.short_id, ...at, ...name, '--detach']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain(`the backup is of a cluster at Kubernetes ${newer}, the kube-apiserver given is ${live}`);
+    expect(r.stderr).toContain(`Give a kube-apiserver of v${major}.${minor + 1}.x with --kube-apiserver`);
+    expect(r.stderr).not.toContain(password);
+    // Nothing is left: no browse to find, no restored copy of the backup on disk.
+    expect((await kubedr(['browse', '--kubeconfig', ...name])).code).toBe(EXIT.notFound);
+    expect(readdirSync(join(tmpdir(), `kubedr-browse-${process.getuid!()}`)).filter((f) => f.startsWith(`skew-${suffix}`))).toEqual([]);
+
+    const skewed = await kubedr(['browse', '--from', other.short_id, ...at, ...name, '--detach', '--allow-version-skew']);
+    expect(skewed.code).toBe(0);
+    expect(skewed.stderr).toContain('will be missing or fail to decode (--allow-version-skew)');
+    expect((await kubedr(['browse', '--stop', ...name])).code).toBe(0);
+  }, 180_000);
 });

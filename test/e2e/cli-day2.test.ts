@@ -4,10 +4,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
+import { kubeconfigYaml } from '../../scripts/cluster/pki.ts';
 import type { StatusReport } from '../../src/cli/status-report.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
@@ -22,8 +23,8 @@ let work: string;
 const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
 
 /** `kubedr ARGS` from source, as a user runs it, output piped. */
-async function kubedr(args: string[]): Promise<Run> {
-  const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), ...args, '--kubeconfig', cluster().kubeconfig],
+async function kubedr(args: string[], kubeconfig = cluster().kubeconfig): Promise<Run> {
+  const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), ...args, '--kubeconfig', kubeconfig],
     { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
@@ -105,6 +106,27 @@ describe('kubedr status', () => {
     expect(report.failures).toContainEqual(expect.objectContaining({
       object: 'MetadataBackupPolicy/broken', reason: 'BackupFailed', message: policy('broken').status?.backupErrorMessage,
     }));
+  });
+
+  test('--help lists the exit codes status has, and status keeps to them: 3 for refused credentials, 5 for no API server', async () => {
+    const help = await kubedr(['status', '--help']);
+    expect(help.code).toBe(EXIT.ok);
+    const codes = help.stdout.slice(help.stdout.indexOf('Exit codes:'));
+    expect(codes).toContain('3 the API server refused the credentials');
+    expect(codes).toContain('5 API server unreachable');
+    // Codes of other commands (a backup's failure, a snapshot's integrity) are not status's to give.
+    expect(codes).not.toMatch(/\b[4678] /);
+
+    const refused = join(work, 'refused.kubeconfig');
+    writeFileSync(refused, kubeconfigYaml(cluster().apiserverUrl, join(cluster().pki, 'ca.crt'), { token: 'not-a-token-of-this-cluster' }), { mode: 0o600 });
+    const r = await kubedr(['status', '-n', ns], refused);
+    expect(r.code).toBe(EXIT.credentials);
+    expect(r.stderr).toMatch(/401|Unauthorized|credentials/i);
+
+    const nobody = join(work, 'nobody.kubeconfig');
+    writeFileSync(nobody, kubeconfigYaml(`https://127.0.0.1:${await freePort()}`, join(cluster().pki, 'ca.crt'), { token: 'x' }), { mode: 0o600 });
+    const u = await kubedr(['status', '-n', ns], nobody);
+    expect(u.code).toBe(EXIT.unreachable);
   });
 
   test('as text: plain columns without escapes', async () => {

@@ -87,7 +87,7 @@ beforeAll(async () => {
     monitoring: { serviceMonitor: { enabled: false }, prometheusRule: { enabled: false }, dashboard: { enabled: false } },
   }));
   expect(kc(['create', 'namespace', NS]).code).toBe(0);
-  const install = kc(['apply', '-f', '-'], render(['--name', 'kubedr', '--namespace', NS, '--include-crds', '-f', values]).text);
+  const install = kc(['apply', '-f', '-'], render(['--name', 'kubedr', '--namespace', NS, '--include-crds', '-f', values]).manifest);
   if (install.code !== 0) throw new Error(install.stderr);
   expect(kc(['rollout', 'status', 'deployment/kubedr', '-n', NS, '--timeout=180s']).code).toBe(0);
 

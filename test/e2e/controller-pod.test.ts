@@ -11,12 +11,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
-import pkg from '../../package.json' with { type: 'json' };
 import { BACKUP_FAILED, BACKUP_SUCCEEDED } from '../../src/api/events.ts';
 import type { KubeEvent, Lease, MetadataBackupPolicy, MetadataBackupRecord, Pod } from '../../src/api/types.ts';
 import { startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  apply, backupNow, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, events, eventually, fillEtcd,
+  apply, backupNow, chartTestValues, cluster, createNamespace, deleteInstall, ensureCrds, etcdSecretYaml, events, eventually, fillEtcd,
   getJson, kubectl, kubedrImage, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
@@ -50,20 +49,12 @@ async function scrape(): Promise<string> {
 
 beforeAll(async () => {
   ensureCrds();
-  const image = kubedrImage();
   ns = createNamespace('pod');
   work = mkdtempSync(join(tmpdir(), 'controller-pod-'));
   const values = join(work, 'values.yaml');
-  writeFileSync(values, dump({
-    image: { repository: image.split(':')[0], tag: pkg.version, pullPolicy: 'Never' },
-    certsHostPaths: [cluster().pki],
-    metrics: { port: METRICS_PORT },
-    // This cluster has no prometheus-operator: no ServiceMonitor or PrometheusRule (test/e2e/helm-chart.test.ts checks them).
-    monitoring: { serviceMonitor: { enabled: false }, prometheusRule: { enabled: false }, dashboard: { enabled: false } },
-    logLevel: 'debug',
-  }));
+  writeFileSync(values, dump(chartTestValues(METRICS_PORT)));
   const rendered = render(['--name', 'kubedr', '--namespace', ns, '--include-crds', '-f', values]);
-  const r = kubectl(['apply', '-f', '-'], rendered.text);
+  const r = kubectl(['apply', '-f', '-'], rendered.manifest);
   if (r.code !== 0) throw new Error(`kubectl apply of the chart failed: ${r.stderr}`);
 }, 300_000);
 

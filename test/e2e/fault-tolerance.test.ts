@@ -4,9 +4,7 @@
  * deleted before its records, a namespace deleted with its records, and a policy name of 253 characters.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { restartApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { BACKUP_NOW_ANNOTATION, POLICY_LABEL } from '../../src/api/group.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
@@ -14,8 +12,7 @@ import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually,
   fillEtcd, getJson, kubectl, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
-import { listKeys } from '../support/s3.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
+import { frozenPrune } from '../support/locks.ts';
 
 let ns: string;
 let controller: ControllerProcess;
@@ -75,53 +72,8 @@ describe('the API server restarted in the middle of a backup (down 9 s)', () => 
 });
 
 describe('locks', () => {
-  const resticEnv = () => ({ ...process.env, AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, RESTIC_PASSWORD: password });
-  /**
-   * A restic prune started with `hostName` as its host, killed while it holds the repository's exclusive lock. The lock
-   * seen appearing may be another's (the controller's sync takes a shared one) or the prune's own, about to be removed
-   * again because of that other lock; so the prune is frozen (SIGSTOP) the moment a new lock file appears, and killed only
-   * once restic itself shows its exclusive lock under `hostName`. Otherwise it runs on, and is started again if it ended.
-   */
-  async function killedPrune(hostName: string): Promise<void> {
-    const repo = `s3:${cluster().s3Url}/${bucket}`;
-    // First no lock at all (an earlier backup's, or the verification that follows it, goes away within seconds): the
-    // lock watched for below is then the prune's. A verification's lock taken for the prune's once made the prune die
-    // before it locked anything, and the backup found no lock of other-node to wait for.
-    await eventually(async () => expect(await listKeys(bucket, 'locks/')).toEqual([]), 60_000, 100);
-    const cmd = `hostname ${hostName} && exec restic --no-cache --cacert ${join(cluster().pki, 'ca.crt')} -r ${repo} prune`;
-    // Watched through S3 listings (milliseconds each): a `restic list locks` per poll takes about as long as a prune of
-    // this small repository with restic 0.18, so the prune could finish and remove its lock between two polls.
-    const lockFiles = () => listKeys(bucket, 'locks/');
-    const heldByPrune = () => resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim().split('\n').filter(Boolean)
-      .some((id) => {
-        const lock = JSON.parse(resticAt(bucket, password, ['cat', 'lock', id, '--no-lock']).stdout || '{}') as { hostname?: string; exclusive?: boolean };
-        return lock.hostname === hostName && lock.exclusive === true;
-      });
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      const before = new Set(await lockFiles());
-      // Its own UTS namespace: the host name restic writes into its lock is the one given, not this machine's.
-      const other = spawn('unshare', ['--uts', 'sh', '-c', cmd], { env: resticEnv(), stdio: 'ignore', detached: true });
-      let exited = false;
-      const exit = new Promise((ok) => other.once('exit', () => { exited = true; ok(undefined); }));
-      while (!exited) {
-        const now = await lockFiles();
-        if (now.some((f) => !before.has(f))) {
-          // Frozen, so its lock cannot go while restic itself is asked whose it is.
-          process.kill(-other.pid!, 'SIGSTOP');
-          if (heldByPrune()) {
-            process.kill(-other.pid!, 'SIGKILL');
-            // Killed holding it (a lock of this host may be removed as stale by the controller at once).
-            await exit;
-            return;
-          }
-          now.forEach((f) => before.add(f));
-          process.kill(-other.pid!, 'SIGCONT');
-        }
-        await Bun.sleep(5);
-      }
-    }
-    throw new Error(`no prune on ${hostName} held the exclusive lock in 5 attempts`);
-  }
+  /** A restic prune started with `hostName` as its host, killed while it holds the repository's exclusive lock. */
+  const killedPrune = async (hostName: string) => (await frozenPrune(bucket, password, hostName)).kill();
 
   test('the exclusive lock of a writer on another host is never removed: the backup waits (--lock-wait), then fails naming it', async () => {
     apply(policyYaml(ns, 'locked'));

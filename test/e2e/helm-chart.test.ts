@@ -43,7 +43,7 @@ describe('rendered with default values', () => {
   test('holds exactly the expected objects, all in the release namespace', () => {
     expect(names(r)).toEqual([
       'ClusterRole/kubedr-kubedr-system', 'ClusterRoleBinding/kubedr-kubedr-system',
-      'ConfigMap/kubedr-dashboard', 'Deployment/kubedr', 'PrometheusRule/kubedr', 'Role/kubedr', 'RoleBinding/kubedr',
+      'ConfigMap/kubedr-dashboard', 'Deployment/kubedr', 'Job/kubedr-release-records', 'PrometheusRule/kubedr', 'Role/kubedr', 'RoleBinding/kubedr',
       'Service/kubedr-metrics', 'ServiceAccount/kubedr', 'ServiceMonitor/kubedr',
     ]);
     for (const d of r.docs.filter((x) => !x.kind.startsWith('Cluster'))) expect(d.metadata.namespace).toBe('kubedr-system');
@@ -237,7 +237,7 @@ describe('rendered with non-default values', () => {
   test('names, namespace and monitoring switches follow the values', () => {
     expect(names(r)).toEqual([
       'ClusterRole/dr-kubedr-backup-ops', 'ClusterRoleBinding/dr-kubedr-backup-ops',
-      'Deployment/dr-kubedr', 'PodDisruptionBudget/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr',
+      'Deployment/dr-kubedr', 'Job/dr-kubedr-release-records', 'PodDisruptionBudget/dr-kubedr', 'PrometheusRule/dr-kubedr', 'Role/dr-kubedr', 'RoleBinding/dr-kubedr',
       'Service/dr-kubedr-metrics', 'ServiceAccount/dr-kubedr',
     ]);
     for (const d of r.docs.filter((x) => !x.kind.startsWith('Cluster'))) expect(d.metadata.namespace).toBe('backup-ops');
@@ -379,6 +379,10 @@ describe('on the local cluster', () => {
     expect(can('update', 'metadatabackuppolicies.kubedr.catalogicsoftware.com')).toBe('no');
     expect(can('delete', 'secrets')).toBe('no');
     expect(can('create', 'deployments.apps')).toBe('no');
+    // The uninstall hook scales the chart's own Deployment to 0, and may touch no other.
+    expect(can('patch', 'deployments.apps/kubedr')).toBe('yes');
+    expect(can('patch', 'deployments.apps/someone-elses')).toBe('no');
+    expect(can('delete', 'deployments.apps/kubedr')).toBe('no');
     expect(kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'default', `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim()).toBe('no');
     // Cluster-wide: the two namespaces it reads, nothing else.
     const canAll = (verb: string, resource: string) => kubectl(['auth', 'can-i', verb, resource, `--as=system:serviceaccount:${ns}:kubedr`]).stdout.trim();
@@ -403,7 +407,7 @@ describe('installed with default values, without and then with prometheus-operat
   let values: string;
   const install = () => {
     const rendered = render(['--name', 'kubedr', '--namespace', ns, '-f', values, ...servedApiVersions()]);
-    const r = kubectl(['apply', '-f', '-'], rendered.text);
+    const r = kubectl(['apply', '-f', '-'], rendered.manifest);
     return { rendered, ...r };
   };
   beforeAll(async () => {

@@ -1,6 +1,6 @@
 /** Whose a snapshot is, from its tags alone: the decision every sync, retention and "latest" rests on in a shared bucket. */
 import { describe, expect, test } from 'bun:test';
-import { type BackupOrigin, clusterLabel, matchesCluster, originOf, originTags, ownership } from '../../src/engine/origin.ts';
+import { type BackupOrigin, backupTags, clusterLabel, kubernetesVersionOf, matchesCluster, originOf, originTags, ownership } from '../../src/engine/origin.ts';
 
 const prod: BackupOrigin = { clusterId: '4f1c0a9e-1111-4222-8333-944455556666', clusterName: 'prod', namespace: 'kubedr-system' };
 
@@ -10,6 +10,15 @@ describe('origin tags', () => {
     expect(tags[0]).toBe('daily');
     expect(originOf(tags)).toEqual(prod);
     expect(tags.some((t) => t.includes(','))).toBe(false);
+  });
+
+  test('a backup\'s tags: policy first, origin, and the cluster\'s Kubernetes version when it was read', () => {
+    const tags = backupTags('daily', prod, 'v1.20.2');
+    expect(tags[0]).toBe('daily');
+    expect(originOf(tags)).toEqual(prod);
+    expect(kubernetesVersionOf(tags)).toBe('v1.20.2');
+    expect(backupTags('daily', prod, undefined)).toEqual(['daily', ...originTags(prod)]);
+    expect(kubernetesVersionOf(['daily', ...originTags(prod)])).toBeUndefined();
   });
 
   test('a snapshot without them has no origin', () => {

@@ -49,6 +49,14 @@ test('kubedr_backup_location_ready exists for every location from its status, re
   expect(await lines(m, 'kubedr_backup_location_ready{')).toEqual(['kubedr_backup_location_ready{location="ok"} 1']);
 });
 
+test('kubedr_backup_location_protected: 1 or 0 for locations whose protection is known, no series for the others', async () => {
+  const m = createMetrics();
+  m.setLocationSource(() => [{ name: 'locked', ready: true, protected: true }, { name: 'plain', ready: true, protected: false },
+    { name: 'undeclared', ready: true }]);
+  expect(await lines(m, 'kubedr_backup_location_protected{')).toEqual(['kubedr_backup_location_protected{location="locked"} 1',
+    'kubedr_backup_location_protected{location="plain"} 0']);
+});
+
 test('the process metrics every Prometheus client exports are there, with this process\'s own figures; no nodejs_* ones', async () => {
   const m = createMetrics();
   const value = async (name: string) => Number((await lines(m, `${name} `))[0]?.split(' ')[1]);

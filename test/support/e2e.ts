@@ -95,6 +95,21 @@ export function kubedrImage(): string {
 }
 
 /**
+ * Values that install the chart on the test node: this tree's image (never pulled), the node's PKI directory, a
+ * metrics port of the node's own (host network: one per install that may overlap another), and no prometheus-operator
+ * objects (the node has none; test/e2e/helm-chart.test.ts checks them).
+ */
+export function chartTestValues(metricsPort: number): Record<string, unknown> {
+  return {
+    image: { repository: kubedrImage().split(':')[0], tag: pkg.version, pullPolicy: 'Never' },
+    certsHostPaths: [cluster().pki],
+    metrics: { port: metricsPort },
+    monitoring: { serviceMonitor: { enabled: false }, prometheusRule: { enabled: false }, dashboard: { enabled: false } },
+    logLevel: 'debug',
+  };
+}
+
+/**
  * A claim that the controller-manager's PV binder binds to a hostPath volume at `dir` (created with `mode`; local-path
  * provisioners make theirs 0777). The volume is pre-bound to the claim (claimRef), as an administrator would. Returns
  * the PersistentVolume's name: it is cluster-scoped, so delete it after the test.
@@ -123,14 +138,20 @@ spec: { accessModes: [ReadWriteOnce], storageClassName: manual, resources: { req
   return pv;
 }
 
+/** The CustomResourceDefinitions of crds/, by name. */
+export const KUBEDR_CRDS = ['backuplocations', 'metadatabackuppolicies', 'metadatabackuprecords', 'metadatarestores']
+  .map((plural) => `${plural}.kubedr.catalogicsoftware.com`);
+
 let crdsInstalled = false;
-/** Applies crds/ (idempotent) and waits until the API serves every kind. */
-export function ensureCrds(): void {
-  if (crdsInstalled) return;
+/**
+ * Applies crds/ (idempotent) and waits until the API serves every kind. `reapply`: apply them even if this process did
+ * already (a test that deleted the CRDs puts them back for the files after it).
+ */
+export function ensureCrds(opts: { reapply?: boolean } = {}): void {
+  if (crdsInstalled && !opts.reapply) return;
   const r = kubectl(['apply', '-f', join(repoRoot, 'crds')]);
   if (r.code !== 0) throw new Error(`installing CRDs failed: ${r.stderr}`);
-  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...['backuplocations',
-    'metadatabackuppolicies', 'metadatabackuprecords', 'metadatarestores'].map((p) => `crd/${p}.kubedr.catalogicsoftware.com`)]);
+  const w = kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...KUBEDR_CRDS.map((c) => `crd/${c}`)]);
   if (w.code !== 0) throw new Error(`CRDs not established: ${w.stderr}`);
   crdsInstalled = true;
 }
