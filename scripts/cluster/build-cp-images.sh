@@ -4,22 +4,14 @@
 # from scratch with buildah, the way the pause and kubedr images are built: the binary, exactly the C libraries ldd reports
 # for it, and nothing else (no shell). Cached outside the repository, keyed by the inputs' cache directories.
 # Prints the directory holding etcd.tar and kube-apiserver.tar (image names below). Idempotent; run as root.
+# scripts/cluster/node.ts imports them when the node runs its control plane as static pods.
 #
-# Not wired into scripts/cluster/node.ts yet: the node still runs etcd and kube-apiserver as processes.
+#   build-cp-images.sh --etcd BINARY IMAGE: an etcd image of another binary (e.g. Debian 12's /usr/bin/etcd 3.4, which
+#   the control-plane drill's node runs), named IMAGE; prints the directory holding its etcd.tar.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../build-cache.sh"
-tools=$("$here/fetch-trixie.sh" | tail -1)
-kube=$("$here/build-kube.sh" | tail -1)
-out="$cache/cp-images-$(basename "$tools")-$(basename "$kube")"
-if [ -f "$out/etcd.tar" ] && [ -f "$out/kube-apiserver.tar" ]; then echo "$out"; exit 0; fi
-mkdir -p "$cache"
-exec 9>"$cache/.cp-images.lock"
-flock 9
-if [ -f "$out/etcd.tar" ] && [ -f "$out/kube-apiserver.tar" ]; then echo "$out"; exit 0; fi
-
 bh() { buildah --storage-driver vfs "$@"; }
-rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 
 # image ARCHIVE NAME BINARY...: a scratch image holding the binaries under /usr/local/bin and their shared objects at the
 # paths ldd reports (the dynamic loader included); entrypoint the first binary. Static pods give the command in full.
@@ -38,6 +30,32 @@ image() {
     --os linux --arch amd64 --created-by scripts/cluster/build-cp-images.sh "$ctr"
   bh commit --rm -q "$ctr" "oci-archive:$archive:$name" >/dev/null
 }
+
+if [ "${1:-}" = --etcd ]; then
+  bin=$2 name=$3
+  # Its own directory, keyed by the binary and the name (not cp-images-*: the sweep below would take it).
+  out="$cache/cp-etcd-$(cat "$bin" | sha256sum | cut -c1-12)-$(echo "$name" | tr -c 'a-z0-9.\n' -)"
+  if [ -f "$out/etcd.tar" ]; then echo "$out"; exit 0; fi
+  mkdir -p "$cache"
+  exec 9>"$cache/.cp-images.lock"
+  flock 9
+  if [ -f "$out/etcd.tar" ]; then echo "$out"; exit 0; fi
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  image "$out.tmp/etcd.tar" "$name" "$bin"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  echo "$out"
+  exit 0
+fi
+
+tools=$("$here/fetch-trixie.sh" | tail -1)
+kube=$("$here/build-kube.sh" | tail -1)
+out="$cache/cp-images-$(basename "$tools")-$(basename "$kube")"
+if [ -f "$out/etcd.tar" ] && [ -f "$out/kube-apiserver.tar" ]; then echo "$out"; exit 0; fi
+mkdir -p "$cache"
+exec 9>"$cache/.cp-images.lock"
+flock 9
+if [ -f "$out/etcd.tar" ] && [ -f "$out/kube-apiserver.tar" ]; then echo "$out"; exit 0; fi
+rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 
 # Names as kubeadm's manifests would have them, in a registry no one can pull from (the node never pulls: imported images only).
 image "$out.tmp/etcd.tar" localhost/kubedr-testenv/etcd:3.5 "$tools/bin/etcd" "$tools/bin/etcdctl" "$tools/bin/etcdutl"

@@ -101,3 +101,54 @@ export function apiserverCmd(env: { dir: string; pki: string; bin: string; nodeI
     '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction', '--allow-privileged=true',
     `--service-cluster-ip-range=${SERVICE_CIDR}`, '--event-ttl=1h'];
 }
+
+/** What the other components' command lines need of the node (node.ts's TestEnv). */
+interface NodeDirs {
+  dir: string;
+  pki: string;
+  bin: string;
+  containerdSocket: string;
+}
+
+/** kube-controller-manager, kube-scheduler and kube-proxy of node `node`, each with its kubeconfig from pki.ts. */
+export function controlPlaneCmds(env: NodeDirs, node: string): Record<'controller-manager' | 'scheduler' | 'kube-proxy', string[]> {
+  const kc = (c: string) => join(env.dir, `${c}.kubeconfig`);
+  const ca = join(env.pki, 'ca.crt');
+  return {
+    'controller-manager': [join(env.bin, 'kube-controller-manager'), `--kubeconfig=${kc('controller-manager')}`,
+      `--authentication-kubeconfig=${kc('controller-manager')}`, `--authorization-kubeconfig=${kc('controller-manager')}`,
+      `--service-account-private-key-file=${join(env.pki, 'sa.key')}`, `--root-ca-file=${ca}`, '--use-service-account-credentials=true',
+      `--cluster-signing-cert-file=${ca}`, `--cluster-signing-key-file=${join(env.pki, 'ca.key')}`,
+      '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0', '--controllers=*'],
+    scheduler: [join(env.bin, 'kube-scheduler'), `--kubeconfig=${kc('scheduler')}`,
+      `--authentication-kubeconfig=${kc('scheduler')}`, `--authorization-kubeconfig=${kc('scheduler')}`,
+      '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0'],
+    // iptables mode inside the namespace; the conntrack flags at 0 keep it from changing machine-wide settings.
+    'kube-proxy': [join(env.bin, 'kube-proxy'), `--kubeconfig=${kc('kube-proxy')}`, `--hostname-override=${node}`,
+      `--bind-address=${NODE_IP}`, '--cluster-cidr=10.244.0.0/16', '--proxy-mode=iptables',
+      '--conntrack-max-per-core=0', '--conntrack-tcp-timeout-established=0', '--conntrack-tcp-timeout-close-wait=0',
+      '--metrics-bind-address=127.0.0.1:10249', '--healthz-bind-address=127.0.0.1:10256'],
+  };
+}
+
+/** The kubelet of node `node` (cgroupfs, under `cgroupRoot`), running static pods from `<dir>/manifests` as kubeadm's does. */
+export function kubeletCmd(env: NodeDirs, node: string, cgroupRoot: string): string[] {
+  const n = env.dir;
+  return [join(env.bin, 'kubelet'), `--kubeconfig=${join(n, 'kubelet.kubeconfig')}`, `--root-dir=${join(n, 'kubelet')}`,
+    `--cert-dir=${join(n, 'kubelet/pki')}`, `--tls-cert-file=${join(env.pki, 'kubelet-server.crt')}`,
+    `--tls-private-key-file=${join(env.pki, 'kubelet-server.key')}`,
+    '--container-runtime=remote', `--container-runtime-endpoint=unix://${env.containerdSocket}`, '--runtime-request-timeout=5m',
+    '--cgroup-driver=cgroupfs', `--cgroup-root=${cgroupRoot}`, '--fail-swap-on=false',
+    `--hostname-override=${node}`, `--node-ip=${NODE_IP}`, `--pod-infra-container-image=${PAUSE_IMAGE}`,
+    `--client-ca-file=${join(env.pki, 'ca.crt')}`, '--anonymous-auth=false', '--authorization-mode=Webhook',
+    `--resolv-conf=${join(n, 'resolv.conf')}`, `--volume-plugin-dir=${join(n, 'kubelet/volume-plugins')}`,
+    // Static pods, as on kubeadm (/etc/kubernetes/manifests): etcd and kube-apiserver when the node runs them so
+    // (static-control-plane.ts), and the HA drill's members. Those are links to files elsewhere, whose changes raise no
+    // event in this directory: the kubelet rereads it every 5 s (default 20 s), as it would notice them on a real node.
+    `--pod-manifest-path=${join(n, 'manifests')}`, '--file-check-frequency=5s',
+    // As kubeadm taints a control-plane node (1.20); tests keep it, so a pod that does not tolerate it is seen.
+    '--register-with-taints=node-role.kubernetes.io/master=:NoSchedule',
+    // A test machine's disk may be fuller than a real node's: never evict or collect images for that.
+    '--image-gc-high-threshold=100', '--image-gc-low-threshold=99',
+    '--eviction-hard=memory.available<1Mi,nodefs.available<1%,imagefs.available<1%', '--v=1'];
+}

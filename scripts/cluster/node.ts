@@ -19,14 +19,18 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { freePort } from '../../src/util/net.ts';
 import { isAlive } from '../../src/util/process.ts';
-import { NODE_IP, PAUSE_IMAGE, SERVICE_CIDR, SERVICE_IP, apiserverCmd, cniConfig, containerdConfig, etcdCmd } from './components.ts';
+import { NODE_IP, SERVICE_CIDR, SERVICE_IP, apiserverCmd, cniConfig, containerdConfig, controlPlaneCmds, etcdCmd, kubeletCmd } from './components.ts';
 import { cgroupHierarchies, createNetns, insideNetns, logMountNamespace, removeCgroups, removeHostLeftovers, removeNetnsDir, restoreSysctls,
   saveSysctls, unmountUnder } from './host.ts';
 import { ADMIN_TOKEN, kubeconfigYaml, makePki, writeComponentKubeconfigs } from './pki.ts';
 import { type ProcState, killProc, run, startProc, tryRun, waitFor } from './procs.ts';
+import { apiserverReady, etcdReady, nodeReady, s3Ready, saveState } from './node-state.ts';
+import { type ControlPlaneMode, controlPlaneImages, waitStaticPod, writeManifests } from './static-control-plane.ts';
 import { S3_ACCESS_KEY, S3_PORT, S3_SECRET_KEY, type S3Server, prepareS3, provisionS3, s3ServerFromEnv } from './s3.ts';
 
 export { ADMIN_TOKEN, S3_ACCESS_KEY, S3_SECRET_KEY };
+export { restartApiserver, startControlPlane, startProcAgain, stopControlPlane, stopProc } from './node-control-plane.ts';
+import { startControlPlane, stopControlPlane } from './node-control-plane.ts';
 const repoRoot = resolve(import.meta.dir, '../..');
 
 
@@ -53,6 +57,8 @@ export interface TestEnv {
   /** Where build-kube.sh put the Kubernetes binaries. */
   bin: string;
   procs: Partial<Record<ProcName, ProcState>>;
+  /** Set when etcd and kube-apiserver run as static pods of the kubelet (static-control-plane.ts), not in `procs`. */
+  controlPlane?: 'static-pods';
   /** Extra etcd servers and API servers started by tests, stopped with the rest. */
   extra?: Record<string, ProcState & { endpoint: string }>;
 }
@@ -85,10 +91,6 @@ export function kubeBinDir(): string {
 
 
 
-function saveState(env: TestEnv): void {
-  writeFileSync(join(env.dir, 'state.json'), JSON.stringify(env, null, 2));
-}
-
 export function loadEnv(dir = defaultDir()): TestEnv {
   const file = join(dir, 'state.json');
   if (!existsSync(file)) throw new Error(`no test cluster at ${dir}: run 'bun scripts/cluster/node.ts start' first`);
@@ -100,30 +102,6 @@ export function kubectlIn(env: TestEnv, args: string[], input?: string): string 
   return run('kubectl', kubectlArgs(env, args), { input });
 }
 
-async function apiserverReady(url: string, pki: string): Promise<boolean> {
-  const res = await fetch(`${url}/readyz`, {
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, tls: { ca: readFileSync(join(pki, 'ca.crt'), 'utf8') },
-  });
-  return res.status === 200;
-}
-
-function etcdReady(endpoint: string, pki: string): boolean {
-  return tryRun('etcdctl', ['--endpoints', endpoint, '--cacert', join(pki, 'etcd/ca.crt'),
-    '--cert', join(pki, 'etcd/healthcheck-client.crt'), '--key', join(pki, 'etcd/healthcheck-client.key'),
-    '--command-timeout=2s', 'endpoint', 'health']).status === 0;
-}
-
-async function s3Ready(env: TestEnv): Promise<boolean> {
-  const res = await fetch(env.s3Url, { tls: { ca: readFileSync(join(env.pki, 'ca.crt'), 'utf8') } });
-  return res.status < 500;
-}
-
-function nodeReady(env: TestEnv): boolean {
-  const r = tryRun('kubectl', kubectlArgs(env, ['get', 'node', env.node, '-o',
-    'jsonpath={.status.conditions[?(@.type=="Ready")].status}']));
-  return r.stdout.trim() === 'True';
-}
-
 
 /** Imports an OCI archive into the node's containerd, for pods with imagePullPolicy Never/IfNotPresent. */
 export function importImage(env: TestEnv, archive: string): void {
@@ -131,7 +109,7 @@ export function importImage(env: TestEnv, archive: string): void {
 }
 
 /** Starts the node in `dir`; must run inside its network namespace (main() re-executes itself there). */
-export async function start(dir = defaultDir()): Promise<TestEnv> {
+export async function start(dir = defaultDir(), opts: { controlPlane?: ControlPlaneMode } = {}): Promise<TestEnv> {
   const t0 = performance.now();
   const say = (what: string) => process.stderr.write(`node: ${what} at ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   const node = nodeNameFor(dir);
@@ -154,8 +132,7 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
     bin: kubeBinDir(),
     procs: {},
   };
-  const ca = join(pki, 'ca.crt');
-  writeFileSync(env.kubeconfig, kubeconfigYaml(env.apiserverUrl, ca, { token: ADMIN_TOKEN }), { mode: 0o600 });
+  writeFileSync(env.kubeconfig, kubeconfigYaml(env.apiserverUrl, join(pki, 'ca.crt'), { token: ADMIN_TOKEN }), { mode: 0o600 });
   writeComponentKubeconfigs(n, pki, env.apiserverUrl);
   writeFileSync(env.kubeconfigCert, readFileSync(join(n, 'admin.kubeconfig')), { mode: 0o600 });
   const go = (name: ProcName, cmd: string[]) => {
@@ -163,9 +140,13 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
     saveState(env);
     return env.procs[name]!;
   };
+  const staticPods = opts.controlPlane === 'static-pods';
+  if (staticPods) env.controlPlane = 'static-pods';
 
   // etcd as kubeadm runs it: mTLS on loopback and on the node IP (where pods on the pod network reach it).
-  const etcd = go('etcd', etcdCmd(n, pki, 'etcd', ['https://127.0.0.1:2379', `https://${NODE_IP}:2379`], 2380, true));
+  const etcdLine = etcdCmd(n, pki, 'etcd', ['https://127.0.0.1:2379', `https://${NODE_IP}:2379`], 2380, true);
+  const apiserverLine = apiserverCmd(env, env.etcdEndpoint, 6443, join(n, 'apiserver-certs'));
+  const etcd = staticPods ? undefined : go('etcd', etcdLine);
   writeFileSync(join(n, 'containerd.toml'), containerdConfig(n));
   // CNI config first, so the runtime reports NetworkReady as soon as it starts.
   writeFileSync(join(n, 'cni/net.d/10-kdr-bridge.conflist'), cniConfig(n, node));
@@ -174,55 +155,50 @@ export async function start(dir = defaultDir()): Promise<TestEnv> {
   const containerd = go('containerd', [...inLogNs, 'containerd', '--config', join(n, 'containerd.toml')]);
   // The S3 server's daemons; preparing them (keys, maps, file systems: about a second) overlaps etcd's start.
   const s3 = prepareS3(env.s3Server, n, pki).map(([name, cmd]) => go(name, cmd)).at(-1)!;
-  await waitFor('etcd', etcd, () => etcdReady(env.etcdEndpoint, pki), 60_000);
-  say('etcd ready');
-  const apiserver = go('apiserver', apiserverCmd(env, env.etcdEndpoint, 6443, join(n, 'apiserver-certs')));
+  const startKubelet = () => {
+    saveSysctls();
+    const cgroupRoot = `/kdr-${node}`;
+    // The kubelet wants its cgroup root in every v1 controller; it makes the unified one itself.
+    for (const c of cgroupHierarchies().filter((h) => !h.endsWith('/unified'))) mkdirSync(join(c, cgroupRoot), { recursive: true });
+    writeFileSync(join(n, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+    return go('kubelet', [...inLogNs, ...kubeletCmd(env, node, cgroupRoot)]);
+  };
+  let apiserver: ProcState | undefined;
+  if (etcd) {
+    await waitFor('etcd', etcd, () => etcdReady(env.etcdEndpoint, pki), 60_000);
+    say('etcd ready');
+    apiserver = go('apiserver', apiserverLine);
+  }
   await waitFor('containerd', containerd, () => tryRun('ctr', ['--address', env.containerdSocket, 'version']).status === 0, 60_000);
   importImage(env, join(env.bin, 'pause.tar'));
   say('containerd ready, pause image imported');
+  // As on a kubeadm node, the kubelet comes first and starts etcd and kube-apiserver from their manifests; it registers
+  // the node once the API server answers.
+  const kubelet = staticPods ? startKubelet() : undefined;
+  if (staticPods) {
+    const images = controlPlaneImages(process.env.KUBEDR_ETCD || undefined);
+    for (const archive of images.archives) importImage(env, archive);
+    writeManifests(env, images.etcdImage, etcdLine, apiserverLine);
+    say('control-plane images imported, manifests written');
+  }
   await waitFor(env.s3Server, s3, () => s3Ready(env), 60_000);
   provisionS3(env.s3Server, n);
   say(`S3 (${env.s3Server}) ready`);
-  await waitFor('kube-apiserver', apiserver, () => apiserverReady(env.apiserverUrl, pki), 120_000);
-  say('kube-apiserver ready');
+  if (staticPods) {
+    await waitStaticPod(env, 'etcd', () => etcdReady(env.etcdEndpoint, pki), 90_000);
+    say('etcd (static pod) ready');
+    await waitStaticPod(env, 'apiserver', () => apiserverReady(env.apiserverUrl, pki), 120_000);
+  } else {
+    await waitFor('kube-apiserver', apiserver!, () => apiserverReady(env.apiserverUrl, pki), 120_000);
+  }
+  say(`kube-apiserver${staticPods ? ' (static pod)' : ''} ready`);
 
-  const kc = (c: string) => join(n, `${c}.kubeconfig`);
-  go('controller-manager', [join(env.bin, 'kube-controller-manager'), `--kubeconfig=${kc('controller-manager')}`,
-    `--authentication-kubeconfig=${kc('controller-manager')}`, `--authorization-kubeconfig=${kc('controller-manager')}`,
-    `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${ca}`, '--use-service-account-credentials=true',
-    `--cluster-signing-cert-file=${ca}`, `--cluster-signing-key-file=${join(pki, 'ca.key')}`,
-    '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0', '--controllers=*']);
-  go('scheduler', [join(env.bin, 'kube-scheduler'), `--kubeconfig=${kc('scheduler')}`,
-    `--authentication-kubeconfig=${kc('scheduler')}`, `--authorization-kubeconfig=${kc('scheduler')}`,
-    '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0']);
-
-  saveSysctls();
-  const cgroupRoot = `/kdr-${node}`;
-  // The kubelet wants its cgroup root in every v1 controller; it makes the unified one itself.
-  for (const c of cgroupHierarchies().filter((h) => !h.endsWith('/unified'))) mkdirSync(join(c, cgroupRoot), { recursive: true });
-  writeFileSync(join(n, 'resolv.conf'), 'nameserver 127.0.0.1\n');
-  const kubelet = go('kubelet', [...inLogNs, join(env.bin, 'kubelet'), `--kubeconfig=${kc('kubelet')}`, `--root-dir=${join(n, 'kubelet')}`,
-    `--cert-dir=${join(n, 'kubelet/pki')}`, `--tls-cert-file=${join(pki, 'kubelet-server.crt')}`,
-    `--tls-private-key-file=${join(pki, 'kubelet-server.key')}`,
-    '--container-runtime=remote', `--container-runtime-endpoint=unix://${env.containerdSocket}`, '--runtime-request-timeout=5m',
-    '--cgroup-driver=cgroupfs', `--cgroup-root=${cgroupRoot}`, '--fail-swap-on=false',
-    `--hostname-override=${node}`, `--node-ip=${NODE_IP}`, `--pod-infra-container-image=${PAUSE_IMAGE}`,
-    `--client-ca-file=${ca}`, '--anonymous-auth=false', '--authorization-mode=Webhook',
-    `--resolv-conf=${join(n, 'resolv.conf')}`, `--volume-plugin-dir=${join(n, 'kubelet/volume-plugins')}`,
-    // Static pods, as on kubeadm (/etc/kubernetes/manifests). Empty for now: etcd and kube-apiserver are still processes
-    // (scripts/cluster/static-pods.ts has their manifests; issue 18).
-    `--pod-manifest-path=${join(n, 'manifests')}`,
-    // As kubeadm taints a control-plane node (1.20); tests keep it, so a pod that does not tolerate it is seen.
-    '--register-with-taints=node-role.kubernetes.io/master=:NoSchedule',
-    // A test machine's disk may be fuller than a real node's: never evict or collect images for that.
-    '--image-gc-high-threshold=100', '--image-gc-low-threshold=99',
-    '--eviction-hard=memory.available<1Mi,nodefs.available<1%,imagefs.available<1%', '--v=1']);
-  // iptables mode inside the namespace; the conntrack flags at 0 keep it from changing machine-wide settings.
-  go('kube-proxy', [join(env.bin, 'kube-proxy'), `--kubeconfig=${kc('kube-proxy')}`, `--hostname-override=${node}`,
-    `--bind-address=${NODE_IP}`, '--cluster-cidr=10.244.0.0/16', '--proxy-mode=iptables',
-    '--conntrack-max-per-core=0', '--conntrack-tcp-timeout-established=0', '--conntrack-tcp-timeout-close-wait=0',
-    '--metrics-bind-address=127.0.0.1:10249', '--healthz-bind-address=127.0.0.1:10256']);
-  await waitFor('kubelet', kubelet, () => nodeReady(env), 180_000);
+  const cmds = controlPlaneCmds(env, node);
+  go('controller-manager', cmds['controller-manager']);
+  go('scheduler', cmds.scheduler);
+  const kubeletProc = kubelet ?? startKubelet();
+  go('kube-proxy', cmds['kube-proxy']);
+  await waitFor('kubelet', kubeletProc, () => nodeReady(env), 180_000);
   // The kubelet may not set node-role labels on itself (NodeRestriction): label it as kubeadm does, afterwards.
   kubectlIn(env, ['label', 'node', node, 'node-role.kubernetes.io/control-plane=', 'node-role.kubernetes.io/master=', '--overwrite']);
   say('node Ready');
@@ -265,56 +241,6 @@ export async function stop(dir = defaultDir()): Promise<void> {
   }
   rmSync(dir, { recursive: true, force: true });
   removeNetnsDir();
-}
-
-/** Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. */
-export async function restartApiserver(env: TestEnv, downMs = 0): Promise<void> {
-  await killProc(env.procs.apiserver);
-  if (downMs > 0) await Bun.sleep(downMs);
-  env.procs.apiserver = startProc(env.dir, 'apiserver', env.procs.apiserver!.cmd);
-  saveState(env);
-  await waitFor('kube-apiserver', env.procs.apiserver, () => apiserverReady(env.apiserverUrl, env.pki), 90_000);
-}
-
-/** The control plane is lost: kube-apiserver and etcd stop (the kubelet and the rest keep running, as on a real node). */
-export async function stopControlPlane(env: TestEnv): Promise<void> {
-  await killProc(env.procs.apiserver);
-  await killProc(env.procs.etcd);
-}
-
-/**
- * The recovery a kubeadm runbook describes: etcd starts on `etcdDataDir` (a restored data directory) with otherwise the
- * same flags, then kube-apiserver; controller-manager, scheduler, kubelet and kube-proxy are restarted so that none
- * keeps state from after the snapshot. Resolves when the node is Ready again.
- */
-export async function startControlPlane(env: TestEnv, etcdDataDir: string): Promise<void> {
-  const etcdCmdLine = [...env.procs.etcd!.cmd];
-  etcdCmdLine[etcdCmdLine.indexOf('--data-dir') + 1] = etcdDataDir;
-  env.procs.etcd = startProc(env.dir, 'etcd', etcdCmdLine);
-  saveState(env);
-  await waitFor('etcd', env.procs.etcd, () => etcdReady(env.etcdEndpoint, env.pki), 60_000);
-  env.procs.apiserver = startProc(env.dir, 'apiserver', env.procs.apiserver!.cmd);
-  saveState(env);
-  await waitFor('kube-apiserver', env.procs.apiserver, () => apiserverReady(env.apiserverUrl, env.pki), 120_000);
-  for (const name of ['controller-manager', 'scheduler', 'kubelet', 'kube-proxy'] as const) {
-    await killProc(env.procs[name]);
-    env.procs[name] = startProc(env.dir, name, env.procs[name]!.cmd);
-  }
-  saveState(env);
-  await waitFor('kubelet', env.procs.kubelet!, () => nodeReady(env), 180_000);
-}
-
-/** Stops one of the cluster's processes, for failure tests. */
-export async function stopProc(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
-  await killProc(env.procs[name]);
-}
-
-export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
-  const p = startProc(env.dir, name, env.procs[name]!.cmd);
-  env.procs[name] = p;
-  saveState(env);
-  const check = name === 'etcd' ? () => etcdReady(env.etcdEndpoint, env.pki) : () => s3Ready(env);
-  await waitFor(name, p, check, 30_000);
 }
 
 /**
@@ -384,16 +310,18 @@ export function nodeMemory(env: TestEnv): { name: string; mb: number }[] {
   return out.sort((a, b) => b.mb - a.mb);
 }
 
-const usage = `usage: bun scripts/cluster/node.ts start|stop|status|env|exec CMD...|stop-control-plane|start-control-plane DIR
+const usage = `usage: bun scripts/cluster/node.ts start|stop|status|env|exec CMD...|stop-control-plane|start-control-plane [DIR]
   start   build (once) and start a real single-node Kubernetes in its own network namespace
   stop    stop it and remove its state directory and everything it left on the host
   stop-control-plane             stop kube-apiserver and etcd (a lost control plane; the kubelet keeps running)
-  start-control-plane DATA_DIR   etcd on DATA_DIR (e.g. restored by kubedr etcd-restore), kube-apiserver, then restart
+  start-control-plane [DATA_DIR] etcd on DATA_DIR (e.g. restored by kubedr etcd-restore; with static pods, optional: the
+                                 manifest as it is), kube-apiserver, then restart
                                  the other components as a kubeadm restore runbook does
   status  show its processes and their memory
   env     print how to reach it (kubectl inside the namespace)
   exec    run CMD inside the node's network namespace with KUBECONFIG set
-State directory: $KUBEDR_TESTENV_DIR (default .testenv/).
+State directory: $KUBEDR_TESTENV_DIR (default .testenv/). KUBEDR_CONTROL_PLANE=static-pods: etcd and kube-apiserver as
+static pods of the kubelet, as kubeadm runs them (default: processes).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -413,7 +341,9 @@ async function main(argv: string[]): Promise<number> {
     return r.exitCode ?? 1;
   }
   if (cmd === 'start') {
-    const env = await start(dir);
+    const mode = process.env.KUBEDR_CONTROL_PLANE;
+    if (mode && mode !== 'static-pods' && mode !== 'processes') throw new Error(`KUBEDR_CONTROL_PLANE=${mode}: static-pods or processes`);
+    const env = await start(dir, { controlPlane: mode as ControlPlaneMode | undefined });
     console.log(`node ${env.node} Ready: apiserver ${env.apiserverUrl}, etcd ${env.etcdEndpoint}, s3 ${env.s3Url} (network namespace ${netns})`);
     return 0;
   }
@@ -421,10 +351,10 @@ async function main(argv: string[]): Promise<number> {
     await stopControlPlane(loadEnv(dir));
     return 0;
   }
-  if (cmd === 'start-control-plane' && rest[0]) {
+  if (cmd === 'start-control-plane') {
     const t0 = performance.now();
-    await startControlPlane(loadEnv(dir), resolve(rest[0]));
-    console.log(`control plane up on etcd data ${rest[0]}, node Ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    await startControlPlane(loadEnv(dir), rest[0] ? resolve(rest[0]) : undefined);
+    console.log(`control plane up on etcd data ${rest[0] ?? '(as its manifest says)'}, node Ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return 0;
   }
   if (cmd === 'stop') {

@@ -3,7 +3,7 @@
  * same command lines as components.ts builds for processes, turned into pods the kubelet runs from its
  * --pod-manifest-path, with hostNetwork, system-node-critical and hostPath volumes named as kubeadm names them
  * (`etcd-data`, `etcd-certs`, `k8s-certs`), so `kubedr etcd-restore --kubeadm` edits files a real kubelet acts on.
- * Images: scripts/cluster/build-cp-images.sh. Not used by node.ts yet.
+ * Images: scripts/cluster/build-cp-images.sh; static-control-plane.ts writes these into the node's manifests directory.
  */
 export const ETCD_IMAGE = 'localhost/kubedr-testenv/etcd:3.5';
 export const APISERVER_IMAGE = 'localhost/kubedr-testenv/kube-apiserver:v1.20.2';
@@ -51,9 +51,9 @@ export function staticPodYaml(name: string, image: string, cmd: string[], volume
 }
 
 /** etcd's manifest from its process command line (components.ts etcdCmd): data and certificates as hostPath volumes. */
-export function etcdManifest(cmd: string[], pki: string): string {
+export function etcdManifest(cmd: string[], pki: string, image = ETCD_IMAGE): string {
   const dataDir = cmd[cmd.indexOf('--data-dir') + 1]!;
-  return staticPodYaml('etcd', ETCD_IMAGE, cmd, [
+  return staticPodYaml('etcd', image, cmd, [
     { name: 'etcd-certs', hostPath: `${pki}/etcd`, type: 'DirectoryOrCreate' },
     { name: 'etcd-data', hostPath: dataDir, type: 'DirectoryOrCreate' },
   ]);

@@ -1,15 +1,16 @@
 /**
  * The disaster drill on a real control plane. A second real node (its own network namespace, etcd, API server,
- * kubelet, ... started by scripts/cluster/node.ts next to the suite's) runs the chart-installed controller, which backs
- * up that node's own etcd and certificates. Then the control plane is lost: kube-apiserver and etcd stop and etcd's data
- * is deleted. With the command line alone (`kubedr snapshots`, `kubedr restore`, `kubedr etcd-restore`) a new etcd data
- * directory is built from S3; etcd and the API server start on it, the other components restart as a kubeadm runbook
- * says, and the node and the controller pod come back: the cluster holds what existed at backup time, nothing written
- * later, and the controller carries on from what the snapshot holds.
+ * kubelet, ... started by scripts/cluster/node.ts next to the suite's) runs etcd and kube-apiserver as kubeadm does, as
+ * static pods of its kubelet, and the chart-installed controller, which backs up that node's own etcd and certificates.
+ * Then the control plane is lost: kube-apiserver and etcd stop and etcd's data is deleted. With the command line alone
+ * (`kubedr snapshots`, `kubedr restore`, `kubedr etcd-restore --kubeadm`) a new etcd data directory is built from S3 and
+ * etcd's manifest repointed at it; the kubelet starts etcd on it, the API server's manifest goes back, the other
+ * components restart as a kubeadm runbook says, and the node and the controller pod come back: the cluster holds what
+ * existed at backup time, nothing written later, and the controller carries on from what the snapshot holds.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
@@ -40,7 +41,7 @@ const spawn = (cmd: string[], input?: string, env: Record<string, string> = {}):
 };
 /** scripts/cluster/node.ts for the drill's node. */
 const nodeCli = (args: string[]) => spawn([process.execPath, join(repoRoot, 'scripts/cluster/node.ts'), ...args], undefined,
-  { KUBEDR_TESTENV_DIR: drillDir, KUBEDR_NODE_NAME: 'drill', KUBEDR_ETCD: ETCD_34 });
+  { KUBEDR_TESTENV_DIR: drillDir, KUBEDR_NODE_NAME: 'drill', KUBEDR_ETCD: ETCD_34, KUBEDR_CONTROL_PLANE: 'static-pods' });
 /** A command inside the drill node's network namespace, where its addresses exist. */
 const inDrill = (cmd: string[], input?: string, env: Record<string, string> = {}) =>
   spawn(['nsenter', `--net=/run/netns/${drill.netns}`, ...cmd], input, env);
@@ -134,12 +135,21 @@ afterAll(() => {
 
 describe('the control plane is lost and rebuilt from S3 with the command line', () => {
   const restored = () => join(work, 'restored');
-  const dataDir = () => join(drill.dir, 'etcd-restored');
+  /** kubeadm's /etc/kubernetes/manifests on the drill's node: its kubelet runs every file there. */
+  const manifest = (file = 'etcd.yaml') => join(drill.dir, 'manifests', file);
+  const etcdStatus = () => JSON.parse(inDrill(['etcdctl', '--endpoints', drill.etcdEndpoint, '--cacert', join(drill.pki, 'etcd/ca.crt'),
+    '--cert', join(drill.pki, 'etcd/healthcheck-client.crt'), '--key', join(drill.pki, 'etcd/healthcheck-client.key'),
+    'endpoint', 'status', '-w', 'json']).stdout) as { Status: { version: string; header: { revision: number } } }[];
 
   test('etcd and the API server stop and etcd\'s data is deleted: the cluster does not answer', () => {
+    // The runbook's first step (kubedr moves the API server's manifest aside), then etcd's manifest leaves too.
+    expect(kubedr(['etcd-restore', '--stop-apiserver', '--etcd-manifest', manifest()]).code).toBe(0);
+    expect(existsSync(manifest('kube-apiserver.yaml'))).toBe(false);
     expect(nodeCli(['stop-control-plane']).code).toBe(0);
     rmSync(join(drill.dir, 'etcd-data'), { recursive: true, force: true });
     expect(kc(['get', 'namespaces', '--request-timeout=3s']).code).not.toBe(0);
+    // etcd's disk is replaced: its manifest goes back and the kubelet starts it on an empty data directory.
+    renameSync(join(drill.dir, 'manifests-aside/etcd.yaml'), manifest());
   });
 
   test('kubedr restore brings back the latest backup of the policy, verified', () => {
@@ -153,16 +163,21 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     expect(r.stdout).toContain("matches the snapshot's own trailer; restic checked every piece it read");
   });
 
-  test('kubedr etcd-restore builds a new data directory for the node\'s member', () => {
-    const r = kubedr(['etcd-restore', '--snapshot', join(restored(), 'data/etcd-snapshot.db'), '--data-dir', dataDir(),
-      '--name', 'etcd', '--initial-advertise-peer-urls', 'https://127.0.0.1:2380', '--etcd-manifest', join(work, 'no-manifest')]);
+  test('kubedr etcd-restore --kubeadm builds a new data directory, repoints etcd\'s manifest, and the kubelet runs etcd on it', async () => {
+    const r = kubedr(['etcd-restore', '--snapshot', join(restored(), 'data/etcd-snapshot.db'), '--etcd-manifest', manifest(), '--kubeadm']);
     expect(r.stderr).not.toContain('failed');
     expect(r.code).toBe(0);
-    expect(existsSync(join(dataDir(), 'member/snap/db'))).toBe(true);
-  });
+    const dataDir = readdirSync(drill.dir).find((f) => f.startsWith('etcd-data-restored-'));
+    expect(dataDir).toBeDefined();
+    expect(existsSync(join(drill.dir, dataDir!, 'member/snap/db'))).toBe(true);
+    expect(readFileSync(manifest(), 'utf8')).toContain(join(drill.dir, dataDir!));
+    // The kubelet read the edited manifest and restarted etcd on the restored data: its revision moved a billion ahead.
+    await eventually(() => expect(etcdStatus()[0]!.Status.header.revision).toBeGreaterThan(1_000_000_000), 90_000, 1000);
+  }, 120_000);
 
-  test('etcd and the API server start on it, the node is Ready again, and the cluster holds exactly what it held at backup time', async () => {
-    const up = nodeCli(['start-control-plane', dataDir()]);
+  test('the API server\'s manifest goes back, the node is Ready again, and the cluster holds exactly what it held at backup time', async () => {
+    expect(kubedr(['etcd-restore', '--start-apiserver', '--etcd-manifest', manifest()]).code).toBe(0);
+    const up = nodeCli(['start-control-plane']);
     expect(up.stderr).not.toContain('not ready');
     expect(up.code).toBe(0);
     expect(kc(['get', 'configmap', 'keep-me', '-n', 'before-backup', '-o', 'jsonpath={.data.answer}']).stdout).toBe('42');
@@ -172,9 +187,11 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     // with other nodes loading the machine, read False just after the start): a person waits for Ready, as here.
     await eventually(() => expect(kc(['get', 'node', drill.node, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).stdout).toBe('True'),
       90_000, 1000);
-    const status = JSON.parse(inDrill(['etcdctl', '--endpoints', drill.etcdEndpoint, '--cacert', join(drill.pki, 'etcd/ca.crt'),
-      '--cert', join(drill.pki, 'etcd/healthcheck-client.crt'), '--key', join(drill.pki, 'etcd/healthcheck-client.key'),
-      'endpoint', 'status', '-w', 'json']).stdout) as { Status: { version: string; header: { revision: number } } }[];
+    // etcd and the API server are the kubelet's static pods, as on kubeadm: it shows them as mirror pods again once
+    // the API server answers (the restored etcd may hold them from backup time, or not).
+    await eventually(() => expect(kc(['get', 'pods', '-n', 'kube-system', '-o', 'jsonpath={.items[*].metadata.name}']).stdout.split(' '))
+      .toEqual(expect.arrayContaining([`etcd-${drill.node}`, `kube-apiserver-${drill.node}`])), 90_000, 1000);
+    const status = etcdStatus();
     expect(status[0]!.Status.version).toStartWith('3.4.');
     expect(status[0]!.Status.header.revision).toBeGreaterThan(1_000_000_000);
   }, 240_000);

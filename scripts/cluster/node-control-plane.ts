@@ -1,0 +1,83 @@
+/**
+ * @module Faults and recoveries of the test node's control plane, for tests and the drills: the API server restarts, the
+ * control plane is lost and rebuilt on a restored etcd data directory, etcd or S3 stop and start. Each acts on etcd and
+ * kube-apiserver as the node runs them: processes it started, or static pods of its kubelet (static-control-plane.ts),
+ * which are stopped and started as a kubeadm operator does, by moving their manifests out of the kubelet's sight and back.
+ */
+import type { TestEnv } from './node.ts';
+import { apiserverReady, etcdReady, nodeReady, s3Ready, saveState } from './node-state.ts';
+import { killProc, startProc, waitFor } from './procs.ts';
+import { type Component, repointEtcd, startStaticPod, stopStaticPod, waitStaticPod } from './static-control-plane.ts';
+
+const isStatic = (env: TestEnv) => env.controlPlane === 'static-pods';
+
+async function stopPart(env: TestEnv, c: Component): Promise<void> {
+  if (isStatic(env)) await stopStaticPod(env, c);
+  else await killProc(env.procs[c]);
+}
+
+/** Starts etcd or kube-apiserver again with the flags it had (or its manifest as it is now), and waits until it answers. */
+async function startPart(env: TestEnv, c: Component, timeoutMs: number): Promise<void> {
+  const check = c === 'etcd' ? () => etcdReady(env.etcdEndpoint, env.pki) : () => apiserverReady(env.apiserverUrl, env.pki);
+  if (isStatic(env)) {
+    startStaticPod(env, c);
+    await waitStaticPod(env, c, check, timeoutMs);
+    return;
+  }
+  env.procs[c] = startProc(env.dir, c, env.procs[c]!.cmd);
+  saveState(env);
+  await waitFor(c === 'etcd' ? 'etcd' : 'kube-apiserver', env.procs[c], check, timeoutMs);
+}
+
+/** Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. */
+export async function restartApiserver(env: TestEnv, downMs = 0): Promise<void> {
+  await stopPart(env, 'apiserver');
+  if (downMs > 0) await Bun.sleep(downMs);
+  await startPart(env, 'apiserver', 90_000);
+}
+
+/** The control plane is lost: kube-apiserver and etcd stop (the kubelet and the rest keep running, as on a real node). */
+export async function stopControlPlane(env: TestEnv): Promise<void> {
+  await stopPart(env, 'apiserver');
+  await stopPart(env, 'etcd');
+}
+
+/**
+ * The recovery a kubeadm runbook describes: etcd starts on `etcdDataDir` (a restored data directory; with static pods,
+ * its manifest's etcd-data hostPath is repointed, and without `etcdDataDir` it starts as its manifest says, e.g. after
+ * `kubedr etcd-restore --kubeadm` repointed it) with otherwise the same flags, then kube-apiserver; controller-manager,
+ * scheduler, kubelet and kube-proxy are restarted so that none keeps state from after the snapshot. Resolves when the
+ * node is Ready again.
+ */
+export async function startControlPlane(env: TestEnv, etcdDataDir?: string): Promise<void> {
+  if (isStatic(env)) {
+    if (etcdDataDir) repointEtcd(env, etcdDataDir);
+  } else {
+    if (!etcdDataDir) throw new Error('the node runs etcd as a process: name the data directory to start it on');
+    const etcdCmdLine = [...env.procs.etcd!.cmd];
+    etcdCmdLine[etcdCmdLine.indexOf('--data-dir') + 1] = etcdDataDir;
+    env.procs.etcd = { ...env.procs.etcd!, cmd: etcdCmdLine };
+  }
+  await startPart(env, 'etcd', 60_000);
+  await startPart(env, 'apiserver', 120_000);
+  for (const name of ['controller-manager', 'scheduler', 'kubelet', 'kube-proxy'] as const) {
+    await killProc(env.procs[name]);
+    env.procs[name] = startProc(env.dir, name, env.procs[name]!.cmd);
+  }
+  saveState(env);
+  await waitFor('kubelet', env.procs.kubelet!, () => nodeReady(env), 180_000);
+}
+
+/** Stops one of the cluster's parts, for failure tests. */
+export async function stopProc(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
+  if (name === 'etcd') await stopPart(env, 'etcd');
+  else await killProc(env.procs[name]);
+}
+
+export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
+  if (name === 'etcd') return startPart(env, 'etcd', 30_000);
+  const p = startProc(env.dir, name, env.procs[name]!.cmd);
+  env.procs[name] = p;
+  saveState(env);
+  await waitFor(name, p, () => s3Ready(env), 30_000);
+}
