@@ -14,11 +14,10 @@ import { CONTINUOUS_BACKUP_FAILED, CONTINUOUS_BACKUP_GAP } from '../api/events.t
 import { BACKUP_POLICY } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord, Secret } from '../api/types.ts';
 import { listChain } from '../engine/continuous/change-store.ts';
+import { forgetExpiredChangeSets } from '../engine/continuous/expiry.ts';
 import { recordChanges, type StoredChangeSet } from '../engine/continuous/recorder.ts';
-import { expiredChangeSets } from '../engine/continuous/window.ts';
 import { EtcdClient } from '../engine/etcd-client.ts';
 import type { EtcdConnection } from '../engine/etcd-connection.ts';
-import { forgetSnapshots } from '../engine/snapshots.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import type { Repository, Restic } from '../engine/restic.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -282,14 +281,11 @@ export class ContinuousBackup implements Runnable {
     }
   }
 
-  /** Forgets change sets that end before the policy's oldest full backup: no chain can use them. */
+  /** Forgets change sets that end before the policy's oldest full backup (a retry: retention does it after each backup). */
   private async expire(policy: string, repo: Repository, log: Logger): Promise<void> {
     try {
-      const { fulls, sets } = await listChain(this.deps.restic, repo, policy, this.deps.origin);
-      const old = expiredChangeSets(fulls, sets).map((s) => s.id);
-      if (old.length === 0) return;
-      await forgetSnapshots(this.deps.restic, repo, old, { origin: this.deps.origin });
-      log.info('change sets older than the oldest full backup forgotten', { count: old.length, oldestFullRevision: fulls[0]?.revision });
+      const r = await forgetExpiredChangeSets(this.deps.restic, repo, policy, this.deps.origin);
+      if (r.forgotten > 0) log.info('change sets older than the oldest full backup forgotten', { count: r.forgotten, oldestFullRevision: r.oldestFullRevision });
     } catch (err) {
       log.warn('forgetting old change sets failed; tried again later', { error: err instanceof Error ? err.message : String(err) });
     }

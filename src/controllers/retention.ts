@@ -6,9 +6,10 @@
 import { BACKUPS_EXPIRED, FOREIGN_SNAPSHOT_KEPT, RETENTION_FAILED, messages } from '../api/events.ts';
 import { BACKUP_RECORD, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
+import { forgetExpiredChangeSets } from '../engine/continuous/expiry.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import { removeStaleLocks } from '../engine/repository.ts';
-import type { Restic } from '../engine/restic.ts';
+import type { Repository, Restic } from '../engine/restic.ts';
 import { selectExpired } from '../engine/retention.ts';
 import { forgetSnapshots } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -78,5 +79,25 @@ export async function applyRetention(deps: RetentionDeps, policy: MetadataBackup
     const message = `retention failed, old backups kept until the next backup: ${err instanceof Error ? err.message : String(err)}`;
     await deps.recorder.event(policy, 'Warning', RETENTION_FAILED, message);
     deps.log.warn('retention failed', { policy: policy.metadata.name, error: message });
+    return;
+  }
+  await expireChangeSets(deps, policy, location, repo);
+}
+
+/**
+ * The change sets the forgotten full backups took out of every chain go too, whether or not the policy still records
+ * changes (one whose continuous backup was turned off would otherwise keep them for ever). A failure is logged: the
+ * recorder, while it runs, and the next retention try again.
+ */
+async function expireChangeSets(deps: RetentionDeps, policy: MetadataBackupPolicy, location: BackupLocation, repo: Repository): Promise<void> {
+  try {
+    const r = await forgetExpiredChangeSets(deps.restic, repo, policy.metadata.name, deps.origin);
+    if (r.forgotten === 0) return;
+    deps.onForgotten?.(location, r.forgotten);
+    deps.log.info('change sets older than the oldest full backup forgotten', { policy: policy.metadata.name, count: r.forgotten,
+      oldestFullRevision: r.oldestFullRevision });
+  } catch (err) {
+    deps.log.warn('forgetting old change sets failed; tried again after the next backup', { policy: policy.metadata.name,
+      error: err instanceof Error ? err.message : String(err) });
   }
 }
