@@ -52,13 +52,11 @@ export async function applyRetention(deps: RetentionDeps, policy: MetadataBackup
     name: r.metadata.name, snapshotId: r.spec.snapshotId, time: r.status?.backupTime ?? r.metadata.creationTimestamp ?? '',
   })), policy.spec.retainNumBackups ?? 120);
   const repo = locationRepository(location, deps.secrets);
-  if (expired.length === 0) {
-    // Nothing to forget, so no write would meet (and clear) a stale lock of an earlier, killed backup: clear it now.
-    // Not in the repository's queue of this process' writes: only dead writers' locks go, never ours, and a run that
-    // hangs on an endpoint going away must not hold up the next backup's upload.
-    await removeStaleLocks(deps.restic, repo);
-    return;
-  }
+  // A stale lock of an earlier, killed backup goes now, whatever follows: the next backups take non-exclusive locks,
+  // which neither conflict with it nor remove it, and it would block every prune. Not in the repository's queue of this process' writes: only dead writers' locks go, never
+  // ours, and a run that hangs on an endpoint going away must not hold up the next backup's upload.
+  await removeStaleLocks(deps.restic, repo);
+  if (expired.length === 0) return;
   try {
     const { forgotten, foreign } = await forgetSnapshots(deps.restic, repo, expired.map((e) => e.snapshotId), { origin: deps.origin });
     deps.onForgotten?.(location, forgotten.length);

@@ -82,6 +82,7 @@ test('the oldest backups beyond retainNumBackups are forgotten and their records
   // c3 starts before bbbb's revision but reaches past it: it continues bbbb and stays.
   expect(repo.snapshots.map((s) => s.short_id)).toEqual(['bbbb', 'c3', 'cccc', 'c4']);
   expect(forgottenCounts).toEqual([1, 2]);
+  expect(repo.runs[0]).toEqual(['unlock']);
 });
 
 test('a policy that no longer records changes still loses the change sets of its forgotten backups', async () => {
@@ -90,7 +91,7 @@ test('a policy that no longer records changes still loses the change sets of its
   expect(repo.snapshots.map((s) => s.short_id)).toEqual(['bbbb']);
 });
 
-test('nothing beyond retention: nothing is forgotten or listed, only stale locks of dead writers are cleared', async () => {
+test('nothing beyond retention: nothing is forgotten or listed; stale locks of dead writers are cleared, as after every backup', async () => {
   const repo = modelRestic([full('aaaa', 100, '2026-12-01T01:00:00Z'), changes('c1', 50, 90)]);
   const { deleted, events } = await retain(2, [record('r1', 'aaaa', '2026-12-01T01:00:00Z')], repo);
   expect(deleted).toEqual([]);
