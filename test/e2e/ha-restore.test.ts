@@ -236,6 +236,14 @@ describe('three members restored from one backup', () => {
     const r = kubedr([...command, '--etcd-manifest', join(manifests('cp-2'), 'etcd.yaml')]);
     expect(r.code).toBe(6);
     expect(r.stderr).toContain('not the snapshot the other members were restored from');
+    // Without --expect-sha256, the printed cluster token still names the snapshot: refused, and the member untouched.
+    const bare = command.filter((a, i) => a !== '--expect-sha256' && command[i - 1] !== '--expect-sha256');
+    expect(bare).toContain('--initial-cluster-token');
+    const manifestBefore = readFileSync(join(manifests('cp-2'), 'etcd.yaml'), 'utf8');
+    const tokenOnly = kubedr([...bare, '--etcd-manifest', join(manifests('cp-2'), 'etcd.yaml')]);
+    expect(tokenOnly.code).toBe(2);
+    expect(tokenOnly.stderr).toMatch(/cluster token .* belongs to the snapshot whose SHA-256 begins/);
+    expect(readFileSync(join(manifests('cp-2'), 'etcd.yaml'), 'utf8')).toBe(manifestBefore);
   });
 
   test('the printed commands, run on cp-2 and cp-3 as printed, restore their members', () => {
