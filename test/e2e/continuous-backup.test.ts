@@ -155,6 +155,17 @@ test('a restore to a chosen second brings back the cluster as it was then: clock
     expect(at(['get', 'configmap', 'deleted-before', '-n', ns]).stderr).toContain('NotFound');
     expect(at(['get', 'configmap', 'created-after', '-n', ns]).stderr).toContain('NotFound');
     expect(at(['get', 'configmap', 'load-49', '-n', ns, '-o', 'name']).stdout.trim()).toBe('configmap/load-49');
+    // Every load object holds its value at T, byte for byte: the live etcd's history read at the restored revision.
+    const prefix = `/registry/configmaps/${ns}/load-`;
+    const values = (json: string) => Object.fromEntries(((JSON.parse(json) as { kvs?: { key: string; value: string }[] }).kvs ?? [])
+      .map((kv) => [kv.key, kv.value]));
+    const live = etcdctl(['get', prefix, '--prefix', '--rev', String(r.revision), '-w', 'json']);
+    expect(live.code).toBe(0);
+    const restored = values(etcdctl(['get', prefix, '--prefix', '-w', 'json'], etcd).stdout);
+    expect(Object.keys(restored)).toHaveLength(50);
+    expect(restored).toEqual(values(live.stdout));
+    // ...which are not their values now: the load went on after T.
+    expect(restored).not.toEqual(values(etcdctl(['get', prefix, '--prefix', '-w', 'json']).stdout));
   } finally {
     await stopExtra(env, 'pitr-restored-apiserver').catch(() => undefined);
     await stopExtra(env, 'pitr-restored');
