@@ -109,6 +109,9 @@ beforeAll(async () => {
     db: getJson<List>(['secrets', '-n', vault, '--field-selector', 'metadata.name=db']),
   };
   still = getJson<List>([STILL, '-n', shop]);
+  // The backup holds what the cluster's controllers made of it too: each Deployment's ReplicaSet (restore-objects skips
+  // those, saying the Deployment makes them again). On a busy node the controller-manager makes them seconds later.
+  await eventually(() => expect(getJson<List>(['replicasets', '-n', shop]).items).toHaveLength(5), 60_000);
   await backupNow(ns, 'p', 120_000);
 }, 240_000);
 
