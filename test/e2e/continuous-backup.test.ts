@@ -321,6 +321,44 @@ test('the leader lost, the standby takes over the recorder from the last stored 
   }
 }, 300_000);
 
+test('a MetadataRestore with `at` has its pod rebuild the policy\'s point into the claim, in a restore\'s layout', async () => {
+  // A controller with the image for restore pods (the chart's install has one), taking over from the standby.
+  await controller.stop();
+  controller = await ControllerProcess.start(ns, [...VERIFY_OFTEN, '--restore-image', kubedrImage()]);
+  // Recording, and receiving: a store by this controller (changes are timed when received; those of the moments
+  // between two controllers are timed when the new one catches up, see docs/continuous-backup.md).
+  const startedAt = Date.now();
+  await eventually(() => expect(Date.parse(policy().status?.continuous?.updateTime ?? '')).toBeGreaterThan(startedAt), 60_000, 500);
+  await eventually(() => expect(policy().status?.continuous?.message ?? '').toStartWith('stored revisions'), 60_000, 500);
+  expect(kubectl(['create', 'configmap', 'before-pod-restore', '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
+  const t = Date.now() + 1000;
+  await Bun.sleep(1500);
+  expect(kubectl(['create', 'configmap', 'after-pod-restore-point', '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
+  await eventually(() => expect(Date.parse(policy().status?.continuous?.lastStoredTime ?? '')).toBeGreaterThan(t), 60_000, 500);
+  const target = join(dir, 'claim');
+  await hostPathClaim(ns, 'pit-claim', target);
+  const record = getJson<{ items: { metadata: { name: string } }[] }>(['mbr', '-n', ns]).items[0]!.metadata.name;
+  apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataRestore
+metadata: { name: to-a-second, namespace: ${ns} }
+spec: { mbrName: ${record}, pvcName: pit-claim, at: "${new Date(t).toISOString()}" }
+`);
+  await eventually(() => {
+    const st = getJson<{ status?: { restoreStatus?: string; restoreErrorMessage?: string } }>(['mr', 'to-a-second', '-n', ns]).status;
+    if (st?.restoreStatus === 'Failed') throw new Error(`restore failed: ${st.restoreErrorMessage}`);
+    expect(st?.restoreStatus).toBe('Completed');
+  }, 240_000, 2000);
+  const info = JSON.parse(readFileSync(join(target, 'data', 'point-in-time.json'), 'utf8')) as { time: string; revision: number };
+  expect(Date.parse(info.time)).toBeLessThanOrEqual(t);
+  const etcd = await bootSnapshot(join(target, 'data', 'etcd-snapshot.db'), join(dir, 'boot-pod'));
+  try {
+    expect(restoredValue(etcd.endpoint, 'before-pod-restore')).not.toBe('');
+    expect(restoredValue(etcd.endpoint, 'after-pod-restore-point')).toBe('');
+  } finally {
+    await etcd.stop();
+  }
+}, 420_000);
+
 test('etcd restarted and S3 stalled meanwhile: the recorder holds what it received, reconnects, stores it all: no gap', async () => {
   const gapsBefore = policy().status?.continuous?.gaps ?? 0;
   let n = 0;
@@ -382,41 +420,3 @@ test('etcd restarted and S3 stalled meanwhile: the recorder holds what it receiv
   }
   expect(r.revisionsApplied).toBeGreaterThan(0);
 }, 300_000);
-
-test('a MetadataRestore with `at` has its pod rebuild the policy\'s point into the claim, in a restore\'s layout', async () => {
-  // A controller with the image for restore pods (the chart's install has one), taking over from the standby.
-  await controller.stop();
-  controller = await ControllerProcess.start(ns, [...VERIFY_OFTEN, '--restore-image', kubedrImage()]);
-  // Recording, and receiving: a store by this controller (changes are timed when received; those of the moments
-  // between two controllers are timed when the new one catches up, see docs/continuous-backup.md).
-  const startedAt = Date.now();
-  await eventually(() => expect(Date.parse(policy().status?.continuous?.updateTime ?? '')).toBeGreaterThan(startedAt), 60_000, 500);
-  await eventually(() => expect(policy().status?.continuous?.message ?? '').toStartWith('stored revisions'), 60_000, 500);
-  expect(kubectl(['create', 'configmap', 'before-pod-restore', '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
-  const t = Date.now() + 1000;
-  await Bun.sleep(1500);
-  expect(kubectl(['create', 'configmap', 'after-pod-restore-point', '-n', ns, '--from-literal', 'x=1']).code).toBe(0);
-  await eventually(() => expect(Date.parse(policy().status?.continuous?.lastStoredTime ?? '')).toBeGreaterThan(t), 60_000, 500);
-  const target = join(dir, 'claim');
-  await hostPathClaim(ns, 'pit-claim', target);
-  const record = getJson<{ items: { metadata: { name: string } }[] }>(['mbr', '-n', ns]).items[0]!.metadata.name;
-  apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
-kind: MetadataRestore
-metadata: { name: to-a-second, namespace: ${ns} }
-spec: { mbrName: ${record}, pvcName: pit-claim, at: "${new Date(t).toISOString()}" }
-`);
-  await eventually(() => {
-    const st = getJson<{ status?: { restoreStatus?: string; restoreErrorMessage?: string } }>(['mr', 'to-a-second', '-n', ns]).status;
-    if (st?.restoreStatus === 'Failed') throw new Error(`restore failed: ${st.restoreErrorMessage}`);
-    expect(st?.restoreStatus).toBe('Completed');
-  }, 240_000, 2000);
-  const info = JSON.parse(readFileSync(join(target, 'data', 'point-in-time.json'), 'utf8')) as { time: string; revision: number };
-  expect(Date.parse(info.time)).toBeLessThanOrEqual(t);
-  const etcd = await bootSnapshot(join(target, 'data', 'etcd-snapshot.db'), join(dir, 'boot-pod'));
-  try {
-    expect(restoredValue(etcd.endpoint, 'before-pod-restore')).not.toBe('');
-    expect(restoredValue(etcd.endpoint, 'after-pod-restore-point')).toBe('');
-  } finally {
-    await etcd.stop();
-  }
-}, 420_000);
