@@ -53,8 +53,9 @@ export async function applyRetention(deps: RetentionDeps, policy: MetadataBackup
   })), policy.spec.retainNumBackups ?? 120);
   const repo = locationRepository(location, deps.secrets);
   // A stale lock of an earlier, killed backup goes now, whatever follows: the next backups take non-exclusive locks,
-  // which neither conflict with it nor remove it, and it would block every prune. Not in the repository's queue of this process' writes: only dead writers' locks go, never
-  // ours, and a run that hangs on an endpoint going away must not hold up the next backup's upload.
+  // which neither conflict with it nor remove it, and it would block every prune. Not in the repository's queue of
+  // this process' writes: only dead writers' locks go, never ours, and a run that hangs on an endpoint going away must
+  // not hold up the next backup's upload.
   await removeStaleLocks(deps.restic, repo);
   if (expired.length === 0) return;
   try {
