@@ -104,6 +104,8 @@ export class ContinuousBackup implements Runnable {
   private readonly running = new Map<string, Running>();
   /** Problems already reported per policy, so a lasting one is one event, not one per resync. */
   private readonly reported = new Map<string, string>();
+  /** Work a recorder starts beside it (a proof, an expiry): stopping waits for it too, so none outlives leadership. */
+  private readonly sideWork = new Set<Promise<unknown>>();
   private wake: () => void = () => {};
 
   constructor(private readonly deps: ContinuousBackupDeps) {}
@@ -126,6 +128,7 @@ export class ContinuousBackup implements Runnable {
       for (const r of this.running.values()) r.stop.abort();
       await Promise.all([...this.running.values()].map((r) => r.done));
       this.running.clear();
+      await Promise.allSettled([...this.sideWork]);
     }
   }
 
@@ -210,15 +213,15 @@ export class ContinuousBackup implements Runnable {
             void this.report(p, stored(s));
             if (Date.now() - lastRetention > (this.deps.retentionMs ?? 10 * 60_000)) {
               lastRetention = Date.now();
-              void this.expire(name, inputs.repo, log);
+              this.beside(this.expire(name, inputs.repo, signal, log));
             }
             // Right after a store: etcd still holds the history of the revision just stored, to compare with.
             if (verifyEvery > 0 && !proving && Date.now() - lastProof >= verifyEvery) {
               proving = true;
-              void proveChain({ ...this.deps, report: (st) => this.report(p, st) }, p, inputs, s.toRevision, signal, log).finally(() => {
+              this.beside(proveChain({ ...this.deps, report: (st) => this.report(p, st) }, p, inputs, s.toRevision, signal, log).finally(() => {
                 proving = false;
                 lastProof = Date.now();
-              });
+              }));
             }
           },
           onGap: (from, compactRevision) => {
@@ -281,10 +284,17 @@ export class ContinuousBackup implements Runnable {
     }
   }
 
+  /** Runs `work` beside the recorders; `start` does not return before it has ended. */
+  private beside(work: Promise<unknown>): void {
+    this.sideWork.add(work);
+    void work.finally(() => this.sideWork.delete(work));
+  }
+
   /** Forgets change sets that end before the policy's oldest full backup (a retry: retention does it after each backup). */
-  private async expire(policy: string, repo: Repository, log: Logger): Promise<void> {
+  private async expire(policy: string, repo: Repository, signal: AbortSignal, log: Logger): Promise<void> {
+    if (signal.aborted) return;
     try {
-      const r = await forgetExpiredChangeSets(this.deps.restic, repo, policy, this.deps.origin);
+      const r = await forgetExpiredChangeSets(this.deps.restic, repo, policy, this.deps.origin, signal);
       if (r.forgotten > 0) log.info('change sets older than the oldest full backup forgotten', { count: r.forgotten, oldestFullRevision: r.oldestFullRevision });
     } catch (err) {
       log.warn('forgetting old change sets failed; tried again later', { error: err instanceof Error ? err.message : String(err) });

@@ -44,6 +44,8 @@ signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
   try {
     const client = await EtcdClient.connect(inputs.etcd);
     const live = await keysDigest(client, revision).finally(() => client.close());
+    // Reading etcd takes no signal: stopped meanwhile (leadership lost, policy changed), nothing more is started.
+    if (signal.aborted) return undefined;
     release = await deps.acquire?.(signal);
     const location = deps.locations.get(`${p.metadata.namespace}/${p.spec.destination}`);
     const size = deps.records?.list().filter((r) => r.spec.policy === name && r.metadata.namespace === p.metadata.namespace)

@@ -139,8 +139,7 @@ export class VerificationPods {
     // The pod belongs to the record; one just made by this process is known here by name only, its uid by the API.
     const owner = record.metadata.uid ? record : await this.deps.client.get<MetadataBackupRecord>(BACKUP_RECORD, ns, record.metadata.name, signal);
     const pod = verificationPod({ record: owner, location, ...this.deps });
-    this.deps.log.info('verification pod started', { pod: pod.metadata.name, record: record.metadata.name });
-    return verificationOutcome(await this.run(pod, signal));
+    return verificationOutcome(await this.run(pod, signal, { record: record.metadata.name }));
   }
 
   /** Proves a policy's continuous backup at `revision` (see chainVerificationPod). */
@@ -149,8 +148,7 @@ export class VerificationPods {
     const ns = policy.metadata.namespace ?? '';
     const owner = policy.metadata.uid ? policy : await this.deps.client.get<MetadataBackupPolicy>(BACKUP_POLICY, ns, policy.metadata.name, signal);
     const pod = chainVerificationPod({ policy: owner, location, revision, sizeBytes, ...this.deps });
-    this.deps.log.info('chain verification pod started', { pod: pod.metadata.name, policy: policy.metadata.name, revision });
-    const done = await this.run(pod, signal);
+    const done = await this.run(pod, signal, { policy: policy.metadata.name, revision });
     const terminated = done.status?.containerStatuses?.find((c) => c.name === 'verify')?.state?.terminated;
     const outcome = parseOutcome<ChainVerifyOutcome>(terminated?.message);
     if (outcome?.ok) {
@@ -163,7 +161,7 @@ export class VerificationPods {
   }
 
   /** Creates the pod afresh, waits until it has ended, returns it as it ended, and deletes it on every path. */
-  private async run(pod: Pod, signal: AbortSignal): Promise<Pod> {
+  private async run(pod: Pod, signal: AbortSignal, about: Record<string, string | number>): Promise<Pod> {
     const { client, log } = this.deps;
     const ns = pod.metadata.namespace ?? '';
     const name = pod.metadata.name;
@@ -172,6 +170,8 @@ export class VerificationPods {
     for (let i = 0; ; i++) {
       try {
         await client.create(POD, ns, pod, signal);
+        // Logged once it exists: a refused create (a deposed leader's fenced write) must not read as a started pod.
+        log.info('verification pod created', { pod: name, ...about });
         break;
       } catch (err) {
         if (!isAlreadyExists(err) || i >= 30) throw err;

@@ -23,6 +23,12 @@ export interface LeaderElectionOptions {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
+  /**
+   * How long work may take to stop after the lease is lost before `run` rejects without it (default 10 s). Its writes
+   * are fenced from the first moment; this bounds how long a deposed process stays alive (a step that ignores the abort,
+   * an etcd connection retrying), so the process exits and its restarted self is a plain standby.
+   */
+  lostGraceMs?: number;
   log: Logger;
 }
 
@@ -82,12 +88,17 @@ export class LeaderElector {
     const stop = () => leading.abort();
     signal.addEventListener('abort', stop, { once: true });
     let lost = false;
+    let graceOver: () => void = () => {};
+    const abandoned = new Promise<'abandoned'>((ok) => (graceOver = () => ok('abandoned')));
+    const graceMs = this.opts.lostGraceMs ?? 10_000;
+    let graceTimer: ReturnType<typeof setTimeout> | undefined;
     const lose = () => {
       if (lost) return;
       lost = true;
       // Work first (its restic children are stopped by this abort), the log line after.
       leading.abort(new LeadershipLost());
       this.log.error('leadership lost: the lease was not renewed within the renew deadline; all work stopped, no more writes');
+      graceTimer = setTimeout(graceOver, graceMs);
     };
     this.opts.client.fenceWrites({
       refusal: () => lost ? 'this replica lost the leader lease'
@@ -105,12 +116,18 @@ export class LeaderElector {
       if (!ok) lose();
     });
     try {
-      await lead(leading.signal);
+      const work = lead(leading.signal);
+      // A deposed leader does not wait on work that ignores the abort: it rejects (and the process exits) within the grace.
+      if (await Promise.race([work, abandoned]) === 'abandoned') {
+        work.catch(() => undefined);
+        this.log.error('work still running after leadership was lost; leaving it (its writes are fenced)', { graceMs });
+      }
     } finally {
       leading.abort();
       renewStop.abort();
       await renewing;
       clearTimeout(watchdog);
+      clearTimeout(graceTimer);
       signal.removeEventListener('abort', stop);
       if (!lost) await this.release();
     }

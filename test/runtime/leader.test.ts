@@ -65,6 +65,29 @@ describe('LeaderElector', () => {
     expect(tookMs).toBeLessThan(timing.renewDeadlineMs + timing.retryPeriodMs + 150);
   });
 
+  test('a deposed leader whose work ignores the abort still rejects after the grace, so the process exits', async () => {
+    const { state, client } = fakeApi();
+    let leading: AbortSignal | undefined;
+    let workEnded = false;
+    const graceMs = 200;
+    const run = new LeaderElector({ client, namespace: 'ns', leaseName: 'l', identity: 'a', log, ...timing, lostGraceMs: graceMs })
+      .run(new AbortController().signal, async (s) => {
+        leading = s;
+        await Bun.sleep(60_000); // e.g. an etcd connection retrying, deaf to the abort
+        workEnded = true;
+      });
+    while (!leading) await Bun.sleep(5);
+    const frozeAt = performance.now();
+    state.hang = true;
+    const err = await run.catch((e: unknown) => e);
+    const tookMs = performance.now() - frozeAt;
+    expect(err).toBeInstanceOf(LeadershipLost);
+    expect(workEnded).toBe(false);
+    expect(tookMs).toBeGreaterThanOrEqual(timing.renewDeadlineMs + graceMs - 60);
+    expect(tookMs).toBeLessThan(timing.renewDeadlineMs + timing.retryPeriodMs + graceMs + 200);
+    expect(state.fences[0]!.refusal()).toBe('this replica lost the leader lease');
+  });
+
   test('a standby takes the lease only after a whole lease duration without renewal, observed on its own clock', async () => {
     const { state, client } = fakeApi();
     const stopA = new AbortController();

@@ -17,11 +17,11 @@ export interface ChangeSetExpiry {
   oldestFullRevision?: number;
 }
 
-export async function forgetExpiredChangeSets(restic: Restic, repo: Repository, policy: string, origin: BackupOrigin | undefined):
-  Promise<ChangeSetExpiry> {
-  const { fulls, sets } = await listChain(restic, repo, policy, origin);
+export async function forgetExpiredChangeSets(restic: Restic, repo: Repository, policy: string, origin: BackupOrigin | undefined,
+  signal?: AbortSignal): Promise<ChangeSetExpiry> {
+  const { fulls, sets } = await listChain(restic, repo, policy, origin, { signal });
   const old = expiredChangeSets(fulls, sets).map((s) => s.id);
   if (old.length === 0) return { forgotten: 0 };
-  const { forgotten } = await forgetSnapshots(restic, repo, old, { origin });
+  const { forgotten } = await forgetSnapshots(restic, repo, old, { origin, run: { signal } });
   return { forgotten: forgotten.length, oldestFullRevision: fulls[0]?.revision };
 }
