@@ -347,6 +347,9 @@ export const kinds: KindDefinition[] = [
       { name: 'Snapshot', type: 'string', jsonPath: '.status.snapshotId' },
       { name: 'Location', type: 'string', jsonPath: '.spec.destination', priority: 1 },
       { name: 'Message', type: 'string', jsonPath: '.status.backupErrorMessage', priority: 1 },
+      // Continuous backup (-o wide): the newest time a restore can reach, and whether the watch records now.
+      { name: 'Continuous', type: 'string', jsonPath: '.status.continuous.state', priority: 1 },
+      { name: 'Last Change Stored', type: 'date', jsonPath: '.status.continuous.lastStoredTime', priority: 1 },
       age,
     ],
   },

@@ -131,18 +131,18 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, locations, secrets, restic, recorder, log, repair, acquire: (s) => verifications.acquire(s),
     intervalMs: config.checkIntervalMs, subset: config.checkReadDataSubset,
   });
+  const pruner = new Pruner({
+    client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
+  });
   // Continuous backup: a recorder per policy that asks for one, converged with the policies on every change.
   const continuous = new ContinuousBackup({
     client, policies, locations, secrets, restic, recorder, metrics, log, origin, host: config.backupHost,
     requestBackup: (key) => policyReconciler.requestBackup(key), verifyIntervalMs: config.continuousVerifyIntervalMs, records, pods: inPod,
-    acquire: (s) => verifications.acquire(s),
+    acquire: (s) => verifications.acquire(s), onForgotten: (loc, n) => pruner.forgotten(loc, n),
   });
   for (const inf of [policies, locations, secrets] as Informer<KubeObject>[]) {
     inf.addHandlers({ onAdd: () => continuous.poke(), onUpdate: () => continuous.poke(), onDelete: () => continuous.poke() });
   }
-  const pruner = new Pruner({
-    client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
-  });
   policyReconciler.onForgotten = (loc, n) => pruner.forgotten(loc, n);
   policyReconciler.onCredentialsRefused = (key) => {
     locationReconciler.recheck(key);

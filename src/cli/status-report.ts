@@ -38,8 +38,13 @@ export interface PolicyRow {
   runningPercent: number | null;
   /** MetadataBackupRecords of the policy, that is the backups retained. */
   records: number;
-  /** Continuous backup, when the policy has it: its state and the newest time a restore can reach. */
-  continuous: { state: string; lastStoredTime: string | null; gaps: number; message: string } | null;
+  /**
+   * Continuous backup, when the policy has it: its state and the window a restore can reach, from the oldest retained
+   * backup (changes are kept back to it) to the newest stored change; the newest gap in it, when one was recorded.
+   */
+  continuous: {
+    state: string; restorableFrom: string | null; lastStoredTime: string | null; gaps: number; lastGapTime: string | null; message: string;
+  } | null;
 }
 
 export interface Failure {
@@ -89,17 +94,27 @@ function locationRow(l: BackupLocation): LocationRow {
   };
 }
 
+/** The time at the start of `status.continuous.lastGap` ("TIME: what happened"), if it has one. */
+function gapTime(lastGap: string | undefined): string | null {
+  const t = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)/.exec(lastGap ?? '')?.[1];
+  return t && !Number.isNaN(Date.parse(t)) ? t : null;
+}
+
 function policyRow(p: MetadataBackupPolicy, records: MetadataBackupRecord[]): PolicyRow {
   const st = p.status ?? {};
+  const retained = records.filter((r) => ns(r) === ns(p) && r.spec.policy === p.metadata.name && !r.metadata.deletionTimestamp);
+  const oldest = retained.map((r) => r.status?.backupTime ?? '').filter((t) => t !== '').sort()[0] ?? null;
   return {
     namespace: ns(p), name: p.metadata.name, destination: p.spec.destination, schedule: p.spec.schedule, suspended: p.spec.suspend === true,
     nextBackupTime: st.nextBackupTime || null, lastBackupStatus: st.backupStatus ?? null, lastBackupTime: st.backupTime || null,
     lastSnapshotId: st.snapshotId || null, lastSuccessfulBackupTime: st.lastSuccessfulBackupTime || null,
     lastVerifiedTime: st.lastVerifiedTime || null, lastVerifiedSnapshotId: st.lastVerifiedSnapshotId || null,
     runningPercent: st.backupStatus === 'Running' && typeof st.progress?.percent === 'number' ? st.progress.percent : null,
-    records: records.filter((r) => ns(r) === ns(p) && r.spec.policy === p.metadata.name && !r.metadata.deletionTimestamp).length,
-    continuous: p.spec.continuous?.enabled ? { state: st.continuous?.state ?? 'Pending', lastStoredTime: st.continuous?.lastStoredTime || null,
-      gaps: st.continuous?.gaps ?? 0, message: st.continuous?.message ?? '' } : null,
+    records: retained.length,
+    continuous: p.spec.continuous?.enabled ? {
+      state: st.continuous?.state ?? 'Pending', restorableFrom: oldest, lastStoredTime: st.continuous?.lastStoredTime || null,
+      gaps: st.continuous?.gaps ?? 0, lastGapTime: gapTime(st.continuous?.lastGap), message: st.continuous?.message ?? '',
+    } : null,
   };
 }
 
@@ -217,11 +232,14 @@ export function formatReport(r: StatusReport, now: Date): string {
 
   const continuous = r.policies.filter((p) => p.continuous);
   if (continuous.length > 0) {
-    out.push('', 'CONTINUOUS BACKUP (restorable up to the last stored change: kubedr snapshots lists the windows)');
+    out.push('', 'CONTINUOUS BACKUP (restorable from the oldest retained backup to the last stored change, except in gaps: kubedr snapshots lists them)');
     out.push(table([
-      [...nsHead, 'POLICY', 'STATE', 'LAST STORED CHANGE', 'GAPS', 'MESSAGE'],
-      ...continuous.map((p) => [...nsCol(p), p.name, p.continuous!.state, relative(p.continuous!.lastStoredTime, now), String(p.continuous!.gaps),
-        clip(p.continuous!.message)]),
+      [...nsHead, 'POLICY', 'STATE', 'RESTORABLE FROM', 'LAST STORED CHANGE', 'GAPS', 'LAST GAP', 'MESSAGE'],
+      ...continuous.map((p) => {
+        const c = p.continuous!;
+        return [...nsCol(p), p.name, c.state, relative(c.restorableFrom, now), relative(c.lastStoredTime, now), String(c.gaps),
+          c.gaps > 0 ? relative(c.lastGapTime, now) : '-', clip(c.message)];
+      }),
     ]));
   }
 

@@ -60,6 +60,8 @@ export interface ContinuousBackupDeps {
   pods?: Pick<VerificationPods, 'verifyChain'>;
   /** Takes the verification slot; returns its release. */
   acquire?: (signal: AbortSignal) => Promise<() => void>;
+  /** Told how many change sets of a location were forgotten (enough of them make its prune due: the space comes back). */
+  onForgotten?: (location: BackupLocation, count: number) => void;
 }
 
 /** What a recorder was started with; a change of any of it restarts the recorder. */
@@ -213,7 +215,7 @@ export class ContinuousBackup implements Runnable {
             void this.report(p, stored(s));
             if (Date.now() - lastRetention > (this.deps.retentionMs ?? 10 * 60_000)) {
               lastRetention = Date.now();
-              this.beside(this.expire(name, inputs.repo, signal, log));
+              this.beside(this.expire(p, inputs.repo, signal, log));
             }
             // Right after a store: etcd still holds the history of the revision just stored, to compare with.
             if (verifyEvery > 0 && !proving && Date.now() - lastProof >= verifyEvery) {
@@ -291,11 +293,14 @@ export class ContinuousBackup implements Runnable {
   }
 
   /** Forgets change sets that end before the policy's oldest full backup (a retry: retention does it after each backup). */
-  private async expire(policy: string, repo: Repository, signal: AbortSignal, log: Logger): Promise<void> {
+  private async expire(p: MetadataBackupPolicy, repo: Repository, signal: AbortSignal, log: Logger): Promise<void> {
     if (signal.aborted) return;
     try {
-      const r = await forgetExpiredChangeSets(this.deps.restic, repo, policy, this.deps.origin, signal);
-      if (r.forgotten > 0) log.info('change sets older than the oldest full backup forgotten', { count: r.forgotten, oldestFullRevision: r.oldestFullRevision });
+      const r = await forgetExpiredChangeSets(this.deps.restic, repo, p.metadata.name, this.deps.origin, signal);
+      if (r.forgotten === 0) return;
+      log.info('change sets older than the oldest full backup forgotten', { count: r.forgotten, oldestFullRevision: r.oldestFullRevision });
+      const location = this.deps.locations.get(`${p.metadata.namespace ?? ''}/${p.spec.destination}`);
+      if (location) this.deps.onForgotten?.(location, r.forgotten);
     } catch (err) {
       log.warn('forgetting old change sets failed; tried again later', { error: err instanceof Error ? err.message : String(err) });
     }

@@ -100,15 +100,20 @@ test('formatReport with -A has a namespace column; an empty namespace says so', 
   expect(formatReport(all, now)).toContain('BACKUP POLICIES\n  none in any namespace');
 });
 
-test('formatReport: a continuous policy has a line of its own: its state, the last stored change, its gaps', () => {
+test('formatReport: a continuous policy has a line of its own: its state, the window from the oldest retained backup to the last stored change, its gaps', () => {
   const withContinuous = input();
   withContinuous.policies = [...withContinuous.policies, policy('pitr', {
-    continuous: { state: 'Recording', lastStoredTime: ago(0.5), gaps: 1, message: 'stored revisions 10–20 (11 changes, 4000 bytes) in 300 ms' },
+    continuous: { state: 'Recording', lastStoredTime: ago(0.5), gaps: 1, message: 'stored revisions 10–20 (11 changes, 4000 bytes) in 300 ms',
+      lastGap: `${ago(90)}: etcd compacted revisions 5–9 before they were stored` },
   }, { continuous: { enabled: true } })];
-  const text = formatReport(buildReport(withContinuous), now);
-  expect(text).toContain('CONTINUOUS BACKUP (restorable up to the last stored change: kubedr snapshots lists the windows)\n' +
-    'POLICY  STATE      LAST STORED CHANGE  GAPS  MESSAGE\n' +
-    'pitr    Recording  30s ago             1     stored revisions 10–20 (11 changes, 4000 bytes) in 300 ms\n');
+  withContinuous.records = [...withContinuous.records, record('eeee5555', 'pitr', { backupTime: ago(120) }), record('ffff6666', 'pitr', { backupTime: ago(60) }),
+    { ...record('9999aaaa', 'pitr', { backupTime: ago(600) }), metadata: { name: 'mbr-9999aaaa', namespace: 'kubedr-system', deletionTimestamp: ago(1) } }];
+  const report = buildReport(withContinuous);
+  expect(report.policies.find((p) => p.name === 'pitr')?.continuous).toMatchObject({ restorableFrom: ago(120), lastGapTime: ago(90), gaps: 1 });
+  const text = formatReport(report, now);
+  expect(text).toContain('CONTINUOUS BACKUP (restorable from the oldest retained backup to the last stored change, except in gaps: kubedr snapshots lists them)\n' +
+    'POLICY  STATE      RESTORABLE FROM  LAST STORED CHANGE  GAPS  LAST GAP  MESSAGE\n' +
+    'pitr    Recording  2h ago           30s ago             1     1h ago    stored revisions 10–20 (11 changes, 4000 bytes) in 300 ms\n');
   // Policies without it: no such section.
   expect(formatReport(buildReport(input()), now)).not.toContain('CONTINUOUS BACKUP');
 });
