@@ -4,9 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { dump, load } from 'js-yaml';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { kubeconfigYaml } from '../../scripts/cluster/pki.ts';
 import type { StatusReport } from '../../src/cli/status-report.ts';
@@ -155,3 +156,20 @@ test('the compiled binary on PATH as kubectl-kubedr is a kubectl plugin that cal
   expect(status.stdout).toContain(`\nnightly `);
   expect(kubectl(['no-such-command']).stderr).toStartWith('kubectl kubedr: unknown command "no-such-command"');
 }, 120_000);
+
+test('$KUBECONFIG as kubectl reads it: a list of files merged, a missing one skipped', async () => {
+  // The suite's kubeconfig split in two: the context in one file, the cluster and the credentials in another.
+  const full = load(readFileSync(cluster().kubeconfig, 'utf8')) as Record<string, unknown>;
+  const contextFile = join(work, 'context.yaml');
+  const accessFile = join(work, 'access.yaml');
+  writeFileSync(contextFile, dump({ apiVersion: 'v1', kind: 'Config', 'current-context': full['current-context'], contexts: full.contexts }));
+  writeFileSync(accessFile, dump({ apiVersion: 'v1', kind: 'Config', clusters: full.clusters, users: full.users }));
+  const list = [join(work, 'missing.yaml'), contextFile, accessFile].join(':');
+  const run = (cmd: string[]) => spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', env: { ...process.env, KUBECONFIG: list } });
+  // kubectl answers with this list; so must kubedr, with no --kubeconfig.
+  expect(run(['kubectl', 'get', 'mbp', 'nightly', '-n', ns, '-o', 'name']).stdout.trim()).toBe('metadatabackuppolicy.kubedr.catalogicsoftware.com/nightly');
+  const status = run([process.execPath, join(repoRoot, 'src/main.ts'), 'status', '-n', ns, '--json']);
+  expect(status.stderr).toBe('');
+  expect(status.status).toBe(0);
+  expect((JSON.parse(status.stdout) as StatusReport).policies.map((p) => p.name)).toEqual(['broken', 'nightly']);
+});

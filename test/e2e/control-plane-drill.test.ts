@@ -175,6 +175,19 @@ describe('the control plane is lost and rebuilt from S3 with the command line', 
     await eventually(() => expect(etcdStatus()[0]!.Status.header.revision).toBeGreaterThan(1_000_000_000), 90_000, 1000);
   }, 120_000);
 
+  test('after it, a restore without --kubeadm defaults to where etcd now reads (the repointed etcd-data hostPath), and refuses it while it holds data', () => {
+    const hostPath = join(drill.dir, readdirSync(drill.dir).find((f) => f.startsWith('etcd-data-restored-'))!);
+    const containerDir = /--data-dir=(\S+)/.exec(readFileSync(manifest(), 'utf8'))?.[1];
+    expect(containerDir).toBeDefined();
+    expect(containerDir).not.toBe(hostPath);
+    const r = kubedr(['etcd-restore', '--snapshot', join(restored(), 'data/etcd-snapshot.db'), '--etcd-manifest', manifest()]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${hostPath} is not empty`);
+    // The member etcd runs on is untouched.
+    expect(existsSync(join(hostPath, 'member/snap/db'))).toBe(true);
+    expect(etcdStatus()[0]!.Status.header.revision).toBeGreaterThan(1_000_000_000);
+  });
+
   test('the API server\'s manifest goes back, the node is Ready again, and the cluster holds exactly what it held at backup time', async () => {
     expect(kubedr(['etcd-restore', '--start-apiserver', '--etcd-manifest', manifest()]).code).toBe(0);
     const up = nodeCli(['start-control-plane']);

@@ -271,6 +271,8 @@ describe('three members restored from one backup', () => {
     expect(new Set(status.map((s) => s.Status.header.cluster_id)).size).toBe(1);
     // The revision moved a billion ahead (etcdutl --bump-revision): clients holding older resource versions relist.
     for (const s of status) expect(s.Status.header.revision).toBeGreaterThan(1_000_000_000);
+    // The bump was decided once, for all: the printed commands carried it, and every member is at the same revision.
+    expect(new Set(status.map((s) => s.Status.header.revision)).size).toBe(1);
     const members = JSON.parse(etcdctl(['member', 'list', '-w', 'json'], endpoint('cp-1')).stdout) as { members: { name: string }[] };
     expect(members.members.map((m) => m.name).sort()).toEqual([...NODES]);
     const keys = NODES.map((n) => etcdctl(['get', '', '--prefix', '--keys-only'], endpoint(n)).stdout);
