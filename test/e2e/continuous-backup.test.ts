@@ -368,7 +368,8 @@ test('etcd restarts and then S3 stalls while the cluster is written: the control
   const writer = (async () => {
     while (writing) {
       // Writes fail while etcd is down; those that succeed are what a restore must hold.
-      if (kubectl(['create', 'configmap', `outage-${n + 1}`, '-n', ns, '--from-literal', 'x=1', '--request-timeout=5s']).code === 0) lastWritten = ++n;
+      const i = ++n;
+      if (kubectl(['create', 'configmap', `outage-${i}`, '-n', ns, '--from-literal', 'x=1', '--request-timeout=5s']).code === 0) lastWritten = i;
       await Bun.sleep(500);
     }
   })();
