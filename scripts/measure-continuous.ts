@@ -11,6 +11,7 @@
  * - Replay: the etcd filled to BIG_MB (default 1200), a full backup, then CHANGES changes (default 720,000: one hour
  *   at 200 writes/s, written as fast as etcd takes them), and a restore of "latest" from S3 (full backup + every
  *   change): its time and replay rate, and the controller's memory while it recorded them.
+ * - Soak (part "soak", SOAK_MIN minutes, default 60): the same load for that long; the controller's memory by ten minutes.
  * Not a test: record the figures in docs/performance.md. PARTS (default "rpo,big") chooses the parts. The controller proves
  * no chain meanwhile (VERIFY_INTERVAL, default 0): a proof replays the chain too, and would share the CPU with the replay measured.
  */
@@ -102,6 +103,32 @@ function load(client: KubeClient, perSecond: number): { stop: () => Promise<numb
   } };
 }
 
+/**
+ * A cluster of its own for a policy named `policy`: etcd and an API server holding 1,000 ConfigMaps and `clock` in
+ * namespace `load`, and the policy recording it continuously (flushInterval 30 s) after its base backup.
+ */
+async function loadCluster(policy: string): Promise<{ api: KubeClient }> {
+  const etcd = await startExtraEtcd(env, `${policy}-etcd`);
+  extras.push(`${policy}-etcd`);
+  const kubeconfig = await startExtraApiserver(env, `${policy}-apiserver`, etcd);
+  extras.push(`${policy}-apiserver`);
+  const api = KubeClient.load({ kubeconfig, fieldManager: 'measure-continuous' });
+  sh(['kubectl', '--kubeconfig', kubeconfig, 'create', 'namespace', 'load']);
+  for (let i = 0; i < 1000; i += 50) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => api.create(CONFIGMAPS, 'load', { metadata: { name: `cm-${i + j}` }, data: { v: '0' } })));
+  }
+  await api.create(CONFIGMAPS, 'load', { metadata: { name: 'clock' }, data: { now: new Date().toISOString() } });
+  kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataBackupPolicy
+metadata: { name: ${policy}, namespace: ${ns} }
+spec: { destination: loc, etcdEndpoint: "${etcd}", etcdCreds: etcd-creds, schedule: "0 0 1 1 *", verification: { mode: Never },
+  continuous: { enabled: true, flushInterval: 30s } }
+`);
+  await waitFor('the base backup and recording', async () => (await policyStatus(policy))?.continuous?.state === 'Recording' &&
+    (await policyStatus(policy))?.backupStatus === 'Completed');
+  return { api };
+}
+
 async function repoStats(): Promise<{ bytes: number; objects: number }> {
   const { stdout } = await restic.run(repo, ['stats', '--json', '--no-lock', '--mode', 'raw-data']);
   const bytes = Number((JSON.parse(stdout) as { total_size: number }).total_size);
@@ -121,25 +148,31 @@ spec: { url: "${env.s3Url}", bucketName: ${bucket}, credentials: s3-creds }
   kubectl(['-n', ns, 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
   const rows: string[] = [];
 
-  if (PARTS.includes('rpo')) {
-    const etcd = await startExtraEtcd(env, 'pitr-etcd');
-    extras.push('pitr-etcd');
-    const kubeconfig = await startExtraApiserver(env, 'pitr-apiserver', etcd);
-    extras.push('pitr-apiserver');
-    const api = KubeClient.load({ kubeconfig, fieldManager: 'measure-continuous' });
-    sh(['kubectl', '--kubeconfig', kubeconfig, 'create', 'namespace', 'load']);
-    for (let i = 0; i < 1000; i += 50) {
-      await Promise.all(Array.from({ length: 50 }, (_, j) => api.create(CONFIGMAPS, 'load', { metadata: { name: `cm-${i + j}` }, data: { v: '0' } })));
+  if (PARTS.includes('soak')) {
+    // Memory over a long run: does the recorder's footprint stay flat while the same load goes on for an hour?
+    const { api } = await loadCluster('soak');
+    const writer = load(api, 200);
+    const minutes = Number(process.env.SOAK_MIN ?? 60);
+    const samples: { min: number; rss: number }[] = [];
+    const t0 = Date.now();
+    while (Date.now() - t0 < minutes * 60_000) {
+      await Bun.sleep(10_000);
+      if (controller) samples.push({ min: (Date.now() - t0) / 60_000, rss: memoryMb(controller.pid).rss });
+      if (samples.length % 60 === 0) log(`soak: ${samples.at(-1)?.min.toFixed(0)} min, RSS ${samples.at(-1)?.rss.toFixed(0)} MB`);
     }
-    await api.create(CONFIGMAPS, 'load', { metadata: { name: 'clock' }, data: { now: new Date().toISOString() } });
-    kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
-kind: MetadataBackupPolicy
-metadata: { name: rpo, namespace: ${ns} }
-spec: { destination: loc, etcdEndpoint: "${etcd}", etcdCreds: etcd-creds, schedule: "0 0 1 1 *", verification: { mode: Never },
-  continuous: { enabled: true, flushInterval: 30s } }
-`);
-    await waitFor('the base backup and recording', async () => (await policyStatus('rpo'))?.continuous?.state === 'Recording' &&
-      (await policyStatus('rpo'))?.backupStatus === 'Completed');
+    const rate = await writer.stop();
+    const st = await policyStatus('soak');
+    const buckets: string[] = [];
+    for (let from = 0; from < minutes; from += 10) {
+      const xs = samples.filter((x) => x.min >= from && x.min < from + 10).map((x) => x.rss);
+      if (xs.length) buckets.push(`${from}–${from + 10} min: median ${pct(xs, 0.5).toFixed(0)}, max ${Math.max(...xs).toFixed(0)}`);
+    }
+    rows.push(`soak: ${minutes} min at ${rate.toFixed(0)} writes/s; controller RSS (MB) by 10 minutes: ${buckets.join('; ')}; ` +
+      `gaps ${st?.continuous?.gaps ?? 0}, last stored revision ${st?.continuous?.lastStoredRevision}`);
+  }
+
+  if (PARTS.includes('rpo')) {
+    const { api } = await loadCluster('rpo');
     const writer = load(api, 200);
     const before = await repoStats();
     const steadyFrom = Date.now();
@@ -155,14 +188,14 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", etcdCreds: etcd-creds, schedu
           await controller!.exited;
         } else {
           // etcd, its API server and the controller stop at one instant; nothing more reaches S3 from them.
-          for (const p of [env.extra?.['pitr-etcd']?.pid, env.extra?.['pitr-apiserver']?.pid, controller!.pid]) if (p) process.kill(p, 'SIGSTOP');
+          for (const p of [env.extra?.['rpo-etcd']?.pid, env.extra?.['rpo-apiserver']?.pid, controller!.pid]) if (p) process.kill(p, 'SIGSTOP');
           await Bun.sleep(3000);
         }
         const newest = await newestStoredBefore('rpo', lostAt);
         rpo[series]!.push((lostAt - newest) / 1000);
         log(`${series} ${run + 1}/${RUNS}: newest stored change ${seconds(lostAt - newest)} s before the loss`);
         if (series === 'controller killed') startController();
-        else for (const p of [env.extra?.['pitr-etcd']?.pid, env.extra?.['pitr-apiserver']?.pid, controller!.pid]) if (p) process.kill(p, 'SIGCONT');
+        else for (const p of [env.extra?.['rpo-etcd']?.pid, env.extra?.['rpo-apiserver']?.pid, controller!.pid]) if (p) process.kill(p, 'SIGCONT');
       }
     }
     const rate = await writer.stop();
