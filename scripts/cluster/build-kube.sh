@@ -45,11 +45,16 @@ if [ ! -d "$tree/vendor" ]; then
 fi
 what="cmd/kube-apiserver cmd/kubelet cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy"
 step "make WHAT=\"$what\" (about 5 minutes on 2 cores; log: $work/build.log)"
-# make is silent for minutes: say every 30 s that it is alive and what it does (its log's last line).
-( while sleep 30; do step "still building: $(tail -1 "$work/build.log" 2>/dev/null | cut -c1-120)"; done ) &
+# make is silent for minutes: say every 30 s how far it is. GOFLAGS=-v (Kubernetes' Makefile passes it to go) logs
+# each package as it is compiled, which the progress line counts.
+progress() {
+  awk '/^\+\+\+ .*Building go targets/ { n = 0; next } /^[a-z][^ ]*$/ { n++; last = $0 } END { if (n) printf "%d packages compiled, the last %s", n, last }' \
+    "$work/build.log" 2>/dev/null | sed 's|k8s.io/kubernetes/vendor/||' | cut -c1-140
+}
+( while sleep 30; do step "still building: $(progress)"; done ) &
 ticker=$!
 trap 'kill $ticker 2>/dev/null || true' EXIT
-(cd "$tree" && PATH=/usr/lib/go-1.19/bin:$PATH make WHAT="$what" >"$work/build.log" 2>&1) \
+(cd "$tree" && PATH=/usr/lib/go-1.19/bin:$PATH make WHAT="$what" GOFLAGS=-v >"$work/build.log" 2>&1) \
   || { tail -30 "$work/build.log" >&2; exit 1; }
 kill $ticker 2>/dev/null || true
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
