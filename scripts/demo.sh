@@ -18,7 +18,7 @@ state="$KUBEDR_TESTENV_DIR/state.json"
 field() { bun -e "console.log(JSON.parse(require('fs').readFileSync('$state','utf8')).$1)"; }
 
 if [ "${KUBEDR_DEMO_INSIDE:-}" != 1 ]; then
-  step "Installing what is missing (Debian and npm packages; the first run builds Kubernetes: about 8 minutes)"
+  step "Installing what is missing (Debian and npm packages; the first run builds Kubernetes: about 13 minutes on 2 cores)"
   scripts/install-deps.sh
   $keep || trap 'bun scripts/cluster/node.ts stop' EXIT
   step "Starting a real single-node Kubernetes in network namespace kdr-demo"
