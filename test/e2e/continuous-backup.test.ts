@@ -376,12 +376,12 @@ test('etcd restarts and then S3 stalls while the cluster is written: the control
   // What a kubelet does for the chart's pod: a controller that exited is started again.
   let supervising = true;
   let restarts = 0;
-  const deposed: string[] = [];
+  const deposed: { logs: string; exitedAt: number }[] = [];
   const supervisor = (async () => {
     while (supervising) {
       const code = await Promise.race([controller.exited, Bun.sleep(1000).then(() => undefined)]);
       if (code === undefined || !supervising) continue;
-      deposed.push(controller.logs);
+      deposed.push({ logs: controller.logs, exitedAt: Date.now() });
       restarts++;
       controller = await ControllerProcess.start(ns, VERIFY_OFTEN);
     }
@@ -410,14 +410,18 @@ test('etcd restarts and then S3 stalls while the cluster is written: the control
     supervising = false;
     await supervisor;
   }
-  console.log(`continuous outage: ${lastWritten} ConfigMaps written, controller restarted ${restarts} time(s)`);
-  // The deposed leader said so and stopped: nothing after its loss but its own shutdown.
-  for (const out of deposed) {
-    const lines = out.split('\n');
+  // The deposed leader said so, started nothing more and exited (its work gets 10 s to stop, then it goes regardless).
+  const exits: string[] = [];
+  for (const d of deposed) {
+    const lines = d.logs.split('\n');
     const lost = lines.findIndex((l) => l.includes('leadership lost'));
     if (lost < 0) continue;
     expect(lines.slice(lost).filter((l) => /"msg":"(verification pod created|continuous backup recording|backup started)"/.test(l))).toEqual([]);
+    const lostAt = Date.parse((JSON.parse(lines[lost]!) as { ts: string }).ts);
+    exits.push(`${((d.exitedAt - lostAt) / 1000).toFixed(1)} s`);
+    expect(d.exitedAt - lostAt).toBeLessThan(20_000);
   }
+  console.log(`continuous outage: ${lastWritten} ConfigMaps written, controller restarted ${restarts} time(s), exits after the loss: ${exits.join(', ') || 'none'}`);
   expect(policy().status?.continuous?.gaps ?? 0).toBe(gapsBefore);
   const restic = new Restic();
   const { fulls, sets } = await listChain(restic, repo(), 'continuous', undefined);
