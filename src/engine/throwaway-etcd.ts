@@ -53,8 +53,33 @@ export async function etcdctl(endpoint: string, args: string[], signal?: AbortSi
   return out;
 }
 
+/**
+ * Starts etcd on a free client port. Ports are found free by binding and releasing them, so another process (or the
+ * peer port, found the same way a moment earlier: the kernel may hand out the same port twice) can take one first:
+ * etcd then exits with "address already in use", and it is started again on another client port (the peer port is
+ * written into the restored member and stays).
+ */
 async function startEtcd(binary: string, name: string, dataDir: string, peerUrl: string, logFile: string, flags: string[], signal?: AbortSignal): Promise<ThrowawayEtcd> {
-  const endpoint = `http://127.0.0.1:${await freePort()}`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce(binary, name, dataDir, peerUrl, logFile, flags, signal);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof EngineError) || !/address already in use/.test(err.message)) throw err;
+    }
+  }
+}
+
+/** A client port other than the peer URL's. */
+async function clientPort(peerUrl: string): Promise<number> {
+  const peer = Number(new URL(peerUrl).port);
+  for (;;) {
+    const port = await freePort();
+    if (port !== peer) return port;
+  }
+}
+
+async function startEtcdOnce(binary: string, name: string, dataDir: string, peerUrl: string, logFile: string, flags: string[], signal?: AbortSignal): Promise<ThrowawayEtcd> {
+  const endpoint = `http://127.0.0.1:${await clientPort(peerUrl)}`;
   const proc = Bun.spawn([binary, '--name', name, '--data-dir', dataDir, '--listen-client-urls', endpoint,
     '--advertise-client-urls', endpoint, '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
     '--initial-cluster', `${name}=${peerUrl}`, ...flags], { stdout: Bun.file(logFile), stderr: Bun.file(logFile) });
