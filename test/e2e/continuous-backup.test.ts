@@ -15,10 +15,10 @@ import { listChain } from '../../src/engine/continuous/change-store.ts';
 import { restorePointInTime } from '../../src/engine/continuous/replay.ts';
 import { restorableWindows } from '../../src/engine/continuous/window.ts';
 import { Restic } from '../../src/engine/restic.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
+import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, admin, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, events,
-  eventually, freePort, getJson, hostPathClaim, kubectl, kubedrImage, locationInit, locationSecretYaml, locationYaml, metricValue, pem, policyYaml, repoRoot, uniqueBucket,
+  ControllerProcess, admin, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, events,
+  eventually, freePort, getJson, hostPathClaim, kubectl, kubedrImage, locationInit, locationSecretYaml, locationYaml, metricValue, nodeRepository, policyYaml, repoRoot, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -47,7 +47,7 @@ afterAll(async () => {
 /** The chain proven every 20 s (default 6 h), in the controller's process: it has no image for pods here. */
 const VERIFY_OFTEN = ['--continuous-verify-interval', '20s'];
 const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'continuous', '-n', ns]);
-const repo = () => ({ address: `s3:${cluster().s3Url}/${bucket}`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, password, caCert: pem('ca.crt') });
+const repo = () => nodeRepository(bucket, password);
 /** The kubedr command line as an operator runs it with the cluster gone: the location's Secret as saved, S3. */
 function cli(args: string[]) {
   const credentials = join(dir, 's3-creds.yaml');
@@ -57,10 +57,7 @@ function cli(args: string[]) {
     { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
   return { code: p.status ?? -1, stdout: p.stdout ?? '', stderr: p.stderr ?? '' };
 }
-/** A ConfigMap's value in a restored etcd (Kubernetes stores protobuf; the data is in it as plain text). */
-function restoredValue(endpoint: string, name: string): string {
-  return spawnSync('etcdctl', ['--endpoints', endpoint, 'get', `/registry/configmaps/${ns}/${name}`, '--print-value-only'], { encoding: 'utf8' }).stdout;
-}
+const restoredValue = (endpoint: string, name: string) => configMapInEtcd(endpoint, ns, name);
 const CONFIGMAPS = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps' };
 const second = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 

@@ -7,7 +7,6 @@
  * A file of its own: it stops parts of the node every other test uses.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +15,10 @@ import { listChain } from '../../src/engine/continuous/change-store.ts';
 import { restorePointInTime } from '../../src/engine/continuous/replay.ts';
 import { restorableWindows } from '../../src/engine/continuous/window.ts';
 import { Restic } from '../../src/engine/restic.ts';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, restartApiserver, startProcAgain, stopProc } from '../../scripts/cluster/node.ts';
+import { restartApiserver, startProcAgain, stopProc } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, apply, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, getJson, kubectl,
-  locationInit, locationSecretYaml, locationYaml, pem, policyYaml, uniqueBucket,
+  ControllerProcess, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, getJson, kubectl,
+  locationInit, locationSecretYaml, locationYaml, nodeRepository, policyYaml, uniqueBucket,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -29,11 +28,8 @@ const bucket = uniqueBucket('outage');
 const password = `outage-pw-${crypto.randomUUID()}`;
 const VERIFY_OFTEN = ['--continuous-verify-interval', '20s'];
 const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'continuous', '-n', ns]);
-const repo = () => ({ address: `s3:${cluster().s3Url}/${bucket}`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, password, caCert: pem('ca.crt') });
-/** A ConfigMap's value in a restored etcd (Kubernetes stores protobuf; the data is in it as plain text). */
-function restoredValue(endpoint: string, name: string): string {
-  return spawnSync('etcdctl', ['--endpoints', endpoint, 'get', `/registry/configmaps/${ns}/${name}`, '--print-value-only'], { encoding: 'utf8' }).stdout;
-}
+const repo = () => nodeRepository(bucket, password);
+const restoredValue = (endpoint: string, name: string) => configMapInEtcd(endpoint, ns, name);
 
 beforeAll(async () => {
   ensureCrds();

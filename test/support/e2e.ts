@@ -11,6 +11,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
 import { BACKUP_NOW_ANNOTATION, COMPONENT } from '../../src/api/group.ts';
 import type { BackupLocation, KubeEvent, KubeObject, MetadataBackupPolicy } from '../../src/api/types.ts';
+import type { Repository } from '../../src/engine/restic.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, importImage, loadEnv } from '../../scripts/cluster/node.ts';
 
@@ -362,6 +363,16 @@ export function refillEtcd(endpoint: string, mb: number, prefix = '/fill/'): voi
     const r = etcdctl(args, endpoint);
     if (r.code !== 0) throw new Error(`etcdctl ${args[0]} failed: ${r.stderr}`);
   }
+}
+
+/** A bucket of the test S3 endpoint as the engine opens it: the node's S3 keys and CA, and the repository password. */
+export function nodeRepository(bucket: string, password: string): Repository {
+  return { address: `s3:${cluster().s3Url}/${bucket}`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, password, caCert: pem('ca.crt') };
+}
+
+/** A ConfigMap's value in a (restored) etcd: Kubernetes stores protobuf, the data is in it as plain text; '' if absent. */
+export function configMapInEtcd(endpoint: string, namespace: string, name: string): string {
+  return etcdctl(['get', `/registry/configmaps/${namespace}/${name}`, '--print-value-only'], endpoint).stdout;
 }
 
 /** restic against a bucket of the test S3 endpoint, with the node's S3 keys or the given ones (test/support/s3.ts). */
