@@ -101,6 +101,25 @@ async function stopNode(dir: string): Promise<void> {
   if (r.code !== 0) console.error(`stopping the node in ${dir} failed:\n${r.output}`);
 }
 
+/**
+ * Each failed test of one `bun test` run with the end of what it printed before its `(fail)` line (bun prints the
+ * error there): the summary at the end of a long run, which is all a CI page may keep, then says why, not only which.
+ */
+export function failureDetails(output: string, keep = 20): string[] {
+  const lines = output.split('\n');
+  const out: string[] = [];
+  let from = 0;
+  lines.forEach((line, i) => {
+    if (line.startsWith('(fail)')) {
+      const before = lines.slice(from, i).filter((l) => l.trim() !== '');
+      const shown = before.slice(-keep).map((l) => `    ${l.length > 300 ? `${l.slice(0, 300)}…` : l}`);
+      out.push([line, ...(before.length > keep ? [`    … (${before.length - keep} lines above)`] : []), ...shown].join('\n'));
+    }
+    if (line.startsWith('(pass)') || line.startsWith('(fail)') || line.startsWith('(skip)')) from = i + 1;
+  });
+  return out;
+}
+
 /** The `N pass` / `N fail` / `Ran N tests across M files` lines of one `bun test` run. */
 export function counts(output: string): { pass: number; fail: number; tests: number; files: number } {
   const last = (re: RegExp) => Number([...output.matchAll(re)].at(-1)?.[1] ?? 0);
@@ -147,10 +166,10 @@ async function main(argv: string[]): Promise<number> {
     return { pass: s.pass + c.pass, fail: s.fail + c.fail, tests: s.tests + c.tests, files: s.files + c.files };
   }, { pass: 0, fail: 0, tests: 0, files: 0 });
   const failedRuns = outcomes.filter((o) => o.code !== 0);
-  const failures = outcomes.flatMap((o) => o.output.split('\n').filter((l) => l.startsWith('(fail)')));
+  const failures = outcomes.flatMap((o) => failureDetails(o.output));
   const notRun = stopping ? ['(interrupted)'] : [];
   console.log('');
-  if (failures.length) console.log(`${[...new Set(failures)].length} tests failed:\n${[...new Set(failures)].join('\n')}\n`);
+  if (failures.length) console.log(`${failures.length} tests failed:\n${failures.join('\n')}\n`);
   for (const o of failedRuns.filter((x) => counts(x.output).fail === 0)) console.log(`${o.item.name}: bun test exited ${o.code} without a failed test (an error outside tests; output above)`);
   console.log(` ${sum.pass} pass`);
   console.log(` ${sum.fail} fail`);

@@ -127,8 +127,10 @@ export class Pruner implements Runnable {
   /** A prune of a protected location that leaves work to the bucket's owner: a Normal event and a status note, no failure. */
   private async leftToMaintenance(loc: BackupLocation, message: string, log: Logger): Promise<void> {
     log.info('prune left to maintenance', { detail: message });
-    await this.deps.recorder.event(loc, 'Normal', PRUNE_LEFT_TO_MAINTENANCE, message).catch(() => undefined);
+    // Status first: whoever sees the event finds the same note in status (a reader who came between an event and a
+    // later status write saw the event without its note).
     await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name, { lastPruneMessage: message })
       .catch(ignoreNotFound).catch((err) => log.warn('the prune\'s note could not be written to status', { err }));
+    await this.deps.recorder.event(loc, 'Normal', PRUNE_LEFT_TO_MAINTENANCE, message).catch(() => undefined);
   }
 }

@@ -48,6 +48,8 @@ async function pruneOnce(spec: Partial<BackupLocation['spec']>, run: () => Promi
   const events: { type: string; reason: string; message: string }[] = [];
   const patches: Record<string, unknown>[] = [];
   const runs: string[] = [];
+  /** Every status write and event, in the order made. */
+  const order: string[] = [];
   const restic = {
     exclusive: <T>(_r: unknown, fn: () => Promise<T>) => fn(),
     lockWaitMs: 1000,
@@ -57,9 +59,14 @@ async function pruneOnce(spec: Partial<BackupLocation['spec']>, run: () => Promi
       return { stdout: '', stderr: '' };
     },
   } as unknown as Restic;
-  const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, body: Record<string, unknown>) =>
-    patchStatus ? patchStatus(body) : void patches.push(body) } as unknown as KubeClient;
-  const recorder: EventRecorder = { event: async (_o, type, reason, message) => void events.push({ type, reason, message }) };
+  const client = { patchStatus: async (_r: unknown, _ns: string, _n: string, body: Record<string, unknown>) => {
+    order.push(`status ${Object.keys(body).join(',')}`);
+    return patchStatus ? patchStatus(body) : void patches.push(body);
+  } } as unknown as KubeClient;
+  const recorder: EventRecorder = { event: async (_o, type, reason, message) => {
+    order.push(`event ${reason}`);
+    events.push({ type, reason, message });
+  } };
   const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder,
     log: createLogger({ level: 'error' }), intervalMs: 24 * H, afterForgets: 50 });
   const stop = new AbortController();
@@ -67,7 +74,7 @@ async function pruneOnce(spec: Partial<BackupLocation['spec']>, run: () => Promi
   await Bun.sleep(300);
   stop.abort();
   await started;
-  return { events, patches, runs };
+  return { events, patches, runs, order };
 }
 
 test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
@@ -76,8 +83,10 @@ test('a good prune whose lastPruneTime cannot be written (API away) is no PruneF
   expect(events).toEqual([]);
 });
 
-test('a protected location\'s prune is reported as left to maintenance (Normal, with the lifecycle command, in status too)', async () => {
-  const { events, patches } = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => undefined);
+test('a protected location\'s prune is reported as left to maintenance (Normal, with the lifecycle command, in status first)', async () => {
+  const { events, patches, order } = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => undefined);
+  // Status before the event: whoever sees the event finds the note in status.
+  expect(order).toEqual(['status lastPruneTime', 'status lastPruneMessage', `event ${PRUNE_LEFT_TO_MAINTENANCE}`]);
   expect(events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Normal ${PRUNE_LEFT_TO_MAINTENANCE}`]);
   expect(events[0]!.message).toContain('versioning Enabled, object lock Enabled, default retention COMPLIANCE 30 days');
   expect(events[0]!.message).toContain('put-bucket-lifecycle-configuration');
