@@ -25,8 +25,9 @@ const flags = {
   json: { type: 'boolean', help: 'print the result as JSON', default: false },
   lock: { type: 'boolean', help: 'read under restic\'s shared lock, so that a prune cannot repack the data meanwhile (the controller\'s verification pods)', default: false },
   'termination-log': { type: 'string', help: 'also write the outcome as JSON to this file (a verification pod\'s /dev/termination-log)' },
-  continuous: { type: 'boolean', help: 'verify the policy\'s continuous backup instead: rebuild a revision from the full backup before it and the stored changes, and digest every key\'s history (needs --policy)', default: false },
+  continuous: { type: 'boolean', help: 'verify the policy\'s continuous backup instead: rebuild a revision from the full backup before it and the stored changes, digest every key\'s history and take etcd\'s content hash (needs --policy)', default: false },
   revision: { type: 'int', help: 'with --continuous: the revision to rebuild (default: the newest stored)' },
+  'compact-revision': { type: 'int', help: 'with --continuous: compact the rebuilt etcd to this revision before its content hash (the live etcd\'s compacted revision, so that `etcdctl endpoint hashkv --rev R` there compares; default: as rebuilt)' },
 } satisfies Record<string, FlagSpec>;
 
 export const verifyHelp = helpText('kubedr verify <snapshot-id|latest> --url URL --bucket BUCKET [--credentials FILE] [flags]\n' +
@@ -56,18 +57,19 @@ export async function runVerify(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** `--continuous`: the policy's chain proven (engine/continuous/verify-chain.ts); the digest is compared by whoever asked. */
+/** `--continuous`: the policy's chain proven (engine/continuous/verify-chain.ts); digest and hash are compared by whoever asked. */
 async function verifyContinuous(f: Parsed<typeof flags>, args: string[]): Promise<number> {
   const policy = f.policy;
   if (!policy) throw new UsageError('--continuous needs --policy: a chain of changes belongs to one policy');
   if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}": with --continuous, choose the point with --revision`);
   const r = await withOutcome<ChainVerifyResult>(f['termination-log'], (signal) => verifyChain(new Restic(), {
-    repo: repositoryFromFlags(f), policy, revision: f.revision, kubernetes: !f['not-kubernetes'], signal,
+    repo: repositoryFromFlags(f), policy, revision: f.revision, compactRevision: f['compact-revision'], kubernetes: !f['not-kubernetes'], signal,
     onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
   }));
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
     : `Verified the continuous backup of policy ${policy}: full backup ${r.baseSnapshot.slice(0, 8)} and ${r.changesApplied} changes rebuild ` +
-      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}), in ${r.durationSecs.toFixed(1)} s\n`);
+      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}; etcd content hash ${r.contentHash} since compacted ` +
+      `revision ${r.compactRevision}), in ${r.durationSecs.toFixed(1)} s\n`);
   return 0;
 }
 

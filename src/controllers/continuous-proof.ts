@@ -5,7 +5,7 @@
  * policy's status, and a full backup at once: a chain that does not rebuild must not be the only way back.
  */
 import { CONTINUOUS_BACKUP_VERIFICATION_FAILED, CONTINUOUS_BACKUP_VERIFIED } from '../api/events.ts';
-import { keysDigest, verifyChain } from '../engine/continuous/verify-chain.ts';
+import { keysDigest, liveContentHash, verifyChain } from '../engine/continuous/verify-chain.ts';
 import { EtcdClient } from '../engine/etcd-client.ts';
 import type { Logger } from '../util/log.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord } from '../api/types.ts';
@@ -32,8 +32,9 @@ export interface ProofDeps {
 }
 
 /**
- * Proves the chain at `revision`: etcd's digest of its keys' history at that revision first (before it compacts it),
- * then the same revision rebuilt from S3 (in a pod when there is one) and its digest; they must be equal. Never throws.
+ * Proves the chain at `revision`: etcd's digest of its keys' history and its content hash at that revision first
+ * (before it compacts it), then the same revision rebuilt from S3 (in a pod when there is one), compacted as far, and
+ * its digest and hash; they must be equal. Never throws.
  */
 export async function proveChain(deps: ProofDeps, p: MetadataBackupPolicy, inputs: { etcd: EtcdConnection; repo: Repository }, revision: number,
 signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
@@ -43,7 +44,8 @@ signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
   let message: string;
   try {
     const client = await EtcdClient.connect(inputs.etcd);
-    const live = await keysDigest(client, revision).finally(() => client.close());
+    const live = await (async () => ({ ...await keysDigest(client, revision), ...await liveContentHash(client, revision) }))()
+      .finally(() => client.close());
     // Reading etcd takes no signal: stopped meanwhile (leadership lost, policy changed), nothing more is started.
     if (signal.aborted) return undefined;
     release = await deps.acquire?.(signal);
@@ -51,14 +53,16 @@ signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
     const size = deps.records?.list().filter((r) => r.spec.policy === name && r.metadata.namespace === p.metadata.namespace)
       .map((r) => r.status?.etcdSnapshotSize ?? 0).reduce((a, b) => Math.max(a, b), 0);
     const rebuilt = deps.pods && location
-      ? await deps.pods.verifyChain(location, p, revision, size || undefined, signal)
-      : await verifyChain(deps.restic, { repo: inputs.repo, policy: name, origin: deps.origin, revision, signal });
-    passed = rebuilt.digest === live.digest && rebuilt.keyCount === live.keyCount;
+      ? await deps.pods.verifyChain(location, p, revision, live.compactRevision, size || undefined, signal)
+      : await verifyChain(deps.restic, { repo: inputs.repo, policy: name, origin: deps.origin, revision, compactRevision: live.compactRevision, signal });
+    passed = rebuilt.digest === live.digest && rebuilt.keyCount === live.keyCount && rebuilt.contentHash === live.contentHash;
     message = passed
       ? `revision ${revision} rebuilt from full backup ${rebuilt.baseSnapshot.slice(0, 8)} and ${rebuilt.changesApplied} stored changes ` +
-        `has exactly etcd's history (${rebuilt.keyCount} keys) in ${rebuilt.durationSecs.toFixed(1)} s`
+        `has exactly etcd's history and content (${rebuilt.keyCount} keys, etcd hash ${rebuilt.contentHash} since revision ${live.compactRevision}) ` +
+        `in ${rebuilt.durationSecs.toFixed(1)} s`
       : `revision ${revision} rebuilt from S3 differs from etcd's: ${rebuilt.keyCount} keys against ${live.keyCount}, history digests ` +
-        `${rebuilt.digest.slice(0, 12)} and ${live.digest.slice(0, 12)}: restores to a time may not be the cluster as it was; a full backup is taken now`;
+        `${rebuilt.digest.slice(0, 12)} and ${live.digest.slice(0, 12)}, etcd hashes ${rebuilt.contentHash} and ${live.contentHash}: ` +
+        'restores to a time may not be the cluster as it was; a full backup is taken now';
   } catch (err) {
     if (signal.aborted) return undefined;
     passed = false;

@@ -97,13 +97,14 @@ export const chainVerificationPodName = (policy: string): string => `kubedr-veri
  * verification of the newest full backup, with room for the changes (the replay's etcd grows with them) and, on disk,
  * for the downloaded full backup, the replay's data directory, the saved result and the data directory built from it.
  */
-export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { policy: MetadataBackupPolicy; revision: number; sizeBytes?: number }): Pod {
-  const { policy, revision } = input;
+export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { policy: MetadataBackupPolicy; revision: number; compactRevision: number;
+  sizeBytes?: number; }): Pod {
+  const { policy, revision, compactRevision } = input;
   const { memoryMi, scratchMi } = verificationResources(input.sizeBytes);
   return verifyPod(input, {
     name: chainVerificationPodName(policy.metadata.name), namespace: policy.metadata.namespace,
     owner: { kind: 'MetadataBackupPolicy', name: policy.metadata.name, uid: policy.metadata.uid },
-    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision)],
+    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision), '--compact-revision', String(compactRevision)],
     memoryMi: memoryMi + 256, scratchMi: scratchMi * 2,
   });
 }
@@ -143,11 +144,11 @@ export class VerificationPods {
   }
 
   /** Proves a policy's continuous backup at `revision` (see chainVerificationPod). */
-  async verifyChain(location: BackupLocation, policy: MetadataBackupPolicy, revision: number, sizeBytes: number | undefined,
+  async verifyChain(location: BackupLocation, policy: MetadataBackupPolicy, revision: number, compactRevision: number, sizeBytes: number | undefined,
     signal: AbortSignal): Promise<ChainVerifyResult> {
     const ns = policy.metadata.namespace ?? '';
     const owner = policy.metadata.uid ? policy : await this.deps.client.get<MetadataBackupPolicy>(BACKUP_POLICY, ns, policy.metadata.name, signal);
-    const pod = chainVerificationPod({ policy: owner, location, revision, sizeBytes, ...this.deps });
+    const pod = chainVerificationPod({ policy: owner, location, revision, compactRevision, sizeBytes, ...this.deps });
     const done = await this.run(pod, signal, { policy: policy.metadata.name, revision });
     const terminated = done.status?.containerStatuses?.find((c) => c.name === 'verify')?.state?.terminated;
     const outcome = parseOutcome<ChainVerifyOutcome>(terminated?.message);

@@ -1,10 +1,12 @@
 /**
  * @module Proving a chain restores: the point of a revision rebuilt from the full backup and the stored changes (as a
- * restore does), started in a throwaway etcd, and summed up as its revision, key count and a digest of every key's
- * history (key, create and modify revision, version; not the values). The same digest of the live etcd at the same
- * revision must match: it does only if every change up to there was stored and replayed, in order. Values are not
- * compared: restic checks the stored bytes, and reading every value of a big etcd twice would cost the cluster more
- * than the proof is worth.
+ * restore does), started in a throwaway etcd, and summed up two ways. (1) Its revision, key count and a digest of every
+ * key's history (key, create and modify revision, version), read here, page by page. (2) etcd's own content hash of
+ * its history up to the revision (HashKV: every revision after the compacted one, values and leases included, computed
+ * inside etcd, nothing read out; etcd compares its members with it), after compacting the rebuilt store as far as the
+ * live etcd is. The live etcd's digest and hash at the same revision must match both: they do only if every change up
+ * to there was stored and replayed, in order, with its value. The digest names the difference (keys, revisions); the
+ * hash covers the values without reading them out of a big etcd twice.
  */
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -50,18 +52,45 @@ export async function keysDigest(client: EtcdClient, revision: number): Promise<
   return { revision, keyCount, digest: hash.digest('hex'), kubernetes };
 }
 
+/** etcd's HashKV at a revision, and the compacted revision it counts from (two stores compare only at the same one). */
+export interface ContentHash {
+  contentHash: number;
+  compactRevision: number;
+}
+
+/** The live etcd's content hash at `revision` (which etcd must still hold). */
+export async function liveContentHash(client: EtcdClient, revision: number): Promise<ContentHash> {
+  const h = await client.hashKV(revision);
+  return { contentHash: h.hash, compactRevision: h.compactRevision };
+}
+
+/**
+ * The rebuilt store's content hash at `revision`, compacted first to `compactTo` (the live etcd's compacted revision),
+ * so that both count the same revisions; without `compactTo`, at the store's own compaction.
+ */
+export async function rebuiltContentHash(client: EtcdClient, revision: number, compactTo?: number): Promise<ContentHash> {
+  const own = (await client.hashKV(revision)).compactRevision;
+  if (compactTo !== undefined && compactTo > own) await client.compact(compactTo);
+  else if (compactTo !== undefined && compactTo < own) {
+    throw new EngineError('IntegrityError', `the rebuilt etcd is compacted to revision ${own}, past the ${compactTo} asked for: its content hash cannot be compared`);
+  }
+  return liveContentHash(client, revision);
+}
+
 export interface ChainVerifyRequest {
   repo: Repository;
   policy: string;
   origin?: BackupOrigin;
   /** The revision to rebuild; undefined: the newest stored. */
   revision?: number;
+  /** The live etcd's compacted revision: the rebuilt store is compacted to it before its content hash. */
+  compactRevision?: number;
   kubernetes?: boolean;
   signal?: AbortSignal;
   onStep?: (step: string) => void;
 }
 
-export interface ChainVerifyResult extends KeysDigest {
+export interface ChainVerifyResult extends KeysDigest, ContentHash {
   baseSnapshot: string;
   changesApplied: number;
   durationSecs: number;
@@ -88,7 +117,8 @@ export async function verifyChain(restic: Restic, req: ChainVerifyRequest): Prom
       if (req.kubernetes !== false && !d.kubernetes) {
         throw new EngineError('Failed', `the rebuilt etcd (revision ${pit.revision}) has no ${KUBERNETES_KEY}: not a Kubernetes cluster's etcd`);
       }
-      return { ...d, baseSnapshot: pit.baseSnapshot, changesApplied: pit.changesApplied, durationSecs: (performance.now() - started) / 1000 };
+      const h = await rebuiltContentHash(client, pit.revision, req.compactRevision);
+      return { ...d, ...h, baseSnapshot: pit.baseSnapshot, changesApplied: pit.changesApplied, durationSecs: (performance.now() - started) / 1000 };
     } finally {
       client.close();
       await etcd.stop();
