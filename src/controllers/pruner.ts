@@ -88,6 +88,7 @@ export class Pruner implements Runnable {
     const log = this.deps.log.child({ backupLocation: key });
     const counted = this.forgets.get(key) ?? 0;
     const started = performance.now();
+    log.info('pruning repository', { forgotten: counted });
     try {
       await pruneRepository(this.deps.restic, locationRepository(loc, this.deps.secrets), { signal });
     } catch (err) {

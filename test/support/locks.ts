@@ -5,11 +5,62 @@
  * because of that other lock; so the prune is frozen the moment a new lock file appears, and kept only once restic itself
  * shows its exclusive lock under `hostName`. Otherwise it runs on, and is started again if it ended.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from '../../scripts/cluster/node.ts';
 import { cluster, eventually, resticAt } from './e2e.ts';
 import { listKeys } from './s3.ts';
+
+/** The repository's locks as restic shows them (`restic cat lock`): whose process, exclusive or not. */
+export function repositoryLocks(bucket: string, password: string): { pid: number; exclusive: boolean; hostname: string }[] {
+  return resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim().split('\n').filter(Boolean).flatMap((id) => {
+    const out = resticAt(bucket, password, ['cat', 'lock', id, '--no-lock']).stdout;
+    return out ? [JSON.parse(out) as { pid: number; exclusive: boolean; hostname: string }] : [];
+  });
+}
+
+/** The direct children of `parent` whose command line matches: `ps` as a person would read it. */
+function children(parent: number, match: RegExp): number[] {
+  const r = spawnSync('ps', ['-o', 'pid=,args=', '--ppid', String(parent)], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').map((l) => l.trim()).filter((l) => match.test(l)).map((l) => Number(l.split(/\s+/)[0]));
+}
+
+export interface FrozenChild {
+  pid: number;
+  thaw(): void;
+}
+
+/**
+ * The controller's own restic run matching `match` (e.g. its prune, or a verification's restore), frozen (SIGSTOP)
+ * while it holds its lock in the repository: work that is slow at exactly that point, as on a stalled S3, for as long
+ * as the test needs. Frozen at once when seen, then kept only once restic lists a lock with its pid (exclusive if
+ * asked); before that it is let run a few milliseconds more. Throws if the run ends or never locks within `timeoutMs`.
+ */
+export async function frozenChild(parent: number, match: RegExp, bucket: string, password: string,
+  opts: { exclusive?: boolean; timeoutMs?: number } = {}): Promise<FrozenChild> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 90_000);
+  let pid: number | undefined;
+  while (Date.now() < deadline) {
+    pid ??= children(parent, match)[0];
+    if (pid === undefined) {
+      await Bun.sleep(10);
+      continue;
+    }
+    try {
+      process.kill(pid, 'SIGSTOP');
+    } catch {
+      pid = undefined; // it ended before it was caught: wait for the next one
+      continue;
+    }
+    if (repositoryLocks(bucket, password).some((l) => l.pid === pid && (!opts.exclusive || l.exclusive))) {
+      const frozen = pid;
+      return { pid: frozen, thaw: () => { try { process.kill(frozen, 'SIGCONT'); } catch { /* ended */ } } };
+    }
+    process.kill(pid, 'SIGCONT');
+    await Bun.sleep(15);
+  }
+  throw new Error(`no run of the controller matching ${match} held a lock in ${bucket} within ${opts.timeoutMs ?? 90_000} ms`);
+}
 
 export interface FrozenPrune {
   /** Kills it while it holds the lock: a crashed writer's lock is left behind. */
@@ -29,11 +80,7 @@ export async function frozenPrune(bucket: string, password: string, hostName: st
   // Watched through S3 listings (milliseconds each): a `restic list locks` per poll takes about as long as a prune of
   // a small repository with restic 0.18, so the prune could finish and remove its lock between two polls.
   const lockFiles = () => listKeys(bucket, 'locks/');
-  const heldByPrune = () => resticAt(bucket, password, ['list', 'locks', '--no-lock']).stdout.trim().split('\n').filter(Boolean)
-    .some((id) => {
-      const lock = JSON.parse(resticAt(bucket, password, ['cat', 'lock', id, '--no-lock']).stdout || '{}') as { hostname?: string; exclusive?: boolean };
-      return lock.hostname === hostName && lock.exclusive === true;
-    });
+  const heldByPrune = () => repositoryLocks(bucket, password).some((l) => l.hostname === hostName && l.exclusive);
   for (let attempt = 1; attempt <= 5; attempt++) {
     const before = new Set(await lockFiles());
     // Its own UTS namespace: the host name restic writes into its lock is the one given, not this machine's.

@@ -1,0 +1,140 @@
+/**
+ * Long repository work meeting other work, on the real node (issue "safety" §4): the controller's own restic runs are
+ * caught at their slowest point and frozen (SIGSTOP, as a stalled S3 would hold them) while they hold their lock.
+ * - A prune of one location in progress: that location's next backup says `Queued`, waiting for the prune, without
+ *   taking the backup slot, and another location's backup completes meanwhile (before: it held the slot, so every
+ *   other backup waited for the prune).
+ * - A verification reading a backup under its shared lock: retention's forget and the prune after it wait for it, and
+ *   the verification succeeds (before: read with --no-lock, a prune could repack the packs under it: a false failure).
+ */
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
+import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import {
+  ControllerProcess, apply, backupNow, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, getJson,
+  kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket,
+} from '../support/e2e.ts';
+import { type FrozenChild, frozenChild } from '../support/locks.ts';
+
+const password = `contention-pw-${crypto.randomUUID()}`;
+const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read') };
+let ns: string;
+let controller: ControllerProcess;
+const frozen: FrozenChild[] = [];
+
+const policy = (name: string) => getJson<MetadataBackupPolicy>(['mbp', name, '-n', ns]);
+const records = (name: string) => getJson<{ items: MetadataBackupRecord[] }>(['mbr', '-n', ns]).items.filter((r) => r.spec.policy === name);
+const snapshotIds = (bucket: string) =>
+  (JSON.parse(resticAt(bucket, password, ['snapshots', '--json', '--no-lock']).stdout) as { short_id: string }[]).map((s) => s.short_id).sort();
+const logged = (msg: string, location: string) =>
+  controller.logLines().filter((l) => l.msg === msg && l.backupLocation === `${ns}/${location}`).length;
+const warnings = () => events(ns).filter((e) => e.type === 'Warning').map((e) => `${e.involvedObject.name} ${e.reason}: ${e.message}`);
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Asks for a backup without waiting for it; returns the value its status will say it served. */
+function askBackup(name: string): string {
+  const value = `contention-${crypto.randomUUID().slice(0, 8)}`;
+  const r = kubectl(['annotate', 'mbp', name, '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=${value}`]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return value;
+}
+
+beforeAll(async () => {
+  ensureCrds();
+  ns = createNamespace('contention');
+  apply(locationSecretYaml(ns, { name: 's3-creds', password }));
+  apply(etcdSecretYaml(ns, 'etcd-creds'));
+  for (const [name, bucket] of Object.entries(buckets)) apply(locationYaml(ns, name, { bucketName: bucket, credentials: 's3-creds' }));
+  apply(policyYaml(ns, 'pb', { destination: 'busy', retainNumBackups: 1, verification: { mode: 'Never' } }));
+  apply(policyYaml(ns, 'po', { destination: 'other', verification: { mode: 'Never' } }));
+  apply(policyYaml(ns, 'pv', { destination: 'read', retainNumBackups: 2 }));
+  // A prune as soon as one snapshot is forgotten; one backup at a time (the default, said for the reader).
+  controller = await ControllerProcess.start(ns, ['--prune-after-forgets', '1', '--max-concurrent-backups', '1']);
+  for (const name of Object.keys(buckets)) await locationInit(ns, name);
+}, 120_000);
+
+afterAll(async () => {
+  for (const f of frozen) f.thaw();
+  await controller?.stop();
+  if (ns) deleteNamespace(ns);
+});
+
+test('a prune in progress: its location\'s next backup waits Queued for it, outside the backup slot; another location\'s backup completes meanwhile', async () => {
+  expect((await backupNow(ns, 'pb', 90_000)).status?.backupStatus).toBe('Completed');
+  // The second backup makes retention forget the first, and the prune follows at once: caught holding its exclusive lock.
+  const pruning = frozenChild(controller.pid, /restic.*\sprune(\s|$)/, buckets.busy, password, { exclusive: true });
+  expect((await backupNow(ns, 'pb', 90_000)).status?.backupStatus).toBe('Completed');
+  const prune = await pruning;
+  frozen.push(prune);
+  expect(logged('pruning repository', 'busy')).toBe(1);
+
+  const served = askBackup('pb');
+  const queued = await eventually(() => {
+    const p = policy('pb').status?.progress;
+    if (p?.phase !== 'Queued' || !p.waitingFor) throw new Error(`not queued: ${JSON.stringify(p)}`);
+    return p.waitingFor;
+  }, 30_000);
+  expect(queued).toContain('a prune of s3:');
+  expect(queued).toContain(buckets.busy);
+
+  // The one backup slot is free: the other location's backup runs and completes while the prune still holds its lock.
+  const other = await backupNow(ns, 'po', 90_000);
+  expect(other.status?.backupStatus).toBe('Completed');
+  expect(alive(prune.pid)).toBe(true);
+  expect(logged('repository pruned', 'busy')).toBe(0);
+  expect(policy('pb').status?.progress?.phase).toBe('Queued');
+
+  // The prune goes on: then the queued backup runs, and nothing failed.
+  prune.thaw();
+  await eventually(() => expect(logged('repository pruned', 'busy')).toBe(1), 60_000);
+  const done = await eventually(() => {
+    const p = policy('pb');
+    if (p.status?.backupNowServed !== served || p.status.backupStatus === 'Running') throw new Error(JSON.stringify(p.status));
+    return p;
+  }, 90_000);
+  expect(done.status?.backupStatus).toBe('Completed');
+  // Its retention forgets the one before (one kept): then the records are exactly the repository's one snapshot.
+  await eventually(() => {
+    const ids = records('pb').map((r) => r.spec.snapshotId);
+    expect(ids).toEqual([done.status!.snapshotId!]);
+    expect(snapshotIds(buckets.busy)).toEqual(ids);
+  }, 60_000);
+  expect(warnings()).toEqual([]);
+}, 360_000);
+
+test('a verification reading under its shared lock: retention\'s forget and the prune wait for it, and it succeeds', async () => {
+  const verified = (mbr: string) => getJson<MetadataBackupRecord>(['mbr', mbr, '-n', ns]).status?.verification;
+  const first = await backupNow(ns, 'pv', 90_000);
+  await eventually(() => expect(verified(first.status!.mbrName!)?.result).toBe('Succeeded'), 90_000);
+
+  // The second backup's verification, caught reading with its lock.
+  const reading = frozenChild(controller.pid, /restic.*\srestore\s/, buckets.read, password);
+  const second = await backupNow(ns, 'pv', 90_000);
+  const reader = await reading;
+  frozen.push(reader);
+
+  // A backup beside the reader (both take shared locks); retention then forgets the first backup and must wait.
+  const third = await backupNow(ns, 'pv', 90_000);
+  expect(third.status?.backupStatus).toBe('Completed');
+  await Bun.sleep(8_000);
+  expect(snapshotIds(buckets.read)).toContain(first.status!.snapshotId!);
+  expect(logged('repository pruned', 'read')).toBe(0);
+  expect(verified(second.status!.mbrName!)).toBeUndefined();
+
+  reader.thaw();
+  await eventually(() => expect(verified(second.status!.mbrName!)?.result).toBe('Succeeded'), 90_000);
+  await eventually(() => expect(logged('repository pruned', 'read')).toBe(1), 90_000);
+  await eventually(() => expect(verified(third.status!.mbrName!)?.result).toBe('Succeeded'), 90_000);
+  const kept = [second.status!.snapshotId!, third.status!.snapshotId!].sort();
+  expect(snapshotIds(buckets.read)).toEqual(kept);
+  await eventually(() => expect(records('pv').map((r) => r.spec.snapshotId).sort()).toEqual(kept), 60_000);
+  expect(resticAt(buckets.read, password, ['check']).code).toBe(0);
+  expect(warnings()).toEqual([]);
+}, 420_000);
