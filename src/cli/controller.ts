@@ -132,7 +132,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     intervalMs: config.checkIntervalMs, subset: config.checkReadDataSubset,
   });
   const pruner = new Pruner({
-    client, locations, secrets, restic, recorder, log, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
+    client, locations, secrets, restic, recorder, log, metrics, intervalMs: config.pruneIntervalMs, afterForgets: config.pruneAfterForgets,
   });
   // Continuous backup: a recorder per policy that asks for one, converged with the policies on every change.
   const continuous = new ContinuousBackup({

@@ -11,6 +11,7 @@ import type { Restic } from '../engine/restic.ts';
 import { pruneRepository } from '../engine/snapshots.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
+import type { Metrics } from '../metrics/registry.ts';
 import { type Informer, objectKey } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Runnable } from '../runtime/runnable.ts';
@@ -26,6 +27,7 @@ export interface PrunerDeps {
   restic: Restic;
   recorder: EventRecorder;
   log: Logger;
+  metrics: Pick<Metrics, 'pruneFailures'>;
   /** Longest time between two prunes of a location that had forgets. */
   intervalMs: number;
   /** Prune sooner once this many snapshots were forgotten at a location. */
@@ -97,13 +99,15 @@ export class Pruner implements Runnable {
         // What spec.protection asks of the bucket: the controller's keys may not delete. Not a failure, and not retried
         // before the next interval: the bucket will refuse again until a person prunes with the maintenance keys.
         this.retryAt.set(key, this.now().getTime() + this.deps.intervalMs);
-        await this.leftToMaintenance(loc, `The bucket refused the prune, as spec.protection expects (${err instanceof Error ? err.message : String(err)}); ` +
+        await this.leftToMaintenance(loc, {}, `The bucket refused the prune, as spec.protection expects (${err instanceof Error ? err.message : String(err)}); ` +
           `forgotten snapshots keep their space. To prune, run ${maintenanceCommand(loc, true)}`, log);
         return;
       }
       const message = `pruning the repository failed; forgotten snapshots keep their space until the next prune: ${err instanceof Error ? err.message : String(err)}`;
       this.retryAt.set(key, this.now().getTime() + Math.min(this.deps.intervalMs, 15 * 60_000));
       log.warn('prune failed', { error: message });
+      this.deps.metrics.pruneFailures.inc({ location: loc.metadata.name });
+      await this.writeStatus(loc, { lastPruneResult: 'Failed', lastPruneMessage: message }, log);
       await this.deps.recorder.event(loc, 'Warning', PRUNE_FAILED, message).catch(() => undefined);
       return;
     }
@@ -113,25 +117,36 @@ export class Pruner implements Runnable {
     this.prunedAt.set(key, prunedAt.getTime());
     this.forgets.set(key, (this.forgets.get(key) ?? 0) - counted);
     this.retryAt.delete(key);
-    log.info('repository pruned', { seconds: ((performance.now() - started) / 1000).toFixed(1), forgotten: counted });
-    await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name,
-      { lastPruneTime: prunedAt.toISOString() }).catch(ignoreNotFound)
-      .catch((err) => log.warn('repository pruned, but its lastPruneTime could not be written', { err }));
+    this.deps.metrics.pruneFailures.inc({ location: loc.metadata.name }, 0);
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    log.info('repository pruned', { seconds, forgotten: counted });
+    const done = { lastPruneTime: prunedAt.toISOString() };
     if (loc.spec.protection) {
       // The prune's deletes only added delete markers: the bucket keeps every version, which is what protection is for.
       const bucket = describeProtectionStatus(loc.status?.protection);
-      await this.leftToMaintenance(loc, `Pruned with the controller's keys: in this bucket (${bucket}) that only hides the data of forgotten ` +
+      await this.leftToMaintenance(loc, done, `Pruned with the controller's keys: in this bucket (${bucket}) that only hides the data of forgotten ` +
         `snapshots behind delete markers, and its old versions keep their space, as spec.protection intends. To free it, run ${maintenanceCommand(loc, false)}`, log);
+      return;
     }
+    await this.writeStatus(loc, { ...done, lastPruneResult: 'Succeeded',
+      lastPruneMessage: `pruned in ${seconds} s, ${counted} snapshot(s) forgotten since the prune before` }, log);
   }
 
-  /** A prune of a protected location that leaves work to the bucket's owner: a Normal event and a status note, no failure. */
-  private async leftToMaintenance(loc: BackupLocation, message: string, log: Logger): Promise<void> {
+  /**
+   * The prune's outcome in the location's status. Best effort: a failed write (API away) changes nothing that was done;
+   * the next prune writes its own.
+   */
+  private async writeStatus(loc: BackupLocation, status: Record<string, string>, log: Logger): Promise<void> {
+    await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name, status)
+      .catch(ignoreNotFound).catch((err) => log.warn('the prune\'s outcome could not be written to status', { err, ...status }));
+  }
+
+  /** A prune of a protected location that leaves work to the bucket's owner: status, then a Normal event; no failure. */
+  private async leftToMaintenance(loc: BackupLocation, done: Record<string, string>, message: string, log: Logger): Promise<void> {
     log.info('prune left to maintenance', { detail: message });
     // Status first: whoever sees the event finds the same note in status (a reader who came between an event and a
     // later status write saw the event without its note).
-    await this.deps.client.patchStatus(BACKUP_LOCATION, loc.metadata.namespace ?? '', loc.metadata.name, { lastPruneMessage: message })
-      .catch(ignoreNotFound).catch((err) => log.warn('the prune\'s note could not be written to status', { err }));
+    await this.writeStatus(loc, { ...done, lastPruneResult: 'LeftToMaintenance', lastPruneMessage: message }, log);
     await this.deps.recorder.event(loc, 'Normal', PRUNE_LEFT_TO_MAINTENANCE, message).catch(() => undefined);
   }
 }

@@ -174,6 +174,10 @@ export function createMetrics() {
       name: 'kubedr_backup_location_init_failures_total', help: 'Failed initialisations of a BackupLocation\'s repository.',
       labelNames: [...location, 'reason'], registers: [registry],
     }),
+    pruneFailures: new Counter({
+      name: 'kubedr_backup_location_prune_failures_total', help: 'Failed prunes of a BackupLocation\'s repository (forgotten snapshots keep their space; retried).',
+      labelNames: location, registers: [registry],
+    }),
     // Ours: restores (one-shot objects, so no per-object label)
     numRestores: new Counter({ name: 'kubedr_num_restores', help: 'Total number of finished MetadataRestores (every outcome).', registers: [registry] }),
     numFailedRestores: new Counter({ name: 'kubedr_num_failed_restores', help: 'Total number of failed MetadataRestores.', registers: [registry] }),

@@ -6,6 +6,7 @@ import { Pruner, pruneDue } from '../../src/controllers/pruner.ts';
 import { EngineError } from '../../src/engine/errors.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
+import type { Metrics } from '../../src/metrics/registry.ts';
 import { ConnectionError } from '../../src/kube/errors.ts';
 import type { EventRecorder } from '../../src/runtime/recorder.ts';
 import { createLogger } from '../../src/util/log.ts';
@@ -67,26 +68,40 @@ async function pruneOnce(spec: Partial<BackupLocation['spec']>, run: () => Promi
     order.push(`event ${reason}`);
     events.push({ type, reason, message });
   } };
-  const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder,
+  const failures: string[] = [];
+  const metrics = { pruneFailures: { inc: (l: { location: string }, n = 1) => { if (n) failures.push(l.location); } } } as unknown as Pick<Metrics, 'pruneFailures'>;
+  const pruner = new Pruner({ client, locations: fakeInformer([loc]), secrets: fakeInformer([creds]), restic, recorder, metrics,
     log: createLogger({ level: 'error' }), intervalMs: 24 * H, afterForgets: 50 });
   const stop = new AbortController();
   const started = pruner.start(stop.signal);
   await Bun.sleep(300);
   stop.abort();
   await started;
-  return { events, patches, runs, order };
+  return { events, patches, runs, order, failures };
 }
 
+test('a good prune: its time, result and what it did in status; no failure counted', async () => {
+  const { patches, failures, events } = await pruneOnce({}, async () => undefined);
+  expect(patches).toHaveLength(1);
+  expect(patches[0]).toMatchObject({ lastPruneResult: 'Succeeded' });
+  expect(String(patches[0]!.lastPruneMessage)).toMatch(/^pruned in \d+\.\d s, 0 snapshot\(s\) forgotten since the prune before$/);
+  expect(typeof patches[0]!.lastPruneTime).toBe('string');
+  expect(events).toEqual([]);
+  expect(failures).toEqual([]);
+});
+
 test('a good prune whose lastPruneTime cannot be written (API away) is no PruneFailed, and is not run again at once', async () => {
-  const { events, runs } = await pruneOnce({}, async () => undefined, async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); });
+  const { events, runs, failures } = await pruneOnce({}, async () => undefined, async () => { throw new ConnectionError('connect ECONNREFUSED 10.96.0.1:443'); });
   expect(runs).toEqual(['prune']);
   expect(events).toEqual([]);
+  expect(failures).toEqual([]);
 });
 
 test('a protected location\'s prune is reported as left to maintenance (Normal, with the lifecycle command, in status first)', async () => {
   const { events, patches, order } = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => undefined);
   // Status before the event: whoever sees the event finds the note in status.
-  expect(order).toEqual(['status lastPruneTime', 'status lastPruneMessage', `event ${PRUNE_LEFT_TO_MAINTENANCE}`]);
+  expect(order).toEqual(['status lastPruneTime,lastPruneResult,lastPruneMessage', `event ${PRUNE_LEFT_TO_MAINTENANCE}`]);
+  expect(patches[0]?.lastPruneResult).toBe('LeftToMaintenance');
   expect(events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Normal ${PRUNE_LEFT_TO_MAINTENANCE}`]);
   expect(events[0]!.message).toContain('versioning Enabled, object lock Enabled, default retention COMPLIANCE 30 days');
   expect(events[0]!.message).toContain('put-bucket-lifecycle-configuration');
@@ -103,6 +118,11 @@ test('a prune the bucket refuses (AccessDenied) is expected on a protected locat
   // Without spec.protection the same refusal is a failure, as before; and a protected location's other failures too.
   const plain = await pruneOnce({}, refuse);
   expect(plain.events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Warning ${PRUNE_FAILED}`]);
+  // A failure is also in status and counted, status before the event.
+  expect(plain.order).toEqual(['status lastPruneResult,lastPruneMessage', `event ${PRUNE_FAILED}`]);
+  expect(plain.patches[0]).toEqual({ lastPruneResult: 'Failed', lastPruneMessage: plain.events[0]!.message });
+  expect(plain.failures).toEqual(['loc']);
+  expect(kept.failures).toEqual([]);
   const away = await pruneOnce({ protection: { expected: 'ObjectLock' } }, async () => { throw new EngineError('Unreachable', 'connection refused'); });
   expect(away.events.map((e) => `${e.type} ${e.reason}`)).toEqual([`Warning ${PRUNE_FAILED}`]);
 });

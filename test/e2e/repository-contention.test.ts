@@ -6,18 +6,22 @@
  *   other backup waited for the prune).
  * - A verification reading a backup under its shared lock: retention's forget and the prune after it wait for it, and
  *   the verification succeeds (before: read with --no-lock, a prune could repack the packs under it: a false failure).
+ * - A prune that ends while the API server is away: its status cannot be written, which is no failed prune (before: a
+ *   PruneFailed), and it is not run again at once; the next prune writes its outcome.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { restartApiserver } from '../../scripts/cluster/node.ts';
+import { PRUNE_FAILED } from '../../src/api/events.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
-import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import {
-  ControllerProcess, apply, backupNow, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, getJson,
-  kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket,
+  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, getJson,
+  kubectl, locationInit, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 import { type FrozenChild, frozenChild } from '../support/locks.ts';
 
 const password = `contention-pw-${crypto.randomUUID()}`;
-const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read') };
+const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read'), api: uniqueBucket('api') };
 let ns: string;
 let controller: ControllerProcess;
 const frozen: FrozenChild[] = [];
@@ -136,5 +140,43 @@ test('a verification reading under its shared lock: retention\'s forget and the 
   expect(snapshotIds(buckets.read)).toEqual(kept);
   await eventually(() => expect(records('pv').map((r) => r.spec.snapshotId).sort()).toEqual(kept), 60_000);
   expect(resticAt(buckets.read, password, ['check']).code).toBe(0);
+  expect(warnings()).toEqual([]);
+}, 420_000);
+
+test('a prune that ends while the API server is away: no PruneFailed, none counted, not run again at once; the next prune is in status', async () => {
+  // Without leader election here: an outage longer than the renew deadline deposes a leader, and a deposed leader
+  // stops its prune (a blip shorter than the deadline keeps it; the API server's restart takes longer than that).
+  await controller.stop();
+  controller = await ControllerProcess.start(ns, ['--prune-after-forgets', '1', '--leader-elect=false']);
+  apply(policyYaml(ns, 'pa', { destination: 'api', retainNumBackups: 1, verification: { mode: 'Never' } }));
+  expect((await backupNow(ns, 'pa', 90_000)).status?.backupStatus).toBe('Completed');
+  const pruning = frozenChild(controller.pid, /restic.*\sprune(\s|$)/, buckets.api, password, { exclusive: true });
+  expect((await backupNow(ns, 'pa', 90_000)).status?.backupStatus).toBe('Completed');
+  const prune = await pruning;
+  frozen.push(prune);
+
+  const restarted = restartApiserver(cluster(), 15_000);
+  await eventually(() => expect(kubectl(['get', 'namespace', ns]).code).not.toBe(0), 60_000);
+  prune.thaw();
+  await eventually(() => expect(logged('repository pruned', 'api')).toBe(1), 15_000);
+  await eventually(() => expect(logged('the prune\'s outcome could not be written to status', 'api')).toBeGreaterThanOrEqual(1), 15_000);
+  expect(metricValue(await controller.metrics(), 'kubedr_backup_location_prune_failures_total', { location: 'api' })).toBe(0);
+  await restarted;
+
+  await eventually(() => expect(kubectl(['get', 'namespace', ns]).code).toBe(0), 60_000);
+  await Bun.sleep(5_000);
+  expect(logged('pruning repository', 'api')).toBe(1);
+  expect(events(ns, 'api').filter((e) => e.reason === PRUNE_FAILED)).toEqual([]);
+  expect(metricValue(await controller.metrics(), 'kubedr_backup_location_prune_failures_total', { location: 'api' })).toBe(0);
+
+  // The next forget makes the next prune, whose outcome lands in status.
+  expect((await backupNow(ns, 'pa', 90_000)).status?.backupStatus).toBe('Completed');
+  const loc = await eventually(() => {
+    const l = getJson<BackupLocation>(['bl', 'api', '-n', ns]);
+    if (l.status?.lastPruneResult !== 'Succeeded') throw new Error(JSON.stringify(l.status));
+    return l;
+  }, 90_000);
+  expect(loc.status?.lastPruneMessage).toMatch(/^pruned in \d+\.\d s, 1 snapshot\(s\) forgotten since the prune before$/);
+  expect(Date.parse(loc.status!.lastPruneTime!)).toBeGreaterThan(Date.now() - 120_000);
   expect(warnings()).toEqual([]);
 }, 420_000);
