@@ -34,6 +34,8 @@ export class BackupPolicyReconciler implements Reconciler {
   /** Scheduled verifications running now, by policy key, and the slot each served (ahead of the cache). */
   private readonly verifying = new Map<string, Running>();
   private readonly verifiedSlot = new Map<string, number>();
+  /** Records whose interrupted after-backup verification this process started again (see resumeVerification). */
+  private readonly resumed = new Set<string>();
 
   constructor(private readonly deps: BackupPolicyDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -50,7 +52,6 @@ export class BackupPolicyReconciler implements Reconciler {
   set sync(sync: Pick<RepositorySync, 'syncLocation' | 'request'> | undefined) {
     this.runner.hooks.sync = sync;
   }
-  /** Proves backups restore (after each backup, or on the policy's verification schedule). */
   /**
    * Asks for a backup of the policy at once (after a repository repair: fresh copies of the data now, not at the next
    * slot). It runs as an on-demand backup; if one runs already, the request waits for it to end.
@@ -60,6 +61,7 @@ export class BackupPolicyReconciler implements Reconciler {
     this.runner.hooks.enqueue(key);
   }
 
+  /** Proves backups restore (after each backup, or on the policy's verification schedule). */
   set verifier(verifier: Verifier | undefined) {
     this.runner.hooks.verifier = verifier;
   }
@@ -180,6 +182,7 @@ export class BackupPolicyReconciler implements Reconciler {
       this.runner.start(key, start, signal, reconciledAt);
       log.info('backup started', { trigger: start, slot: slot?.toISOString() });
     }
+    if (!start) this.resumeVerification(key, policy);
     const verifyNext = this.scheduledVerification(key, policy, now);
     const wake = [next, verifyNext].filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
     if (!wake) return;
@@ -214,6 +217,28 @@ export class BackupPolicyReconciler implements Reconciler {
       this.verifying.set(key, { abort, done });
     }
     return schedule.next(now) ?? undefined;
+  }
+
+  /**
+   * In AfterBackup mode: the newest backup's verification when it has none and none is under way, because the run
+   * that took the backup was stopped before its verification ended (a shutdown, a lost leadership, a killed pod). Left
+   * alone, that backup would stay unproven until the next one.
+   */
+  private resumeVerification(key: string, policy: MetadataBackupPolicy): void {
+    const verifier = this.runner.hooks.verifier;
+    if (!verifier || verifyMode(policy) !== 'AfterBackup' || this.runner.has(key) || this.verifying.has(key)) return;
+    const ns = policy.metadata.namespace ?? '';
+    const newest = newestRecord(this.deps.records.list(), ns, policy.metadata.name);
+    const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
+    if (!newest || !location || newest.status?.verification || newest.metadata.deletionTimestamp) return;
+    const recordKey = `${ns}/${newest.metadata.name}`;
+    // Once per record in this process: the cache may lag behind the outcome just written.
+    if (this.runner.verifiesRecord(recordKey) || this.verifying.has(`${key}@${newest.metadata.name}`) || this.resumed.has(recordKey)) return;
+    this.resumed.add(recordKey);
+    this.deps.log.info('verifying the newest backup, whose verification did not end', { policy: key, record: newest.metadata.name });
+    const abort = new AbortController();
+    const done = verifier.verify(policy, location, newest, abort.signal).then(() => undefined).finally(() => this.verifying.delete(key));
+    this.verifying.set(key, { abort, done });
   }
 
   /**

@@ -134,6 +134,14 @@ export class BackupRunner {
     return this.unreported.delete(key);
   }
 
+  /** Records (namespace/name) made by a run of this process whose after-backup verification has not ended yet. */
+  private readonly toVerify = new Set<string>();
+
+  /** Whether a run of this process is still to verify the record (after its retention), or verifies it now. */
+  verifiesRecord(recordKey: string): boolean {
+    return this.toVerify.has(recordKey);
+  }
+
   /** Whether the policy has a backup or a resolution in flight (another must not start). */
   has(key: string): boolean {
     return this.running.has(key);
@@ -245,6 +253,7 @@ export class BackupRunner {
     const started = performance.now();
     const marks: RunMarks = { reconciledAt: run.reconciledAt, startedAt: Date.now(), started };
     this.deps.metrics.numBackups.inc({ policyName: name });
+    let verifying: string | undefined;
     try {
       const location = await this.waitForLocation(ns, policy.spec.destination, signal);
       const repo = locationRepository(location, this.deps.secrets);
@@ -268,6 +277,10 @@ export class BackupRunner {
       marks.flushed = performance.now();
       const record = await outcomes.createRecord(policy, location, result, signal);
       marks.recorded = performance.now();
+      if (this.hooks.verifier && verifyMode(policy) === 'AfterBackup') {
+        verifying = `${ns}/${record.metadata.name}`;
+        this.toVerify.add(verifying);
+      }
       await outcomes.reportSuccess(policy, result, record, signal);
       // One line with where the time went (npm run bench reads it).
       log.info('backup completed', { snapshotId: result.summary.snapshotId, durationSecs: result.durationSecs, etcdBytes: result.etcd.size,
@@ -300,6 +313,8 @@ export class BackupRunner {
       // Keys revoked or changed on the S3 side leave the location looking Ready: have it checked again now, so it
       // shows the refusal and the backups of other policies there wait for a fix instead of failing one by one.
       if (err instanceof EngineError && err.kind === 'AccessDenied') this.hooks.onCredentialsRefused?.(`${ns}/${policy.spec.destination}`);
+    } finally {
+      if (verifying) this.toVerify.delete(verifying);
     }
   }
 

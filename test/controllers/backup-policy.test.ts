@@ -7,6 +7,7 @@ import { BACKUP_FAILED, BACKUP_SUCCEEDED } from '../../src/api/events.ts';
 import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { BackupPolicyReconciler, type BackupPolicyDeps } from '../../src/controllers/backup-policy.ts';
 import { newRecord } from '../../src/controllers/records.ts';
+import type { Verifier } from '../../src/controllers/verification.ts';
 import type { SyncResult } from '../../src/controllers/repository-sync.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
@@ -140,5 +141,46 @@ describe('a Running status that no backup of this process matches', () => {
     expect(events).toEqual([]);
     expect(patches.every((p) => p.backupStatus === undefined)).toBe(true);
     expect(counts.backups).toBe(0);
+  });
+});
+
+describe('an after-backup verification that did not end (the controller stopped during it)', () => {
+  const policy = (mode?: 'AfterBackup' | 'Schedule' | 'Never'): MetadataBackupPolicy => ({
+    metadata: { name: 'pol', namespace: 'ns', generation: 1, creationTimestamp: '2026-11-30T00:00:00Z' },
+    spec: { destination: 'loc', certsDir: '/pki', schedule: '0 0 1 1 *', ...(mode ? { verification: { mode, schedule: '0 0 1 1 *' } } : {}) },
+    status: { backupStatus: 'Completed', observedGeneration: 1, lastScheduleTime: '2026-11-30T00:00:00Z' },
+  });
+  const record = (name: string, time: string, verified: boolean) => ({
+    ...newRecord({ namespace: 'ns', policy: 'pol', location: 'loc', snapshotId: `${name}00000`.slice(0, 8), status: { backupTime: time } }),
+    metadata: { name, namespace: 'ns' },
+    ...(verified ? { status: { backupTime: time, verification: { time, result: 'Succeeded' as const } } } : { status: { backupTime: time } }),
+  }) as MetadataBackupRecord;
+
+  async function reconcileTwice(p: MetadataBackupPolicy, records: MetadataBackupRecord[]): Promise<string[]> {
+    const verified: string[] = [];
+    const client = { patchStatus: async () => ({}) } as unknown as KubeClient;
+    const r = new BackupPolicyReconciler({
+      client, policies: fakeInformer([p]), secrets: fakeInformer([]), records: fakeInformer(records),
+      locations: fakeInformer([{ metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3', bucketName: 'b', credentials: 'c' }, status: { initStatus: 'Completed' } }]),
+      recorder: { event: async () => undefined }, metrics: createMetrics(), restic: {} as Restic, log: createLogger({ level: 'error' }),
+      host: 'h', origin: { clusterId: 'c1', clusterName: 'one', namespace: 'ns' }, maxConcurrent: 1, now: () => new Date('2026-11-30T11:01:00Z'),
+    });
+    r.verifier = { verify: async (_p: unknown, _l: unknown, rec: MetadataBackupRecord) => { verified.push(rec.metadata.name); return true; } } as unknown as Verifier;
+    await r.reconcile(KEY, new AbortController().signal);
+    await r.drain(1000);
+    await r.reconcile(KEY, new AbortController().signal);
+    await r.drain(1000);
+    return verified;
+  }
+
+  test('the newest backup without a verification is verified, once per process', async () => {
+    expect(await reconcileTwice(policy(), [record('older', '2026-11-30T09:00:00Z', true), record('newest', '2026-11-30T10:00:00Z', false)])).toEqual(['newest']);
+  });
+
+  test('nothing when the newest is verified (an older unverified one is not looked at), or in Schedule or Never mode', async () => {
+    expect(await reconcileTwice(policy(), [record('older', '2026-11-30T09:00:00Z', false), record('newest', '2026-11-30T10:00:00Z', true)])).toEqual([]);
+    const unverified = [record('newest', '2026-11-30T10:00:00Z', false)];
+    expect(await reconcileTwice(policy('Schedule'), unverified)).toEqual([]);
+    expect(await reconcileTwice(policy('Never'), unverified)).toEqual([]);
   });
 });

@@ -8,6 +8,9 @@
  *   the verification succeeds (before: read with --no-lock, a prune could repack the packs under it: a false failure).
  * - A prune that ends while the API server is away: its status cannot be written, which is no failed prune (before: a
  *   PruneFailed), and it is not run again at once; the next prune writes its outcome.
+ * - A controller stopped (SIGTERM) while a verification reads: it waits for it up to its shutdown time, then stops it
+ *   and exits; started again, it verifies that backup (before: it stayed unverified), and the killed reader's lock
+ *   does not hold up the next forget and prune.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { restartApiserver } from '../../scripts/cluster/node.ts';
@@ -21,7 +24,8 @@ import {
 import { type FrozenChild, frozenChild } from '../support/locks.ts';
 
 const password = `contention-pw-${crypto.randomUUID()}`;
-const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read'), api: uniqueBucket('api') };
+const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read'), api: uniqueBucket('api'),
+  stop: uniqueBucket('stop') };
 let ns: string;
 let controller: ControllerProcess;
 const frozen: FrozenChild[] = [];
@@ -178,5 +182,36 @@ test('a prune that ends while the API server is away: no PruneFailed, none count
   }, 90_000);
   expect(loc.status?.lastPruneMessage).toMatch(/^pruned in \d+\.\d s, 1 snapshot\(s\) forgotten since the prune before$/);
   expect(Date.parse(loc.status!.lastPruneTime!)).toBeGreaterThan(Date.now() - 120_000);
+  expect(warnings()).toEqual([]);
+}, 420_000);
+
+test('SIGTERM during a verification: the controller waits, then stops it and exits; started again, it verifies that backup', async () => {
+  await controller.stop();
+  controller = await ControllerProcess.start(ns, ['--prune-after-forgets', '1']);
+  apply(policyYaml(ns, 'ps', { destination: 'stop', retainNumBackups: 1 }));
+  const verified = (mbr: string) => getJson<MetadataBackupRecord>(['mbr', mbr, '-n', ns]).status?.verification;
+  const reading = frozenChild(controller.pid, /restic.*\srestore\s/, buckets.stop, password);
+  const taken = await backupNow(ns, 'ps', 90_000);
+  const reader = await reading;
+  frozen.push(reader);
+
+  const t0 = performance.now();
+  const code = await controller.stop();
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(`controller stopped ${seconds.toFixed(1)} s after SIGTERM (exit ${code}), --shutdown-timeout 10s`);
+  expect(code).toBe(0);
+  // It waited for the verification (the drain: shutdown time less 2 s), then cancelled it; restic stopped within its grace.
+  expect(seconds).toBeGreaterThan(7);
+  expect(seconds).toBeLessThan(30);
+  expect(alive(reader.pid)).toBe(false);
+  expect(controller.logLines().some((l) => l.msg === 'cancelling running backups at shutdown')).toBe(true);
+  expect(verified(taken.status!.mbrName!)).toBeUndefined();
+
+  controller = await ControllerProcess.start(ns, ['--prune-after-forgets', '1']);
+  await eventually(() => expect(verified(taken.status!.mbrName!)?.result).toBe('Succeeded'), 120_000);
+  // The next backup's retention forgets this one and the prune follows: the dead reader's lock holds neither up.
+  const next = await backupNow(ns, 'ps', 90_000);
+  await eventually(() => expect(snapshotIds(buckets.stop)).toEqual([next.status!.snapshotId!]), 120_000);
+  await eventually(() => expect(logged('repository pruned', 'stop')).toBe(1), 90_000);
   expect(warnings()).toEqual([]);
 }, 420_000);
