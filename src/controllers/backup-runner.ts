@@ -5,7 +5,7 @@
  * after-backup verification. Shutdown waits for all of it within its time limit, then cancels what is left.
  */
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../api/types.ts';
-import { type BackupProgress, type BackupResult, runBackup } from '../engine/backup.ts';
+import { runBackup } from '../engine/backup.ts';
 import { EngineError } from '../engine/errors.ts';
 import { type BackupOrigin, backupTags } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
@@ -18,6 +18,7 @@ import type { Logger } from '../util/log.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { sleep } from '../util/sleep.ts';
 import { type BackupOutcomes, RecordNotWritten, seconds } from './backup-outcome.ts';
+import { type RunMarks, progressWriter, runTimings } from './backup-run-report.ts';
 import { InputError, etcdConnection, locationRepository, readyLocation } from './inputs.ts';
 import { newestSnapshot } from './records.ts';
 import type { RepositorySync } from './repository-sync.ts';
@@ -74,37 +75,6 @@ export interface RunnerHooks {
   onForgotten?: (location: BackupLocation, count: number) => void;
   /** A location (namespace/name) whose S3 server refused the credentials mid-backup. */
   onCredentialsRefused?: (locationKey: string) => void;
-}
-
-/** Moments of one backup run: wall-clock epoch ms where another process compares them, else the monotonic clock. */
-interface RunMarks {
-  /** The reconcile that started the run (wall clock). */
-  reconciledAt: number;
-  /** The run began, its `Running` status written (wall clock). */
-  startedAt: number;
-  started: number;
-  /** The engine was called (location ready, slot taken). */
-  engine?: number;
-  engineDone?: number;
-  /** The last progress write landed. */
-  flushed?: number;
-  recorded?: number;
-}
-
-/** Where the time of a successful run went, in whole milliseconds, as fields of one log line. */
-function runTimings(m: RunMarks, r: BackupResult, done: number): Record<string, unknown> {
-  const ms = (x: number) => Math.round(x);
-  const t = r.timings;
-  return {
-    reconciledAt: new Date(m.reconciledAt).toISOString(),
-    timingsMs: {
-      start: m.startedAt - m.reconciledAt, wait: ms((m.engine ?? m.started) - m.started), stage: ms(t.stageMs),
-      etcdConnect: ms(t.etcd.connectMs), etcdStream: ms(t.etcd.streamMs), hash: ms(t.etcd.hashMs), write: ms(t.etcd.writeMs),
-      repoWait: ms(t.repoWaitMs), upload: ms(t.uploadMs), uploadOwnCpu: ms(t.uploadOwnCpuMs), resticOwn: ms(r.summary.totalDuration * 1000), cleanup: ms(t.cleanupMs),
-      progressFlush: ms((m.flushed ?? done) - (m.engineDone ?? done)), record: ms((m.recorded ?? done) - (m.flushed ?? done)),
-      status: ms(done - (m.recorded ?? done)), total: ms(done - m.started),
-    },
-  };
 }
 
 export class BackupRunner {
@@ -263,7 +233,7 @@ export class BackupRunner {
       }).catch((err) => log.debug('progress write failed', { err })));
       await acquireSlot();
       const etcd = etcdConnection(ns, policy.spec.etcdEndpoint ?? 'https://127.0.0.1:2379', policy.spec.etcdCreds ?? 'etcd-creds', this.deps.secrets);
-      const progress = this.progressWriter(policy);
+      const progress = progressWriter((status) => outcomes.patchStatus(policy, status), this.deps.log, this.deps.progressIntervalMs);
       marks.engine = performance.now();
       const tags = backupTags(name, this.deps.origin, await readServerVersion(this.deps.client, signal));
       const result = await runBackup(this.deps.restic, {
@@ -333,30 +303,5 @@ export class BackupRunner {
       }
       await sleep(500, signal);
     }
-  }
-
-  /**
-   * Progress to status, at most every `progressIntervalMs` (and on each change of phase or wait). Writes are chained,
-   * and `flush` waits for the last, so a late progress write never lands after the final status.
-   */
-  private progressWriter(policy: MetadataBackupPolicy): { write: (p: BackupProgress) => void; flush: () => Promise<void> } {
-    const interval = this.deps.progressIntervalMs ?? 3000;
-    let last = 0;
-    let lastState = '';
-    let chain = Promise.resolve();
-    return {
-      write: (p) => {
-        const t = Date.now();
-        const state = `${p.phase}/${p.waitingFor ?? ''}`;
-        if (state === lastState && t - last < interval) return;
-        last = t;
-        lastState = state;
-        const progress = { phase: p.phase, bytesDone: p.bytesDone, totalBytes: p.totalBytes ?? null,
-          percent: p.percent === undefined ? null : Math.round(p.percent), waitingFor: p.waitingFor ?? null, updateTime: new Date(t).toISOString() };
-        chain = chain.then(() => this.deps.outcomes.patchStatus(policy, { progress }))
-          .catch((err) => this.deps.log.debug('progress write failed', { err }));
-      },
-      flush: () => chain,
-    };
   }
 }
