@@ -22,6 +22,7 @@ import {
   kubectl, locationInit, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 import { type FrozenChild, frozenChild } from '../support/locks.ts';
+import { isAlive } from '../../src/util/process.ts';
 
 const password = `contention-pw-${crypto.randomUUID()}`;
 const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read'), api: uniqueBucket('api'),
@@ -37,14 +38,6 @@ const snapshotIds = (bucket: string) =>
 const logged = (msg: string, location: string) =>
   controller.logLines().filter((l) => l.msg === msg && l.backupLocation === `${ns}/${location}`).length;
 const warnings = () => events(ns).filter((e) => e.type === 'Warning').map((e) => `${e.involvedObject.name} ${e.reason}: ${e.message}`);
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Asks for a backup without waiting for it; returns the value its status will say it served. */
 function askBackup(name: string): string {
@@ -95,7 +88,7 @@ test('a prune in progress: its location\'s next backup waits Queued for it, outs
   // The one backup slot is free: the other location's backup runs and completes while the prune still holds its lock.
   const other = await backupNow(ns, 'po', 90_000);
   expect(other.status?.backupStatus).toBe('Completed');
-  expect(alive(prune.pid)).toBe(true);
+  expect(isAlive(prune.pid)).toBe(true);
   expect(logged('repository pruned', 'busy')).toBe(0);
   expect(policy('pb').status?.progress?.phase).toBe('Queued');
 
@@ -203,7 +196,7 @@ test('SIGTERM during a verification: the controller waits, then stops it and exi
   // It waited for the verification (the drain: shutdown time less 2 s), then cancelled it; restic stopped within its grace.
   expect(seconds).toBeGreaterThan(7);
   expect(seconds).toBeLessThan(30);
-  expect(alive(reader.pid)).toBe(false);
+  expect(isAlive(reader.pid)).toBe(false);
   expect(controller.logLines().some((l) => l.msg === 'cancelling running backups at shutdown')).toBe(true);
   expect(verified(taken.status!.mbrName!)).toBeUndefined();
 

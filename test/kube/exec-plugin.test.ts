@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CredentialError } from '../../src/kube/errors.ts';
 import { type ExecConfig, execCredentials, stopPluginRuns } from '../../src/kube/exec-plugin.ts';
+import { isAlive } from '../../src/util/process.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -30,14 +31,6 @@ const runs = (exec: ExecConfig) => readFileSync(`${exec.command}.count`, 'utf8')
 /** Prints an ExecCredential; `$n` in it becomes the run's number. */
 const credential = (status: object) =>
   `echo '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status }).replaceAll('$n', `'"$n"'`)}'`;
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('time limits', () => {
   test('a hung plugin: a request waits only until its signal aborts, and is told so; the plugin is killed at the run\'s limit', async () => {
@@ -50,13 +43,13 @@ describe('time limits', () => {
     expect(err.message).toBe(`the kubeconfig's credential plugin ${exec.command} gave no credential within the request's time limit ` +
       '(it may run for up to 1.5 s before it is stopped)');
     const pid = Number(readFileSync(join(dir, 'hang.pid'), 'utf8'));
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     // A request without a time limit of its own still gets an answer: the run's, when the plugin is killed.
     const overrun = await creds.get().catch((e) => e);
     expect(overrun).toBeInstanceOf(CredentialError);
     expect(overrun.message).toBe(`the kubeconfig's credential plugin ${exec.command} gave no credential within 1.5 s and was stopped`);
     expect(performance.now() - t0).toBeLessThan(3_000);
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
     // Both waited for one run; the next request starts another.
     expect(runs(exec)).toBe(1);
     await creds.get(AbortSignal.timeout(100)).catch(() => undefined);
@@ -68,10 +61,10 @@ describe('time limits', () => {
     const creds = execCredentials(exec, { timeoutMs: 30_000, now: Date.now });
     await creds.get(AbortSignal.timeout(300)).catch(() => undefined);
     const pid = Number(readFileSync(join(dir, 'orphan.pid'), 'utf8'));
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     const t0 = performance.now();
     await stopPluginRuns();
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
     expect(performance.now() - t0).toBeLessThan(1_000);
   });
 
