@@ -17,12 +17,12 @@ import { restartApiserver } from '../../scripts/cluster/node.ts';
 import { PRUNE_FAILED } from '../../src/api/events.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
+import { isAlive } from '../../src/util/process.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, getJson,
   kubectl, locationInit, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 import { type FrozenChild, frozenChild } from '../support/locks.ts';
-import { isAlive } from '../../src/util/process.ts';
 
 const password = `contention-pw-${crypto.randomUUID()}`;
 const buckets = { busy: uniqueBucket('busy'), other: uniqueBucket('other'), read: uniqueBucket('read'), api: uniqueBucket('api'),
