@@ -7,7 +7,7 @@
 import type { TestEnv } from './node.ts';
 import { apiserverReady, etcdReady, nodeReady, s3Ready, saveState } from './node-state.ts';
 import { killProc, startProc, waitFor } from './procs.ts';
-import { type Component, repointEtcd, startStaticPod, stopStaticPod, waitStaticPod } from './static-control-plane.ts';
+import { type Component, repointEtcd, runningPids, startStaticPod, stopStaticPod, waitStaticPod } from './static-control-plane.ts';
 
 const isStatic = (env: TestEnv) => env.controlPlane === 'static-pods';
 
@@ -27,6 +27,13 @@ async function startPart(env: TestEnv, c: Component, timeoutMs: number): Promise
   env.procs[c] = startProc(env.dir, c, env.procs[c]!.cmd);
   saveState(env);
   await waitFor(c === 'etcd' ? 'etcd' : 'kube-apiserver', env.procs[c], check, timeoutMs);
+}
+
+/** The process id of etcd or kube-apiserver as the node runs it (its process, or its static pod's container), to signal it. */
+export function controlPlanePid(env: TestEnv, c: Component): number {
+  const pid = isStatic(env) ? runningPids(env, c)[0] : env.procs[c]?.pid;
+  if (!pid) throw new Error(`${c} is not running on the test node`);
+  return pid;
 }
 
 /** Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. */

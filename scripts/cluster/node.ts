@@ -29,7 +29,7 @@ import { type ControlPlaneMode, controlPlaneImages, waitStaticPod, writeManifest
 import { S3_ACCESS_KEY, S3_PORT, S3_SECRET_KEY, type S3Server, prepareS3, provisionS3, s3ServerFromEnv } from './s3.ts';
 
 export { ADMIN_TOKEN, S3_ACCESS_KEY, S3_SECRET_KEY };
-export { restartApiserver, startControlPlane, startProcAgain, stopControlPlane, stopProc } from './node-control-plane.ts';
+export { controlPlanePid, restartApiserver, startControlPlane, startProcAgain, stopControlPlane, stopProc } from './node-control-plane.ts';
 import { startControlPlane, stopControlPlane } from './node-control-plane.ts';
 const repoRoot = resolve(import.meta.dir, '../..');
 

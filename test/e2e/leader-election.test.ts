@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ADMIN_TOKEN, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
+import { ADMIN_TOKEN, controlPlanePid, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { BackupLocation, Lease, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
 import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
@@ -114,7 +114,7 @@ describe('the API server frozen (SIGSTOP) during a backup while a standby waits'
 
     expect(kubectl(['annotate', 'mbp', 'pol', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=freeze`]).code).toBe(0);
     await eventually(() => expect(['Snapshot', 'Upload']).toContain(getJson<MetadataBackupPolicy>(['mbp', 'pol', '-n', ns]).status?.progress?.phase ?? ''), 30_000, 100);
-    const apiserver = cluster().procs.apiserver!.pid;
+    const apiserver = controlPlanePid(cluster(), 'apiserver');
     process.kill(apiserver, 'SIGSTOP');
     try {
       await Bun.sleep(9_000);
