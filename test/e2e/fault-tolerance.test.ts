@@ -34,8 +34,9 @@ beforeAll(async () => {
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   bigEtcd = await startExtraEtcd(cluster(), 'etcd-ft-big');
   fillEtcd(bigEtcd, 120);
-  // A lease long enough to ride out the API restart below: this test is about the backup, not the failover.
-  controller = await ControllerProcess.start(ns, ['--leader-elect-lease-duration', '40s', '--leader-elect-renew-deadline', '30s',
+  // A lease long enough to ride out the API restart below: this test is about the backup, not the failover. With the
+  // API server as a static pod the restart takes the kubelet's file check (20 s) on each side of the 9 s down.
+  controller = await ControllerProcess.start(ns, ['--leader-elect-lease-duration', '150s', '--leader-elect-renew-deadline', '120s',
     '--leader-elect-retry-period', '1s', '--lock-wait', '10s']);
   await locationInit(ns, 'loc', 'Completed');
 }, 180_000);
