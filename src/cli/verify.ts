@@ -68,8 +68,8 @@ async function verifyContinuous(f: Parsed<typeof flags>, args: string[]): Promis
   }));
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`
     : `Verified the continuous backup of policy ${policy}: full backup ${r.baseSnapshot.slice(0, 8)} and ${r.changesApplied} changes rebuild ` +
-      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}; etcd content hash ${r.contentHash} since compacted ` +
-      `revision ${r.compactRevision}), in ${r.durationSecs.toFixed(1)} s\n`);
+      `revision ${r.revision} with ${r.keyCount} keys (history digest ${r.digest}; etcd content hash ${r.contentHash}` +
+      `${r.compactRevision > 0 ? ` since compacted revision ${r.compactRevision}` : ''}), in ${r.durationSecs.toFixed(1)} s\n`);
   return 0;
 }
 

@@ -58,7 +58,8 @@ signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
     passed = rebuilt.digest === live.digest && rebuilt.keyCount === live.keyCount && rebuilt.contentHash === live.contentHash;
     message = passed
       ? `revision ${revision} rebuilt from full backup ${rebuilt.baseSnapshot.slice(0, 8)} and ${rebuilt.changesApplied} stored changes ` +
-        `has exactly etcd's history and content (${rebuilt.keyCount} keys, etcd hash ${rebuilt.contentHash} since revision ${live.compactRevision}) ` +
+        `has exactly etcd's history and content (${rebuilt.keyCount} keys, etcd hash ${rebuilt.contentHash}` +
+        `${live.compactRevision > 0 ? ` since compacted revision ${live.compactRevision}` : ''}) ` +
         `in ${rebuilt.durationSecs.toFixed(1)} s`
       : `revision ${revision} rebuilt from S3 differs from etcd's: ${rebuilt.keyCount} keys against ${live.keyCount}, history digests ` +
         `${rebuilt.digest.slice(0, 12)} and ${live.digest.slice(0, 12)}, etcd hashes ${rebuilt.contentHash} and ${live.contentHash}: ` +

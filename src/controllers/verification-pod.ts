@@ -104,7 +104,9 @@ export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { pol
   return verifyPod(input, {
     name: chainVerificationPodName(policy.metadata.name), namespace: policy.metadata.namespace,
     owner: { kind: 'MetadataBackupPolicy', name: policy.metadata.name, uid: policy.metadata.uid },
-    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision), '--compact-revision', String(compactRevision)],
+    // etcd says -1 when it never compacted: nothing to compact to then.
+    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision),
+      ...(compactRevision > 0 ? ['--compact-revision', String(compactRevision)] : [])],
     memoryMi: memoryMi + 256, scratchMi: scratchMi * 2,
   });
 }

@@ -124,6 +124,28 @@ async function failFastIfUnreachable(address: string): Promise<void> {
   if (problem) throw new EngineError('Unreachable', `S3 endpoint unreachable: ${endpoint}: ${problem}`);
 }
 
+/**
+ * The restic processes of this process, whichever Restic started them: none may outlive it. A shutdown that reaches
+ * its time limit exits before a cancelled restic's SIGKILL is due, and a restic that hangs or is stopped would keep
+ * its repository lock, live by restic's own rule (its pid runs), for 30 minutes.
+ */
+const everyChild = new Set<number>();
+let reaper = false;
+function trackChild(pid: number, exited: Promise<unknown>): void {
+  if (!reaper) {
+    reaper = true;
+    process.on('exit', () => {
+      for (const p of everyChild) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch { /* already gone */ }
+      }
+    });
+  }
+  everyChild.add(pid);
+  void exited.then(() => everyChild.delete(pid));
+}
+
 export class Restic {
   private readonly binary: string;
   private readonly tails = new Map<string, Promise<unknown>>();
@@ -178,6 +200,7 @@ export class Restic {
     }
     this.children.add(proc.pid);
     void proc.exited.then(() => this.children.delete(proc.pid));
+    trackChild(proc.pid, proc.exited);
     let stopped: 'timeout' | 'cancel' | 'refused' | undefined;
     let refusal = '';
     const stop = (why: 'timeout' | 'cancel' | 'refused') => {

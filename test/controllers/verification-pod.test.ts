@@ -125,6 +125,9 @@ describe('the chain verification pod', () => {
     expect(c.args).toEqual(['verify', '--continuous', '--policy', 'etcd', '--revision', '4242', '--compact-revision', '4000', '--url', 'https://s3.example.com', '--bucket', 'backups',
       '--termination-log', '/dev/termination-log']);
     expect(p.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MetadataBackupPolicy', name: 'etcd', uid: 'p-1' });
+    // A live etcd that never compacted says -1: no flag then.
+    expect(chainVerificationPod({ policy, location, revision: 42, compactRevision: -1, image: 'i', deadlineSeconds: 60 }).spec!.containers[0]!.args)
+      .not.toContain('--compact-revision');
     expect(c.env?.filter((e) => e.value !== undefined).map((e) => e.name)).toEqual(['RESTIC_PASSWORD_FILE', 'TMPDIR']);
     expect(p.spec?.activeDeadlineSeconds).toBe(1800);
   });

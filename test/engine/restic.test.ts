@@ -191,3 +191,20 @@ describe('maintenance of a repository, waited for before a backup takes its slot
     await prune;
   });
 });
+
+test('no restic outlives the process that started it: one still running when it exits is killed', () => {
+  // A process that starts a restic which does not end (the stand-in sleeps, as a hung or stopped restic would), then
+  // exits, as the controller does when its shutdown time limit is up.
+  const main = join(dir, 'exits.ts');
+  writeFileSync(main, `import { Restic } from ${JSON.stringify(join(import.meta.dir, '../../src/engine/restic.ts'))};
+const r = new Restic({ binary: ${JSON.stringify(fake)} });
+void r.run(${JSON.stringify(repo)}, ['sleep']).catch(() => undefined);
+setTimeout(() => process.exit(0), 1000);
+`);
+  const child = Bun.spawnSync([process.execPath, main], { stdout: 'pipe', stderr: 'pipe' });
+  expect(child.exitCode).toBe(0);
+  // The stand-in's `exec sleep 30` keeps its pid; its argv file shows it ran.
+  expect(read('call.argv')).toContain('sleep');
+  const sleeping = Bun.spawnSync(['pgrep', '-f', '^sleep 30$']).stdout.toString().trim();
+  expect(sleeping).toBe('');
+});

@@ -70,9 +70,11 @@ export async function liveContentHash(client: EtcdClient, revision: number): Pro
  */
 export async function rebuiltContentHash(client: EtcdClient, revision: number, compactTo?: number): Promise<ContentHash> {
   const own = (await client.hashKV(revision)).compactRevision;
-  if (compactTo !== undefined && compactTo > own) await client.compact(compactTo);
-  else if (compactTo !== undefined && compactTo < own) {
-    throw new EngineError('IntegrityError', `the rebuilt etcd is compacted to revision ${own}, past the ${compactTo} asked for: its content hash cannot be compared`);
+  // etcd says -1 for a store never compacted.
+  const target = compactTo !== undefined && compactTo > 0 ? compactTo : undefined;
+  if (target !== undefined && target > own) await client.compact(target);
+  else if (target !== undefined && target < own) {
+    throw new EngineError('IntegrityError', `the rebuilt etcd is compacted to revision ${own}, past the ${target} asked for: its content hash cannot be compared`);
   }
   return liveContentHash(client, revision);
 }
