@@ -10,6 +10,7 @@
  * process a cluster of its own.
  *   KUBEDR_TEST_NODES  how many nodes (default 1: a full run on three side by side has not been measured yet; 3 is the aim)
  *   KUBEDR_TEST_MATCH  only the test files whose path matches this regular expression
+ *   KUBEDR_CONTROL_PLANE  static-pods (default: etcd and kube-apiserver as kubeadm runs them) or processes (faster restarts)
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ const cacheDir = process.env.KUBEDR_CACHE ?? join(process.env.XDG_CACHE_HOME ?? 
 const timesFile = join(cacheDir, 'test-durations.json');
 const base = resolve(process.env.KUBEDR_TESTENV_DIR ?? join(root, '.testenv'));
 const nodeCount = Math.max(1, Number(process.env.KUBEDR_TEST_NODES ?? 1));
+const controlPlane = process.env.KUBEDR_CONTROL_PLANE ?? 'static-pods';
 const bun = process.execPath;
 
 interface Item {
@@ -83,7 +85,8 @@ function previousTimes(): Record<string, number> {
 async function startNode(i: number): Promise<{ dir: string; netns: string } | undefined> {
   const dir = nodeCount === 1 ? base : `${base}-${i}`;
   for (let attempt = 1; attempt <= 2; attempt++) {
-    const r = await run([bun, join(root, 'scripts/cluster/node.ts'), 'start'], { KUBEDR_TESTENV_DIR: dir });
+    // etcd and kube-apiserver as kubeadm runs them, static pods of the node's kubelet, unless asked otherwise.
+    const r = await run([bun, join(root, 'scripts/cluster/node.ts'), 'start'], { KUBEDR_TESTENV_DIR: dir, KUBEDR_CONTROL_PLANE: controlPlane });
     if (r.code === 0) {
       const netns = (JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { netns: string }).netns;
       console.error(`node ${i}: ready (${dir})`);

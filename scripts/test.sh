@@ -2,6 +2,7 @@
 # `npm test`: installs what is missing, type-checks, starts the test cluster (a real single-node Kubernetes in a network
 # namespace of its own: scripts/cluster/), runs every test inside that namespace, stops the cluster. With no arguments,
 # every test file runs, each file in a bun test of its own (scripts/run-tests.ts; several nodes with KUBEDR_TEST_NODES).
+# The node runs etcd and kube-apiserver as static pods, as kubeadm does (KUBEDR_CONTROL_PLANE=processes: as processes).
 # Extra arguments go to `bun test` (e.g. `npm test -- test/e2e/backup-location.test.ts`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,8 @@ if [ $# -eq 0 ]; then
   # Every file, each in a bun test of its own (scripts/run-tests.ts; KUBEDR_TEST_NODES=3 spreads them over three nodes).
   PATH="$(scripts/cluster/fetch-trixie.sh)/bin:$PATH" bun scripts/run-tests.ts || status=$?
 else
-  scripts/cluster/with-node.sh "${KUBEDR_TESTENV_DIR:-$PWD/.testenv}" bun test --timeout 120000 "$@" || status=$?
+  KUBEDR_CONTROL_PLANE="${KUBEDR_CONTROL_PLANE:-static-pods}" \
+    scripts/cluster/with-node.sh "${KUBEDR_TESTENV_DIR:-$PWD/.testenv}" bun test --timeout 120000 "$@" || status=$?
 fi
 echo "npm test took $(( $(date +%s) - t0 )) s" >&2
 exit $status
