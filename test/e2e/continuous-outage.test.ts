@@ -82,7 +82,9 @@ test('etcd restarts and then S3 stalls while the cluster is written: the control
       if (code === undefined || !supervising) continue;
       deposed.push({ logs: controller.logs, exitedAt: Date.now() });
       restarts++;
-      controller = await ControllerProcess.start(ns, VERIFY_OFTEN);
+      // Started while the control plane may still be coming back (as static pods, etcd's and the API server's
+      // restarts take the kubelet's manifest checks): it serves once the API server answers, as in a pod.
+      controller = await ControllerProcess.start(ns, VERIFY_OFTEN, { startTimeoutMs: 180_000 });
     }
   })();
   try {

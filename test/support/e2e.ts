@@ -257,10 +257,11 @@ export class ControllerProcess {
 
   /**
    * Starts `kubedr controller` for `namespace` with short test timings. `opts.kubeconfig: null` gives it no kubeconfig
-   * (in-cluster credentials); `opts.prefix` wraps the command (e.g. in `unshare`); `opts.env` replaces the environment.
+   * (in-cluster credentials); `opts.prefix` wraps the command (e.g. in `unshare`); `opts.env` replaces the environment;
+   * `opts.startTimeoutMs` is how long it may take to serve (30 s; it waits for the API server first).
    */
   static async start(namespace: string, extraArgs: string[] = [],
-    opts: { kubeconfig?: string | null; prefix?: string[]; env?: Record<string, string> } = {}): Promise<ControllerProcess> {
+    opts: { kubeconfig?: string | null; prefix?: string[]; env?: Record<string, string>; startTimeoutMs?: number } = {}): Promise<ControllerProcess> {
     const kubeconfig = opts.kubeconfig === undefined ? cluster().kubeconfig : opts.kubeconfig;
     const proc = Bun.spawn([...(opts.prefix ?? []), process.execPath, join(repoRoot, 'src/main.ts'), 'controller',
       ...(kubeconfig ? ['--kubeconfig', kubeconfig] : []),
@@ -273,7 +274,7 @@ export class ControllerProcess {
       const m = /"msg":"serving metrics and health"[^\n]*"address":"[^"]*:(\d+)"/.exec(c.output);
       if (!m) throw new Error(`controller has not started serving; output so far:\n${c.output.slice(-2000)}`);
       c.port = Number(m[1]);
-    }, 30_000);
+    }, opts.startTimeoutMs ?? 30_000);
     return c;
   }
 
