@@ -211,10 +211,7 @@ export class BackupPolicyReconciler implements Reconciler {
     const location = this.deps.locations.get(`${ns}/${policy.spec.destination}`);
     if (slot && newest && location && !this.verifying.has(key)) {
       this.verifiedSlot.set(key, slot.getTime());
-      const abort = new AbortController();
-      const done = verifier.verify(policy, location, newest, abort.signal).then(() => undefined)
-        .finally(() => this.verifying.delete(key));
-      this.verifying.set(key, { abort, done });
+      this.verifyInBackground(verifier, key, policy, location, newest);
     }
     return schedule.next(now) ?? undefined;
   }
@@ -236,8 +233,13 @@ export class BackupPolicyReconciler implements Reconciler {
     if (this.runner.verifiesRecord(recordKey) || this.verifying.has(`${key}@${newest.metadata.name}`) || this.resumed.has(recordKey)) return;
     this.resumed.add(recordKey);
     this.deps.log.info('verifying the newest backup, whose verification did not end', { policy: key, record: newest.metadata.name });
+    this.verifyInBackground(verifier, key, policy, location, newest);
+  }
+
+  /** Verifies the record in the background, tracked under `key` (one at a time per key; a shutdown drains it). */
+  private verifyInBackground(verifier: Verifier, key: string, policy: MetadataBackupPolicy, location: BackupLocation, record: MetadataBackupRecord): void {
     const abort = new AbortController();
-    const done = verifier.verify(policy, location, newest, abort.signal).then(() => undefined).finally(() => this.verifying.delete(key));
+    const done = verifier.verify(policy, location, record, abort.signal).then(() => undefined).finally(() => this.verifying.delete(key));
     this.verifying.set(key, { abort, done });
   }
 
@@ -256,9 +258,7 @@ export class BackupPolicyReconciler implements Reconciler {
       const location = this.deps.locations.get(`${ns}/${record.spec.backuploc}`);
       const key = `${ns}/${record.spec.policy}@${record.metadata.name}`;
       if (!policy || !location || verifyMode(policy) === 'Never' || this.verifying.has(key)) continue;
-      const abort = new AbortController();
-      const done = verifier.verify(policy, location, record, abort.signal).then(() => undefined).finally(() => this.verifying.delete(key));
-      this.verifying.set(key, { abort, done });
+      this.verifyInBackground(verifier, key, policy, location, record);
     }
   }
 

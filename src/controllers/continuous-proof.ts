@@ -5,7 +5,7 @@
  * policy's status, and a full backup at once: a chain that does not rebuild must not be the only way back.
  */
 import { CONTINUOUS_BACKUP_VERIFICATION_FAILED, CONTINUOUS_BACKUP_VERIFIED } from '../api/events.ts';
-import { keysDigest, liveContentHash, verifyChain } from '../engine/continuous/verify-chain.ts';
+import { keysDigest, contentHashAt, verifyChain } from '../engine/continuous/verify-chain.ts';
 import { EtcdClient } from '../engine/etcd-client.ts';
 import type { Logger } from '../util/log.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupPolicyStatus, MetadataBackupRecord } from '../api/types.ts';
@@ -44,8 +44,12 @@ signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
   let message: string;
   try {
     const client = await EtcdClient.connect(inputs.etcd);
-    const live = await (async () => ({ ...await keysDigest(client, revision), ...await liveContentHash(client, revision) }))()
-      .finally(() => client.close());
+    let live;
+    try {
+      live = { ...await keysDigest(client, revision), ...await contentHashAt(client, revision) };
+    } finally {
+      client.close();
+    }
     // Reading etcd takes no signal: stopped meanwhile (leadership lost, policy changed), nothing more is started.
     if (signal.aborted) return undefined;
     release = await deps.acquire?.(signal);

@@ -58,8 +58,8 @@ export interface ContentHash {
   compactRevision: number;
 }
 
-/** The live etcd's content hash at `revision` (which etcd must still hold). */
-export async function liveContentHash(client: EtcdClient, revision: number): Promise<ContentHash> {
+/** A store's content hash at `revision` (which it must still hold: not compacted past it). */
+export async function contentHashAt(client: EtcdClient, revision: number): Promise<ContentHash> {
   const h = await client.hashKV(revision);
   return { contentHash: h.hash, compactRevision: h.compactRevision };
 }
@@ -69,14 +69,15 @@ export async function liveContentHash(client: EtcdClient, revision: number): Pro
  * so that both count the same revisions; without `compactTo`, at the store's own compaction.
  */
 export async function rebuiltContentHash(client: EtcdClient, revision: number, compactTo?: number): Promise<ContentHash> {
-  const own = (await client.hashKV(revision)).compactRevision;
+  const asRebuilt = await contentHashAt(client, revision);
   // etcd says -1 for a store never compacted.
   const target = compactTo !== undefined && compactTo > 0 ? compactTo : undefined;
-  if (target !== undefined && target > own) await client.compact(target);
-  else if (target !== undefined && target < own) {
-    throw new EngineError('IntegrityError', `the rebuilt etcd is compacted to revision ${own}, past the ${target} asked for: its content hash cannot be compared`);
+  if (target === undefined || target === asRebuilt.compactRevision) return asRebuilt;
+  if (target < asRebuilt.compactRevision) {
+    throw new EngineError('IntegrityError', `the rebuilt etcd is compacted to revision ${asRebuilt.compactRevision}, past the ${target} asked for: its content hash cannot be compared`);
   }
-  return liveContentHash(client, revision);
+  await client.compact(target);
+  return contentHashAt(client, revision);
 }
 
 export interface ChainVerifyRequest {

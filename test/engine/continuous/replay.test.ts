@@ -13,7 +13,7 @@ import { runBackup } from '../../../src/engine/backup.ts';
 import { listChain } from '../../../src/engine/continuous/change-store.ts';
 import { type StoredChangeSet, recordChanges } from '../../../src/engine/continuous/recorder.ts';
 import { POINT_IN_TIME_FILE, restorePointInTime } from '../../../src/engine/continuous/replay.ts';
-import { keysDigest, liveContentHash, verifyChain } from '../../../src/engine/continuous/verify-chain.ts';
+import { keysDigest, contentHashAt, verifyChain } from '../../../src/engine/continuous/verify-chain.ts';
 import { planReplay, restorableWindows } from '../../../src/engine/continuous/window.ts';
 import { EtcdClient } from '../../../src/engine/etcd-client.ts';
 import { type Repository, Restic } from '../../../src/engine/restic.ts';
@@ -162,7 +162,7 @@ describe('continuous backup, engine', () => {
     const rev = stored.at(-1)!.toRevision;
     // The live etcd compacted part of the history the chain replays (as the API server does every 5 minutes).
     spawnSync('etcdctl', ['--endpoints', endpoint, 'compaction', String(rev - 2)]);
-    const liveHash = await liveContentHash(live, rev);
+    const liveHash = await contentHashAt(live, rev);
     expect(liveHash.compactRevision).toBe(rev - 2);
     const proof = await verifyChain(restic, { repo, policy: 'policy-a', origin, revision: rev, compactRevision: liveHash.compactRevision, kubernetes: false });
     const liveDigest = await keysDigest(live, rev);
@@ -173,7 +173,7 @@ describe('continuous backup, engine', () => {
     expect(proof.contentHash).toBe(liveHash.contentHash);
     // One revision less is another history: digest and hash differ (the check can fail).
     expect((await keysDigest(live, rev - 1)).digest).not.toBe(proof.digest);
-    expect((await liveContentHash(live, rev - 1)).contentHash).not.toBe(proof.contentHash);
+    expect((await contentHashAt(live, rev - 1)).contentHash).not.toBe(proof.contentHash);
     await expect(verifyChain(restic, { repo, policy: 'policy-a', origin, revision: rev + 1000, kubernetes: false })).rejects.toThrow(/cannot be restored to/);
   }, 60_000);
 
