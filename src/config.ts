@@ -51,6 +51,8 @@ export const controllerFlags = {
   'forget-retry': { type: 'duration', help: 'retry interval for forgetting the snapshot of a deleted record while its repository is unreachable', default: '1m' },
   'location-retry-base': { type: 'duration', help: 'first retry delay of a location whose endpoint failed; doubles up to 5m', default: '10s' },
   'restore-image': { type: 'string', help: 'image of MetadataRestore pods: this controller\'s own (the Helm chart sets it); without it restores fail', env: 'KUBEDR_RESTORE_IMAGE' },
+  'object-restore-service-account': { type: 'string', help: 'service account of the pods of MetadataRestores with spec.objects: they create objects in the live cluster, so they need a ClusterRole that may (the Helm chart\'s objectRestore.enabled makes both); without it such restores fail' },
+  'kube-apiserver-image': { type: 'string', help: 'image of the kube-apiserver that serves a backup in an objects restore\'s pod, of the backed-up cluster\'s version (default: the image of the cluster\'s own kube-apiserver static pod, read from kube-system)' },
   'verify-in-pod': { type: 'boolean', help: 'run each verification in a pod of its own, sized from the backup (needs --restore-image; without one, verifications run in this process and need its memory: about the etcd snapshot\'s size)', default: true },
   'restore-start-timeout': { type: 'duration', help: 'fail a restore whose pod has not started after this long (unschedulable, image pull failure)', default: '5m' },
   'restore-timeout': { type: 'duration', help: 'time limit of a running restore pod (its activeDeadlineSeconds)', default: '2h' },
@@ -105,6 +107,10 @@ export interface Config {
   verifyInPod: boolean;
   pruneAfterForgets: number;
   restoreImage?: string;
+  /** Service account of objects-restore pods; without it, MetadataRestores with spec.objects fail. */
+  objectRestoreServiceAccount?: string;
+  /** The kube-apiserver image an objects restore serves the backup with; default: the cluster's own. */
+  kubeApiserverImage?: string;
   restoreStartTimeoutMs: number;
   restoreTimeoutMs: number;
   restoreNodeSelector: Record<string, string>;
@@ -163,6 +169,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     verifyInPod: f['verify-in-pod'],
     pruneAfterForgets: f['prune-after-forgets'],
     restoreImage: f['restore-image'],
+    objectRestoreServiceAccount: f['object-restore-service-account'] || undefined,
+    kubeApiserverImage: f['kube-apiserver-image'] || undefined,
     restoreStartTimeoutMs: f['restore-start-timeout'],
     restoreTimeoutMs: f['restore-timeout'],
     restoreNodeSelector: parseNodeSelector(f['restore-node-selector'] ?? ''),

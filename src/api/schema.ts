@@ -284,11 +284,22 @@ export const restoreSchema = {
   properties: {
     spec: {
       type: 'object',
-      description: 'Restore a recorded backup into a PersistentVolumeClaim.',
-      required: ['mbrName', 'pvcName'],
+      description: 'Restore a recorded backup into a PersistentVolumeClaim (pvcName), or chosen objects of it into the live cluster (objects).',
+      required: ['mbrName'],
       properties: {
         mbrName: required('MetadataBackupRecord to restore.'),
-        pvcName: required('PersistentVolumeClaim in the same namespace to restore into.'),
+        pvcName: str('PersistentVolumeClaim in the same namespace to restore the backup\'s files into. Give this or objects.', { minLength: 1 }),
+        objects: {
+          type: 'object',
+          description: 'Re-create chosen objects of the backup in the live cluster, as kubedr restore-objects does: the backup is served by the cluster\'s own kube-apiserver image in the restore pod. Needs the controller\'s --object-restore-service-account (the Helm chart\'s objectRestore.enabled). Give this or pvcName.',
+          properties: {
+            namespace: str('Namespace whose objects (all of them, or those in names) are restored, with the Namespace itself when the cluster lacks it.', { minLength: 1 }),
+            names: { type: 'array', description: 'Only these objects of the namespace, as KIND/NAME the way kubectl spells them (deployment/web, cm/settings).', items: { type: 'string', minLength: 1 } },
+            crd: str('A CustomResourceDefinition (PLURAL.GROUP) to restore with its objects (with namespace: only that namespace\'s).', { minLength: 1 }),
+            overwrite: { type: 'boolean', description: 'Replace objects that exist with the backup\'s version (default: leave them and report them).' },
+            dryRun: { type: 'boolean', description: 'Only say what would be done (the API server checks each object); nothing is changed.' },
+          },
+        },
         at: str('Restore the record\'s policy to this point instead of the record\'s backup: a time (RFC 3339 with a zone, e.g. 2026-12-04T14:03:27Z) or "latest" (its last stored change). Continuous policies only (spec.continuous). Optional.'),
       },
     },
@@ -297,6 +308,7 @@ export const restoreSchema = {
       properties: {
         restoreStatus: { type: 'string', enum: ['Running', 'Completed', 'Failed'], description: 'Restore state.' },
         restoreErrorMessage: str('Why the restore failed; empty on success.'),
+        objectsRestored: str('For an objects restore: what was done, e.g. "212 created, 3 exists" (each object in the restore pod\'s log).'),
         restoreTime: str('When the restore finished (RFC 3339).'),
         observedGeneration: int('The .metadata.generation this status describes.'),
         conditions,

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { EngineError } from '../engine/errors.ts';
 import { stopSession } from '../engine/browse/session.ts';
 import { type FlagSpec, helpText, parseFlags } from '../util/flags.ts';
-import { namesSource, runningKubeconfig, sessionDir, sourceFlags, startFromFlags } from './browse-source.ts';
+import { namesSource, prepareFromFlags, runningKubeconfig, sessionDir, sourceFlags, startFromFlags } from './browse-source.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { forProgram, programName } from './program.ts';
 import { cancelOnSignals } from './restore.ts';
@@ -20,6 +20,7 @@ const flags = {
   detach: { type: 'boolean', default: false, help: 'run in the background; return once the API answers (stop it with --stop)' },
   stop: { type: 'boolean', default: false, help: 'stop the running browse of this --name and remove its files' },
   kubeconfig: { type: 'boolean', default: false, help: 'print the kubeconfig path of the running browse of this --name, and nothing else' },
+  prepare: { type: 'boolean', default: false, help: 'only prepare the backup in --dir for a kube-apiserver that runs elsewhere (a pod\'s container, with --apiserver-version), print its flags, and exit; kubedr restore-objects --prepared DIR then reads through it' },
 } satisfies Record<string, FlagSpec>;
 
 export const browseHelp = helpText(
@@ -52,6 +53,17 @@ export async function runBrowse(argv: string[]): Promise<number> {
     return 0;
   }
   if (!namesSource(f)) throw new EngineError('InvalidInput', 'name what to serve: --from ID|latest, --at TIME, or --snapshot FILE');
+  if (f.prepare) {
+    const stop = cancelOnSignals('browse');
+    try {
+      const args = await prepareFromFlags(f, stop.signal, (s) => process.stderr.write(`kubedr browse: ${s}\n`));
+      process.stderr.write(`kubedr browse: prepared in ${f.dir}; start kube-apiserver with these flags:\n`);
+      process.stdout.write(`${args.join('\n')}\n`);
+      return 0;
+    } finally {
+      stop.dispose();
+    }
+  }
   if (f.detach) return detach(argv.filter((a) => a !== '--detach'), dir, f.name);
 
   const stop = cancelOnSignals('browse');

@@ -165,6 +165,7 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, restores, records, secrets, pods, recorder, metrics, restic, log, image: config.restoreImage,
     startTimeoutMs: config.restoreStartTimeoutMs, runTimeoutMs: config.restoreTimeoutMs,
     nodeSelector: config.restoreNodeSelector, tolerations: config.restoreTolerations, runAsUser: config.restoreRunAsUser, origin,
+    objectRestoreServiceAccount: config.objectRestoreServiceAccount, kubeApiserverImage: config.kubeApiserverImage,
   }));
   enqueueOnChange(restores, restoreController);
   // Every change of a restore pod (scheduled, started, finished, deleted) may decide its restore.

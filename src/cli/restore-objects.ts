@@ -4,6 +4,7 @@
  * comes back as the cluster stored it). Never deletes anything live; an object that exists is left alone unless
  * --overwrite; --dry-run asks the API server to check every create without making it.
  */
+import { writeFileSync } from 'node:fs';
 import type { KubeObject } from '../api/types.ts';
 import { type ApiResource, discover, groupOf, userFields } from '../kube/all-objects.ts';
 import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
@@ -21,6 +22,8 @@ const flags = {
   crd: { type: 'string', help: 'restore this CustomResourceDefinition (PLURAL.GROUP) and its objects (with -n: only that namespace\'s)' },
   overwrite: { type: 'boolean', default: false, help: 'replace objects that exist with the backup\'s version (default: leave them and report them)' },
   'dry-run': { type: 'boolean', default: false, help: 'only say what would be done; the API server checks each object (server-side dry run)' },
+  prepared: { type: 'string', help: 'read the backup through the browse prepared in DIR (kubedr browse --prepare), served by a kube-apiserver that runs elsewhere (a restore pod\'s container)' },
+  'termination-log': { type: 'string', help: 'also write the summary, or the error, to this file (a pod\'s /dev/termination-log)' },
 } satisfies Record<string, FlagSpec>;
 
 export const restoreObjectsHelp = helpText('kubedr restore-objects [--from ID|latest|--at TIME|--snapshot FILE] -n NAMESPACE [KIND/NAME ...] [flags]\n' +
@@ -47,6 +50,7 @@ export async function runRestoreObjects(argv: string[]): Promise<number> {
   }
   const stop = cancelOnSignals('restore-objects');
   const say = (s: string) => process.stdout.write(`${f['dry-run'] ? '(dry run) ' : ''}${s}\n`);
+  const outcome = (text: string) => f['termination-log'] && writeFileSync(f['termination-log'], text.slice(0, 4000));
   try {
     const counts = await withBackupApi(f, stop.signal, (s) => process.stderr.write(`kubedr restore-objects: ${s}\n`), async (kubeconfig) => {
       const [backup, live] = await Promise.all([side(kubeconfig, undefined), side(f.kubeconfig, f.context)]);
@@ -56,8 +60,13 @@ export async function runRestoreObjects(argv: string[]): Promise<number> {
       return apply(planRestore(chosen), backup, live, { overwrite: f.overwrite, dryRun: f['dry-run'], say });
     });
     const parts = (Object.entries(counts) as [Outcome, number][]).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`);
+    const summary = `${f['dry-run'] ? '(dry run) ' : ''}${parts.join(', ') || 'nothing to do'}`;
     say(`Summary: ${parts.join(', ') || 'nothing to do'}`);
+    outcome(counts.failed > 0 ? `${counts.failed} object(s) could not be restored (the pod's log names them): ${summary}` : summary);
     return counts.failed > 0 ? EXIT.failed : 0;
+  } catch (err) {
+    outcome(err instanceof Error ? err.message : String(err));
+    throw err;
   } finally {
     stop.dispose();
   }

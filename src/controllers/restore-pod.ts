@@ -14,6 +14,10 @@ const TERMINATION_LOG = '/dev/termination-log';
 
 export const restorePodName = (restoreName: string): string => `kubedr-restore-${restoreName}`;
 
+/** The containers of an objects restore's pod (object-restore-pod.ts) whose ends decide the restore. */
+export const OBJECTS_CONTAINER = 'restore-objects';
+export const PREPARE_CONTAINER = 'prepare';
+
 /**
  * The time limit `kubedr restore` gets in a pod that the kubelet stops after `deadlineSeconds`: a little less (a tenth,
  * at most a minute), so that restic is stopped, the staged files removed and the outcome written while the pod still
@@ -30,18 +34,37 @@ export interface RestorePodInput extends ToolPodInput {
 }
 
 /**
- * `kubedr restore`'s arguments: the record's backup, checked against its SHA-256; or, with `spec.at`, the record's policy
- * to that point (its chain of full backups and stored changes: no single snapshot's SHA-256 to check against).
+ * Which backup a restore pod's `kubedr` reads: the record's, checked against its SHA-256 (`snapshot` spells the ID as
+ * the command takes it); or, with `spec.at`, the record's policy at that point (its chain of full backups and stored
+ * changes: no single snapshot's SHA-256 to check against).
  */
-function restoreArgs(input: RestorePodInput): string[] {
+export function backupSourceArgs(input: Pick<RestorePodInput, 'restore' | 'record' | 'cluster'>, snapshot: (id: string) => string[]): string[] {
   const { restore, record } = input;
   const sha = record.status?.etcdSnapshotSha256;
   if (restore.spec.at) {
-    return ['restore', '--at', restore.spec.at, '--policy', record.spec.policy, ...(input.cluster ? ['--cluster', input.cluster] : [])];
+    return ['--at', restore.spec.at, '--policy', record.spec.policy, ...(input.cluster ? ['--cluster', input.cluster] : [])];
   }
-  return ['restore', record.spec.snapshotId, ...(sha ? ['--expect-sha256', sha] : [])];
+  return [...snapshot(record.spec.snapshotId), ...(sha ? ['--expect-sha256', sha] : [])];
 }
 
+/** Name, labels, generation and owner of a restore's pod (of either kind): the restore controller finds it by these. */
+export function restorePodMetadata(restore: MetadataRestore): Pod['metadata'] & { name: string } {
+  return {
+    name: restorePodName(restore.metadata.name),
+    namespace: restore.metadata.namespace,
+    labels: {
+      [RESTORE_LABEL]: restore.metadata.name.slice(0, 63).replace(/[^A-Za-z0-9]+$/, ''),
+      'app.kubernetes.io/name': COMPONENT,
+      'app.kubernetes.io/component': 'restore',
+      'app.kubernetes.io/managed-by': COMPONENT,
+    },
+    annotations: { [RESTORE_GENERATION_ANNOTATION]: String(restore.metadata.generation ?? 0) },
+    ownerReferences: [{
+      apiVersion: API_VERSION, kind: 'MetadataRestore', name: restore.metadata.name, uid: restore.metadata.uid ?? '',
+      controller: true, blockOwnerDeletion: true,
+    }],
+  };
+}
 
 export function restorePod(input: RestorePodInput): Pod {
   const { restore, location, image, deadlineSeconds } = input;
@@ -49,27 +72,13 @@ export function restorePod(input: RestorePodInput): Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: {
-      name: restorePodName(restore.metadata.name),
-      namespace: restore.metadata.namespace,
-      labels: {
-        [RESTORE_LABEL]: restore.metadata.name.slice(0, 63).replace(/[^A-Za-z0-9]+$/, ''),
-        'app.kubernetes.io/name': COMPONENT,
-        'app.kubernetes.io/component': 'restore',
-        'app.kubernetes.io/managed-by': COMPONENT,
-      },
-      annotations: { [RESTORE_GENERATION_ANNOTATION]: String(restore.metadata.generation ?? 0) },
-      ownerReferences: [{
-        apiVersion: API_VERSION, kind: 'MetadataRestore', name: restore.metadata.name, uid: restore.metadata.uid ?? '',
-        controller: true, blockOwnerDeletion: true,
-      }],
-    },
+    metadata: restorePodMetadata(restore),
     spec: {
       ...toolPodSpec(input),
       containers: [{
         name: 'restore',
         image,
-        args: [...restoreArgs(input), '--target', RESTORE_MOUNT, '--force',
+        args: ['restore', ...backupSourceArgs(input, (id) => [id]), '--target', RESTORE_MOUNT, '--force',
           '--url', location.spec.url, '--bucket', location.spec.bucketName, '--termination-log', TERMINATION_LOG,
           '--timeout', `${restoreTimeoutSeconds(deadlineSeconds)}s`],
         env: repositoryEnv(creds),
@@ -81,7 +90,7 @@ export function restorePod(input: RestorePodInput): Pod {
         volumeMounts: [{ name: 'target', mountPath: RESTORE_MOUNT }, { name: 'tmp', mountPath: '/tmp' }, repositoryVolumeMount],
       }],
       volumes: [
-        { name: 'target', persistentVolumeClaim: { claimName: restore.spec.pvcName } },
+        { name: 'target', persistentVolumeClaim: { claimName: restore.spec.pvcName! } },
         { name: 'tmp', emptyDir: {} },
         repositoryVolume(creds),
       ],
@@ -90,27 +99,46 @@ export function restorePod(input: RestorePodInput): Pod {
 }
 
 export type PodProgress =
-  | { state: 'succeeded' }
+  | { state: 'succeeded'; message?: string }
   | { state: 'failed'; message: string }
   /** Not started yet; `problem` is what keeps it (unschedulable, image pull), if the pod says. */
   | { state: 'starting'; problem?: string; sinceMs: number }
   | { state: 'running' };
 
-/** What the pod's status says about the restore. */
+/**
+ * What the pod's status says about the restore. A files restore ends with its pod; an objects restore when its
+ * `restore-objects` container has ended (the kube-apiserver beside it serves on), and before that it may fail in its
+ * init container.
+ */
 export function podProgress(pod: Pod, now: Date): PodProgress {
   const status = pod.status ?? {};
-  const container = status.containerStatuses?.find((c) => c.name === 'restore');
+  const objects = pod.spec?.containers.some((c) => c.name === OBJECTS_CONTAINER) ?? false;
+  const name = objects ? OBJECTS_CONTAINER : 'restore';
+  const container = status.containerStatuses?.find((c) => c.name === name);
   const terminated = container?.state?.terminated;
+  if (objects && terminated) {
+    const said = terminated.message ? oneLine(terminated.message) : '';
+    return terminated.exitCode === 0 ? { state: 'succeeded', message: said } : { state: 'failed', message: `restore-objects failed: ${podEndDetail(pod, name)}` };
+  }
   if (status.phase === 'Succeeded') return { state: 'succeeded' };
   if (status.phase === 'Failed') {
+    if (objects) {
+      const init = status.initContainerStatuses?.find((c) => c.name === PREPARE_CONTAINER)?.state?.terminated;
+      if (init && init.exitCode !== 0) {
+        return { state: 'failed', message: `preparing the backup failed: exit code ${init.exitCode}${init.message ? `: ${oneLine(init.message)}` : ''}` };
+      }
+      return { state: 'failed', message: `restore pod failed: ${[status.reason, status.message].filter(Boolean).join(': ') || podEndDetail(pod, name)}` };
+    }
     const outcome = parseRestoreOutcome(terminated?.message);
     if (outcome && !outcome.ok) return { state: 'failed', message: outcome.error };
     return { state: 'failed', message: `restore pod failed: ${podEndDetail(pod, 'restore')}` };
   }
   if (container?.state?.running || terminated) return { state: 'running' };
+  // An objects restore's init container at work (downloading the backup) is running too.
+  if (objects && status.initContainerStatuses?.some((c) => c.state?.running || c.state?.terminated)) return { state: 'running' };
   const sinceMs = now.getTime() - Date.parse(pod.metadata.creationTimestamp ?? now.toISOString());
-  const waiting = container?.state?.waiting;
-  if (waiting?.reason && waiting.reason !== 'ContainerCreating') {
+  const waiting = (objects ? status.initContainerStatuses?.find((c) => c.name === PREPARE_CONTAINER) : container)?.state?.waiting ?? container?.state?.waiting;
+  if (waiting?.reason && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing') {
     return { state: 'starting', sinceMs, problem: `${waiting.reason}${waiting.message ? `: ${oneLine(waiting.message)}` : ''}` };
   }
   const scheduled = status.conditions?.find((c) => c.type === 'PodScheduled');

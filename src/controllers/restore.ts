@@ -21,10 +21,11 @@ import type { EventRecorder } from '../runtime/recorder.ts';
 import type { Logger } from '../util/log.ts';
 import { redact } from '../util/redact.ts';
 import { InputError, checkLocationReady, locationRepository } from './inputs.ts';
+import { imageVersion, objectRestorePod, objectsProblem } from './object-restore-pod.ts';
 import { podProgress, restorePod, restorePodName } from './restore-pod.ts';
 
 export interface RestoreDeps {
-  client: Pick<KubeClient, 'get' | 'create' | 'delete' | 'patchStatus'>;
+  client: Pick<KubeClient, 'get' | 'list' | 'create' | 'delete' | 'patchStatus'>;
   restores: Informer<MetadataRestore>;
   records: Informer<MetadataBackupRecord>;
   secrets: Informer<Secret>;
@@ -47,6 +48,10 @@ export interface RestoreDeps {
   runAsUser?: number;
   /** This cluster and install: a point-in-time restore reads only their chain. */
   origin?: BackupOrigin;
+  /** Service account of objects-restore pods (spec.objects); without one, such restores fail saying so. */
+  objectRestoreServiceAccount?: string;
+  /** The kube-apiserver image those pods serve the backup with; default: the cluster's own static pod's. */
+  kubeApiserverImage?: string;
   now?: () => Date;
 }
 
@@ -148,6 +153,11 @@ export class RestoreReconciler implements Reconciler {
   private async plan(mr: MetadataRestore, signal: AbortSignal): Promise<Pod> {
     const ns = mr.metadata.namespace ?? '';
     const image = this.deps.image;
+    if (Boolean(mr.spec.pvcName) === Boolean(mr.spec.objects)) {
+      throw new InputError('InvalidSpec', 'give spec.pvcName (restore the backup\'s files into a claim) or spec.objects (re-create chosen objects in the cluster), one of them');
+    }
+    const objectsWrong = mr.spec.objects && objectsProblem(mr.spec.objects);
+    if (objectsWrong) throw new InputError('InvalidSpec', objectsWrong);
     if (!image) throw new InputError('NoRestoreImage', 'the controller runs without --restore-image, so it cannot start a restore pod (the Helm chart sets it)');
     // Read from the API, not the caches: a restore ends for good on what it reads here, and a record created (or a
     // location made ready) a moment before the restore may not have reached its cache yet. Restores are rare.
@@ -164,25 +174,53 @@ export class RestoreReconciler implements Reconciler {
       throw new InputError('SnapshotGone', `snapshot ${snapshotId} of MetadataBackupRecord "${mr.spec.mbrName}" is no longer in ` +
         `BackupLocation "${location.metadata.name}"'s repository`);
     }
-    const pvc = await this.deps.client.get<PersistentVolumeClaim>(PVC, ns, mr.spec.pvcName).catch((err) => {
+    const { nodeSelector, tolerations, runAsUser } = this.deps;
+    const common = {
+      restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000), nodeSelector, tolerations, runAsUser,
+      ...(this.deps.origin ? { cluster: `${this.deps.origin.clusterId}/${this.deps.origin.namespace}` } : {}),
+    };
+    if (mr.spec.objects) {
+      const serviceAccount = this.deps.objectRestoreServiceAccount;
+      if (!serviceAccount) {
+        throw new InputError('NoObjectRestoreAccount', 'the controller runs without --object-restore-service-account, so it cannot write objects into the ' +
+          'cluster (the Helm chart sets it with objectRestore.enabled=true)');
+      }
+      const apiserverImage = this.deps.kubeApiserverImage ?? await this.clusterApiserverImage();
+      return objectRestorePod({ ...common, serviceAccount, apiserverImage, apiserverVersion: imageVersion(apiserverImage) });
+    }
+    const pvc = await this.deps.client.get<PersistentVolumeClaim>(PVC, ns, mr.spec.pvcName!).catch((err) => {
       if (isNotFound(err)) throw new InputError('ClaimNotFound', `PersistentVolumeClaim "${mr.spec.pvcName}" not found in namespace ${ns}`);
       throw err;
     });
     if (pvc.status?.phase !== 'Bound') {
       throw new InputError('ClaimNotBound', `PersistentVolumeClaim "${mr.spec.pvcName}" is not bound (phase ${pvc.status?.phase ?? 'unknown'})`);
     }
-    const { nodeSelector, tolerations, runAsUser } = this.deps;
-    return restorePod({
-      restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000), nodeSelector, tolerations, runAsUser,
-      ...(this.deps.origin ? { cluster: `${this.deps.origin.clusterId}/${this.deps.origin.namespace}` } : {}),
+    return restorePod(common);
+  }
+
+  /**
+   * The image of the cluster's own kube-apiserver: its static pod's in kube-system, as kubeadm makes it (label
+   * component=kube-apiserver). The backup is of this cluster, so its version is the backup's, unless the cluster was
+   * upgraded since (the prepare step checks the version against the backup's and refuses another minor).
+   */
+  private async clusterApiserverImage(): Promise<string> {
+    const pods = await this.deps.client.list<Pod>(POD, 'kube-system', { labelSelector: 'component=kube-apiserver' }).catch((err) => {
+      throw new InputError('NoApiserverImage', `cannot read the cluster's kube-apiserver pod in kube-system (${planFailure(err)}): ` +
+        'give the image with the controller\'s --kube-apiserver-image');
     });
+    const image = pods.items.flatMap((p) => p.spec?.containers ?? []).find((c) => c.name === 'kube-apiserver')?.image;
+    if (!image) {
+      throw new InputError('NoApiserverImage', 'no kube-apiserver static pod in kube-system (not a kubeadm cluster?): give the image with the ' +
+        'controller\'s --kube-apiserver-image');
+    }
+    return image;
   }
 
   private async follow(mr: MetadataRestore, pod: Pod): Promise<Result | void> {
     const p = podProgress(pod, this.now());
     switch (p.state) {
       case 'succeeded':
-        return this.finish(mr, 'Completed');
+        return this.finish(mr, 'Completed', '', p.message);
       case 'failed':
         return this.finish(mr, 'Failed', p.message);
       case 'running':
@@ -200,7 +238,7 @@ export class RestoreReconciler implements Reconciler {
    * Writes the final status, reports it, and deletes the pod. Status first: a crash after it only leaves a pod to delete.
    * The cache may not show a status written a moment ago, so the API is asked first: a restore is reported once.
    */
-  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', rawMessage = ''): Promise<void> {
+  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', rawMessage = '', objectsSummary?: string): Promise<void> {
     const ns = mr.metadata.namespace ?? '';
     // Status is read as widely as events and logs: the same redactor.
     const message = redact(rawMessage);
@@ -211,19 +249,23 @@ export class RestoreReconciler implements Reconciler {
     }
     const now = this.now();
     const generation = mr.metadata.generation ?? 0;
+    const summary = objectsSummary === undefined ? undefined : redact(objectsSummary) || 'nothing to do';
+    const completed = summary === undefined ? 'The backup was restored and verified' : `Objects of the backup restored: ${summary}`;
     const done = (type: string, yes: boolean) => ({
       type, status: yes ? 'True' : 'False', observedGeneration: generation,
-      reason: result === 'Completed' ? 'Restored' : 'RestoreFailed', message: result === 'Completed' ? 'The backup was restored and verified' : message,
+      reason: result === 'Completed' ? 'Restored' : 'RestoreFailed', message: result === 'Completed' ? completed : message,
     } as const);
     await this.deps.client.patchStatus(RESTORE, ns, mr.metadata.name, {
       restoreStatus: result, restoreErrorMessage: message, restoreTime: now.toISOString(), observedGeneration: generation,
+      ...(summary !== undefined ? { objectsRestored: summary } : {}),
       conditions: setCondition(setCondition(live.status?.conditions, done(COMPLETE, result === 'Completed'), now),
         done(FAILED, result === 'Failed'), now),
     });
     this.deps.metrics.numRestores.inc();
     const snapshotId = this.deps.records.get(`${ns}/${mr.spec.mbrName}`)?.spec.snapshotId ?? '';
     if (result === 'Completed') {
-      await this.deps.recorder.event(mr, 'Normal', RESTORE_SUCCEEDED, messages.restoreSucceeded(snapshotId));
+      await this.deps.recorder.event(mr, 'Normal', RESTORE_SUCCEEDED,
+        `${messages.restoreSucceeded(snapshotId)}${summary !== undefined ? `: objects ${summary}` : ''}`);
     } else {
       this.deps.metrics.numFailedRestores.inc();
       await this.deps.recorder.event(mr, 'Warning', RESTORE_FAILED, message);

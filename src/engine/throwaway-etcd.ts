@@ -44,6 +44,15 @@ export async function startThrowawayEtcd(req: ThrowawayEtcdRequest): Promise<Thr
   return startEtcd(req.etcd ?? 'etcd', req.name, dataDir, peerUrl, join(req.work, 'etcd.log'), req.flags ?? [], req.signal);
 }
 
+/**
+ * etcd started on a data directory restored earlier (by a browse prepared for a pod), its client URL on a given port:
+ * the kube-apiserver beside it was told that port before the data existed.
+ */
+export function startEtcdOnDataDir(req: { etcd?: string; name: string; dataDir: string; peerUrl: string; clientPort: number; logFile: string;
+  signal?: AbortSignal }): Promise<ThrowawayEtcd> {
+  return startEtcdOnce(req.etcd ?? 'etcd', req.name, req.dataDir, req.peerUrl, req.logFile, [], req.signal, req.clientPort);
+}
+
 /** etcdctl against a throwaway etcd; throws with etcdctl's last line. */
 export async function etcdctl(endpoint: string, args: string[], signal?: AbortSignal): Promise<string> {
   const proc = Bun.spawn(['etcdctl', '--endpoints', endpoint, '--command-timeout=10s', ...args],
@@ -78,8 +87,9 @@ async function clientPort(peerUrl: string): Promise<number> {
   }
 }
 
-async function startEtcdOnce(binary: string, name: string, dataDir: string, peerUrl: string, logFile: string, flags: string[], signal?: AbortSignal): Promise<ThrowawayEtcd> {
-  const endpoint = `http://127.0.0.1:${await clientPort(peerUrl)}`;
+async function startEtcdOnce(binary: string, name: string, dataDir: string, peerUrl: string, logFile: string, flags: string[], signal?: AbortSignal,
+  port?: number): Promise<ThrowawayEtcd> {
+  const endpoint = `http://127.0.0.1:${port ?? await clientPort(peerUrl)}`;
   const proc = Bun.spawn([binary, '--name', name, '--data-dir', dataDir, '--listen-client-urls', endpoint,
     '--advertise-client-urls', endpoint, '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
     '--initial-cluster', `${name}=${peerUrl}`, ...flags], { stdout: Bun.file(logFile), stderr: Bun.file(logFile) });

@@ -133,4 +133,32 @@ describe('podProgress', () => {
   test('a running container is running', () => {
     expect(podProgress(pod({ phase: 'Running', containerStatuses: [container({ running: {} })] }), now)).toEqual({ state: 'running' });
   });
+
+  describe('an objects restore\'s pod: decided by its restore-objects container, not the pod (its kube-apiserver serves on)', () => {
+    const objectsPod = (status: Pod['status']): Pod => ({
+      metadata: { name: 'p', creationTimestamp: '2026-11-25T10:00:00Z' },
+      spec: { initContainers: [{ name: 'prepare' }], containers: [{ name: 'kube-apiserver' }, { name: 'restore-objects' }] }, status,
+    });
+    const named = (name: string, state: ContainerStatus['state']): ContainerStatus => ({ ...container(state), name });
+    const apiserverRuns = named('kube-apiserver', { running: {} });
+
+    test('restore-objects ended: succeeded with its summary, or failed with its words, while the pod still runs', () => {
+      expect(podProgress(objectsPod({ phase: 'Running', containerStatuses: [apiserverRuns,
+        named('restore-objects', { terminated: { exitCode: 0, message: '57 created, 2 exists' } })] }), now))
+        .toEqual({ state: 'succeeded', message: '57 created, 2 exists' });
+      expect(podProgress(objectsPod({ phase: 'Running', containerStatuses: [apiserverRuns,
+        named('restore-objects', { terminated: { exitCode: 2, reason: 'Error', message: 'the backup holds nothing of namespace x' } })] }), now))
+        .toEqual({ state: 'failed', message: 'restore-objects failed: exit code 2 (Error): the backup holds nothing of namespace x' });
+    });
+    test('the backup could not be prepared: failed with the init container\'s words', () => {
+      expect(podProgress(objectsPod({ phase: 'Failed', initContainerStatuses: [named('prepare', { terminated: { exitCode: 3, message: 'wrong repository password' } })] }), now))
+        .toEqual({ state: 'failed', message: 'preparing the backup failed: exit code 3: wrong repository password' });
+    });
+    test('downloading the backup (init container running) is running; an image that cannot be pulled keeps it starting', () => {
+      expect(podProgress(objectsPod({ phase: 'Pending', initContainerStatuses: [named('prepare', { running: {} })] }), now)).toEqual({ state: 'running' });
+      expect(podProgress(objectsPod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }],
+        initContainerStatuses: [named('prepare', { waiting: { reason: 'ErrImagePull', message: 'not found' } })] }), now))
+        .toEqual({ state: 'starting', sinceMs: 10_000, problem: 'ErrImagePull: not found' });
+    });
+  });
 });

@@ -62,6 +62,11 @@ class FakeApi {
     return obj as T;
   }
 
+  async list<T extends KubeObject>(ref: ResourceRef, namespace: string): Promise<{ items: T[]; resourceVersion: string }> {
+    const items = [...this.objects].filter(([k]) => k.startsWith(`${ref.plural}/${namespace}/`)).map(([, o]) => o as T);
+    return { items, resourceVersion: '1' };
+  }
+
   async create<T extends KubeObject>(_ref: ResourceRef, _namespace: string, obj: T): Promise<T> {
     if (this.createError) throw this.createError;
     this.created.push(obj);
@@ -89,17 +94,20 @@ class OneSnapshotRestic extends Restic {
 }
 
 /** `cachedRecords`: what the records cache holds (the API always has `record`). */
-function setup(createError?: unknown, cachedRecords: MetadataBackupRecord[] = [record]) {
+function setup(createError?: unknown, cachedRecords: MetadataBackupRecord[] = [record],
+  opts: { restore?: MetadataRestore; deps?: Partial<ConstructorParameters<typeof RestoreReconciler>[0]> } = {}) {
+  const theRestore = opts.restore ?? restore;
   const api = new FakeApi();
+  api.objects.set(`metadatarestores/${ns}/r1`, theRestore);
   api.createError = createError;
   const events: [EventType, string, string][] = [];
   const recorder: EventRecorder = { event: async (_obj, type, reason, message) => void events.push([type, reason, message]) };
   const metrics = createMetrics();
   const restic = new OneSnapshotRestic();
   const reconciler = new RestoreReconciler({
-    client: api, restores: fakeInformer([restore]), records: fakeInformer(cachedRecords),
+    client: api, restores: fakeInformer([theRestore]), records: fakeInformer(cachedRecords),
     secrets: fakeInformer([secret]), pods: fakeInformer<Pod>([]),
-    recorder, metrics, restic, log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000,
+    recorder, metrics, restic, log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000, ...opts.deps,
   });
   const count = async () => ({
     restores: (await metrics.numRestores.get()).values[0]?.value ?? 0,
@@ -233,5 +241,69 @@ describe('the record and its location are read from the API, not the caches', ()
     const message = `the API server refused a read the restore needs (403 Forbidden): ${forbidden.detail}`;
     expect(t.api.statuses).toEqual([expect.objectContaining({ restoreStatus: 'Failed', restoreErrorMessage: message })]);
     expect(t.events).toEqual([['Warning', 'RestoreFailed', message]]);
+  });
+});
+
+describe('spec.objects: chosen objects re-created in the live cluster by a pod that serves the backup', () => {
+  const objectsRestore = (objects: NonNullable<MetadataRestore['spec']['objects']>, pvcName?: string): MetadataRestore =>
+    ({ ...restore, spec: { mbrName: 'mbr-0123abcd', ...(pvcName ? { pvcName } : {}), objects } });
+  const apiserverPod: Pod = {
+    metadata: { name: 'kube-apiserver-cp1', namespace: 'kube-system', labels: { component: 'kube-apiserver' } },
+    spec: { containers: [{ name: 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.20.2' }] },
+  };
+  const containers = (p: KubeObject) => {
+    const spec = (p as Pod).spec!;
+    return [...(spec.initContainers ?? []), ...spec.containers].map((c) => [c.name, c.image, ...(c.args ?? [])]);
+  };
+
+  test('the pod: prepare from kubedr\'s image, the cluster\'s own kube-apiserver image (read from its static pod), restore-objects as the account given', async () => {
+    const t = setup(undefined, [record], { restore: objectsRestore({ namespace: 'shop', names: ['cm/a'], overwrite: true }),
+      deps: { objectRestoreServiceAccount: 'kubedr-object-restore' } });
+    t.api.objects.set('pods/kube-system/kube-apiserver-cp1', apiserverPod);
+    expect(await t.run()).toEqual({ requeueAfter: 300_000 });
+    const pod = t.api.created[0] as Pod;
+    expect(pod.spec?.serviceAccountName).toBe('kubedr-object-restore');
+    expect(pod.spec?.automountServiceAccountToken).toBe(true);
+    const [prepare, apiserver, objects] = containers(pod);
+    expect(prepare!.slice(0, 4)).toEqual(['prepare', 'kubedr:test', 'browse', '--prepare']);
+    expect(prepare).toEqual(expect.arrayContaining(['--from', '0123abcd', '--apiserver-version', 'v1.20.2']));
+    expect(apiserver!.slice(0, 2)).toEqual(['kube-apiserver', 'registry.k8s.io/kube-apiserver:v1.20.2']);
+    expect(apiserver).toEqual(expect.arrayContaining(['--bind-address=127.0.0.1', '--authorization-mode=ABAC', '--anonymous-auth=false']));
+    expect(objects).toEqual(['restore-objects', 'kubedr:test', 'restore-objects', '--prepared', '/browse', '-n', 'shop', '--overwrite', 'cm/a',
+      '--termination-log', '/dev/termination-log']);
+    // The repository credentials by reference only, in the container that reads the repository.
+    expect(JSON.stringify(pod)).not.toContain(PASSWORD);
+    expect(JSON.stringify(pod)).not.toContain('secret-key-1');
+  });
+
+  test('an image given to the controller is used as it is; its version comes from its tag', async () => {
+    const t = setup(undefined, [record], { restore: objectsRestore({ crd: 'widgets.example.com' }),
+      deps: { objectRestoreServiceAccount: 'sa', kubeApiserverImage: 'mirror.example.com/kube-apiserver:v1.20.7' } });
+    await t.run();
+    const [prepare, apiserver, objects] = containers(t.api.created[0]!);
+    expect(apiserver![1]).toBe('mirror.example.com/kube-apiserver:v1.20.7');
+    expect(prepare).toContain('v1.20.7');
+    expect(objects).toContain('--crd');
+  });
+
+  type Objects = NonNullable<MetadataRestore['spec']['objects']>;
+  type Deps = Partial<ConstructorParameters<typeof RestoreReconciler>[0]>;
+  test.each<[string, Objects | undefined, string | undefined, Deps, string]>([
+    ['no service account given to the controller', { namespace: 'shop' }, undefined, {}, '--object-restore-service-account'],
+    ['neither pvcName nor objects', undefined, undefined, { objectRestoreServiceAccount: 'sa' }, 'give spec.pvcName'],
+    ['both pvcName and objects', { namespace: 'shop' }, 'claim', { objectRestoreServiceAccount: 'sa' }, 'one of them'],
+    ['objects naming nothing', {}, undefined, { objectRestoreServiceAccount: 'sa' }, 'names nothing to restore'],
+    ['names without a namespace', { crd: 'w.example.com', names: ['cm/a'] }, undefined, { objectRestoreServiceAccount: 'sa' }, 'give spec.objects.namespace'],
+    ['a name that is no KIND/NAME', { namespace: 'shop', names: ['web'] }, undefined, { objectRestoreServiceAccount: 'sa' }, '"web" is not KIND/NAME'],
+    ['no kube-apiserver static pod and no image', { namespace: 'shop' }, undefined, { objectRestoreServiceAccount: 'sa' }, '--kube-apiserver-image'],
+    ['an image whose tag is no version', { namespace: 'shop' }, undefined, { objectRestoreServiceAccount: 'sa', kubeApiserverImage: 'k/apiserver:latest' },
+      'cannot tell the Kubernetes version'],
+  ])('%s: Failed, saying what to do, no pod', async (_title, objects, pvcName, deps, says) => {
+    const spec = objects === undefined ? { mbrName: 'mbr-0123abcd', ...(pvcName ? { pvcName } : {}) } : objectsRestore(objects, pvcName).spec;
+    const t = setup(undefined, [record], { restore: { ...restore, spec }, deps });
+    await t.run();
+    expect(t.api.created).toEqual([]);
+    expect(t.api.statuses[0]).toEqual(expect.objectContaining({ restoreStatus: 'Failed' }));
+    expect(String(t.api.statuses[0]!.restoreErrorMessage)).toContain(says);
   });
 });

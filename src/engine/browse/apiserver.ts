@@ -55,7 +55,7 @@ export function readOnlyPolicy(user = BROWSE_USER): string {
 }
 
 /** kube-apiserver's flags for a browse: everything it needs, nothing that reaches beyond loopback. */
-export function apiserverArgs(req: BrowseApiserverRequest, port: number, files: { saKey: string; saPub: string; tokens: string; policy: string; certDir: string }): string[] {
+export function apiserverArgs(req: Pick<BrowseApiserverRequest, 'etcdEndpoint' | 'etcdPrefix' | 'encryptionConfig'>, port: number, files: ApiserverFiles): string[] {
   return [
     `--etcd-servers=${req.etcdEndpoint}`,
     ...(req.etcdPrefix ? [`--etcd-prefix=${req.etcdPrefix}`] : []),
@@ -71,20 +71,32 @@ export function apiserverArgs(req: BrowseApiserverRequest, port: number, files: 
   ];
 }
 
-/** Starts the API server and resolves once /readyz answers ok to the browse user. */
-export async function startBrowseApiserver(req: BrowseApiserverRequest): Promise<BrowseApiserver> {
-  const dir = join(req.work, 'apiserver');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+/** The files kube-apiserver's flags name: its service-account keys, the browse user's token, the ABAC policy. */
+export type ApiserverFiles = { saKey: string; saPub: string; tokens: string; policy: string; certDir: string };
+
+/** Where those files live under `dir` (the API server writes its self-signed certificate into certDir). */
+export function apiserverFiles(dir: string): ApiserverFiles {
+  return { saKey: join(dir, 'sa.key'), saPub: join(dir, 'sa.pub'), tokens: join(dir, 'tokens.csv'), policy: join(dir, 'policy.jsonl'), certDir: join(dir, 'certs') };
+}
+
+/** Writes the files, with a new key pair and a new random token for the browse user; returns the token. */
+export function writeApiserverFiles(dir: string): string {
+  mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
+  const files = apiserverFiles(dir);
   const token = randomBytes(24).toString('hex');
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const files = {
-    saKey: join(dir, 'sa.key'), saPub: join(dir, 'sa.pub'), tokens: join(dir, 'tokens.csv'), policy: join(dir, 'policy.jsonl'),
-    certDir: join(dir, 'certs'),
-  };
   writeFileSync(files.saKey, privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
   writeFileSync(files.saPub, publicKey.export({ type: 'spki', format: 'pem' }));
   writeFileSync(files.tokens, `${token},${BROWSE_USER},${BROWSE_USER}\n`, { mode: 0o600 });
   writeFileSync(files.policy, readOnlyPolicy());
+  return token;
+}
+
+/** Starts the API server and resolves once /readyz answers ok to the browse user. */
+export async function startBrowseApiserver(req: BrowseApiserverRequest): Promise<BrowseApiserver> {
+  const dir = join(req.work, 'apiserver');
+  const token = writeApiserverFiles(dir);
+  const files = apiserverFiles(dir);
   const port = await freePort();
   const log = join(dir, 'kube-apiserver.log');
   let proc: ReturnType<typeof Bun.spawn>;
@@ -105,7 +117,7 @@ export async function startBrowseApiserver(req: BrowseApiserverRequest): Promise
   for (;;) {
     if (proc.exitCode !== null) throw new EngineError('Failed', `kube-apiserver exited (code ${proc.exitCode}): ${lastLines(log)}`);
     const caPem = readOr(join(files.certDir, 'apiserver.crt'));
-    if (caPem && (await ready(url, caPem, token))) return { url, caPem, token, pid: proc.pid, stop };
+    if (caPem && (await apiserverReady(url, caPem, token))) return { url, caPem, token, pid: proc.pid, stop };
     if (performance.now() > deadline || req.signal?.aborted) {
       await stop();
       throw new EngineError(req.signal?.aborted ? 'Cancelled' : 'Timeout',
@@ -115,7 +127,8 @@ export async function startBrowseApiserver(req: BrowseApiserverRequest): Promise
   }
 }
 
-async function ready(url: string, caPem: string, token: string): Promise<boolean> {
+/** Whether the API server at `url` answers /readyz with "ok" to the token. */
+export async function apiserverReady(url: string, caPem: string, token: string): Promise<boolean> {
   try {
     const res = await fetch(`${url}/readyz`, { headers: { authorization: `Bearer ${token}` }, tls: { ca: caPem }, signal: AbortSignal.timeout(2000) });
     return res.ok && (await res.text()).trim() === 'ok';

@@ -2,7 +2,7 @@ import { expect, test } from 'bun:test';
 import { apiserverArgs, browseKubeconfig, readOnlyPolicy } from '../../../src/engine/browse/apiserver.ts';
 
 test('the API server of a browse: loopback only, ABAC read-only for its one user, no anonymous access, endpoints as backed up', () => {
-  const args = apiserverArgs({ binary: 'kube-apiserver', etcdEndpoint: 'http://127.0.0.1:5', work: '/w', encryptionConfig: '/e.yaml' }, 7,
+  const args = apiserverArgs({ etcdEndpoint: 'http://127.0.0.1:5', encryptionConfig: '/e.yaml' }, 7,
     { saKey: 'k', saPub: 'p', tokens: 't', policy: 'pol', certDir: 'c' });
   for (const a of ['--bind-address=127.0.0.1', '--secure-port=7', '--anonymous-auth=false', '--authorization-mode=ABAC', '--authorization-policy-file=pol',
     '--endpoint-reconciler-type=none', '--encryption-provider-config=/e.yaml', '--etcd-servers=http://127.0.0.1:5']) expect(args).toContain(a);
