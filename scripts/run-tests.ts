@@ -156,6 +156,12 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${r.output.trimEnd()}\n`);
         console.error(`== [node ${node.no}] ${item.name}: ${c.pass} pass, ${c.fail} fail${r.code !== 0 && c.fail === 0 ? ` (exit ${r.code})` : ''} ` +
           `in ${o.seconds.toFixed(0)} s (${outcomes.length}/${total} done, ${((performance.now() - started) / 1000).toFixed(0)} s)`);
+        // A file that failed may have left the control plane stopped (a restart that failed half-way): the next file
+        // gets the node as it was, or this one's failure would fail every file after it.
+        if (r.code !== 0 && item.files.length === 1) {
+          const healed = await run([bun, join(root, 'scripts/cluster/node.ts'), 'heal'], { KUBEDR_TESTENV_DIR: node.dir });
+          if (healed.output.trim()) console.error(`== [node ${node.no}] after ${item.name}: ${healed.output.trim()}`);
+        }
       }
     }));
   } finally {

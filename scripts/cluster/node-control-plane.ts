@@ -7,7 +7,8 @@
 import type { TestEnv } from './node.ts';
 import { apiserverReady, etcdReady, nodeReady, s3Ready, saveState } from './node-state.ts';
 import { killProc, startProc, waitFor } from './procs.ts';
-import { type Component, repointEtcd, runningPids, startStaticPod, stopStaticPod, waitStaticPod } from './static-control-plane.ts';
+import { isAlive } from '../../src/util/process.ts';
+import { type Component, STATIC_START_MS, isSetAside, repointEtcd, runningPids, startStaticPod, stopStaticPod, waitStaticPod } from './static-control-plane.ts';
 
 const isStatic = (env: TestEnv) => env.controlPlane === 'static-pods';
 
@@ -36,11 +37,28 @@ export function controlPlanePid(env: TestEnv, c: Component): number {
   return pid;
 }
 
-/** Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. */
+/**
+ * Stops the API server and starts it again with the same flags: watches break, the cluster's data stays. Started
+ * again even when the stop failed, so that a failed test does not leave the node without an API server.
+ */
 export async function restartApiserver(env: TestEnv, downMs = 0): Promise<void> {
-  await stopPart(env, 'apiserver');
-  if (downMs > 0) await Bun.sleep(downMs);
-  await startPart(env, 'apiserver', 90_000);
+  try {
+    await stopPart(env, 'apiserver');
+    if (downMs > 0) await Bun.sleep(downMs);
+  } finally {
+    await startPart(env, 'apiserver', isStatic(env) ? STATIC_START_MS : 90_000);
+  }
+}
+
+/**
+ * Starts again whatever part of the control plane a failed test left stopped (a static pod's manifest left aside, or
+ * a process that is gone), and waits until it answers: the next test file finds the node as it was. Returns the
+ * parts started.
+ */
+export async function healControlPlane(env: TestEnv): Promise<Component[]> {
+  const stopped = (['etcd', 'apiserver'] as const).filter((c) => (isStatic(env) ? isSetAside(env, c) : !isAlive(env.procs[c]!.pid)));
+  for (const c of stopped) await startPart(env, c, isStatic(env) ? STATIC_START_MS : 60_000);
+  return stopped;
 }
 
 /** The control plane is lost: kube-apiserver and etcd stop (the kubelet and the rest keep running, as on a real node). */
@@ -65,8 +83,8 @@ export async function startControlPlane(env: TestEnv, etcdDataDir?: string): Pro
     etcdCmdLine[etcdCmdLine.indexOf('--data-dir') + 1] = etcdDataDir;
     env.procs.etcd = { ...env.procs.etcd!, cmd: etcdCmdLine };
   }
-  await startPart(env, 'etcd', 60_000);
-  await startPart(env, 'apiserver', 120_000);
+  await startPart(env, 'etcd', isStatic(env) ? STATIC_START_MS : 60_000);
+  await startPart(env, 'apiserver', isStatic(env) ? STATIC_START_MS : 120_000);
   for (const name of ['controller-manager', 'scheduler', 'kubelet', 'kube-proxy'] as const) {
     await killProc(env.procs[name]);
     env.procs[name] = startProc(env.dir, name, env.procs[name]!.cmd);
@@ -82,7 +100,7 @@ export async function stopProc(env: TestEnv, name: 'etcd' | 's3'): Promise<void>
 }
 
 export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
-  if (name === 'etcd') return startPart(env, 'etcd', 30_000);
+  if (name === 'etcd') return startPart(env, 'etcd', isStatic(env) ? STATIC_START_MS : 30_000);
   const p = startProc(env.dir, name, env.procs[name]!.cmd);
   env.procs[name] = p;
   saveState(env);

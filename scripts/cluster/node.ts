@@ -30,7 +30,7 @@ import { S3_ACCESS_KEY, S3_PORT, S3_SECRET_KEY, type S3Server, prepareS3, provis
 
 export { ADMIN_TOKEN, S3_ACCESS_KEY, S3_SECRET_KEY };
 export { controlPlanePid, restartApiserver, startControlPlane, startProcAgain, stopControlPlane, stopProc } from './node-control-plane.ts';
-import { startControlPlane, stopControlPlane } from './node-control-plane.ts';
+import { healControlPlane, startControlPlane, stopControlPlane } from './node-control-plane.ts';
 const repoRoot = resolve(import.meta.dir, '../..');
 
 
@@ -317,6 +317,7 @@ const usage = `usage: bun scripts/cluster/node.ts start|stop|status|env|exec CMD
   start-control-plane [DATA_DIR] etcd on DATA_DIR (e.g. restored by kubedr etcd-restore; with static pods, optional: the
                                  manifest as it is), kube-apiserver, then restart
                                  the other components as a kubeadm restore runbook does
+  heal    start again etcd or kube-apiserver if a failed test left it stopped, and wait until it answers
   status  show its processes and their memory
   env     print how to reach it (kubectl inside the namespace)
   exec    run CMD inside the node's network namespace with KUBECONFIG set
@@ -330,7 +331,7 @@ async function main(argv: string[]): Promise<number> {
   const netns = `kdr-${nodeNameFor(dir)}`;
   const self = [process.execPath, import.meta.path];
   // These run inside the node's namespace: its processes, and the readiness checks on its addresses, live there.
-  if (['start', 'stop-control-plane', 'start-control-plane'].includes(cmd ?? '') && !insideNetns(netns)) {
+  if (['start', 'stop-control-plane', 'start-control-plane', 'heal'].includes(cmd ?? '') && !insideNetns(netns)) {
     if (cmd === 'start') {
       await stop(dir);
       createNetns(netns, NODE_IP, SERVICE_CIDR);
@@ -355,6 +356,12 @@ async function main(argv: string[]): Promise<number> {
     const t0 = performance.now();
     await startControlPlane(loadEnv(dir), rest[0] ? resolve(rest[0]) : undefined);
     console.log(`control plane up on etcd data ${rest[0] ?? '(as its manifest says)'}, node Ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return 0;
+  }
+  if (cmd === 'heal') {
+    const t0 = performance.now();
+    const started = await healControlPlane(loadEnv(dir));
+    if (started.length) console.log(`started again what was left stopped: ${started.join(', ')} (answering after ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     return 0;
   }
   if (cmd === 'stop') {

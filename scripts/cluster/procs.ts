@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { isAlive } from '../../src/util/process.ts';
 
 export interface ProcState {
@@ -32,9 +32,25 @@ export function exited(pid: number): boolean {
   return !isAlive(pid);
 }
 
-/** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process has exited. */
+/**
+ * Whether `p.pid` still runs the command recorded for it. A process of the node that died is replaced, by pid, by any
+ * process the kernel starts next: once the stop of one node killed the S3 server another node had just started under
+ * the pid its own dead one had had.
+ */
+export function stillOurs(p: ProcState): boolean {
+  try {
+    const args = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').replace(/\0$/, '').split('\0');
+    // A wrapper (unshare, nsenter) execs the command at the end of the recorded line.
+    const tail = p.cmd.slice(p.cmd.length - args.length);
+    return tail.length === args.length && basename(tail[0] ?? '') === basename(args[0] ?? '') && tail.every((a, i) => i === 0 || args[i] === a);
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process has exited. Another's pid is left alone. */
 export async function killProc(p: ProcState | undefined, graceMs = 5000): Promise<void> {
-  if (!p || exited(p.pid)) return;
+  if (!p || exited(p.pid) || !stillOurs(p)) return;
   const signal = (s: NodeJS.Signals) => {
     try { process.kill(-p.pid, s); } catch { try { process.kill(p.pid, s); } catch { /* gone */ } }
   };

@@ -30,6 +30,14 @@ const aside = (n: NodeRef, c: Component) => join(n.dir, 'manifests-aside', FILE[
 const scriptsDir = import.meta.dir;
 
 /**
+ * How long the kubelet may take to start or stop a static pod after its manifest came or went. Seconds, usually; but
+ * with etcd stopped and the API server up, the kubelet 1.20 first deletes the pod's mirror pod through that API server,
+ * which holds each call until its 34 s timeout, and retries: a CI run saw etcd's pod started 2.5 minutes after its
+ * manifest was back (kubeadm clusters behave the same).
+ */
+export const STATIC_START_MS = 240_000;
+
+/**
  * The image archives the static pods run (build-cp-images.sh, cached) and etcd's image name. An `etcdBinary` other than
  * the default (KUBEDR_ETCD, e.g. Debian 12's etcd 3.4) gets an image of its own, named after its version.
  */
@@ -88,15 +96,22 @@ export async function stopStaticPod(n: NodeRef, c: Component): Promise<void> {
     mkdirSync(join(n.dir, 'manifests-aside'), { recursive: true });
     renameSync(manifest(n, c), aside(n, c));
   }
-  // The kubelet gives a pod 30 s to stop (its default grace period) and both stop within a second or two of SIGTERM.
-  const deadline = Date.now() + 60_000;
+  // The kubelet gives a pod 30 s to stop (its default grace period) and both stop within a second or two of SIGTERM;
+  // but the kubelet's pod workers may first be held by its mirror-pod calls to an API server whose etcd is away (up to
+  // 34 s each, STATIC_START_MS).
+  const deadline = Date.now() + STATIC_START_MS;
   while (runningPids(n, c).length > 0) {
-    if (Date.now() > deadline) throw new Error(`the kubelet did not stop static pod ${POD[c]} within 60 s of its manifest leaving`);
+    if (Date.now() > deadline) throw new Error(`the kubelet did not stop static pod ${POD[c]} within ${STATIC_START_MS / 1000} s of its manifest leaving`);
     await Bun.sleep(250);
   }
 }
 
 /** Puts the component's manifest back (the kubelet starts the pod; the caller waits for it to answer). */
+/** Whether the component's manifest is out of the kubelet's sight (stopped by stopStaticPod and not started again). */
+export function isSetAside(n: NodeRef, c: Component): boolean {
+  return existsSync(aside(n, c)) && !existsSync(manifest(n, c));
+}
+
 export function startStaticPod(n: NodeRef, c: Component): void {
   if (existsSync(aside(n, c))) renameSync(aside(n, c), manifest(n, c));
   else if (!existsSync(manifest(n, c))) throw new Error(`no manifest for ${POD[c]} in ${join(n.dir, 'manifests')} nor aside`);
