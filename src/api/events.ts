@@ -12,6 +12,8 @@ export const BACKUP_FAILED = 'BackupFailed';
 export const RESTORE_SUCCEEDED = 'RestoreSucceeded';
 /** MetadataRestore: the restore failed; the message says why. */
 export const RESTORE_FAILED = 'RestoreFailed';
+/** MetadataRestore with spec.browse: the backup is served; the message says how to reach it. */
+export const BROWSE_READY = 'BrowseReady';
 
 /** MetadataBackupPolicy: a due backup was skipped because the previous one is still running. */
 export const BACKUP_SKIPPED = 'BackupSkipped';

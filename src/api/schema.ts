@@ -284,20 +284,29 @@ export const restoreSchema = {
   properties: {
     spec: {
       type: 'object',
-      description: 'Restore a recorded backup into a PersistentVolumeClaim (pvcName), or chosen objects of it into the live cluster (objects).',
+      description: 'Restore a recorded backup into a PersistentVolumeClaim (pvcName), chosen objects of it into the live cluster (objects), or serve it as a read-only API (browse).',
       required: ['mbrName'],
       properties: {
         mbrName: required('MetadataBackupRecord to restore.'),
-        pvcName: str('PersistentVolumeClaim in the same namespace to restore the backup\'s files into. Give this or objects.', { minLength: 1 }),
+        pvcName: str('PersistentVolumeClaim in the same namespace to restore the backup\'s files into. Give one of pvcName, objects and browse.', { minLength: 1 }),
         objects: {
           type: 'object',
-          description: 'Re-create chosen objects of the backup in the live cluster, as kubedr restore-objects does: the backup is served by the cluster\'s own kube-apiserver image in the restore pod. Needs the controller\'s --object-restore-service-account (the Helm chart\'s objectRestore.enabled). Give this or pvcName.',
+          description: 'Re-create chosen objects of the backup in the live cluster, as kubedr restore-objects does: the backup is served by the cluster\'s own kube-apiserver image in the restore pod. Needs the controller\'s --object-restore-service-account (the Helm chart\'s objectRestore.enabled). Give one of pvcName, objects and browse.',
           properties: {
             namespace: str('Namespace whose objects (all of them, or those in names) are restored, with the Namespace itself when the cluster lacks it.', { minLength: 1 }),
             names: { type: 'array', description: 'Only these objects of the namespace, as KIND/NAME the way kubectl spells them (deployment/web, cm/settings).', items: { type: 'string', minLength: 1 } },
             crd: str('A CustomResourceDefinition (PLURAL.GROUP) to restore with its objects (with namespace: only that namespace\'s).', { minLength: 1 }),
             overwrite: { type: 'boolean', description: 'Replace objects that exist with the backup\'s version (default: leave them and report them).' },
             dryRun: { type: 'boolean', description: 'Only say what would be done (the API server checks each object); nothing is changed.' },
+          },
+        },
+        browse: {
+          type: 'object',
+          description: 'Serve the backup as a read-only Kubernetes API in the restore pod, for kubectl through a port-forward (kubedr browse --restore NAME does both). The pod uses the cluster\'s own kube-apiserver image. Ends at timeLimit, or when the MetadataRestore is deleted. Give this, pvcName or objects.',
+          required: ['tokenSecret'],
+          properties: {
+            tokenSecret: required('Secret in the same namespace whose key "token" is the bearer token the browse accepts (its only user; read-only).'),
+            timeLimit: str('How long the browse serves, e.g. 30m or 2h. Default 1h.', { default: '1h' }),
           },
         },
         at: str('Restore the record\'s policy to this point instead of the record\'s backup: a time (RFC 3339 with a zone, e.g. 2026-12-04T14:03:27Z) or "latest" (its last stored change). Continuous policies only (spec.continuous). Optional.'),

@@ -4,7 +4,7 @@
  * ID|latest`, restored into the browse's own directory first), or a continuous policy's point in time (`--at`); and
  * the session directory (`--name`, `--dir`) that the other commands find a running browse by.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DATA_DIR, SNAPSHOT_FILE } from '../engine/backup.ts';
@@ -38,6 +38,7 @@ export const sourceFlags = {
   'allow-version-skew': { type: 'boolean', default: false, help: 'serve a backup with a kube-apiserver of another minor version than the backed-up cluster\'s (objects it does not serve will be missing)' },
   etcd: { type: 'string', default: 'etcd', help: 'etcd binary for the throwaway etcd (etcdutl or etcdctl must also be on PATH)' },
   'etcd-prefix': { type: 'string', help: 'the cluster\'s kube-apiserver --etcd-prefix, if not /registry' },
+  'token-file': { type: 'string', help: 'with --prepare: the browse user\'s token, from this file (default: a new random one)' },
   'expect-sha256': { type: 'string', help: 'with --from ID: refuse the backup unless its etcd snapshot has this SHA-256 (its record\'s)' },
   ...sessionFlags,
 } satisfies Record<string, FlagSpec>;
@@ -121,7 +122,8 @@ export async function prepareFromFlags(f: Parsed<typeof sourceFlags>, signal: Ab
   const fetched = await fetchFromFlags(f, join(dir, 'backup'), signal, onStep);
   try {
     await prepareBrowse({ snapshotFile: fetched.snapshotFile, sha256: fetched.sha256, restoredDir: fetched.restoredDir,
-      encryptionConfig: f['encryption-config'], etcd: f.etcd, etcdPrefix: f['etcd-prefix'], dir, onStep, signal });
+      encryptionConfig: f['encryption-config'], etcd: f.etcd, etcdPrefix: f['etcd-prefix'], dir, onStep, signal,
+      ...(f['token-file'] ? { token: readFileSync(f['token-file'], 'utf8').trim() } : {}) });
   } finally {
     fetched.cleanup();
   }

@@ -4,11 +4,13 @@
  * kube-apiserver and etcd and removes everything it restored: the backup holds every Secret of the cluster.
  * `--detach` leaves it running in the background and returns once it answers.
  */
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { servePrepared } from '../engine/browse/prepared.ts';
 import { EngineError } from '../engine/errors.ts';
 import { stopSession } from '../engine/browse/session.ts';
-import { type FlagSpec, helpText, parseFlags } from '../util/flags.ts';
+import { type FlagSpec, UsageError, helpText, parseFlags } from '../util/flags.ts';
+import { inClusterFlags, startInCluster } from './browse-in-cluster.ts';
 import { namesSource, prepareFromFlags, runningKubeconfig, sessionDir, sourceFlags, startFromFlags } from './browse-source.ts';
 import { exitCodesHelp } from './exit-codes.ts';
 import { forProgram, programName } from './program.ts';
@@ -16,10 +18,13 @@ import { cancelOnSignals } from './restore.ts';
 
 const flags = {
   ...sourceFlags,
+  ...inClusterFlags,
   'time-limit': { type: 'duration', default: '1h', help: 'stop serving after this long' },
   detach: { type: 'boolean', default: false, help: 'run in the background; return once the API answers (stop it with --stop)' },
   stop: { type: 'boolean', default: false, help: 'stop the running browse of this --name and remove its files' },
   kubeconfig: { type: 'boolean', default: false, help: 'print the kubeconfig path of the running browse of this --name, and nothing else' },
+  'serve-prepared': { type: 'boolean', default: false, help: 'serve the browse prepared in --dir: start its etcd, wait for the kube-apiserver started on it elsewhere, print that server\'s certificate, and run until stopped (a browse pod\'s container)' },
+  ready: { type: 'boolean', default: false, help: 'exit 0 when the browse prepared in --dir is served (--serve-prepared), else 1: a browse pod\'s readiness probe' },
   prepare: { type: 'boolean', default: false, help: 'only prepare the backup in --dir for a kube-apiserver that runs elsewhere (a pod\'s container, with --apiserver-version), print its flags, and exit; kubedr restore-objects --prepared DIR then reads through it' },
 } satisfies Record<string, FlagSpec>;
 
@@ -27,6 +32,7 @@ export const browseHelp = helpText(
   'kubedr browse --from ID|latest --url URL --bucket BUCKET [--credentials FILE] [flags]\n' +
   '       kubedr browse --at TIME|latest --policy NAME --url URL --bucket BUCKET [flags]   (a continuous policy)\n' +
   '       kubedr browse --snapshot FILE [flags]\n' +
+  '       kubedr browse --in-cluster --record MBR [-n NAMESPACE] [flags]   (served by a pod of the controller; needs kubectl)\n' +
   '       kubedr browse --stop [--name NAME]',
   'Serves a backup as a read-only Kubernetes API: the backup\'s etcd in a throwaway etcd, and a kube-apiserver (of the\n' +
   'cluster\'s version, --kube-apiserver) on it, on 127.0.0.1. Prints a kubeconfig for it: kubectl get, describe and -o yaml\n' +
@@ -52,7 +58,13 @@ export async function runBrowse(argv: string[]): Promise<number> {
     process.stdout.write(`${runningKubeconfig(f)}\n`);
     return 0;
   }
-  if (!namesSource(f)) throw new EngineError('InvalidInput', 'name what to serve: --from ID|latest, --at TIME, or --snapshot FILE');
+  if (f['serve-prepared']) return servePreparedUntilStopped(f.dir, f.etcd);
+  if (f.ready) return f.dir && existsSync(join(resolve(f.dir), SERVING_FILE)) ? 0 : 1;
+  const inCluster = f['in-cluster'] || Boolean(f.restore);
+  if (f['in-cluster'] && !f.record) throw new UsageError('--in-cluster needs --record MBR: the backup to serve (kubectl get mbr)');
+  if (!inCluster && !namesSource(f)) {
+    throw new EngineError('InvalidInput', 'name what to serve: --from ID|latest, --at TIME, --snapshot FILE, or --in-cluster --record MBR');
+  }
   if (f.prepare) {
     const stop = cancelOnSignals('browse');
     try {
@@ -68,7 +80,11 @@ export async function runBrowse(argv: string[]): Promise<number> {
 
   const stop = cancelOnSignals('browse');
   const started = performance.now();
-  const session = await startFromFlags(f, stop.signal, (s) => process.stderr.write(`kubedr browse: ${s}\n`)).catch((err) => {
+  const onStep = (s: string) => process.stderr.write(`kubedr browse: ${s}\n`);
+  const session = await (inCluster
+    ? startInCluster({ namespace: f.namespace, record: f['in-cluster'] ? f.record : undefined, restore: f.restore, context: f['kube-context'],
+      timeLimitMs: f['time-limit'], dir, name: f.name, signal: stop.signal, onStep })
+    : startFromFlags(f, stop.signal, onStep)).catch((err) => {
     stop.dispose();
     throw err;
   });
@@ -85,10 +101,34 @@ export async function runBrowse(argv: string[]): Promise<number> {
     return 0;
   } finally {
     await session.stop();
+    if (inCluster) rmSync(dir, { recursive: true, force: true });
     stop.dispose();
     process.stderr.write('kubedr browse: stopped; its files are removed\n');
     // A detached browse's output; the file goes, the open descriptor stays writable until this process ends.
     rmSync(`${dir}.log`, { force: true });
+  }
+}
+
+/**
+ * A browse pod's `serve` container: etcd on the prepared data until SIGTERM (the pod's deletion or its time limit).
+ * The API server's certificate goes to the log, where `kubedr browse --restore` reads it to trust the server through
+ * a port-forward: it is public, unlike the token.
+ */
+const SERVING_FILE = 'serving';
+
+async function servePreparedUntilStopped(dir: string | undefined, etcd: string): Promise<number> {
+  if (!dir) throw new UsageError('--serve-prepared needs --dir: the directory kubedr browse --prepare wrote');
+  const stop = cancelOnSignals('browse');
+  try {
+    const served = await servePrepared(resolve(dir), { etcd, signal: stop.signal });
+    process.stdout.write(`kubedr browse: serving; the kube-apiserver's certificate:\n${served.caPem.trim()}\n`);
+    writeFileSync(join(resolve(dir), SERVING_FILE), '');
+    await new Promise((ok) => stop.signal.addEventListener('abort', ok, { once: true }));
+    rmSync(join(resolve(dir), SERVING_FILE), { force: true });
+    await served.stop();
+    return 0;
+  } finally {
+    stop.dispose();
   }
 }
 

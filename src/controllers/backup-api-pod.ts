@@ -13,23 +13,17 @@
  * the token is mounted into the pod, the repository credentials only as secretKeyRef variables, as in restore pods.
  */
 import type { MetadataRestore, Pod } from '../api/types.ts';
-import { preparedApiserverArgs } from '../engine/browse/prepared.ts';
+import { PREPARED_PORTS, preparedApiserverArgs } from '../engine/browse/prepared.ts';
 import { InputError } from './inputs.ts';
-import { OBJECTS_CONTAINER, PREPARE_CONTAINER, backupSourceArgs, restorePodMetadata } from './restore-pod.ts';
+import { OBJECTS_CONTAINER, PREPARE_CONTAINER, SERVE_CONTAINER, backupSourceArgs, restorePodMetadata } from './restore-pod.ts';
 import { CONTAINER_SECURITY, type ToolPodInput, repositoryEnv, repositoryVolume, repositoryVolumeMount, toolPodSpec } from './tool-pod.ts';
 
 const BROWSE_DIR = '/browse';
 const TERMINATION_LOG = '/dev/termination-log';
 const MI = 1024 * 1024;
 
-export interface ObjectRestorePodInput extends ToolPodInput {
-  restore: MetadataRestore;
+export interface ObjectRestorePodInput extends BackupApiPodInput {
   serviceAccount: string;
-  /** The cluster's kube-apiserver image, and its Kubernetes version (checked against the backup's). */
-  apiserverImage: string;
-  apiserverVersion: string;
-  /** `--cluster` for a point-in-time restore, when known. */
-  cluster?: string;
 }
 
 /**
@@ -62,34 +56,51 @@ export function objectsProblem(objects: NonNullable<MetadataRestore['spec']['obj
   return undefined;
 }
 
-export function objectRestorePod(input: ObjectRestorePodInput): Pod {
+/** Where a browse pod mounts the token Secret, and the port its kube-apiserver serves on (loopback of the pod). */
+const TOKEN_DIR = '/var/run/kubedr/browse';
+export const BROWSE_PORT = PREPARED_PORTS.apiserver;
+
+/** What a pod serving a backup needs beyond any tool pod: the cluster's kube-apiserver image and its version. */
+export interface BackupApiPodInput extends ToolPodInput {
+  restore: MetadataRestore;
+  apiserverImage: string;
+  apiserverVersion: string;
+  cluster?: string;
+}
+
+type Container = NonNullable<Pod['spec']>['containers'][number];
+type Volume = NonNullable<NonNullable<Pod['spec']>['volumes']>[number];
+
+/**
+ * The pod that serves a backup: `prepare`, the kube-apiserver, and `last` (restore-objects, or serve), with `extra`
+ * pod fields, volumes and prepare flags.
+ */
+function backupApiPod(input: BackupApiPodInput, last: (mounts: { name: string; mountPath: string }[], memory: string) => Container,
+  extra: { spec?: Partial<NonNullable<Pod['spec']>>; volumes?: Volume[]; prepareArgs?: string[]; prepareMounts?: Container['volumeMounts'];
+    apiserverProbe?: Container['readinessProbe'] } = {}): Pod {
   const { restore, record, location, image } = input;
-  const objects = restore.spec.objects!;
   const creds = location.spec.credentials;
   const source = backupSourceArgs(input, (id) => ['--from', id]);
   // The snapshot, and the etcd data directory built from it: each as large as the snapshot.
   const mi = Math.ceil((record.status?.etcdSnapshotSize ?? 0) / MI);
-  const browseVolume = { name: 'browse', mountPath: BROWSE_DIR };
-  const tmp = { name: 'tmp', mountPath: '/tmp' };
+  const mounts = [{ name: 'browse', mountPath: BROWSE_DIR }, { name: 'tmp', mountPath: '/tmp' }];
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: restorePodMetadata(restore),
     spec: {
       ...toolPodSpec(input),
-      // restore-objects writes to the live cluster with it; the other two containers do not talk to the cluster.
-      automountServiceAccountToken: true,
-      serviceAccountName: input.serviceAccount,
+      ...extra.spec,
       initContainers: [{
         name: PREPARE_CONTAINER,
         image,
         args: ['browse', '--prepare', '--dir', BROWSE_DIR, ...source, '--apiserver-version', input.apiserverVersion,
-          '--url', location.spec.url, '--bucket', location.spec.bucketName],
+          '--url', location.spec.url, '--bucket', location.spec.bucketName, ...(extra.prepareArgs ?? [])],
         env: repositoryEnv(creds),
         resources: { requests: { cpu: '100m', memory: '256Mi' } },
         securityContext: CONTAINER_SECURITY,
         terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [browseVolume, tmp, repositoryVolumeMount],
+        volumeMounts: [...mounts, repositoryVolumeMount, ...(extra.prepareMounts ?? [])],
       }],
       containers: [{
         name: 'kube-apiserver',
@@ -98,24 +109,61 @@ export function objectRestorePod(input: ObjectRestorePodInput): Pod {
         args: preparedApiserverArgs(BROWSE_DIR),
         resources: { requests: { cpu: '100m', memory: '256Mi' } },
         securityContext: CONTAINER_SECURITY,
-        volumeMounts: [browseVolume, tmp],
-      }, {
-        name: OBJECTS_CONTAINER,
-        image,
-        args: ['restore-objects', '--prepared', BROWSE_DIR, ...objectsArgs(objects), '--termination-log', TERMINATION_LOG],
-        env: [{ name: 'TMPDIR', value: '/tmp' }],
-        // etcd on the backup maps its whole database.
-        resources: { requests: { cpu: '100m', memory: `${Math.max(256, mi + 128)}Mi` } },
-        securityContext: CONTAINER_SECURITY,
-        terminationMessagePath: TERMINATION_LOG,
-        terminationMessagePolicy: 'FallbackToLogsOnError',
-        volumeMounts: [browseVolume, tmp],
-      }],
+        volumeMounts: mounts,
+      },
+      // etcd on the backup maps its whole database.
+      last(mounts, `${Math.max(256, mi + 128)}Mi`)],
       volumes: [
         { name: 'browse', emptyDir: { sizeLimit: `${Math.max(256, mi * 2 + 256)}Mi` } },
         { name: 'tmp', emptyDir: {} },
         repositoryVolume(creds),
+        ...(extra.volumes ?? []),
       ],
     },
   };
+}
+
+export function objectRestorePod(input: ObjectRestorePodInput): Pod {
+  const objects = input.restore.spec.objects!;
+  return backupApiPod(input, (mounts, memory) => ({
+    name: OBJECTS_CONTAINER,
+    image: input.image,
+    args: ['restore-objects', '--prepared', BROWSE_DIR, ...objectsArgs(objects), '--termination-log', TERMINATION_LOG],
+    env: [{ name: 'TMPDIR', value: '/tmp' }],
+    resources: { requests: { cpu: '100m', memory } },
+    securityContext: CONTAINER_SECURITY,
+    terminationMessagePath: TERMINATION_LOG,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    volumeMounts: mounts,
+  }), {
+    // restore-objects writes to the live cluster with it; the other two containers do not talk to the cluster.
+    spec: { automountServiceAccountToken: true, serviceAccountName: input.serviceAccount },
+  });
+}
+
+/**
+ * A browse pod: the backup served read-only until its time limit (activeDeadlineSeconds) or its deletion. Its one
+ * user's token comes from the Secret spec.browse.tokenSecret names (made by whoever asked for the browse, and theirs
+ * to share); the pod gets no service account token. Ready once the kube-apiserver answers the token.
+ */
+export function browsePod(input: BackupApiPodInput & { timeLimitSeconds: number }): Pod {
+  const browse = input.restore.spec.browse!;
+  return backupApiPod(input, (mounts, memory) => ({
+    name: SERVE_CONTAINER,
+    image: input.image,
+    args: ['browse', '--serve-prepared', '--dir', BROWSE_DIR],
+    env: [{ name: 'TMPDIR', value: '/tmp' }],
+    resources: { requests: { cpu: '100m', memory } },
+    securityContext: CONTAINER_SECURITY,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    volumeMounts: mounts,
+    // The API server listens on the pod's loopback, where the kubelet's TCP and HTTP probes do not reach; the serve
+    // container says when it answers.
+    readinessProbe: { exec: { command: ['kubedr', 'browse', '--ready', '--dir', BROWSE_DIR] }, periodSeconds: 3, failureThreshold: 2 },
+  }), {
+    spec: { activeDeadlineSeconds: input.timeLimitSeconds },
+    prepareArgs: ['--token-file', `${TOKEN_DIR}/token`],
+    prepareMounts: [{ name: 'browse-token', mountPath: TOKEN_DIR, readOnly: true }],
+    volumes: [{ name: 'browse-token', secret: { secretName: browse.tokenSecret, items: [{ key: 'token', path: 'token' }], defaultMode: 0o400 } }],
+  });
 }

@@ -17,6 +17,8 @@ export const restorePodName = (restoreName: string): string => `kubedr-restore-$
 /** The containers of an objects restore's pod (object-restore-pod.ts) whose ends decide the restore. */
 export const OBJECTS_CONTAINER = 'restore-objects';
 export const PREPARE_CONTAINER = 'prepare';
+/** A browse pod's container that serves until the pod's time limit or deletion. */
+export const SERVE_CONTAINER = 'serve';
 
 /**
  * The time limit `kubedr restore` gets in a pod that the kubelet stops after `deadlineSeconds`: a little less (a tenth,
@@ -103,7 +105,8 @@ export type PodProgress =
   | { state: 'failed'; message: string }
   /** Not started yet; `problem` is what keeps it (unschedulable, image pull), if the pod says. */
   | { state: 'starting'; problem?: string; sinceMs: number }
-  | { state: 'running' };
+  /** `ready`: a browse pod serves (its readiness probe passed). */
+  | { state: 'running'; ready?: boolean };
 
 /**
  * What the pod's status says about the restore. A files restore ends with its pod; an objects restore when its
@@ -112,11 +115,20 @@ export type PodProgress =
  */
 export function podProgress(pod: Pod, now: Date): PodProgress {
   const status = pod.status ?? {};
-  const objects = pod.spec?.containers.some((c) => c.name === OBJECTS_CONTAINER) ?? false;
-  const name = objects ? OBJECTS_CONTAINER : 'restore';
+  const browse = pod.spec?.containers.some((c) => c.name === SERVE_CONTAINER) ?? false;
+  // Both serve the backup through a kube-apiserver beside them, prepared by an init container.
+  const objects = browse || (pod.spec?.containers.some((c) => c.name === OBJECTS_CONTAINER) ?? false);
+  const name = browse ? SERVE_CONTAINER : objects ? OBJECTS_CONTAINER : 'restore';
   const container = status.containerStatuses?.find((c) => c.name === name);
   const terminated = container?.state?.terminated;
-  if (objects && terminated) {
+  // A browse ends at its time limit (the pod's deadline): what it was for.
+  if (browse && status.phase === 'Failed' && status.reason === 'DeadlineExceeded') {
+    // Only a browse whose serve container ran got to serve; one still preparing (a stalled S3) never did.
+    return container?.state?.terminated || container?.state?.running ? { state: 'succeeded', message: 'served until its time limit' }
+      : { state: 'failed', message: 'the browse reached its time limit before it served: the backup was still being prepared' };
+  }
+  if (browse && terminated) return { state: 'failed', message: `the browse stopped: ${podEndDetail(pod, name)}` };
+  if (objects && !browse && terminated) {
     const said = terminated.message ? oneLine(terminated.message) : '';
     return terminated.exitCode === 0 ? { state: 'succeeded', message: said } : { state: 'failed', message: `restore-objects failed: ${podEndDetail(pod, name)}` };
   }
@@ -133,6 +145,7 @@ export function podProgress(pod: Pod, now: Date): PodProgress {
     if (outcome && !outcome.ok) return { state: 'failed', message: outcome.error };
     return { state: 'failed', message: `restore pod failed: ${podEndDetail(pod, 'restore')}` };
   }
+  if (browse && container?.state?.running) return { state: 'running', ready: container.ready };
   if (container?.state?.running || terminated) return { state: 'running' };
   // An objects restore's init container at work (downloading the backup) is running too.
   if (objects && status.initContainerStatuses?.some((c) => c.state?.running || c.state?.terminated)) return { state: 'running' };

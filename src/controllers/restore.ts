@@ -4,9 +4,9 @@
  * status. Every way a restore can end (bad input, pod failure, a pod that never starts, a deleted pod, a pod the API
  * server refuses to create) ends `Failed` with the reason; finished pods are deleted.
  */
-import { COMPLETE, FAILED, setCondition } from '../api/conditions.ts';
+import { COMPLETE, FAILED, READY, setCondition } from '../api/conditions.ts';
 import { BACKUP_LOCATION, BACKUP_RECORD, POD, PVC, RESTORE, RESTORE_GENERATION_ANNOTATION, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../api/group.ts';
-import { RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
+import { BROWSE_READY, RESTORE_FAILED, RESTORE_SUCCEEDED, messages } from '../api/events.ts';
 import type { BackupLocation, MetadataBackupRecord, MetadataRestore, PersistentVolumeClaim, Pod, Secret, Toleration } from '../api/types.ts';
 import type { BackupOrigin } from '../engine/origin.ts';
 import type { Restic } from '../engine/restic.ts';
@@ -18,10 +18,11 @@ import type { Metrics } from '../metrics/registry.ts';
 import type { Reconciler, Result } from '../runtime/controller.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
+import { parseDuration } from '../util/flags.ts';
 import type { Logger } from '../util/log.ts';
 import { redact } from '../util/redact.ts';
 import { InputError, checkLocationReady, locationRepository } from './inputs.ts';
-import { imageVersion, objectRestorePod, objectsProblem } from './object-restore-pod.ts';
+import { browsePod, imageVersion, objectRestorePod, objectsProblem } from './backup-api-pod.ts';
 import { podProgress, restorePod, restorePodName } from './restore-pod.ts';
 
 export interface RestoreDeps {
@@ -153,8 +154,9 @@ export class RestoreReconciler implements Reconciler {
   private async plan(mr: MetadataRestore, signal: AbortSignal): Promise<Pod> {
     const ns = mr.metadata.namespace ?? '';
     const image = this.deps.image;
-    if (Boolean(mr.spec.pvcName) === Boolean(mr.spec.objects)) {
-      throw new InputError('InvalidSpec', 'give spec.pvcName (restore the backup\'s files into a claim) or spec.objects (re-create chosen objects in the cluster), one of them');
+    if ([mr.spec.pvcName, mr.spec.objects, mr.spec.browse].filter(Boolean).length !== 1) {
+      throw new InputError('InvalidSpec', 'give one of spec.pvcName (restore the backup\'s files into a claim), spec.objects (re-create chosen objects in ' +
+        'the cluster) and spec.browse (serve the backup read-only)');
     }
     const objectsWrong = mr.spec.objects && objectsProblem(mr.spec.objects);
     if (objectsWrong) throw new InputError('InvalidSpec', objectsWrong);
@@ -179,6 +181,16 @@ export class RestoreReconciler implements Reconciler {
       restore: mr, record, location, image, deadlineSeconds: Math.ceil(this.deps.runTimeoutMs / 1000), nodeSelector, tolerations, runAsUser,
       ...(this.deps.origin ? { cluster: `${this.deps.origin.clusterId}/${this.deps.origin.namespace}` } : {}),
     };
+    if (mr.spec.browse) {
+      let timeLimitMs: number;
+      try {
+        timeLimitMs = parseDuration(mr.spec.browse.timeLimit ?? '1h');
+      } catch (err) {
+        throw new InputError('InvalidSpec', `spec.browse.timeLimit: ${(err as Error).message}`);
+      }
+      const apiserverImage = this.deps.kubeApiserverImage ?? await this.clusterApiserverImage();
+      return browsePod({ ...common, apiserverImage, apiserverVersion: imageVersion(apiserverImage), timeLimitSeconds: Math.ceil(timeLimitMs / 1000) });
+    }
     if (mr.spec.objects) {
       const serviceAccount = this.deps.objectRestoreServiceAccount;
       if (!serviceAccount) {
@@ -220,10 +232,11 @@ export class RestoreReconciler implements Reconciler {
     const p = podProgress(pod, this.now());
     switch (p.state) {
       case 'succeeded':
-        return this.finish(mr, 'Completed', '', p.message);
+        return this.finish(mr, 'Completed', '', p.message === undefined ? undefined : mr.spec.browse ? { browse: p.message } : { objects: p.message });
       case 'failed':
         return this.finish(mr, 'Failed', p.message);
       case 'running':
+        if (mr.spec.browse) await this.browseReady(mr, pod, p.ready === true);
         return;
       case 'starting': {
         const left = this.deps.startTimeoutMs - p.sinceMs;
@@ -235,10 +248,33 @@ export class RestoreReconciler implements Reconciler {
   }
 
   /**
+   * A browse pod's readiness as the MetadataRestore's Ready condition (`kubectl wait --for=condition=Ready`), and one
+   * BrowseReady event when it first serves. The API is asked first: the cache may lag behind the last write.
+   */
+  private async browseReady(mr: MetadataRestore, pod: Pod, ready: boolean): Promise<void> {
+    const ns = mr.metadata.namespace ?? '';
+    const live = await this.deps.client.get<MetadataRestore>(RESTORE, ns, mr.metadata.name).catch(ignoreNotFound);
+    const was = live?.status?.conditions?.find((c) => c.type === READY);
+    if (!live || (was?.status === 'True') === ready) return;
+    const deadline = Date.parse(pod.status?.startTime ?? pod.metadata.creationTimestamp ?? '') + (pod.spec?.activeDeadlineSeconds ?? 0) * 1000;
+    const until = Number.isFinite(deadline) ? ` until ${new Date(deadline).toISOString()}` : '';
+    const message = ready
+      ? `The backup is served${until}: kubedr browse --restore ${mr.metadata.name} -n ${ns} port-forwards to it and writes a kubeconfig`
+      : 'The backup\'s kube-apiserver does not answer';
+    const now = this.now();
+    await this.deps.client.patchStatus(RESTORE, ns, mr.metadata.name, {
+      conditions: setCondition(live.status?.conditions, {
+        type: READY, status: ready ? 'True' : 'False', observedGeneration: mr.metadata.generation ?? 0, reason: ready ? 'Serving' : 'NotServing', message,
+      }, now),
+    });
+    if (ready) await this.deps.recorder.event(mr, 'Normal', BROWSE_READY, message);
+  }
+
+  /**
    * Writes the final status, reports it, and deletes the pod. Status first: a crash after it only leaves a pod to delete.
    * The cache may not show a status written a moment ago, so the API is asked first: a restore is reported once.
    */
-  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', rawMessage = '', objectsSummary?: string): Promise<void> {
+  private async finish(mr: MetadataRestore, result: 'Completed' | 'Failed', rawMessage = '', ended?: { objects?: string; browse?: string }): Promise<void> {
     const ns = mr.metadata.namespace ?? '';
     // Status is read as widely as events and logs: the same redactor.
     const message = redact(rawMessage);
@@ -249,8 +285,13 @@ export class RestoreReconciler implements Reconciler {
     }
     const now = this.now();
     const generation = mr.metadata.generation ?? 0;
-    const summary = objectsSummary === undefined ? undefined : redact(objectsSummary) || 'nothing to do';
-    const completed = summary === undefined ? 'The backup was restored and verified' : `Objects of the backup restored: ${summary}`;
+    const summary = ended?.objects === undefined ? undefined : redact(ended.objects) || 'nothing to do';
+    const completed = ended?.browse !== undefined ? `The browse ended: ${ended.browse}`
+      : summary === undefined ? 'The backup was restored and verified' : `Objects of the backup restored: ${summary}`;
+    // A browse that ended serves no more: its Ready condition says so.
+    const notServing = (conditions: ReturnType<typeof setCondition>) => (mr.spec.browse ? setCondition(conditions, {
+      type: READY, status: 'False', observedGeneration: generation, reason: 'Ended', message: 'The browse has ended',
+    }, now) : conditions);
     const done = (type: string, yes: boolean) => ({
       type, status: yes ? 'True' : 'False', observedGeneration: generation,
       reason: result === 'Completed' ? 'Restored' : 'RestoreFailed', message: result === 'Completed' ? completed : message,
@@ -258,14 +299,14 @@ export class RestoreReconciler implements Reconciler {
     await this.deps.client.patchStatus(RESTORE, ns, mr.metadata.name, {
       restoreStatus: result, restoreErrorMessage: message, restoreTime: now.toISOString(), observedGeneration: generation,
       ...(summary !== undefined ? { objectsRestored: summary } : {}),
-      conditions: setCondition(setCondition(live.status?.conditions, done(COMPLETE, result === 'Completed'), now),
-        done(FAILED, result === 'Failed'), now),
+      conditions: notServing(setCondition(setCondition(live.status?.conditions, done(COMPLETE, result === 'Completed'), now),
+        done(FAILED, result === 'Failed'), now)),
     });
     this.deps.metrics.numRestores.inc();
     const snapshotId = this.deps.records.get(`${ns}/${mr.spec.mbrName}`)?.spec.snapshotId ?? '';
     if (result === 'Completed') {
       await this.deps.recorder.event(mr, 'Normal', RESTORE_SUCCEEDED,
-        `${messages.restoreSucceeded(snapshotId)}${summary !== undefined ? `: objects ${summary}` : ''}`);
+        `${messages.restoreSucceeded(snapshotId)}${summary !== undefined ? `: objects ${summary}` : ended?.browse !== undefined ? `: the browse ${ended.browse}` : ''}`);
     } else {
       this.deps.metrics.numFailedRestores.inc();
       await this.deps.recorder.event(mr, 'Warning', RESTORE_FAILED, message);

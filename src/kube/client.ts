@@ -174,6 +174,14 @@ export class KubeClient {
     return (raw ? JSON.parse(raw) : {}) as T;
   }
 
+  /** A GET whose answer is text, not JSON: a container's log (`pods/NAME/log?container=C`). */
+  async getText(path: string): Promise<string> {
+    const res = await this.fetch('GET', path, { signal: AbortSignal.timeout(this.timeoutMs) });
+    const raw = await res.text();
+    if (!res.ok) throw apiError(res.status, raw, 'GET', path);
+    return raw;
+  }
+
   path(ref: ResourceRef, namespace?: string, name?: string, subresource?: string): string {
     const base = ref.group ? `/apis/${ref.group}/${ref.version}` : `/api/${ref.version}`;
     let p = namespace ? `${base}/namespaces/${encodeURIComponent(namespace)}/${ref.plural}` : `${base}/${ref.plural}`;

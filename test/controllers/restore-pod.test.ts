@@ -161,4 +161,24 @@ describe('podProgress', () => {
         .toEqual({ state: 'starting', sinceMs: 10_000, problem: 'ErrImagePull: not found' });
     });
   });
+
+  describe('a browse pod: serving until its deadline is what it is for', () => {
+    const browsePod = (status: Pod['status']): Pod => ({
+      metadata: { name: 'p', creationTimestamp: '2026-11-25T10:00:00Z' },
+      spec: { initContainers: [{ name: 'prepare' }], containers: [{ name: 'kube-apiserver' }, { name: 'serve' }] }, status,
+    });
+    const serve = (ready: boolean, state: ContainerStatus['state']): ContainerStatus => ({ ...container(state), name: 'serve', ready });
+    test('running, ready once its probe passes', () => {
+      expect(podProgress(browsePod({ phase: 'Running', containerStatuses: [serve(false, { running: {} })] }), now)).toEqual({ state: 'running', ready: false });
+      expect(podProgress(browsePod({ phase: 'Running', containerStatuses: [serve(true, { running: {} })] }), now)).toEqual({ state: 'running', ready: true });
+    });
+    test('its deadline reached: succeeded; its serve container ended otherwise: failed', () => {
+      expect(podProgress(browsePod({ phase: 'Failed', reason: 'DeadlineExceeded', containerStatuses: [serve(false, { terminated: { exitCode: 137 } })] }), now))
+        .toEqual({ state: 'succeeded', message: 'served until its time limit' });
+      expect(podProgress(browsePod({ phase: 'Failed', reason: 'DeadlineExceeded', initContainerStatuses: [{ ...container({ terminated: { exitCode: 137 } }), name: 'prepare' }] }), now))
+        .toEqual({ state: 'failed', message: 'the browse reached its time limit before it served: the backup was still being prepared' });
+      expect(podProgress(browsePod({ phase: 'Running', containerStatuses: [serve(false, { terminated: { exitCode: 1, reason: 'Error', message: 'etcd did not start' } })] }), now))
+        .toEqual({ state: 'failed', message: 'the browse stopped: exit code 1 (Error): etcd did not start' });
+    });
+  });
 });

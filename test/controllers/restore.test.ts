@@ -290,8 +290,8 @@ describe('spec.objects: chosen objects re-created in the live cluster by a pod t
   type Deps = Partial<ConstructorParameters<typeof RestoreReconciler>[0]>;
   test.each<[string, Objects | undefined, string | undefined, Deps, string]>([
     ['no service account given to the controller', { namespace: 'shop' }, undefined, {}, '--object-restore-service-account'],
-    ['neither pvcName nor objects', undefined, undefined, { objectRestoreServiceAccount: 'sa' }, 'give spec.pvcName'],
-    ['both pvcName and objects', { namespace: 'shop' }, 'claim', { objectRestoreServiceAccount: 'sa' }, 'one of them'],
+    ['neither pvcName nor objects', undefined, undefined, { objectRestoreServiceAccount: 'sa' }, 'give one of spec.pvcName'],
+    ['both pvcName and objects', { namespace: 'shop' }, 'claim', { objectRestoreServiceAccount: 'sa' }, 'give one of spec.pvcName'],
     ['objects naming nothing', {}, undefined, { objectRestoreServiceAccount: 'sa' }, 'names nothing to restore'],
     ['names without a namespace', { crd: 'w.example.com', names: ['cm/a'] }, undefined, { objectRestoreServiceAccount: 'sa' }, 'give spec.objects.namespace'],
     ['a name that is no KIND/NAME', { namespace: 'shop', names: ['web'] }, undefined, { objectRestoreServiceAccount: 'sa' }, '"web" is not KIND/NAME'],
@@ -305,5 +305,61 @@ describe('spec.objects: chosen objects re-created in the live cluster by a pod t
     expect(t.api.created).toEqual([]);
     expect(t.api.statuses[0]).toEqual(expect.objectContaining({ restoreStatus: 'Failed' }));
     expect(String(t.api.statuses[0]!.restoreErrorMessage)).toContain(says);
+  });
+});
+
+describe('spec.browse: the backup served read-only in a pod until its time limit', () => {
+  const browseRestore: MetadataRestore = { ...restore, spec: { mbrName: 'mbr-0123abcd', browse: { tokenSecret: 'tok', timeLimit: '30m' } } };
+  const deps = { kubeApiserverImage: 'registry.k8s.io/kube-apiserver:v1.20.2' };
+
+  test('the pod: the token from the Secret named, no service account token, the time limit as its deadline, a readiness probe', async () => {
+    const t = setup(undefined, [record], { restore: browseRestore, deps });
+    await t.run();
+    const pod = t.api.created[0] as Pod;
+    expect(pod.spec?.activeDeadlineSeconds).toBe(1800);
+    expect(pod.spec?.automountServiceAccountToken).toBe(false);
+    expect(pod.spec?.serviceAccountName).toBeUndefined();
+    expect(pod.spec?.initContainers?.[0]?.args).toEqual(expect.arrayContaining(['--token-file', '/var/run/kubedr/browse/token']));
+    expect(pod.spec?.volumes).toContainEqual(expect.objectContaining({ name: 'browse-token', secret: expect.objectContaining({ secretName: 'tok' }) }));
+    const serve = pod.spec?.containers.find((c) => c.name === 'serve');
+    expect(serve?.args).toEqual(['browse', '--serve-prepared', '--dir', '/browse']);
+    expect(serve?.readinessProbe?.exec?.command).toEqual(['kubedr', 'browse', '--ready', '--dir', '/browse']);
+  });
+
+  test('a time limit that is no duration: Failed, saying so', async () => {
+    const t = setup(undefined, [record], { restore: { ...browseRestore, spec: { ...browseRestore.spec, browse: { tokenSecret: 'tok', timeLimit: 'soon' } } }, deps });
+    await t.run();
+    expect(t.api.created).toEqual([]);
+    expect(String(t.api.statuses[0]!.restoreErrorMessage)).toContain('spec.browse.timeLimit');
+  });
+
+  test('its pod ready: the restore\'s Ready condition and one BrowseReady event; its deadline: Completed, the pod deleted', async () => {
+    const servingPod = (ready: boolean, status: Pod['status'] = {}): Pod => ({
+      metadata: { name: 'kubedr-restore-r1', namespace: ns, annotations: { 'kubedr.catalogicsoftware.com/restore-generation': '1' }, creationTimestamp: '2026-11-30T10:00:00Z' },
+      spec: { activeDeadlineSeconds: 1800, initContainers: [{ name: 'prepare' }], containers: [{ name: 'kube-apiserver' }, { name: 'serve' }] },
+      status: { phase: 'Running', startTime: '2026-11-30T10:00:00Z',
+        containerStatuses: [{ name: 'serve', image: 'k', imageID: '', ready, restartCount: 0, state: { running: {} } }], ...status },
+    });
+    const running = { ...browseRestore, status: { restoreStatus: 'Running' as const, observedGeneration: 1 } };
+    const t = setup(undefined, [record], { restore: running, deps: { ...deps } });
+    const reconcile = (pod: Pod) => new RestoreReconciler({
+      client: t.api, restores: fakeInformer([t.api.objects.get(`metadatarestores/${ns}/r1`) as MetadataRestore]), records: fakeInformer([record]),
+      secrets: fakeInformer([secret]), pods: fakeInformer<Pod>([pod]), recorder: { event: async (_o, type, reason, message) => void t.events.push([type, reason, message]) },
+      metrics: createMetrics(), restic: t.restic, log, image: 'kubedr:test', startTimeoutMs: 300_000, runTimeoutMs: 7_200_000, ...deps,
+    }).reconcile(`${ns}/r1`, signal);
+    await reconcile(servingPod(false));
+    expect(t.api.statuses).toEqual([]);
+    await reconcile(servingPod(true));
+    expect(t.api.statuses).toEqual([{ conditions: [expect.objectContaining({ type: 'Ready', status: 'True', reason: 'Serving',
+      message: 'The backup is served until 2026-11-30T10:30:00.000Z: kubedr browse --restore r1 -n kubedr-system port-forwards to it and writes a kubeconfig' })] }]);
+    expect(t.events.map((e) => e[1])).toEqual(['BrowseReady']);
+
+    await reconcile(servingPod(false, { phase: 'Failed', reason: 'DeadlineExceeded' }));
+    const last = t.api.statuses.at(-1) as { restoreStatus: string; conditions: { type: string; status: string; message: string }[] };
+    expect(last.restoreStatus).toBe('Completed');
+    expect(last.conditions.map((c) => [c.type, c.status, c.message])).toEqual([
+      ['Complete', 'True', 'The browse ended: served until its time limit'], ['Failed', 'False', 'The browse ended: served until its time limit'],
+      ['Ready', 'False', 'The browse has ended']]);
+    expect(t.events.at(-1)).toEqual(['Normal', 'RestoreSucceeded', 'Restore from snapshot 0123abcd completed: the browse served until its time limit']);
   });
 });

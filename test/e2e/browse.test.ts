@@ -14,7 +14,7 @@ import type { KubeObject } from '../../src/api/types.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { userFields } from '../../src/kube/all-objects.ts';
 import {
-  ControllerProcess, type Run, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
+  ControllerProcess, kubedrCli, type Run, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually,
   etcdctl, getJson, kubectl, locationInit, locationSecretYaml, locationYaml, policyYaml, repoRoot, resticAt, uniqueBucket,
 } from '../support/e2e.ts';
 
@@ -32,12 +32,7 @@ const session = ['--name', `e2e-${suffix}`];
 const password = `pw-${crypto.randomUUID()}`;
 type List = { items: (KubeObject & Record<string, unknown>)[] };
 
-async function kubedr(args: string[]): Promise<Run> {
-  const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), ...args], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe',
-    env: { ...process.env, KUBECONFIG: cluster().kubeconfig } });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const kubedr = kubedrCli;
 const from = () => ['--from', 'latest', '--policy', 'p', '--url', cluster().s3Url, '--bucket', bucket, '--credentials', credentialsFile,
   '--kube-apiserver', join(cluster().bin, 'kube-apiserver')];
 

@@ -1,4 +1,6 @@
 /**
+ * A backup served in a pod by the cluster's own kube-apiserver image: `kubedr browse --in-cluster` (and a GitOps
+ * browse that ends at its time limit), read with kubectl through the port-forward, and
  * MetadataRestore with spec.objects, end to end, as GitOps would do it: a namespace deleted by mistake is brought
  * back by applying one manifest. The controller (a real process) creates the pod; its init container downloads the
  * backup from S3 and builds the etcd data, the cluster's own kube-apiserver image serves it in the pod (discovered from
@@ -16,7 +18,7 @@ import type { KubeObject, MetadataBackupPolicy, MetadataRestore } from '../../sr
 import { restorePodName } from '../../src/controllers/restore-pod.ts';
 import { userFields } from '../../src/kube/all-objects.ts';
 import {
-  ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, getJson,
+  ControllerProcess, kubedrCli, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, events, eventually, getJson,
   kubectl, kubedrImage, locationInit, locationSecretYaml, locationYaml, policyYaml, uniqueBucket,
 } from '../support/e2e.ts';
 import { render } from '../support/helm.ts';
@@ -148,4 +150,59 @@ test('a namespace the backup never had: Failed with a plain reason, nothing crea
   expect(r.status?.restoreStatus).toBe('Failed');
   expect(r.status?.restoreErrorMessage).toContain('the backup holds nothing of namespace never-existed');
   expect(kubectl(['get', 'namespace', 'never-existed']).code).not.toBe(0);
+}, 420_000);
+
+const kubedr = kubedrCli;
+const names = (l: List) => l.items.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).sort();
+
+const session = ['--name', `incluster-${suffix}`];
+afterAll(async () => {
+  // A failed test above leaves its browse running: its port-forward, and the MetadataRestore until its time limit.
+  await kubedr(['browse', '--stop', ...session]);
+});
+
+test('kubedr browse --in-cluster: the controller serves the backup in a pod; kubectl reads it through the port-forward, read-only; --stop removes it all', async () => {
+  const t0 = performance.now();
+  const r = await kubedr(['browse', '--in-cluster', '--record', taken.status!.mbrName!, '-n', ns, ...session, '--detach']);
+  console.log(`in-cluster browse ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  expect(r.stderr).toContain('serving at https://127.0.0.1:');
+  expect(r.code).toBe(0);
+  const kubeconfig = r.stdout.trim();
+  const browse = getJson<List>(['mr', '-n', ns]).items.find((m) => m.metadata.name.startsWith(`browse-incluster-${suffix}`))!;
+  expect((browse as unknown as MetadataRestore).status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+  expect(events(ns, browse.metadata.name).map((e) => e.reason)).toContain('BrowseReady');
+
+  // The backup's objects as the cluster had them (the namespace was brought back since: same names, same content).
+  const served = JSON.parse(kubectl(['--kubeconfig', kubeconfig, 'get', KINDS, '-n', shop, '-o', 'json']).stdout) as List;
+  expect(names(served)).toEqual(names(before));
+  expect(userView(served)).toEqual(userView(before));
+  const write = kubectl(['--kubeconfig', kubeconfig, 'create', 'configmap', 'nope', '-n', shop]);
+  expect(write.code).not.toBe(0);
+  expect(write.stderr).toContain('forbidden');
+  // diff uses the running browse, as it uses a local one.
+  apply(`apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-2, namespace: ${shop}, labels: {n: "2"}}\ndata: {k: "edited live"}`);
+  const diff = await kubedr(['diff', '-n', shop, ...session]);
+  expect(diff.stdout).toContain(`ConfigMap/${shop}/cm-2\n    data.k: changed (value not shown)`);
+  expect(diff.stdout).not.toContain(`ConfigMap/${shop}/cm-1\n`);
+
+  const stopped = await kubedr(['browse', '--stop', ...session]);
+  expect(stopped.stderr).toContain('stopped');
+  await eventually(() => expect(kubectl(['get', 'mr', browse.metadata.name, '-n', ns]).code).not.toBe(0), 60_000);
+  await eventually(() => expect(getJson<List>(['secrets', '-n', ns]).items.map((s) => s.metadata.name).filter((n) => n.startsWith('kubedr-browse-'))).toEqual([]), 60_000);
+  await eventually(() => expect(kubectl(['get', 'pod', restorePodName(browse.metadata.name), '-n', ns]).code).not.toBe(0), 60_000);
+  expect(kubectl(['--kubeconfig', kubeconfig, 'get', 'ns']).code).not.toBe(0);
+}, 420_000);
+
+test('a browse asked for by a manifest ends at its time limit: Completed, pod gone', async () => {
+  apply(`apiVersion: v1\nkind: Secret\nmetadata: {name: gitops-token, namespace: ${ns}}\nstringData: {token: "${crypto.randomUUID()}"}`);
+  apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataRestore
+metadata: { name: gitops-browse, namespace: ${ns} }
+spec: { mbrName: ${taken.status!.mbrName}, browse: { tokenSecret: gitops-token, timeLimit: 45s } }
+`);
+  expect(kubectl(['wait', '--for=condition=Ready', 'mr/gitops-browse', '-n', ns, '--timeout=180s']).code).toBe(0);
+  const r = await finished('gitops-browse', 240_000);
+  expect(r.status?.restoreStatus).toBe('Completed');
+  expect(r.status?.conditions?.find((c) => c.type === 'Complete')?.message).toBe('The browse ended: served until its time limit');
+  await eventually(() => expect(kubectl(['get', 'pod', restorePodName('gitops-browse'), '-n', ns]).code).not.toBe(0), 60_000);
 }, 420_000);

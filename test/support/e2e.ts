@@ -86,6 +86,14 @@ export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 60_000
 
 let image: string | undefined;
 /** The kubedr image of this tree (scripts/build-image.sh, dist/kubedr-image.tar), in the node's containerd; built once per run. */
+/** `kubedr ARGS` from this tree, as a user runs it against the test cluster ($KUBECONFIG set to it). */
+export async function kubedrCli(args: string[]): Promise<Run> {
+  const proc = Bun.spawn([process.execPath, join(repoRoot, 'src/main.ts'), ...args], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe',
+    env: { ...process.env, KUBECONFIG: cluster().kubeconfig } });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
 export function kubedrImage(): string {
   if (image) return image;
   const build = spawnSync(join(repoRoot, 'scripts/build-image.sh'), { encoding: 'utf8' });

@@ -79,11 +79,14 @@ export function apiserverFiles(dir: string): ApiserverFiles {
   return { saKey: join(dir, 'sa.key'), saPub: join(dir, 'sa.pub'), tokens: join(dir, 'tokens.csv'), policy: join(dir, 'policy.jsonl'), certDir: join(dir, 'certs') };
 }
 
-/** Writes the files, with a new key pair and a new random token for the browse user; returns the token. */
-export function writeApiserverFiles(dir: string): string {
+/** Writes the files, with a new key pair and the browse user's token (default a new random one); returns the token. */
+export function writeApiserverFiles(dir: string, given?: string): string {
   mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
   const files = apiserverFiles(dir);
-  const token = randomBytes(24).toString('hex');
+  const token = given ?? randomBytes(24).toString('hex');
+  if (!/^[\x21-\x7e]{16,}$/.test(token) || token.includes(',')) {
+    throw new EngineError('InvalidInput', 'the browse token must be at least 16 printable characters without spaces or commas');
+  }
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(files.saKey, privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
   writeFileSync(files.saPub, publicKey.export({ type: 'spki', format: 'pem' }));

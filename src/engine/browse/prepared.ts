@@ -54,6 +54,8 @@ export interface PrepareRequest {
   etcd?: string;
   etcdPrefix?: string;
   dir: string;
+  /** The browse user's token; default a new random one. A browse in a pod is given one its user holds already. */
+  token?: string;
   onStep?: (step: string) => void;
   signal?: AbortSignal;
 }
@@ -79,7 +81,7 @@ export async function prepareBrowse(req: PrepareRequest): Promise<void> {
   } finally {
     await etcd.stop();
   }
-  writeFileSync(p.token, writeApiserverFiles(p.apiserver), { mode: 0o600 });
+  writeFileSync(p.token, writeApiserverFiles(p.apiserver, req.token), { mode: 0o600 });
 }
 
 function startPreparedEtcd(dir: string, etcd: string | undefined, signal?: AbortSignal): Promise<ThrowawayEtcd> {
@@ -90,6 +92,8 @@ function startPreparedEtcd(dir: string, etcd: string | undefined, signal?: Abort
 
 export interface PreparedServe {
   kubeconfig: string;
+  /** The API server's self-signed certificate: what a client reaching it through a port-forward trusts. */
+  caPem: string;
   stop: () => Promise<void>;
 }
 
@@ -112,7 +116,7 @@ export async function servePrepared(dir: string, opts: { etcd?: string; readyTim
       const caPem = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
       if (caPem && (await apiserverReady(url, caPem, token))) {
         writeFileSync(p.kubeconfig, browseKubeconfig({ url, caPem, token }, MEMBER), { mode: 0o600 });
-        return { kubeconfig: p.kubeconfig, stop: etcd.stop };
+        return { kubeconfig: p.kubeconfig, caPem, stop: etcd.stop };
       }
       if (opts.signal?.aborted) throw new EngineError('Cancelled', 'cancelled while waiting for the backup\'s kube-apiserver');
       if (performance.now() > deadline) {

@@ -41,12 +41,29 @@ const PID_FILE = 'owner.pid';
 /** The etcd and kube-apiserver the owner started: killed by the next --stop if the owner itself was killed. */
 const CHILDREN_FILE = 'children.pid';
 
-export async function startSession(req: BrowseRequest): Promise<BrowseSession> {
-  if (existsSync(join(req.dir, PID_FILE)) && isAlive(Number(readFileSync(join(req.dir, PID_FILE), 'utf8')))) {
-    throw new EngineError('InvalidInput', `a browse named "${req.name}" is already running (${req.dir}): stop it with kubedr browse --stop --name ${req.name}`);
+/** Makes the session directory afresh; refuses while a browse of that name runs. */
+export function claimSession(dir: string, name: string): void {
+  if (existsSync(join(dir, PID_FILE)) && isAlive(Number(readFileSync(join(dir, PID_FILE), 'utf8')))) {
+    throw new EngineError('InvalidInput', `a browse named "${name}" is already running (${dir}): stop it with kubedr browse --stop --name ${name}`);
   }
-  rmSync(req.dir, { recursive: true, force: true });
-  mkdirSync(req.dir, { recursive: true, mode: 0o700 });
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
+/**
+ * Writes the kubeconfig and this process as the owner: from now on diff, restore-objects and --stop find the browse.
+ * `children`: processes of the browse that a killed owner would leave (their command lines must name `dir`).
+ */
+export function publishSession(dir: string, kubeconfigText: string, children: number[] = []): string {
+  const kubeconfig = join(dir, KUBECONFIG_FILE);
+  if (children.length) writeFileSync(join(dir, CHILDREN_FILE), children.map((p) => `${p}\n`).join(''));
+  writeFileSync(kubeconfig, kubeconfigText, { mode: 0o600 });
+  writeFileSync(join(dir, PID_FILE), String(process.pid));
+  return kubeconfig;
+}
+
+export async function startSession(req: BrowseRequest): Promise<BrowseSession> {
+  claimSession(req.dir, req.name);
   const stops: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -65,9 +82,7 @@ export async function startSession(req: BrowseRequest): Promise<BrowseSession> {
       etcdPrefix: req.etcdPrefix, signal: req.signal });
     stops.push(api.stop);
     writeFileSync(join(req.dir, CHILDREN_FILE), `${etcd.pid}\n${api.pid}\n`);
-    const kubeconfig = join(req.dir, KUBECONFIG_FILE);
-    writeFileSync(kubeconfig, browseKubeconfig(api, `kubedr-browse-${req.name}`), { mode: 0o600 });
-    writeFileSync(join(req.dir, PID_FILE), String(process.pid));
+    const kubeconfig = publishSession(req.dir, browseKubeconfig(api, `kubedr-browse-${req.name}`));
     return { kubeconfig, url: api.url, encryptionConfig, stop };
   } catch (err) {
     await stop();
