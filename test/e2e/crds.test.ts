@@ -33,10 +33,15 @@ spec: { url: "", bucketName: b1b, credentials: creds }`, 'spec.url'],
 kind: MetadataBackupRecord
 metadata: { name: mbr-x }
 spec: { policy: p, backuploc: l }`, 'spec.snapshotId'],
-    ['restore without pvcName', `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+    // pvcName is optional since a restore may ask for objects or a browse instead (the controller checks that one is given).
+    ['restore without mbrName', `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataRestore
 metadata: { name: mr-x }
-spec: { mbrName: mbr-x }`, 'spec.pvcName'],
+spec: { pvcName: claim }`, 'spec.mbrName'],
+    ['browse without its token Secret', `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+kind: MetadataRestore
+metadata: { name: mr-y }
+spec: { mbrName: mbr-x, browse: { timeLimit: 1h } }`, 'spec.browse.tokenSecret'],
     ['retainNumBackups below 1', policy('keep-zero', '  destination: loc\n  schedule: "@daily"\n  retainNumBackups: 0\n'), 'spec.retainNumBackups'],
   ])('%s is rejected by the API server, naming the field', (_name, yaml, field) => {
     // --validate=false: the API server's schema must reject it, not only kubectl's client-side check.
