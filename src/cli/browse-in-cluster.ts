@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { COMPLETE, READY } from '../api/conditions.ts';
 import { API_VERSION, POD, RESTORE, SECRET } from '../api/group.ts';
 import type { MetadataRestore, Pod, Secret } from '../api/types.ts';
 import { BROWSE_PORT } from '../controllers/backup-api-pod.ts';
@@ -21,13 +22,13 @@ import { EngineError } from '../engine/errors.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { ignoreNotFound } from '../kube/errors.ts';
 import type { FlagSpec } from '../util/flags.ts';
-import { clientFromFlags } from './cluster-flags.ts';
+import { clientFromFlags, clusterFlags } from './cluster-flags.ts';
 
 export const inClusterFlags = {
   'in-cluster': { type: 'boolean', default: false, help: 'serve the backup of --record in a pod the controller runs (a MetadataRestore with spec.browse), reached through kubectl port-forward: no kube-apiserver binary or repository credentials needed here' },
   record: { type: 'string', help: 'with --in-cluster: the MetadataBackupRecord to serve (kubectl get mbr)' },
   restore: { type: 'string', help: 'reach the browse a MetadataRestore with spec.browse serves (made by GitOps, or by another kubedr browse --in-cluster)' },
-  namespace: { type: 'string', short: 'n', help: 'with --in-cluster or --restore: namespace of the KubeDR objects', env: 'KUBEDR_NAMESPACE', default: 'kubedr-system' },
+  namespace: clusterFlags.namespace,
   'kube-context': { type: 'string', help: 'with --in-cluster or --restore: kubeconfig context of the live cluster (--kubeconfig is taken from $KUBECONFIG as kubectl takes it)' },
 } satisfies Record<string, FlagSpec>;
 
@@ -131,8 +132,8 @@ async function waitServing(client: KubeClient, namespace: string, restoreName: s
     if (signal.aborted) throw new EngineError('Cancelled', 'cancelled while waiting for the browse pod');
     const mr = await client.get<MetadataRestore>(RESTORE, namespace, restoreName);
     if (mr.status?.restoreStatus === 'Failed') throw new EngineError('Failed', `the browse failed: ${mr.status.restoreErrorMessage}`);
-    if (mr.status?.restoreStatus === 'Completed') throw new EngineError('Failed', `the browse has ended: ${mr.status.conditions?.find((c) => c.type === 'Complete')?.message ?? ''}`);
-    if (mr.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return podName;
+    if (mr.status?.restoreStatus === 'Completed') throw new EngineError('Failed', `the browse has ended: ${mr.status.conditions?.find((c) => c.type === COMPLETE)?.message ?? ''}`);
+    if (mr.status?.conditions?.some((c) => c.type === READY && c.status === 'True')) return podName;
     const pod = await client.get<Pod>(POD, namespace, podName).catch(ignoreNotFound);
     const init = pod?.status?.initContainerStatuses?.[0]?.state;
     const doing = !pod ? 'waiting for the controller to start the browse pod'

@@ -109,22 +109,24 @@ export async function runBrowse(argv: string[]): Promise<number> {
   }
 }
 
+/** Present in a prepared browse's directory while it is served: what `--ready` (the pod's readiness probe) looks for. */
+const SERVING_FILE = 'serving';
+
 /**
  * A browse pod's `serve` container: etcd on the prepared data until SIGTERM (the pod's deletion or its time limit).
  * The API server's certificate goes to the log, where `kubedr browse --restore` reads it to trust the server through
  * a port-forward: it is public, unlike the token.
  */
-const SERVING_FILE = 'serving';
-
 async function servePreparedUntilStopped(dir: string | undefined, etcd: string): Promise<number> {
   if (!dir) throw new UsageError('--serve-prepared needs --dir: the directory kubedr browse --prepare wrote');
+  const serving = join(resolve(dir), SERVING_FILE);
   const stop = cancelOnSignals('browse');
   try {
     const served = await servePrepared(resolve(dir), { etcd, signal: stop.signal });
     process.stdout.write(`kubedr browse: serving; the kube-apiserver's certificate:\n${served.caPem.trim()}\n`);
-    writeFileSync(join(resolve(dir), SERVING_FILE), '');
+    writeFileSync(serving, '');
     await new Promise((ok) => stop.signal.addEventListener('abort', ok, { once: true }));
-    rmSync(join(resolve(dir), SERVING_FILE), { force: true });
+    rmSync(serving, { force: true });
     await served.stop();
     return 0;
   } finally {

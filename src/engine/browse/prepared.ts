@@ -20,14 +20,13 @@ import { chooseEncryptionConfig, secretStorage } from './encryption.ts';
 /** Loopback ports inside the pod (its own network namespace): etcd's client and peer, and the API server's. */
 export const PREPARED_PORTS = { etcdClient: 12379, etcdPeer: 12380, apiserver: 16443 } as const;
 const MEMBER = 'kubedr-browse';
-const TOKEN_FILE = 'token';
+const PEER_URL = `http://127.0.0.1:${PREPARED_PORTS.etcdPeer}`;
 
 const paths = (dir: string) => ({
   dataDir: join(dir, 'etcd', 'data'),
   etcdLog: join(dir, 'etcd', 'etcd.log'),
   apiserver: join(dir, 'apiserver'),
   encryption: join(dir, 'encryption.yaml'),
-  token: join(dir, 'apiserver', TOKEN_FILE),
   kubeconfig: join(dir, 'kubeconfig'),
 });
 
@@ -64,11 +63,10 @@ export interface PrepareRequest {
 export async function prepareBrowse(req: PrepareRequest): Promise<void> {
   const p = paths(req.dir);
   mkdirSync(join(req.dir, 'etcd'), { recursive: true, mode: 0o700 });
-  const peerUrl = `http://127.0.0.1:${PREPARED_PORTS.etcdPeer}`;
   req.onStep?.('building the etcd data directory from the backup');
   await restoreEtcdDataDir({
     snapshotFile: req.snapshotFile, dataDir: p.dataDir, tool: findRestoreTool(), sha256: req.sha256, force: true,
-    member: { name: MEMBER, peerUrls: peerUrl, initialCluster: `${MEMBER}=${peerUrl}`, initialClusterToken: `kubedr-${MEMBER}` },
+    member: { name: MEMBER, peerUrls: PEER_URL, initialCluster: `${MEMBER}=${PEER_URL}`, initialClusterToken: `kubedr-${MEMBER}` },
   });
   // The Secrets' storage decides the EncryptionConfiguration: read one stored Secret from etcd, once.
   const etcd = await startPreparedEtcd(req.dir, req.etcd, req.signal);
@@ -81,12 +79,12 @@ export async function prepareBrowse(req: PrepareRequest): Promise<void> {
   } finally {
     await etcd.stop();
   }
-  writeFileSync(p.token, writeApiserverFiles(p.apiserver, req.token), { mode: 0o600 });
+  writeApiserverFiles(p.apiserver, req.token);
 }
 
 function startPreparedEtcd(dir: string, etcd: string | undefined, signal?: AbortSignal): Promise<ThrowawayEtcd> {
   const p = paths(dir);
-  return startEtcdOnDataDir({ etcd, name: MEMBER, dataDir: p.dataDir, peerUrl: `http://127.0.0.1:${PREPARED_PORTS.etcdPeer}`,
+  return startEtcdOnDataDir({ etcd, name: MEMBER, dataDir: p.dataDir, peerUrl: PEER_URL,
     clientPort: PREPARED_PORTS.etcdClient, logFile: p.etcdLog, signal });
 }
 
@@ -104,15 +102,17 @@ export interface PreparedServe {
  */
 export async function servePrepared(dir: string, opts: { etcd?: string; readyTimeoutMs?: number; signal?: AbortSignal } = {}): Promise<PreparedServe> {
   const p = paths(dir);
-  if (!existsSync(p.token)) throw new EngineError('InvalidInput', `${dir} holds no prepared browse (kubedr browse --prepare makes one)`);
+  const files = apiserverFiles(p.apiserver);
+  if (!existsSync(files.tokens)) throw new EngineError('InvalidInput', `${dir} holds no prepared browse (kubedr browse --prepare makes one)`);
+  // The API server's token file: "<token>,<user>,<uid>".
+  const token = readFileSync(files.tokens, 'utf8').split(',')[0]!;
+  const certFile = join(files.certDir, 'apiserver.crt');
   const etcd = await startPreparedEtcd(dir, opts.etcd, opts.signal);
-  const token = readFileSync(p.token, 'utf8').trim();
   const url = `https://127.0.0.1:${PREPARED_PORTS.apiserver}`;
   const timeoutMs = opts.readyTimeoutMs ?? 180_000;
   const deadline = performance.now() + timeoutMs;
   try {
     for (;;) {
-      const certFile = join(apiserverFiles(p.apiserver).certDir, 'apiserver.crt');
       const caPem = existsSync(certFile) ? readFileSync(certFile, 'utf8') : undefined;
       if (caPem && (await apiserverReady(url, caPem, token))) {
         writeFileSync(p.kubeconfig, browseKubeconfig({ url, caPem, token }, MEMBER), { mode: 0o600 });
