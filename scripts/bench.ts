@@ -5,6 +5,8 @@
  * etcd further between them). Prints both medians, their ratio, where the time goes on each side (phase medians: the
  * controller's from its `backup completed` log line, by hand from timing its two commands), the controller's peak RSS
  * during its backups and restic's peak memory on both sides (its VmHWM, sampled while it runs).
+ * Each backup layout (BENCH_LAYOUTS, default "streamed,staged": see engine/backup.ts) has a controller of its own, in
+ * its own namespace and bucket, and every run takes one backup with each, then one by hand: one run compares them.
  * The controller is the compiled dist/kubedr (what ships); `--source` runs src/main.ts under bun instead.
  * Not a test: figures vary with the machine; record them in docs/performance.md.
  */
@@ -20,6 +22,7 @@ import { S3_ACCESS_KEY, S3_SECRET_KEY, loadEnv, startExtraEtcd, stopExtra } from
 const root = resolve(import.meta.dir, '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SIZES_MB = (process.env.BENCH_MB ?? '100').split(',').map(Number).sort((a, b) => a - b);
+const LAYOUTS = (process.env.BENCH_LAYOUTS ?? 'streamed,staged').split(',');
 const compiled = join(root, 'dist/kubedr');
 const kubedrCmd = process.argv.includes('--source') || !existsSync(compiled) ? [process.execPath, join(root, 'src/main.ts')] : [compiled];
 
@@ -48,6 +51,13 @@ function childrenRssMb(pid: number, name: string, field: 'rss' | 'hwm' = 'rss'):
     } catch { /* gone */ }
   }
   return total;
+}
+
+/** VmHWM (MB) of the processes named `name` that restic children of `pid` run (the archive writer of a streamed backup). */
+function grandchildrenHwmMb(pid: number, name: string): number {
+  let peak = 0;
+  for (const child of childrenOf(pid)) peak = Math.max(peak, childrenRssMb(Number(child), name, 'hwm'));
+  return peak;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -90,13 +100,13 @@ function printPhases(ctl: Record<string, number>[], hand: { etcdctl: number; res
     ['annotation → reconcile (watch, queue)', `${med('annotationToReconcile')}`],
     ['reconcile → run starts (Running status written)', `${med('start')}`],
     ['location ready, slot taken', `${med('wait')}`],
-    ['staging: certificates copied, expiries read', `${med('stage')}`],
+    ['staging (streamed: request written, etcd revision)', `${med('stage')}`],
     ['etcd connect + Status (revision)', `${med('etcdConnect')}`],
-    ['etcd stream to disk', `${med('etcdStream')}  (${mbps(med('etcdStream'))} MB/s; etcdctl snapshot save: ${mbps(median(hand.map((x) => x.etcdctl)))} MB/s)`],
+    ['etcd stream (staged: to disk; streamed: into restic)', `${med('etcdStream')}  (${mbps(med('etcdStream'))} MB/s; etcdctl snapshot save: ${mbps(median(hand.map((x) => x.etcdctl)))} MB/s)`],
     ['  of which hashing (SHA-256, inline)', `${med('hash')}`],
-    ['  of which writing the file', `${med('write')}`],
+    ['  of which writing (the file, or restic\'s pipe)', `${med('write')}`],
     ['waiting for other restic work on the repository', `${med('repoWait')}`],
-    ['restic backup (spawn → exit)', `${med('upload')}  (restic's own total_duration ${med('resticOwn')})`],
+    ['restic backup (spawn → exit; streamed: etcd\'s stream in it)', `${med('upload')}  (restic's own total_duration ${med('resticOwn')})`],
     ['  the controller\'s own CPU meanwhile', `${med('uploadOwnCpu')}`],
     ['staging removed', `${med('cleanup')}`],
     ['last progress write', `${med('progressFlush')}`],
@@ -113,7 +123,7 @@ function printPhases(ctl: Record<string, number>[], hand: { etcdctl: number; res
 // The test node that `npm run bench` starts around this script (scripts/cluster/with-node.sh); we run inside its network namespace.
 const env = loadEnv();
 const work = mkdtempSync(join(tmpdir(), 'kubedr-bench-'));
-let controller: ReturnType<typeof Bun.spawn> | undefined;
+const controllers: ReturnType<typeof Bun.spawn>[] = [];
 try {
   const kubectl = (args: string[], input?: string) => sh(['kubectl', '--kubeconfig', env.kubeconfig, ...args], {}, input);
   const etcd = await startExtraEtcd(env, 'bench');
@@ -133,52 +143,74 @@ try {
   };
 
   const password = 'bench-password';
-  prepareNamespace(env, 'bench', password);
-  kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
+  const client = KubeClient.load({ kubeconfig: env.kubeconfig, fieldManager: 'bench' });
+  /**
+   * One controller per backup layout (BENCH_LAYOUTS, default both), each in a namespace and bucket of its own, so one
+   * run compares them on the same etcd, with the by-hand floor between them.
+   */
+  interface Side {
+    layout: string;
+    ns: string;
+    proc: ReturnType<typeof Bun.spawn>;
+    log: LogLine[];
+    peakMb: number;
+    /** Per run: phase → ms, from its log line and the bench's own clock. */
+    phases: Record<string, number>[];
+    resticMb: number[];
+    /** Peak memory of the archive writer (`kubedr backup-archive`, run by restic), per run. */
+    archiveMb: number[];
+    runs: number;
+  }
+  const sides: Side[] = [];
+  for (const layout of LAYOUTS) {
+    const ns = layout === LAYOUTS[0] ? 'bench' : `bench-${layout}`;
+    prepareNamespace(env, ns, password);
+    kubectl(['apply', '-f', '-'], `apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: BackupLocation
-metadata: { name: loc, namespace: bench }
-spec: { url: "${env.s3Url}", bucketName: bench, credentials: s3-creds }
+metadata: { name: loc, namespace: ${ns} }
+spec: { url: "${env.s3Url}", bucketName: ${ns}, credentials: s3-creds }
 ---
 apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupPolicy
-metadata: { name: bench, namespace: bench }
+metadata: { name: bench, namespace: ${ns} }
 spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retainNumBackups: 100, verification: { mode: Never } }
 `);
-  controller = Bun.spawn([...kubedrCmd, 'controller', '--kubeconfig', env.kubeconfig, '--namespace', 'bench',
-    '--http-port', '0', '--log-level', 'info'], { stdout: 'ignore', stderr: 'pipe' });
-  const log = readLog(controller.stderr as ReadableStream<Uint8Array>);
-  kubectl(['-n', 'bench', 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
+    const proc = Bun.spawn([...kubedrCmd, 'controller', '--kubeconfig', env.kubeconfig, '--namespace', ns, '--backup-layout', layout,
+      '--http-port', '0', '--log-level', 'info'], { stdout: 'ignore', stderr: 'pipe' });
+    controllers.push(proc);
+    sides.push({ layout, ns, proc, log: readLog(proc.stderr as ReadableStream<Uint8Array>), peakMb: 0, phases: [], resticMb: [], archiveMb: [], runs: 0 });
+    kubectl(['-n', ns, 'wait', '--for=condition=Ready', '--timeout=120s', 'backuplocation/loc']);
+  }
 
   // Trigger and poll through the API client: a kubectl process per poll would add its own start-up to every figure.
-  const client = KubeClient.load({ kubeconfig: env.kubeconfig, fieldManager: 'bench' });
-  const status = async () => (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, 'bench', 'bench')).status ?? {};
-  let peakMb = 0;
-  /** Per controller run: phase → ms, from its log line and the bench's own clock. */
-  const ctlPhases: Record<string, number>[] = [];
-  const resticCtlMb: number[] = [];
-  const viaController = async (n: number): Promise<number> => {
+  const status = async (ns: string) => (await client.get<MetadataBackupPolicy>(BACKUP_POLICY, ns, 'bench')).status ?? {};
+  const viaController = async (side: Side): Promise<number> => {
+    const n = side.runs++;
     const t0 = performance.now();
     const sentAt = Date.now();
-    await client.patch(BACKUP_POLICY, 'bench', 'bench', { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: `run-${n}` } } });
+    await client.patch(BACKUP_POLICY, side.ns, 'bench', { metadata: { annotations: { [BACKUP_NOW_ANNOTATION]: `run-${n}` } } });
     let resticMb = 0;
+    let archiveMb = 0;
     for (;;) {
-      peakMb = Math.max(peakMb, memoryMb(controller!.pid).rss);
-      resticMb = Math.max(resticMb, childrenRssMb(controller!.pid, 'restic', 'hwm'));
-      const st = await status();
+      side.peakMb = Math.max(side.peakMb, memoryMb(side.proc.pid).rss);
+      resticMb = Math.max(resticMb, childrenRssMb(side.proc.pid, 'restic', 'hwm'));
+      archiveMb = Math.max(archiveMb, grandchildrenHwmMb(side.proc.pid, 'kubedr'));
+      const st = await status(side.ns);
       if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Completed') {
         const secs = (performance.now() - t0) / 1000;
-        resticCtlMb.push(resticMb);
+        side.resticMb.push(resticMb);
+        side.archiveMb.push(archiveMb);
         // The log line is written just after the status: give it a moment to arrive.
-        for (let i = 0; i < 100 && completedOf(log).length <= n; i++) await Bun.sleep(10);
-        const line = completedOf(log)[n];
+        for (let i = 0; i < 100 && completedOf(side.log).length <= n; i++) await Bun.sleep(10);
+        const line = completedOf(side.log)[n];
         if (line) {
           const t = line.timingsMs;
           const annotationToReconcile = Date.parse(line.reconciledAt) - sentAt;
-          ctlPhases.push({ ...t, annotationToReconcile, observed: secs * 1000 - annotationToReconcile - t.start! - t.total! });
+          side.phases.push({ ...t, annotationToReconcile, observed: secs * 1000 - annotationToReconcile - t.start! - t.total! });
         }
         return secs;
       }
-      if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Failed') throw new Error(`backup failed: ${st.backupErrorMessage}`);
+      if (st.backupNowServed === `run-${n}` && st.backupStatus === 'Failed') throw new Error(`${side.layout} backup failed: ${st.backupErrorMessage}`);
       await Bun.sleep(10);
     }
   };
@@ -196,49 +228,57 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   };
 
   await Bun.sleep(2000);
-  const idleMb = memoryMb(controller.pid).rss;
-  let n = 0;
-  const results: { dbBytes: number; c: number; h: number; peakMb: number }[] = [];
+  const idleMb = sides.map((side) => `${memoryMb(side.proc.pid).rss.toFixed(0)} MB (${side.layout})`);
+  const results: { dbBytes: number; layout: string; c: number; h: number; e: number; peakMb: number }[] = [];
   for (const mb of SIZES_MB) {
     const dbBytes = fillTo(mb);
-    peakMb = 0;
-    const [phasesFrom, handsFrom, resticCtlFrom, resticHandFrom] = [ctlPhases.length, handPhases.length, resticCtlMb.length, resticHandMb.length];
+    const from = sides.map((side) => ({ phases: side.phases.length, restic: side.resticMb.length }));
+    const [handsFrom, resticHandFrom] = [handPhases.length, resticHandMb.length];
+    for (const side of sides) side.peakMb = 0;
     process.stderr.write('warming up…\n');
-    await viaController(n++);
+    for (const side of sides) await viaController(side);
     await byHand();
-    const ctl: number[] = [];
+    const ctl = sides.map((): number[] => []);
     const hand: number[] = [];
     for (let i = 1; i <= RUNS; i++) {
-      ctl.push(await viaController(n++));
+      for (const [k, side] of sides.entries()) ctl[k]!.push(await viaController(side));
       hand.push(await byHand());
-      process.stderr.write(`${mb} MB run ${i}: controller ${ctl.at(-1)!.toFixed(2)} s, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
+      process.stderr.write(`${mb} MB run ${i}: ${sides.map((side, k) => `${side.layout} ${ctl[k]!.at(-1)!.toFixed(2)} s`).join(', ')}, by hand ${hand.at(-1)!.toFixed(2)} s\n`);
     }
-    const [c, h] = [median(ctl), median(hand)];
-    results.push({ dbBytes, c, h, peakMb });
-    // The warm-up runs are left out of the phase medians, as of the totals.
+    const h = median(hand);
+    const e = median(handPhases.slice(handsFrom + 1).map((p) => p.etcdctl)) / 1000;
     console.log(`etcd snapshot size:            ${(dbBytes / 1e6).toFixed(1)} MB`);
-    console.log(`median via controller:         ${c.toFixed(2)} s  (backup-now annotation → status Completed, ${RUNS} runs)`);
-    console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup)`);
-    console.log(`ratio controller / by hand:    ${(c / h).toFixed(2)}  (target ≤ 1.0)`);
-    console.log(`controller peak RSS:           ${peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's own memory not included)`);
-    console.log(`restic peak RSS (max of runs): ${Math.max(...resticCtlMb.slice(resticCtlFrom + 1)).toFixed(0)} MB under the controller, ` +
-      `${Math.max(...resticHandMb.slice(resticHandFrom + 1)).toFixed(0)} MB by hand  (VmHWM sampled while it runs)`);
-    printPhases(ctlPhases.slice(phasesFrom + 1), handPhases.slice(handsFrom + 1), dbBytes);
+    console.log(`median by hand (floor):        ${h.toFixed(2)} s  (etcdctl snapshot save + restic backup, ${RUNS} runs)`);
+    console.log(`median etcdctl snapshot save:  ${e.toFixed(2)} s  (etcd's stream alone: the limit a streamed backup approaches)`);
+    for (const [k, side] of sides.entries()) {
+      const c = median(ctl[k]!);
+      results.push({ dbBytes, layout: side.layout, c, h, e, peakMb: side.peakMb });
+      console.log(`\n${side.layout}: median via controller ${c.toFixed(2)} s (backup-now annotation → status Completed)`);
+      console.log(`  ratio controller / by hand:    ${(c / h).toFixed(2)}  (issue 24's targets: ≤ 0.75 at 1.2 GB, ≤ 0.9 at 120 MB)`);
+      console.log(`  ratio controller / etcd alone: ${(c / e).toFixed(2)}`);
+      console.log(`  controller peak RSS:           ${side.peakMb.toFixed(0)} MB  (target ≤ 150 MB; restic's and the archive writer's own memory not included)`);
+      console.log(`  restic peak RSS (max of runs): ${Math.max(...side.resticMb.slice(from[k]!.restic + 1)).toFixed(0)} MB under the controller, ` +
+        `${Math.max(...resticHandMb.slice(resticHandFrom + 1)).toFixed(0)} MB by hand  (VmHWM sampled while it runs)`);
+      if (side.layout === 'streamed') {
+        console.log(`  archive writer peak RSS:       ${Math.max(...side.archiveMb.slice(from[k]!.restic + 1)).toFixed(0)} MB  (kubedr backup-archive, run by restic)`);
+      }
+      // The warm-up runs are left out of the phase medians, as of the totals.
+      printPhases(side.phases.slice(from[k]!.phases + 1), handPhases.slice(handsFrom + 1), dbBytes);
+    }
   }
   console.log(`controller:                    ${kubedrCmd.join(' ')}`);
-  console.log(`controller idle RSS:           ${idleMb.toFixed(0)} MB  (before the first backup)`);
-  if (results.length > 1) {
-    console.log('| etcd snapshot | via controller | by hand | ratio | controller peak RSS |');
-    console.log('|---|---|---|---|---|');
-    for (const r of results) {
-      console.log(`| ${(r.dbBytes / 1e6).toFixed(0)} MB | ${r.c.toFixed(2)} s | ${r.h.toFixed(2)} s | ${(r.c / r.h).toFixed(2)} | ${r.peakMb.toFixed(0)} MB |`);
-    }
+  console.log(`controller idle RSS:           ${idleMb.join(', ')}  (before the first backup)`);
+  console.log('| etcd snapshot | layout | via controller | by hand | ratio | etcdctl alone | ratio to it | controller peak RSS |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    console.log(`| ${(r.dbBytes / 1e6).toFixed(0)} MB | ${r.layout} | ${r.c.toFixed(2)} s | ${r.h.toFixed(2)} s | ${(r.c / r.h).toFixed(2)} | ` +
+      `${r.e.toFixed(2)} s | ${(r.c / r.e).toFixed(2)} | ${r.peakMb.toFixed(0)} MB |`);
   }
 
   // Verification of the newest backup, as the controller runs it after each backup (measured apart, so it does not
   // hold the backup slot above): read back from S3, restored into a throwaway etcd, checked. The bench etcd is not a
   // Kubernetes cluster's, hence --not-kubernetes.
-  const snapshotId = (await status()).snapshotId!;
+  const snapshotId = (await status('bench')).snapshotId!;
   const verifyStarted = performance.now();
   const verify = Bun.spawn([...kubedrCmd, 'verify', snapshotId, '--not-kubernetes', '--url', env.s3Url, '--bucket', 'bench'], {
     stdout: 'pipe', stderr: 'pipe',
@@ -259,8 +299,8 @@ spec: { destination: loc, etcdEndpoint: "${etcd}", schedule: "0 0 1 1 *", retain
   console.log(`verification of one backup:    ${verifySecs.toFixed(2)} s  (${verifyOut.trim()})`);
   console.log(`  kubedr peak RSS meanwhile:   ${verifyPeakMb.toFixed(0)} MB; the throwaway etcd's peak RSS: ${etcdPeakMb.toFixed(0)} MB`);
 } finally {
-  controller?.kill();
-  await controller?.exited;
+  for (const c of controllers) c.kill();
+  await Promise.all(controllers.map((c) => c.exited));
   rmSync(work, { recursive: true, force: true });
   await stopExtra(env, 'bench');
 }

@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { KubeClient } from '../src/kube/client.ts';
 import { freePort } from '../src/util/net.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, extraEtcdDataDir, loadEnv, startExtraApiserver, startExtraEtcd, stopExtra } from './cluster/node.ts';
-import { backedUpOnce, fillEtcdMb, prepareNamespace, sh } from './measure.ts';
+import { backedUpOnce, eachLine, fillEtcdMb, prepareNamespace, sh } from './measure.ts';
 
 const root = resolve(import.meta.dir, '..');
 const SIZES = (process.env.RECOVERY_SIZES ?? '5,1000').split(',').map(Number);
@@ -28,6 +28,21 @@ async function timed(fn: () => unknown): Promise<number> {
   const t0 = performance.now();
   await fn();
   return (performance.now() - t0) / 1000;
+}
+
+/**
+ * Runs a kubedr command, passing on each line it prints to stderr (its steps) with the seconds since it started: where
+ * a restore's time goes (the download, the extraction, the checksum).
+ */
+async function withSteps(cmd: string[], extraEnv: Record<string, string>): Promise<void> {
+  const t0 = performance.now();
+  const p = Bun.spawn(cmd, { env: { ...process.env, ...extraEnv }, stdout: 'ignore', stderr: 'pipe' });
+  let err = '';
+  await eachLine(p.stderr, (l) => {
+    err += `${l}\n`;
+    process.stderr.write(`  ${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${l}\n`);
+  });
+  if ((await p.exited) !== 0) throw new Error(`${cmd.join(' ')}: ${err}`);
 }
 
 let controller: ReturnType<typeof Bun.spawn> | undefined;
@@ -62,7 +77,7 @@ spec: { url: "${env.s3Url}", bucketName: recovery, credentials: s3-creds }
 
     const target = join(work, name);
     const snapshotSize = () => Bun.file(join(target, 'data/etcd-snapshot.db')).size / 1e6;
-    const restore = await timed(() => sh([kubedrBin, 'restore', 'latest', '--policy', name, '--target', target, '--url', env.s3Url, '--bucket', 'recovery'], operatorEnv));
+    const restore = await timed(() => withSteps([kubedrBin, 'restore', 'latest', '--policy', name, '--target', target, '--url', env.s3Url, '--bucket', 'recovery'], operatorEnv));
     const peer = await freePort();
     const restoredName = `${name}-restored`;
     const etcdRestore = await timed(() => sh([kubedrBin, 'etcd-restore', '--snapshot', join(target, 'data/etcd-snapshot.db'),

@@ -39,26 +39,30 @@ export interface LogLine {
 
 export function readLog(stream: ReadableStream<Uint8Array>): LogLine[] {
   const lines: LogLine[] = [];
-  void (async () => {
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of stream) {
-      pending += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          lines.push({ at: performance.now(), entry });
-          if (entry.level === 'warn' || entry.level === 'error') process.stderr.write(`${line}\n`);
-        } catch {
-          process.stderr.write(`${line}\n`);
-        }
-      }
+  void eachLine(stream, (line) => {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      lines.push({ at: performance.now(), entry });
+      if (entry.level === 'warn' || entry.level === 'error') process.stderr.write(`${line}\n`);
+    } catch {
+      process.stderr.write(`${line}\n`);
     }
-  })();
+  });
   return lines;
+}
+
+/** Calls `onLine` with each whole line of `stream` as it arrives; resolves at its end. */
+export async function eachLine(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let pending = '';
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      onLine(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  }
 }
 
 

@@ -40,6 +40,7 @@ export const controllerFlags = {
   'lock-wait': { type: 'duration', default: '2m', help: 'how long a repository write waits for another writer\'s lock (another cluster sharing the bucket) before it fails; locks are never removed unless restic calls them stale' },
   'progress-interval': { type: 'duration', help: 'least time between progress updates in a running backup\'s status', default: '3s' },
   'backup-stall-timeout': { type: 'duration', help: 'fail a backup whose upload makes no progress for this long (S3 gone mid-upload)', default: '5m' },
+  'backup-layout': { type: 'string', default: 'staged', env: 'KUBEDR_BACKUP_LAYOUT', help: 'how a backup reaches restic: staged (the etcd snapshot written to /tmp, then stored) or streamed (restic stores it while etcd sends it, as one archive: nothing of it on the node\'s disk, but on 2 cores no faster, and its restore copies the snapshot once more; needs restic ≥ 0.17, else staged). Restores read both' },
   'location-wait': { type: 'duration', help: 'how long a backup waits for a missing or initialising BackupLocation', default: '2m' },
   'prune-interval': { type: 'duration', help: 'longest time between two prunes of a location whose snapshots were forgotten (prune removes their data; it runs apart from backups)', default: '24h' },
   'continuous-verify-interval': { type: 'duration', help: 'time between proofs of each continuous policy\'s chain (the newest stored revision rebuilt from S3 and compared with etcd); 0 turns them off', default: '6h' },
@@ -95,6 +96,7 @@ export interface Config {
   lockWaitMs: number;
   progressIntervalMs: number;
   backupStallTimeoutMs: number;
+  backupLayout: BackupLayout;
   locationWaitMs: number;
   forgetRetryMs: number;
   syncPeriodMs: number;
@@ -117,6 +119,14 @@ export interface Config {
   restoreTolerations: Toleration[];
   /** 0: root, without fsGroup. */
   restoreRunAsUser: number;
+}
+
+/** How a backup reaches restic (engine/backup.ts). */
+export type BackupLayout = 'streamed' | 'staged';
+
+function backupLayout(value: string): BackupLayout {
+  if (value === 'streamed' || value === 'staged') return value;
+  throw new UsageError(`--backup-layout must be streamed or staged, not "${value}"`);
 }
 
 /** Parses `kubedr controller` flags; throws UsageError with a readable message on bad values. */
@@ -158,6 +168,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     lockWaitMs: f['lock-wait'],
     progressIntervalMs: f['progress-interval'],
     backupStallTimeoutMs: f['backup-stall-timeout'],
+    backupLayout: backupLayout(f['backup-layout']),
     locationWaitMs: f['location-wait'],
     forgetRetryMs: f['forget-retry'],
     syncPeriodMs: f['sync-period'],

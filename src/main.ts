@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /** @module The `kubedr` binary: dispatches subcommands. */
 import { runBackup } from './cli/backup.ts';
+import { runBackupArchive } from './cli/backup-archive.ts';
 import { runBrowse } from './cli/browse.ts';
 import { runController } from './cli/controller.ts';
 import { runDiff } from './cli/diff.ts';
@@ -46,6 +47,9 @@ Bring back one thing (a backup served read-only for kubectl, compared, and chose
   diff           objects deleted, added and changed between a backup and the live cluster
   restore-objects  re-create a backup's namespace, named objects or CRD with its objects in the live cluster
 
+Run by the controller's backups, not by hand:
+  backup-archive   write one backup as a tar archive for restic while etcd sends it
+
 Run 'kubedr <command> --help' for a command's flags.
 `;
 
@@ -64,6 +68,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   browse: runBrowse,
   diff: runDiff,
   'restore-objects': runRestoreObjects,
+  'backup-archive': runBackupArchive,
 };
 
 async function main(argv: string[]): Promise<number> {

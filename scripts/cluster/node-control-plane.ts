@@ -6,8 +6,8 @@
  */
 import type { TestEnv } from './node.ts';
 import { apiserverReady, etcdReady, nodeReady, s3Ready, saveState } from './node-state.ts';
-import { killProc, startProc, waitFor } from './procs.ts';
-import { isAlive } from '../../src/util/process.ts';
+import { killProc, runningOurs, startProc, waitFor } from './procs.ts';
+import { isAlive, processState } from '../../src/util/process.ts';
 import { type Component, STATIC_START_MS, isSetAside, repointEtcd, runningPids, startStaticPod, stopStaticPod, waitStaticPod } from './static-control-plane.ts';
 
 const isStatic = (env: TestEnv) => env.controlPlane === 'static-pods';
@@ -42,24 +42,46 @@ export function controlPlanePid(env: TestEnv, c: Component): number {
  * again even when the stop failed, so that a failed test does not leave the node without an API server.
  */
 export async function restartApiserver(env: TestEnv, downMs = 0): Promise<void> {
+  const t0 = performance.now();
+  let stopped = t0;
   try {
     await stopPart(env, 'apiserver');
+    stopped = performance.now();
     if (downMs > 0) await Bun.sleep(downMs);
   } finally {
+    const back = performance.now();
     await startPart(env, 'apiserver', isStatic(env) ? STATIC_START_MS : 90_000);
+    // How long each side took, in the test's output: with static pods the kubelet's part varies from seconds to minutes,
+    // and a test's leases and time limits must allow for it.
+    const secs = (a: number, b: number) => ((b - a) / 1000).toFixed(1);
+    console.error(`test node: kube-apiserver restarted: stopped in ${secs(t0, stopped)} s, down ${secs(stopped, back)} s, ` +
+      `answering ${secs(back, performance.now())} s after it was started again`);
   }
 }
 
 /**
  * Starts again whatever part of the control plane a failed test left stopped (a static pod's manifest left aside, or
- * a process that is gone), and waits until it answers: the next test file finds the node as it was. Returns the
- * parts started.
+ * a process that is gone), and waits until it answers; wakes or starts again the S3 server likewise: the next test
+ * file finds the node as it was. Returns what it healed.
  */
-export async function healControlPlane(env: TestEnv): Promise<Component[]> {
+export async function healControlPlane(env: TestEnv): Promise<string[]> {
   const stopped = (['etcd', 'apiserver'] as const).filter((c) => (isStatic(env) ? isSetAside(env, c) : !isAlive(env.procs[c]!.pid)));
   for (const c of stopped) await startPart(env, c, isStatic(env) ? STATIC_START_MS : 60_000);
-  return stopped;
+  const healed: string[] = [...stopped];
+  // The S3 server a failed test left frozen or stopped. Also one it had started again itself: when a test or hook
+  // of a file times out, bun test kills the processes the file started ("killed 1 dangling process"), and a CI run
+  // lost its S3 server that way, failing every file after it.
+  const s3 = env.procs.s3;
+  if (runningOurs(s3) && processState(s3.pid) === 'T') {
+    process.kill(s3.pid, 'SIGCONT');
+    healed.push('s3 (was frozen)');
+  } else if (!runningOurs(s3) && s3) {
+    await startProcAgain(env, 's3');
+    healed.push('s3');
+  }
+  return healed;
 }
+
 
 /** The control plane is lost: kube-apiserver and etcd stop (the kubelet and the rest keep running, as on a real node). */
 export async function stopControlPlane(env: TestEnv): Promise<void> {
@@ -97,6 +119,16 @@ export async function startControlPlane(env: TestEnv, etcdDataDir?: string): Pro
 export async function stopProc(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {
   if (name === 'etcd') await stopPart(env, 'etcd');
   else await killProc(env.procs[name]);
+}
+
+/**
+ * Freezes (SIGSTOP) or wakes (SIGCONT) the S3 server: a stalled S3, which accepts connections (the kernel does) but
+ * answers nothing, unlike a stopped one, which refuses them.
+ */
+export function freezeS3(env: TestEnv, how: 'SIGSTOP' | 'SIGCONT'): void {
+  const p = env.procs.s3;
+  if (!runningOurs(p)) throw new Error('the node\'s S3 server is not running');
+  process.kill(p.pid, how);
 }
 
 export async function startProcAgain(env: TestEnv, name: 'etcd' | 's3'): Promise<void> {

@@ -29,7 +29,7 @@ import { type ControlPlaneMode, controlPlaneImages, waitStaticPod, writeManifest
 import { S3_ACCESS_KEY, S3_PORT, S3_SECRET_KEY, type S3Server, prepareS3, provisionS3, s3ServerFromEnv } from './s3.ts';
 
 export { ADMIN_TOKEN, S3_ACCESS_KEY, S3_SECRET_KEY };
-export { controlPlanePid, restartApiserver, startControlPlane, startProcAgain, stopControlPlane, stopProc } from './node-control-plane.ts';
+export { controlPlanePid, freezeS3, restartApiserver, startControlPlane, startProcAgain, stopControlPlane, stopProc } from './node-control-plane.ts';
 import { healControlPlane, startControlPlane, stopControlPlane } from './node-control-plane.ts';
 const repoRoot = resolve(import.meta.dir, '../..');
 
@@ -317,7 +317,7 @@ const usage = `usage: bun scripts/cluster/node.ts start|stop|status|env|exec CMD
   start-control-plane [DATA_DIR] etcd on DATA_DIR (e.g. restored by kubedr etcd-restore; with static pods, optional: the
                                  manifest as it is), kube-apiserver, then restart
                                  the other components as a kubeadm restore runbook does
-  heal    start again etcd or kube-apiserver if a failed test left it stopped, and wait until it answers
+  heal    start again etcd, kube-apiserver or S3 if a failed test left it stopped (wake S3 if frozen), and wait until it answers
   status  show its processes and their memory
   env     print how to reach it (kubectl inside the namespace)
   exec    run CMD inside the node's network namespace with KUBECONFIG set

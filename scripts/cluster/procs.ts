@@ -48,9 +48,12 @@ export function stillOurs(p: ProcState): boolean {
   }
 }
 
+/** Whether `p` still runs the command recorded for it (a pid reused by another process is not ours). */
+export const runningOurs = (p: ProcState | undefined): p is ProcState => !!p && !exited(p.pid) && stillOurs(p);
+
 /** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process has exited. Another's pid is left alone. */
 export async function killProc(p: ProcState | undefined, graceMs = 5000): Promise<void> {
-  if (!p || exited(p.pid) || !stillOurs(p)) return;
+  if (!runningOurs(p)) return;
   const signal = (s: NodeJS.Signals) => {
     try { process.kill(-p.pid, s); } catch { try { process.kill(p.pid, s); } catch { /* gone */ } }
   };

@@ -106,15 +106,32 @@ export async function stopStaticPod(n: NodeRef, c: Component): Promise<void> {
   }
 }
 
-/** Puts the component's manifest back (the kubelet starts the pod; the caller waits for it to answer). */
 /** Whether the component's manifest is out of the kubelet's sight (stopped by stopStaticPod and not started again). */
 export function isSetAside(n: NodeRef, c: Component): boolean {
   return existsSync(aside(n, c)) && !existsSync(manifest(n, c));
 }
 
+/** Puts the component's manifest back (the kubelet starts the pod; the caller waits for it to answer). */
 export function startStaticPod(n: NodeRef, c: Component): void {
-  if (existsSync(aside(n, c))) renameSync(aside(n, c), manifest(n, c));
-  else if (!existsSync(manifest(n, c))) throw new Error(`no manifest for ${POD[c]} in ${join(n.dir, 'manifests')} nor aside`);
+  if (existsSync(aside(n, c))) {
+    // A new start mark makes a new pod for the kubelet (a static pod's UID is a hash of its manifest). With the same
+    // UID, every stop counts as a crash of the same container, and the kubelet's crash back-off (10 s doubling up to
+    // 5 min, forgotten only after 10 min of running) grew over a suite's many restarts until an API server came back
+    // after minutes, in CrashLoopBackOff: a CI run lost its node that way.
+    writeFileSync(aside(n, c), withStartMark(readFileSync(aside(n, c), 'utf8'), `${Date.now()}`), { mode: 0o600 });
+    renameSync(aside(n, c), manifest(n, c));
+  } else if (!existsSync(manifest(n, c))) throw new Error(`no manifest for ${POD[c]} in ${join(n.dir, 'manifests')} nor aside`);
+}
+
+const START_MARK = 'kubedr-testenv/started';
+
+/** The manifest with its start-mark annotation set to `mark` (added under metadata when it has none). */
+export function withStartMark(yaml: string, mark: string): string {
+  const line = `    ${START_MARK}: "${mark}"`;
+  const existing = new RegExp(`^    ${START_MARK}: .*$`, 'm');
+  if (existing.test(yaml)) return yaml.replace(existing, line);
+  if (/^  annotations:\n/m.test(yaml)) return yaml.replace(/^  annotations:\n/m, `  annotations:\n${line}\n`);
+  return yaml.replace(/^metadata:\n/m, `metadata:\n  annotations:\n${line}\n`);
 }
 
 /** Points etcd's manifest (wherever it is, in place or aside) at another data directory, as a restore runbook does. */

@@ -180,7 +180,7 @@ export const backupPolicySchema = {
           type: 'object',
           description: 'Progress of the running backup.',
           properties: {
-            phase: { type: 'string', enum: ['Queued', 'Snapshot', 'Upload'], description: 'Queued (waiting for a slot), Snapshot (etcd), Upload (restic).' },
+            phase: { type: 'string', enum: ['Queued', 'Snapshot', 'Upload'], description: 'Queued (waiting for a slot), Snapshot (etcd), Upload (restic; with restic ≥ 0.17 it stores etcd\'s stream as it arrives).' },
             bytesDone: int('Bytes done in this phase.'),
             totalBytes: int('Bytes in this phase, when known.'),
             percent: { type: 'integer', description: 'Upload progress, 0 to 100.' },

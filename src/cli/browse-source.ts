@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DATA_DIR, SNAPSHOT_FILE } from '../engine/backup.ts';
+import { DATA_DIR, SNAPSHOT_FILE } from '../engine/backup-layout.ts';
 import { prepareBrowse, preparedApiserverArgs, servePrepared } from '../engine/browse/prepared.ts';
 import { type BrowseSession, sessionKubeconfig, startSession } from '../engine/browse/session.ts';
 import { apiserverVersion, matchVersions } from '../engine/browse/version.ts';

@@ -15,6 +15,7 @@ import { namesSource, prepareFromFlags, runningKubeconfig, sessionDir, sourceFla
 import { exitCodesHelp } from './exit-codes.ts';
 import { forProgram, programName } from './program.ts';
 import { cancelOnSignals } from './restore.ts';
+import { selfCommand } from '../util/self.ts';
 
 const flags = {
   ...sourceFlags,
@@ -90,10 +91,11 @@ export async function runBrowse(argv: string[]): Promise<number> {
   });
   try {
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    process.stderr.write(`kubedr browse: serving at ${session.url} (ready in ${secs} s); until ${new Date(Date.now() + f['time-limit']).toISOString()} ` +
-      `or ${programName()} browse --stop${f.name === 'default' ? '' : ` --name ${f.name}`}\n`);
+    // The kubeconfig first and the serving line with its hint in one write: a detached parent returns on that line.
     process.stdout.write(`${session.kubeconfig}\n`);
-    process.stderr.write(`  kubectl --kubeconfig ${session.kubeconfig} get namespaces\n`);
+    process.stderr.write(`${SERVING_LINE}${session.url} (ready in ${secs} s); until ${new Date(Date.now() + f['time-limit']).toISOString()} ` +
+      `or ${programName()} browse --stop${f.name === 'default' ? '' : ` --name ${f.name}`}\n` +
+      `  kubectl --kubeconfig ${session.kubeconfig} get namespaces\n`);
     await Promise.race([
       new Promise((ok) => stop.signal.addEventListener('abort', ok, { once: true })),
       Bun.sleep(f['time-limit']),
@@ -134,31 +136,37 @@ async function servePreparedUntilStopped(dir: string | undefined, etcd: string):
   }
 }
 
-/** This command again, in the background, its output in a log beside the session; returns once it serves. */
+/** What the browse prints once it serves; a detached browse's parent returns when its log holds this line. */
+const SERVING_LINE = 'kubedr browse: serving at ';
+
+/**
+ * This command again, in the background, its output in a log beside the session; returns once it serves. "Serves" is
+ * the serving line in the log, not the session's kubeconfig alone: the session is published a moment before that line
+ * is written, and a parent that returned in between printed a log without it.
+ */
 async function detach(argv: string[], dir: string, name: string): Promise<number> {
   const log = `${dir}.log`;
   mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
   rmSync(log, { force: true });
-  // A compiled binary is its own script; under `bun src/main.ts` the script comes first.
-  const script = process.argv[1];
-  const self = script && !script.startsWith('/$bunfs') && existsSync(script) ? [process.execPath, script] : [process.execPath];
+  const self = selfCommand();
   const fd = openSync(log, 'w', 0o600);
   const child = Bun.spawn([...self, 'browse', ...argv], { stdin: 'ignore', stdout: fd, stderr: fd, detached: true });
   child.unref();
   for (;;) {
-    if (child.exitCode !== null) {
+    if (child.exitCode !== null || child.signalCode !== null) {
       const text = readFileSync(log, 'utf8').trim();
       rmSync(log, { force: true });
       process.stderr.write(`${text}\n`);
-      return child.exitCode;
+      if (child.exitCode !== null) return child.exitCode;
+      process.stderr.write(`${programName()} browse: the background browse was killed (${child.signalCode}) before it served\n`);
+      return 1;
     }
-    try {
-      const kubeconfig = runningKubeconfig({ name, dir });
-      process.stderr.write(`${readFileSync(log, 'utf8')}`);
-      process.stdout.write(`${kubeconfig}\n`);
+    const text = readFileSync(log, 'utf8');
+    if (text.includes(SERVING_LINE)) {
+      process.stderr.write(text);
+      process.stdout.write(`${runningKubeconfig({ name, dir })}\n`);
       return 0;
-    } catch {
-      await Bun.sleep(200);
     }
+    await Bun.sleep(200);
   }
 }

@@ -33,6 +33,7 @@ import { helpText } from '../util/flags.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { type Logger, createLogger } from '../util/log.ts';
 import { forProgram } from './program.ts';
+import { selfCommand } from '../util/self.ts';
 
 export const controllerHelp = helpText('kubedr controller [flags]',
   'Runs the operator: initialises BackupLocations, takes scheduled etcd and certificate backups, records and expires them,\n' +
@@ -96,6 +97,8 @@ function build(config: Config, client: KubeClient, origin: BackupOrigin, log: Lo
     client, policies, locations, secrets, records, recorder, metrics, restic, log,
     host: config.backupHost, origin, maxConcurrent: config.maxConcurrentBackups, progressIntervalMs: config.progressIntervalMs,
     stallTimeoutMs: config.backupStallTimeoutMs, locationWaitMs: config.locationWaitMs,
+    // Streamed: restic runs this program's backup-archive (the same binary, or the same script under bun).
+    archiveCommand: config.backupLayout === 'streamed' ? [...selfCommand(), 'backup-archive'] : undefined,
   });
   // The repository is the truth, records its index: adopt snapshots without a record, flag records without a snapshot.
   const sync = new RepositorySync({

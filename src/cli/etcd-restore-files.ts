@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CERTS_DIR, EXTRA_DIR, extraPathIn, MEMBERS_FILE } from '../engine/backup.ts';
+import { CERTS_DIR, EXTRA_DIR, extraPathIn, MEMBERS_FILE } from '../engine/backup-layout.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { readEncryptionConfigPath } from '../engine/encryption-config.ts';
 import { type EtcdMember, type Member, restoredMembers } from '../engine/etcd-members.ts';

@@ -99,6 +99,8 @@ export async function runEtcdRestore(argv: string[]): Promise<number> {
   checkMemberPlan({
     members, name, manifestMembers, manifestToken: manifest.initialClusterToken, token, singleMember: f['single-member'],
     backupMembers: readBackupMembers(snapshot), snapshotSha256: sha256, bump: { possible: canBumpRevision(tool), refused: f['no-bump-revision'] },
+    commandsFor: (all) => all.map((m) => memberCommand({ snapshot, sha256, initialCluster: formatInitialCluster(all), token, member: m.name,
+      kubeadm: f.kubeadm, noBump: f['no-bump-revision'] })),
   });
   const initialCluster = formatInitialCluster(members);
   const bump = canBumpRevision(tool) && !f['no-bump-revision'] ? BUMP_REVISION : undefined;

@@ -8,7 +8,7 @@ import { ofPolicy } from '../engine/continuous/change-store.ts';
 import { type PointInTimeResult, restorePointInTime } from '../engine/continuous/replay.ts';
 import type { PointInTime } from '../engine/continuous/window.ts';
 import { EngineError } from '../engine/errors.ts';
-import { clusterLabel, matchesCluster, originOf } from '../engine/origin.ts';
+import { clusterLabel, isChangeSet, matchesCluster, originOf } from '../engine/origin.ts';
 import { type SnapshotInfo, parseSnapshots } from '../engine/restic-output.ts';
 import type { Repository, Restic } from '../engine/restic.ts';
 import { withBucketCheck } from '../engine/repository.ts';
@@ -49,6 +49,22 @@ export async function chainSnapshots(restic: Restic, repo: Repository, policy: s
   return mine;
 }
 
+/**
+ * Whether "latest" of `policy` means its last stored change rather than its newest full backup: it does for a policy
+ * that records changes (its snapshots include change sets), as the issue and docs promise. Its chain's snapshots when
+ * it does (restoreToPoint takes them, so the repository is listed once), else undefined. A listing that fails, or
+ * names several clusters, says no: the ordinary restore then reports that itself, in its own words.
+ */
+export async function latestChangeChain(restic: Restic, repo: Repository, policy: string, cluster: string | undefined,
+  signal?: AbortSignal): Promise<SnapshotInfo[] | undefined> {
+  try {
+    const snapshots = await chainSnapshots(restic, repo, policy, cluster, signal);
+    return snapshots.some((s) => isChangeSet(s.tags)) ? snapshots : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface PointInTimeFlags {
   repo: Repository;
   policy: string | undefined;
@@ -59,12 +75,14 @@ export interface PointInTimeFlags {
   onStep: (step: string) => void;
   /** Told the full backup the point is reached from, before anything is downloaded; throwing stops the restore. */
   onChosen?: (base: SnapshotInfo) => void | Promise<void>;
+  /** The chain's snapshots, already listed by chainSnapshots (latestChangeChain); else listed here. */
+  snapshots?: SnapshotInfo[];
 }
 
 export async function restoreToPoint(restic: Restic, point: PointInTime, f: PointInTimeFlags): Promise<PointInTimeResult> {
   if (!f.policy) throw new UsageError('a restore to a point in time needs --policy: a chain of changes belongs to one policy');
-  const snapshots = await chainSnapshots(restic, f.repo, f.policy, f.cluster, f.signal);
-  if (!snapshots.some((s) => s.tags[0]?.startsWith('kubedr-changes='))) {
+  const snapshots = f.snapshots ?? await chainSnapshots(restic, f.repo, f.policy, f.cluster, f.signal);
+  if (!snapshots.some((s) => isChangeSet(s.tags))) {
     throw new EngineError('NotFound', `policy "${f.policy}" has no stored changes: it is not a continuous policy (spec.continuous.enabled), ` +
       'so it restores only to its full backups (kubedr restore <snapshot-id|latest>)');
   }

@@ -4,7 +4,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DATA_DIR, EXTRA_DIR, SNAPSHOT_FILE } from '../engine/backup.ts';
+import { DATA_DIR, EXTRA_DIR, SNAPSHOT_FILE } from '../engine/backup-layout.ts';
 import { readCertificateExpiries } from '../engine/certificates.ts';
 import { EngineError } from '../engine/errors.ts';
 import { clusterLabel } from '../engine/origin.ts';
@@ -17,7 +17,7 @@ import { exitCodeFor, exitCodesHelp } from './exit-codes.ts';
 import { clusterFlag, repositoryFlags, repositoryFromFlags } from './repository-flags.ts';
 import { certificateWarning } from './restored-warnings.ts';
 import { forProgram } from './program.ts';
-import { pointInTimeFrom, pointInTimeSummary, restoreToPoint } from './restore-point-in-time.ts';
+import { latestChangeChain, pointInTimeFrom, pointInTimeSummary, restoreToPoint } from './restore-point-in-time.ts';
 
 const flags = {
   ...repositoryFlags,
@@ -34,7 +34,7 @@ const flags = {
     help: 'time limit of the whole restore; past it restic is stopped, the staged files removed and DIR/data left as it was',
   },
   'expect-sha256': { type: 'string', help: 'fail unless the etcd snapshot has this SHA-256 (a record\'s status.etcdSnapshotSha256)' },
-  at: { type: 'string', help: 'restore a continuous policy (needs --policy) to this time, RFC 3339 (2026-12-04T14:03:27Z), or "latest": its last stored change; no snapshot argument' },
+  at: { type: 'string', help: 'restore a continuous policy (needs --policy) to this time, RFC 3339 (2026-12-04T14:03:27Z), or "latest": its last stored change (as "kubedr restore latest --policy NAME" is for such a policy); no snapshot argument' },
   revision: { type: 'int', help: 'restore a continuous policy (needs --policy) to this etcd revision; no snapshot argument' },
   json: { type: 'boolean', help: 'print the result as JSON', default: false },
   'termination-log': { type: 'string', help: 'also write the outcome as JSON to this file (a pod\'s /dev/termination-log)' },
@@ -144,9 +144,15 @@ export async function runRestore(argv: string[]): Promise<number> {
   let target: string | undefined;
   try {
     const [snapshot, extra] = parsed.args;
-    const point = pointInTimeFrom(f.at, f.revision);
+    // "latest" of a policy that records changes is its last stored change; its newest full backup is named by id (or
+    // checked with --expect-sha256, which only a full backup has).
+    const lastChange = snapshot === 'latest' && !extra && f.policy && !f.at && f.revision === undefined && !f['expect-sha256']
+      ? await latestChangeChain(new Restic(), repositoryFromFlags(f), f.policy, f.cluster, stop.signal) : undefined;
+    if (lastChange) process.stderr.write(`kubedr restore: policy "${f.policy}" records changes: "latest" is its last stored change ` +
+      '(its newest full backup alone: name it by id, see kubedr snapshots)\n');
+    const point = lastChange ? 'latest' : pointInTimeFrom(f.at, f.revision);
     if (point) {
-      if (snapshot) throw new UsageError(`unexpected argument "${snapshot}": --at and --revision choose the point; the chain picks its full backup`);
+      if (snapshot && !lastChange) throw new UsageError(`unexpected argument "${snapshot}": --at and --revision choose the point; the chain picks its full backup`);
       // Silently ignoring it would let a user believe a checksum was verified: a point in time is a new snapshot, whose
       // SHA-256 no record holds (the restore prints it, and checks it against etcd's own trailer).
       if (f['expect-sha256']) throw new UsageError('--expect-sha256 checks a stored full backup; --at and --revision build a new snapshot, whose SHA-256 is printed at the end');
@@ -154,7 +160,7 @@ export async function runRestore(argv: string[]): Promise<number> {
       target = resolve(f.target);
       await checkTarget(target);
       const r = await restoreToPoint(new Restic(), point, { repo: repositoryFromFlags(f), policy: f.policy, cluster: f.cluster, target,
-        overwrite: f.force, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(f.timeout)]), onStep: (s) => process.stderr.write(`kubedr restore: ${s}\n`) });
+        overwrite: f.force, snapshots: lastChange, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(f.timeout)]), onStep: (s) => process.stderr.write(`kubedr restore: ${s}\n`) });
       writeOutcome({ ok: true, snapshotId: r.baseSnapshot, sha256: r.sha256, etcdSnapshotSize: r.size, files: r.files, bytes: r.bytes });
       const file = join(target, DATA_DIR, SNAPSHOT_FILE);
       process.stdout.write(f.json ? `${JSON.stringify({ ...r, time: new Date(r.time).toISOString(), etcdSnapshot: file }, null, 2)}\n` : pointInTimeSummary(r, file));

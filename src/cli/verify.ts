@@ -63,7 +63,7 @@ async function verifyContinuous(f: Parsed<typeof flags>, args: string[]): Promis
   if (!policy) throw new UsageError('--continuous needs --policy: a chain of changes belongs to one policy');
   if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}": with --continuous, choose the point with --revision`);
   const r = await withOutcome<ChainVerifyResult>(f['termination-log'], (signal) => verifyChain(new Restic(), {
-    repo: repositoryFromFlags(f), policy, revision: f.revision, compactRevision: f['compact-revision'], kubernetes: !f['not-kubernetes'], signal,
+    repo: repositoryFromFlags(f), policy, revision: f.revision, compactRevision: f['compact-revision'], kubernetes: !f['not-kubernetes'], signal, sharedLock: f.lock,
     onStep: (s) => process.stderr.write(`kubedr verify: ${s}\n`),
   }));
   process.stdout.write(f.json ? `${JSON.stringify(r, null, 2)}\n`

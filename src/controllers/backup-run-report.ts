@@ -59,5 +59,7 @@ export function runTimings(m: RunMarks, r: BackupResult, done: number): Record<s
       progressFlush: ms((m.flushed ?? done) - (m.engineDone ?? done)), record: ms((m.recorded ?? done) - (m.flushed ?? done)),
       status: ms(done - (m.recorded ?? done)), total: ms(done - m.started),
     },
+    layout: t.layout,
+    ...(t.pipeBytes ? { pipeBytes: t.pipeBytes } : {}),
   };
 }

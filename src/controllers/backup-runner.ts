@@ -58,6 +58,8 @@ export interface BackupDeps {
   locationWaitMs?: number;
   /** Fail an upload that makes no progress for this long. */
   stallTimeoutMs?: number;
+  /** The command restic runs to stream a backup (this program's `backup-archive`); without it, backups are staged. */
+  archiveCommand?: string[];
   now?: () => Date;
 }
 
@@ -239,7 +241,7 @@ export class BackupRunner {
       const result = await runBackup(this.deps.restic, {
         etcd, certsDir: policy.spec.certsDir || undefined, extraPaths: policy.spec.extraPaths, repo, host: this.deps.host, tags,
         parent: newestSnapshot(this.deps.records.list(), ns, name, location.metadata.name),
-        signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs,
+        signal, onProgress: progress.write, stallTimeoutMs: this.deps.stallTimeoutMs, archiveCommand: this.deps.archiveCommand,
       }).finally(() => {
         marks.engineDone = performance.now();
         return progress.flush();

@@ -58,7 +58,8 @@ signal: AbortSignal, log: Logger): Promise<boolean | undefined> {
       .map((r) => r.status?.etcdSnapshotSize ?? 0).reduce((a, b) => Math.max(a, b), 0);
     const rebuilt = deps.pods && location
       ? await deps.pods.verifyChain(location, p, revision, live.compactRevision, size || undefined, signal)
-      : await verifyChain(deps.restic, { repo: inputs.repo, policy: name, origin: deps.origin, revision, compactRevision: live.compactRevision, signal });
+      : await verifyChain(deps.restic, { repo: inputs.repo, policy: name, origin: deps.origin, revision, compactRevision: live.compactRevision, signal,
+        sharedLock: true });
     passed = rebuilt.digest === live.digest && rebuilt.keyCount === live.keyCount && rebuilt.contentHash === live.contentHash;
     message = passed
       ? `revision ${revision} rebuilt from full backup ${rebuilt.baseSnapshot.slice(0, 8)} and ${rebuilt.changesApplied} stored changes ` +

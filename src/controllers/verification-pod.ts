@@ -105,7 +105,7 @@ export function chainVerificationPod(input: Omit<ToolPodInput, 'record'> & { pol
     name: chainVerificationPodName(policy.metadata.name), namespace: policy.metadata.namespace,
     owner: { kind: 'MetadataBackupPolicy', name: policy.metadata.name, uid: policy.metadata.uid },
     // etcd says -1 when it never compacted: nothing to compact to then.
-    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision),
+    args: ['verify', '--continuous', '--policy', policy.metadata.name, '--revision', String(revision), '--lock',
       ...(compactRevision > 0 ? ['--compact-revision', String(compactRevision)] : [])],
     memoryMi: memoryMi + 256, scratchMi: scratchMi * 2,
   });

@@ -11,7 +11,7 @@ import { earliestExpiry } from '../engine/certificates.ts';
 import type { Restic } from '../engine/restic.ts';
 import { verifyBackup } from '../engine/verify.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { ignoreNotFound } from '../kube/errors.ts';
+import { ignoreNotFound, isNotFound } from '../kube/errors.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { EventRecorder } from '../runtime/recorder.ts';
@@ -58,6 +58,11 @@ export class Verifier {
     const started = performance.now();
     try {
       release = await this.deps.acquire(signal);
+      // Verifications wait for their slot behind backups, whose retention may expire this very backup meanwhile.
+      if (await this.expired(ns, record)) {
+        log.info('backup expired before its verification could run; nothing to verify');
+        return false;
+      }
       const r = this.deps.inPod ? await this.deps.inPod.verify(location, record, signal) : await (this.deps.verifyBackup ?? verifyBackup)(this.deps.restic, {
         repo: locationRepository(location, this.deps.secrets), snapshot: record.spec.snapshotId,
         expectSha256: record.status?.etcdSnapshotSha256, signal, timeoutMs: this.deps.timeoutMs,
@@ -81,6 +86,11 @@ export class Verifier {
       return true;
     } catch (err) {
       if (signal.aborted) return false;
+      // Retention forgot the snapshot while it was being read: not a failure of the backup, which no longer exists.
+      if (await this.expired(ns, record)) {
+        log.info('backup expired while it was being verified; not verified', { error: err instanceof Error ? err.message : String(err) });
+        return false;
+      }
       const message = `verifying backup ${record.spec.snapshotId} failed: ${err instanceof Error ? err.message : String(err)}`;
       metrics.verificationFailures.inc({ policyName: name });
       await this.write(() => client.patchStatus(BACKUP_RECORD, ns, record.metadata.name, { verification: {
@@ -93,6 +103,16 @@ export class Verifier {
       return false;
     } finally {
       release?.();
+    }
+  }
+
+  /** Whether the record is gone or going (retention deleted it; its finalizer forgets the snapshot). */
+  private async expired(ns: string, record: MetadataBackupRecord): Promise<boolean> {
+    try {
+      return !!(await this.deps.client.get<MetadataBackupRecord>(BACKUP_RECORD, ns, record.metadata.name)).metadata.deletionTimestamp;
+    } catch (err) {
+      // Any other answer (an API outage) is not proof the backup went: the verification runs and reports as before.
+      return isNotFound(err);
     }
   }
 

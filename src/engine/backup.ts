@@ -1,39 +1,30 @@
 /**
- * @module One backup: copy the certificates and any extra host paths, stream an etcd snapshot (integrity-checked), and
- * store them as one restic snapshot laid out as `data/etcd-snapshot.db`, `data/certificates/…` and
- * `data/extra/<host path>`. Temporary files are removed on every path.
+ * @module One backup: the certificates, any extra host paths and an etcd snapshot (integrity-checked), stored as one
+ * restic snapshot holding `data/etcd-snapshot.db`, `data/certificates/…` and `data/extra/<host path>`. Two layouts:
  *
- * The files are staged at a path that stays the same for a policy (its tags), across backups and controller restarts:
- * restic picks the parent snapshot by host and path, and only with a parent do `filesNew`, `filesChanged` and
- * `filesUnmodified` mean anything (with a new path each time, every file of every backup counted as new).
+ * - **streamed** (restic ≥ 0.17 and an archive command given, as the controller gives its own `backup-archive`):
+ *   restic runs the command and stores what it writes, one tar archive of those paths, while etcd sends it
+ *   (engine/backup-archive.ts). The backup takes about as long as etcd's stream, and the node keeps no copy of the
+ *   snapshot. A snapshot that fails its check makes the command fail, and restic then saves nothing.
+ * - **staged** (older restic, or no command): the files are copied to a staging directory, the snapshot streamed to a
+ *   file there, and restic backs up the directory once it is complete. The directory stays the same for a policy (its
+ *   tags), across backups and controller restarts: restic picks the parent snapshot by host and path, and only with a
+ *   parent do `filesNew`, `filesChanged` and `filesUnmodified` mean anything.
+ *
+ * Restores read both (engine/restore.ts). Temporary files are removed on every path.
  */
 import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { dirname, join } from 'node:path';
 import { claimStableDir, scratchDir } from '../util/scratch.ts';
-import { plainText } from '../util/text.ts';
+import { type ArchiveResult, checkArchiveSources, parseArchiveMessage } from './backup-archive.ts';
+import { ARCHIVE_FILE, CERTS_DIR, DATA_DIR, EXTRA_PATH_HINT, MEMBERS_FILE, SNAPSHOT_FILE, extraPathIn, extraPathProblem, sourceProblem } from './backup-layout.ts';
+import { upload } from './backup-upload.ts';
 import { type CertificateExpiry, earliestExpiry, readCertificateExpiries } from './certificates.ts';
-import { EngineError } from './errors.ts';
-import { type EtcdConnection, type SnapshotResult, type SnapshotTimings, saveSnapshot } from './etcd-snapshot.ts';
-import { type BackupSummary, classifyResticError, parseBackupLine } from './restic-output.ts';
-import { endpointOf, type Repository, type Restic } from './restic.ts';
+import { EngineError, type EngineErrorKind } from './errors.ts';
+import { type EtcdConnection, type SnapshotResult, type SnapshotTimings, etcdRevision, saveSnapshot } from './etcd-snapshot.ts';
+import type { BackupSummary } from './restic-output.ts';
+import type { Repository, Restic } from './restic.ts';
 import { REVISION_TAG } from './origin.ts';
-import { withLockWait } from './repository.ts';
-
-export const SNAPSHOT_FILE = 'etcd-snapshot.db';
-/**
- * Under `data/`, beside the snapshot: the etcd members when it was taken (JSON, engine/etcd-members.ts EtcdMember[]),
- * so a restore from S3 alone knows how many members to recreate. Backups taken before it was written lack it.
- */
-export const MEMBERS_FILE = 'etcd-members.json';
-export const CERTS_DIR = 'certificates';
-export const DATA_DIR = 'data';
-/** Under `data/`: the policy's extraPaths, each at its host path (`data/extra/etc/kubernetes/enc/…`). */
-export const EXTRA_DIR = 'extra';
-
-/** Where a host path of extraPaths is stored, relative to `data/`: `extra/<path without its leading slash>`. */
-export function extraPathIn(hostPath: string): string {
-  return join(EXTRA_DIR, normalize(hostPath).replace(/^\/+/, ''));
-}
 
 export type BackupPhase = 'Snapshot' | 'Upload';
 
@@ -69,6 +60,11 @@ export interface BackupRequest {
   signal?: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
   /**
+   * The command that writes the backup as one archive to its standard output (this program's `backup-archive`),
+   * followed by `--request FILE`. Without it, or with a restic older than 0.17, the backup is staged.
+   */
+  archiveCommand?: string[];
+  /**
    * Fail the upload when restic's bytes done have not grown for this long. restic 0.14 retries a vanished S3
    * endpoint for many minutes, so without this a backup would hang instead of failing. Default 5 minutes.
    */
@@ -77,17 +73,21 @@ export interface BackupRequest {
 
 /** Where the time of a backup went, milliseconds (monotonic clock); for logs and the benchmark. */
 export interface BackupTimings {
-  /** Staging directory made; certificates and extra paths copied, their expiries read. */
+  /** How it was stored: streamed (etcd's stream and the upload at once) or staged (one after the other). */
+  layout: 'streamed' | 'staged';
+  /** Staging directory made; certificates and extra paths copied, their expiries read (streamed: the request written). */
   stageMs: number;
   etcd: SnapshotTimings;
   /** Waiting for this process's other restic operations on the repository to finish. */
   repoWaitMs: number;
-  /** `restic backup`, from spawn to exit (a stale-lock retry included). */
+  /** `restic backup`, from spawn to exit (a stale-lock retry included; streamed: etcd's stream too). */
   uploadMs: number;
   /** CPU this process used meanwhile (user + system): what it takes from restic on a small machine. */
   uploadOwnCpuMs: number;
   /** Staging directory removed. */
   cleanupMs: number;
+  /** Streamed: the capacity of the pipe to restic (1 MiB when enlarged; 64 KiB made it twice as slow). */
+  pipeBytes?: number;
 }
 
 export interface BackupResult {
@@ -108,18 +108,8 @@ async function copyCertificates(certsDir: string, into: string): Promise<void> {
     // Timestamps kept: restic then sees an unchanged certificate as unmodified.
     await cp(certsDir, into, { recursive: true, dereference: true, errorOnExist: false, preserveTimestamps: true });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
-    throw new EngineError('InvalidInput', `certsDir ${certsDir} ${why}`);
+    throw new EngineError('InvalidInput', `certsDir ${certsDir} ${sourceProblem(err)}`);
   }
-}
-
-/** Why a path of extraPaths cannot be used, or undefined when it can (absolute, not `/`, no `..`). */
-export function extraPathProblem(path: string): string | undefined {
-  if (!isAbsolute(path)) return `"${path}" is not an absolute path`;
-  if (path.split('/').includes('..')) return `"${path}" contains ".."`;
-  if (normalize(path) === '/') return 'the root directory "/" cannot be backed up';
-  return undefined;
 }
 
 /**
@@ -139,115 +129,8 @@ async function copyExtraPaths(paths: readonly string[], data: string): Promise<v
       // Timestamps kept, as for the certificates: restic then sees an unchanged file as unmodified.
       await cp(path, into, { recursive: true, dereference: true, errorOnExist: false, preserveTimestamps: true });
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'does not exist (with the Helm chart, mount the host directory holding it into the controller\'s pod: value certsHostPaths)'
-        : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
-      throw new EngineError('InvalidInput', `extraPaths: ${path} ${why}`);
+      throw new EngineError('InvalidInput', `extraPaths: ${path} ${sourceProblem(err, EXTRA_PATH_HINT)}`);
     }
-  }
-}
-
-/** restic's error for a parent snapshot whose trees a repair removed. */
-const PARENT_DAMAGED = /tree [0-9a-f]+ is not known; the repository could be damaged/;
-
-/** restic ≥ 0.17's error for a file it stores again because the index lost parts of it (after a repair). */
-const RESTORED_AGAIN = /not found in the repository index; storing the file again/;
-
-/** restic's own lines that follow our SIGINT: what we did to it, not what went wrong. */
-const OUR_INTERRUPT = /signal interrupt received|context canceled|cleaning up/i;
-
-/** Why a stalled upload stalled: the endpoint it was sending to, and restic's last complaint before we stopped it. */
-export function stallMessage(stallMs: number, address: string, lastError: string): string {
-  const detail = lastError ? classifyResticError(lastError) : undefined;
-  return `upload made no progress for ${Math.round(stallMs / 1000)} s, stalled at the S3 endpoint ${endpointOf(address)}` +
-    (detail ? ` (restic's last error: ${detail.message})` : '');
-}
-
-async function resticBackup(restic: Restic, req: BackupRequest, cwd: string, total: number, parent: string | undefined): Promise<BackupSummary> {
-  // 'none': no parent, not even the one restic would pick (it reads every file again).
-  const parentArgs = parent === 'none' ? ['--force'] : parent ? ['--parent', parent] : [];
-  let summary: BackupSummary | undefined;
-  let lastError = '';
-  let bytesDone = -1;
-  const stallMs = req.stallTimeoutMs ?? 5 * 60_000;
-  const stalled = new AbortController();
-  let watchdog = setTimeout(() => stalled.abort(), stallMs);
-  const progressed = () => {
-    clearTimeout(watchdog);
-    watchdog = setTimeout(() => stalled.abort(), stallMs);
-  };
-  const signal = req.signal ? AbortSignal.any([req.signal, stalled.signal]) : stalled.signal;
-  // The staged files are new copies each time: their inode and ctime always differ from the parent's, so only size and
-  // mtime (kept by the copy) tell a changed file.
-  const args = ['backup', '--json', '--ignore-inode', '--ignore-ctime', '--host', req.host, ...req.tags.flatMap((t) => ['--tag', t]),
-    ...parentArgs, DATA_DIR];
-  try {
-    const { code, stderr } = await restic.run(req.repo, args, {
-      cwd,
-      signal,
-      timeoutMs: 6 * 60 * 60_000,
-      answerCodes: [3],
-      onStderrLine: (line) => {
-        // Once we have stopped restic, what it says is about being stopped.
-        const text = plainText(line).trim();
-        if (text && !signal.aborted && !OUR_INTERRUPT.test(text)) lastError = text;
-      },
-      onLine: (line) => {
-        const m = parseBackupLine(line);
-        if (m?.type === 'summary') summary = m.summary;
-        if (m?.type !== 'status') return;
-        if (m.bytesDone > bytesDone) {
-          bytesDone = m.bytesDone;
-          progressed();
-        }
-        req.onProgress?.({ phase: 'Upload', bytesDone: m.bytesDone, totalBytes: m.totalBytes || total, percent: Math.round(m.percentDone * 1000) / 10 });
-      },
-    });
-    // Exit 3 is "a source file could not be read". After a repair removed damaged packs, restic 0.18 also says so for a
-    // file it stored again because parts of it were no longer in the index: that backup is whole. Anything else is not.
-    if (code === 3) {
-      const errors = stderr.split('\n').filter((l) => l.includes('"message_type":"error"'));
-      const problems = errors.filter((l) => !RESTORED_AGAIN.test(l));
-      if (errors.length === 0 || problems.length > 0 || !summary) {
-        const c = classifyResticError(problems.join('\n') || stderr);
-        throw new EngineError(c.kind, c.message);
-      }
-    }
-  } catch (err) {
-    if (stalled.signal.aborted && !req.signal?.aborted) {
-      const kind = lastError ? classifyResticError(lastError).kind : 'Failed';
-      throw new EngineError(kind === 'Failed' ? 'Unreachable' : kind, stallMessage(stallMs, req.repo.address, lastError));
-    }
-    throw err;
-  } finally {
-    clearTimeout(watchdog);
-  }
-  if (!summary) throw new EngineError('Failed', 'restic backup finished without a summary');
-  return summary;
-}
-
-/**
- * restic backup with the request's parent, or without one when the repository no longer holds that snapshot; and with no
- * parent at all (`--force`: restic would pick the latest snapshot itself) when a parent's trees were lost to a repair.
- */
-async function upload(restic: Restic, req: BackupRequest, cwd: string, total: number): Promise<BackupSummary> {
-  const attempt = (parent?: string | 'none') => withLockWait(restic, req.repo, () => resticBackup(restic, req, cwd, total, parent), {
-    signal: req.signal, onWait: (holder) => req.onProgress?.({ phase: 'Upload', bytesDone: 0, totalBytes: total, waitingFor: holder }),
-  });
-  const parentDamaged = (err: unknown) => err instanceof EngineError && PARENT_DAMAGED.test(err.message);
-  try {
-    if (!req.parent) return await attempt();
-    try {
-      return await attempt(req.parent);
-    } catch (err) {
-      // Forgotten meanwhile (by hand, or its record outlived it): restic then searches for a parent itself.
-      if (err instanceof EngineError && err.kind === 'NotFound') return await attempt();
-      throw err;
-    }
-  } catch (err) {
-    // Damaged: a repair removed data of its trees ("tree … is not known"); this backup must store fresh copies.
-    if (parentDamaged(err)) return attempt('none');
-    throw err;
   }
 }
 
@@ -264,6 +147,80 @@ async function stagingDir(tags: string[]): Promise<{ path: string; release: () =
 
 /** Takes one backup. Throws EngineError naming the cause; a failure leaves nothing behind. */
 export async function runBackup(restic: Restic, req: BackupRequest): Promise<BackupResult> {
+  if (req.archiveCommand && await restic.readsCommands()) return streamedBackup(restic, req, req.archiveCommand);
+  return stagedBackup(restic, req);
+}
+
+/** The tags of a backup: the policy's, and the revision, so a point-in-time restore finds where a chain of change sets starts from the repository's listing alone (engine/continuous). */
+const withRevision = (tags: string[], revision: number) => [...tags, `${REVISION_TAG}${revision}`];
+
+/** The time spent in `fn`, and this process's CPU meanwhile (what it takes from restic on a small machine). */
+async function timedUpload<T>(restic: Restic, repo: Repository, fn: () => Promise<T>): Promise<{ value: T; repoWaitMs: number; uploadMs: number; ownCpuMs: number }> {
+  const queued = performance.now();
+  let started = queued;
+  let cpu: NodeJS.CpuUsage | undefined;
+  const value = await restic.exclusive(repo, () => {
+    started = performance.now();
+    cpu = process.cpuUsage();
+    return fn();
+  });
+  const own = process.cpuUsage(cpu);
+  return { value, repoWaitMs: started - queued, uploadMs: performance.now() - started, ownCpuMs: (own.user + own.system) / 1000 };
+}
+
+/** A backup restic stores while the archive command writes it; see the module comment. */
+async function streamedBackup(restic: Restic, req: BackupRequest, command: string[]): Promise<BackupResult> {
+  const started = performance.now();
+  // A missing certificate directory fails before etcd is asked for anything, as a staged backup does.
+  checkArchiveSources(req);
+  const dir = await scratchDir('backup');
+  try {
+    // The etcd client key travels in a file only this user reads, never in argv or restic's environment.
+    const requestFile = join(dir, 'request.json');
+    await writeFile(requestFile, JSON.stringify({ etcd: req.etcd, certsDir: req.certsDir, extraPaths: req.extraPaths }), { mode: 0o600 });
+    const revision = await etcdRevision(req.etcd);
+    const staged = performance.now();
+    let size: number | undefined;
+    let done: ArchiveResult | undefined;
+    let failed: { kind: string; message: string } | undefined;
+    const upload$ = () => upload(restic, {
+      repo: req.repo, host: req.host, tags: withRevision(req.tags, revision), signal: req.signal, stallTimeoutMs: req.stallTimeoutMs,
+      source: ['--stdin-from-command', '--stdin-filename', ARCHIVE_FILE, '--', ...command, '--request', requestFile],
+      onWait: (holder) => req.onProgress?.({ phase: 'Upload', bytesDone: 0, waitingFor: holder }),
+      // restic's first lines, before the command has written anything, say nothing a reader of the status can use.
+      onProgress: (bytesDone) => bytesDone > 0 && req.onProgress?.(size === undefined ? { phase: 'Snapshot', bytesDone }
+        : { phase: 'Upload', bytesDone, totalBytes: size, percent: Math.min(100, Math.round((bytesDone / size) * 1000) / 10) }),
+      onCommandLine: (line) => {
+        const m = parseArchiveMessage(line);
+        if (m?.kubedrArchive === 'size') size = m.bytes;
+        else if (m?.kubedrArchive === 'done') done = m.result;
+        else if (m?.kubedrArchive === 'error') failed = m;
+        return !!m || line.startsWith('subprocess ');
+      },
+    });
+    let uploaded: Awaited<ReturnType<typeof timedUpload<BackupSummary>>>;
+    try {
+      uploaded = await timedUpload(restic, req.repo, upload$);
+    } catch (err) {
+      // The command's own words say why it failed better than restic's "command failed: exit status 1".
+      if (failed && !req.signal?.aborted) throw new EngineError(failed.kind as EngineErrorKind, failed.message, { cause: err });
+      throw err;
+    }
+    if (!done) throw new EngineError('Failed', `restic stored snapshot ${uploaded.value.snapshotId.slice(0, 8)}, but the archive command reported no result`);
+    const { etcd, certificates } = done;
+    return {
+      summary: uploaded.value, etcd, certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates),
+      durationSecs: (performance.now() - started) / 1000,
+      timings: { layout: 'streamed', stageMs: staged - started, etcd: etcd.timings, repoWaitMs: uploaded.repoWaitMs, uploadMs: uploaded.uploadMs,
+        uploadOwnCpuMs: uploaded.ownCpuMs, cleanupMs: 0, pipeBytes: done.pipeBytes },
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A backup staged as files, then stored; see the module comment. */
+async function stagedBackup(restic: Restic, req: BackupRequest): Promise<BackupResult> {
   const started = performance.now();
   const staging = await stagingDir(req.tags);
   const stage = staging.path;
@@ -286,22 +243,17 @@ export async function runBackup(restic: Restic, req: BackupRequest): Promise<Bac
       onProgress: (bytes) => req.onProgress?.({ phase: 'Snapshot', bytesDone: bytes }),
     });
     if (etcd.members) await writeFile(join(data, MEMBERS_FILE), `${JSON.stringify(etcd.members, null, 2)}\n`, { mode: 0o600 });
-    const queued = performance.now();
-    let uploadStarted = queued;
-    let cpu: NodeJS.CpuUsage | undefined;
-    const summary = await restic.exclusive(req.repo, () => {
-      uploadStarted = performance.now();
-      cpu = process.cpuUsage();
-      // The revision travels as a tag, so a point-in-time restore finds where a chain of change sets starts from the
-      // repository's listing alone (engine/continuous).
-      return upload(restic, { ...req, tags: [...req.tags, `${REVISION_TAG}${etcd.revision}`] }, stage, etcd.size);
-    });
-    const uploaded = performance.now();
-    const ownCpu = process.cpuUsage(cpu);
+    const total = etcd.size;
+    const uploaded = await timedUpload(restic, req.repo, () => upload(restic, {
+      repo: req.repo, host: req.host, tags: withRevision(req.tags, etcd.revision), parent: req.parent, source: [DATA_DIR], cwd: stage,
+      signal: req.signal, stallTimeoutMs: req.stallTimeoutMs,
+      onWait: (holder) => req.onProgress?.({ phase: 'Upload', bytesDone: 0, totalBytes: total, waitingFor: holder }),
+      onProgress: (bytesDone, totalBytes, percent) => req.onProgress?.({ phase: 'Upload', bytesDone, totalBytes: totalBytes || total, percent }),
+    }));
     stored = {
-      summary, etcd, certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates),
-      timings: { stageMs: staged - started, etcd: etcd.timings, repoWaitMs: uploadStarted - queued, uploadMs: uploaded - uploadStarted,
-        uploadOwnCpuMs: (ownCpu.user + ownCpu.system) / 1000 },
+      summary: uploaded.value, etcd, certificates, earliestCertificateExpiry: certificates && earliestExpiry(certificates),
+      timings: { layout: 'staged', stageMs: staged - started, etcd: etcd.timings, repoWaitMs: uploaded.repoWaitMs, uploadMs: uploaded.uploadMs,
+        uploadOwnCpuMs: uploaded.ownCpuMs },
     };
   } finally {
     const releasing = performance.now();

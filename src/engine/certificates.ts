@@ -15,7 +15,7 @@ export interface CertificateExpiry {
 }
 
 /** Certificates, bundles and kubeconfig-style PEM files are kilobytes; a larger file is not read into memory. */
-const MAX_FILE_BYTES = 4 * 1024 * 1024;
+export const MAX_FILE_BYTES = 4 * 1024 * 1024;
 
 /** PEM certificate blocks only: keys, CSRs and anything else in the same file are not certificates. */
 const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -53,11 +53,21 @@ export async function readCertificateExpiries(dir: string): Promise<CertificateE
     } catch {
       continue;
     }
-    if (!text.includes('-----BEGIN CERTIFICATE-----')) continue;
-    const notAfter = earliestNotAfter(text);
-    if (notAfter) found.push({ file: relative(dir, path).split(sep).join('/'), notAfter: notAfter.toISOString() });
+    const expiry = certificateExpiry(relative(dir, path).split(sep).join('/'), text);
+    if (expiry) found.push(expiry);
   }
-  return found.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  return sortByFile(found);
+}
+
+/** One file's expiry (`text` read as latin1), or undefined when it holds no certificate that parses. */
+export function certificateExpiry(file: string, text: string): CertificateExpiry | undefined {
+  const notAfter = text.includes('-----BEGIN CERTIFICATE-----') ? earliestNotAfter(text) : undefined;
+  return notAfter && { file, notAfter: notAfter.toISOString() };
+}
+
+/** `certs` sorted by path, in place. */
+export function sortByFile(certs: CertificateExpiry[]): CertificateExpiry[] {
+  return certs.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
 }
 
 /** The earliest expiry among `certs`, RFC 3339, or undefined when there are none. */

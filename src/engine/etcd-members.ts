@@ -63,7 +63,15 @@ export interface MemberPlanInput {
   snapshotSha256?: string;
   /** Whether this member's restore can move the revision ahead (etcdutl), and whether the user said not to. */
   bump?: { possible: boolean; refused: boolean };
+  /** The command that restores each of `members` from this snapshot: a one-member refusal prints them, ready to run. */
+  commandsFor?: (members: Member[]) => string[];
 }
+
+/** The refusal's last words: each member's command, when the caller can write them. */
+const everyMember = (p: MemberPlanInput, members: Member[]): string => {
+  const commands = p.commandsFor?.(members) ?? [];
+  return commands.length ? `. On each member's node:\n${commands.map((c, i) => `  # ${members[i]!.name}\n  ${c}`).join('\n')}` : '';
+};
 
 /** Throws, naming the fix, when the plan would split the cluster in a way this node's files reveal. */
 export function checkMemberPlan(p: MemberPlanInput): void {
@@ -76,14 +84,14 @@ export function checkMemberPlan(p: MemberPlanInput): void {
     throw new EngineError('InvalidInput', `this node's etcd manifest lists ${manifestNames.length} members (${manifestNames.join(', ')}), ` +
       'and restoring only this one would make a one-member cluster that the others can never rejoin as they are. Restore every ' +
       `member from this same snapshot (--initial-cluster ${formatInitialCluster(p.manifestMembers!)}), or pass --single-member to ` +
-      'shrink the cluster to this node and join the others again afterwards');
+      `shrink the cluster to this node and join the others again afterwards${everyMember(p, p.manifestMembers!)}`);
   }
   const backupNames = p.backupMembers?.map((m) => m.name) ?? [];
   if (p.members.length === 1 && backupNames.length > 1 && !p.singleMember) {
     throw new EngineError('InvalidInput', `this backup was taken from a cluster of ${backupNames.length} members (${backupNames.join(', ')}), ` +
       'and restoring only one would make a one-member cluster beside the others, which keep the old cluster: two etcd clusters ' +
       `behind one API endpoint. Restore every member from this same snapshot (--initial-cluster ${formatInitialCluster(p.backupMembers!)}: ` +
-      '--print prints each member\'s command), or pass --single-member to shrink the cluster to this node on purpose');
+      `--print prints each member's command), or pass --single-member to shrink the cluster to this node on purpose${everyMember(p, p.backupMembers!)}`);
   }
   const named = /^kubedr-restore-([0-9a-f]+)$/.exec(p.token)?.[1];
   if (named && p.snapshotSha256 && !p.snapshotSha256.startsWith(named)) {

@@ -67,6 +67,8 @@ const MEMBER_LIST = '/etcdserverpb.Cluster/MemberList';
 
 interface SnapshotResponse {
   revision?: number;
+  /** Bytes of the database still to come after this message's blob (etcd's `remaining_bytes`). */
+  remaining: number;
   blob: Buffer;
 }
 
@@ -84,15 +86,17 @@ function headerRevision(buf: Buffer): number | undefined {
 export function decodeSnapshotResponse(buf: Buffer): SnapshotResponse {
   const r = new Reader(buf);
   let revision: number | undefined;
+  let remaining = 0;
   let blob: Buffer = Buffer.alloc(0);
   while (!r.done) {
     const tag = Number(r.varint());
     const field = tag >>> 3;
     if (field === 1 && (tag & 7) === 2) revision = headerRevision(r.bytes());
+    else if (field === 2 && (tag & 7) === 0) remaining = Number(r.varint());
     else if (field === 3 && (tag & 7) === 2) blob = r.bytes();
     else r.skip(tag & 7);
   }
-  return { revision, blob };
+  return { revision, remaining, blob };
 }
 
 /** StatusResponse { header = 1; ... }: the header's revision. */
@@ -113,6 +117,22 @@ function currentRevision(grpc: typeof GrpcJs, client: GrpcJs.Client, deadline: n
   });
 }
 
+/** etcd's current revision (Maintenance.Status), on a connection of its own. */
+export async function etcdRevision(conn: EtcdConnection, timeoutMs = 30_000): Promise<number> {
+  const grpc = await loadGrpc();
+  const { address, host, secure } = target(conn.endpoint);
+  const { creds, options } = credentials(conn, host, secure);
+  const client = new grpc.Client(address, creds, options);
+  try {
+    return await currentRevision(grpc, client, Date.now() + timeoutMs);
+  } catch (err) {
+    if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as GrpcJs.ServiceError, conn.endpoint, 'etcd status');
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
 /** MemberListRequest { linearizable = 1 }: empty asks the member's own view, as `etcdctl member list` does by default. */
 function memberList(grpc: typeof GrpcJs, client: GrpcJs.Client, deadline: number): Promise<EtcdMember[]> {
   return new Promise((resolve, reject) => {
@@ -123,6 +143,36 @@ function memberList(grpc: typeof GrpcJs, client: GrpcJs.Client, deadline: number
 
 /** Streams a snapshot of etcd into `file`; verifies its SHA-256 trailer before resolving. */
 export async function saveSnapshot(conn: EtcdConnection, file: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'w', 0o600);
+    const out = fd;
+    return await streamSnapshot(conn, { write: (chunk) => writeAll(out, chunk) }, opts);
+  } catch (err) {
+    if (err instanceof EngineError) throw err;
+    throw new EngineError('Failed', `writing the etcd snapshot failed: ${(err as Error).message}`, { cause: err });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Where a streamed snapshot goes. */
+export interface SnapshotSink {
+  /**
+   * Told, before the first byte, what is known once etcd starts sending: its revision, members and the snapshot's
+   * size in bytes (trailer included; from etcd's first message, whose `remaining_bytes` counts the rest).
+   */
+  begin?: (info: { revision: number; members?: EtcdMember[]; size: number }) => void;
+  /** Each chunk as it arrives, in order; synchronous, so etcd is slowed by HTTP/2 flow control while it blocks. */
+  write: (chunk: Buffer) => void;
+}
+
+/**
+ * Streams a snapshot of etcd into `sink`; throws IntegrityError when its SHA-256 trailer does not match the content or
+ * when etcd sent another number of bytes than it announced. The sink has seen every byte by then: a caller that must
+ * not keep a failed snapshot discards what it wrote.
+ */
+export async function streamSnapshot(conn: EtcdConnection, sink: SnapshotSink, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   const grpc = await loadGrpc();
   const { address, host, secure } = target(conn.endpoint);
   const { creds, options } = credentials(conn, host, secure);
@@ -132,7 +182,7 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   let size = 0;
   let revision = 0;
   let members: EtcdMember[] | undefined;
-  let fd: number | undefined;
+  let announced: number | undefined;
   const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
   let call: GrpcJs.ClientReadableStream<SnapshotResponse> | undefined;
   const cancel = () => call?.cancel();
@@ -140,7 +190,6 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   const t0 = performance.now();
   const timings: SnapshotTimings = { connectMs: 0, streamMs: 0, hashMs: 0, writeMs: 0 };
   try {
-    fd = openSync(file, 'w', 0o600);
     revision = await currentRevision(grpc, client, Math.min(deadline, Date.now() + 30_000));
     // Membership is what a restore needs to refuse splitting a cluster; an etcd that will not tell it (an unusual
     // permission setup) still gets its backup, which then only lacks that check.
@@ -153,11 +202,16 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
     for await (const msg of call as AsyncIterable<SnapshotResponse>) {
       if (msg.revision) revision = msg.revision;
       if (msg.blob.length === 0) continue;
+      if (announced === undefined) {
+        announced = msg.blob.length + msg.remaining + TRAILER;
+        sink.begin?.({ revision, members, size: announced });
+      }
       size += msg.blob.length;
+      if (size > announced) throw new EngineError('IntegrityError', `etcd sent more than the ${announced} bytes it announced`);
       const h = performance.now();
       held = hashAllButTrailer(content, held, msg.blob);
       const w = performance.now();
-      writeAll(fd, msg.blob);
+      sink.write(msg.blob);
       timings.hashMs += w - h;
       timings.writeMs += performance.now() - w;
       opts.onProgress?.(size);
@@ -170,11 +224,11 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
     if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') throw grpcError(err as GrpcJs.ServiceError, conn.endpoint, 'etcd snapshot');
     throw new EngineError('Failed', `writing the etcd snapshot failed: ${(err as Error).message}`, { cause: err });
   } finally {
-    if (fd !== undefined) closeSync(fd);
     opts.signal?.removeEventListener('abort', cancel);
     client.close();
   }
   if (size <= TRAILER) throw new EngineError('IntegrityError', `etcd snapshot is too short (${size} bytes)`);
+  if (size !== announced) throw new EngineError('IntegrityError', `etcd snapshot ended after ${size} of the ${announced} bytes etcd announced`);
   const expected = content.digest();
   if (!expected.equals(held)) {
     throw new EngineError('IntegrityError', 'etcd snapshot failed its integrity check: the SHA-256 trailer does not match the content');
@@ -182,14 +236,25 @@ export async function saveSnapshot(conn: EtcdConnection, file: string, opts: Sna
   return { size, revision, sha256: held.toString('hex'), members, timings };
 }
 
+/** A moment's wait for the reader of a full non-blocking pipe. */
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
 /**
  * Writes a chunk before the next is taken. Synchronous on purpose: a chunk goes to the page cache in microseconds,
  * whereas a write stream queued the chunks that arrived while a write was in flight (and GC lagged behind them): on
  * a 490 MB snapshot it was 15% slower and peaked at 160-177 MB RSS, against 82 MB for this. No fsync: the file is
  * staged for restic and removed after, unlike `etcdctl snapshot save`'s.
  */
-function writeAll(fd: number, chunk: Buffer): void {
-  for (let done = 0; done < chunk.length;) done += writeSync(fd, chunk, done);
+export function writeAll(fd: number, chunk: Buffer): void {
+  for (let done = 0; done < chunk.length;) {
+    try {
+      done += writeSync(fd, chunk, done, chunk.length - done);
+    } catch (err) {
+      // A pipe another program reads (the archive to restic) may be non-blocking: EAGAIN means it is full.
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 2);
+    }
+  }
 }
 
 /**

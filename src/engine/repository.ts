@@ -102,6 +102,17 @@ export async function withLockWait<T>(restic: Restic, repo: Repository, fn: () =
 }
 
 /**
+ * A read of the repository (restore, dump): with `shared`, under restic's shared lock, so a prune (exclusive) cannot
+ * repack the data being read, which failed verifications for no fault of the backup; backups share the lock and go
+ * on, and a prune holding the repository is waited out (withLockWait). Without it, no lock: read-only S3 keys can
+ * read. `read` gets the lock flags to put in its restic arguments.
+ */
+export function readRepository<T>(restic: Restic, repo: Repository, shared: boolean | undefined, read: (lockFlags: string[]) => Promise<T>,
+  opts: { signal?: AbortSignal; onWait?: (holder: string) => void } = {}): Promise<T> {
+  return shared ? withLockWait(restic, repo, () => read([]), opts) : read(['--no-lock']);
+}
+
+/**
  * Removes the locks restic itself calls stale (see withLockWait): a killed backup's lock does not block backups, which
  * share the repository, but it blocks the next forget or prune, so it goes after each backup. A live lock of another
  * writer is never touched. Best effort: a failure here changes nothing that the next write would not meet anyway.

@@ -152,6 +152,7 @@ export class Restic {
   private readonly children = new Set<number>();
   /** Maintenance queued or running per repository address, oldest first (see maintenanceDone). */
   private readonly maintenance = new Map<string, { what: string; done: Promise<unknown> }[]>();
+  private commandSource?: Promise<boolean>;
 
   /** How long a write waits for another writer's lock before it fails. */
   readonly lockWaitMs: number;
@@ -278,6 +279,18 @@ export class Restic {
   /** Process ids of the restic commands this object runs right now: a lock with one of them (on this host) is ours. */
   livePids(): ReadonlySet<number> {
     return this.children;
+  }
+
+  /**
+   * Whether this restic can store what a command writes (`backup --stdin-from-command`, restic ≥ 0.17), saving no
+   * snapshot when the command fails. Asked once per object.
+   */
+  readsCommands(): Promise<boolean> {
+    this.commandSource ??= this.version().then((v) => {
+      const m = /restic (\d+)\.(\d+)/.exec(v);
+      return !!m && (Number(m[1]) > 0 || Number(m[2]) >= 17);
+    }, () => false);
+    return this.commandSource;
   }
 
   /** `restic version`, e.g. "restic 0.14.0 compiled with go1.19.8 on linux/amd64". */

@@ -10,13 +10,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CERTS_DIR, DATA_DIR, SNAPSHOT_FILE } from './backup.ts';
+import { ARCHIVE_FILE, CERTS_DIR, DATA_DIR, SNAPSHOT_FILE, isArchiveSnapshot } from './backup-layout.ts';
 import { EngineError } from './errors.ts';
 import { verifySnapshotFile } from './etcd-snapshot.ts';
+import { extractTarFile } from './tar.ts';
 import { clusterLabel, matchesCluster, originOf } from './origin.ts';
 import type { SnapshotInfo } from './restic-output.ts';
 import type { Repository, Restic, RunOptions } from './restic.ts';
-import { withBucketCheck, withLockWait } from './repository.ts';
+import { readRepository, withBucketCheck } from './repository.ts';
 import { listSnapshots } from './snapshots.ts';
 import { holdsData } from '../util/fs.ts';
 
@@ -218,12 +219,19 @@ export async function restoreBackup(restic: Restic, req: RestoreRequest): Promis
   const stage = await mkdtemp(join(req.target, STAGE_PREFIX));
   try {
     step(`restoring snapshot ${snapshot.shortId} (${snapshot.time}, host ${snapshot.hostname})`);
-    // With `sharedLock`, under restic's shared lock: a prune (exclusive) must not repack the data being read, which
-    // failed verifications for no fault of the backup. Backups share the lock and go on; a prune holding the repository
-    // is waited for (--lock-wait). Without it (the default), no lock: read-only S3 keys can restore.
-    const restore = () => restic.run(req.repo, ['restore', ...(req.sharedLock ? [] : ['--no-lock']), snapshot.id, '--target', stage], run());
-    await resticTimeLimit(req.sharedLock ? withLockWait(restic, req.repo, restore, { signal: req.signal, onWait: (holder) => step(`waiting: ${holder}`) })
-      : restore(), timedOut);
+    // With `sharedLock`, under restic's shared lock (a verification); by default none (read-only keys can restore).
+    await resticTimeLimit(readRepository(restic, req.repo, req.sharedLock,
+      (lock) => restic.run(req.repo, ['restore', ...lock, snapshot.id, '--target', stage], run()),
+      { signal: req.signal, onWait: (holder) => step(`waiting: ${holder}`) }), timedOut);
+    // A streamed backup is one tar archive (engine/backup-archive.ts): its entries are taken out into the layout a
+    // staged backup restores in, and the archive removed. The snapshot, its last entry, is the archive itself cut
+    // down in place where the file system can (then the stage never holds the backup twice), else a copy.
+    if (isArchiveSnapshot(snapshot.paths)) {
+      step(`extracting ${ARCHIVE_FILE}`);
+      const { inPlace } = extractTarFile(join(stage, ARCHIVE_FILE), stage);
+      if (inPlace) step(`${inPlace}: the archive cut down to it in place`);
+      await rm(join(stage, ARCHIVE_FILE), { force: true });
+    }
     const staged = join(stage, DATA_DIR);
     const stagedDb = join(staged, SNAPSHOT_FILE);
     if (!existsSync(stagedDb)) {

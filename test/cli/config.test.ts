@@ -20,6 +20,11 @@ describe('controller config', () => {
     expect(durations).toContain('resync-period');
     for (const name of durations) expect(() => loadConfig([`--${name}=600h`], {})).toThrow(`--${name}: duration "600h" is too long`);
   });
+  test('backups are staged by default; streamed on request; anything else is refused', () => {
+    expect((loadConfig([], {}) as Config).backupLayout).toBe('staged');
+    expect((loadConfig(['--backup-layout', 'streamed'], {}) as Config).backupLayout).toBe('streamed');
+    expect(() => loadConfig(['--backup-layout', 'tar'], {})).toThrow('--backup-layout must be streamed or staged, not "tar"');
+  });
   test('a bad log level is refused', () => {
     expect(() => loadConfig(['--log-level', 'chatty'], {})).toThrow('--log-level');
   });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CERTS_DIR, EXTRA_DIR } from '../../src/engine/backup.ts';
+import { CERTS_DIR, EXTRA_DIR } from '../../src/engine/backup-layout.ts';
 import { manifestDataHostPath, readBackupMembers, readManifestText, readMemberManifests, restoredParts } from '../../src/cli/etcd-restore-files.ts';
 import { kubeadmEtcd } from '../fixtures/kubeadm.ts';
 

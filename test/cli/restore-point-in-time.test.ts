@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT, exitCodeFor } from '../../src/cli/exit-codes.ts';
-import { type PointInTimeFlags, pointInTimeFrom, pointInTimeSummary, restoreToPoint } from '../../src/cli/restore-point-in-time.ts';
+import { type PointInTimeFlags, latestChangeChain, pointInTimeFrom, pointInTimeSummary, restoreToPoint } from '../../src/cli/restore-point-in-time.ts';
 import type { Repository, Restic } from '../../src/engine/restic.ts';
 
 describe('pointInTimeFrom', () => {
@@ -57,6 +57,21 @@ describe('restoreToPoint refuses before reading any change set', () => {
   const flags = (over: Partial<PointInTimeFlags> = {}): PointInTimeFlags =>
     ({ repo, policy: 'etcd', cluster: undefined, target: '/nonexistent/target', overwrite: false, signal: new AbortController().signal, onStep: () => undefined, ...over });
   const failure = async (p: Promise<unknown>) => p.then(() => { throw new Error('expected a refusal'); }, (e: unknown) => e as Error);
+
+  test('"latest" of a policy means its last stored change when it records changes (its chain, listed once), else its newest full backup', async () => {
+    const full = snapshot('f1'.repeat(8), ['etcd', ...clusterA, 'kubedr-etcd-revision=100']);
+    const changes = snapshot('c1'.repeat(8), ['kubedr-changes=etcd', ...clusterA]);
+    const ids = (list: { id: string }[] | undefined) => list?.map((s) => s.id);
+    expect(ids(await latestChangeChain(resticListing([full, changes]).restic, repo, 'etcd', undefined))).toEqual([full.id, changes.id]);
+    expect(await latestChangeChain(resticListing([full]).restic, repo, 'etcd', undefined)).toBeUndefined();
+    // Another policy's changes say nothing of this one.
+    expect(await latestChangeChain(resticListing([full, snapshot('d1'.repeat(8), ['kubedr-changes=other', ...clusterA])]).restic, repo, 'etcd', undefined))
+      .toBeUndefined();
+    // Several clusters: no, and the ordinary restore refuses that in its own words.
+    const b = snapshot('b1'.repeat(8), ['kubedr-changes=etcd', ...clusterB]);
+    expect(await latestChangeChain(resticListing([full, changes, b]).restic, repo, 'etcd', undefined)).toBeUndefined();
+    expect(ids(await latestChangeChain(resticListing([full, changes, b]).restic, repo, 'etcd', 'prod'))).toEqual([full.id, changes.id]);
+  });
 
   test('without --policy: a usage error (exit 2) saying why, without listing the repository', async () => {
     const { restic, calls } = resticListing([]);

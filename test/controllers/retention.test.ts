@@ -7,7 +7,9 @@ import { expect, test } from 'bun:test';
 import { BACKUPS_EXPIRED, RETENTION_FAILED } from '../../src/api/events.ts';
 import type { BackupLocation, MetadataBackupPolicy, MetadataBackupRecord, Secret } from '../../src/api/types.ts';
 import { applyRetention } from '../../src/controllers/retention.ts';
+import { RECORD_FINALIZER, SNAPSHOT_FORGOTTEN_ANNOTATION } from '../../src/api/group.ts';
 import { EngineError } from '../../src/engine/errors.ts';
+import { ApiError } from '../../src/kube/errors.ts';
 import { type BackupOrigin, CHANGES_TAG, REVISION_TAG, originTags } from '../../src/engine/origin.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
@@ -23,7 +25,7 @@ const changes = (short: string, from: number, to: number) =>
   ({ id: id(short), short_id: short, time: '2026-12-01T00:00:00Z', hostname: 'cp-1', paths: ['/changes'],
     tags: [`${CHANGES_TAG}daily`, ...originTags(here), `kubedr-revisions=${from}-${to}`, 'kubedr-changes-from=1', 'kubedr-changes-to=2'] });
 const record = (name: string, snapshot: string, time: string) =>
-  ({ metadata: { name, namespace: 'ns', creationTimestamp: time }, spec: { policy: 'daily', backuploc: 'loc', snapshotId: id(snapshot) },
+  ({ metadata: { name, namespace: 'ns', creationTimestamp: time, resourceVersion: `rv-${name}`, finalizers: ['example.com/keep', RECORD_FINALIZER] }, spec: { policy: 'daily', backuploc: 'loc', snapshotId: id(snapshot) },
     status: { backupTime: time } }) as unknown as MetadataBackupRecord;
 
 /** Restic over a repository of snapshots: lists (all, or by id) and forgets; `failForget` refuses forgets. */
@@ -50,7 +52,7 @@ function modelRestic(snapshots: ReturnType<typeof full>[], failForget = false) {
   return { restic, runs, snapshots };
 }
 
-async function retain(retainNumBackups: number, records: MetadataBackupRecord[], repo: ReturnType<typeof modelRestic>) {
+async function retain(retainNumBackups: number, records: MetadataBackupRecord[], repo: ReturnType<typeof modelRestic>, changed: string[] = []) {
   const policy = { metadata: { name: 'daily', namespace: 'ns' }, spec: { retainNumBackups } } as unknown as MetadataBackupPolicy;
   const location = { metadata: { name: 'loc', namespace: 'ns' }, spec: { url: 'https://s3.example.com', bucketName: 'backups', credentials: 'c' } } as BackupLocation;
   const creds = { metadata: { name: 'c', namespace: 'ns' }, data: Object.fromEntries(
@@ -58,14 +60,18 @@ async function retain(retainNumBackups: number, records: MetadataBackupRecord[],
   const deleted: string[] = [];
   const events: { type: string; reason: string; message: string }[] = [];
   const forgottenCounts: number[] = [];
+  const patches: { name: string; patch: unknown }[] = [];
   const client = {
-    patch: async () => undefined,
+    patch: async (_r: unknown, _ns: string, name: string, patch: { metadata: { resourceVersion?: string } }) => {
+      patches.push({ name, patch });
+      if (patch.metadata.resourceVersion && changed.includes(name)) throw new ApiError(409, 'Conflict', 'the object has been modified', 'PATCH', '/x');
+    },
     delete: async (_r: unknown, _ns: string, name: string) => void deleted.push(name),
   } as unknown as KubeClient;
   const recorder: EventRecorder = { event: async (_o, type, reason, message) => void events.push({ type, reason, message }) };
   await applyRetention({ client, records: fakeInformer(records), secrets: fakeInformer([creds]), restic: repo.restic, recorder,
     log: createLogger({ level: 'error' }), origin: here, onForgotten: (_l, n) => void forgottenCounts.push(n) }, policy, location, records.at(-1)!);
-  return { deleted, events, forgottenCounts };
+  return { deleted, events, forgottenCounts, patches };
 }
 
 test('the oldest backups beyond retainNumBackups are forgotten and their records deleted; the change sets only they continued go too', async () => {
@@ -107,4 +113,19 @@ test('a forget that fails: RetentionFailed, records and change sets kept for the
   expect(events[0]).toMatchObject({ type: 'Warning', reason: RETENTION_FAILED });
   expect(events[0]!.message).toContain('old backups kept until the next backup');
   expect(repo.snapshots).toHaveLength(3);
+});
+
+test('an expired record loses its forget finalizer with the mark, so the delete removes it without waiting for the record reconciler', async () => {
+  const repo = modelRestic([full('aaaa', 100, '2026-12-01T01:00:00Z'), full('bbbb', 200, '2026-12-01T02:00:00Z'), full('cccc', 300, '2026-12-01T03:00:00Z')]);
+  const { deleted, patches } = await retain(1, [
+    record('r1', 'aaaa', '2026-12-01T01:00:00Z'), record('r2', 'bbbb', '2026-12-01T02:00:00Z'), record('r3', 'cccc', '2026-12-01T03:00:00Z'),
+  ], repo, ['r2']);
+  const forgotten = { [SNAPSHOT_FORGOTTEN_ANNOTATION]: 'true' };
+  expect(patches).toEqual([
+    // Changed since the cache saw it: only marked; its finalizer releases it without a second forget.
+    { name: 'r2', patch: { metadata: { annotations: forgotten, finalizers: ['example.com/keep'], resourceVersion: 'rv-r2' } } },
+    { name: 'r2', patch: { metadata: { annotations: forgotten } } },
+    { name: 'r1', patch: { metadata: { annotations: forgotten, finalizers: ['example.com/keep'], resourceVersion: 'rv-r1' } } },
+  ]);
+  expect(deleted).toEqual(['r2', 'r1']);
 });

@@ -120,9 +120,9 @@ describe('the chain verification pod', () => {
   const p = chainVerificationPod({ policy, location, revision: 4242, compactRevision: 4000, sizeBytes: 1209 * 1024 * 1024, image: 'localhost/kubedr:0.1.0', deadlineSeconds: 1800 });
   const c = p.spec!.containers[0]!;
 
-  test('runs kubedr verify --continuous of the policy at the revision (compacted as the live etcd is), belongs to the policy, and carries no secret value', () => {
+  test('runs kubedr verify --continuous of the policy at the revision (compacted as the live etcd is) under the shared lock, belongs to the policy, and carries no secret value', () => {
     expect(p.metadata.name).toBe('kubedr-verify-chain-etcd');
-    expect(c.args).toEqual(['verify', '--continuous', '--policy', 'etcd', '--revision', '4242', '--compact-revision', '4000', '--url', 'https://s3.example.com', '--bucket', 'backups',
+    expect(c.args).toEqual(['verify', '--continuous', '--policy', 'etcd', '--revision', '4242', '--lock', '--compact-revision', '4000', '--url', 'https://s3.example.com', '--bucket', 'backups',
       '--termination-log', '/dev/termination-log']);
     expect(p.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'MetadataBackupPolicy', name: 'etcd', uid: 'p-1' });
     // A live etcd that never compacted says -1: no flag then.

@@ -11,6 +11,7 @@ import { EngineError } from '../../src/engine/errors.ts';
 import type { Restic } from '../../src/engine/restic.ts';
 import type { VerifyResult } from '../../src/engine/verify.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
+import { ApiError } from '../../src/kube/errors.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import type { EventRecorder } from '../../src/runtime/recorder.ts';
 import { createLogger } from '../../src/util/log.ts';
@@ -24,9 +25,20 @@ const creds: Secret = { metadata: { name: 'creds', namespace: 'ns' }, data: Obje
 const policy = { metadata: { name: 'p', namespace: 'ns' }, spec: { destination: 'loc', schedule: '@daily' } } as MetadataBackupPolicy;
 const record: MetadataBackupRecord = { metadata: { name: 'mbr-1', namespace: 'ns' }, spec: { snapshotId: 'abcdef12', policy: 'p', backuploc: 'loc' } };
 
-function setup(outcome: VerifyResult | Error, rec: MetadataBackupRecord = record) {
+/**
+ * `live` is the record as the API server has it when the verifier asks: the same, being deleted, or gone (retention
+ * expired the backup meanwhile).
+ */
+function setup(outcome: VerifyResult | Error, rec: MetadataBackupRecord = record, live: () => MetadataBackupRecord | 'gone' = () => rec) {
   const patches: [string, string, unknown][] = [];
-  const client = { patchStatus: async (r: { plural: string }, _ns: string, name: string, body: unknown) => void patches.push([r.plural, name, body]) } as unknown as KubeClient;
+  const client = {
+    patchStatus: async (r: { plural: string }, _ns: string, name: string, body: unknown) => void patches.push([r.plural, name, body]),
+    get: async (_r: unknown, _ns: string, name: string) => {
+      const now = live();
+      if (now === 'gone') throw new ApiError(404, 'NotFound', `metadatabackuprecords "${name}" not found`, 'GET', `/…/${name}`);
+      return now;
+    },
+  } as unknown as KubeClient;
   const events: [string, string][] = [];
   const recorder: EventRecorder = { event: async (_o, type, reason) => void events.push([type, reason]) };
   const checked: string[] = [];
@@ -44,6 +56,21 @@ function setup(outcome: VerifyResult | Error, rec: MetadataBackupRecord = record
 }
 
 describe('a verification', () => {
+  test('of a backup that retention expired meanwhile: nothing written, no event, no check (it is not a failure)', async () => {
+    let calls = 0;
+    // Still there when the slot is taken, gone once the read failed: the snapshot was forgotten under the restore.
+    const t = setup(new EngineError('NotFound', 'failed to find snapshot: failed to load snapshot abcdef12'), record, () => (calls++ === 0 ? record : 'gone'));
+    expect(await t.verify()).toBe(false);
+    expect(t.patches).toEqual([]);
+    expect(t.events).toEqual([]);
+    expect(t.checked).toEqual([]);
+    // Already being deleted when its turn came: not even started.
+    const deleting = { ...record, metadata: { ...record.metadata, deletionTimestamp: '2026-12-04T22:59:00Z' } };
+    const u = setup(new Error('must not run'), record, () => deleting);
+    expect(await u.verify()).toBe(false);
+    expect(u.events).toEqual([]);
+  });
+
   test('that restores: the record and the policy say so, a Normal event; no check of the repository', async () => {
     const t = setup({ snapshotId: 'abcdef12', sha256: 'f'.repeat(64), etcdSnapshotSize: 4096, revision: 42, keyCount: 300, durationSecs: 1.5 });
     expect(await t.verify()).toBe(true);

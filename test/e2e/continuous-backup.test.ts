@@ -207,7 +207,11 @@ test('the controller killed mid-stream and started again resumes where the store
   expect(restorableWindows(fulls, sets).gaps).toEqual([]);
   expect(fulls).toHaveLength(1);
 
-  const r = await restorePointInTime(restic, { repo: repo(), policy: 'continuous', target: 'latest', dir: join(dir, 'latest') });
+  // As a user asks for it: "latest" of a policy that records changes is its last stored change.
+  const out = cli(['restore', 'latest', '--policy', 'continuous', '--target', join(dir, 'latest'), '--json']);
+  expect(out.stderr).toContain('policy "continuous" records changes: "latest" is its last stored change');
+  expect(out.code).toBe(0);
+  const r = JSON.parse(out.stdout) as { revision: number };
   const etcd = await bootSnapshot(join(dir, 'latest', 'data', 'etcd-snapshot.db'), join(dir, 'boot-latest'));
   try {
     expect(restoredValue(etcd.endpoint, 'counter')).toMatch(new RegExp(`\\b${last}\\b`));

@@ -1,9 +1,10 @@
 /**
- * Continuous backup through an outage of the parts it depends on, on the test node: the node's etcd stops for longer
- * than the leader's renew deadline (so the controller loses its lease, stands down and exits; the test starts it again
- * as the kubelet would the chart's pod), then the node's S3 stops (stores fail and are retried). Meanwhile ConfigMaps
- * are created twice a second. Afterwards the store catches up, the chain has no gap, the deposed controller started
- * nothing after its loss and exited within its grace, and "latest" rebuilt from S3 holds the last ConfigMap written.
+ * Continuous backup through an outage of the parts it depends on, on the test node: the API server restarts; the node's
+ * etcd stops for longer than the leader's renew deadline (so the controller loses its lease, stands down and exits; the
+ * test starts it again as the kubelet would the chart's pod); then the node's S3 stops (stores fail and are retried),
+ * then stalls (frozen: it takes connections and answers nothing; stores hang until it wakes). Meanwhile ConfigMaps are
+ * created twice a second. Afterwards the store catches up, the chain has no gap, the deposed controller started nothing
+ * after its loss and exited within its grace, and "latest" rebuilt from S3 holds the last ConfigMap written.
  * A file of its own: it stops parts of the node every other test uses.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
@@ -15,10 +16,10 @@ import { listChain } from '../../src/engine/continuous/change-store.ts';
 import { restorePointInTime } from '../../src/engine/continuous/replay.ts';
 import { restorableWindows } from '../../src/engine/continuous/window.ts';
 import { Restic } from '../../src/engine/restic.ts';
-import { restartApiserver, startProcAgain, stopProc } from '../../scripts/cluster/node.ts';
+import { freezeS3, restartApiserver, startProcAgain, stopProc } from '../../scripts/cluster/node.ts';
 import {
   ControllerProcess, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, getJson, kubectl,
-  locationInit, locationSecretYaml, locationYaml, nodeRepository, policyYaml, uniqueBucket,
+  locationInit, locationSecretYaml, locationYaml, nodeRepository, policyYaml, uniqueBucket, withRestart,
 } from '../support/e2e.ts';
 
 let ns: string;
@@ -57,9 +58,11 @@ afterAll(async () => {
   // had ended every watch ("required revision has been compacted": earlier files compact this etcd). A restart of the
   // API server makes every component of the node list and watch afresh, as after the other files that restart it.
   await restartApiserver(cluster());
-});
+  // The restart alone may take minutes on a static pod (STATIC_START_MS); a hook past its time limit fails the file
+  // and has bun kill what the file started, the S3 server this test started again among them.
+}, withRestart(60_000));
 
-test('etcd restarts and then S3 stalls while the cluster is written: the controller, deposed by the outage and started again as a kubelet would, catches up with no gap', async () => {
+test('the API server restarts, etcd restarts, then S3 stops and stalls while the cluster is written: the controller, deposed by the outage and started again as a kubelet would, catches up with no gap', async () => {
   const gapsBefore = policy().status?.continuous?.gaps ?? 0;
   let n = 0;
   let lastWritten = 0;
@@ -89,16 +92,28 @@ test('etcd restarts and then S3 stalls while the cluster is written: the control
   })();
   try {
     await Bun.sleep(3000);
+    // The API server restarts (its watch caches, and the controller's informers and lease, start again).
+    await restartApiserver(cluster());
+    await eventually(() => expect(kubectl(['get', 'ns', ns]).code).toBe(0), 60_000, 1000);
+    await Bun.sleep(3000);
     // etcd down for 12 s: longer than the renew deadline (3 s here), so the leader cannot renew and must stand down.
     await stopProc(cluster(), 'etcd');
     await Bun.sleep(12_000);
     await startProcAgain(cluster(), 'etcd');
     await eventually(() => expect(kubectl(['get', 'ns', ns]).code).toBe(0), 60_000, 1000);
     await Bun.sleep(3000);
-    // Then S3 stalls for 20 s: stores fail and are retried; the changes wait.
+    // Then S3 is down for 20 s: stores fail and are retried; the changes wait.
     await stopProc(cluster(), 's3');
     await Bun.sleep(20_000);
     await startProcAgain(cluster(), 's3');
+    await Bun.sleep(3000);
+    // Then it stalls for 20 s: connections are taken and nothing answers; the stores in flight wait, then go on.
+    freezeS3(cluster(), 'SIGSTOP');
+    try {
+      await Bun.sleep(20_000);
+    } finally {
+      freezeS3(cluster(), 'SIGCONT');
+    }
     await Bun.sleep(3000);
   } finally {
     writing = false;
@@ -135,4 +150,4 @@ test('etcd restarts and then S3 stalls while the cluster is written: the control
   } finally {
     await etcd.stop();
   }
-}, 360_000);
+}, 540_000);

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
@@ -17,7 +17,7 @@ import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from
 import { frozenPrune } from '../support/locks.ts';
 import {
   ControllerProcess, apply, backupNow, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, eventually,
-  freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, uniqueBucket, locationInit
+  freePort, getJson, kubectl, locationSecretYaml, locationYaml, policyYaml, repoRoot, resticAt, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 
 /** Debian 12's etcd 3.4 and its etcdctl (with-node.sh puts Debian 13's 3.5 first on PATH). */
@@ -61,9 +61,12 @@ beforeAll(async () => {
   apply(locationYaml(ns, 'loc', { bucketName: bucket, credentials: 's3-creds' }));
   apply(policyYaml(ns, 'drill', { etcdEndpoint: etcd }));
   apply(policyYaml(ns, 'other'));
-  controller = await ControllerProcess.start(ns);
+  // The drill's backup is streamed, the other policy's staged (the default): one location holds both layouts.
+  controller = await ControllerProcess.start(ns, ['--backup-layout', 'streamed']);
   await locationInit(ns, 'loc', 'Completed');
   expect((await backupNow(ns, 'drill')).status?.backupStatus).toBe('Completed');
+  await controller.stop();
+  controller = await ControllerProcess.start(ns);
   expect((await backupNow(ns, 'other')).status?.backupStatus).toBe('Completed');
   await controller.stop();
   controller = undefined;
@@ -164,6 +167,15 @@ describe('kubedr verify', () => {
   });
 });
 
+/** `kubedr restore latest` of a policy into `target`: it succeeds, verifies, and prints the SHA-256 the file has. */
+async function restoreVerified(policy: string, target: string): Promise<void> {
+  const r = kubedr(['restore', 'latest', '--policy', policy, '--target', target, ...at()]);
+  expect(r.stderr).toContain('verifying data/etcd-snapshot.db');
+  expect(r.code).toBe(0);
+  const sha = await verifySnapshotFile(join(target, 'data/etcd-snapshot.db'));
+  expect(r.stdout).toContain(`SHA-256 ${sha}: matches the snapshot's own trailer`);
+}
+
 describe('kubedr restore', () => {
   test('"latest" with several policies at the location asks for --policy', () => {
     const r = kubedr(['restore', 'latest', '--target', join(work, 'ambiguous'), ...at()]);
@@ -180,16 +192,27 @@ describe('kubedr restore', () => {
 
   test('latest of a policy comes back verified, and a second restore over it is refused without --force', async () => {
     const target = join(work, 'restored');
-    const r = kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, ...at()]);
-    expect(r.stderr).toContain('verifying data/etcd-snapshot.db');
-    expect(r.code).toBe(0);
-    const sha = await verifySnapshotFile(join(target, 'data/etcd-snapshot.db'));
-    expect(r.stdout).toContain(`SHA-256 ${sha}: matches the snapshot's own trailer`);
+    await restoreVerified('drill', target);
     expect(existsSync(join(target, 'data/certificates/etcd/ca.crt'))).toBe(true);
 
     const again = kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, ...at()]);
     expect(again.code).toBe(7);
     expect(kubedr(['restore', 'latest', '--policy', 'drill', '--target', target, '--force', ...at()]).code).toBe(0);
+  });
+});
+
+describe('a location holding both layouts', () => {
+  test('the streamed backup is one archive, the staged one files; kubedr restore gives both the same layout, verified', async () => {
+    const listed = JSON.parse(resticAt(bucket, password, ['snapshots', '--json']).stdout) as { paths: string[]; tags: string[] }[];
+    const paths = Object.fromEntries(listed.map((x) => [x.tags[0], x.paths.map((p) => p.split('/').pop())]));
+    expect(paths).toEqual({ drill: ['kubedr-backup.tar'], other: ['data'] });
+    const target = join(work, 'staged');
+    await restoreVerified('other', target);
+    const streamed = join(work, 'restored');
+    // The same entries under data/ (each policy's own etcd, so the snapshots themselves differ).
+    expect(readdirSync(join(target, 'data')).sort()).toEqual(readdirSync(join(streamed, 'data')).sort());
+    expect(readdirSync(join(target, 'data/certificates'), { recursive: true }).sort())
+      .toEqual(readdirSync(join(streamed, 'data/certificates'), { recursive: true }).sort());
   });
 });
 

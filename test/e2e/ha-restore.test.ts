@@ -177,6 +177,10 @@ describe('three members restored from one backup', () => {
     const listed = /this backup was taken from a cluster of 3 members \(([^)]*)\)/.exec(r.stderr)?.[1];
     expect(listed?.split(', ').sort()).toEqual([...NODES]);
     expect(r.stderr).toContain('--single-member');
+    // The exact command for every member, from this snapshot (checked by its SHA-256) and with the backup's member list.
+    const commands = r.stderr.split('\n').filter((l) => l.trim().startsWith('kubedr etcd-restore '));
+    expect(commands.map((c) => /--name (\S+)/.exec(c)?.[1]).sort()).toEqual([...NODES]);
+    for (const c of commands) expect(c).toContain(`--snapshot ${snapshot()} --expect-sha256 `);
     // Nothing changed on the node: no data directory, both manifests where the kubelet reads them, the cluster whole.
     expect(readdirSync(nodeDir('cp-1')).sort()).toEqual(['manifests', 'var-lib-etcd']);
     expect(readFileSync(join(manifests('cp-1'), 'etcd.yaml'), 'utf8')).toBe(before);
@@ -246,6 +250,17 @@ describe('three members restored from one backup', () => {
     expect(readFileSync(join(manifests('cp-2'), 'etcd.yaml'), 'utf8')).toBe(manifestBefore);
   });
 
+  test('a member\'s printed command on a node without etcdutl (etcdctl cannot move the revision) is refused, unless every member skips the bump', () => {
+    const manifestBefore = readFileSync(join(manifests('cp-2'), 'etcd.yaml'), 'utf8');
+    const etcdctlOnly = Bun.which('etcdctl')!;
+    const r = kubedr([...printed[0]!.split(' ').slice(1), '--etcdutl', etcdctlOnly, '--etcd-manifest', join(manifests('cp-2'), 'etcd.yaml')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('the revision bump is decided once for all members');
+    expect(r.stderr).toContain('--no-bump-revision');
+    expect(readFileSync(join(manifests('cp-2'), 'etcd.yaml'), 'utf8')).toBe(manifestBefore);
+    expect(readdirSync(nodeDir('cp-2')).sort()).toEqual(['manifests', 'var-lib-etcd']);
+  });
+
   test('the printed commands, run on cp-2 and cp-3 as printed, restore their members', () => {
     for (const [i, node] of ['cp-2', 'cp-3'].entries()) {
       expect(kubedr(['etcd-restore', '--stop-apiserver', '--etcd-manifest', join(manifests(node), 'etcd.yaml')]).code).toBe(0);
@@ -297,5 +312,17 @@ describe('three members restored from one backup', () => {
       expect(readFileSync(join(manifests(node), 'kube-apiserver.yaml'), 'utf8')).toContain(`kube-apiserver-${node}`);
     }
     timings.total = Object.values(timings).reduce((a, b) => a + b, 0);
+  });
+
+  test('without --kubeadm, the default data directory is where the manifest\'s etcd-data points now (the restored one), not the container\'s --data-dir', () => {
+    const etcdYaml = join(manifests('cp-1'), 'etcd.yaml');
+    const live = etcdDataHostPath(readFileSync(etcdYaml, 'utf8'));
+    expect(live).toContain('-restored-');
+    const r = kubedr(['etcd-restore', '--snapshot', snapshot(), '--etcd-manifest', etcdYaml, '--member-manifests',
+      NODES.map((n) => join(manifests(n), 'etcd.yaml')).join(',')]);
+    // That directory holds the running member's data: refused, naming it, and left as it is.
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${live} is not empty; it may hold a member's data`);
+    expect(existsSync(join(live, 'member/snap/db'))).toBe(true);
   });
 });

@@ -34,6 +34,8 @@ let work: string;
 let betaKubeconfig: string;
 let betaEtcd: string;
 const controllers: ControllerProcess[] = [];
+/** When both policies were in place: prunes counted from here. */
+let drillStart = 0;
 const ids: Record<'alpha' | 'beta', string> = { alpha: '', beta: '' };
 
 /** kubectl against a cluster: alpha is the suite's (the helper's KUBECONFIG), beta the second control plane. */
@@ -92,15 +94,24 @@ beforeAll(async () => {
     { kubeconfig: betaKubeconfig }));
   await eventually(() => expect(kcJson<{ status?: { initStatus?: string } }>('beta', ['bl', 'loc', '-n', ns]).status?.initStatus).toBe('Completed'));
 
+  drillStart = Date.now();
   applyTo('alpha', policyYaml(ns, 'etcd', { schedule: '* * * * *', retainNumBackups: 2 }));
   applyTo('beta', policyYaml(ns, 'etcd', { schedule: '* * * * *', retainNumBackups: 2, etcdEndpoint: betaEtcd }));
   // Something only beta's etcd holds, to tell its snapshots apart by content too.
   expect(kc('beta', ['create', 'configmap', 'only-in-beta', '-n', ns]).code).toBe(0);
+  // Two backups each at once (backup-now), so that from the first scheduled minute on every backup forgets one and a
+  // prune follows while the other cluster writes (with scheduled backups alone the first prune came at the drill's end).
+  for (const who of ['alpha', 'beta'] as const) {
+    for (const served of ['seed-1', 'seed-2']) {
+      expect(kc(who, ['annotate', 'mbp', 'etcd', '-n', ns, '--overwrite', `kubedr.catalogicsoftware.com/backup-now=${served}`]).code).toBe(0);
+      await eventually(() => expect(policy(who).status).toMatchObject({ backupNowServed: served, backupStatus: 'Completed' }), 60_000, 500);
+    }
+  }
 
   await Bun.sleep(MINUTES * 60_000);
   // Stopped gracefully: a backup in flight finishes (or is resolved) before the comparison.
   for (const c of controllers.splice(0)) expect(await c.stop()).toBe(0);
-}, (MINUTES + 4) * 60_000);
+}, (MINUTES + 5) * 60_000);
 
 afterAll(async () => {
   for (const c of controllers) await c.stop('SIGKILL');
@@ -128,10 +139,13 @@ describe(`two clusters backing up to one bucket every minute for ${MINUTES} minu
       const p = policy(who);
       expect(p.status?.backupStatus).toBe('Completed');
       const reasons = events(who).map((e) => e.reason);
-      expect(reasons.filter((r) => r === 'BackupSucceeded').length).toBeGreaterThanOrEqual(MINUTES - 1);
+      expect(reasons.filter((r) => r === 'BackupSucceeded').length).toBeGreaterThanOrEqual(2 + MINUTES - 1);
       expect({ who, failed: events(who).filter((e) => e.type === 'Warning' && e.reason !== 'UnmarkedSnapshotsIgnored') })
         .toEqual({ who, failed: [] });
       expect(reasons).toContain('BackupsExpired');
+      // A prune really ran (each forget asks for one): data of forgotten snapshots removed while the other cluster wrote.
+      const pruned = Date.parse(kcJson<{ status?: { lastPruneTime?: string } }>(who, ['bl', 'loc', '-n', ns]).status?.lastPruneTime ?? '');
+      expect({ who, prunedDuringDrill: pruned >= drillStart - 1000 }).toEqual({ who, prunedDuringDrill: true });
     }
   });
 

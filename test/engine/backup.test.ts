@@ -4,18 +4,19 @@
  * what it counts as new or changed). No cluster and no S3 are needed.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BackupProgress, extraPathProblem, runBackup, stallMessage } from '../../src/engine/backup.ts';
+import { type BackupProgress, runBackup } from '../../src/engine/backup.ts';
+import { extraPathProblem } from '../../src/engine/backup-layout.ts';
+import { stallMessage } from '../../src/engine/backup-upload.ts';
 import { EngineError } from '../../src/engine/errors.ts';
 import { restoreBackup } from '../../src/engine/restore.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
 import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
 import { removeScratchRoot, stableDirName } from '../../src/util/scratch.ts';
 import { issueCertificate } from '../fixtures/certificates.ts';
+import { fakeEtcd } from '../fixtures/fake-etcd.ts';
 
 describe('stallMessage', () => {
   test('names the endpoint the upload stalled at, and restic\'s last complaint before we stopped it', () => {
@@ -39,45 +40,6 @@ describe('extraPathProblem', () => {
 });
 
 const hasRestic = Bun.which('restic') !== null;
-
-/** Maintenance.Snapshot and .Status as etcd serves them; each snapshot's content differs, as a live etcd's does. */
-async function fakeEtcd(): Promise<{ endpoint: string; stop: () => void }> {
-  const same = (b: Buffer) => b;
-  const method = (path: string, responseStream: boolean) => ({
-    path, requestStream: false, responseStream, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same,
-  });
-  // SnapshotResponse { bytes blob = 3 } on the wire: tag 0x1a, length (varint), bytes.
-  const blob = (b: Buffer) => {
-    const len: number[] = [];
-    for (let n = b.length; ; n >>>= 7) {
-      if (n < 0x80) {
-        len.push(n);
-        break;
-      }
-      len.push((n & 0x7f) | 0x80);
-    }
-    return Buffer.concat([Buffer.from([0x1a, ...len]), b]);
-  };
-  let revision = 0;
-  const server = new grpc.Server();
-  // MemberListResponse { repeated Member members = 2 }, one Member { ID = 1; name = 2; peerURLs = 3 }.
-  const peer = 'https://10.0.0.1:2380';
-  const member = Buffer.concat([Buffer.from([0x08, 0x2a, 0x12, 4]), Buffer.from('cp-1'), Buffer.from([0x1a, peer.length]), Buffer.from(peer)]);
-  server.addService({ Snapshot: method('/etcdserverpb.Maintenance/Snapshot', true), Status: method('/etcdserverpb.Maintenance/Status', false),
-    MemberList: method('/etcdserverpb.Cluster/MemberList', false) }, {
-    MemberList: (_call: unknown, done: grpc.sendUnaryData<Buffer>) => done(null, Buffer.concat([Buffer.from([0x12, member.length]), member])),
-    Snapshot: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-      const content = Buffer.alloc(200_000, ++revision);
-      call.write(blob(content));
-      call.write(blob(createHash('sha256').update(content).digest()));
-      call.end();
-    },
-    Status: (_call: unknown, done: grpc.sendUnaryData<Buffer>) => done(null, Buffer.alloc(0)),
-  });
-  const port = await new Promise<number>((ok, fail) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? fail(err) : ok(p))));
-  return { endpoint: `http://127.0.0.1:${port}`, stop: () => server.forceShutdown() };
-}
 
 describe.skipIf(!hasRestic)('runBackup with restic', () => {
   let work: string;

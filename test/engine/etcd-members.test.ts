@@ -55,6 +55,15 @@ describe('checkMemberPlan refuses what would split the cluster', () => {
     expect(() => checkMemberPlan({ ...base, members: one, backupMembers: [members[1]!] })).not.toThrow();
   });
 
+  test('a one-member refusal ends with the command for every member, when the caller can write them', () => {
+    const one = [{ name: 'cp-2', peerUrls: 'https://10.0.0.2:2380' }];
+    const commandsFor = (all: { name: string }[]) => all.map((m) => `kubedr etcd-restore --name ${m.name}`);
+    for (const plan of [{ backupMembers: members }, { manifestMembers: members }]) {
+      expect(() => checkMemberPlan({ ...base, members: one, ...plan, commandsFor })).toThrow(
+        '. On each member\'s node:\n  # cp-1\n  kubedr etcd-restore --name cp-1\n  # cp-2\n  kubedr etcd-restore --name cp-2\n  # cp-3\n  kubedr etcd-restore --name cp-3');
+    }
+  });
+
   test('a kubedr-restore token names its snapshot: another snapshot with that token is refused', () => {
     const sha = 'ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12';
     expect(() => checkMemberPlan({ ...base, token: clusterTokenFor(sha), snapshotSha256: sha })).not.toThrow();

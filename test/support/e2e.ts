@@ -5,7 +5,7 @@
  * claims bound to hostPath volumes by the controller-manager.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { expect } from 'bun:test';
@@ -14,6 +14,7 @@ import type { BackupLocation, KubeEvent, KubeObject, MetadataBackupPolicy } from
 import type { Repository } from '../../src/engine/restic.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, type TestEnv, freePort, importImage, loadEnv } from '../../scripts/cluster/node.ts';
+import { STATIC_START_MS } from '../../scripts/cluster/static-control-plane.ts';
 
 export { freePort };
 
@@ -248,10 +249,25 @@ process.on('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
+/**
+ * Leader-election flags for a test about something else than failover that restarts the API server: a lease that
+ * outlasts the longest restart the test node allows (the kubelet may take minutes to start a static pod again:
+ * STATIC_START_MS), so the controller stays the leader instead of stepping down and exiting half-way.
+ */
+export function leaseOutlastingRestarts(retryPeriod = '1s'): string[] {
+  const renew = STATIC_START_MS / 1000 + 60;
+  return ['--leader-elect-lease-duration', `${renew + 30}s`, '--leader-elect-renew-deadline', `${renew}s`, '--leader-elect-retry-period', retryPeriod];
+}
+
+/** A test's time limit that allows for one API server restart on top of `ms`. */
+export const withRestart = (ms: number) => ms + STATIC_START_MS;
+
 /** The controller as a real child process, as a user runs it, with stdout and stderr captured. */
 export class ControllerProcess {
   private output = '';
   private done: Promise<number>;
+  /** Set when the test stops or kills the controller; an exit without it is reported (see the constructor). */
+  private ended = false;
   port = 0;
 
   private constructor(private readonly proc: ReturnType<typeof Bun.spawn<'ignore', 'pipe', 'pipe'>>) {
@@ -261,6 +277,13 @@ export class ControllerProcess {
     };
     live.add(proc);
     this.done = Promise.all([collect(proc.stdout), collect(proc.stderr)]).then(() => proc.exited).finally(() => live.delete(proc));
+    // A controller that exits on its own (a lost lease, a crash) makes every later wait of the test time out with no
+    // word of why: say so when it happens, with its last words.
+    void this.done.then((code) => {
+      if (this.ended) return;
+      const last = this.output.trimEnd().split('\n').filter((l) => !l.includes('"level":"debug"')).slice(-12).join('\n');
+      console.error(`the controller (pid ${proc.pid}) exited by itself with code ${code}; its last lines:\n${last}`);
+    });
   }
 
   /**
@@ -309,6 +332,7 @@ export class ControllerProcess {
 
   /** SIGTERM and wait for exit; returns the exit code. */
   async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<number> {
+    this.ended = true;
     this.proc.kill(signal);
     return this.done;
   }
@@ -320,6 +344,7 @@ export class ControllerProcess {
 
   /** SIGKILL to the whole process group (start it with prefix ['setsid']): restic children die with it, as in a container. */
   async killGroup(): Promise<number> {
+    this.ended = true;
     process.kill(-this.proc.pid, 'SIGKILL');
     return this.done;
   }
@@ -393,6 +418,29 @@ export function resticAt(bucket: string, password: string, args: string[],
     maxBuffer: 64 * 1024 * 1024,
   });
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/**
+ * A streamed backup read back by hand, as docs/backups.md tells a user without kubedr: `restic dump <id>
+ * /kubedr-backup.tar`, then GNU tar extracts it into `target` (which then holds `data/…`).
+ */
+export function extractArchiveByHand(bucket: string, password: string, snapshotId: string, target: string,
+  keys: { accessKey: string; secretKey: string } = { accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY }): void {
+  const env = cluster();
+  mkdirSync(target, { recursive: true });
+  const tar = join(target, 'backup.tar');
+  const fd = openSync(tar, 'w', 0o600);
+  try {
+    const r = spawnSync('restic', ['--no-cache', '--cacert', join(env.pki, 'ca.crt'), '-r', `s3:${env.s3Url}/${bucket}`, 'dump', snapshotId,
+      '/kubedr-backup.tar'], { stdio: ['ignore', fd, 'pipe'], env: { ...process.env, AWS_ACCESS_KEY_ID: keys.accessKey,
+      AWS_SECRET_ACCESS_KEY: keys.secretKey, RESTIC_PASSWORD: password } });
+    if (r.status !== 0) throw new Error(`restic dump failed: ${r.stderr}`);
+  } finally {
+    closeSync(fd);
+  }
+  const x = spawnSync('tar', ['-xf', tar, '-C', target], { encoding: 'utf8' });
+  rmSync(tar);
+  if (x.status !== 0) throw new Error(`tar -x failed: ${x.stderr}`);
 }
 
 /**

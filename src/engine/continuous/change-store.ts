@@ -7,6 +7,7 @@
  */
 import { EngineError } from '../errors.ts';
 import { type BackupOrigin, CHANGES_TAG, isChangeSet, originOf, originTags, ownership, REVISION_TAG } from '../origin.ts';
+import { readRepository } from '../repository.ts';
 import { parseSnapshots, type SnapshotInfo } from '../restic-output.ts';
 import type { Repository, Restic, RunOptions } from '../restic.ts';
 import { type RevisionChanges, readRevisions } from './change-set.ts';
@@ -108,9 +109,15 @@ export function chainOf(all: readonly SnapshotInfo[]): { fulls: FullBackup[]; se
   return { fulls, sets };
 }
 
-/** A stored change set's text, as `restic dump` reads it (one change set: seconds of changes, megabytes at most). */
-export async function loadChangeSet(restic: Restic, repo: Repository, set: ChangeSet, run: RunOptions = {}): Promise<string> {
-  const { stdout } = await restic.run(repo, ['dump', '--no-lock', set.id, `/${changeSetFileName(set.fromRevision, set.toRevision)}`], run);
+/**
+ * A stored change set's text, as `restic dump` reads it (one change set: seconds of changes, megabytes at most). With
+ * `sharedLock`, under restic's shared lock (readRepository), as a verification reads.
+ */
+export async function loadChangeSet(restic: Restic, repo: Repository, set: ChangeSet,
+  opts: { signal?: AbortSignal; sharedLock?: boolean } = {}): Promise<string> {
+  const file = `/${changeSetFileName(set.fromRevision, set.toRevision)}`;
+  const { stdout } = await readRepository(restic, repo, opts.sharedLock,
+    (lock) => restic.run(repo, ['dump', ...lock, set.id, file], { signal: opts.signal }), { signal: opts.signal });
   return stdout;
 }
 

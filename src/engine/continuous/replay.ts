@@ -12,7 +12,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { holdsData } from '../../util/fs.ts';
-import { DATA_DIR, SNAPSHOT_FILE } from '../backup.ts';
+import { DATA_DIR, SNAPSHOT_FILE } from '../backup-layout.ts';
 import { EtcdClient } from '../etcd-client.ts';
 import { saveSnapshot } from '../etcd-snapshot.ts';
 import { EngineError } from '../errors.ts';
@@ -46,6 +46,8 @@ export interface PointInTimeRequest {
   restoreTool?: string;
   /** Told the full backup the point is reached from, before anything is downloaded (see RestoreRequest.onChosen). */
   onChosen?: (base: SnapshotInfo) => void | Promise<void>;
+  /** Read under restic's shared lock, so a prune cannot repack what is being read (RestoreRequest.sharedLock). */
+  sharedLock?: boolean;
 }
 
 export interface PointInTimeResult {
@@ -84,7 +86,7 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
   try {
     step(`restoring the full backup ${plan.base.id.slice(0, 8)} (revision ${plan.base.revision})`);
     const base = await restoreBackup(restic, { repo: req.repo, snapshot: plan.base.id, target: join(work, 'base'), onStep: step, signal: req.signal,
-      onChosen: req.onChosen });
+      onChosen: req.onChosen, sharedLock: req.sharedLock });
     step('starting a throwaway etcd on it');
     const etcd = await startThrowawayEtcd({
       snapshotFile: base.etcdSnapshot, work: join(work, 'etcd'), name: 'replay', etcd: req.etcd, restoreTool: req.restoreTool,
@@ -114,7 +116,7 @@ export async function restorePointInTime(restic: Restic, req: PointInTimeRequest
       // The next change set is read from S3 while this one is replayed: each read is a restic run of its own.
       const load = (i: number) => {
         const set = needed[i];
-        return set ? loadChangeSet(restic, req.repo, set, { signal: req.signal }) : undefined;
+        return set ? loadChangeSet(restic, req.repo, set, { signal: req.signal, sharedLock: req.sharedLock }) : undefined;
       };
       let next = load(0);
       replay: for (let i = 0; i < needed.length; i++) {

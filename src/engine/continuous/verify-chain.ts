@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scratchDir } from '../../util/scratch.ts';
-import { DATA_DIR, SNAPSHOT_FILE } from '../backup.ts';
+import { DATA_DIR, SNAPSHOT_FILE } from '../backup-layout.ts';
 import { EtcdClient } from '../etcd-client.ts';
 import { EngineError, type EngineErrorKind } from '../errors.ts';
 import type { BackupOrigin } from '../origin.ts';
@@ -91,6 +91,8 @@ export interface ChainVerifyRequest {
   kubernetes?: boolean;
   signal?: AbortSignal;
   onStep?: (step: string) => void;
+  /** Read under restic's shared lock (PointInTimeRequest.sharedLock): a prune meanwhile is no false failure. */
+  sharedLock?: boolean;
 }
 
 export interface ChainVerifyResult extends KeysDigest, ContentHash {
@@ -107,7 +109,7 @@ export async function verifyChain(restic: Restic, req: ChainVerifyRequest): Prom
   const work = await scratchDir('verify-chain');
   try {
     const pit = await restorePointInTime(restic, { repo: req.repo, policy: req.policy, origin: req.origin, target: req.revision === undefined ? 'latest' : { revision: req.revision },
-      dir: join(work, 'pit'), signal: req.signal, onStep: req.onStep });
+      dir: join(work, 'pit'), signal: req.signal, onStep: req.onStep, sharedLock: req.sharedLock });
     if (req.revision !== undefined && pit.revision !== req.revision) {
       throw new EngineError('IntegrityError', `the chain rebuilds to revision ${pit.revision}, not ${req.revision}: changes are missing from it`);
     }

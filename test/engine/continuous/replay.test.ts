@@ -177,6 +177,25 @@ describe('continuous backup, engine', () => {
     await expect(verifyChain(restic, { repo, policy: 'policy-a', origin, revision: rev + 1000, kubernetes: false })).rejects.toThrow(/cannot be restored to/);
   }, 60_000);
 
+  test('a verification under the shared lock waits while another writer holds the repository exclusively, then passes', async () => {
+    const rev = stored.at(-1)!.toRevision;
+    // A real restic holding the exclusive lock (as a prune does): `key passwd` takes it, then waits for the new password.
+    const holder = Bun.spawn(['restic', 'key', 'passwd'], { env: { ...process.env, RESTIC_PASSWORD: 'pw', RESTIC_REPOSITORY: repo.address },
+      stdin: 'pipe', stdout: 'ignore', stderr: 'ignore' });
+    for (let i = 0; i < 100 && !spawnSync('ls', [join(repo.address, 'locks')], { encoding: 'utf8' }).stdout.trim(); i++) await Bun.sleep(100);
+    const started = Date.now();
+    const steps: string[] = [];
+    const proof = verifyChain(restic, { repo, policy: 'policy-a', origin, revision: rev, kubernetes: false, sharedLock: true, onStep: (s) => steps.push(s) });
+    await Bun.sleep(3000);
+    // Its password prompt ends with its standard input (it then exits, its lock removed; SIGTERM leaves it hanging).
+    await holder.stdin.end();
+    await holder.exited;
+    const r = await proof;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
+    expect(steps.some((s) => s.startsWith('waiting: ') && s.includes('exclusive'))).toBe(true);
+    expect(r.digest).toBe((await keysDigest(live, rev)).digest);
+  }, 90_000);
+
   test('a watch behind a compaction reports the gap; a restore to a time in it is refused, naming what can be restored', async () => {
     const lastStored = stored.at(-1)!;
     await Bun.sleep(1100);
