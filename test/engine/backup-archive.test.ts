@@ -5,7 +5,7 @@
  * in the repository, and both layouts restore from one repository.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BackupProgress, runBackup } from '../../src/engine/backup.ts';
@@ -13,9 +13,9 @@ import { EngineError } from '../../src/engine/errors.ts';
 import { restoreBackup } from '../../src/engine/restore.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
 import { type Repository, Restic } from '../../src/engine/restic.ts';
-import { removeScratchRoot } from '../../src/util/scratch.ts';
 import { issueCertificate } from '../fixtures/certificates.ts';
 import { fakeEtcd } from '../fixtures/fake-etcd.ts';
+import { localRepository, removeFixture } from '../fixtures/local-repository.ts';
 
 const restic = new Restic();
 const readsCommands = Bun.which('restic') !== null && await restic.readsCommands();
@@ -40,14 +40,9 @@ describe.skipIf(!readsCommands)('streamed backups (restic ≥ 0.17)', () => {
     mkdirSync(enc, { recursive: true });
     writeFileSync(join(enc, 'enc.yaml'), 'kind: EncryptionConfiguration\n');
     etcd = await fakeEtcd({ contentBytes: 3_000_000 });
-    repo = { address: join(work, 'repo'), password: 'test-password', accessKey: 'unused', secretKey: 'unused' };
-    await restic.run(repo, ['init']);
+    repo = await localRepository(restic, work);
   }, 30_000);
-  afterAll(() => {
-    etcd.stop();
-    rmSync(work, { recursive: true, force: true });
-    removeScratchRoot();
-  });
+  afterAll(() => removeFixture(etcd, work));
 
   const snapshots = async () => parseSnapshots((await restic.run(repo, ['snapshots', '--json'])).stdout);
   /** Every file under dir, path → content. */

@@ -4,7 +4,7 @@
  * what it counts as new or changed). No cluster and no S3 are needed.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BackupProgress, runBackup } from '../../src/engine/backup.ts';
@@ -14,9 +14,10 @@ import { EngineError } from '../../src/engine/errors.ts';
 import { restoreBackup } from '../../src/engine/restore.ts';
 import { parseSnapshots } from '../../src/engine/restic-output.ts';
 import { type Repository, Restic, type RunOptions, type RunResult } from '../../src/engine/restic.ts';
-import { removeScratchRoot, stableDirName } from '../../src/util/scratch.ts';
+import { stableDirName } from '../../src/util/scratch.ts';
 import { issueCertificate } from '../fixtures/certificates.ts';
 import { fakeEtcd } from '../fixtures/fake-etcd.ts';
+import { localRepository, removeFixture } from '../fixtures/local-repository.ts';
 
 describe('stallMessage', () => {
   test('names the endpoint the upload stalled at, and restic\'s last complaint before we stopped it', () => {
@@ -52,14 +53,9 @@ describe.skipIf(!hasRestic)('runBackup with restic', () => {
     writeFileSync(join(work, 'pki/ca.crt'), 'ca');
     writeFileSync(join(work, 'pki/etcd/ca.crt'), 'etcd ca');
     etcd = await fakeEtcd();
-    repo = { address: join(work, 'repo'), password: 'test-password', accessKey: 'unused', secretKey: 'unused' };
-    await restic.run(repo, ['init']);
+    repo = await localRepository(restic, work);
   }, 30_000);
-  afterAll(() => {
-    etcd.stop();
-    rmSync(work, { recursive: true, force: true });
-    removeScratchRoot();
-  });
+  afterAll(() => removeFixture(etcd, work));
 
   const backup = () => runBackup(restic, { etcd: { endpoint: etcd.endpoint }, certsDir: join(work, 'pki'), repo, host: 'cp-1', tags: ['daily'] });
 
