@@ -209,7 +209,7 @@ describe('bad input ends in Failed with the reason, a Warning event, and no pod'
       setup: () => apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupRecord
 metadata: { name: mbr-0123abcd, namespace: ${ns} }
-spec: { snapshotId: 0123abcd, policy: pol, backuploc: loc }
+spec: { snapshotId: "0123abcd", policy: pol, backuploc: loc }
 `),
       message: /snapshot 0123abcd of MetadataBackupRecord "mbr-0123abcd" is no longer in BackupLocation "loc"'s repository/,
     },
@@ -223,7 +223,7 @@ spec: { snapshotId: 0123abcd, policy: pol, backuploc: loc }
         apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupRecord
 metadata: { name: mbr-badloc, namespace: ${ns} }
-spec: { snapshotId: ${record.spec.snapshotId}, policy: pol, backuploc: loc-no-secret }
+spec: { snapshotId: "${record.spec.snapshotId}", policy: pol, backuploc: loc-no-secret }
 `);
       },
       message: /BackupLocation "loc-no-secret" is not ready: credentials Secret "missing-secret" not found/,
@@ -291,7 +291,7 @@ describe('a restore pod that does not finish properly', () => {
     apply(`apiVersion: kubedr.catalogicsoftware.com/v1alpha1
 kind: MetadataBackupRecord
 metadata: { name: ${copy}, namespace: ${ns} }
-spec: { snapshotId: ${record.spec.snapshotId}, policy: pol, backuploc: loc }
+spec: { snapshotId: "${record.spec.snapshotId}", policy: pol, backuploc: loc }
 `);
     const patched = kubectl(['patch', 'mbr', copy, '-n', ns, '--subresource=status', '--type', 'merge', '-p',
       JSON.stringify({ status: { etcdSnapshotSha256: wrong } })]);

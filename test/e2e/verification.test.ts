@@ -118,8 +118,9 @@ describe('a backup damaged in S3 after it was taken', () => {
     expect(v.message).toMatch(/^verifying backup \w+ failed: /);
     await eventually(() => expect(events(ns, 'damaged').map((e) => [e.type, e.reason])).toContainEqual(['Warning', 'BackupVerificationFailed']));
     expect(metricValue(await controller.metrics(), 'kubedr_backup_verification_failures_total', { policyName: 'damaged' })).toBeGreaterThanOrEqual(1);
-    // A failed verification is not a failed backup.
-    expect(policy('damaged').status?.backupStatus).toBe('Completed');
+    // A failed verification is not a failed backup. The policy may already be Running: once the repository is
+    // repaired (below), a fresh backup is taken at once, and the CI run of 2026-12-06 read the status after it began.
+    expect(['Completed', 'Running']).toContain(policy('damaged').status?.backupStatus ?? '');
 
     // What follows: the repository is read whole and repaired (damaged packs removed, intact data salvaged), the records
     // that lost data say so, the policy is told in plain words, and a new backup is taken at once, which restores.
