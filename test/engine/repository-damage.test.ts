@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkRepository, findAndRepairDamage, damagedSnapshots, parseRepairSnapshotsDryRun } from '../../src/engine/repository-damage.ts';
 import { type Repository, Restic } from '../../src/engine/restic.ts';
+import { localRepository } from '../fixtures/local-repository.ts';
 
 const resticVersion = spawnSync('restic', ['version'], { encoding: 'utf8' }).stdout ?? '';
 const minor = Number(/restic 0\.(\d+)/.exec(resticVersion)?.[1] ?? 0);
@@ -26,10 +27,9 @@ const backup = (src: string) => {
 };
 const packs = () => readdirSync(join(repo.address, 'data')).flatMap((d) => readdirSync(join(repo.address, 'data', d)).map((f) => join(repo.address, 'data', d, f)));
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kdr-damage-'));
-  repo = { address: join(dir, 'repo'), password: 'pw', accessKey: '', secretKey: '' };
-  spawnSync('restic', ['init', '-q'], { env: env() });
+  repo = await localRepository(restic, dir);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -19,6 +19,7 @@ import { EtcdClient } from '../../../src/engine/etcd-client.ts';
 import { type Repository, Restic } from '../../../src/engine/restic.ts';
 import { startThrowawayEtcd, type ThrowawayEtcd } from '../../../src/engine/throwaway-etcd.ts';
 import { freePort } from '../../../src/util/net.ts';
+import { localRepository } from '../../fixtures/local-repository.ts';
 
 const origin = { clusterId: 'uid-1', clusterName: 'test', namespace: 'kubedr' };
 const restic = new Restic();
@@ -57,8 +58,7 @@ async function snapshotContents(file: string): Promise<{ map: Map<string, string
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kdr-continuous-'));
-  repo = { address: join(dir, 'repo'), password: 'pw', accessKey: '', secretKey: '' };
-  spawnSync('restic', ['init', '-q'], { env: { ...process.env, RESTIC_PASSWORD: 'pw', RESTIC_REPOSITORY: repo.address } });
+  repo = await localRepository(restic, dir);
   endpoint = `http://127.0.0.1:${await freePort()}`;
   const peer = `http://127.0.0.1:${await freePort()}`;
   etcdProc = Bun.spawn(['etcd', '--name', 'live', '--data-dir', join(dir, 'live'), '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
@@ -180,7 +180,7 @@ describe('continuous backup, engine', () => {
   test('a verification under the shared lock waits while another writer holds the repository exclusively, then passes', async () => {
     const rev = stored.at(-1)!.toRevision;
     // A real restic holding the exclusive lock (as a prune does): `key passwd` takes it, then waits for the new password.
-    const holder = Bun.spawn(['restic', 'key', 'passwd'], { env: { ...process.env, RESTIC_PASSWORD: 'pw', RESTIC_REPOSITORY: repo.address },
+    const holder = Bun.spawn(['restic', 'key', 'passwd'], { env: { ...process.env, RESTIC_PASSWORD: repo.password, RESTIC_REPOSITORY: repo.address },
       stdin: 'pipe', stdout: 'ignore', stderr: 'ignore' });
     for (let i = 0; i < 100 && !spawnSync('ls', [join(repo.address, 'locks')], { encoding: 'utf8' }).stdout.trim(); i++) await Bun.sleep(100);
     const started = Date.now();
