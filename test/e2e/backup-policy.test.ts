@@ -14,7 +14,7 @@ import type { MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/t
 import { verifySnapshotFile } from '../../src/engine/etcd-snapshot.ts';
 import { startExtraEtcd, startProcAgain, stopExtra, stopProc } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
+  ControllerProcess, FAILOVER_TIMINGS, apply, backupNow, bootSnapshot, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl,
   events, eventually, fillEtcd, getJson, refillEtcd, kubectl, pem, locationSecretYaml, locationYaml, metricValue, policyYaml, resticAt, extractArchiveByHand, uniqueBucket, locationInit
 } from '../support/e2e.ts';
 import { createS3User, newS3Keys } from '../support/s3.ts';
@@ -435,7 +435,7 @@ describe('a big etcd: interruption and a stalled upload', () => {
   test('a controller killed mid-backup leaves no record without a snapshot; restarted, it reports the interruption and the next run succeeds', async () => {
     await controller.stop();
     // The container runtime kills every process of a container at once; setsid + a group kill plays that part here.
-    controller = await ControllerProcess.start(ns, flags, { prefix: ['setsid'] });
+    controller = await ControllerProcess.start(ns, [...flags, ...FAILOVER_TIMINGS], { prefix: ['setsid'] });
     refillEtcd(big, 120); // an upload long enough to kill it in (see above)
     const r = kubectl(['annotate', 'mbp', 'big', '-n', ns, '--overwrite', `${BACKUP_NOW_ANNOTATION}=killed`]);
     expect(r.code).toBe(0);

@@ -17,7 +17,7 @@ import { restorableWindows } from '../../src/engine/continuous/window.ts';
 import { Restic } from '../../src/engine/restic.ts';
 import { extraEtcdDataDir, startExtraApiserver, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, admin, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, events,
+  ControllerProcess, FAILOVER_TIMINGS, admin, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, etcdctl, events,
   eventually, freePort, getJson, hostPathClaim, kubectl, kubedrImage, locationInit, locationSecretYaml, locationYaml, metricValue, nodeRepository, policyYaml, repoRoot, uniqueBucket,
 } from '../support/e2e.ts';
 
@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 /** The chain proven every 20 s (default 6 h), in the controller's process: it has no image for pods here. */
-const VERIFY_OFTEN = ['--continuous-verify-interval', '20s'];
+const VERIFY_OFTEN = [...FAILOVER_TIMINGS, '--continuous-verify-interval', '20s'];
 const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'continuous', '-n', ns]);
 const repo = () => nodeRepository(bucket, password);
 /** The kubedr command line as an operator runs it with the cluster gone: the location's Secret as saved, S3. */

@@ -18,7 +18,7 @@ import { restorableWindows } from '../../src/engine/continuous/window.ts';
 import { Restic } from '../../src/engine/restic.ts';
 import { freezeS3, restartApiserver, startProcAgain, stopProc } from '../../scripts/cluster/node.ts';
 import {
-  ControllerProcess, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, getJson, kubectl,
+  ControllerProcess, FAILOVER_TIMINGS, apply, bootSnapshot, cluster, configMapInEtcd, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, getJson, kubectl,
   locationInit, locationSecretYaml, locationYaml, nodeRepository, policyYaml, uniqueBucket, withRestart,
 } from '../support/e2e.ts';
 
@@ -27,7 +27,7 @@ let controller: ControllerProcess;
 let dir: string;
 const bucket = uniqueBucket('outage');
 const password = `outage-pw-${crypto.randomUUID()}`;
-const VERIFY_OFTEN = ['--continuous-verify-interval', '20s'];
+const VERIFY_OFTEN = [...FAILOVER_TIMINGS, '--continuous-verify-interval', '20s'];
 const policy = () => getJson<MetadataBackupPolicy>(['mbp', 'continuous', '-n', ns]);
 const repo = () => nodeRepository(bucket, password);
 const restoredValue = (endpoint: string, name: string) => configMapInEtcd(endpoint, ns, name);

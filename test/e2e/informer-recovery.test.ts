@@ -6,7 +6,7 @@
 import { afterEach, beforeAll, expect, test } from 'bun:test';
 import { restartApiserver } from '../../scripts/cluster/node.ts';
 import type { BackupLocation } from '../../src/api/types.ts';
-import { ControllerProcess, apply, leaseOutlastingRestarts, withRestart, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson,
+import { ControllerProcess, FAILOVER_TIMINGS, apply, leaseOutlastingRestarts, withRestart, cluster, createNamespace, deleteNamespace, ensureCrds, eventually, getJson,
   locationSecretYaml, locationYaml, uniqueBucket } from '../support/e2e.ts';
 
 let ns: string;
@@ -62,13 +62,13 @@ test('an API server restart within the renew deadline: watches reconnect, new an
 
 test('an outage past the renew deadline: the leader exits 1 to be restarted, and a restarted controller carries on', async () => {
   setup();
-  controller = await ControllerProcess.start(ns);  // test timings: 3 s renew deadline
+  controller = await ControllerProcess.start(ns, FAILOVER_TIMINGS);  // a 3 s renew deadline
   await eventually(() => expect(controller!.logs).toContain('became leader'));
   await restartApiserver(cluster(), 4_000);
   expect(await controller.exited).toBe(1);
   expect(controller.logs).toContain('leadership lost');
 
-  controller = await ControllerProcess.start(ns);
+  controller = await ControllerProcess.start(ns, FAILOVER_TIMINGS);
   apply(locationYaml(ns, 'after-restart', { bucketName: uniqueBucket('rec'), credentials: 's3-creds' }));
   await status('after-restart', 'Completed');
 }, withRestart(120_000));

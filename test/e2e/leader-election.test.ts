@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ADMIN_TOKEN, controlPlanePid, startExtraEtcd, stopExtra } from '../../scripts/cluster/node.ts';
 import { BACKUP_NOW_ANNOTATION } from '../../src/api/group.ts';
 import type { BackupLocation, Lease, MetadataBackupPolicy, MetadataBackupRecord } from '../../src/api/types.ts';
-import { ControllerProcess, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
+import { ControllerProcess, FAILOVER_TIMINGS, apply, cluster, createNamespace, deleteNamespace, ensureCrds, etcdSecretYaml, eventually, fillEtcd,
   getJson, kubeconfigWithUser, kubectl, locationSecretYaml, locationYaml, policyYaml, resticAt, uniqueBucket } from '../support/e2e.ts';
 
 let ns: string;
@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 
 async function start(identity: string): Promise<ControllerProcess> {
-  const c = await ControllerProcess.start(ns, ['--identity', identity]);
+  const c = await ControllerProcess.start(ns, [...FAILOVER_TIMINGS, '--identity', identity]);
   running.push(c);
   return c;
 }
@@ -237,7 +237,7 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
 `);
     chmodSync(plugin, 0o755);
     const kubeconfig = kubeconfigWithUser(join(dir, 'kubeconfig'), `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}`);
-    const f = await ControllerProcess.start(ns, ['--identity', 'replica-f'], { kubeconfig });
+    const f = await ControllerProcess.start(ns, [...FAILOVER_TIMINGS, '--identity', 'replica-f'], { kubeconfig });
     running.push(f);
     await eventually(() => expect(leads(f)).toBe(true), 20_000, 200);
     const ledAt = tsOf(f, 'became leader');

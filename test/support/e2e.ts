@@ -259,6 +259,14 @@ export function leaseOutlastingRestarts(retryPeriod = '1s'): string[] {
   return ['--leader-elect-lease-duration', `${renew + 30}s`, '--leader-elect-renew-deadline', `${renew}s`, '--leader-elect-retry-period', retryPeriod];
 }
 
+/**
+ * Leader-election flags for the tests about failover, and for those that kill a controller and start another: a short
+ * lease (a successor waits out the killed holder's lease duration) and a 3 s renew deadline. Only these tests get them:
+ * under load (two test nodes, a browse pod starting) a renewal can miss 3 s, and a controller that loses its lease exits,
+ * which a test harness does not restart as a kubelet would. Every other test runs with the chart's timings.
+ */
+export const FAILOVER_TIMINGS = ['--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '500ms'];
+
 /** A test's time limit that allows for one API server restart on top of `ms`. */
 export const withRestart = (ms: number) => ms + STATIC_START_MS;
 
@@ -287,7 +295,9 @@ export class ControllerProcess {
   }
 
   /**
-   * Starts `kubedr controller` for `namespace` with short test timings. `opts.kubeconfig: null` gives it no kubeconfig
+   * Starts `kubedr controller` for `namespace` with short test timings, and the chart's leader-election timings (15 s
+   * lease, 10 s renew deadline, 2 s retry) unless `extraArgs` bring others (FAILOVER_TIMINGS, leaseOutlastingRestarts:
+   * a later flag wins). `opts.kubeconfig: null` gives it no kubeconfig
    * (in-cluster credentials); `opts.prefix` wraps the command (e.g. in `unshare`); `opts.env` replaces the environment;
    * `opts.startTimeoutMs` is how long it may take to serve (30 s; it waits for the API server first).
    */
@@ -297,7 +307,7 @@ export class ControllerProcess {
     const proc = Bun.spawn([...(opts.prefix ?? []), process.execPath, join(repoRoot, 'src/main.ts'), 'controller',
       ...(kubeconfig ? ['--kubeconfig', kubeconfig] : []),
       '--namespace', namespace, '--http-port', '0', '--http-address', '127.0.0.1', '--log-level', 'debug',
-      '--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '500ms',
+      '--leader-elect-lease-duration', '15s', '--leader-elect-renew-deadline', '10s', '--leader-elect-retry-period', '2s',
       '--shutdown-timeout', '10s', '--location-retry-base', '2s', '--forget-retry', '3s', ...extraArgs],
     { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: opts.env ?? process.env });
     const c = new ControllerProcess(proc);
