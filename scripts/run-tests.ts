@@ -8,21 +8,21 @@
  *
  * Written here rather than with `bun test`'s own options: it has no sharding across processes and no way to give each
  * process a cluster of its own.
- *   KUBEDR_TEST_NODES  how many nodes (default 1. Two took 31.8 min on 2 cores against 66.7 min on one, but under their
- *                      load a test controller's 3 s lease renewal can fail: docs/development.md)
+ *   KUBEDR_TEST_NODES  how many nodes (default 2 on a machine with two cores or more, else 1: on 2 cores the full run took
+ *                      32.6 min on two against 64 min on one; three did not hold: docs/development.md)
  *   KUBEDR_TEST_MATCH  only the test files whose path matches this regular expression
  *   KUBEDR_CONTROL_PLANE  static-pods (default: etcd and kube-apiserver as kubeadm runs them) or processes (faster restarts)
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dir, '..');
 const cacheDir = process.env.KUBEDR_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'kubedr-testenv');
 const timesFile = join(cacheDir, 'test-durations.json');
 const base = resolve(process.env.KUBEDR_TESTENV_DIR ?? join(root, '.testenv'));
-const nodeCount = Math.max(1, Number(process.env.KUBEDR_TEST_NODES ?? 1));
+const nodeCount = Math.max(1, Number(process.env.KUBEDR_TEST_NODES ?? Math.min(2, availableParallelism())));
 const controlPlane = process.env.KUBEDR_CONTROL_PLANE ?? 'static-pods';
 const bun = process.execPath;
 

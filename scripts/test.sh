@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: installs what is missing, type-checks, starts the test cluster (a real single-node Kubernetes in a network
 # namespace of its own: scripts/cluster/), runs every test inside that namespace, stops the cluster. With no arguments,
-# every test file runs, each file in a bun test of its own (scripts/run-tests.ts; several nodes side by side with KUBEDR_TEST_NODES).
+# every test file runs, each file in a bun test of its own (scripts/run-tests.ts; on two nodes side by side where the machine has two cores, KUBEDR_TEST_NODES to choose).
 # The node runs etcd and kube-apiserver as static pods, as kubeadm does (KUBEDR_CONTROL_PLANE=processes: as processes).
 # Extra arguments go to `bun test` (e.g. `npm test -- test/e2e/backup-location.test.ts`).
 set -euo pipefail
@@ -17,7 +17,7 @@ bun scripts/gen-crds.ts --check
 echo "== test cluster, then tests (end-to-end tests wait on real processes: two minutes each at most)" >&2
 status=0
 if [ $# -eq 0 ]; then
-  # Every file, each in a bun test of its own (scripts/run-tests.ts; KUBEDR_TEST_NODES=2 spreads them over two nodes).
+  # Every file, each in a bun test of its own (scripts/run-tests.ts: two nodes side by side by default, KUBEDR_TEST_NODES=1 for one).
   PATH="$(scripts/cluster/fetch-trixie.sh)/bin:$PATH" bun scripts/run-tests.ts || status=$?
 else
   KUBEDR_CONTROL_PLANE="${KUBEDR_CONTROL_PLANE:-static-pods}" \
