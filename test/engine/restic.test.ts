@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineError } from '../../src/engine/errors.ts';
 import { type Repository, Restic } from '../../src/engine/restic.ts';
-import { removeScratchRoot } from '../../src/util/scratch.ts';
 import { type SilentEndpoint, silentEndpoint } from '../support/listener.ts';
 
 let endpoint: SilentEndpoint;
@@ -46,7 +45,6 @@ echo ok
 afterAll(() => {
   endpoint.close();
   rmSync(dir, { recursive: true, force: true });
-  removeScratchRoot();
 });
 
 const read = (f: string) => readFileSync(join(dir, f), 'utf8');

@@ -8,11 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import {
-  type Owner, claimStableDir, ownerRuns, processStart, removeScratchRoot, scratchDir, stableDirName, sweepStale,
+  type Owner, claimStableDir, ownerRuns, processStart, scratchDir, stableDirName, sweepStale,
 } from '../../src/util/scratch.ts';
-
-// bun test runs no exit handlers: remove this process's scratch root ourselves (it is recreated if needed again).
-afterAll(removeScratchRoot);
 
 const onLinux = processStart('self') !== undefined;
 let base: string;
